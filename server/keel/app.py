@@ -1,0 +1,122 @@
+"""The composition root: the one place that knows every adapter and wires them to the engine.
+
+Everything else receives its collaborators; nothing reaches for a global. Tests build engines
+through :func:`open_engine` with their own sink, approver and environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from keel.config import KeelConfig
+from keel.engine.models import Tier
+from keel.engine.ports import Approver, EventSink, ModelClient
+from keel.engine.session import Engine
+from keel.ledger import GitLedger
+from keel.plugins.registry import detect_plugins
+from keel.process import SubprocessRunner
+from keel.providers import ProviderSettings, build_model_client
+from keel.store import SqliteStore
+
+
+def store_path(workspace: Path) -> Path:
+    return workspace / ".keel" / "keel.db"
+
+
+def provider_settings(config: KeelConfig, env: Mapping[str, str]) -> ProviderSettings:
+    compatible = config.providers.get("openai-compatible")
+    key_env = {name: p.api_key_env for name, p in config.providers.items() if p.api_key_env}
+    return ProviderSettings(
+        env=env,
+        openai_compatible_base_url=compatible.base_url if compatible else None,
+        api_key_env={**ProviderSettings().api_key_env, **key_env},
+        timeout_s=config.network.timeout_s,
+        max_retries=config.network.max_retries,
+        retry_base_delay_s=config.network.retry_base_delay_s,
+        prices=dict(config.prices),
+    )
+
+
+def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, ModelClient]:
+    """One client per distinct model name; tiers naming the same model share it."""
+    settings = provider_settings(config, env)
+    by_name: dict[str, ModelClient] = {}
+    clients = {}
+    for tier in Tier:
+        spec = config.models.for_tier(tier)
+        if spec not in by_name:
+            by_name[spec] = build_model_client(spec, settings)
+        clients[tier] = by_name[spec]
+    return clients
+
+
+def secrets_of(config: KeelConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """The values that must never be stored or logged: every configured API key."""
+    names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    names |= {p.api_key_env for p in config.providers.values() if p.api_key_env}
+    return {name: env[name] for name in names if env.get(name)}
+
+
+def command_runner(env: Mapping[str, str]) -> SubprocessRunner:
+    """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    return SubprocessRunner(base_env=dict(env), extra_env={"PATH": path})
+
+
+@dataclass
+class Services:
+    """The adapters of one workspace, for commands that do not run a session."""
+
+    ledger: GitLedger
+    store: SqliteStore
+
+
+@asynccontextmanager
+async def open_services(workspace: Path) -> AsyncIterator[Services]:
+    ledger = await GitLedger.open(workspace)
+    store = await SqliteStore.open(store_path(workspace))
+    try:
+        yield Services(ledger, store)
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def open_engine(
+    workspace: Path,
+    task: str,
+    config: KeelConfig,
+    *,
+    sink: EventSink,
+    approver: Approver,
+    auto_approve: bool,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Engine]:
+    """Build an engine for ``workspace``; closes the store and model clients afterwards."""
+    env = dict(os.environ if env is None else env)
+    clients = model_clients(config, env)
+    runner = command_runner(env)
+    async with open_services(workspace) as services:
+        try:
+            yield Engine(
+                workspace=workspace,
+                clients=clients,
+                plugins=detect_plugins(workspace, task, runner=runner),
+                ledger=services.ledger,
+                store=services.store,
+                runner=runner,
+                sink=sink,
+                approver=approver,
+                settings=config.engine_settings(auto_approve=auto_approve),
+                secrets=secrets_of(config, env),
+            )
+        finally:
+            for client in {id(c): c for c in clients.values()}.values():
+                close = getattr(client, "aclose", None)
+                if close is not None:
+                    await close()

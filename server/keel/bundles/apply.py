@@ -1,0 +1,148 @@
+"""Applying an artifact bundle to a sandbox tree, all or nothing.
+
+Application runs in two phases (aider's dry run, then write): :func:`plan_changes` computes
+every file's new bytes in memory and collects *every* problem (bad path, write outside the
+node's ownership, patch that does not apply) so the model hears about all of them at once;
+only a bundle with no problem is written, by :func:`write_changes`, each file atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keel.bundles.model import ArtifactBundle
+from keel.bundles.patch import PatchError, apply_patch
+from keel.bundles.paths import PathError, normalize, resolve_inside
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the bundle cannot be applied; ``kind`` is ``path``, ``ownership`` or ``patch``."""
+
+    kind: str
+    path: str
+    message: str
+
+
+@dataclass
+class ChangeSet:
+    """The planned effect of a bundle: new bytes per path (``None`` deletes) and the old bytes."""
+
+    changes: dict[str, bytes | None] = field(default_factory=dict)
+    base: dict[str, bytes | None] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def content_hash(self) -> str:
+        """The bundle id's basis: a hash of the sorted (path, new content) pairs."""
+        digest = hashlib.sha256()
+        for path in sorted(self.changes):
+            data = self.changes[path]
+            digest.update(path.encode() + b"\0")
+            digest.update(b"-" if data is None else b"+" + hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+
+def _read(location: Path) -> bytes | None:
+    try:
+        return location.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError as exc:
+        raise PathError(f"{location.name}: is a directory, not a file") from exc
+
+
+def _owned(path: str, owns: Iterable[str]) -> bool:
+    for owned in owns:
+        owned = owned.rstrip("/")
+        if path == owned or path.startswith(owned + "/"):
+            return True
+    return False
+
+
+def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> ChangeSet:
+    """Work out what ``bundle`` would do to the tree at ``root``, without writing anything."""
+    result = ChangeSet()
+    owned = [normalize(path) for path in owns]
+    operations: list[tuple[str, str, str | None]] = [
+        *(("write", w.path, w.content) for w in bundle.writes),
+        *(("diff", d.path, d.patch) for d in bundle.diffs),
+        *(("delete", p, None) for p in bundle.deletes),
+    ]
+    for kind, raw_path, payload in operations:
+        try:
+            path = normalize(raw_path)
+            location = resolve_inside(root, path)
+        except PathError as exc:
+            result.problems.append(Problem("path", raw_path, str(exc)))
+            continue
+        if not _owned(path, owned):
+            result.problems.append(
+                Problem("ownership", path, f"{path} is not owned by this node (owns: {owned})")
+            )
+            continue
+        if path in result.changes:
+            result.problems.append(Problem("path", path, f"{path} is changed twice in one bundle"))
+            continue
+        try:
+            before = _read(location)
+        except PathError as exc:
+            result.problems.append(Problem("path", path, str(exc)))
+            continue
+        result.base[path] = before
+        try:
+            result.changes[path] = _new_content(kind, path, before, payload)
+        except (PatchError, UnicodeDecodeError) as exc:
+            result.problems.append(Problem("patch", path, str(exc)))
+    return result
+
+
+def _new_content(kind: str, path: str, before: bytes | None, payload: str | None) -> bytes | None:
+    if kind == "write":
+        assert payload is not None
+        return payload.encode()
+    if kind == "delete":
+        if before is None:
+            raise PatchError(f"cannot delete {path}: it does not exist")
+        return None
+    assert payload is not None
+    text = None if before is None else before.decode()
+    after = apply_patch(path, text, payload)
+    return None if after is None else after.encode()
+
+
+def write_atomically(location: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory, fsync, then rename over the target."""
+    location.parent.mkdir(parents=True, exist_ok=True)
+    mode = location.stat().st_mode & 0o777 if location.exists() else 0o644
+    fd, temporary = tempfile.mkstemp(
+        dir=location.parent, prefix=f".{location.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, location)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:
+    """Write a problem-free change set into ``root`` (a sandbox)."""
+    for path, data in changes.items():
+        location = resolve_inside(root, path)
+        if data is None:
+            location.unlink(missing_ok=True)
+        else:
+            write_atomically(location, data)

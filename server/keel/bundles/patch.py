@@ -1,0 +1,100 @@
+"""Applying a model's unified diff to one file's text, strictly.
+
+The patch is parsed with unidiff. Each hunk's old lines (context and removals) must match
+the file exactly, at the stated line or, failing that, at exactly one other place: models
+often get line numbers wrong but context right. Anything else is a :class:`PatchError` whose
+message tells the model which hunk failed and why, so the next attempt can fix it.
+"""
+
+from __future__ import annotations
+
+from unidiff.patch import PatchSet
+from unidiff.errors import UnidiffParseError
+
+
+class PatchError(ValueError):
+    """A patch that does not parse or does not apply."""
+
+
+def _strip_prefix(name: str) -> str:
+    if name.startswith(("a/", "b/")):
+        return name[2:]
+    return name
+
+
+def _split(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _find(lines: list[str], block: list[str], hint: int) -> int:
+    """Where ``block`` starts in ``lines``: at ``hint`` if it matches there, else its one match."""
+    size = len(block)
+    if lines[hint : hint + size] == block:
+        return hint
+    matches = [i for i in range(len(lines) - size + 1) if lines[i : i + size] == block]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise PatchError("its context and removed lines do not match the file")
+    raise PatchError(f"its context matches {len(matches)} places; include more context lines")
+
+
+def apply_patch(path: str, original: str | None, patch: str) -> str | None:
+    """Apply ``patch`` to ``original`` (``None``: the file does not exist).
+
+    Returns the new text, or ``None`` when the patch deletes the file.
+    """
+    try:
+        patch_set = PatchSet(patch if patch.endswith("\n") else patch + "\n")
+    except UnidiffParseError as exc:
+        raise PatchError(f"patch for {path} does not parse as a unified diff: {exc}") from exc
+    if len(patch_set) != 1:
+        raise PatchError(f"patch for {path} must change exactly one file, not {len(patch_set)}")
+    patched = patch_set[0]
+    target = _strip_prefix(patched.target_file)
+    if not patched.is_removed_file and target != path:
+        raise PatchError(f"patch for {path} names {target} in its +++ header")
+    if patched.is_added_file:
+        if original is not None:
+            raise PatchError(f"patch for {path} creates the file, but it already exists")
+        original = ""
+    if original is None:
+        raise PatchError(f"patch for {path}: the file does not exist; use a write instead")
+    if patched.is_removed_file:
+        return None
+    lines = _split(original)
+    offset = 0
+    for number, hunk in enumerate(patched, start=1):
+        old = [line.value for line in hunk if line.is_context or line.is_removed]
+        new = [line.value for line in hunk if line.is_context or line.is_added]
+        _restore_missing_newlines(hunk, old, new)
+        hint = max(hunk.source_start - 1 + offset, 0)
+        try:
+            start = _find(lines, old, hint) if old else min(hint, len(lines))
+        except PatchError as exc:
+            raise PatchError(
+                f"hunk {number} of the patch for {path} does not apply: {exc}"
+            ) from exc
+        lines[start : start + len(old)] = new
+        offset += len(new) - len(old)
+    return "".join(lines)
+
+
+def _restore_missing_newlines(hunk: object, old: list[str], new: list[str]) -> None:
+    """unidiff keeps "\\ No newline at end of file" as a marker line; honour it.
+
+    Lines are compared with their newline, so a last line without one must lose it here.
+    """
+    values = [(line.line_type, line.value) for line in hunk]  # type: ignore[attr-defined]
+    for index, (kind, _value) in enumerate(values):
+        if kind != "\\" or index == 0:
+            continue
+        before_kind = values[index - 1][0]
+        targets = []
+        if before_kind in (" ", "-"):
+            targets.append(old)
+        if before_kind in (" ", "+"):
+            targets.append(new)
+        for block in targets:
+            if block and block[-1].endswith("\n"):
+                block[-1] = block[-1][:-1]

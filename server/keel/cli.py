@@ -1,0 +1,338 @@
+"""The ``keel`` command line: argument parsing and terminal output, no logic of its own.
+
+Exit status (contract section 3): 0 only when every node converged and the sheaf check
+passed; 1 for a partial or failed session; 2 for bad usage or configuration; 3 when a budget
+stopped the session; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keel import __version__
+from keel.app import open_engine, open_services
+from keel.config import load_config
+from keel.engine.models import LedgerEntry
+from keel.engine.ports import ApprovalRequest, ConfigError, Decision, KeelError
+from keel.engine.session import SessionResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+DEMO_TASK = (
+    "Create a Python calculator package with add, subtract, multiply, divide operations. "
+    "Include type hints, a pyproject.toml with build-system, and comprehensive pytest tests."
+)
+
+
+class JsonSink:
+    """``--json``: one event object per line on stdout and nothing else there."""
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        sys.stdout.write(json.dumps(event, default=str) + "\n")
+        sys.stdout.flush()
+
+
+class TerminalSink:
+    """Human-readable progress lines."""
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        line = describe_event(event)
+        if line:
+            print(line, flush=True)
+
+
+def _energy(event: Mapping[str, Any]) -> str:
+    parts = " ".join(
+        f"{c}={event.get('v_' + c, 0):.2f}" for c in ("syn", "str", "log", "boot", "sheaf")
+    )
+    return f"V(x)={event.get('v', 0):.3f} [{parts}]"
+
+
+def describe_event(event: Mapping[str, Any]) -> str | None:
+    kind, node = event.get("type"), event.get("node")
+    if kind == "session_started":
+        return f"[session] {event['session']}: {event['task']}\n[models] " + ", ".join(
+            f"{tier}={model}" for tier, model in event["models"].items()
+        )
+    if kind == "plan_invalid":
+        return f"[plan] attempt {event['attempt']} invalid: " + "; ".join(event["errors"])
+    if kind == "plan_ready":
+        lines = [f"[plan] {len(event['nodes'])} nodes"]
+        for n in event["nodes"]:
+            deps = f" <- {', '.join(n['depends_on'])}" if n["depends_on"] else ""
+            lines.append(
+                f"  {n['id']}: {n['title']} ({n['kind']}) owns {', '.join(n['owns']) or '-'}{deps}"
+            )
+        return "\n".join(lines)
+    if kind == "node_started":
+        return f"[{node}] started: {event['title']}"
+    if kind == "bundle_generated":
+        extra = f"; problems: {'; '.join(event['problems'])}" if event["problems"] else ""
+        files = ", ".join(event["files"]) or "(no files)"
+        return f"[{node}] attempt {event['attempt']} bundle: {files}{extra}"
+    if kind == "verification":
+        who = node or "sheaf"
+        verdict = "STABLE" if event["stable"] else "unstable"
+        lines = [f"[{who}] {_energy(event)} eps={event['epsilon']} -> {verdict}"]
+        lines += [
+            f"    {e.get('source')}: {e.get('test_id') or e.get('path') or e.get('command') or ''} "
+            f"{e.get('message', '')}".rstrip()
+            for e in event["evidence"][:8]
+        ]
+        if event.get("degraded"):
+            lines.append(f"    degraded sensors: {', '.join(event['degraded'])}")
+        return "\n".join(lines)
+    if kind == "node_retrying":
+        return f"[{node}] retrying (attempt {event['attempt']}) with the evidence"
+    if kind == "awaiting_approval":
+        return f"[{node}] awaiting approval (complexity {event['complexity']})"
+    if kind == "node_committed":
+        return f"[{node}] committed {event['ledger'][:12]}"
+    if kind == "node_escalated":
+        return f"[{node}] ESCALATED: {event['reason']}"
+    if kind in ("node_failed", "node_waiting", "plan_failed", "warning"):
+        return f"[{node or kind}] {event.get('reason') or event.get('message')}"
+    if kind == "budget_exceeded":
+        return f"[budget] {event['message']}"
+    if kind == "session_finished":
+        t = event["totals"]
+        return (
+            f"[done] {event['outcome']}"
+            f"{(' (' + event['reason'] + ')') if event.get('reason') else ''}: "
+            f"{t['committed']}/{t['nodes']} nodes committed, {t['calls']} model calls, "
+            f"{t['input_tokens']}+{t['output_tokens']} tokens, ${t['cost_usd']:.4f}, "
+            f"{t['wall_time_s']}s"
+        )
+    return None
+
+
+class TerminalApprover:
+    """Asks on the terminal when there is one; otherwise nobody can approve (returns None)."""
+
+    def __init__(self, interactive: bool) -> None:
+        self._interactive = interactive
+
+    async def _ask(self, question: str) -> str:
+        def read() -> str:
+            sys.stderr.write(question)
+            sys.stderr.flush()
+            return sys.stdin.readline().strip().lower()
+
+        return await asyncio.to_thread(read)
+
+    async def review(self, request: ApprovalRequest) -> Decision | None:
+        if not self._interactive:
+            return None
+        while True:
+            answer = await self._ask(
+                f"\nApprove {request.node_id} ({request.title}), V(x)={request.energy['v']:.3f}? "
+                "[y]es / [n]o / [d]iff: "
+            )
+            if answer in ("y", "yes"):
+                return Decision(approved=True, actor="user")
+            if answer in ("n", "no"):
+                reason = await self._ask("Reason (sent to the model, optional): ")
+                return Decision(approved=False, actor="user", feedback=reason)
+            if answer in ("d", "diff"):
+                sys.stderr.write(request.diff)
+
+    async def approve_command(self, node_id: str, command: str) -> bool:
+        if not self._interactive:
+            return False
+        answer = await self._ask(
+            f"\n{node_id} wants to run `{command}` (not on the allow-list). Run it? [y/N]: "
+        )
+        return answer in ("y", "yes")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    names = (
+        "model",
+        "architect_model",
+        "actuator_model",
+        "verifier_model",
+        "speculator_model",
+        "mode",
+        "complexity_k",
+        "energy_weights",
+        "stability_threshold",
+        "max_cost",
+        "max_steps",
+        "max_attempts",
+        "defer_tests",
+        "log_llm",
+    )
+    return {name: getattr(args, name, None) for name in names}
+
+
+def exit_status(result: SessionResult) -> int:
+    if result.budget_stop:
+        return EXIT_BUDGET
+    return EXIT_OK if result.outcome == "success" else EXIT_FAILED
+
+
+async def run_agent(args: argparse.Namespace, task: str, flags: Mapping[str, Any]) -> int:
+    workspace = args.workspace
+    config = load_config(workspace, flags=flags)
+    sink = JsonSink() if args.json else TerminalSink()
+    approver = TerminalApprover(interactive=sys.stdin.isatty() and not args.yes)
+    async with open_engine(
+        workspace, task, config, sink=sink, approver=approver, auto_approve=args.yes
+    ) as engine:
+        result = await engine.run(task)
+    if not args.json and result.reason:
+        print(f"keel: {result.reason}", file=sys.stderr)
+    return exit_status(result)
+
+
+def demo_transcript() -> Path:
+    return Path(__file__).parent / "demo" / "calculator.jsonl"
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    workspace = args.workspace
+    if any(p.name != ".git" for p in workspace.iterdir()):
+        raise ConfigError(
+            f"keel demo builds a new project and needs an empty directory; {workspace} "
+            "is not empty (use -w DIR)"
+        )
+    if not args.json:
+        print(
+            "keel demo: a RECORDED model transcript drives this session (no model is reachable "
+            f"offline): {demo_transcript()}\n"
+            "Planning, sandboxes, verification (ty, pytest) and the git ledger are real.\n"
+            "To use a real model: export OPENAI_API_KEY and run "
+            '`keel agent -w DIR --model openai:gpt-4.1 "TASK"`\n'
+            "(or anthropic:MODEL, openai-compatible:MODEL with OPENAI_BASE_URL).\n"
+        )
+    flags = {"model": f"replay:{demo_transcript()}"}
+    args.yes = True
+    return await run_agent(args, DEMO_TASK, flags)
+
+
+def _entry_dict(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        key: (list(value) if isinstance(value, tuple) else value)
+        for key, value in vars(entry).items()
+    }
+
+
+async def run_ledger(args: argparse.Namespace) -> int:
+    async with open_services(args.workspace) as services:
+        ledger = services.ledger
+        if args.action == "show":
+            entry, patch = await ledger.show(_required(args.entry, "show"))
+            if args.json:
+                print(json.dumps({**_entry_dict(entry), "patch": patch}))
+            else:
+                print(
+                    f"{entry.sha}  {entry.title}\nsession {entry.session}  node {entry.node}  "
+                    f"approved by {entry.approved_by}\nenergy  {entry.energy}\n\n{patch}"
+                )
+            return EXIT_OK
+        if args.action == "rollback":
+            sha = await ledger.rollback(_required(args.entry, "rollback"))
+            print(json.dumps({"ledgerEntry": sha}) if args.json else f"reverted with {sha}")
+            return EXIT_OK
+        entries = await ledger.entries(args.recent)
+        if args.json:
+            print(json.dumps([_entry_dict(e) for e in entries]))
+        else:
+            for e in entries:
+                who = f"{e.node:<10} {e.approved_by:<9}"
+                print(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]")
+            if not entries:
+                print("(no ledger entries yet)")
+        return EXIT_OK
+
+
+def _required(entry: str | None, action: str) -> str:
+    if not entry:
+        raise ConfigError(
+            f"keel ledger {action} needs an ENTRY (a commit sha from keel ledger --recent)"
+        )
+    return entry
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keel", description="A verified coding agent.")
+    parser.add_argument("--version", action="version", version=f"keel {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    agent = sub.add_parser("agent", help="run a session headless")
+    agent.add_argument("task")
+    _workspace(agent)
+    agent.add_argument("-y", "--yes", action="store_true", help="approve what policy allows")
+    agent.add_argument("--mode", choices=("cautious", "balanced", "yolo"))
+    agent.add_argument("-k", "--complexity-k", type=int)
+    for tier in ("architect", "actuator", "verifier", "speculator"):
+        agent.add_argument(f"--{tier}-model", metavar="M")
+    agent.add_argument("--model", metavar="M", help="one model for every tier not named separately")
+    agent.add_argument("--energy-weights", metavar="A,B,G[,D,S]")
+    agent.add_argument("--stability-threshold", type=float, metavar="EPS")
+    agent.add_argument("--max-cost", type=float, metavar="USD")
+    agent.add_argument("--max-steps", type=_positive_int, metavar="N")
+    agent.add_argument("--max-attempts", type=_positive_int, metavar="N")
+    agent.add_argument("--defer-tests", action="store_true")
+    agent.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    agent.add_argument("--log-llm", action="store_true", help="store full prompts and replies")
+
+    demo = sub.add_parser("demo", help="run the bundled calculator task offline")
+    _workspace(demo)
+    demo.add_argument("--json", action="store_true")
+
+    ledger = sub.add_parser("ledger", help="list, show or roll back ledger entries")
+    ledger.add_argument("action", nargs="?", choices=("show", "rollback"))
+    ledger.add_argument("entry", nargs="?")
+    ledger.add_argument(
+        "--recent", nargs="?", type=_positive_int, const=10, default=None, metavar="N"
+    )
+    _workspace(ledger)
+    ledger.add_argument("--json", action="store_true")
+    return parser
+
+
+def _workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-w", "--workspace", default=os.getcwd(), metavar="DIR")
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "agent":
+        return await run_agent(args, args.task, _flags(args))
+    if args.command == "demo":
+        return await run_demo(args)
+    return await run_ledger(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.workspace = Path(args.workspace).resolve()
+        args.workspace.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(dispatch(args))
+    except ConfigError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeelError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("keel: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

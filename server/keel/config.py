@@ -1,0 +1,214 @@
+"""Configuration: built-in defaults < ~/.config/keel/config.toml < <workspace>/keel.toml <
+environment < command-line flags (contract section 4).
+
+Each layer is a plain nested dict; they are merged in order and validated once with pydantic,
+so an invalid value anywhere is one clear :class:`ConfigError` (exit status 2). Secrets never
+come from files: only the *name* of the variable holding a key may be configured.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keel.engine.energy import weights_from
+from keel.engine.gateway import Budget
+from keel.engine.models import Tier
+from keel.engine.ports import ConfigError
+from keel.engine.settings import EngineSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelsConfig(_Section):
+    default: str = "openai:gpt-4.1"
+    architect: str | None = None
+    actuator: str | None = None
+    verifier: str | None = None
+    speculator: str | None = None
+
+    def for_tier(self, tier: Tier) -> str:
+        return getattr(self, tier.value) or self.default
+
+
+class ProviderConfig(_Section):
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
+class EngineConfig(_Section):
+    mode: Literal["cautious", "balanced", "yolo"] = "balanced"
+    complexity_k: int = Field(3, ge=0)
+    energy_weights: list[float] = Field(default_factory=lambda: [1.0, 0.5, 2.0, 1.0, 1.0])
+    stability_threshold: float = Field(0.1, gt=0)
+    max_attempts: int = Field(3, ge=1, le=20)
+    defer_tests: bool = False
+    command_timeout_s: float = Field(120.0, gt=0)
+    speculate: bool = True
+
+    @field_validator("energy_weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        weights_from(value)  # raises ValueError with the reason
+        return value
+
+
+class BudgetConfig(_Section):
+    max_cost: float | None = Field(None, ge=0)
+    max_steps: int | None = Field(100, ge=1)
+
+
+class NetworkConfig(_Section):
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    retry_base_delay_s: float = Field(0.5, ge=0)
+
+
+class KeelConfig(_Section):
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    log_llm: bool = False
+
+    def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
+        e = self.engine
+        return EngineSettings(
+            weights=weights_from(e.energy_weights),
+            epsilon=e.stability_threshold,
+            max_attempts=e.max_attempts,
+            mode=e.mode,
+            complexity_k=e.complexity_k,
+            auto_approve=auto_approve,
+            defer_tests=e.defer_tests,
+            budget=Budget(self.budget.max_cost, self.budget.max_steps),
+            log_llm=self.log_llm,
+            command_timeout_s=e.command_timeout_s,
+            speculate=e.speculate,
+        )
+
+
+def merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``layer`` over ``base`` (tables merge, other values replace)."""
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def user_config_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".config")
+    return Path(base) / "keel" / "config.toml"
+
+
+_ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "KEEL_MODEL": ("models", "default"),
+    "KEEL_ARCHITECT_MODEL": ("models", "architect"),
+    "KEEL_ACTUATOR_MODEL": ("models", "actuator"),
+    "KEEL_VERIFIER_MODEL": ("models", "verifier"),
+    "KEEL_SPECULATOR_MODEL": ("models", "speculator"),
+    "KEEL_MODE": ("engine", "mode"),
+    "KEEL_COMPLEXITY_K": ("engine", "complexity_k"),
+    "KEEL_ENERGY_WEIGHTS": ("engine", "energy_weights"),
+    "KEEL_STABILITY_THRESHOLD": ("engine", "stability_threshold"),
+    "KEEL_MAX_ATTEMPTS": ("engine", "max_attempts"),
+    "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
+    "KEEL_MAX_COST": ("budget", "max_cost"),
+    "KEEL_MAX_STEPS": ("budget", "max_steps"),
+}
+
+
+def env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """``KEEL_*`` variables as a config layer (pydantic coerces the strings)."""
+    layer: dict[str, Any] = {}
+    for name, (section, key) in _ENV_KEYS.items():
+        if env.get(name):
+            value: Any = env[name]
+            if key == "energy_weights":
+                value = [part.strip() for part in value.split(",")]
+            layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def flags_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Command-line flags (or LSP settings) as a layer; ``None`` means "not given".
+
+    ``--model`` is "one model for every tier not named separately", so it also clears tier
+    models set by lower layers unless the same command line names them.
+    """
+    layer: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    if flags.get("model"):
+        models = {"default": flags["model"], **{tier.value: None for tier in Tier}}
+    for tier in Tier:
+        if flags.get(f"{tier.value}_model"):
+            models[tier.value] = flags[f"{tier.value}_model"]
+    if models:
+        layer["models"] = models
+    engine = {
+        key: flags[key]
+        for key in ("mode", "complexity_k", "max_attempts")
+        if flags.get(key) is not None
+    }
+    if flags.get("energy_weights") is not None:
+        engine["energy_weights"] = [p.strip() for p in str(flags["energy_weights"]).split(",")]
+    if flags.get("stability_threshold") is not None:
+        engine["stability_threshold"] = flags["stability_threshold"]
+    if flags.get("defer_tests"):
+        engine["defer_tests"] = True
+    if engine:
+        layer["engine"] = engine
+    budget = {key: flags[key] for key in ("max_cost", "max_steps") if flags.get(key) is not None}
+    if budget:
+        layer["budget"] = budget
+    if flags.get("log_llm"):
+        layer["log_llm"] = True
+    return layer
+
+
+def load_config(
+    workspace: Path, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None
+) -> KeelConfig:
+    """Resolve every layer into one validated configuration."""
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    for layer in (
+        read_toml(user_config_path(env)),
+        read_toml(workspace / "keel.toml"),
+        env_layer(env),
+        flags_layer(flags or {}),
+    ):
+        merged = merge(merged, layer)
+    return validate(merged)
+
+
+def validate(data: Mapping[str, Any]) -> KeelConfig:
+    try:
+        return KeelConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,63 @@
+"""V_str: the node's structural promises, checked on the files it owns after its bundle.
+
+Ownership is enforced before application (a write outside ``owns`` is refused with a
+residual); here the rest: every owned file exists, every contract symbol is defined, no
+forbidden pattern appears.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from keel.engine.models import Component, PlanNode, Residual, SensorReport
+
+_DEFINERS = (
+    r"(?:def|class|fn|struct|enum|trait|type|const|static|let|function|interface|async\s+def)"
+)
+
+
+def _defines(text: str, symbol: str) -> bool:
+    name = re.escape(symbol)
+    patterns = (
+        rf"^\s*(?:pub(?:\([^)]*\))?\s+)?{_DEFINERS}\s+{name}\b",  # def add / pub fn add / class Add
+        rf"^\s*{name}\s*(?::[^=\n]*)?=",  # add = ... / add: int = ...
+        rf"^\s*from\s+\S+\s+import\s+.*\b{name}\b",  # re-exported by import
+    )
+    return any(re.search(p, text, flags=re.MULTILINE) for p in patterns)
+
+
+def check_contract(node: PlanNode, owned: Mapping[str, str | None]) -> SensorReport:
+    """Residuals for missing owned files, undefined symbols and forbidden patterns."""
+    residuals: list[Residual] = []
+    for path, text in owned.items():
+        if text is None:
+            residuals.append(
+                Residual(Component.STR, "owned file was not created", "contract", path=path)
+            )
+    texts = {path: text for path, text in owned.items() if text is not None}
+    where = ", ".join(texts) or "any owned file"
+    for symbol in node.contract.symbols:
+        if not any(_defines(text, symbol) for text in texts.values()):
+            residuals.append(
+                Residual(
+                    Component.STR,
+                    f"contract symbol '{symbol}' is not defined in {where}",
+                    "contract",
+                )
+            )
+    for pattern in node.contract.forbidden:
+        for path, text in texts.items():
+            for number, line in enumerate(text.splitlines(), start=1):
+                if pattern in line:
+                    residuals.append(
+                        Residual(
+                            Component.STR,
+                            f"forbidden pattern '{pattern}' present",
+                            "contract",
+                            path=path,
+                            line=number,
+                        )
+                    )
+                    break
+    return SensorReport("contract", tuple(residuals))

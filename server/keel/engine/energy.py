@@ -1,0 +1,54 @@
+"""V(x): the pure function from sensor reports to energy.
+
+Each component is its weight times the sum of its residuals' squared magnitudes:
+``V_c = w_c * sum(r_i ** 2)`` and ``V = V_syn + V_str + V_log + V_boot + V_sheaf``.
+A residual of magnitude 1 (an error diagnostic, a failing test, a failed command, a violated
+contract item) is worth at least ``min(weights)`` = 0.5 with the default weights, above the
+default epsilon of 0.1; a warning (0.3) alone is worth 0.09 and does not block. A degraded
+sensor also blocks stability outright: missing evidence is never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from keel.engine.models import Component, Energy, EnergyWeights, Residual, SensorReport
+
+
+def measure(reports: Iterable[SensorReport], weights: EnergyWeights) -> Energy:
+    """Combine sensor reports into one :class:`Energy`."""
+    sums = dict.fromkeys(Component, 0.0)
+    evidence: list[Residual] = []
+    degraded: list[str] = []
+    for report in reports:
+        if report.degraded:
+            degraded.append(report.sensor)
+        for residual in report.residuals:
+            sums[residual.component] += residual.magnitude**2
+            evidence.append(residual)
+    components = {c: weights.of(c) * total for c, total in sums.items()}
+    return Energy(components=components, evidence=tuple(evidence), degraded_sensors=tuple(degraded))
+
+
+def parse_weights(text: str) -> EnergyWeights:
+    """``"A,B,G[,D,S]"`` (the ``--energy-weights`` flag) to weights; omitted ones keep defaults."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise ValueError(f"energy weights must be numbers, got {text!r}") from exc
+    return weights_from(values)
+
+
+def weights_from(values: list[float]) -> EnergyWeights:
+    """Weights from a list of 3 to 5 non-negative numbers in component order."""
+    if not 3 <= len(values) <= 5:
+        raise ValueError(
+            f"energy weights take 3 to 5 numbers (syn,str,log[,boot,sheaf]), got {len(values)}"
+        )
+    if any(value < 0 for value in values):
+        raise ValueError("energy weights must not be negative")
+    defaults = EnergyWeights()
+    names = [c.value for c in Component]
+    merged = {name: getattr(defaults, name) for name in names}
+    merged.update(zip(names, values, strict=False))
+    return EnergyWeights(**merged)

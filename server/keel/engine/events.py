@@ -1,0 +1,26 @@
+"""The session's event stream (contract section 10): stamped, stored, then sent to the sink."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from keel.engine.ports import EventSink, SessionStore
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Emits ``{"ts", "session", "type", ...}`` objects to the store and the sink, in order."""
+
+    def __init__(self, session_id: str, store: SessionStore, sink: EventSink) -> None:
+        self._session_id = session_id
+        self._store = store
+        self._sink = sink
+
+    async def emit(self, type_: str, **fields: Any) -> None:
+        event = {"ts": now_iso(), "session": self._session_id, "type": type_, **fields}
+        await self._store.record_event(self._session_id, event)
+        self._sink.emit(event)

@@ -1,0 +1,202 @@
+"""Every model call of a session goes through here: budgets, accounting, recording, parsing.
+
+Budgets are checked *before* each call (a call that would start past a limit never starts),
+every call is recorded in the store whether it succeeds or not, and replies are validated
+against their pydantic schema. An invalid reply is returned as an error text, not raised: the
+caller feeds it back to the model as evidence for the next attempt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from keel.engine.models import SCHEMA_NAMES, Tier
+from keel.engine.ports import KeelError, ModelClient, ModelRequest, ProviderError, SessionStore
+
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+
+class BudgetExceeded(KeelError):
+    """A hard budget stopped the session; ``reason`` is ``max_cost`` or ``max_steps``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_cost: float | None = None
+    max_steps: int | None = None
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    largest_call_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Reply(Generic[ReplyT]):
+    """A parsed reply, or the reason it could not be parsed (fed back to the model)."""
+
+    value: ReplyT | None
+    error: str | None
+    text: str
+
+
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
+
+
+class Redactor:
+    """Removes secrets (known key values and key-shaped strings) before anything is stored."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        self._values = [value for value in secrets.values() if len(value) >= 8]
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "[redacted]")
+        return _SECRET.sub("[redacted]", text)
+
+
+class ModelGateway:
+    """Routes each tier's requests to its model and keeps the session's account."""
+
+    def __init__(
+        self,
+        clients: Mapping[Tier, ModelClient],
+        store: SessionStore,
+        session_id: str,
+        *,
+        budget: Budget,
+        log_llm: bool,
+        redact: Redactor,
+        totals: Totals | None = None,
+    ) -> None:
+        self._clients = clients
+        self._store = store
+        self._session_id = session_id
+        self._budget = budget
+        self._log_llm = log_llm
+        self._redact = redact
+        self.totals = totals or Totals()
+
+    def model_for(self, tier: Tier) -> str:
+        return self._clients[tier].name
+
+    def _check_budget(self) -> None:
+        steps = self._budget.max_steps
+        if steps is not None and self.totals.calls >= steps:
+            raise BudgetExceeded(
+                "max_steps", f"step budget reached: {self.totals.calls} of {steps} model calls"
+            )
+        cost = self._budget.max_cost
+        if cost is not None and self.totals.cost_usd + self.totals.largest_call_usd > cost:
+            raise BudgetExceeded(
+                "max_cost",
+                f"cost budget reached: ${self.totals.cost_usd:.4f} spent, the next call could "
+                f"cost up to ${self.totals.largest_call_usd:.4f}, limit ${cost:.4f}",
+            )
+
+    async def ask(
+        self,
+        tier: Tier,
+        reply_type: type[ReplyT],
+        *,
+        system: str,
+        prompt: str,
+        node_id: str | None,
+        attempt: int,
+    ) -> Reply[ReplyT]:
+        """One structured request; raises ProviderError or BudgetExceeded, never on bad JSON."""
+        self._check_budget()
+        name = SCHEMA_NAMES[reply_type]
+        request = ModelRequest(
+            tier=tier,
+            schema_name=name,
+            schema=reply_type.model_json_schema(),
+            system=system,
+            prompt=prompt,
+            session_id=self._session_id,
+            node_id=node_id,
+            attempt=attempt,
+        )
+        client = self._clients[tier]
+        call: dict[str, object] = {
+            "tier": tier.value,
+            "model": client.name,
+            "node_id": node_id,
+            "attempt": attempt,
+            "schema_name": name,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "priced": True,
+            "latency_s": 0.0,
+            "ok": False,
+            "error": None,
+            "prompt": self._redact(system + "\n\n" + prompt) if self._log_llm else None,
+            "response": None,
+        }
+        self.totals.calls += 1
+        try:
+            reply = await client.complete(request)
+        except ProviderError as exc:
+            call["error"] = self._redact(str(exc))
+            await self._store.record_model_call(self._session_id, call)
+            raise
+        usage = reply.usage
+        self.totals.input_tokens += usage.input_tokens
+        self.totals.output_tokens += usage.output_tokens
+        self.totals.cost_usd += usage.cost_usd
+        self.totals.largest_call_usd = max(self.totals.largest_call_usd, usage.cost_usd)
+        parsed = parse_reply(reply_type, reply.text)
+        call.update(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            priced=usage.priced,
+            latency_s=reply.latency_s,
+            ok=parsed.error is None,
+            error=parsed.error,
+            response=self._redact(reply.text) if self._log_llm else None,
+        )
+        await self._store.record_model_call(self._session_id, call)
+        return parsed
+
+
+def parse_reply(reply_type: type[ReplyT], text: str) -> Reply[ReplyT]:
+    """Validate ``text`` as ``reply_type``; a fenced ```json block is accepted too."""
+    body = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        return Reply(reply_type.model_validate_json(body), None, text)
+    except ValidationError as exc:
+        return Reply(None, _describe(exc), text)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:10]:
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(f"{where}: {error['msg']}")
+    return "the reply is not a valid " + exc.title + ": " + "; ".join(problems)

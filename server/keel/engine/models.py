@@ -1,0 +1,222 @@
+"""The engine's vocabulary: model replies (contract section 5), energy, evidence and node states.
+
+Replies are pydantic models with ``extra="forbid"`` so that a misspelt key ("write" for
+"writes") is a schema violation fed back to the model, never silently dropped content.
+Everything else is a frozen dataclass: plain records that cross the ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from keel.bundles.model import ArtifactBundle as ArtifactBundle
+from keel.bundles.model import FileDiff as FileDiff
+from keel.bundles.model import FileWrite as FileWrite
+
+
+class Tier(StrEnum):
+    """The four model roles; each can be served by its own model."""
+
+    ARCHITECT = "architect"
+    ACTUATOR = "actuator"
+    VERIFIER = "verifier"
+    SPECULATOR = "speculator"
+
+
+class NodeKind(StrEnum):
+    COMMAND = "command"
+    CODE = "code"
+    UNIT_TEST = "unit_test"
+
+
+class NodeState(StrEnum):
+    """A node's lifecycle as the store records it (contract section 8)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    RETRYING = "retrying"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMMITTED = "committed"
+    FAILED = "failed"
+    ESCALATED = "escalated"
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeContract(_Reply):
+    symbols: list[str] = Field(default_factory=list)
+    forbidden: list[str] = Field(default_factory=list)
+
+
+class PlanNode(_Reply):
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    kind: NodeKind
+    owns: list[str] = Field(default_factory=list)
+    context: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    commands: list[str] = Field(default_factory=list)
+    contract: NodeContract = Field(default_factory=NodeContract)
+
+
+class TaskPlan(_Reply):
+    nodes: list[PlanNode] = Field(min_length=1)
+
+
+class VerifierReport(_Reply):
+    verdict: Literal["stable", "unstable"]
+    analysis: str
+    fix_hints: list[str] = Field(default_factory=list)
+
+
+class SpeculationHint(_Reply):
+    node: str
+    note: str
+
+
+class Speculation(_Reply):
+    hints: list[SpeculationHint] = Field(default_factory=list)
+
+
+#: The structured-output name of each reply schema (contract section 5).
+SCHEMA_NAMES: dict[type[BaseModel], str] = {
+    TaskPlan: "task_plan",
+    ArtifactBundle: "artifact_bundle",
+    VerifierReport: "verifier_report",
+    Speculation: "speculation",
+}
+
+
+class Component(StrEnum):
+    """The five energy components, in the order of ``--energy-weights``."""
+
+    SYN = "syn"
+    STR = "str"
+    LOG = "log"
+    BOOT = "boot"
+    SHEAF = "sheaf"
+
+
+@dataclass(frozen=True)
+class Residual:
+    """One piece of evidence that the node is not yet right.
+
+    ``magnitude`` is squared and weighted by its component's weight. ``source`` names the
+    sensor ("ty", "pytest", "ownership", "command", ...); the optional fields locate it.
+    """
+
+    component: Component
+    message: str
+    source: str
+    magnitude: float = 1.0
+    path: str | None = None
+    line: int | None = None
+    test_id: str | None = None
+    command: str | None = None
+    exit_code: int | None = None
+
+    def describe(self) -> str:
+        """One line for prompts, hovers and logs, quoting the evidence."""
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
+        if self.test_id:
+            where = f"{self.test_id}: "
+        if self.command is not None:
+            where = f"`{self.command}` exited {self.exit_code}: "
+        return f"[{self.source}] {where}{self.message}"
+
+
+@dataclass(frozen=True)
+class SensorReport:
+    """What one sensor (checker, test runner, command, contract check) saw.
+
+    ``degraded`` means the sensor could not measure (tool missing, crashed, timed out); its
+    residuals then include one that says so, so a node is never called stable on missing
+    evidence.
+    """
+
+    sensor: str
+    residuals: tuple[Residual, ...] = ()
+    degraded: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class EnergyWeights:
+    syn: float = 1.0
+    str: float = 0.5
+    log: float = 2.0
+    boot: float = 1.0
+    sheaf: float = 1.0
+
+    def of(self, component: Component) -> float:
+        return float(getattr(self, component.value))
+
+
+@dataclass(frozen=True)
+class Energy:
+    """V(x) and its components, with the evidence behind every non-zero one."""
+
+    components: dict[Component, float]
+    evidence: tuple[Residual, ...] = ()
+    degraded_sensors: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> float:
+        return sum(self.components.values())
+
+    def stable(self, epsilon: float) -> bool:
+        return self.total < epsilon and not self.degraded_sensors
+
+    def as_dict(self) -> dict[str, float]:
+        out = {f"v_{c.value}": round(self.components.get(c, 0.0), 6) for c in Component}
+        out["v"] = round(self.total, 6)
+        return out
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of one command run in a sandbox."""
+
+    command: str
+    exit_code: int
+    output: str
+    timed_out: bool = False
+    truncated: bool = False
+    refused: str | None = None  # set when policy did not allow the command to run
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.refused is None
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    priced: bool = True
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One approval commit, read back from git."""
+
+    sha: str
+    title: str
+    session: str
+    node: str
+    bundle: str
+    energy: str
+    approved_by: str
+    timestamp: str
+    files: tuple[str, ...] = field(default_factory=tuple)
+    reverts: str | None = None

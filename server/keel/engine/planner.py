@@ -1,0 +1,153 @@
+"""The architect: a task becomes a validated DAG of nodes, or the session stops.
+
+Validation enforces the contract's rules (unique ids, known dependencies, no cycles, every
+file owned by exactly one node, unit_test nodes depending on the code they test). Up to three
+architect attempts are made; each failed attempt's problems are sent back in the next prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from keel.bundles.paths import PathError, normalize
+from keel.engine import prompts
+from keel.engine.gateway import ModelGateway
+from keel.engine.models import NodeKind, TaskPlan, Tier
+from keel.engine.ports import KeelError
+
+PLAN_ATTEMPTS = 3
+
+
+class PlanningFailed(KeelError):
+    """The architect produced no valid plan in its attempts."""
+
+
+def validate_plan(plan: TaskPlan) -> list[str]:
+    """Every rule the plan breaks, as sentences the architect can act on."""
+    errors: list[str] = []
+    ids = [node.id for node in plan.nodes]
+    seen: set[str] = set()
+    for node_id in ids:
+        if node_id in seen:
+            errors.append(f"node id {node_id} is used twice")
+        seen.add(node_id)
+    owners: dict[str, str] = {}
+    for node in plan.nodes:
+        for dep in node.depends_on:
+            if dep not in seen:
+                errors.append(f"{node.id} depends on unknown node {dep}")
+            elif dep == node.id:
+                errors.append(f"{node.id} depends on itself")
+        if node.kind is not NodeKind.COMMAND and not node.owns:
+            errors.append(f"{node.id} is a {node.kind.value} node but owns no files")
+        if node.kind is NodeKind.COMMAND and not (node.owns or node.commands):
+            errors.append(f"{node.id} is a command node with neither files nor commands")
+        for raw in node.owns:
+            try:
+                path = normalize(raw)
+            except PathError as exc:
+                errors.append(f"{node.id} owns an invalid path: {exc}")
+                continue
+            if path in owners:
+                errors.append(f"{path} is owned by both {owners[path]} and {node.id}")
+            owners.setdefault(path, node.id)
+    cycle = find_cycle({node.id: node.depends_on for node in plan.nodes})
+    if cycle:
+        errors.append("dependency cycle: " + " -> ".join(cycle))
+    errors.extend(_test_dependencies(plan))
+    return errors
+
+
+def _test_dependencies(plan: TaskPlan) -> list[str]:
+    deps = {node.id: set(node.depends_on) for node in plan.nodes}
+    code = [node.id for node in plan.nodes if node.kind is NodeKind.CODE]
+    errors = []
+    for node in plan.nodes:
+        if node.kind is not NodeKind.UNIT_TEST:
+            continue
+        reachable = ancestors(node.id, deps)
+        missing = [c for c in code if c not in reachable]
+        if missing:
+            errors.append(
+                f"unit_test node {node.id} must depend on the code it tests: {', '.join(missing)}"
+            )
+    return errors
+
+
+def ancestors(node_id: str, deps: Mapping[str, set[str] | Sequence[str]]) -> set[str]:
+    """Every node ``node_id`` depends on, directly or through others."""
+    found: set[str] = set()
+    stack = list(deps.get(node_id, ()))
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(deps.get(current, ()))
+    return found
+
+
+def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """One dependency cycle as a path of ids (first id repeated at the end), or []."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for dep in deps.get(node, ()):
+            if dep not in deps:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in deps:
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+class Planner:
+    """Asks the architect tier for a plan until one validates."""
+
+    def __init__(self, gateway: ModelGateway, on_invalid: Callable[[int, list[str]], None]) -> None:
+        self._gateway = gateway
+        self._on_invalid = on_invalid
+
+    async def plan(
+        self,
+        task: str,
+        listing: Sequence[str],
+        key_files: Mapping[str, str | None],
+        languages: Sequence[str],
+    ) -> TaskPlan:
+        errors: list[str] = []
+        for attempt in range(1, PLAN_ATTEMPTS + 1):
+            prompt = prompts.architect_prompt(task, listing, key_files, languages, errors)
+            reply = await self._gateway.ask(
+                Tier.ARCHITECT,
+                TaskPlan,
+                system=prompts.ARCHITECT_SYSTEM,
+                prompt=prompt,
+                node_id=None,
+                attempt=attempt,
+            )
+            if reply.value is None:
+                errors = [reply.error or "the reply was not a task_plan"]
+            else:
+                errors = validate_plan(reply.value)
+                if not errors:
+                    return _normalized(reply.value)
+            self._on_invalid(attempt, errors)
+        raise PlanningFailed(f"no valid plan after {PLAN_ATTEMPTS} attempts: " + "; ".join(errors))
+
+
+def _normalized(plan: TaskPlan) -> TaskPlan:
+    nodes = [
+        node.model_copy(update={"owns": [normalize(p) for p in node.owns]}) for node in plan.nodes
+    ]
+    return plan.model_copy(update={"nodes": nodes})

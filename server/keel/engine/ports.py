@@ -1,0 +1,256 @@
+"""The contracts the adapters implement: the only way the engine reaches the outside world.
+
+Providers, plugins, the ledger, the store and the command runner live outside ``engine`` and
+never import each other; ``keel.app`` wires them together. Keeping these as
+``typing.Protocol`` classes lets tests hand the engine small in-memory doubles below the level
+they are about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from keel.engine.models import (
+    CommandResult,
+    LedgerEntry,
+    SensorReport,
+    Tier,
+    Usage,
+)
+
+
+class KeelError(Exception):
+    """An error with a message meant for the user, one line, no traceback."""
+
+
+class ConfigError(KeelError):
+    """Bad usage or configuration (exit status 2)."""
+
+
+class ProviderError(KeelError):
+    """A model call failed. ``retryable`` says whether backing off and retrying may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ConflictError(KeelError):
+    """The user changed a file since the bundle was made; approval refuses."""
+
+    def __init__(self, message: str, paths: Sequence[str]) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One structured-output request (contract section 5).
+
+    ``schema_name`` is the structured-output name (``task_plan``, ``artifact_bundle``,
+    ``verifier_report``, ``speculation``) and ``schema`` its JSON Schema. The session, tier,
+    node and attempt become the ``X-Keel-*`` headers and the replay lookup key.
+    """
+
+    tier: Tier
+    schema_name: str
+    schema: Mapping[str, Any]
+    system: str
+    prompt: str
+    session_id: str
+    node_id: str | None
+    attempt: int
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "X-Keel-Session": self.session_id,
+            "X-Keel-Tier": self.tier.value,
+            "X-Keel-Attempt": str(self.attempt),
+        }
+        if self.node_id is not None:
+            out["X-Keel-Node"] = self.node_id
+        return out
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """The raw text of a reply (validated by the engine, not the provider) and its cost."""
+
+    text: str
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class ModelClient(Protocol):
+    """One configured model. Raises :class:`ProviderError` after its own retries."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(self, request: ModelRequest) -> ModelReply: ...
+
+
+class CommandRunner(Protocol):
+    """Runs a shell command in a directory with a timeout, an output cap and a scrubbed env."""
+
+    async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult: ...
+
+
+class LanguagePlugin(Protocol):
+    """A language's sensors: checker (V_syn), tests (V_log), build/init (V_boot), sheaf."""
+
+    @property
+    def name(self) -> str: ...
+
+    def owns_file(self, path: str) -> bool: ...
+
+    def is_test_file(self, path: str) -> bool: ...
+
+    def command_allowed(self, command: str) -> bool:
+        """True when ``-y`` may approve this model-proposed command (the allow-list)."""
+        ...
+
+    async def check(self, root: Path, files: Sequence[str]) -> SensorReport:
+        """Diagnostics of ``files`` (relative paths) in the tree at ``root``."""
+        ...
+
+    async def run_tests(self, root: Path, files: Sequence[str] | None) -> SensorReport:
+        """Run the given test files (``None``: the whole suite), one residual per failure."""
+        ...
+
+    async def bootstrap(self, root: Path) -> SensorReport:
+        """The plugin's build/init checks (for Python: the project metadata is valid)."""
+        ...
+
+    async def cross_check(self, root: Path, files: Sequence[str]) -> SensorReport:
+        """Whole-workspace consistency: every import between nodes' files resolves."""
+        ...
+
+
+class Ledger(Protocol):
+    """The git-backed record of approvals (contract section 7)."""
+
+    async def export(self, dest: Path) -> None:
+        """Materialise the last committed state into the empty directory ``dest``."""
+        ...
+
+    async def read(self, path: str) -> bytes | None:
+        """The workspace file's current bytes (``None`` when absent)."""
+        ...
+
+    async def commit(
+        self,
+        changes: Mapping[str, bytes | None],
+        base: Mapping[str, bytes | None],
+        message: str,
+        trailers: Mapping[str, str],
+    ) -> str:
+        """Write ``changes`` (``None`` deletes) into the workspace and commit exactly them.
+
+        Refuses with :class:`ConflictError` when a workspace file differs from ``base``.
+        Other files, the user's staged and unstaged changes, stay as they were.
+        """
+        ...
+
+    async def entries(self, limit: int | None = None) -> list[LedgerEntry]: ...
+
+    async def show(self, entry: str) -> tuple[LedgerEntry, str]:
+        """The entry and its patch."""
+        ...
+
+    async def rollback(self, entry: str) -> str:
+        """Revert one entry with a new commit (itself an entry); returns its sha."""
+        ...
+
+
+class SessionStore(Protocol):
+    """The session record (contract section 8); written as the session goes."""
+
+    async def create_session(
+        self, session_id: str, task: str, config: Mapping[str, Any]
+    ) -> None: ...
+
+    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None: ...
+
+    async def set_node_state(
+        self, session_id: str, node_id: str, state: str, detail: str = ""
+    ) -> None: ...
+
+    async def record_attempt(
+        self,
+        session_id: str,
+        node_id: str,
+        attempt: int,
+        bundle: Mapping[str, Any] | None,
+        energy: Mapping[str, float],
+        evidence: Sequence[Mapping[str, Any]],
+        stable: bool,
+    ) -> None: ...
+
+    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None: ...
+
+    async def record_approval(
+        self,
+        session_id: str,
+        node_id: str,
+        decision: str,
+        actor: str,
+        ledger_sha: str | None,
+        note: str = "",
+    ) -> None: ...
+
+    async def record_escalation(
+        self, session_id: str, node_id: str, report: Mapping[str, Any]
+    ) -> None: ...
+
+    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None: ...
+
+    async def finish_session(
+        self, session_id: str, outcome: str, totals: Mapping[str, Any]
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Receives every engine event (contract section 10) as a JSON-ready dict."""
+
+    def emit(self, event: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A stable bundle that policy says a person must look at before it is committed."""
+
+    session_id: str
+    node_id: str
+    title: str
+    bundle_id: str
+    diff: str
+    energy: Mapping[str, float]
+    complexity: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The reviewer's answer; ``feedback`` on a rejection reaches the model's next attempt."""
+
+    approved: bool
+    actor: str = "user"
+    feedback: str = ""
+
+
+class Approver(Protocol):
+    """Whoever can approve: a terminal prompt, the editor, or nobody (headless without -y)."""
+
+    async def review(self, request: ApprovalRequest) -> Decision | None:
+        """The decision, or ``None`` when nobody can decide now (the node awaits approval)."""
+        ...
+
+    async def approve_command(self, node_id: str, command: str) -> bool:
+        """Whether a model-proposed command outside the allow-list may run."""
+        ...

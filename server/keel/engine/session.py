@@ -1,0 +1,287 @@
+"""A whole session: plan, speculate, run the DAG, check the sheaf, report the outcome.
+
+The outcome is honest: ``success`` only when every node committed and the final sheaf check is
+stable; ``partial`` when some nodes committed; ``failed`` when none did. A budget stop ends the
+session cleanly with the reason, and the store keeps everything for ``keel status`` and
+``keel logs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keel.engine import prompts
+from keel.engine.events import EventLog
+from keel.engine.gateway import BudgetExceeded, ModelGateway, Redactor
+from keel.engine.models import NodeState, PlanNode, Speculation, TaskPlan, Tier
+from keel.engine.node import NodeContext, NodeRunner
+from keel.engine.planner import Planner, PlanningFailed
+from keel.engine.ports import (
+    Approver,
+    CommandRunner,
+    EventSink,
+    LanguagePlugin,
+    Ledger,
+    ModelClient,
+    ProviderError,
+    SessionStore,
+)
+from keel.engine.scheduler import run_dag
+from keel.engine.settings import EngineSettings
+from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
+
+KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+
+
+@dataclass
+class SessionResult:
+    """How a session ended; ``reason`` says why when it did not succeed."""
+
+    session_id: str
+    outcome: str
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    reason: str = ""
+    budget_stop: bool = False
+    totals: dict[str, object] = field(default_factory=dict)
+
+
+def new_session_id() -> str:
+    return "s-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class Engine:
+    """Everything a session needs, injected by the composition root (``keel.app``)."""
+
+    workspace: Path
+    clients: Mapping[Tier, ModelClient]
+    plugins: Sequence[LanguagePlugin]
+    ledger: Ledger
+    store: SessionStore
+    runner: CommandRunner
+    sink: EventSink
+    approver: Approver
+    settings: EngineSettings
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    async def run(self, task: str, session_id: str | None = None) -> SessionResult:
+        session_id = session_id or new_session_id()
+        started = time.monotonic()
+        events = EventLog(session_id, self.store, self.sink)
+        gateway = ModelGateway(
+            self.clients,
+            self.store,
+            session_id,
+            budget=self.settings.budget,
+            log_llm=self.settings.log_llm,
+            redact=Redactor(self.secrets),
+        )
+        await self.store.create_session(session_id, task, self._config_record())
+        await events.emit(
+            "session_started",
+            task=task,
+            workspace=str(self.workspace),
+            models={tier.value: client.name for tier, client in self.clients.items()},
+            plugins=[p.name for p in self.plugins],
+            mode=self.settings.mode,
+            epsilon=self.settings.epsilon,
+        )
+        result = SessionResult(session_id, "failed")
+        try:
+            await self._run(task, session_id, gateway, events, result)
+        except BudgetExceeded as exc:
+            result.budget_stop, result.reason = True, str(exc)
+            await events.emit(
+                "budget_exceeded", reason=exc.reason, message=str(exc), **gateway.totals.as_dict()
+            )
+        except (PlanningFailed, ProviderError) as exc:
+            result.reason = str(exc)
+        finally:
+            await asyncio.to_thread(
+                shutil.rmtree, self.workspace / ".keel" / "sandboxes" / session_id, True
+            )
+        committed = sum(state is NodeState.COMMITTED for state in result.nodes.values())
+        if result.outcome != "success":
+            result.outcome = "partial" if committed else "failed"
+        result.totals = {
+            **gateway.totals.as_dict(),
+            "wall_time_s": round(time.monotonic() - started, 3),
+            "nodes": len(result.nodes),
+            "committed": committed,
+        }
+        await self.store.finish_session(
+            session_id, result.outcome, {**result.totals, "reason": result.reason}
+        )
+        await events.emit(
+            "session_finished",
+            outcome=result.outcome,
+            reason=result.reason,
+            budget_exceeded=result.budget_stop,
+            totals=result.totals,
+            nodes={node: state.value for node, state in result.nodes.items()},
+        )
+        return result
+
+    def _config_record(self) -> dict[str, object]:
+        s = self.settings
+        return {
+            "models": {tier.value: client.name for tier, client in self.clients.items()},
+            "mode": s.mode,
+            "complexity_k": s.complexity_k,
+            "epsilon": s.epsilon,
+            "weights": [
+                s.weights.syn,
+                s.weights.str,
+                s.weights.log,
+                s.weights.boot,
+                s.weights.sheaf,
+            ],
+            "max_attempts": s.max_attempts,
+            "defer_tests": s.defer_tests,
+            "max_cost": s.budget.max_cost,
+            "max_steps": s.budget.max_steps,
+            "auto_approve": s.auto_approve,
+            "log_llm": s.log_llm,
+        }
+
+    async def _run(
+        self,
+        task: str,
+        session_id: str,
+        gateway: ModelGateway,
+        events: EventLog,
+        result: SessionResult,
+    ) -> None:
+        plan = await self._plan(task, session_id, gateway, events)
+        result.nodes = {node.id: NodeState.QUEUED for node in plan.nodes}
+        hints = await self._speculate(task, plan, gateway, events)
+        verifier = Verifier(
+            self.plugins, self.settings.weights, defer_tests=self.settings.defer_tests
+        )
+        ctx = NodeContext(
+            session_id,
+            task,
+            self.workspace,
+            self.settings,
+            gateway,
+            verifier,
+            list(self.plugins),
+            self.ledger,
+            self.store,
+            self.runner,
+            self.approver,
+            events,
+            hints,
+        )
+
+        async def run_node(node: PlanNode) -> NodeState:
+            state = await NodeRunner(ctx, node).run()
+            result.nodes[node.id] = state
+            return state
+
+        async def blocked(node: PlanNode, state: NodeState, reason: str) -> None:
+            result.nodes[node.id] = state
+            await self.store.set_node_state(session_id, node.id, state.value, reason)
+            await events.emit(
+                "node_failed" if state is NodeState.FAILED else "node_waiting",
+                node=node.id,
+                reason=reason,
+            )
+
+        result.nodes.update(await run_dag(plan.nodes, run_node, blocked))
+        if all(state is NodeState.COMMITTED for state in result.nodes.values()):
+            stable = await self._sheaf(plan, ctx, events)
+            result.outcome = "success" if stable else "partial"
+            if not stable:
+                result.reason = "the final sheaf check is not stable"
+        else:
+            undone = [n for n, s in result.nodes.items() if s is not NodeState.COMMITTED]
+            result.reason = "not committed: " + ", ".join(
+                f"{n} ({result.nodes[n].value})" for n in undone
+            )
+
+    async def _plan(
+        self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
+    ) -> TaskPlan:
+        listing = await asyncio.to_thread(tree_files, self.workspace)
+        key_files = await asyncio.to_thread(
+            read_texts, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
+        )
+
+        def invalid(attempt: int, errors: list[str]) -> None:
+            self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": errors})
+
+        planner = Planner(gateway, invalid)
+        try:
+            plan = await planner.plan(
+                task, listing[:300], key_files, [p.name for p in self.plugins]
+            )
+        except PlanningFailed as exc:
+            await events.emit("plan_failed", reason=str(exc))
+            raise
+        await self.store.record_plan(session_id, plan.model_dump(mode="json"))
+        await events.emit(
+            "plan_ready",
+            nodes=[
+                {
+                    "id": n.id,
+                    "title": n.title,
+                    "kind": n.kind.value,
+                    "owns": n.owns,
+                    "depends_on": n.depends_on,
+                }
+                for n in plan.nodes
+            ],
+        )
+        return plan
+
+    async def _speculate(
+        self, task: str, plan: TaskPlan, gateway: ModelGateway, events: EventLog
+    ) -> dict[str, list[str]]:
+        """The speculator's look-ahead hints per node; advisory, so a failure only warns."""
+        if not self.settings.speculate:
+            return {}
+        try:
+            reply = await gateway.ask(
+                Tier.SPECULATOR,
+                Speculation,
+                system=prompts.SPECULATOR_SYSTEM,
+                prompt=prompts.speculator_prompt(task, plan.nodes),
+                node_id=None,
+                attempt=1,
+            )
+        except ProviderError as exc:
+            await events.emit("warning", message=f"speculator unavailable: {exc}")
+            return {}
+        hints: dict[str, list[str]] = {}
+        for hint in reply.value.hints if reply.value else []:
+            hints.setdefault(hint.node, []).append(hint.note)
+        return hints
+
+    async def _sheaf(self, plan: TaskPlan, ctx: NodeContext, events: EventLog) -> bool:
+        sandbox = ctx.sandbox_root / "sheaf"
+        await asyncio.to_thread(shutil.rmtree, sandbox, True)
+        sandbox.mkdir(parents=True)
+        await self.ledger.export(sandbox)
+        files = sorted(
+            {path for node in plan.nodes for path in node.owns if (sandbox / path).exists()}
+        )
+        energy = await ctx.verifier.sheaf(sandbox, files)
+        stable = energy.stable(self.settings.epsilon)
+        await events.emit(
+            "verification",
+            node=None,
+            stage="sheaf",
+            **energy.as_dict(),
+            epsilon=self.settings.epsilon,
+            stable=stable,
+            degraded=list(energy.degraded_sensors),
+            evidence=evidence_dicts(energy.evidence),
+        )
+        return stable

@@ -1,0 +1,35 @@
+"""The engine's knobs for one session, resolved from config files, environment and flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keel.engine.gateway import Budget
+from keel.engine.models import EnergyWeights
+
+MODES = ("cautious", "balanced", "yolo")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything that changes how a session runs; stored with the session for resume."""
+
+    weights: EnergyWeights = field(default_factory=EnergyWeights)
+    epsilon: float = 0.1
+    max_attempts: int = 3
+    mode: str = "balanced"
+    complexity_k: int = 3
+    auto_approve: bool = False
+    defer_tests: bool = False
+    budget: Budget = field(default_factory=Budget)
+    log_llm: bool = False
+    command_timeout_s: float = 120.0
+    speculate: bool = True
+
+    def needs_approval(self, complexity: int) -> bool:
+        """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""
+        if self.mode == "cautious":
+            return True
+        if self.mode == "balanced":
+            return complexity > self.complexity_k
+        return False

@@ -1,0 +1,189 @@
+"""The verifier: runs the sensors over a sandbox and turns what they see into energy.
+
+Sensors per node: the contract (V_str), each owning plugin's checker (V_syn) and tests
+(V_log), the node's commands and the plugins' build/init checks (V_boot). After the last node
+the sheaf check runs the whole-workspace sensors and charges everything they find to V_sheaf.
+On an unstable attempt the verifier *tier* (a model) analyses the evidence for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from keel.engine import prompts
+from keel.engine.contracts import check_contract
+from keel.engine.energy import measure
+from keel.engine.gateway import ModelGateway
+from keel.engine.models import (
+    CommandResult,
+    Component,
+    Energy,
+    EnergyWeights,
+    NodeKind,
+    PlanNode,
+    Residual,
+    SensorReport,
+    Tier,
+    VerifierReport,
+)
+from keel.engine.ports import LanguagePlugin, ProviderError
+
+SKIPPED_DIRS = {".git", ".keel", ".venv", "venv", "node_modules", "__pycache__", "target", ".tox"}
+
+
+def tree_files(root: Path) -> list[str]:
+    """Every file under ``root`` (relative, sorted), skipping VCS, store and build directories."""
+    found: list[str] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in SKIPPED_DIRS and not d.startswith("."))
+        base = Path(directory).relative_to(root)
+        found.extend((base / name).as_posix() for name in files)
+    return sorted(found)
+
+
+def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[str, str | None]:
+    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts."""
+    texts: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            text = (root / path).read_text(errors="replace")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            texts[path] = None
+            continue
+        texts[path] = text if len(text) <= limit else text[:limit] + "\n[... cut ...]\n"
+    return texts
+
+
+def command_report(results: Sequence[CommandResult]) -> SensorReport:
+    residuals = []
+    for result in results:
+        if result.ok:
+            continue
+        if result.refused:
+            message = f"not run: {result.refused}"
+        elif result.timed_out:
+            message = "timed out"
+        else:
+            tail = "\n".join(result.output.strip().splitlines()[-15:])
+            message = f"failed{(': ' + tail) if tail else ''}"
+        residuals.append(
+            Residual(
+                Component.BOOT,
+                message,
+                "command",
+                command=result.command,
+                exit_code=result.exit_code,
+            )
+        )
+    return SensorReport("commands", tuple(residuals))
+
+
+class Verifier:
+    """Measures nodes and the whole workspace with the plugins' real tools."""
+
+    def __init__(
+        self, plugins: Sequence[LanguagePlugin], weights: EnergyWeights, *, defer_tests: bool
+    ) -> None:
+        self._plugins = list(plugins)
+        self._weights = weights
+        self._defer_tests = defer_tests
+
+    def _owning(self, files: Iterable[str]) -> dict[str, list[str]]:
+        by_plugin: dict[str, list[str]] = {p.name: [] for p in self._plugins}
+        for path in files:
+            for plugin in self._plugins:
+                if plugin.owns_file(path):
+                    by_plugin[plugin.name].append(path)
+                    break
+        return by_plugin
+
+    async def measure_node(
+        self, node: PlanNode, sandbox: Path, commands: Sequence[CommandResult]
+    ) -> Energy:
+        owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
+        existing = [path for path, text in owned.items() if text is not None]
+        reports = [check_contract(node, owned), command_report(commands)]
+        by_plugin = self._owning(existing)
+        all_files = await asyncio.to_thread(tree_files, sandbox)
+        jobs = []
+        for plugin in self._plugins:
+            mine = by_plugin[plugin.name]
+            if mine:
+                jobs.append(plugin.check(sandbox, mine))
+            jobs.append(plugin.bootstrap(sandbox))
+            tests = self._tests_for(node, plugin, mine, all_files)
+            if tests:
+                jobs.append(plugin.run_tests(sandbox, tests))
+        reports.extend(await asyncio.gather(*jobs))
+        return measure(reports, self._weights)
+
+    def _tests_for(
+        self, node: PlanNode, plugin: LanguagePlugin, mine: list[str], all_files: list[str]
+    ) -> list[str]:
+        """V_log's scope: a test node's own tests; for other nodes, the existing suite."""
+        if self._defer_tests:
+            return []
+        if node.kind is NodeKind.UNIT_TEST:
+            return [path for path in mine if plugin.is_test_file(path)]
+        return [path for path in all_files if plugin.owns_file(path) and plugin.is_test_file(path)]
+
+    async def sheaf(self, sandbox: Path, files: Sequence[str]) -> Energy:
+        """Whole-workspace consistency: imports resolve, the checker and the full suite pass."""
+        by_plugin = self._owning(files)
+        all_files = await asyncio.to_thread(tree_files, sandbox)
+        jobs = []
+        for plugin in self._plugins:
+            mine = by_plugin[plugin.name]
+            if not mine:
+                continue
+            jobs += [plugin.cross_check(sandbox, mine), plugin.check(sandbox, mine)]
+            if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
+                jobs.append(plugin.run_tests(sandbox, None))
+        reports = await asyncio.gather(*jobs)
+        return measure([_as_sheaf(report) for report in reports], self._weights)
+
+
+def _as_sheaf(report: SensorReport) -> SensorReport:
+    return replace(
+        report, residuals=tuple(replace(r, component=Component.SHEAF) for r in report.residuals)
+    )
+
+
+async def analyse(
+    gateway: ModelGateway,
+    task: str,
+    node: PlanNode,
+    bundle_summary: str,
+    energy: Energy,
+    attempt: int,
+) -> VerifierReport | None:
+    """The verifier tier's root-cause analysis of an unstable attempt (advisory: may be None)."""
+    prompt = prompts.verifier_prompt(task, node, bundle_summary, energy.evidence, energy.as_dict())
+    try:
+        reply = await gateway.ask(
+            Tier.VERIFIER,
+            VerifierReport,
+            system=prompts.VERIFIER_SYSTEM,
+            prompt=prompt,
+            node_id=node.id,
+            attempt=attempt,
+        )
+    except ProviderError:
+        return None
+    return reply.value
+
+
+def evidence_dicts(evidence: Iterable[Residual]) -> list[dict[str, object]]:
+    return [
+        {key: value for key, value in vars(r).items() if value is not None}
+        | {"component": r.component.value}
+        for r in evidence
+    ]
+
+
+def energy_summary(energy: Energy) -> Mapping[str, float]:
+    return energy.as_dict()

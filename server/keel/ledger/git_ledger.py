@@ -1,0 +1,697 @@
+"""The git-backed ledger (contract section 7): every approval is one commit in the workspace.
+
+Why plumbing instead of ``git add`` + ``git commit``: the user's staged and unstaged work in
+other files must stay exactly as it was. So a commit is built in a *temporary* index
+(``GIT_INDEX_FILE``) from ``HEAD`` plus the approved files, the branch is moved with a
+compare-and-swap ``update-ref``, and only then are the committed paths' entries in the user's
+real index set to the new blobs, so those files show as clean while every other entry keeps
+its staged content.
+
+Why the ledger is read back from git (``git log`` trailers) rather than from the session
+store: a clone, push or pull carries it, and the repository stays the single source of truth.
+
+Files are written atomically (temporary file, fsync, rename, directory fsync) so a crash never
+leaves one half written. A retried approval whose files were already written before a crash is
+accepted, so ``keel resume`` can finish it.
+
+All git work runs in worker threads; a single :class:`asyncio.Lock` serialises writes in this
+process and the ``update-ref`` compare-and-swap guards against anyone else moving ``HEAD``.
+Environment variables are passed per git call, never set on the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import git
+from git.exc import GitCommandError, GitCommandNotFound, GitError
+
+from keel.engine.models import LedgerEntry
+from keel.engine.ports import ConflictError, KeelError
+
+_log = logging.getLogger(__name__)
+
+TRAILER_SESSION = "Keel-Session"
+TRAILER_NODE = "Keel-Node"
+TRAILER_BUNDLE = "Keel-Bundle"
+TRAILER_ENERGY = "Keel-Energy"
+TRAILER_APPROVED_BY = "Keel-Approved-By"
+TRAILER_REVERTS = "Keel-Reverts"
+
+_SUBJECT_PREFIX = "keel: "
+_RECORD = "\x1e"
+_FIELD = "\x1f"
+_LOG_FORMAT = "%x1e%H%x1f%s%x1f%cI%x1f%(trailers:only,unfold)%x1f"
+_LOG_OPTIONS = ("-z", "--no-color", "--no-renames", "--no-show-signature", "--name-only")
+_FORBIDDEN_ROOTS = frozenset({".git", ".keel"})
+_Changes = Mapping[str, bytes | None]
+_IndexEntry = tuple[str, str | None]  # (repository path, "mode,blob" or None: delete)
+_EXCLUDE_LINES = frozenset({".keel/", "/.keel/", ".keel", "/.keel"})
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the repository lives relative to the workspace."""
+
+    toplevel: Path
+    git_dir: Path
+    index: Path
+    exclude: Path
+    prefix: str  # the workspace's path inside the repository: "" or "sub/dir/"
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A ledger entry plus its files as repository paths (the entry's are workspace paths)."""
+
+    entry: LedgerEntry
+    git_files: tuple[str, ...]
+
+
+class GitLedger:
+    """The :class:`keel.engine.ports.Ledger` over a real git repository.
+
+    The constructor prepares the repository (``git init`` when the workspace is not in one,
+    ``.keel/`` in ``info/exclude``); :meth:`open` does the same off the event loop.
+    ``stale_lock_s`` is the age after which a leftover ``index.lock`` is taken as abandoned.
+    """
+
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        author_name: str = "Keel",
+        author_email: str = "keel@localhost",
+        stale_lock_s: float = 60.0,
+    ) -> None:
+        self._workspace = Path(workspace).resolve()
+        self._identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        self._stale_lock_s = stale_lock_s
+        self._lock = asyncio.Lock()
+        self._layout = self._prepare()
+        self._git = git.Git(str(self._layout.toplevel))
+
+    @classmethod
+    async def open(
+        cls,
+        workspace: Path,
+        *,
+        author_name: str = "Keel",
+        author_email: str = "keel@localhost",
+        stale_lock_s: float = 60.0,
+    ) -> GitLedger:
+        """Construct the ledger in a worker thread (it may run ``git init``)."""
+        return await asyncio.to_thread(
+            lambda: cls(
+                workspace,
+                author_name=author_name,
+                author_email=author_email,
+                stale_lock_s=stale_lock_s,
+            )
+        )
+
+    @property
+    def workspace(self) -> Path:
+        return self._workspace
+
+    # ----------------------------------------------------------------- the Ledger port
+
+    async def export(self, dest: Path) -> None:
+        await asyncio.to_thread(self._export_sync, Path(dest))
+
+    async def read(self, path: str) -> bytes | None:
+        return await asyncio.to_thread(self._read_sync, self._clean(path))
+
+    async def commit(
+        self,
+        changes: Mapping[str, bytes | None],
+        base: Mapping[str, bytes | None],
+        message: str,
+        trailers: Mapping[str, str],
+    ) -> str:
+        async with self._lock:
+            return await asyncio.to_thread(self._commit_sync, changes, base, message, trailers)
+
+    async def entries(self, limit: int | None = None) -> list[LedgerEntry]:
+        records = await asyncio.to_thread(self._records_sync, limit)
+        return [record.entry for record in records]
+
+    async def show(self, entry: str) -> tuple[LedgerEntry, str]:
+        return await asyncio.to_thread(self._show_sync, entry)
+
+    async def rollback(self, entry: str) -> str:
+        async with self._lock:
+            return await asyncio.to_thread(self._rollback_sync, entry)
+
+    # ----------------------------------------------------------------- preparation
+
+    def _prepare(self) -> _Layout:
+        if not self._workspace.is_dir():
+            raise KeelError(f"workspace {self._workspace} is not a directory")
+        try:
+            try:
+                git.Repo(self._workspace, search_parent_directories=True)
+            except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError):
+                git.Repo.init(self._workspace, initial_branch="main")
+                _log.info("initialised a git repository in %s", self._workspace)
+            layout = self._discover()
+        except GitCommandNotFound as err:
+            raise KeelError("git is not installed or not on PATH") from err
+        except GitError as err:
+            raise KeelError(f"cannot use {self._workspace} as a git workspace: {err}") from err
+        _ensure_excluded(layout.exclude)
+        return layout
+
+    def _discover(self) -> _Layout:
+        args = ["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path", "index"]
+        args += ["--show-prefix", "--git-path", "info/exclude"]
+        out = git.Git(str(self._workspace)).execute([_git_exe(), *args])
+        top, git_dir, index, prefix, exclude = str(out).split("\n")
+        return _Layout(
+            toplevel=Path(top).resolve(),
+            git_dir=Path(git_dir),
+            index=(self._workspace / index).resolve(),
+            exclude=(self._workspace / exclude).resolve(),
+            prefix=prefix,
+        )
+
+    # ----------------------------------------------------------------- git plumbing
+
+    def _env(
+        self, index: Path | None = None, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        env = {
+            "GIT_DIR": str(self._layout.git_dir),
+            "GIT_WORK_TREE": str(self._layout.toplevel),
+            "GIT_INDEX_FILE": str(index or self._layout.index),
+            "GIT_LITERAL_PATHSPECS": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        env.update(extra or {})
+        return env
+
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        index: Path | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run git and return its stdout as text; failures become :class:`KeelError`."""
+        try:
+            out = self._git.execute(
+                [_git_exe(), *args],
+                env=self._env(index, extra),
+                strip_newline_in_stdout=False,
+            )
+        except GitCommandNotFound as err:
+            raise KeelError("git is not installed or not on PATH") from err
+        except GitCommandError as err:
+            detail = str(err.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
+            raise KeelError(f"git {args[0]} failed: {detail or err}") from err
+        except GitError as err:
+            raise KeelError(f"git {args[0]} failed: {err}") from err
+        return str(out)
+
+    def _run_bytes(self, args: Sequence[str]) -> bytes:
+        try:
+            out = self._git.execute(
+                [_git_exe(), *args],
+                env=self._env(),
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        except GitError as err:
+            raise KeelError(f"git {args[0]} failed: {err}") from err
+        return bytes(out)
+
+    def _verify(self, rev: str) -> str | None:
+        """The object name ``rev`` resolves to, or ``None`` when it does not exist."""
+        try:
+            out = self._git.execute(
+                [_git_exe(), "rev-parse", "--verify", "--quiet", rev], env=self._env()
+            )
+        except GitCommandError:
+            return None
+        except GitError as err:
+            raise KeelError(f"git rev-parse failed: {err}") from err
+        return str(out).strip() or None
+
+    def _head(self) -> str | None:
+        return self._verify("HEAD^{commit}")
+
+    @contextlib.contextmanager
+    def _temp_index(self) -> Iterator[Path]:
+        """A throwaway index file inside the git directory, removed afterwards."""
+        path = self._layout.git_dir / f"keel-index-{secrets.token_hex(6)}"
+        try:
+            yield path
+        finally:
+            for leftover in (path, path.with_name(path.name + ".lock")):
+                leftover.unlink(missing_ok=True)
+
+    def _check_index_lock(self) -> None:
+        lock = self._layout.index.with_name(self._layout.index.name + ".lock")
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > self._stale_lock_s:
+            _log.warning("removing stale git lock %s (%.0f s old)", lock, age)
+            lock.unlink(missing_ok=True)
+            return
+        raise KeelError(
+            f"{lock} exists: another git command is running; if none is, remove {lock} "
+            "and approve again"
+        )
+
+    # ----------------------------------------------------------------- paths and files
+
+    def _clean(self, path: str) -> str:
+        """The normalised workspace-relative path, or :class:`KeelError` when it escapes."""
+        if not path or "\0" in path:
+            raise KeelError(f"invalid path {path!r}")
+        pure = PurePosixPath(path)
+        if pure.is_absolute():
+            raise KeelError(f"refusing absolute path {path!r}: paths must be inside the workspace")
+        parts = [part for part in pure.parts if part != "."]
+        if not parts or ".." in parts:
+            raise KeelError(f"refusing path {path!r}: it escapes the workspace")
+        if parts[0].casefold() in _FORBIDDEN_ROOTS or any(p.casefold() == ".git" for p in parts):
+            raise KeelError(f"refusing path {path!r}: .git/ and .keel/ are off limits")
+        rel = "/".join(parts)
+        self._check_resolved(path, self._workspace / rel)
+        return rel
+
+    def _check_resolved(self, path: str, target: Path) -> None:
+        resolved = target.resolve()
+        if resolved == self._workspace or not resolved.is_relative_to(self._workspace):
+            raise KeelError(
+                f"refusing path {path!r}: it resolves to {resolved}, outside the workspace"
+            )
+        root = resolved.relative_to(self._workspace).parts[0]
+        if root.casefold() in _FORBIDDEN_ROOTS:
+            raise KeelError(f"refusing path {path!r}: it resolves into {root}/")
+
+    def _read_sync(self, rel: str) -> bytes | None:
+        try:
+            return (self._workspace / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise KeelError(f"cannot read {rel}: {err.strerror or err}") from err
+
+    def _write_all(
+        self, changes: _Changes, restore: _Changes, executable: Mapping[str, bool]
+    ) -> None:
+        """Write every change; on failure put back what was already replaced."""
+        done: list[str] = []
+        try:
+            for rel, content in changes.items():
+                _write_atomic(self._workspace / rel, content, executable.get(rel))
+                done.append(rel)
+        except OSError as err:
+            self._restore({rel: restore.get(rel) for rel in done})
+            raise KeelError(
+                f"cannot write {err.filename or 'a file'}: {err.strerror or err}"
+            ) from err
+
+    def _restore(self, contents: _Changes) -> None:
+        for rel, content in contents.items():
+            try:
+                _write_atomic(self._workspace / rel, content, None)
+            except OSError as err:
+                _log.error("could not restore %s after a failed commit: %s", rel, err)
+
+    # ----------------------------------------------------------------- commit
+
+    def _commit_sync(
+        self,
+        changes: _Changes,
+        base: _Changes,
+        message: str,
+        trailers: Mapping[str, str],
+        executable: Mapping[str, bool] | None = None,
+    ) -> str:
+        clean = {self._clean(path): content for path, content in changes.items()}
+        bases = {self._clean(path): content for path, content in base.items()}
+        body = _message(message, trailers)
+        self._check_index_lock()
+        current = {rel: self._read_sync(rel) for rel in clean}
+        conflicts = [
+            rel for rel in sorted(clean) if current[rel] not in (bases.get(rel), clean[rel])
+        ]
+        if conflicts:
+            raise ConflictError(
+                "the workspace changed since the bundle was made: " + ", ".join(conflicts),
+                conflicts,
+            )
+        self._write_all(clean, current, executable or {})
+        try:
+            sha, entries = self._build_commit(clean, body)
+        except KeelError:
+            self._restore(current)
+            raise
+        self._sync_real_index(entries, sha)
+        return sha
+
+    def _build_commit(self, changes: _Changes, body: str) -> tuple[str, list[_IndexEntry]]:
+        """Commit ``changes`` (already in the workspace) on top of HEAD; move HEAD."""
+        head = self._head()
+        entries = self._hash_files(changes)
+        with self._temp_index() as index:
+            self._run(["read-tree", head] if head else ["read-tree", "--empty"], index=index)
+            self._apply_entries(entries, index)
+            tree = self._run(["write-tree"], index=index).strip()
+        parents = ["-p", head] if head else []
+        sha = self._run(["commit-tree", tree, *parents, "-m", body], extra=self._identity).strip()
+        old = head or "0" * len(sha)
+        subject = body.split("\n", 1)[0]
+        self._run(["update-ref", "-m", subject, "HEAD", sha, old])
+        return sha, entries
+
+    def _hash_files(self, changes: _Changes) -> list[_IndexEntry]:
+        """The index entry of every change (hashed from the workspace, with its filters)."""
+        present = [rel for rel, content in changes.items() if content is not None]
+        blobs: dict[str, str] = {}
+        if present:
+            gpaths = [self._layout.prefix + rel for rel in present]
+            out = self._run(["hash-object", "-w", "--", *gpaths]).split()
+            blobs = dict(zip(present, out, strict=True))
+        entries: list[_IndexEntry] = []
+        for rel in changes:
+            gpath = self._layout.prefix + rel
+            if rel not in blobs:
+                entries.append((gpath, None))
+                continue
+            mode = os.stat(self._workspace / rel).st_mode
+            entries.append((gpath, f"{'100755' if mode & stat.S_IXUSR else '100644'},{blobs[rel]}"))
+        return entries
+
+    def _apply_entries(self, entries: Sequence[_IndexEntry], index: Path | None) -> None:
+        adds = [
+            arg for gpath, info in entries if info for arg in ("--cacheinfo", f"{info},{gpath}")
+        ]
+        removes = [gpath for gpath, info in entries if info is None]
+        if adds:
+            self._run(["update-index", "--add", *adds], index=index)
+        if removes:
+            self._run(["update-index", "--force-remove", "--", *removes], index=index)
+
+    def _sync_real_index(self, entries: Sequence[_IndexEntry], sha: str) -> None:
+        """Point the user's index at the committed blobs for exactly the committed paths."""
+        try:
+            self._apply_entries(entries, None)
+        except KeelError as err:
+            paths = " ".join(gpath for gpath, _ in entries)
+            _log.warning(
+                "committed %s but could not update the index (%s); run `git reset -q -- %s`",
+                sha,
+                err,
+                paths,
+            )
+            return
+        with contextlib.suppress(KeelError):  # only stat data; `git status` would do the same
+            self._run(["update-index", "-q", "--refresh"])
+
+    # ----------------------------------------------------------------- reading the ledger
+
+    def _records_sync(self, limit: int | None, rev: str | None = None) -> list[_Record]:
+        if limit is not None and limit <= 0:
+            return []
+        start = rev or self._head()
+        if start is None:
+            return []
+        args = ["log", *_LOG_OPTIONS, f"--format={_LOG_FORMAT}"]
+        if rev is None:
+            args.append(f"--grep=^{TRAILER_BUNDLE}:")
+        if limit is not None:
+            args.append(f"--max-count={limit}")
+        out = self._run([*args, start, "--"])
+        records = [self._parse_record(chunk) for chunk in out.split(_RECORD)[1:]]
+        return [record for record in records if record is not None]
+
+    def _parse_record(self, chunk: str) -> _Record | None:
+        head, _, tail = chunk.rpartition(_FIELD)
+        sha, subject, timestamp, trailer_text = head.split(_FIELD, 3)
+        trailers = _parse_trailers(trailer_text)
+        if not trailers.get(TRAILER_BUNDLE):
+            return None
+        git_files = tuple(name for name in tail.lstrip("\0").removeprefix("\n").split("\0") if name)
+        entry = LedgerEntry(
+            sha=sha,
+            title=subject.removeprefix(_SUBJECT_PREFIX),
+            session=trailers.get(TRAILER_SESSION, ""),
+            node=trailers.get(TRAILER_NODE, ""),
+            bundle=trailers[TRAILER_BUNDLE],
+            energy=trailers.get(TRAILER_ENERGY, ""),
+            approved_by=trailers.get(TRAILER_APPROVED_BY, ""),
+            timestamp=timestamp,
+            files=tuple(self._to_workspace(path) for path in git_files),
+            reverts=trailers.get(TRAILER_REVERTS) or None,
+        )
+        return _Record(entry=entry, git_files=git_files)
+
+    def _to_workspace(self, gpath: str) -> str:
+        prefix = self._layout.prefix
+        return gpath.removeprefix(prefix) if prefix and gpath.startswith(prefix) else gpath
+
+    def _record(self, entry: str) -> _Record:
+        if not entry or entry.startswith("-"):
+            raise KeelError(f"{entry!r} is not a Keel ledger entry")
+        sha = self._verify(f"{entry}^{{commit}}")
+        if sha is None:
+            raise KeelError(f"{entry} is not a Keel ledger entry (no such commit)")
+        records = self._records_sync(1, rev=sha)
+        if not records:
+            raise KeelError(
+                f"{entry} is not a Keel ledger entry (it has no {TRAILER_BUNDLE} trailer)"
+            )
+        return records[0]
+
+    def _show_sync(self, entry: str) -> tuple[LedgerEntry, str]:
+        record = self._record(entry)
+        patch = self._run(
+            ["show", "--format=", "--no-color", "--no-ext-diff", "--no-renames", record.entry.sha]
+        )
+        return record.entry, patch
+
+    # ----------------------------------------------------------------- rollback
+
+    def _rollback_sync(self, entry: str) -> str:
+        record = self._record(entry)
+        sha = record.entry.sha
+        head = self._head()
+        if head is None or not self._is_ancestor(sha, head):
+            raise KeelError(f"{entry} is not in the history of the current branch")
+        parent = self._verify(f"{sha}^1")
+        changes: dict[str, bytes | None] = {}
+        base: dict[str, bytes | None] = {}
+        executable: dict[str, bool] = {}
+        conflicts: list[tuple[str, str]] = []
+        for gpath in record.git_files:
+            rel = self._rollback_path(gpath)
+            ours, at_head = self._blob(sha, gpath), self._blob(head, gpath)
+            if _content(ours) != _content(at_head):
+                conflicts.append((rel, "changed by a later commit"))
+            elif self._read_sync(rel) != _content(at_head):
+                conflicts.append((rel, "edited in the workspace"))
+            before = self._blob(parent, gpath) if parent else None
+            changes[rel], base[rel] = _content(before), _content(at_head)
+            executable[rel] = before is not None and before[0] == "100755"
+        if conflicts:
+            detail = "; ".join(f"{rel} ({why})" for rel, why in conflicts)
+            raise ConflictError(f"cannot roll back {sha[:12]}: {detail}", [r for r, _ in conflicts])
+        trailers = _revert_trailers(record.entry, changes)
+        message = f"{_SUBJECT_PREFIX}revert {record.entry.title}"
+        return self._commit_sync(changes, base, message, trailers, executable)
+
+    def _rollback_path(self, gpath: str) -> str:
+        prefix = self._layout.prefix
+        if prefix and not gpath.startswith(prefix):
+            raise KeelError(f"the entry changed {gpath}, outside this workspace ({prefix})")
+        return self._clean(gpath.removeprefix(prefix))
+
+    def _is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self._git.execute(
+                [_git_exe(), "merge-base", "--is-ancestor", ancestor, descendant], env=self._env()
+            )
+        except GitCommandError as err:
+            if err.status == 1:
+                return False
+            raise KeelError(f"git merge-base failed: {err}") from err
+        return True
+
+    def _blob(self, commit: str, gpath: str) -> tuple[str, bytes] | None:
+        """(mode, content) of ``gpath`` in ``commit``, or ``None`` when it is not a file there."""
+        listing = self._run(["ls-tree", "-z", "--full-tree", commit, "--", gpath])
+        for item in listing.split("\0"):
+            meta, _, name = item.partition("\t")
+            fields = meta.split()
+            if name == gpath and len(fields) == 3 and fields[1] == "blob":
+                return fields[0], self._run_bytes(["cat-file", "blob", fields[2]])
+        return None
+
+    # ----------------------------------------------------------------- export
+
+    def _export_sync(self, dest: Path) -> None:
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            if any(dest.iterdir()):
+                raise KeelError(f"cannot export into {dest}: the directory is not empty")
+        except OSError as err:
+            raise KeelError(f"cannot export into {dest}: {err.strerror or err}") from err
+        head = self._head()
+        if head is None:
+            return
+        prefix = self._layout.prefix.rstrip("/")
+        tree = self._verify(f"{head}:{prefix}") if prefix else head
+        if tree is None:
+            return
+        target = str(dest.resolve()) + os.sep
+        with self._temp_index() as index:
+            self._run(["read-tree", tree], index=index)
+            self._run(["checkout-index", "--all", "--force", f"--prefix={target}"], index=index)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _git_exe() -> str:
+    return str(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git")
+
+
+def _ensure_excluded(exclude: Path) -> None:
+    """Add ``.keel/`` to ``info/exclude`` once."""
+    try:
+        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        if any(line.strip() in _EXCLUDE_LINES for line in text.splitlines()):
+            return
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        separator = "" if not text or text.endswith("\n") else "\n"
+        with exclude.open("a", encoding="utf-8") as fh:
+            fh.write(f"{separator}# Keel's session store\n.keel/\n")
+    except OSError as err:
+        raise KeelError(f"cannot update {exclude}: {err.strerror or err}") from err
+
+
+def _write_atomic(target: Path, content: bytes | None, executable: bool | None) -> None:
+    """Replace ``target`` with ``content`` (``None``: delete) so it is never half written.
+
+    ``executable`` ``None`` keeps an existing file's mode; new files get the umask's default.
+    """
+    if content is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        _fsync_dir(target.parent)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old_mode: int | None = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        old_mode = None
+    tmp = target.with_name(f".{target.name}.keel-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _set_mode(tmp, old_mode, executable)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _set_mode(path: Path, old_mode: int | None, executable: bool | None) -> None:
+    mode = old_mode if old_mode is not None else stat.S_IMODE(path.stat().st_mode)
+    if executable is True:
+        mode |= (mode & 0o444) >> 2  # x wherever r
+    elif executable is False:
+        mode &= ~0o111
+    os.chmod(path, mode)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _message(message: str, trailers: Mapping[str, str]) -> str:
+    """``keel: <title>``, a blank line, then one ``Key: value`` line per trailer, in order."""
+    text = message.strip()
+    if not text:
+        raise KeelError("a ledger commit needs a message")
+    if not text.startswith(_SUBJECT_PREFIX):
+        text = _SUBJECT_PREFIX + text
+    lines = []
+    for key, value in trailers.items():
+        if not key or not all(c.isascii() and (c.isalnum() or c == "-") for c in key):
+            raise KeelError(f"invalid trailer key {key!r}")
+        if not value.strip() or "\n" in value or "\r" in value:
+            raise KeelError(f"invalid value for trailer {key}: {value!r}")
+        lines.append(f"{key}: {value.strip()}")
+    return text + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+
+
+def _parse_trailers(text: str) -> dict[str, str]:
+    trailers: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and key.strip() not in trailers:
+            trailers[key.strip()] = value.strip()
+    return trailers
+
+
+def _content(blob: tuple[str, bytes] | None) -> bytes | None:
+    return None if blob is None else blob[1]
+
+
+def content_hash(changes: Mapping[str, bytes | None]) -> str:
+    """sha256 over the sorted (path, content) pairs; a deletion hashes differently from empty."""
+    digest = hashlib.sha256()
+    for path in sorted(changes):
+        content = changes[path]
+        digest.update(path.encode("utf-8") + b"\0")
+        if content is None:
+            digest.update(b"-\0")
+        else:
+            digest.update(b"+" + str(len(content)).encode() + b"\0" + content)
+    return digest.hexdigest()
+
+
+def _revert_trailers(entry: LedgerEntry, changes: Mapping[str, bytes | None]) -> dict[str, str]:
+    trailers = {
+        TRAILER_SESSION: entry.session,
+        TRAILER_NODE: entry.node,
+        TRAILER_BUNDLE: content_hash(changes),
+        TRAILER_ENERGY: entry.energy,
+        TRAILER_APPROVED_BY: "user",
+        TRAILER_REVERTS: entry.sha,
+    }
+    return {key: value for key, value in trailers.items() if value}
+
+
+__all__ = ["GitLedger", "content_hash"]

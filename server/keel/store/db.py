@@ -1,0 +1,496 @@
+"""The session store (contract section 8): one SQLite file per workspace, ``.keel/keel.db``.
+
+Why SQLite in WAL mode with ``synchronous=FULL``: the store is what ``keel resume`` trusts after
+a crash or kill, so every write is its own committed, durable transaction, and readers
+(``keel status``, ``keel logs``, the dashboard) never block the running session.
+
+Why the schema is a list of migrations keyed by ``PRAGMA user_version``: a store written by an
+older Keel is upgraded in place, inside a transaction, never recreated; one written by a newer
+Keel is refused rather than damaged.
+
+A file that is not a SQLite database (corrupt, truncated, something else) is never deleted or
+overwritten: opening it raises :class:`KeelError` and leaves the bytes as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from keel.engine.ports import KeelError
+
+STORE_DIR = ".keel"
+STORE_FILE = "keel.db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: Schema migrations, applied in order; ``PRAGMA user_version`` counts those applied.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        config TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT,
+        totals TEXT
+    );
+    CREATE TABLE plan (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        plan TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (session_id, node_id)
+    );
+    CREATE TABLE node_transitions (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL
+    );
+    CREATE TABLE attempts (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        bundle TEXT,
+        energy TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        stable INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (session_id, node_id, attempt)
+    );
+    CREATE TABLE model_calls (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        tier TEXT NOT NULL,
+        model TEXT NOT NULL,
+        node_id TEXT,
+        attempt INTEGER,
+        schema_name TEXT,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        priced INTEGER NOT NULL DEFAULT 1,
+        latency_s REAL NOT NULL DEFAULT 0,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        prompt TEXT,
+        response TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        ledger_sha TEXT,
+        note TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL
+    );
+    CREATE TABLE escalations (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        report TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX node_transitions_by_session ON node_transitions (session_id, id);
+    CREATE INDEX model_calls_by_session ON model_calls (session_id, id);
+    CREATE INDEX approvals_by_session ON approvals (session_id, id);
+    CREATE INDEX escalations_by_session ON escalations (session_id, id);
+    CREATE INDEX events_by_session ON events (session_id, id);
+    CREATE INDEX plan_by_session ON plan (session_id, id);
+    """,
+]
+
+_JSON_COLUMNS = frozenset(
+    {"config", "totals", "plan", "bundle", "energy", "evidence", "report", "payload"}
+)
+_BOOL_COLUMNS = frozenset({"stable", "priced", "ok"})
+_Statement = tuple[str, Sequence[Any]]
+
+
+def store_path(workspace: Path) -> Path:
+    """Where a workspace's store lives."""
+    return Path(workspace) / STORE_DIR / STORE_FILE
+
+
+class SqliteStore:
+    """The :class:`keel.engine.ports.SessionStore` over aiosqlite, plus the reads for
+    ``keel status``/``logs``/``resume``. Construct with :meth:`open`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating or upgrading) the store.
+
+        ``path`` is the workspace (the store is ``<path>/.keel/keel.db``) or, when its name ends
+        in ``.db``, the database file itself.
+        """
+        db_path = Path(path) if Path(path).name.endswith(".db") else store_path(Path(path))
+        await asyncio.to_thread(_check_file, db_path)
+        try:
+            db = await aiosqlite.connect(db_path, isolation_level=None)
+        except sqlite3.Error as err:
+            raise _open_error(db_path, err) from err
+        try:
+            await _configure(db, db_path)
+            await _migrate(db, db_path)
+        except BaseException:
+            await db.close()
+            raise
+        db.row_factory = sqlite3.Row
+        return cls(db, db_path)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._db.close()
+
+    # ----------------------------------------------------------------- writes
+
+    async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
+        await self._write(
+            [
+                (
+                    "INSERT INTO sessions (id, task, config, started_at) VALUES (?, ?, ?, ?)",
+                    (session_id, task, _dump(config), _now()),
+                )
+            ]
+        )
+
+    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
+        """Store the plan and one ``nodes`` row per planned node (state ``queued``).
+
+        A node already known (a re-plan or a resume) keeps its state; title and kind follow
+        the new plan.
+        """
+        now = _now()
+        statements: list[_Statement] = [
+            (
+                "INSERT INTO plan (session_id, plan, created_at) VALUES (?, ?, ?)",
+                (session_id, _dump(plan), now),
+            )
+        ]
+        for node in plan.get("nodes", ()):
+            statements.append(
+                (
+                    "INSERT INTO nodes (session_id, node_id, title, kind, state, updated_at)"
+                    " VALUES (?, ?, ?, ?, 'queued', ?) ON CONFLICT (session_id, node_id)"
+                    " DO UPDATE SET title = excluded.title, kind = excluded.kind",
+                    (session_id, str(node["id"]), node.get("title", ""), _kind(node), now),
+                )
+            )
+        await self._write(statements)
+
+    async def set_node_state(
+        self, session_id: str, node_id: str, state: str, detail: str = ""
+    ) -> None:
+        now = _now()
+        await self._write(
+            [
+                (
+                    "INSERT INTO nodes (session_id, node_id, state, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (session_id, node_id)"
+                    " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    (session_id, node_id, str(state), now),
+                ),
+                (
+                    "INSERT INTO node_transitions (session_id, node_id, state, detail, at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (session_id, node_id, str(state), detail, now),
+                ),
+            ]
+        )
+
+    async def record_attempt(
+        self,
+        session_id: str,
+        node_id: str,
+        attempt: int,
+        bundle: Mapping[str, Any] | None,
+        energy: Mapping[str, float],
+        evidence: Sequence[Mapping[str, Any]],
+        stable: bool,
+    ) -> None:
+        """Record one attempt; recording the same attempt again (after a resume) replaces it."""
+        sql = (
+            "INSERT OR REPLACE INTO attempts"
+            " (session_id, node_id, attempt, bundle, energy, evidence, stable, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        bundle_json = None if bundle is None else _dump(bundle)
+        params = (session_id, node_id, attempt, bundle_json, _dump(energy), _dump(evidence))
+        await self._write([(sql, (*params, int(stable), _now()))])
+
+    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
+        sql = (
+            "INSERT INTO model_calls (session_id, tier, model, node_id, attempt, schema_name,"
+            " input_tokens, output_tokens, cost_usd, priced, latency_s, ok, error, prompt,"
+            " response, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        params = (
+            session_id,
+            str(call["tier"]),
+            str(call["model"]),
+            call.get("node_id"),
+            call.get("attempt"),
+            call.get("schema_name"),
+            int(call.get("input_tokens") or 0),
+            int(call.get("output_tokens") or 0),
+            float(call.get("cost_usd") or 0.0),
+            int(bool(call.get("priced", True))),
+            float(call.get("latency_s") or 0.0),
+            int(bool(call.get("ok", True))),
+            call.get("error"),
+            call.get("prompt"),
+            call.get("response"),
+            _now(),
+        )
+        await self._write([(sql, params)])
+
+    async def record_approval(
+        self,
+        session_id: str,
+        node_id: str,
+        decision: str,
+        actor: str,
+        ledger_sha: str | None,
+        note: str = "",
+    ) -> None:
+        sql = (
+            "INSERT INTO approvals (session_id, node_id, decision, actor, ledger_sha, note, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        await self._write([(sql, (session_id, node_id, decision, actor, ledger_sha, note, _now()))])
+
+    async def record_escalation(
+        self, session_id: str, node_id: str, report: Mapping[str, Any]
+    ) -> None:
+        sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
+        await self._write([(sql, (session_id, node_id, _dump(report), _now()))])
+
+    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
+        """Store one engine event (contract section 10) whole, keyed by its ``type``."""
+        sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
+        at = str(event.get("ts") or _now())
+        await self._write([(sql, (session_id, str(event.get("type", "")), _dump(event), at))])
+
+    async def finish_session(
+        self, session_id: str, outcome: str, totals: Mapping[str, Any]
+    ) -> None:
+        sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"
+        await self._write([(sql, (_now(), outcome, _dump(totals), session_id))])
+
+    # ----------------------------------------------------------------- reads
+
+    async def sessions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Sessions, newest first."""
+        sql = "SELECT * FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT ?"
+        return await self._query(sql, (-1 if limit is None else limit,))
+
+    async def session(self, session_id: str) -> dict[str, Any] | None:
+        rows = await self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return rows[0] if rows else None
+
+    async def latest_session_id(self) -> str | None:
+        rows = await self.sessions(limit=1)
+        return str(rows[0]["id"]) if rows else None
+
+    async def plan(self, session_id: str) -> dict[str, Any] | None:
+        """The session's latest plan."""
+        sql = "SELECT * FROM plan WHERE session_id = ? ORDER BY id DESC LIMIT 1"
+        rows = await self._query(sql, (session_id,))
+        return rows[0] if rows else None
+
+    async def nodes(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's nodes in plan order."""
+        return await self._query(
+            "SELECT * FROM nodes WHERE session_id = ? ORDER BY rowid", (session_id,)
+        )
+
+    async def transitions(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM node_transitions WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
+    async def attempts(self, session_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM attempts WHERE session_id = ?"
+        params: tuple[Any, ...] = (session_id,)
+        if node_id is not None:
+            sql += " AND node_id = ?"
+            params += (node_id,)
+        return await self._query(sql + " ORDER BY rowid", params)
+
+    async def model_calls(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM model_calls WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
+    async def approvals(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM approvals WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
+    async def escalations(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM escalations WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
+    async def events(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def _write(self, statements: Iterable[_Statement]) -> None:
+        """Run the statements as one committed transaction."""
+        async with self._write_lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in statements:
+                        await self._db.execute(sql, params)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as err:
+                raise KeelError(f"cannot write to the session store {self._path}: {err}") from err
+
+    async def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.Error as err:
+            raise KeelError(f"cannot read the session store {self._path}: {err}") from err
+        return [_decode(row) for row in rows]
+
+
+# --------------------------------------------------------------------- opening
+
+
+def _check_file(db_path: Path) -> None:
+    """Create ``.keel/``; refuse an existing non-empty file that is not a SQLite database."""
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        if not db_path.exists():
+            return
+        with db_path.open("rb") as fh:
+            header = fh.read(len(_SQLITE_MAGIC))
+    except OSError as err:
+        raise KeelError(f"cannot open the session store {db_path}: {err.strerror or err}") from err
+    if header and header != _SQLITE_MAGIC:
+        raise _open_error(db_path, "not a SQLite database")
+
+
+async def _configure(db: aiosqlite.Connection, db_path: Path) -> None:
+    """Validate the file with reads first, then switch on WAL and the rest."""
+    try:
+        await db.execute("PRAGMA busy_timeout = 5000")
+        await db.execute("PRAGMA foreign_keys = ON")
+        async with db.execute("SELECT count(*) FROM sqlite_master") as cursor:
+            await cursor.fetchall()
+        async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+            await cursor.fetchall()
+        await db.execute("PRAGMA synchronous = FULL")
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            raise KeelError(f"the session store {db_path} is locked by another process") from err
+        raise _open_error(db_path, err) from err
+    except sqlite3.Error as err:
+        raise _open_error(db_path, err) from err
+
+
+async def _migrate(db: aiosqlite.Connection, db_path: Path) -> None:
+    version = await _user_version(db)
+    if version > len(MIGRATIONS):
+        raise KeelError(
+            f"the session store {db_path} has schema version {version}, newer than this Keel "
+            f"understands ({len(MIGRATIONS)}); upgrade Keel"
+        )
+    for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+        except sqlite3.Error as err:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise KeelError(f"cannot upgrade the session store {db_path}: {err}") from err
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _open_error(db_path: Path, cause: object) -> KeelError:
+    return KeelError(f"{db_path} is not a valid Keel store ({cause}); it was left untouched")
+
+
+# --------------------------------------------------------------------- values
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _kind(node: Mapping[str, Any]) -> str:
+    kind = node.get("kind", "")
+    return str(getattr(kind, "value", kind))
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in row.keys():
+        value = row[key]
+        if key in _JSON_COLUMNS and isinstance(value, str):
+            value = json.loads(value)
+        elif key in _BOOL_COLUMNS and value is not None:
+            value = bool(value)
+        out[key] = value
+    return out
+
+
+__all__ = ["MIGRATIONS", "SqliteStore", "store_path"]

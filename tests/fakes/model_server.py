@@ -1,0 +1,329 @@
+"""A fake OpenAI/Anthropic HTTP server on loopback, for tests and benchmarks.
+
+The providers are tested through the real SDKs over real HTTP, so what is tested is what
+runs against a real model: headers, request bodies, status codes, timeouts. The server
+answers ``POST /v1/chat/completions`` (OpenAI shape) and ``POST /v1/messages`` (Anthropic
+shape) from the same transcript entries that ``replay:`` reads, matched by the request's
+``X-Keel-Tier``, ``X-Keel-Node`` and ``X-Keel-Attempt`` headers. It records every request and
+can inject faults (error statuses, requests that never get an answer, added latency).
+Synchronise with :meth:`FakeModelServer.wait_for_requests`, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from keel.providers.replay import ReplyKey, TranscriptEntry, describe_key, index_entries
+
+
+class Headers(Mapping[str, str]):
+    """Request headers with case-insensitive lookup."""
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self._items = {name.lower(): value for name, value in items}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it; ``body`` is the parsed JSON (None if not JSON)."""
+
+    method: str
+    path: str
+    headers: Headers
+    body: Any
+
+
+class FakeModelServer:
+    """A ThreadingHTTPServer on 127.0.0.1, in a daemon thread; use it as a context manager."""
+
+    def __init__(
+        self, entries: Iterable[Mapping[str, Any]] = (), *, latency_s: float = 0.0
+    ) -> None:
+        self._entries: dict[ReplyKey, TranscriptEntry] = index_entries(entries, "fake server")
+        self.latency_s = latency_s
+        self._lock = threading.Condition()
+        self._requests: list[RecordedRequest] = []
+        self._faults: deque[tuple[int, str | None]] = deque()
+        self._hangs = 0
+        self._closing = threading.Event()
+        self._ids = itertools.count(1)
+        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeModelServer:
+        if not self._started:
+            self._thread.start()
+            self._started = True
+        return self
+
+    def close(self) -> None:
+        """Stop serving, release hanging requests and wait for every handler thread."""
+        self._closing.set()
+        if self._started:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeModelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    # -- fault injection and inspection ----------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 500, message: str | None = None) -> None:
+        """Answer the next ``n`` requests with ``status`` and an error body."""
+        with self._lock:
+            self._faults.extend([(status, message)] * n)
+
+    def hang_next(self, n: int = 1) -> None:
+        """Never answer the next ``n`` requests (they are released when the server closes)."""
+        with self._lock:
+            self._hangs += n
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``n`` requests arrived; TimeoutError after ``timeout`` s."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._requests) >= n, timeout):
+                got = len(self._requests)
+                raise TimeoutError(f"fake model server saw {got} of {n} requests in {timeout}s")
+            return list(self._requests)
+
+    # -- used by the handler ---------------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> tuple[str, int | None, str | None]:
+        """Store the request and decide its fate: ("hang"|"fail"|"answer", status, message)."""
+        with self._lock:
+            self._requests.append(request)
+            self._lock.notify_all()
+            if self._hangs > 0:
+                self._hangs -= 1
+                return "hang", None, None
+            if self._faults:
+                status, message = self._faults.popleft()
+                return "fail", status, message
+            return "answer", None, None
+
+    def _entry_for(self, headers: Headers) -> TranscriptEntry | ReplyKey:
+        key = _key_of(headers)
+        return self._entries.get(key, key)
+
+    def _next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[_Handler], fake: FakeModelServer
+    ) -> None:
+        super().__init__(address, handler)
+        self.fake = fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "FakeModelServer/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: tests read ``requests`` instead of a log."""
+
+    def do_GET(self) -> None:
+        self._read_and_record()
+        self._send_json(404, _error_body(self.path, 404, f"no route GET {self.path}"))
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        request = self._read_and_record()
+        fate, status, message = fake._record(request)
+        if fate == "hang":
+            fake._closing.wait()
+            self.close_connection = True
+            return
+        if fake.latency_s > 0:
+            fake._closing.wait(fake.latency_s)
+        if fate == "fail" and status is not None:
+            text = message or f"injected failure {status}"
+            self._send_json(status, _error_body(self.path, status, text))
+            return
+        self._answer(request)
+
+    def _read_and_record(self) -> RecordedRequest:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = Headers(self.headers.items())
+        return RecordedRequest(method=self.command, path=self.path, headers=headers, body=body)
+
+    def _answer(self, request: RecordedRequest) -> None:
+        if request.path not in ("/v1/chat/completions", "/v1/messages"):
+            self._send_json(404, _error_body(request.path, 404, f"no route POST {request.path}"))
+            return
+        found = self.server.fake._entry_for(request.headers)
+        if not isinstance(found, TranscriptEntry):
+            text = f"no transcript reply for {describe_key(found)}"
+            self._send_json(404, _error_body(request.path, 404, text))
+            return
+        number = self.server.fake._next_id()
+        if request.path == "/v1/chat/completions":
+            self._send_json(200, _openai_reply(found, request.body, number))
+        else:
+            self._send_json(200, _anthropic_reply(found, request.body, number))
+
+    def _send_json(self, status: int, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout); nothing to do
+
+
+def _key_of(headers: Headers) -> ReplyKey:
+    attempt = headers.get("X-Keel-Attempt", "")
+    return (
+        headers.get("X-Keel-Tier", ""),
+        headers.get("X-Keel-Node") or None,
+        int(attempt) if attempt.isdigit() else 0,
+    )
+
+
+def _estimate_tokens(value: object) -> int:
+    """A deterministic stand-in for a tokenizer: about four characters per token."""
+    return max(1, len(json.dumps(value)) // 4)
+
+
+def _usage(entry: TranscriptEntry, body: object) -> tuple[int, int]:
+    if entry.input_tokens or entry.output_tokens:
+        return entry.input_tokens, entry.output_tokens
+    return _estimate_tokens(body), _estimate_tokens(entry.text)
+
+
+def _openai_reply(entry: TranscriptEntry, body: Any, number: int) -> dict[str, Any]:
+    tokens_in, tokens_out = _usage(entry, body)
+    model = body.get("model", "fake") if isinstance(body, dict) else "fake"
+    return {
+        "id": f"chatcmpl-fake-{number}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": entry.text, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        },
+    }
+
+
+def _anthropic_reply(entry: TranscriptEntry, body: Any, number: int) -> dict[str, Any]:
+    tokens_in, tokens_out = _usage(entry, body)
+    request = body if isinstance(body, dict) else {}
+    if entry.raw:
+        content: dict[str, Any] = {"type": "text", "text": entry.text}
+        stop_reason = "end_turn"
+    else:
+        content = {
+            "type": "tool_use",
+            "id": f"toolu_fake_{number}",
+            "name": _tool_name(request),
+            "input": entry.reply,
+        }
+        stop_reason = "tool_use"
+    return {
+        "id": f"msg_fake_{number}",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model", "fake"),
+        "content": [content],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
+    }
+
+
+def _tool_name(request: Mapping[str, Any]) -> str:
+    choice = request.get("tool_choice")
+    if isinstance(choice, Mapping) and isinstance(choice.get("name"), str):
+        return str(choice["name"])
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[0], Mapping):
+        return str(tools[0].get("name", "reply"))
+    return "reply"
+
+
+def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    if path.startswith("/v1/messages"):
+        kind = "rate_limit_error" if status == 429 else "api_error"
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    return {"error": {"message": message, "type": "fake_error", "param": None, "code": status}}
