@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -212,6 +213,9 @@ async def run_demo(args: argparse.Namespace) -> int:
             '`keel agent -w DIR --model openai:gpt-4.1 "TASK"`\n'
             "(or anthropic:MODEL, openai-compatible:MODEL with OPENAI_BASE_URL).\n"
         )
+    if not (workspace / ".git").exists():
+        # A new project gets its own repository, even inside another checkout.
+        await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(workspace)], check=True)
     flags = {"model": f"replay:{demo_transcript()}"}
     args.yes = True
     return await run_agent(args, DEMO_TASK, flags)

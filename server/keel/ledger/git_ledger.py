@@ -135,7 +135,7 @@ class GitLedger:
         await asyncio.to_thread(self._export_sync, Path(dest))
 
     async def read(self, path: str) -> bytes | None:
-        return await asyncio.to_thread(self._read_sync, self._clean(path))
+        return await asyncio.to_thread(lambda: self._read_sync(self._clean(path)))
 
     async def commit(
         self,
@@ -321,8 +321,10 @@ class GitLedger:
     ) -> None:
         """Write every change; on failure put back what was already replaced."""
         done: list[str] = []
+        deletes_first = sorted(changes, key=lambda rel: changes[rel] is not None)
         try:
-            for rel, content in changes.items():
+            for rel in deletes_first:
+                content = changes[rel]
                 _write_atomic(self._workspace / rel, content, executable.get(rel))
                 done.append(rel)
         except OSError as err:
@@ -364,9 +366,11 @@ class GitLedger:
         self._write_all(clean, current, executable or {})
         try:
             sha, entries = self._build_commit(clean, body)
-        except KeelError:
+        except (KeelError, OSError) as err:
             self._restore(current)
-            raise
+            if isinstance(err, KeelError):
+                raise
+            raise KeelError(f"cannot commit: {err.strerror or err}") from err
         self._sync_real_index(entries, sha)
         return sha
 
@@ -408,10 +412,10 @@ class GitLedger:
             arg for gpath, info in entries if info for arg in ("--cacheinfo", f"{info},{gpath}")
         ]
         removes = [gpath for gpath, info in entries if info is None]
-        if adds:
-            self._run(["update-index", "--add", *adds], index=index)
         if removes:
             self._run(["update-index", "--force-remove", "--", *removes], index=index)
+        if adds:  # --replace: a file may replace a directory of the same name, and back
+            self._run(["update-index", "--add", "--replace", *adds], index=index)
 
     def _sync_real_index(self, entries: Sequence[_IndexEntry], sha: str) -> None:
         """Point the user's index at the committed blobs for exactly the committed paths."""

@@ -481,3 +481,13 @@ async def test_concurrent_commits_are_serialised(ws: Path) -> None:
     assert len(await ledger.entries()) == 4
     assert set(shas) == {e.sha for e in await ledger.entries()}
     assert git(ws, "status", "--porcelain") == ""
+
+
+async def test_a_file_can_become_a_directory(ws: Path) -> None:
+    ledger = GitLedger(ws)
+    changes = {"a.txt/inner.py": b"x = 1\n", "a.txt": None}
+    base = {"a.txt/inner.py": None, "a.txt": b"a1\n"}
+    sha = await ledger.commit(changes, base, "keel: nest", TRAILERS)
+    assert (ws / "a.txt" / "inner.py").read_bytes() == b"x = 1\n"
+    assert git(ws, "ls-tree", "-r", "--name-only", sha).split() == ["a.txt/inner.py", "b.txt"]
+    assert git(ws, "status", "--porcelain") == ""
