@@ -21,6 +21,7 @@ from keel.ledger import GitLedger
 from keel.plugins.registry import detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
+from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.store import SqliteStore
 
 
@@ -34,7 +35,7 @@ def provider_settings(config: KeelConfig, env: Mapping[str, str]) -> ProviderSet
     return ProviderSettings(
         env=env,
         openai_compatible_base_url=compatible.base_url if compatible else None,
-        api_key_env={**ProviderSettings().api_key_env, **key_env},
+        api_key_env={**DEFAULT_API_KEY_ENV, **key_env},
         timeout_s=config.network.timeout_s,
         max_retries=config.network.max_retries,
         retry_base_delay_s=config.network.retry_base_delay_s,

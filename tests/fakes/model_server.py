@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from keel.providers.replay import ReplyKey, TranscriptEntry, describe_key, index_entries
 
@@ -146,11 +147,15 @@ class FakeModelServer:
 
     # -- used by the handler ---------------------------------------------------------------
 
-    def _record(self, request: RecordedRequest) -> tuple[str, int | None, str | None]:
-        """Store the request and decide its fate: ("hang"|"fail"|"answer", status, message)."""
+    def _remember(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
             self._lock.notify_all()
+
+    def _record(self, request: RecordedRequest) -> tuple[str, int | None, str | None]:
+        """Store the request and decide its fate: ("hang"|"fail"|"answer", status, message)."""
+        with self._lock:  # re-entrant: arrival order and fate are decided together
+            self._remember(request)
             if self._hangs > 0:
                 self._hangs -= 1
                 return "hang", None, None
@@ -182,16 +187,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "FakeModelServer/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read ``requests`` instead of a log."""
 
     def do_GET(self) -> None:
-        self._read_and_record()
+        self.server.fake._remember(self._read_request())
         self._send_json(404, _error_body(self.path, 404, f"no route GET {self.path}"))
 
     def do_POST(self) -> None:
         fake = self.server.fake
-        request = self._read_and_record()
+        request = self._read_request()
         fate, status, message = fake._record(request)
         if fate == "hang":
             fake._closing.wait()
@@ -205,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(request)
 
-    def _read_and_record(self) -> RecordedRequest:
+    def _read_request(self) -> RecordedRequest:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -216,8 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
         return RecordedRequest(method=self.command, path=self.path, headers=headers, body=body)
 
     def _answer(self, request: RecordedRequest) -> None:
-        if request.path not in ("/v1/chat/completions", "/v1/messages"):
-            self._send_json(404, _error_body(request.path, 404, f"no route POST {request.path}"))
+        route = urlsplit(request.path).path
+        if route not in ("/v1/chat/completions", "/v1/messages"):
+            self._send_json(404, _error_body(route, 404, f"no route POST {request.path}"))
             return
         found = self.server.fake._entry_for(request.headers)
         if not isinstance(found, TranscriptEntry):
@@ -225,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error_body(request.path, 404, text))
             return
         number = self.server.fake._next_id()
-        if request.path == "/v1/chat/completions":
+        if route == "/v1/chat/completions":
             self._send_json(200, _openai_reply(found, request.body, number))
         else:
             self._send_json(200, _anthropic_reply(found, request.body, number))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import anthropic
+from anthropic.types import Message
 
 from keel.engine.ports import ModelRequest, ProviderError
 from keel.providers.base import (
@@ -20,6 +21,7 @@ from keel.providers.base import (
     RetryingClient,
     SdkErrorTypes,
     translate_error,
+    unreadable_reply,
 )
 
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -29,7 +31,6 @@ _SDK_ERRORS = SdkErrorTypes(
     status=anthropic.APIStatusError,
     timeout=anthropic.APITimeoutError,
     connection=anthropic.APIConnectionError,
-    base=anthropic.AnthropicError,
 )
 
 
@@ -78,12 +79,18 @@ class AnthropicClient(RetryingClient):
                 timeout=self._settings.timeout_s,
             )
         except anthropic.AnthropicError as exc:
-            raise translate_error(exc, _SDK_ERRORS, self._endpoint) from exc
+            raise translate_error(exc, _SDK_ERRORS, self._endpoint) from None
+        try:
+            return self._read(response, request.schema_name)
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise unreadable_reply(self._endpoint, "a Messages API reply") from exc
+
+    def _read(self, response: Message, schema_name: str) -> RawReply:
         tool_input = next((b.input for b in response.content if b.type == "tool_use"), None)
         if tool_input is None:
             raise ProviderError(
                 f"{self.name}: the reply from {self._endpoint.url} has no "
-                f"{request.schema_name} tool call (stop reason: {response.stop_reason})"
+                f"{schema_name} tool call (stop reason: {response.stop_reason})"
             )
         return RawReply(
             text=json.dumps(tool_input),

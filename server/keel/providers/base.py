@@ -107,7 +107,7 @@ class RetryingClient(ABC):
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         start = time.monotonic()
-        raw = await with_retries(lambda: self._attempt(request), self._settings, label=self._name)
+        raw = await with_retries(lambda: self._attempt(request), self._settings)
         latency = time.monotonic() - start
         usage = price(raw.model, raw.input_tokens, raw.output_tokens, self._settings.prices)
         return ModelReply(text=raw.text, model=raw.model, usage=usage, latency_s=latency)
@@ -134,7 +134,6 @@ async def with_retries(
     call: Callable[[], Awaitable[T]],
     settings: ProviderSettings,
     *,
-    label: str,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> T:
@@ -151,16 +150,16 @@ async def with_retries(
             if not exc.retryable:
                 raise
             if retry == retries:
+                if retries == 0:
+                    raise
                 raise _gave_up(exc, retry + 1) from exc
             delay = backoff_delay(retry, settings, rand)
-            _log.warning("%s: %s; retry %d of %d in %.2fs", label, exc, retry + 1, retries, delay)
+            _log.warning("%s; retry %d of %d in %.2fs", exc, retry + 1, retries, delay)
             await sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _gave_up(exc: ProviderError, attempts: int) -> ProviderError:
-    if attempts == 1:
-        return exc
     return ProviderError(f"{exc} (gave up after {attempts} attempts)", retryable=exc.retryable)
 
 
@@ -171,7 +170,6 @@ class SdkErrorTypes:
     status: type[BaseException]
     timeout: type[BaseException]
     connection: type[BaseException]
-    base: type[BaseException]
 
 
 @dataclass(frozen=True)
@@ -204,6 +202,11 @@ def translate_error(exc: BaseException, sdk: SdkErrorTypes, endpoint: Endpoint) 
     return ProviderError(
         redact(f"{endpoint.label}: {message}", endpoint.secrets), retryable=retryable
     )
+
+
+def unreadable_reply(endpoint: Endpoint, expected: str) -> ProviderError:
+    """A 200 whose body is not what the API returns (an HTML page from a proxy, say)."""
+    return ProviderError(f"{endpoint.label}: the reply from {endpoint.url} is not {expected}")
 
 
 def _status_message(status: int, detail: str, endpoint: Endpoint) -> tuple[str, bool]:

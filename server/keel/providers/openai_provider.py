@@ -10,6 +10,7 @@ the engine to validate.
 from __future__ import annotations
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from keel.engine.ports import ConfigError, ModelRequest, ProviderError
 from keel.providers.base import (
@@ -19,6 +20,7 @@ from keel.providers.base import (
     RetryingClient,
     SdkErrorTypes,
     translate_error,
+    unreadable_reply,
 )
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -28,7 +30,6 @@ _SDK_ERRORS = SdkErrorTypes(
     status=openai.APIStatusError,
     timeout=openai.APITimeoutError,
     connection=openai.APIConnectionError,
-    base=openai.OpenAIError,
 )
 
 
@@ -88,7 +89,13 @@ class OpenAIClient(RetryingClient):
                 timeout=self._settings.timeout_s,
             )
         except openai.OpenAIError as exc:
-            raise translate_error(exc, _SDK_ERRORS, self._endpoint) from exc
+            raise translate_error(exc, _SDK_ERRORS, self._endpoint) from None
+        try:
+            return self._read(response)
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise unreadable_reply(self._endpoint, "a chat completion") from exc
+
+    def _read(self, response: ChatCompletion) -> RawReply:
         content = response.choices[0].message.content if response.choices else None
         if not content:
             raise ProviderError(f"{self.name}: empty reply from {self._endpoint.url}")

@@ -92,6 +92,14 @@ async def test_text_instead_of_a_tool_call_is_a_final_error(server: FakeModelSer
     assert len(server.requests) == 1
 
 
+async def test_a_body_that_is_not_a_message_is_a_final_error(server: FakeModelServer) -> None:
+    server.fail_next(1, status=200)  # an error body with a 200 status, as a broken proxy sends
+    async with client(fast_settings(anthropic_env(server))) as c:
+        with pytest.raises(ProviderError, match="is not a Messages API reply") as err:
+            await c.complete(make_request())
+    assert not err.value.retryable
+
+
 @pytest.mark.parametrize("status", [500, 429, 529])
 async def test_transient_status_is_retried(server: FakeModelServer, status: int) -> None:
     server.fail_next(1, status=status)
@@ -107,8 +115,7 @@ async def test_auth_failure_names_the_variable_never_the_key(server: FakeModelSe
         with pytest.raises(ProviderError) as err:
             await c.complete(make_request())
     assert str(err.value) == (
-        f"anthropic:claude-haiku-4-5: 401 from {server.anthropic_base_url}: "
-        "check ANTHROPIC_API_KEY"
+        f"anthropic:claude-haiku-4-5: 401 from {server.anthropic_base_url}: check ANTHROPIC_API_KEY"
     )
     assert not err.value.retryable
 
