@@ -45,12 +45,12 @@ class ProviderConfig(_Section):
 
 class EngineConfig(_Section):
     mode: Literal["cautious", "balanced", "yolo"] = "balanced"
-    complexity_k: int = Field(3, ge=0)
+    complexity_k: int = Field(default=3, ge=0)
     energy_weights: list[float] = Field(default_factory=lambda: [1.0, 0.5, 2.0, 1.0, 1.0])
-    stability_threshold: float = Field(0.1, gt=0)
-    max_attempts: int = Field(3, ge=1, le=20)
+    stability_threshold: float = Field(default=0.1, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
     defer_tests: bool = False
-    command_timeout_s: float = Field(120.0, gt=0)
+    command_timeout_s: float = Field(default=120.0, gt=0)
     speculate: bool = True
 
     @field_validator("energy_weights")
@@ -61,14 +61,14 @@ class EngineConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    max_cost: float | None = Field(None, ge=0)
-    max_steps: int | None = Field(100, ge=1)
+    max_cost: float | None = Field(default=None, ge=0)
+    max_steps: int | None = Field(default=100, ge=1)
 
 
 class NetworkConfig(_Section):
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0)
-    retry_base_delay_s: float = Field(0.5, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
 class KeelConfig(_Section):

@@ -31,7 +31,10 @@ def changed_lines(changes: Mapping[str, bytes | None], base: Mapping[str, bytes 
     """How many lines a change set adds or removes (a size measure for approval policy)."""
     count = 0
     for path in changes:
-        for line in difflib.unified_diff(_lines(base.get(path)), _lines(changes[path]), n=0):
-            if line[:1] in "+-" and not line.startswith(("+++", "---")):
+        lines = difflib.unified_diff(_lines(base.get(path)), _lines(changes[path]), n=0)
+        # Skip the two file headers by position: an added "++i" or removed "--x" line looks
+        # like a header ("+++i", "---x") but is a change.
+        for line in list(lines)[2:]:
+            if line.startswith(("+", "-")):
                 count += 1
     return count

@@ -8,8 +8,8 @@ message tells the model which hunk failed and why, so the next attempt can fix i
 
 from __future__ import annotations
 
-from unidiff.patch import PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchSet
 
 
 class PatchError(ValueError):
@@ -54,14 +54,15 @@ def apply_patch(path: str, original: str | None, patch: str) -> str | None:
     target = _strip_prefix(patched.target_file)
     if not patched.is_removed_file and target != path:
         raise PatchError(f"patch for {path} names {target} in its +++ header")
+    source = _strip_prefix(patched.source_file)
+    if patched.is_removed_file and source != path:
+        raise PatchError(f"patch for {path} deletes {source} (its --- header)")
     if patched.is_added_file:
         if original is not None:
             raise PatchError(f"patch for {path} creates the file, but it already exists")
         original = ""
     if original is None:
         raise PatchError(f"patch for {path}: the file does not exist; use a write instead")
-    if patched.is_removed_file:
-        return None
     lines = _split(original)
     offset = 0
     for number, hunk in enumerate(patched, start=1):
@@ -77,7 +78,8 @@ def apply_patch(path: str, original: str | None, patch: str) -> str | None:
             ) from exc
         lines[start : start + len(old)] = new
         offset += len(new) - len(old)
-    return "".join(lines)
+    # A deletion's hunks were checked above against the file: it deletes what it has seen.
+    return None if patched.is_removed_file else "".join(lines)
 
 
 def _restore_missing_newlines(hunk: object, old: list[str], new: list[str]) -> None:

@@ -36,6 +36,8 @@ def normalize(path: str) -> str:
         raise PathError(f"{path!r}: names no file")
     if parts[0] in RESERVED_DIRS:
         raise PathError(f"{path}: {parts[0]}/ is reserved and never written by a bundle")
+    if ".git" in parts:
+        raise PathError(f"{path}: .git/ directories (nested repositories) are never written")
     return "/".join(parts)
 
 

@@ -22,7 +22,8 @@ def _defines(text: str, symbol: str) -> bool:
     patterns = (
         rf"^\s*(?:pub(?:\([^)]*\))?\s+)?{_DEFINERS}\s+{name}\b",  # def add / pub fn add / class Add
         rf"^\s*{name}\s*(?::[^=\n]*)?=",  # add = ... / add: int = ...
-        rf"^\s*from\s+\S+\s+import\s+.*\b{name}\b",  # re-exported by import
+        rf"^\s*from\s+\S+\s+import\s+[^(\n]*\b{name}\b",  # re-exported by import
+        rf"^\s*from\s+\S+\s+import\s*\([^)]*\b{name}\b",  # ... in parentheses, over lines
     )
     return any(re.search(p, text, flags=re.MULTILINE) for p in patterns)
 

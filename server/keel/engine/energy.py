@@ -10,6 +10,7 @@ sensor also blocks stability outright: missing evidence is never a pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from keel.engine.models import Component, Energy, EnergyWeights, Residual, SensorReport
@@ -47,6 +48,8 @@ def weights_from(values: list[float]) -> EnergyWeights:
         )
     if any(value < 0 for value in values):
         raise ValueError("energy weights must not be negative")
+    if not all(math.isfinite(value) for value in values):
+        raise ValueError("energy weights must be finite numbers")
     defaults = EnergyWeights()
     names = [c.value for c in Component]
     merged = {name: getattr(defaults, name) for name in names}

@@ -48,9 +48,17 @@ def validate_plan(plan: TaskPlan) -> list[str]:
             except PathError as exc:
                 errors.append(f"{node.id} owns an invalid path: {exc}")
                 continue
-            if path in owners:
+            if owners.get(path) == node.id:
+                errors.append(f"{node.id} lists {path} twice in owns")
+            elif path in owners:
                 errors.append(f"{path} is owned by both {owners[path]} and {node.id}")
             owners.setdefault(path, node.id)
+    for path, owner in owners.items():  # owning a directory owns every file under it
+        parent = path
+        while "/" in parent:
+            parent = parent.rsplit("/", 1)[0]
+            if owners.get(parent, owner) != owner:
+                errors.append(f"{path} is owned by both {owners[parent]} ({parent}/) and {owner}")
     cycle = find_cycle({node.id: node.depends_on for node in plan.nodes})
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))

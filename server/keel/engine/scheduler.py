@@ -31,6 +31,9 @@ async def run_dag(
                 del waiting[node.id]
                 running[asyncio.create_task(run_node(node), name=f"keel-node-{node.id}")] = node.id
             if not running:
+                for node in waiting.values():  # dependencies that can never commit
+                    states[node.id] = NodeState.FAILED
+                    await on_blocked(node, NodeState.FAILED, "blocked: unknown dependency")
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -1,0 +1,81 @@
+"""Which workspace-relative paths a bundle may name, and where they may resolve to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keel.bundles.paths import PathError, normalize, resolve_inside
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a/b.py", "a/b.py"),
+        ("./a.py", "a.py"),
+        ("a//b.py", "a/b.py"),
+        ("src/./pkg/mod.py", "src/pkg/mod.py"),
+    ],
+)
+def test_normalize_returns_the_canonical_relative_form(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        (".", "names no file"),
+        ("/etc/passwd", "absolute"),
+        ("../x", "'..'"),
+        ("a/../../x", "'..'"),
+        (".git/config", ".git/ is reserved"),
+        ("./.git/HEAD", ".git/ is reserved"),
+        (".keel/keel.db", ".keel/ is reserved"),
+        ("a\\b.py", "'/' separators"),
+        ("a\0b.py", "NUL"),
+    ],
+)
+def test_normalize_refuses_paths_a_bundle_may_not_name(raw: str, why: str) -> None:
+    with pytest.raises(PathError) as info:
+        normalize(raw)
+    assert why in str(info.value)
+
+
+def test_resolve_inside_returns_the_location_under_the_root(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    assert resolve_inside(tmp_path, "src/a.py") == tmp_path.resolve() / "src" / "a.py"
+
+
+def test_resolve_inside_accepts_a_symlink_that_stays_inside(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert resolve_inside(tmp_path, "alias/a.py") == tmp_path.resolve() / "real" / "a.py"
+
+
+def test_resolve_inside_refuses_a_symlinked_directory_pointing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "workspace"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PathError, match="outside the workspace"):
+        resolve_inside(root, "link/x.py")
+
+
+def test_resolve_inside_refuses_a_symlinked_file_pointing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (root / "innocent.py").symlink_to(tmp_path / "secret")
+    with pytest.raises(PathError, match="outside the workspace"):
+        resolve_inside(root, "innocent.py")
+
+
+def test_resolve_inside_refuses_a_symlink_into_git(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "hooks").symlink_to(tmp_path / ".git", target_is_directory=True)
+    with pytest.raises(PathError, match=r"\.git/"):
+        resolve_inside(tmp_path, "hooks/config")

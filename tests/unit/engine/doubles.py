@@ -1,0 +1,123 @@
+"""Small in-memory doubles of the engine's ports, for tests of the engine's own logic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from keel.engine.gateway import Budget, ModelGateway, Redactor
+from keel.engine.models import Tier, Usage
+from keel.engine.ports import ModelReply, ModelRequest
+
+
+class ScriptedClient:
+    """A ModelClient that answers from a script (text or an exception to raise) and records
+    every request it was sent."""
+
+    def __init__(
+        self, script: Iterable[str | Exception], *, name: str = "fake:model", cost: float = 0.0
+    ) -> None:
+        self._script = list(script)
+        self._name = name
+        self._cost = cost
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        self.requests.append(request)
+        step = self._script.pop(0) if self._script else "{}"
+        if isinstance(step, Exception):
+            raise step
+        usage = Usage(input_tokens=10, output_tokens=5, cost_usd=self._cost)
+        return ModelReply(text=step, model=self._name, usage=usage, latency_s=0.01)
+
+
+class RecordingStore:
+    """A SessionStore whose methods do nothing but remember how they were called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    @property
+    def model_calls(self) -> list[Mapping[str, Any]]:
+        return [args[1] for name, args in self.calls if name == "record_model_call"]
+
+    async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
+        self.calls.append(("create_session", (session_id, task, config)))
+
+    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
+        self.calls.append(("record_plan", (session_id, plan)))
+
+    async def set_node_state(
+        self, session_id: str, node_id: str, state: str, detail: str = ""
+    ) -> None:
+        self.calls.append(("set_node_state", (session_id, node_id, state, detail)))
+
+    async def record_attempt(
+        self,
+        session_id: str,
+        node_id: str,
+        attempt: int,
+        bundle: Mapping[str, Any] | None,
+        energy: Mapping[str, float],
+        evidence: Sequence[Mapping[str, Any]],
+        stable: bool,
+    ) -> None:
+        self.calls.append(
+            ("record_attempt", (session_id, node_id, attempt, bundle, energy, evidence, stable))
+        )
+
+    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
+        self.calls.append(("record_model_call", (session_id, dict(call))))
+
+    async def record_approval(
+        self,
+        session_id: str,
+        node_id: str,
+        decision: str,
+        actor: str,
+        ledger_sha: str | None,
+        note: str = "",
+    ) -> None:
+        self.calls.append(
+            ("record_approval", (session_id, node_id, decision, actor, ledger_sha, note))
+        )
+
+    async def record_escalation(
+        self, session_id: str, node_id: str, report: Mapping[str, Any]
+    ) -> None:
+        self.calls.append(("record_escalation", (session_id, node_id, report)))
+
+    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
+        self.calls.append(("record_event", (session_id, event)))
+
+    async def finish_session(
+        self, session_id: str, outcome: str, totals: Mapping[str, Any]
+    ) -> None:
+        self.calls.append(("finish_session", (session_id, outcome, totals)))
+
+    async def close(self) -> None:
+        self.calls.append(("close", ()))
+
+
+def make_gateway(
+    client: ScriptedClient,
+    store: RecordingStore,
+    *,
+    budget: Budget | None = None,
+    log_llm: bool = False,
+    secrets: Mapping[str, str] | None = None,
+    session_id: str = "sess-1",
+) -> ModelGateway:
+    """A gateway that sends every tier to ``client``."""
+    return ModelGateway(
+        dict.fromkeys(Tier, client),
+        store,
+        session_id,
+        budget=budget or Budget(),
+        log_llm=log_llm,
+        redact=Redactor(secrets or {}),
+    )

@@ -1,0 +1,200 @@
+"""The model gateway: reply parsing, budgets checked before calls, recording and redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from keel.engine.gateway import (
+    Budget,
+    BudgetExceeded,
+    ModelGateway,
+    Redactor,
+    Reply,
+    parse_reply,
+)
+from keel.engine.models import ArtifactBundle, Tier, VerifierReport
+from keel.engine.ports import ProviderError
+from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
+
+REPORT = '{"verdict": "unstable", "analysis": "off by one", "fix_hints": ["use <="]}'
+
+
+async def _ask(gateway: ModelGateway, prompt: str = "please") -> Reply[VerifierReport]:
+    return await gateway.ask(
+        Tier.VERIFIER, VerifierReport, system="sys", prompt=prompt, node_id="n1", attempt=1
+    )
+
+
+# -- parse_reply -----------------------------------------------------------------------------
+
+
+def test_parse_reply_accepts_plain_json() -> None:
+    reply = parse_reply(VerifierReport, REPORT)
+    assert reply.error is None
+    assert reply.value == VerifierReport(
+        verdict="unstable", analysis="off by one", fix_hints=["use <="]
+    )
+    assert reply.text == REPORT
+
+
+@pytest.mark.parametrize("fence", ["```json\n{}\n```", "```\n{}\n```", "  ```json {} ```\n"])
+def test_parse_reply_accepts_fenced_json(fence: str) -> None:
+    reply = parse_reply(VerifierReport, fence.replace("{}", REPORT))
+    assert reply.error is None
+    assert reply.value is not None
+    assert reply.value.fix_hints == ["use <="]
+
+
+def test_parse_reply_names_the_field_of_a_schema_violation() -> None:
+    reply = parse_reply(VerifierReport, '{"verdict": "maybe", "analysis": "?"}')
+    assert reply.value is None
+    assert reply.error is not None
+    assert "VerifierReport" in reply.error
+    assert "verdict" in reply.error
+
+
+def test_parse_reply_names_a_nested_field() -> None:
+    reply = parse_reply(ArtifactBundle, '{"writes": [{"path": "a.py"}]}')
+    assert reply.error is not None
+    assert "writes.0.content" in reply.error
+
+
+def test_parse_reply_refuses_extra_keys_by_name() -> None:
+    reply = parse_reply(ArtifactBundle, '{"write": [{"path": "a.py", "content": ""}]}')
+    assert reply.value is None
+    assert reply.error is not None
+    assert "write: Extra inputs are not permitted" in reply.error
+
+
+def test_parse_reply_reports_bad_json_instead_of_raising() -> None:
+    reply = parse_reply(VerifierReport, "Sure! Here is the report: {")
+    assert reply.value is None
+    assert reply.error is not None
+    assert "Invalid JSON" in reply.error
+
+
+# -- budgets ---------------------------------------------------------------------------------
+
+
+async def test_max_steps_refuses_the_call_past_the_limit_before_calling() -> None:
+    client = ScriptedClient([REPORT] * 5)
+    gateway = make_gateway(client, RecordingStore(), budget=Budget(max_steps=2))
+    await _ask(gateway)
+    await _ask(gateway)
+    with pytest.raises(BudgetExceeded) as info:
+        await _ask(gateway)
+    assert info.value.reason == "max_steps"
+    assert len(client.requests) == 2
+
+
+async def test_max_cost_refuses_a_call_that_could_exceed_the_limit() -> None:
+    client = ScriptedClient([REPORT] * 5, cost=0.4)
+    store = RecordingStore()
+    gateway = make_gateway(client, store, budget=Budget(max_cost=1.0))
+    await _ask(gateway)
+    await _ask(gateway)  # 0.4 spent + 0.4 largest = 0.8 <= 1.0
+    with pytest.raises(BudgetExceeded) as info:
+        await _ask(gateway)  # 0.8 spent + 0.4 largest = 1.2 > 1.0
+    assert info.value.reason == "max_cost"
+    assert len(client.requests) == 2
+    assert len(store.model_calls) == 2
+    assert gateway.totals.cost_usd == pytest.approx(0.8)
+
+
+async def test_no_budget_means_no_limit() -> None:
+    client = ScriptedClient([REPORT] * 4, cost=100.0)
+    gateway = make_gateway(client, RecordingStore(), budget=Budget())
+    for _ in range(4):
+        await _ask(gateway)
+    assert gateway.totals.calls == 4
+
+
+async def test_totals_add_up_tokens_and_cost() -> None:
+    gateway = make_gateway(ScriptedClient([REPORT] * 3, cost=0.25), RecordingStore())
+    for _ in range(3):
+        await _ask(gateway)
+    assert gateway.totals.as_dict() == {
+        "calls": 3,
+        "input_tokens": 30,
+        "output_tokens": 15,
+        "cost_usd": 0.75,
+    }
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+async def test_every_call_is_recorded_with_its_outcome() -> None:
+    store = RecordingStore()
+    gateway = make_gateway(ScriptedClient([REPORT, "not json"], cost=0.1), store)
+    good = await _ask(gateway)
+    bad = await _ask(gateway)
+    assert good.error is None
+    assert bad.error is not None
+
+    first, second = store.model_calls
+    assert first["ok"] is True and first["error"] is None
+    assert first["tier"] == "verifier"
+    assert first["schema_name"] == "verifier_report"
+    assert first["node_id"] == "n1"
+    assert first["cost_usd"] == 0.1
+    assert second["ok"] is False
+    assert "Invalid JSON" in second["error"]
+
+
+async def test_a_provider_error_is_recorded_and_re_raised() -> None:
+    store = RecordingStore()
+    client = ScriptedClient([ProviderError("upstream 503: overloaded", retryable=True)])
+    gateway = make_gateway(client, store)
+    with pytest.raises(ProviderError, match="overloaded"):
+        await _ask(gateway)
+    [call] = store.model_calls
+    assert call["ok"] is False
+    assert call["error"] == "upstream 503: overloaded"
+    assert store.calls[0][1][0] == "sess-1"
+
+
+async def test_a_provider_error_message_is_redacted_before_it_is_stored() -> None:
+    store = RecordingStore()
+    client = ScriptedClient([ProviderError("bad key sk-abcdefghijklmnop")])
+    with pytest.raises(ProviderError):
+        await _ask(make_gateway(client, store))
+    assert "sk-abcdefghijklmnop" not in store.model_calls[0]["error"]
+
+
+def test_redactor_removes_known_key_values_and_key_shaped_strings() -> None:
+    redact = Redactor({"OPENAI_API_KEY": "my-very-secret-value", "SHORT": "abc"})
+    text = redact(
+        "k=my-very-secret-value o=sk-proj-AAAAAAAAAAAA a=sk-ant-api03-BBBBBBBBBB "
+        "h=Bearer xyz123 keep abc"
+    )
+    assert "my-very-secret-value" not in text
+    assert "sk-proj-AAAAAAAAAAAA" not in text
+    assert "BBBBBBBBBB" not in text
+    assert "xyz123" not in text
+    assert text.count("[redacted]") == 4
+    assert text.endswith("keep abc")  # values too short to be keys are left alone
+
+
+async def test_without_log_llm_no_prompt_or_response_is_stored() -> None:
+    store = RecordingStore()
+    gateway = make_gateway(ScriptedClient([REPORT]), store, log_llm=False)
+    await _ask(gateway, prompt="the secret sauce")
+    [call] = store.model_calls
+    assert call["prompt"] is None
+    assert call["response"] is None
+    assert "the secret sauce" not in repr(store.calls)
+
+
+async def test_with_log_llm_prompt_and_response_are_stored_redacted() -> None:
+    store = RecordingStore()
+    reply = REPORT.replace("off by one", "saw sk-live0123456789abc and hunter2hunter2")
+    gateway = make_gateway(
+        ScriptedClient([reply]), store, log_llm=True, secrets={"KEY": "hunter2hunter2"}
+    )
+    await _ask(gateway, prompt="use hunter2hunter2 to log in")
+    [call] = store.model_calls
+    assert call["prompt"] == "sys\n\nuse [redacted] to log in"
+    assert "hunter2hunter2" not in call["response"]
+    assert "sk-live0123456789abc" not in call["response"]
+    assert "[redacted]" in call["response"]

@@ -1,0 +1,185 @@
+"""Plan validation (contract section 5) and the architect's three attempts with feedback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from keel.engine.models import TaskPlan, Tier
+from keel.engine.planner import Planner, PlanningFailed, find_cycle, validate_plan
+from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
+
+
+def _node(node_id: str, kind: str = "code", **fields: Any) -> dict[str, Any]:
+    owns = fields.pop("owns", [f"{node_id}.py"] if kind != "command" else [])
+    return {"id": node_id, "title": f"node {node_id}", "kind": kind, "owns": owns, **fields}
+
+
+def _plan(*nodes: dict[str, Any]) -> TaskPlan:
+    return TaskPlan.model_validate({"nodes": list(nodes)})
+
+
+GOOD = [
+    _node("setup", "command", owns=["pyproject.toml"], commands=["pip install -e ."]),
+    _node("core", owns=["src/calc/core.py", "src/calc/__init__.py"], depends_on=["setup"]),
+    _node("cli", owns=["src/calc/cli.py"], depends_on=["core"]),
+    _node("tests", "unit_test", owns=["tests/test_calc.py"], depends_on=["cli"]),
+]
+
+
+def test_a_good_plan_has_no_errors() -> None:
+    assert validate_plan(_plan(*GOOD)) == []
+
+
+def test_a_command_node_with_only_commands_is_fine() -> None:
+    assert validate_plan(_plan(_node("init", "command", commands=["git init"]))) == []
+
+
+def test_duplicate_ids_are_reported() -> None:
+    errors = validate_plan(_plan(_node("a"), _node("a", owns=["b.py"])))
+    assert errors == ["node id a is used twice"]
+
+
+def test_unknown_dependency_is_reported() -> None:
+    errors = validate_plan(_plan(_node("a", depends_on=["ghost"])))
+    assert errors == ["a depends on unknown node ghost"]
+
+
+def test_self_dependency_is_reported() -> None:
+    errors = validate_plan(_plan(_node("a", depends_on=["a"])))
+    assert "a depends on itself" in errors
+
+
+def test_a_cycle_is_reported_with_its_path() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("a", depends_on=["c"]),
+            _node("b", depends_on=["a"]),
+            _node("c", depends_on=["b"]),
+            _node("d", depends_on=["a"]),
+        )
+    )
+    assert errors == ["dependency cycle: a -> c -> b -> a"]
+
+
+def test_find_cycle_returns_nothing_for_a_dag_with_shared_ancestors() -> None:
+    assert find_cycle({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}) == []
+
+
+def test_a_file_owned_by_two_nodes_is_reported() -> None:
+    errors = validate_plan(_plan(_node("a", owns=["x.py"]), _node("b", owns=["./x.py"])))
+    assert errors == ["x.py is owned by both a and b"]
+
+
+def test_a_file_inside_a_directory_owned_by_another_node_is_reported() -> None:
+    errors = validate_plan(_plan(_node("a", owns=["src/"]), _node("b", owns=["src/pkg/x.py"])))
+    assert errors == ["src/pkg/x.py is owned by both a (src/) and b"]
+
+
+def test_a_node_may_own_a_directory_and_files_inside_it() -> None:
+    assert validate_plan(_plan(_node("a", owns=["src", "src/x.py"]))) == []
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", ".git/config"])
+def test_an_invalid_owned_path_is_reported(bad: str) -> None:
+    errors = validate_plan(_plan(_node("a", owns=[bad])))
+    assert len(errors) == 1
+    assert errors[0].startswith("a owns an invalid path:")
+    assert bad in errors[0]
+
+
+def test_a_unit_test_node_must_depend_on_every_code_node() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("core"),
+            _node("extra"),
+            _node("tests", "unit_test", depends_on=["core"]),
+        )
+    )
+    assert errors == ["unit_test node tests must depend on the code it tests: extra"]
+
+
+def test_a_unit_test_node_may_depend_on_code_transitively() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("core"),
+            _node("cli", depends_on=["core"]),
+            _node("tests", "unit_test", depends_on=["cli"]),
+        )
+    )
+    assert errors == []
+
+
+def test_a_code_node_must_own_something() -> None:
+    errors = validate_plan(_plan(_node("a", owns=[])))
+    assert errors == ["a is a code node but owns no files"]
+
+
+def test_a_command_node_needs_files_or_commands() -> None:
+    errors = validate_plan(_plan(_node("a", "command")))
+    assert errors == ["a is a command node with neither files nor commands"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    errors = validate_plan(
+        _plan(_node("a", owns=[], depends_on=["zzz"]), _node("b", "command"), _node("b"))
+    )
+    assert len(errors) == 4
+
+
+# -- the architect loop ----------------------------------------------------------------------
+
+CYCLIC = {"nodes": [_node("a", depends_on=["b"]), _node("b", depends_on=["a"])]}
+VALID = {"nodes": [_node("a", owns=["./src/a.py"]), _node("t", "unit_test", depends_on=["a"])]}
+
+
+async def _plan_with(script: list[str]) -> tuple[TaskPlan | None, ScriptedClient, list[Any]]:
+    client = ScriptedClient(script)
+    invalid: list[tuple[int, list[str]]] = []
+    planner = Planner(
+        make_gateway(client, RecordingStore()),
+        on_invalid=lambda attempt, errors: invalid.append((attempt, errors)),
+    )
+    try:
+        plan = await planner.plan("build a calculator", ["README.md"], {}, ["python"])
+    except PlanningFailed:
+        plan = None
+    return plan, client, invalid
+
+
+async def test_the_planner_feeds_back_errors_until_a_plan_validates() -> None:
+    plan, client, invalid = await _plan_with(
+        ["this is not json", json.dumps(CYCLIC), json.dumps(VALID)]
+    )
+
+    assert plan is not None
+    assert [n.id for n in plan.nodes] == ["a", "t"]
+    assert plan.nodes[0].owns == ["src/a.py"]  # owned paths come back normalized
+    prompts = [request.prompt for request in client.requests]
+    assert len(prompts) == 3
+    assert "previous plan was invalid" not in prompts[0]
+    assert "previous plan was invalid" in prompts[1]
+    assert "Invalid JSON" in prompts[1]
+    assert "dependency cycle: a -> b -> a" in prompts[2]
+    assert "Invalid JSON" not in prompts[2]
+    assert [attempt for attempt, _ in invalid] == [1, 2]
+
+
+async def test_the_planner_asks_the_architect_with_attempt_headers() -> None:
+    _, client, _ = await _plan_with(["nope", "nope", json.dumps(VALID)])
+    headers = [request.headers() for request in client.requests]
+    assert [h["X-Keel-Tier"] for h in headers] == ["architect"] * 3
+    assert [h["X-Keel-Attempt"] for h in headers] == ["1", "2", "3"]
+    assert all(h["X-Keel-Session"] == "sess-1" and "X-Keel-Node" not in h for h in headers)
+    assert {r.schema_name for r in client.requests} == {"task_plan"}
+    assert {r.tier for r in client.requests} == {Tier.ARCHITECT}
+
+
+async def test_three_invalid_replies_fail_planning() -> None:
+    client = ScriptedClient(["{}", json.dumps(CYCLIC), "[]", json.dumps(VALID)])
+    planner = Planner(make_gateway(client, RecordingStore()), on_invalid=lambda a, e: None)
+    with pytest.raises(PlanningFailed, match="no valid plan after 3 attempts"):
+        await planner.plan("task", [], {}, [])
+    assert len(client.requests) == 3
