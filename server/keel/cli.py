@@ -56,6 +56,11 @@ def _energy(event: Mapping[str, Any]) -> str:
     return f"V(x)={event.get('v', 0):.3f} [{parts}]"
 
 
+def _first_line(text: str, limit: int = 160) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def describe_event(event: Mapping[str, Any]) -> str | None:
     kind, node = event.get("type"), event.get("node")
     if kind == "session_started":
@@ -84,7 +89,7 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
         lines = [f"[{who}] {_energy(event)} eps={event['epsilon']} -> {verdict}"]
         lines += [
             f"    {e.get('source')}: {e.get('test_id') or e.get('path') or e.get('command') or ''} "
-            f"{e.get('message', '')}".rstrip()
+            f"{_first_line(e.get('message', ''))}".rstrip()
             for e in event["evidence"][:8]
         ]
         if event.get("degraded"):

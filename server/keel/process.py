@@ -1,0 +1,326 @@
+"""Running commands without letting them hang Keel, flood it, or read its secrets.
+
+Every subprocess Keel starts for a sandbox goes through :class:`SubprocessRunner`: the
+model-proposed shell commands (``run``, the :class:`~keel.engine.ports.CommandRunner` port) and
+the plugins' own tools (``run_argv``, no shell). Both share one implementation, so both get:
+
+* a **new session** (``start_new_session=True``): the command and everything it spawns form one
+  process group, so a timeout can kill all of it (SIGTERM, a short grace, then SIGKILL) and
+  nothing it left running in the background outlives it;
+* **stdin from /dev/null** and stdout+stderr merged into one pipe;
+* an **output cap**: the first ``output_cap_bytes`` are kept, the rest is read and thrown
+  away (the pipe keeps draining, so the child never blocks on a full pipe) and a
+  ``[... N bytes truncated]`` note is appended;
+* a **scrubbed environment**: only :data:`ENV_ALLOW_LIST` is copied from the base environment,
+  plus the runner's explicit extras, so API keys and tokens never reach a command the model
+  proposed.
+
+Exit codes follow the shell's conventions so a caller can tell the cases apart:
+:data:`TIMEOUT_EXIT_CODE` (124, as GNU ``timeout``) when the deadline passed,
+:data:`NOT_FOUND_EXIT_CODE` (127) when the executable does not exist,
+:data:`NOT_EXECUTABLE_EXIT_CODE` (126) when it cannot be started, and ``128 + N`` when the
+command died of signal ``N``. None of these raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from keel.engine.models import CommandResult
+
+log = logging.getLogger(__name__)
+
+#: Exit code reported when the command ran past its timeout (as GNU ``timeout`` does).
+TIMEOUT_EXIT_CODE = 124
+#: Exit code reported when the command could not be started (permission, bad cwd).
+NOT_EXECUTABLE_EXIT_CODE = 126
+#: Exit code reported when the executable does not exist (as the shell does).
+NOT_FOUND_EXIT_CODE = 127
+
+#: Exit code reported when the process exited but its status could not be collected.
+UNKNOWN_EXIT_CODE = 255
+
+DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024
+DEFAULT_KILL_GRACE_S = 2.0
+
+#: The only variables copied from the base environment. Everything else (API keys, tokens,
+#: cloud credentials, PYTHONPATH) stays out of the child's environment.
+ENV_ALLOW_LIST: tuple[str, ...] = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TMPDIR",
+    "USER",
+    "SHELL",
+    "VIRTUAL_ENV",
+)
+
+#: Always set: no ``__pycache__`` written into sandboxes, pip never waits for a prompt.
+FIXED_ENV: Mapping[str, str] = {"PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INPUT": "1"}
+
+_READ_CHUNK = 64 * 1024
+_DRAIN_AFTER_EXIT_S = 2.0
+
+
+def scrubbed_env(
+    base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The allow-listed part of ``base`` (default ``os.environ``), the fixed ones, ``extra``."""
+    source = os.environ if base is None else base
+    env = {key: source[key] for key in ENV_ALLOW_LIST if key in source}
+    env.update(FIXED_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+class ToolRunner(Protocol):
+    """What the language plugins need: the port's ``run`` plus argv runs and the child env."""
+
+    async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult: ...
+
+    async def run_argv(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        *,
+        timeout_s: float,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult: ...
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]: ...
+
+
+@dataclass
+class _Capture:
+    """The kept head of a stream and how many bytes it had in all."""
+
+    head: bytearray
+    total: int = 0
+
+
+async def _read_capped(stream: asyncio.StreamReader, cap: int, capture: _Capture) -> None:
+    """Read ``stream`` to EOF, keeping at most ``cap`` bytes (the rest is drained, not kept)."""
+    while chunk := await stream.read(_READ_CHUNK):
+        capture.total += len(chunk)
+        room = cap - len(capture.head)
+        if room > 0:
+            capture.head.extend(chunk[:room])
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a group we do not own; nothing to do
+        return False
+    return True
+
+
+async def wait_for_exit(process: asyncio.subprocess.Process) -> None:
+    """Until the process itself exits.
+
+    Not ``process.wait()``: asyncio's wait also waits for the pipes to close, which a child
+    left running in the background (``sleep 30 &``) would hold open. A pidfd becomes readable
+    the moment the process exits, without reaping it or polling. Where pidfds are not
+    available (Linux before 5.3), this falls back to ``process.wait()`` and its caveat.
+    """
+    try:
+        fd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return  # already exited and reaped
+    except (AttributeError, OSError):  # pragma: no cover - kernels without pidfd
+        await process.wait()
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, on_exit)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def kill_process_group(
+    process: asyncio.subprocess.Process, grace_s: float = DEFAULT_KILL_GRACE_S
+) -> None:
+    """SIGTERM the process's group, give the leader ``grace_s`` to exit, then SIGKILL the group.
+
+    The process must have been started with ``start_new_session=True`` (its pid is then its
+    process group id). Also run after a normal exit, to end whatever the command left running
+    in the background. Used by the runner and by the LSP client for its server process.
+    """
+    pgid = process.pid
+    if _signal_group(pgid, signal.SIGTERM):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wait_for_exit(process), grace_s)
+    # Children may ignore SIGTERM or outlive their parent: finish the whole group.
+    _signal_group(pgid, signal.SIGKILL)
+
+
+async def _returncode(process: asyncio.subprocess.Process) -> int | None:
+    """The exit status, once asyncio has collected it (bounded: pipes may be held open)."""
+    try:
+        return await asyncio.wait_for(process.wait(), _DRAIN_AFTER_EXIT_S)
+    except TimeoutError:
+        return process.returncode
+
+
+def _exit_code(returncode: int | None) -> int:
+    if returncode is None:  # exited, but asyncio never reported how
+        return UNKNOWN_EXIT_CODE
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _render(capture: _Capture, cap: int, notes: Sequence[str]) -> tuple[str, bool]:
+    text = bytes(capture.head).decode("utf-8", errors="replace")
+    truncated = capture.total > cap
+    if truncated:
+        text += f"\n[... {capture.total - len(capture.head)} bytes truncated]"
+    for note in notes:
+        text += f"\n[{note}]"
+    return text, truncated
+
+
+class SubprocessRunner:
+    """The :class:`~keel.engine.ports.CommandRunner` (and :class:`ToolRunner`) of Keel.
+
+    ``base_env`` is where the allow-listed variables come from (default ``os.environ``);
+    ``extra_env`` is added on top of them for every command (for example a sandbox's
+    ``VIRTUAL_ENV``). ``kill_grace_s`` is how long a timed-out group gets between SIGTERM and
+    SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+        base_env: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+        shell: str = "/bin/sh",
+    ) -> None:
+        if output_cap_bytes <= 0:
+            raise ValueError("output_cap_bytes must be positive")
+        self.output_cap_bytes = output_cap_bytes
+        self.kill_grace_s = kill_grace_s
+        self.shell = shell
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._extra_env = dict(extra_env or {})
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The scrubbed environment a child gets, with ``extra`` layered on top."""
+        env = scrubbed_env(self._base_env, self._extra_env)
+        if extra:
+            env.update(extra)
+        return env
+
+    async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult:
+        """Run ``command`` through ``/bin/sh -c`` in ``cwd``; never raises for the command's sake.
+
+        A timeout kills the command's whole process group and gives ``timed_out=True`` with
+        exit code :data:`TIMEOUT_EXIT_CODE` (124).
+        """
+        return await self._execute([self.shell, "-c", command], cwd, timeout_s, None, command)
+
+    async def run_argv(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        *,
+        timeout_s: float,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` without a shell; ``env`` is layered over the scrubbed environment.
+
+        A missing executable gives exit code :data:`NOT_FOUND_EXIT_CODE` (127) and a message
+        saying so, instead of raising.
+        """
+        if not argv:
+            raise ValueError("run_argv needs at least the executable")
+        return await self._execute(list(argv), cwd, timeout_s, env, shlex.join(argv))
+
+    async def _execute(
+        self,
+        argv: list[str],
+        cwd: Path,
+        timeout_s: float,
+        env: Mapping[str, str] | None,
+        label: str,
+    ) -> CommandResult:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=self.environment(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            if exc.filename is not None and str(exc.filename) == str(cwd):
+                message = f"cannot run: working directory {cwd} does not exist"
+                return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
+            message = f"{argv[0]}: command not found"
+            return CommandResult(label, NOT_FOUND_EXIT_CODE, message)
+        except OSError as exc:
+            message = f"{argv[0]}: cannot execute: {exc.strerror or exc}"
+            return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
+        return await self._supervise(process, label, timeout_s)
+
+    async def _supervise(
+        self, process: asyncio.subprocess.Process, label: str, timeout_s: float
+    ) -> CommandResult:
+        """Wait for exit within the deadline while draining output; kill the group after."""
+        assert process.stdout is not None
+        capture = _Capture(bytearray())
+        reader = asyncio.create_task(_read_capped(process.stdout, self.output_cap_bytes, capture))
+        notes: list[str] = []
+        timed_out = False
+        try:
+            await asyncio.wait_for(wait_for_exit(process), timeout_s)
+        except TimeoutError:
+            timed_out = True
+            notes.append(f"timed out after {timeout_s:g} s; process group killed")
+        except asyncio.CancelledError:  # the caller gave up: the command must not outlive it
+            reader.cancel()
+            await kill_process_group(process, self.kill_grace_s)
+            raise
+        # Kills a timed-out command, and anything a finished one left in the background
+        # (which would otherwise hold the pipe open and outlive the sandbox).
+        await kill_process_group(process, self.kill_grace_s)
+        await self._finish_reading(reader, notes)
+        returncode = await _returncode(process)
+        output, truncated = _render(capture, self.output_cap_bytes, notes)
+        exit_code = TIMEOUT_EXIT_CODE if timed_out else _exit_code(returncode)
+        log.debug("command %r exited %s (timed_out=%s)", label, exit_code, timed_out)
+        return CommandResult(label, exit_code, output, timed_out=timed_out, truncated=truncated)
+
+    @staticmethod
+    async def _finish_reading(reader: asyncio.Task[None], notes: list[str]) -> None:
+        """Let the reader reach EOF; a process that escaped the group cannot hold us forever."""
+        try:
+            await asyncio.wait_for(reader, _DRAIN_AFTER_EXIT_S)
+        except TimeoutError:
+            notes.append("output pipe still held open by an escaped process; stopped reading")
