@@ -26,7 +26,7 @@ from typing import Any
 from keel.app import open_engine
 from keel.cli import DEMO_TASK, demo_transcript
 from keel.config import load_config
-from keel.engine.ports import ApprovalRequest, Decision
+from keel.engine.ports import ApprovalRequest, Decision, Settlement
 
 
 class Sink:
@@ -43,6 +43,9 @@ class NoApprover:
 
     async def approve_command(self, node_id: str, command: str) -> bool:
         return False
+
+    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        return None
 
 
 class Clock:

@@ -6,6 +6,7 @@ through :func:`open_engine` with their own sink, approver and environment.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -17,12 +18,14 @@ from keel.config import KeelConfig
 from keel.engine.models import Tier
 from keel.engine.ports import Approver, EventSink, ModelClient
 from keel.engine.session import Engine
+from keel.faults import Faults
 from keel.ledger import GitLedger
 from keel.plugins.registry import detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.store import SqliteStore
+from keel.store.lock import WorkspaceLock
 
 
 def store_path(workspace: Path) -> Path:
@@ -78,8 +81,8 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(workspace: Path) -> AsyncIterator[Services]:
-    ledger = await GitLedger.open(workspace)
+async def open_services(workspace: Path, faults: Faults | None = None) -> AsyncIterator[Services]:
+    ledger = await GitLedger.open(workspace, faults=faults)
     store = await SqliteStore.open(store_path(workspace))
     try:
         yield Services(ledger, store)
@@ -102,8 +105,11 @@ async def open_engine(
     env = dict(os.environ if env is None else env)
     clients = model_clients(config, env)
     runner = command_runner(env)
-    async with open_services(workspace) as services:
-        try:
+    faults = Faults.from_env(env)
+    lock = WorkspaceLock(workspace / ".keel")
+    await asyncio.to_thread(lock.acquire)
+    try:
+        async with open_services(workspace, faults) as services:
             yield Engine(
                 workspace=workspace,
                 clients=clients,
@@ -115,9 +121,11 @@ async def open_engine(
                 approver=approver,
                 settings=config.engine_settings(auto_approve=auto_approve),
                 secrets=secrets_of(config, env),
+                faults=faults,
             )
-        finally:
-            for client in {id(c): c for c in clients.values()}.values():
-                close = getattr(client, "aclose", None)
-                if close is not None:
-                    await close()
+    finally:
+        lock.release()
+        for client in {id(c): c for c in clients.values()}.values():
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()

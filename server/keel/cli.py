@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,9 @@ from keel import __version__
 from keel.app import open_engine, open_services
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
-from keel.engine.ports import ApprovalRequest, ConfigError, Decision, KeelError
+from keel.engine.ports import ApprovalRequest, ConfigError, Decision, KeelError, Settlement
 from keel.engine.session import SessionResult
+from keel.store import SqliteStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -149,6 +153,10 @@ class TerminalApprover:
             if answer in ("d", "diff"):
                 sys.stderr.write(request.diff)
 
+    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        if settlement.error:
+            sys.stderr.write(f"{request.node_id}: not committed: {settlement.error}\n")
+
     async def approve_command(self, node_id: str, command: str) -> bool:
         if not self._interactive:
             return False
@@ -179,23 +187,119 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def exit_status(result: SessionResult) -> int:
+    if result.outcome == "aborted":
+        return EXIT_INTERRUPTED
     if result.budget_stop:
         return EXIT_BUDGET
     return EXIT_OK if result.outcome == "success" else EXIT_FAILED
 
 
-async def run_agent(args: argparse.Namespace, task: str, flags: Mapping[str, Any]) -> int:
-    workspace = args.workspace
-    config = load_config(workspace, flags=flags)
+@contextlib.contextmanager
+def abort_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM (``keel abort``) cancel the session, which then ends ``aborted``."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def run_agent(
+    args: argparse.Namespace,
+    task: str,
+    flags: Mapping[str, Any],
+    *,
+    resume: str | None = None,
+    session_config: Mapping[str, Any] | None = None,
+) -> int:
+    config = load_config(args.workspace, flags=flags, session=session_config)
     sink = JsonSink() if args.json else TerminalSink()
     approver = TerminalApprover(interactive=sys.stdin.isatty() and not args.yes)
-    async with open_engine(
-        workspace, task, config, sink=sink, approver=approver, auto_approve=args.yes
-    ) as engine:
-        result = await engine.run(task)
+    with abort_on_signals():
+        async with open_engine(
+            args.workspace, task, config, sink=sink, approver=approver, auto_approve=args.yes
+        ) as engine:
+            result = await engine.run(task, resume, resume=resume is not None)
     if not args.json and result.reason:
         print(f"keel: {result.reason}", file=sys.stderr)
     return exit_status(result)
+
+
+async def run_resume(args: argparse.Namespace) -> int:
+    async with open_services(args.workspace) as services:
+        store = services.store
+        session_id = args.session or await store.latest_session_id()
+        session = await store.session(session_id) if session_id else None
+        if session is None:
+            raise ConfigError(
+                f"no session {args.session} in {args.workspace}"
+                if args.session
+                else f"no session to resume in {args.workspace}"
+            )
+        context = await trust_context(store, session)
+    print(context, file=sys.stderr if args.json else sys.stdout, flush=True)
+    flags = {key: getattr(args, key) for key in ("mode", "complexity_k", "max_cost", "max_steps")}
+    return await run_agent(
+        args, session["task"], flags, resume=session["id"], session_config=session["config"]
+    )
+
+
+async def trust_context(store: SqliteStore, session: Mapping[str, Any]) -> str:
+    """What a person should know before letting a stored session continue."""
+    sid = session["id"]
+    nodes = await store.nodes(sid)
+    attempts = await store.attempts(sid)
+    escalations = await store.escalations(sid)
+    latest: dict[str, Mapping[str, Any]] = {}
+    for attempt in attempts:
+        latest[attempt["node_id"]] = attempt
+    retries = sum(1 for a in attempts if a["attempt"] > 1)
+    lines = [
+        f"Resuming {sid}: {session['task']}",
+        f"  started {session['started_at']}, last outcome {session.get('outcome') or 'unfinished'}",
+        f"  {retries} retries, {len(escalations)} escalations",
+    ]
+    for node in nodes:
+        energy = latest.get(node["node_id"], {}).get("energy") or {}
+        v = f"V={energy['v']:.3f}" if "v" in energy else "V=-"
+        lines.append(f"  {node['node_id']:<12} {node['state']:<18} {v}  {node['title']}")
+    for escalation in escalations:
+        report = escalation["report"]
+        lines.append(f"  escalated {escalation['node_id']}: {report.get('reason', '')}")
+        for item in report.get("evidence", [])[:3]:
+            lines.append(f"    {item.get('source')}: {_first_line(str(item.get('message', '')))}")
+    return "\n".join(lines)
+
+
+async def run_abort(args: argparse.Namespace) -> int:
+    async with open_services(args.workspace) as services:
+        store = services.store
+        session_id = args.session or await store.latest_session_id()
+        if session_id is None:
+            print("keel: no session in this workspace", file=sys.stderr)
+            return EXIT_FAILED
+        runs = await store.request_abort(session_id)
+        signalled = []
+        for run in runs:
+            if run["host"] != socket.gethostname():
+                continue
+            try:
+                os.kill(int(run["pid"]), signal.SIGTERM)
+                signalled.append(int(run["pid"]))
+            except ProcessLookupError:
+                await store.end_run(int(run["id"]))  # it died without saying so
+    if args.json:
+        print(json.dumps({"session": session_id, "signalled": signalled}))
+    elif signalled:
+        print(f"abort requested for {session_id} (pid {', '.join(map(str, signalled))})")
+    else:
+        print(f"no running process for {session_id}; `keel resume` continues it")
+    return EXIT_OK if signalled else EXIT_FAILED
 
 
 def demo_transcript() -> Path:
@@ -285,20 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run a session headless")
     agent.add_argument("task")
     _workspace(agent)
-    agent.add_argument("-y", "--yes", action="store_true", help="approve what policy allows")
-    agent.add_argument("--mode", choices=("cautious", "balanced", "yolo"))
-    agent.add_argument("-k", "--complexity-k", type=int)
+    _approval_and_budget(agent)
     for tier in ("architect", "actuator", "verifier", "speculator"):
         agent.add_argument(f"--{tier}-model", metavar="M")
     agent.add_argument("--model", metavar="M", help="one model for every tier not named separately")
     agent.add_argument("--energy-weights", metavar="A,B,G[,D,S]")
     agent.add_argument("--stability-threshold", type=float, metavar="EPS")
-    agent.add_argument("--max-cost", type=float, metavar="USD")
-    agent.add_argument("--max-steps", type=_positive_int, metavar="N")
     agent.add_argument("--max-attempts", type=_positive_int, metavar="N")
     agent.add_argument("--defer-tests", action="store_true")
-    agent.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     agent.add_argument("--log-llm", action="store_true", help="store full prompts and replies")
+
+    resume = sub.add_parser("resume", help="continue a stored session where it stopped")
+    _session_choice(resume)
+    _workspace(resume)
+    _approval_and_budget(resume)
+
+    abort = sub.add_parser("abort", help="stop a running session cleanly")
+    _session_choice(abort)
+    _workspace(abort)
+    abort.add_argument("--json", action="store_true")
 
     demo = sub.add_parser("demo", help="run the bundled calculator task offline")
     _workspace(demo)
@@ -315,6 +424,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _approval_and_budget(parser: argparse.ArgumentParser) -> None:
+    """The options ``agent`` and ``resume`` share (contract section 3)."""
+    parser.add_argument("-y", "--yes", action="store_true", help="approve what policy allows")
+    parser.add_argument("--mode", choices=("cautious", "balanced", "yolo"))
+    parser.add_argument("-k", "--complexity-k", type=int)
+    parser.add_argument("--max-cost", type=float, metavar="USD")
+    parser.add_argument("--max-steps", type=_positive_int, metavar="N")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+
+
+def _session_choice(parser: argparse.ArgumentParser) -> None:
+    """``--last`` (the default) or a session id."""
+    parser.add_argument("session", nargs="?", help="a session id (default: the latest)")
+    parser.add_argument("--last", action="store_true", help="the latest session (the default)")
+
+
 def _workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workspace", default=os.getcwd(), metavar="DIR")
 
@@ -324,6 +449,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await run_agent(args, args.task, _flags(args))
     if args.command == "demo":
         return await run_demo(args)
+    if args.command == "resume":
+        return await run_resume(args)
+    if args.command == "abort":
+        return await run_abort(args)
     return await run_ledger(args)
 
 

@@ -189,19 +189,46 @@ def flags_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(
-    workspace: Path, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None
+    workspace: Path,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    session: Mapping[str, Any] | None = None,
 ) -> KeelConfig:
-    """Resolve every layer into one validated configuration."""
+    """Resolve every layer into one validated configuration.
+
+    ``session`` is a stored session's own configuration (``keel resume``): it sits above the
+    files and the environment, so a resumed session keeps its models, weights, epsilon, mode
+    and budgets, and only the flags given to ``resume`` change them.
+    """
     env = os.environ if env is None else env
+    layers = [read_toml(user_config_path(env)), read_toml(workspace / "keel.toml"), env_layer(env)]
+    if session is not None:
+        layers.append(session_layer(session))
+    layers.append(flags_layer(flags or {}))
     merged: dict[str, Any] = {}
-    for layer in (
-        read_toml(user_config_path(env)),
-        read_toml(workspace / "keel.toml"),
-        env_layer(env),
-        flags_layer(flags or {}),
-    ):
+    for layer in layers:
         merged = merge(merged, layer)
     return validate(merged)
+
+
+def session_layer(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's stored configuration (``Engine.config_record``) as a layer."""
+    models = dict(record.get("models") or {})
+    layer: dict[str, Any] = {
+        "models": {"default": models.get("actuator", ModelsConfig().default), **models},
+        "engine": {
+            key: record[key]
+            for key in ("mode", "complexity_k", "max_attempts", "defer_tests")
+            if record.get(key) is not None
+        },
+        "budget": {"max_cost": record.get("max_cost"), "max_steps": record.get("max_steps")},
+        "log_llm": bool(record.get("log_llm", False)),
+    }
+    if record.get("epsilon") is not None:
+        layer["engine"]["stability_threshold"] = record["epsilon"]
+    if record.get("weights") is not None:
+        layer["engine"]["energy_weights"] = list(record["weights"])
+    return layer
 
 
 def validate(data: Mapping[str, Any]) -> KeelConfig:

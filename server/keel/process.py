@@ -175,7 +175,9 @@ async def kill_process_group(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wait_for_exit(process), grace_s)
     # Children may ignore SIGTERM or outlive their parent: finish the whole group.
-    _signal_group(pgid, signal.SIGKILL)
+    if _signal_group(pgid, signal.SIGKILL):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wait_for_exit(process), grace_s)
 
 
 async def _returncode(process: asyncio.subprocess.Process) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from keel.app import open_engine
 from keel.config import load_config
-from keel.engine.ports import ApprovalRequest, Decision
+from keel.engine.ports import ApprovalRequest, Decision, Settlement
 from keel.engine.session import SessionResult
 
 KEEL = [sys.executable, "-m", "keel"]
@@ -107,6 +107,7 @@ class ScriptedApprover:
         self.decisions = list(decisions)
         self.requests: list[ApprovalRequest] = []
         self.commands_asked: list[str] = []
+        self.settlements: list[Settlement] = []
         self._commands = commands
 
     async def review(self, request: ApprovalRequest) -> Decision | None:
@@ -116,6 +117,9 @@ class ScriptedApprover:
     async def approve_command(self, node_id: str, command: str) -> bool:
         self.commands_asked.append(command)
         return self._commands
+
+    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        self.settlements.append(settlement)
 
 
 async def run_session(

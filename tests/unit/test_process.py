@@ -20,8 +20,20 @@ from keel.process import (
 )
 
 
-def _is_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (exited, or a zombie nobody reaped yet)."""
+def _is_gone(pid: int, within_s: float = 5.0) -> bool:
+    """True when ``pid`` stops running (exits, or is a zombie nobody reaped) within ``within_s``.
+
+    SIGKILL is delivered asynchronously: on a loaded machine the victim takes a moment to die.
+    """
+    deadline = time.monotonic() + within_s
+    while not _stopped(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _stopped(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

@@ -11,12 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from keel.engine.models import SCHEMA_NAMES, Tier
-from keel.engine.ports import KeelError, ModelClient, ModelRequest, ProviderError, SessionStore
+from keel.engine.ports import (
+    FaultPoint,
+    KeelError,
+    ModelClient,
+    ModelRequest,
+    NoFaults,
+    ProviderError,
+    SessionStore,
+)
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
@@ -42,6 +50,23 @@ class Totals:
     output_tokens: int = 0
     cost_usd: float = 0.0
     largest_call_usd: float = 0.0
+
+    def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost_usd
+        self.largest_call_usd = max(self.largest_call_usd, cost_usd)
+
+    @classmethod
+    def restore(cls, recorded: Mapping[str, Any]) -> Totals:
+        """The account of a session so far, from the store (for resume)."""
+        return cls(
+            calls=int(recorded.get("calls", 0)),
+            input_tokens=int(recorded.get("input_tokens", 0)),
+            output_tokens=int(recorded.get("output_tokens", 0)),
+            cost_usd=float(recorded.get("cost_usd", 0.0)),
+            largest_call_usd=float(recorded.get("largest_call_usd", 0.0)),
+        )
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -89,6 +114,7 @@ class ModelGateway:
         log_llm: bool,
         redact: Redactor,
         totals: Totals | None = None,
+        faults: FaultPoint | None = None,
     ) -> None:
         self._clients = clients
         self._store = store
@@ -97,6 +123,7 @@ class ModelGateway:
         self._log_llm = log_llm
         self._redact = redact
         self.totals = totals or Totals()
+        self._faults = faults or NoFaults()
 
     def model_for(self, tier: Tier) -> str:
         return self._clients[tier].name
@@ -125,8 +152,18 @@ class ModelGateway:
         node_id: str | None,
         attempt: int,
     ) -> Reply[ReplyT]:
-        """One structured request; raises ProviderError or BudgetExceeded, never on bad JSON."""
+        """One structured request; raises ProviderError or BudgetExceeded, never on bad JSON.
+
+        The request is a step with a deterministic id. Its intent is recorded before the call
+        and its reply after it, in one transaction with the call's accounting, so a resumed
+        session gets the recorded reply back instead of asking the model again.
+        """
+        step_id = f"model:{tier.value}:{node_id or '-'}:{attempt}"
+        recorded = await self._store.step_result(self._session_id, step_id)
+        if recorded is not None:
+            return parse_reply(reply_type, str(recorded["text"]))
         self._check_budget()
+        client = self._clients[tier]
         name = SCHEMA_NAMES[reply_type]
         request = ModelRequest(
             tier=tier,
@@ -138,7 +175,6 @@ class ModelGateway:
             node_id=node_id,
             attempt=attempt,
         )
-        client = self._clients[tier]
         call: dict[str, object] = {
             "tier": tier.value,
             "model": client.name,
@@ -155,6 +191,10 @@ class ModelGateway:
             "prompt": self._redact(system + "\n\n" + prompt) if self._log_llm else None,
             "response": None,
         }
+        await self._store.begin_step(
+            self._session_id, step_id, "model", {"tier": tier.value, "model": client.name}
+        )
+        self._faults.hit("model_intent")
         self.totals.calls += 1
         try:
             reply = await client.complete(request)
@@ -163,10 +203,7 @@ class ModelGateway:
             await self._store.record_model_call(self._session_id, call)
             raise
         usage = reply.usage
-        self.totals.input_tokens += usage.input_tokens
-        self.totals.output_tokens += usage.output_tokens
-        self.totals.cost_usd += usage.cost_usd
-        self.totals.largest_call_usd = max(self.totals.largest_call_usd, usage.cost_usd)
+        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd)
         parsed = parse_reply(reply_type, reply.text)
         call.update(
             input_tokens=usage.input_tokens,
@@ -178,7 +215,9 @@ class ModelGateway:
             error=parsed.error,
             response=self._redact(reply.text) if self._log_llm else None,
         )
-        await self._store.record_model_call(self._session_id, call)
+        result = {"text": self._redact(reply.text), "model": reply.model}
+        await self._store.finish_step(self._session_id, step_id, result, call)
+        self._faults.hit("model_result")
         return parsed
 
 

@@ -4,13 +4,18 @@ Each attempt starts from a fresh sandbox exported from the last committed state,
 attempt leaves nothing behind and a node never sees another node's uncommitted files. The
 bundle is applied all-or-nothing; every problem with it (invalid JSON, bad paths, patches that
 do not apply) becomes evidence for the next attempt, exactly like a failing test.
+
+Some bundles are verified again without asking the model: the rest of a bundle after the
+reviewer approved only some of its files, and a bundle re-based onto the user's edits when the
+user changed one of its files meanwhile. Those carry no new model attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
@@ -39,6 +44,7 @@ from keel.engine.ports import (
     LanguagePlugin,
     Ledger,
     SessionStore,
+    Settlement,
 )
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts, read_texts
@@ -56,11 +62,9 @@ class Attempt:
     def summary(self) -> str:
         if self.bundle is None:
             return "(no valid bundle)"
-        b = self.bundle
-        files = (
-            [w.path for w in b.writes] + [d.path for d in b.diffs] + [f"-{p}" for p in b.deletes]
-        )
-        return f"files {', '.join(files) or '(none)'}; commands {', '.join(b.commands) or '(none)'}"
+        files = sorted(self.changes.changes) if self.changes else []
+        commands = ", ".join(self.bundle.commands) or "(none)"
+        return f"files {', '.join(files) or '(none)'}; commands {commands}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class NodeContext:
     runner: CommandRunner
     approver: Approver
     events: EventLog
-    hints: dict[str, list[str]]
+    hints: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def sandbox_root(self) -> Path:
@@ -93,6 +97,10 @@ class NodeRunner:
         self.ctx = ctx
         self.node = node
         self._feedback: str | None = None
+        # The user's current content of owned files they edited since the last commit; laid
+        # over every later sandbox so new bundles are made against it.
+        self._overlay: dict[str, bytes | None] = {}
+        self._checks = 0
 
     async def _state(self, state: NodeState, detail: str = "") -> None:
         await self.ctx.store.set_node_state(self.ctx.session_id, self.node.id, state.value, detail)
@@ -105,39 +113,42 @@ class NodeRunner:
         for number in range(1, ctx.settings.max_attempts + 1):
             correction = await self._correction(previous) if previous else None
             attempt = await self._attempt(number, correction)
-            if attempt.energy.stable(ctx.settings.epsilon):
+            while attempt.energy.stable(ctx.settings.epsilon):
                 outcome = await self._approve_and_commit(attempt)
-                if outcome is not None:
+                if isinstance(outcome, NodeState):
                     return outcome
+                if outcome is None:
+                    break  # rejected: the next model attempt hears why
+                attempt = await self._reverify(attempt, outcome)
             previous = attempt
             if number < ctx.settings.max_attempts:
-                await self._state(
-                    NodeState.RETRYING, f"attempt {number} V={attempt.energy.total:.3f}"
-                )
+                total = attempt.energy.total
+                await self._state(NodeState.RETRYING, f"attempt {number} V={total:.3f}")
                 await ctx.events.emit(
-                    "node_retrying",
-                    node=node.id,
-                    attempt=number + 1,
-                    v=round(attempt.energy.total, 6),
+                    "node_retrying", node=node.id, attempt=number + 1, v=round(total, 6)
                 )
         return await self._escalate(previous)
 
-    async def _sandbox(self, number: int) -> Path:
-        path = self.ctx.sandbox_root / self.node.id / str(number)
+    # -- attempts ------------------------------------------------------------------------
+
+    async def _sandbox(self) -> Path:
+        self._checks += 1
+        path = self.ctx.sandbox_root / self.node.id / str(self._checks)
         await asyncio.to_thread(shutil.rmtree, path, True)
         path.mkdir(parents=True)
         await self.ctx.ledger.export(path)
+        if self._overlay:
+            await asyncio.to_thread(write_changes, path, self._overlay)
         return path
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
         ctx, node = self.ctx, self.node
-        sandbox = await self._sandbox(number)
+        sandbox = await self._sandbox()
         try:
             owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
             context = await asyncio.to_thread(read_texts, sandbox, node.context)
-            prompt = prompts.actuator_prompt(
-                ctx.task, node, owned, context, ctx.hints.get(node.id, []), correction
-            )
+            hints = ctx.hints.get(node.id, [])
+            prompt = prompts.actuator_prompt(ctx.task, node, owned, context, hints, correction)
             reply = await ctx.gateway.ask(
                 Tier.ACTUATOR,
                 ArtifactBundle,
@@ -155,6 +166,20 @@ class NodeRunner:
             await asyncio.to_thread(shutil.rmtree, sandbox, True)
         await self._record(attempt)
         return attempt
+
+    async def _reverify(self, attempt: Attempt, carried: ChangeSet) -> Attempt:
+        """Verify ``carried`` (no model call) in a fresh sandbox of the new committed state."""
+        sandbox = await self._sandbox()
+        try:
+            await asyncio.to_thread(write_changes, sandbox, carried.changes)
+            assert attempt.bundle is not None
+            results = await self._run_commands(attempt.bundle, sandbox)
+            energy = await self.ctx.verifier.measure_node(self.node, sandbox, results)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+        again = Attempt(attempt.number, attempt.bundle, carried, energy)
+        await self._record(again)
+        return again
 
     def _measure_only(self, residuals: list[Residual]) -> Energy:
         return measure([SensorReport("bundle", tuple(residuals))], self.ctx.settings.weights)
@@ -179,11 +204,14 @@ class NodeRunner:
             return Attempt(number, bundle, changes, self._measure_only(residuals))
         await asyncio.to_thread(write_changes, sandbox, changes.changes)
         await self._state(NodeState.VERIFYING, f"attempt {number}")
-        results = [
-            await self._run_command(cmd, sandbox) for cmd in [*node.commands, *bundle.commands]
-        ]
+        results = await self._run_commands(bundle, sandbox)
         energy = await ctx.verifier.measure_node(node, sandbox, results)
         return Attempt(number, bundle, changes, energy)
+
+    async def _run_commands(self, bundle: ArtifactBundle, sandbox: Path) -> list[CommandResult]:
+        return [
+            await self._run_command(c, sandbox) for c in [*self.node.commands, *bundle.commands]
+        ]
 
     async def _run_command(self, command: str, sandbox: Path) -> CommandResult:
         ctx = self.ctx
@@ -214,8 +242,9 @@ class NodeRunner:
 
     async def _correction(self, previous: Attempt) -> str:
         ctx = self.ctx
+        summary = previous.summary()
         report = await analyse(
-            ctx.gateway, ctx.task, self.node, previous.summary(), previous.energy, previous.number
+            ctx.gateway, ctx.task, self.node, summary, previous.energy, previous.number
         )
         feedback, self._feedback = self._feedback, None
         return prompts.correction_block(
@@ -224,87 +253,152 @@ class NodeRunner:
             report.analysis if report else None,
             report.fix_hints if report else [],
             feedback,
-            previous.summary(),
+            summary,
         )
+
+    # -- approval and commit -------------------------------------------------------------
 
     def _complexity(self, attempt: Attempt) -> int:
         """Balanced mode's measure: files changed plus commands run (docs/explanation/energy.md)."""
         files = len(attempt.changes.changes) if attempt.changes else 0
         return files + len(attempt.bundle.commands if attempt.bundle else [])
 
-    async def _approve_and_commit(self, attempt: Attempt) -> NodeState | None:
-        """Commit if approved; ``None`` means rejected (try again), else the final state."""
+    async def _approve_and_commit(self, attempt: Attempt) -> NodeState | ChangeSet | None:
+        """Commit if approved.
+
+        Returns the node's final state, ``None`` when the reviewer rejected the bundle (the
+        next attempt hears why), or a change set to verify again before proposing it: the
+        files left after a partial approval, or the bundle re-based onto the user's edits.
+        """
         ctx, node = self.ctx, self.node
-        assert attempt.changes is not None
-        settings = ctx.settings
+        changes = attempt.changes
+        assert changes is not None
         complexity = self._complexity(attempt)
-        approver_name = settings.mode
-        if settings.needs_approval(complexity):
+        request = ApprovalRequest(
+            ctx.session_id,
+            node.id,
+            node.title,
+            changes.content_hash()[:16],
+            change_set_diff(changes.changes, changes.base),
+            attempt.energy.as_dict(),
+            complexity,
+            changes=dict(changes.changes),
+            base=dict(changes.base),
+            evidence=evidence_dicts(attempt.energy.evidence),
+            owns=list(node.owns),
+        )
+        decision = Decision(approved=True, actor=ctx.settings.mode)
+        if ctx.settings.needs_approval(complexity):
             await self._state(NodeState.AWAITING_APPROVAL)
-            bundle_id = attempt.changes.content_hash()[:16]
             await ctx.events.emit(
                 "awaiting_approval",
                 node=node.id,
-                bundle=bundle_id,
+                bundle=request.bundle_id,
+                title=node.title,
                 complexity=complexity,
-                files=sorted(attempt.changes.changes),
+                files=sorted(changes.changes),
+                **request.energy,
             )
-            decision = await self._decide(
-                ApprovalRequest(
-                    ctx.session_id,
-                    node.id,
-                    node.title,
-                    bundle_id,
-                    change_set_diff(attempt.changes.changes, attempt.changes.base),
-                    attempt.energy.as_dict(),
-                    complexity,
-                )
-            )
-            if decision is None:
+            waiting = await self._decide(request)
+            if waiting is None:
                 return NodeState.AWAITING_APPROVAL
+            decision = waiting
+            if decision.edits:
+                # Only the bundle's own files can be edited; their base is already known.
+                edits = {p: d for p, d in decision.edits.items() if p in changes.changes}
+                await ctx.events.emit("bundle_edited", node=node.id, files=sorted(edits))
+                return ChangeSet(changes={**changes.changes, **edits}, base=dict(changes.base))
             if not decision.approved:
                 await ctx.store.record_approval(
                     ctx.session_id, node.id, "rejected", decision.actor, None, decision.feedback
                 )
+                await ctx.events.emit(
+                    "bundle_rejected",
+                    node=node.id,
+                    bundle=request.bundle_id,
+                    feedback=decision.feedback,
+                )
                 self._feedback = f"The reviewer rejected the bundle. {decision.feedback}".strip()
                 return None
-            approver_name = decision.actor
-        return await self._commit(attempt, approver_name)
+        return await self._commit(attempt, request, decision)
 
     async def _decide(self, request: ApprovalRequest) -> Decision | None:
         if self.ctx.settings.auto_approve:
             return Decision(approved=True, actor="user", feedback="approved with -y")
         return await self.ctx.approver.review(request)
 
-    async def _commit(self, attempt: Attempt, approved_by: str) -> NodeState:
+    async def _commit(
+        self, attempt: Attempt, request: ApprovalRequest, decision: Decision
+    ) -> NodeState | ChangeSet | None:
         ctx, node = self.ctx, self.node
-        assert attempt.changes is not None
+        changes = attempt.changes
+        assert changes is not None
+        chosen = set(decision.files) if decision.files is not None else set(changes.changes)
+        now = _subset(changes, chosen)
+        rest = _subset(changes, set(changes.changes) - chosen)
+        if not now.changes:
+            await ctx.approver.settled(request, Settlement(None, "no file of the bundle chosen"))
+            return changes
         energy = attempt.energy.as_dict()
         trailers = {
             "Keel-Session": ctx.session_id,
             "Keel-Node": node.id,
-            "Keel-Bundle": attempt.changes.content_hash(),
+            "Keel-Bundle": now.content_hash(),
             "Keel-Energy": energy_trailer(energy),
-            "Keel-Approved-By": approved_by,
+            "Keel-Approved-By": decision.actor,
         }
         try:
-            sha = await ctx.ledger.commit(
-                attempt.changes.changes, attempt.changes.base, f"keel: {node.title}", trailers
-            )
+            sha = await ctx.ledger.commit(now.changes, now.base, f"keel: {node.title}", trailers)
         except ConflictError as exc:
-            await self._state(NodeState.FAILED, str(exc))
-            await ctx.events.emit("node_failed", node=node.id, reason=f"conflict: {exc}")
-            return NodeState.FAILED
-        await ctx.store.record_approval(ctx.session_id, node.id, "approved", approved_by, sha)
-        await self._state(NodeState.COMMITTED, sha)
+            await ctx.approver.settled(request, Settlement(None, str(exc)))
+            return await self._rebase(changes, exc)
+        await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
+        await ctx.store.record_approval(ctx.session_id, node.id, "approved", decision.actor, sha)
         await ctx.events.emit(
-            "node_committed",
+            "node_committed" if not rest.changes else "bundle_partially_committed",
             node=node.id,
             ledger=sha,
-            files=sorted(attempt.changes.changes),
+            files=sorted(now.changes),
             v=energy["v"],
         )
+        if rest.changes:
+            return rest
+        self._overlay.clear()
+        await self._state(NodeState.COMMITTED, sha)
         return NodeState.COMMITTED
+
+    async def _rebase(self, changes: ChangeSet, conflict: ConflictError) -> ChangeSet | None:
+        """The user edited some of the bundle's files: merge the bundle onto their edits.
+
+        A clean three-way merge is verified again and proposed. A real conflict returns
+        ``None``: the node regenerates on top of the user's content (every later sandbox
+        carries it) with a note saying why. The user's edits are never overwritten.
+        """
+        ctx, node = self.ctx, self.node
+        merged: dict[str, bytes | None] = dict(changes.changes)
+        base: dict[str, bytes | None] = dict(changes.base)
+        unmerged = []
+        for path in conflict.paths:
+            current = await ctx.ledger.read(path)
+            self._overlay[path] = current
+            result = await ctx.ledger.merge(changes.base.get(path), current, changes.changes[path])
+            base[path] = current
+            if result is None:
+                unmerged.append(path)
+                merged[path] = current
+            else:
+                merged[path] = result
+        await ctx.events.emit(
+            "bundle_rebased", node=node.id, files=list(conflict.paths), conflicts=unmerged
+        )
+        if unmerged:
+            self._feedback = (
+                "The user edited " + ", ".join(unmerged) + " while the bundle waited and the "
+                "bundle's changes conflict with those edits. Redo them on top of the current "
+                "content shown above."
+            )
+            return None
+        return ChangeSet(changes=merged, base=base)
 
     async def _escalate(self, last: Attempt | None) -> NodeState:
         ctx, node = self.ctx, self.node
@@ -324,7 +418,14 @@ class NodeRunner:
         return NodeState.ESCALATED
 
 
-def energy_trailer(energy: dict[str, float]) -> str:
+def _subset(changes: ChangeSet, paths: set[str]) -> ChangeSet:
+    return ChangeSet(
+        changes={p: d for p, d in changes.changes.items() if p in paths},
+        base={p: d for p, d in changes.base.items() if p in paths},
+    )
+
+
+def energy_trailer(energy: Mapping[str, float]) -> str:
     """``V=0.000 syn=0.000 str=0.000 log=0.000 boot=0.000 sheaf=0.000`` for the ledger."""
     parts = [f"V={energy['v']:.3f}"]
     parts += [f"{c.value}={energy['v_' + c.value]:.3f}" for c in Component]

@@ -9,7 +9,7 @@ they are about.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -156,6 +156,16 @@ class Ledger(Protocol):
         """
         ...
 
+    async def settle_index(self, paths: Sequence[str]) -> None:
+        """After a crash between a commit and the index update: re-sync those index entries."""
+        ...
+
+    async def merge(
+        self, base: bytes | None, ours: bytes | None, theirs: bytes | None
+    ) -> bytes | None:
+        """Three-way merge of one file's contents; ``None`` when they conflict."""
+        ...
+
     async def entries(self, limit: int | None = None) -> list[LedgerEntry]: ...
 
     async def show(self, entry: str) -> tuple[LedgerEntry, str]:
@@ -213,7 +223,50 @@ class SessionStore(Protocol):
         self, session_id: str, outcome: str, totals: Mapping[str, Any]
     ) -> None: ...
 
+    async def begin_step(
+        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        """The intent record of a side-effecting step, durable before the step runs."""
+        ...
+
+    async def finish_step(
+        self,
+        session_id: str,
+        step_id: str,
+        result: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The result record; a model ``call`` is recorded in the same transaction."""
+        ...
+
+    async def call_totals(self, session_id: str) -> Mapping[str, Any]:
+        """Calls, tokens, cost and the largest call's cost recorded for the session."""
+        ...
+
+    async def step_result(self, session_id: str, step_id: str) -> Mapping[str, Any] | None:
+        """A finished step's recorded result (a resumed session replays it), else None."""
+        ...
+
+    async def begin_run(self, session_id: str, pid: int, host: str) -> int: ...
+
+    async def end_run(self, run_id: int) -> None: ...
+
+    async def abort_requested(self, session_id: str) -> bool: ...
+
     async def close(self) -> None: ...
+
+
+class FaultPoint(Protocol):
+    """Named crash points for fault-injection tests (implemented by ``keel.faults``)."""
+
+    def hit(self, point: str) -> None: ...
+
+
+class NoFaults:
+    """The default: no crash point is armed."""
+
+    def hit(self, point: str) -> None:
+        return None
 
 
 class EventSink(Protocol):
@@ -224,7 +277,12 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class ApprovalRequest:
-    """A stable bundle that policy says a person must look at before it is committed."""
+    """A stable bundle that policy says a person must look at before it is committed.
+
+    ``changes`` are the proposed bytes per path (``None`` deletes) and ``base`` what the
+    bundle was made against, so a front end can build diffs and workspace edits. ``energy``
+    is the verified energy and ``evidence`` what stands behind it.
+    """
 
     session_id: str
     node_id: str
@@ -233,15 +291,37 @@ class ApprovalRequest:
     diff: str
     energy: Mapping[str, float]
     complexity: int
+    changes: Mapping[str, bytes | None] = field(default_factory=dict)
+    base: Mapping[str, bytes | None] = field(default_factory=dict)
+    evidence: Sequence[Mapping[str, Any]] = ()
+    owns: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The reviewer's answer; ``feedback`` on a rejection reaches the model's next attempt."""
+    """The reviewer's answer.
+
+    ``feedback`` on a rejection reaches the model's next attempt (a *correction* is a
+    rejection with feedback). ``files`` approves only those workspace-relative paths; the
+    rest of the bundle is re-verified and proposed again. ``edits`` (with ``approved``
+    false) replaces files of the bundle with the reviewer's own version: the edited bundle is
+    verified and proposed again, without a model call.
+    """
 
     approved: bool
     actor: str = "user"
     feedback: str = ""
+    files: Sequence[str] | None = None
+    edits: Mapping[str, bytes | None] | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What became of an approved bundle: the ledger sha, or why it could not be committed."""
+
+    ledger_sha: str | None
+    error: str | None = None
+    committed: Sequence[str] = ()
 
 
 class Approver(Protocol):
@@ -253,4 +333,8 @@ class Approver(Protocol):
 
     async def approve_command(self, node_id: str, command: str) -> bool:
         """Whether a model-proposed command outside the allow-list may run."""
+        ...
+
+    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        """Called after an approved bundle was committed, or failed to be."""
         ...

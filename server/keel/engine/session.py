@@ -9,7 +9,9 @@ session cleanly with the reason, and the store keeps everything for ``keel statu
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from keel.engine import prompts
 from keel.engine.events import EventLog
-from keel.engine.gateway import BudgetExceeded, ModelGateway, Redactor
+from keel.engine.gateway import BudgetExceeded, ModelGateway, Redactor, Totals
 from keel.engine.models import NodeState, PlanNode, Speculation, TaskPlan, Tier
 from keel.engine.node import NodeContext, NodeRunner
 from keel.engine.planner import Planner, PlanningFailed
@@ -26,9 +28,11 @@ from keel.engine.ports import (
     Approver,
     CommandRunner,
     EventSink,
+    FaultPoint,
     LanguagePlugin,
     Ledger,
     ModelClient,
+    NoFaults,
     ProviderError,
     SessionStore,
 )
@@ -51,6 +55,13 @@ class SessionResult:
     totals: dict[str, object] = field(default_factory=dict)
 
 
+def _uncancel() -> None:
+    """An abort is an outcome, not an error: finish the session's records normally."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
 def new_session_id() -> str:
     return "s-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
@@ -69,11 +80,21 @@ class Engine:
     approver: Approver
     settings: EngineSettings
     secrets: Mapping[str, str] = field(default_factory=dict)
+    faults: FaultPoint = field(default_factory=NoFaults)
 
-    async def run(self, task: str, session_id: str | None = None) -> SessionResult:
+    async def run(
+        self, task: str, session_id: str | None = None, *, resume: bool = False
+    ) -> SessionResult:
+        """Run a session to its end; with ``resume``, continue a stored one.
+
+        A resumed session replays every recorded model reply (no second request for an
+        answered step), skips the nodes the ledger already holds, and keeps one account of
+        tokens, cost and steps across runs. Cancelling the task aborts the session cleanly.
+        """
         session_id = session_id or new_session_id()
         started = time.monotonic()
         events = EventLog(session_id, self.store, self.sink)
+        totals = Totals.restore(await self.store.call_totals(session_id)) if resume else Totals()
         gateway = ModelGateway(
             self.clients,
             self.store,
@@ -81,10 +102,13 @@ class Engine:
             budget=self.settings.budget,
             log_llm=self.settings.log_llm,
             redact=Redactor(self.secrets),
+            totals=totals,
+            faults=self.faults,
         )
-        await self.store.create_session(session_id, task, self._config_record())
+        if not resume:
+            await self.store.create_session(session_id, task, self.config_record())
         await events.emit(
-            "session_started",
+            "session_resumed" if resume else "session_started",
             task=task,
             workspace=str(self.workspace),
             models={tier.value: client.name for tier, client in self.clients.items()},
@@ -92,9 +116,10 @@ class Engine:
             mode=self.settings.mode,
             epsilon=self.settings.epsilon,
         )
+        run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
-            await self._run(task, session_id, gateway, events, result)
+            await self._run(task, session_id, gateway, events, result, resume)
         except BudgetExceeded as exc:
             result.budget_stop, result.reason = True, str(exc)
             await events.emit(
@@ -102,12 +127,21 @@ class Engine:
             )
         except (PlanningFailed, ProviderError) as exc:
             result.reason = str(exc)
+        except asyncio.CancelledError:
+            _uncancel()
+            result.outcome, result.reason = "aborted", "aborted by the user"
         finally:
-            await asyncio.to_thread(
-                shutil.rmtree, self.workspace / ".keel" / "sandboxes" / session_id, True
-            )
+            sandboxes = self.workspace / ".keel" / "sandboxes" / session_id
+            await asyncio.to_thread(shutil.rmtree, sandboxes, True)
+            await self.store.end_run(run_id)
+        await self._finish(result, gateway, events, started)
+        return result
+
+    async def _finish(
+        self, result: SessionResult, gateway: ModelGateway, events: EventLog, started: float
+    ) -> None:
         committed = sum(state is NodeState.COMMITTED for state in result.nodes.values())
-        if result.outcome != "success":
+        if result.outcome not in ("success", "aborted"):
             result.outcome = "partial" if committed else "failed"
         result.totals = {
             **gateway.totals.as_dict(),
@@ -116,7 +150,7 @@ class Engine:
             "committed": committed,
         }
         await self.store.finish_session(
-            session_id, result.outcome, {**result.totals, "reason": result.reason}
+            result.session_id, result.outcome, {**result.totals, "reason": result.reason}
         )
         await events.emit(
             "session_finished",
@@ -126,9 +160,8 @@ class Engine:
             totals=result.totals,
             nodes={node: state.value for node, state in result.nodes.items()},
         )
-        return result
 
-    def _config_record(self) -> dict[str, object]:
+    def config_record(self) -> dict[str, object]:
         s = self.settings
         return {
             "models": {tier.value: client.name for tier, client in self.clients.items()},
@@ -157,9 +190,12 @@ class Engine:
         gateway: ModelGateway,
         events: EventLog,
         result: SessionResult,
+        resume: bool,
     ) -> None:
         plan = await self._plan(task, session_id, gateway, events)
         result.nodes = {node.id: NodeState.QUEUED for node in plan.nodes}
+        done = await self._committed_nodes(session_id) if resume else {}
+        result.nodes.update(done)
         hints = await self._speculate(task, plan, gateway, events)
         verifier = Verifier(
             self.plugins, self.settings.weights, defer_tests=self.settings.defer_tests
@@ -194,7 +230,7 @@ class Engine:
                 reason=reason,
             )
 
-        result.nodes.update(await run_dag(plan.nodes, run_node, blocked))
+        result.nodes.update(await run_dag(plan.nodes, run_node, blocked, initial=done))
         if all(state is NodeState.COMMITTED for state in result.nodes.values()):
             stable = await self._sheaf(plan, ctx, events)
             result.outcome = "success" if stable else "partial"
@@ -205,6 +241,12 @@ class Engine:
             result.reason = "not committed: " + ", ".join(
                 f"{n} ({result.nodes[n].value})" for n in undone
             )
+
+    async def _committed_nodes(self, session_id: str) -> dict[str, NodeState]:
+        """Nodes of this session the ledger (git, the source of truth) already holds."""
+        entries = [e for e in await self.ledger.entries(None) if e.session == session_id]
+        await self.ledger.settle_index([path for e in entries for path in e.files])
+        return {e.node: NodeState.COMMITTED for e in entries}
 
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import hashlib
 import logging
 import os
 import secrets
 import stat
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import git
 from git.exc import GitCommandError, GitCommandNotFound, GitError
 
 from keel.engine.models import LedgerEntry
-from keel.engine.ports import ConflictError, KeelError
+from keel.engine.ports import ConflictError, FaultPoint, KeelError, NoFaults
 
 _log = logging.getLogger(__name__)
 
@@ -93,8 +95,10 @@ class GitLedger:
         author_name: str = "Keel",
         author_email: str = "keel@localhost",
         stale_lock_s: float = 60.0,
+        faults: FaultPoint | None = None,
     ) -> None:
         self._workspace = Path(workspace).resolve()
+        self._faults: FaultPoint = faults or NoFaults()
         self._identity = {
             "GIT_AUTHOR_NAME": author_name,
             "GIT_AUTHOR_EMAIL": author_email,
@@ -114,6 +118,7 @@ class GitLedger:
         author_name: str = "Keel",
         author_email: str = "keel@localhost",
         stale_lock_s: float = 60.0,
+        faults: FaultPoint | None = None,
     ) -> GitLedger:
         """Construct the ledger in a worker thread (it may run ``git init``)."""
         return await asyncio.to_thread(
@@ -122,6 +127,7 @@ class GitLedger:
                 author_name=author_name,
                 author_email=author_email,
                 stale_lock_s=stale_lock_s,
+                faults=faults,
             )
         )
 
@@ -146,6 +152,22 @@ class GitLedger:
     ) -> str:
         async with self._lock:
             return await asyncio.to_thread(self._commit_sync, changes, base, message, trailers)
+
+    async def settle_index(self, paths: Sequence[str]) -> None:
+        """Finish an interrupted commit: index entries of ``paths`` follow HEAD again.
+
+        A process killed between moving HEAD and updating the user's index leaves those
+        files looking staged-for-revert. For each path whose working file already matches
+        HEAD, the index entry is set to HEAD's; anything else (the user's work) is left alone.
+        """
+        async with self._lock:
+            await asyncio.to_thread(self._settle_index_sync, list(paths))
+
+    async def merge(
+        self, base: bytes | None, ours: bytes | None, theirs: bytes | None
+    ) -> bytes | None:
+        """Three-way merge with ``git merge-file``; ``None`` when the changes conflict."""
+        return await asyncio.to_thread(self._merge_sync, base, ours, theirs)
 
     async def entries(self, limit: int | None = None) -> list[LedgerEntry]:
         records = await asyncio.to_thread(self._records_sync, limit)
@@ -240,6 +262,33 @@ class GitLedger:
             raise KeelError(f"git {args[0]} failed: {err}") from err
         return bytes(out)
 
+    def _merge_sync(
+        self, base: bytes | None, ours: bytes | None, theirs: bytes | None
+    ) -> bytes | None:
+        if ours == theirs or base == ours:
+            return theirs
+        if base == theirs:
+            return ours
+        if base is None or ours is None or theirs is None:
+            return None  # one side created or deleted what the other changed
+        with tempfile.TemporaryDirectory(prefix="keel-merge-") as tmp:
+            names = []
+            for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+                (Path(tmp) / name).write_bytes(data)
+                names.append(str(Path(tmp) / name))
+            try:
+                out = self._git.execute(
+                    [_git_exe(), "merge-file", "-p", "--quiet", *names],
+                    env=self._env(),
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                )
+            except GitCommandError:
+                return None  # merge-file exits with the number of conflicts
+            except GitError as err:
+                raise KeelError(f"git merge-file failed: {err}") from err
+        return bytes(out)
+
     def _verify(self, rev: str) -> str | None:
         """The object name ``rev`` resolves to, or ``None`` when it does not exist."""
         try:
@@ -324,8 +373,12 @@ class GitLedger:
         deletes_first = sorted(changes, key=lambda rel: changes[rel] is not None)
         try:
             for rel in deletes_first:
+                if done:
+                    self._faults.hit("ledger_some_files")
                 content = changes[rel]
-                _write_atomic(self._workspace / rel, content, executable.get(rel))
+                target = self._workspace / rel
+                _remove_stale_temporaries(target)
+                _write_atomic(target, content, executable.get(rel), self._faults)
                 done.append(rel)
         except OSError as err:
             self._restore({rel: restore.get(rel) for rel in done})
@@ -364,6 +417,7 @@ class GitLedger:
                 conflicts,
             )
         self._write_all(clean, current, executable or {})
+        self._faults.hit("ledger_before_commit")
         try:
             sha, entries = self._build_commit(clean, body)
         except (KeelError, OSError) as err:
@@ -387,6 +441,7 @@ class GitLedger:
         old = head or "0" * len(sha)
         subject = body.split("\n", 1)[0]
         self._run(["update-ref", "-m", subject, "HEAD", sha, old])
+        self._faults.hit("ledger_after_commit")
         return sha, entries
 
     def _hash_files(self, changes: _Changes) -> list[_IndexEntry]:
@@ -416,6 +471,22 @@ class GitLedger:
             self._run(["update-index", "--force-remove", "--", *removes], index=index)
         if adds:  # --replace: a file may replace a directory of the same name, and back
             self._run(["update-index", "--add", "--replace", *adds], index=index)
+
+    def _settle_index_sync(self, paths: list[str]) -> None:
+        head = self._head()
+        if head is None or not paths:
+            return
+        gpaths = [self._layout.prefix + self._clean(path) for path in paths]
+        listed = self._run(["ls-tree", "-z", head, "--", *gpaths]).split("\0")
+        entries: list[_IndexEntry] = []
+        for line in filter(None, listed):
+            info, gpath = line.split("\t", 1)
+            mode, _kind, blob = info.split()
+            on_disk = self._run(["hash-object", "--", gpath]).strip()
+            if on_disk == blob:
+                entries.append((gpath, f"{mode},{blob}"))
+        if entries:
+            self._sync_real_index(entries, head)
 
     def _sync_real_index(self, entries: Sequence[_IndexEntry], sha: str) -> None:
         """Point the user's index at the committed blobs for exactly the committed paths."""
@@ -595,7 +666,19 @@ def _ensure_excluded(exclude: Path) -> None:
         raise KeelError(f"cannot update {exclude}: {err.strerror or err}") from err
 
 
-def _write_atomic(target: Path, content: bytes | None, executable: bool | None) -> None:
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporary files a killed Keel left beside ``target`` (the write never happened)."""
+    with contextlib.suppress(FileNotFoundError):
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.keel-*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _write_atomic(
+    target: Path,
+    content: bytes | None,
+    executable: bool | None,
+    faults: FaultPoint | None = None,
+) -> None:
     """Replace ``target`` with ``content`` (``None``: delete) so it is never half written.
 
     ``executable`` ``None`` keeps an existing file's mode; new files get the umask's default.
@@ -614,7 +697,12 @@ def _write_atomic(target: Path, content: bytes | None, executable: bool | None) 
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
+            half = len(content) // 2
+            fh.write(content[:half])
+            if faults is not None:
+                fh.flush()
+                faults.hit("ledger_mid_file")
+            fh.write(content[half:])
             fh.flush()
             os.fsync(fh.fileno())
         _set_mode(tmp, old_mode, executable)

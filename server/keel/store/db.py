@@ -126,12 +126,47 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_session ON events (session_id, id);
     CREATE INDEX plan_by_session ON plan (session_id, id);
     """,
+    # 2: crash safety. Every side-effecting step gets an intent row before it runs and its
+    # result after; a resumed session replays recorded results instead of repeating them.
+    """
+    CREATE TABLE steps (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        result TEXT,
+        intent_at TEXT NOT NULL,
+        result_at TEXT,
+        PRIMARY KEY (session_id, step_id)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        abort_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_session ON runs (session_id, id);
+    """,
 ]
 
 _JSON_COLUMNS = frozenset(
-    {"config", "totals", "plan", "bundle", "energy", "evidence", "report", "payload"}
+    {
+        "config",
+        "totals",
+        "plan",
+        "bundle",
+        "energy",
+        "evidence",
+        "report",
+        "payload",
+        "intent",
+        "result",
+    }
 )
-_BOOL_COLUMNS = frozenset({"stable", "priced", "ok"})
+_BOOL_COLUMNS = frozenset({"stable", "priced", "ok", "abort_requested"})
 _Statement = tuple[str, Sequence[Any]]
 
 
@@ -258,6 +293,10 @@ class SqliteStore:
         await self._write([(sql, (*params, int(stable), _now()))])
 
     async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
+        await self._write([self._model_call_statement(session_id, call)])
+
+    @staticmethod
+    def _model_call_statement(session_id: str, call: Mapping[str, Any]) -> _Statement:
         sql = (
             "INSERT INTO model_calls (session_id, tier, model, node_id, attempt, schema_name,"
             " input_tokens, output_tokens, cost_usd, priced, latency_s, ok, error, prompt,"
@@ -281,7 +320,7 @@ class SqliteStore:
             call.get("response"),
             _now(),
         )
-        await self._write([(sql, params)])
+        return (sql, params)
 
     async def record_approval(
         self,
@@ -315,6 +354,92 @@ class SqliteStore:
     ) -> None:
         sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"
         await self._write([(sql, (_now(), outcome, _dump(totals), session_id))])
+
+    async def begin_step(
+        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        """The intent record: written (and synced) before the step's side effect."""
+        sql = (
+            "INSERT INTO steps (session_id, step_id, kind, intent, intent_at)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (session_id, step_id) DO UPDATE SET intent = excluded.intent"
+        )
+        await self._write([(sql, (session_id, step_id, kind, _dump(detail), _now()))])
+
+    async def finish_step(
+        self,
+        session_id: str,
+        step_id: str,
+        result: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The result record; with ``call``, the model call is recorded in the same transaction."""
+        sql = "UPDATE steps SET result = ?, result_at = ? WHERE session_id = ? AND step_id = ?"
+        statements: list[_Statement] = [(sql, (_dump(result), _now(), session_id, step_id))]
+        if call is not None:
+            statements.append(self._model_call_statement(session_id, call))
+        await self._write(statements)
+
+    async def call_totals(self, session_id: str) -> dict[str, Any]:
+        """Calls, tokens and cost so far, so a resumed session keeps one account."""
+        rows = await self._query(
+            "SELECT count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(output_tokens), 0) AS output_tokens,"
+            " coalesce(sum(cost_usd), 0.0) AS cost_usd,"
+            " coalesce(max(cost_usd), 0.0) AS largest_call_usd"
+            " FROM model_calls WHERE session_id = ?",
+            (session_id,),
+        )
+        return rows[0]
+
+    async def step_result(self, session_id: str, step_id: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            "SELECT result FROM steps WHERE session_id = ? AND step_id = ? AND result IS NOT NULL",
+            (session_id, step_id),
+        )
+        return rows[0]["result"] if rows else None
+
+    async def steps(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM steps WHERE session_id = ? ORDER BY intent_at, step_id", (session_id,)
+        )
+
+    async def begin_run(self, session_id: str, pid: int, host: str) -> int:
+        """Record the process now driving the session (for ``keel abort`` and status)."""
+        sql = "INSERT INTO runs (session_id, pid, host, started_at) VALUES (?, ?, ?, ?)"
+        await self._write([(sql, (session_id, pid, host, _now()))])
+        rows = await self._query(
+            "SELECT max(id) AS id FROM runs WHERE session_id = ?", (session_id,)
+        )
+        return int(rows[0]["id"])
+
+    async def end_run(self, run_id: int) -> None:
+        await self._write([("UPDATE runs SET ended_at = ? WHERE id = ?", (_now(), run_id))])
+
+    async def request_abort(self, session_id: str) -> list[dict[str, Any]]:
+        """Flag the session's live runs for abort; returns them (pid, host) for signalling."""
+        await self._write(
+            [
+                (
+                    "UPDATE runs SET abort_requested = 1 WHERE session_id = ? AND ended_at IS NULL",
+                    (session_id,),
+                )
+            ]
+        )
+        return await self.live_runs(session_id)
+
+    async def live_runs(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            "SELECT * FROM runs WHERE session_id = ? AND ended_at IS NULL ORDER BY id",
+            (session_id,),
+        )
+
+    async def abort_requested(self, session_id: str) -> bool:
+        rows = await self._query(
+            "SELECT 1 FROM runs WHERE session_id = ? AND ended_at IS NULL AND abort_requested = 1",
+            (session_id,),
+        )
+        return bool(rows)
 
     # ----------------------------------------------------------------- reads
 

@@ -40,6 +40,7 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.results: dict[str, dict[str, Any]] = {}
 
     @property
     def model_calls(self) -> list[Mapping[str, Any]]:
@@ -98,6 +99,44 @@ class RecordingStore:
         self, session_id: str, outcome: str, totals: Mapping[str, Any]
     ) -> None:
         self.calls.append(("finish_session", (session_id, outcome, totals)))
+
+    async def begin_step(
+        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        self.calls.append(("begin_step", (session_id, step_id, kind, detail)))
+
+    async def finish_step(
+        self,
+        session_id: str,
+        step_id: str,
+        result: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.calls.append(("finish_step", (session_id, step_id, result)))
+        self.results[step_id] = dict(result)
+        if call is not None:
+            self.calls.append(("record_model_call", (session_id, call)))
+
+    async def call_totals(self, session_id: str) -> Mapping[str, Any]:
+        return {
+            "calls": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "largest_call_usd": 0.0,
+        }
+
+    async def step_result(self, session_id: str, step_id: str) -> Mapping[str, Any] | None:
+        return self.results.get(step_id)
+
+    async def begin_run(self, session_id: str, pid: int, host: str) -> int:
+        return 1
+
+    async def end_run(self, run_id: int) -> None:
+        return None
+
+    async def abort_requested(self, session_id: str) -> bool:
+        return False
 
     async def close(self) -> None:
         self.calls.append(("close", ()))

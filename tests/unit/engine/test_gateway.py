@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from keel.engine.gateway import (
@@ -19,9 +21,20 @@ from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gatew
 REPORT = '{"verdict": "unstable", "analysis": "off by one", "fix_hints": ["use <="]}'
 
 
-async def _ask(gateway: ModelGateway, prompt: str = "please") -> Reply[VerifierReport]:
+_ATTEMPTS = itertools.count(1)
+
+
+async def _ask(
+    gateway: ModelGateway, prompt: str = "please", attempt: int | None = None
+) -> Reply[VerifierReport]:
+    """Each call is a new step (a fresh attempt number) unless ``attempt`` repeats one."""
     return await gateway.ask(
-        Tier.VERIFIER, VerifierReport, system="sys", prompt=prompt, node_id="n1", attempt=1
+        Tier.VERIFIER,
+        VerifierReport,
+        system="sys",
+        prompt=prompt,
+        node_id="n1",
+        attempt=attempt or next(_ATTEMPTS),
     )
 
 
@@ -198,3 +211,15 @@ async def test_with_log_llm_prompt_and_response_are_stored_redacted() -> None:
     assert "hunter2hunter2" not in call["response"]
     assert "sk-live0123456789abc" not in call["response"]
     assert "[redacted]" in call["response"]
+
+
+async def test_an_answered_step_is_replayed_without_a_second_call() -> None:
+    client = ScriptedClient([REPORT])
+    store = RecordingStore()
+    gateway = make_gateway(client, store)
+    first = await _ask(gateway, attempt=7)
+    again = await _ask(gateway, attempt=7)
+    assert len(client.requests) == 1
+    assert again.value == first.value
+    kinds = [name for name, _ in store.calls]
+    assert kinds.index("begin_step") < kinds.index("finish_step")
