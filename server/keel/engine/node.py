@@ -93,9 +93,20 @@ class NodeContext:
 class NodeRunner:
     """Drives one node to a commit, an escalation, a failure or a wait for approval."""
 
-    def __init__(self, ctx: NodeContext, node: PlanNode) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        node: PlanNode,
+        *,
+        first_attempt: int = 1,
+        reopened_by: Attempt | None = None,
+    ) -> None:
+        """``reopened_by``: a committed node is reopened with this evidence (deferred tests)."""
         self.ctx = ctx
         self.node = node
+        self.first_attempt = first_attempt
+        self.last_attempt = first_attempt - 1
+        self._reopened_by = reopened_by
         self._feedback: str | None = None
         # The user's current content of owned files they edited since the last commit; laid
         # over every later sandbox so new bundles are made against it.
@@ -109,8 +120,10 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         await self._state(NodeState.RUNNING)
         await ctx.events.emit("node_started", node=node.id, title=node.title, kind=node.kind.value)
-        previous: Attempt | None = None
-        for number in range(1, ctx.settings.max_attempts + 1):
+        previous: Attempt | None = self._reopened_by
+        last = self.first_attempt + ctx.settings.max_attempts - 1
+        for number in range(self.first_attempt, last + 1):
+            self.last_attempt = number
             correction = await self._correction(previous) if previous else None
             attempt = await self._attempt(number, correction)
             while attempt.energy.stable(ctx.settings.epsilon):
@@ -121,7 +134,7 @@ class NodeRunner:
                     break  # rejected: the next model attempt hears why
                 attempt = await self._reverify(attempt, outcome)
             previous = attempt
-            if number < ctx.settings.max_attempts:
+            if number < last:
                 total = attempt.energy.total
                 await self._state(NodeState.RETRYING, f"attempt {number} V={total:.3f}")
                 await ctx.events.emit(

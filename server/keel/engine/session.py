@@ -14,15 +14,15 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keel.engine import prompts
 from keel.engine.events import EventLog
 from keel.engine.gateway import BudgetExceeded, ModelGateway, Redactor, Totals
-from keel.engine.models import NodeState, PlanNode, Speculation, TaskPlan, Tier
-from keel.engine.node import NodeContext, NodeRunner
+from keel.engine.models import Energy, NodeKind, NodeState, PlanNode, Speculation, TaskPlan, Tier
+from keel.engine.node import Attempt, NodeContext, NodeRunner
 from keel.engine.planner import Planner, PlanningFailed
 from keel.engine.ports import (
     Approver,
@@ -216,8 +216,12 @@ class Engine:
             hints,
         )
 
+        last_attempt: dict[str, int] = {}
+
         async def run_node(node: PlanNode) -> NodeState:
-            state = await NodeRunner(ctx, node).run()
+            runner = NodeRunner(ctx, node)
+            state = await runner.run()
+            last_attempt[node.id] = runner.last_attempt
             result.nodes[node.id] = state
             return state
 
@@ -232,7 +236,10 @@ class Engine:
 
         result.nodes.update(await run_dag(plan.nodes, run_node, blocked, initial=done))
         if all(state is NodeState.COMMITTED for state in result.nodes.values()):
-            stable = await self._sheaf(plan, ctx, events)
+            sheaf = await self._sheaf(plan, ctx, events)
+            stable = sheaf.stable(self.settings.epsilon)
+            if not stable and self.settings.defer_tests:
+                stable = await self._reopen(plan, ctx, sheaf, last_attempt, blocked, result)
             result.outcome = "success" if stable else "partial"
             if not stable:
                 result.reason = "the final sheaf check is not stable"
@@ -306,7 +313,47 @@ class Engine:
             hints.setdefault(hint.node, []).append(hint.note)
         return hints
 
-    async def _sheaf(self, plan: TaskPlan, ctx: NodeContext, events: EventLog) -> bool:
+    async def _reopen(
+        self,
+        plan: TaskPlan,
+        ctx: NodeContext,
+        sheaf: Energy,
+        last_attempt: Mapping[str, int],
+        blocked: Callable[[PlanNode, NodeState, str], Awaitable[None]],
+        result: SessionResult,
+    ) -> bool:
+        """``--defer-tests``: the sheaf's failing tests reopen the nodes responsible, once.
+
+        Responsible are the node owning each failing test's file and the code nodes it
+        depends on. They run again, now with tests, starting from the sheaf's evidence; then
+        the sheaf check runs again.
+        """
+        reopened = responsible_nodes(plan, sheaf)
+        if not reopened:
+            return False
+        await ctx.events.emit(
+            "nodes_reopened", nodes=[n.id for n in reopened], v_sheaf=round(sheaf.total, 6)
+        )
+        checking = replace(
+            ctx, verifier=Verifier(self.plugins, self.settings.weights, defer_tests=False)
+        )
+
+        async def rerun(node: PlanNode) -> NodeState:
+            first = last_attempt.get(node.id, self.settings.max_attempts) + 1
+            previous = Attempt(first - 1, None, None, sheaf)
+            state = await NodeRunner(
+                checking, node, first_attempt=first, reopened_by=previous
+            ).run()
+            result.nodes[node.id] = state
+            return state
+
+        others = {n.id: NodeState.COMMITTED for n in plan.nodes if n not in reopened}
+        result.nodes.update(await run_dag(reopened, rerun, blocked, initial=others))
+        if not all(state is NodeState.COMMITTED for state in result.nodes.values()):
+            return False
+        return (await self._sheaf(plan, ctx, ctx.events)).stable(self.settings.epsilon)
+
+    async def _sheaf(self, plan: TaskPlan, ctx: NodeContext, events: EventLog) -> Energy:
         sandbox = ctx.sandbox_root / "sheaf"
         await asyncio.to_thread(shutil.rmtree, sandbox, True)
         sandbox.mkdir(parents=True)
@@ -326,4 +373,20 @@ class Engine:
             degraded=list(energy.degraded_sensors),
             evidence=evidence_dicts(energy.evidence),
         )
-        return stable
+        return energy
+
+
+def responsible_nodes(plan: TaskPlan, sheaf: Energy) -> list[PlanNode]:
+    """The nodes to reopen for the sheaf's failing tests, in plan order."""
+    owner = {path: node for node in plan.nodes for path in node.owns}
+    by_id = {node.id: node for node in plan.nodes}
+    chosen: set[str] = set()
+    for residual in sheaf.evidence:
+        if residual.test_id is None:
+            continue
+        test_node = owner.get(residual.test_id.split("::", 1)[0])
+        if test_node is None:
+            continue
+        chosen.add(test_node.id)
+        chosen.update(d for d in test_node.depends_on if by_id[d].kind is NodeKind.CODE)
+    return [node for node in plan.nodes if node.id in chosen]
