@@ -270,16 +270,14 @@ class SubprocessRunner:
         env: Mapping[str, str] | None,
         label: str,
     ) -> CommandResult:
+        # Shielded: a caller cancelled mid-spawn must still get the new group killed (asyncio
+        # alone would kill only the leader, leaving its background children running).
+        spawn = asyncio.ensure_future(self._spawn(argv, cwd, env))
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=self.environment(env),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            await self._kill_spawned(spawn)
+            raise
         except FileNotFoundError as exc:
             if exc.filename is not None and str(exc.filename) == str(cwd):
                 message = f"cannot run: working directory {cwd} does not exist"
@@ -290,6 +288,27 @@ class SubprocessRunner:
             message = f"{argv[0]}: cannot execute: {exc.strerror or exc}"
             return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
         return await self._supervise(process, label, timeout_s)
+
+    async def _spawn(
+        self, argv: list[str], cwd: Path, env: Mapping[str, str] | None
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=self.environment(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    async def _kill_spawned(self, spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
+        try:
+            process = await spawn
+        except Exception:
+            return  # it never started
+        await kill_process_group(process, self.kill_grace_s)
+        await _returncode(process)
 
     async def _supervise(
         self, process: asyncio.subprocess.Process, label: str, timeout_s: float
@@ -308,6 +327,7 @@ class SubprocessRunner:
         except asyncio.CancelledError:  # the caller gave up: the command must not outlive it
             reader.cancel()
             await kill_process_group(process, self.kill_grace_s)
+            await _returncode(process)
             raise
         # Kills a timed-out command, and anything a finished one left in the background
         # (which would otherwise hold the pipe open and outlive the sandbox).

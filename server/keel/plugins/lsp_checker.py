@@ -377,6 +377,8 @@ class _Session:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wait_for_exit(process), _SHUTDOWN_S)
         await kill_process_group(process, grace_s=1.0)
+        if process.stdin is not None:
+            process.stdin.close()  # our end of its input: lets asyncio finish the transport
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.stop(), _SHUTDOWN_S)  # type: ignore[no-untyped-call]
         if self._stderr_task is not None:

@@ -268,6 +268,8 @@ def find_import_problems(root: Path, files: Sequence[str]) -> list[ImportProblem
         except SyntaxError as exc:
             problems.append(ImportProblem(relpath, exc.lineno or 1, f"syntax error: {exc.msg}"))
             continue
+        except FileNotFoundError:
+            continue  # deleted by the bundle: nothing left to import from it
         except (OSError, ValueError) as exc:
             problems.append(ImportProblem(relpath, 1, f"cannot read: {exc}"))
             continue
