@@ -1,0 +1,447 @@
+/**
+ * The palette commands (`keel.*`): thin wrappers that collect arguments from the user and call
+ * the server commands (`keel.server.*`) of contract section 9.
+ *
+ * The ids differ from the server's on purpose: vscode-languageclient registers every command the
+ * server advertises under its own id, and a second registration of the same id throws. The
+ * palette entries therefore never carry `keel.server.*` ids.
+ *
+ * Commands that act on a bundle find it from their argument (a tree item, a `keel-proposed:`
+ * diff editor, a file URI), else from the active editor's file, else by a quick pick over the
+ * pending bundles the server lists. Every command also accepts its text input as an argument
+ * (`keel.startTask "task"`), so keybindings, other extensions and the e2e self-test can run
+ * them without a prompt.
+ */
+
+import type { ServerControl } from '../common/connection';
+import type { Disposable } from '../common/events';
+import { describeError, type Logger } from '../common/log';
+import { readLedger, readString, ServerCommand, type BundleInfo, type LedgerEntry, type SessionInfo } from '../common/protocol';
+import type { SessionStore } from '../common/session';
+import type { KeelSettings } from '../common/settings';
+import { relativeLabel, sameUri } from '../common/uris';
+import type { ApprovalTracker } from '../common/edits';
+import type { EditorApi, PickItem } from '../common/vscodeapi';
+import type { InfoDocuments } from './info';
+import { renderLedgerMarkdown } from './info';
+import type { BundlePreview } from './preview';
+import { parseProposedUri, showBundleDiff, type DiffCache } from './review';
+import { renderStatusMarkdown } from './status';
+
+/** The palette command ids. */
+export const Command = {
+  startTask: 'keel.startTask',
+  approveBundle: 'keel.approveBundle',
+  rejectBundle: 'keel.rejectBundle',
+  correctBundle: 'keel.correctBundle',
+  showPendingDiff: 'keel.showPendingDiff',
+  showStatus: 'keel.showStatus',
+  showLedger: 'keel.showLedger',
+  rollbackLedgerEntry: 'keel.rollbackLedgerEntry',
+  abortSession: 'keel.abortSession',
+  resumeSession: 'keel.resumeSession',
+  restartServer: 'keel.restartServer',
+  showOutput: 'keel.showOutput',
+  approveFile: 'keel.approveFile',
+  showFileDiff: 'keel.showFileDiff',
+  refresh: 'keel.refresh',
+} as const;
+
+/** A bundle to act on, and the one file of it when the action is per file. */
+export interface BundleTarget {
+  readonly bundle: BundleInfo;
+  readonly fileUri?: string;
+}
+
+/** The outcome of looking for a bundle: found, ask the user among candidates, or none pending. */
+export type TargetResolution =
+  | { readonly kind: 'target'; readonly target: BundleTarget }
+  | { readonly kind: 'pick'; readonly candidates: readonly BundleInfo[]; readonly fileUri?: string }
+  | { readonly kind: 'none' };
+
+function isBundle(value: unknown): value is BundleInfo {
+  return typeof value === 'object' && value !== null && typeof (value as { bundleId?: unknown }).bundleId === 'string' && Array.isArray((value as { files?: unknown }).files);
+}
+
+/** A URI string from a `vscode.Uri` or a string argument. */
+function uriOf(arg: unknown): string | undefined {
+  if (typeof arg === 'string' && /^[a-zA-Z][\w+.-]+:/.test(arg)) {
+    return arg;
+  }
+  if (typeof arg === 'object' && arg !== null && 'scheme' in arg && typeof (arg as { toString?: unknown }).toString === 'function') {
+    // vscode.Uri: toString(true) keeps the query readable for keel-proposed URIs.
+    return (arg as { toString(skipEncoding?: boolean): string }).toString(true);
+  }
+  return undefined;
+}
+
+/** The bundles that change `fileUri`. */
+export function bundlesForFile(pending: readonly BundleInfo[], fileUri: string): BundleInfo[] {
+  return pending.filter((b) => b.files.some((f) => sameUri(f, fileUri)));
+}
+
+/**
+ * Finds the bundle a command acts on. `arg` is what VS Code passed: a tree item
+ * (`{bundle, fileUri?}`), a bundle, a bundle id, or a URI (the diff editor's resource).
+ */
+export function resolveBundleTarget(arg: unknown, activeUri: string | undefined, pending: readonly BundleInfo[]): TargetResolution {
+  const byId = (id: string): BundleInfo =>
+    pending.find((b) => b.bundleId === id) ?? { bundleId: id, nodeId: undefined, title: id, files: [], energy: undefined };
+  if (typeof arg === 'object' && arg !== null && 'bundle' in arg && isBundle(arg.bundle)) {
+    const item = arg as { bundle: BundleInfo; fileUri?: unknown };
+    return { kind: 'target', target: { bundle: item.bundle, ...(typeof item.fileUri === 'string' ? { fileUri: item.fileUri } : {}) } };
+  }
+  if (isBundle(arg)) {
+    return { kind: 'target', target: { bundle: arg } };
+  }
+  if (typeof arg === 'object' && arg !== null && typeof (arg as { bundleId?: unknown }).bundleId === 'string') {
+    return { kind: 'target', target: { bundle: byId((arg as { bundleId: string }).bundleId) } };
+  }
+  const uri = uriOf(arg) ?? activeUri;
+  if (uri !== undefined) {
+    const proposed = parseProposedUri(uri);
+    if (proposed !== undefined) {
+      return { kind: 'target', target: { bundle: byId(proposed.bundleId), fileUri: proposed.fileUri } };
+    }
+    const matching = bundlesForFile(pending, uri);
+    if (matching.length === 1 && matching[0] !== undefined) {
+      return { kind: 'target', target: { bundle: matching[0], fileUri: uri } };
+    }
+    if (matching.length > 1) {
+      return { kind: 'pick', candidates: matching, fileUri: uri };
+    }
+  }
+  if (typeof arg === 'string' && arg !== '' && uriOf(arg) === undefined) {
+    return { kind: 'target', target: { bundle: byId(arg) } };
+  }
+  return pending.length === 0 ? { kind: 'none' } : { kind: 'pick', candidates: pending };
+}
+
+/** Quick-pick items for bundles. */
+export function bundlePickItems(bundles: readonly BundleInfo[], roots: readonly string[]): PickItem<BundleInfo>[] {
+  return bundles.map((bundle) => ({
+    label: bundle.title,
+    description: `${bundle.bundleId}${bundle.nodeId === undefined ? '' : ` · ${bundle.nodeId}`}`,
+    detail: bundle.files.map((f) => relativeLabel(f, roots)).join(', '),
+    value: bundle,
+  }));
+}
+
+/** Quick-pick items for ledger entries. */
+export function ledgerPickItems(entries: readonly LedgerEntry[]): PickItem<LedgerEntry>[] {
+  return entries.map((entry) => ({
+    label: entry.title,
+    description: [entry.entry.slice(0, 10), entry.node, entry.energy].filter((s) => s !== undefined).join(' · '),
+    ...(entry.date === undefined ? {} : { detail: entry.date }),
+    value: entry,
+  }));
+}
+
+/** Everything the commands use. */
+export interface CommandDeps {
+  readonly api: EditorApi;
+  readonly server: ServerControl;
+  readonly session: SessionStore;
+  readonly diffs: DiffCache;
+  readonly info: InfoDocuments;
+  readonly approvals: ApprovalTracker;
+  readonly preview: BundlePreview;
+  readonly settings: () => KeelSettings;
+  readonly log: Logger;
+}
+
+/** The palette commands' implementations, callable directly (the self-test does). */
+export class KeelCommands {
+  constructor(private readonly d: CommandDeps) {}
+
+  /** Registers every `keel.*` command. */
+  register(): Disposable[] {
+    const c = Command;
+    const entries: [string, string, (...args: unknown[]) => Promise<unknown>][] = [
+      [c.startTask, 'start a task', (task) => this.startTask(task)],
+      [c.approveBundle, 'approve the bundle', (arg) => this.approve(arg, false)],
+      [c.approveFile, 'approve the file', (arg) => this.approve(arg, true)],
+      [c.rejectBundle, 'reject the bundle', (arg, reason) => this.reject(arg, reason)],
+      [c.correctBundle, 'correct the bundle', (arg, feedback) => this.correct(arg, feedback)],
+      [c.showPendingDiff, 'show the diff', (arg) => this.showDiff(arg, false)],
+      [c.showFileDiff, 'show the diff', (arg) => this.showDiff(arg, true)],
+      [c.showStatus, 'show the status', () => this.showStatus()],
+      [c.showLedger, 'show the ledger', () => this.showLedger()],
+      [c.rollbackLedgerEntry, 'roll back', (entry) => this.rollback(entry)],
+      [c.abortSession, 'abort the session', (force) => this.abort(force)],
+      [c.resumeSession, 'resume the session', (id) => this.resume(id)],
+      [c.restartServer, 'restart the server', (force) => this.restart(force)],
+      [c.showOutput, 'show the output', () => { this.d.server.showOutput(); return Promise.resolve(); }],
+      [c.refresh, 'refresh', () => this.d.session.refresh()],
+    ];
+    return entries.map(([id, action, handler]) =>
+      this.d.api.registerCommand(id, async (...args: unknown[]) => {
+        try {
+          return await handler(...args);
+        } catch (error) {
+          this.d.log.error(`Could not ${action}`, error);
+          const choice = await this.d.api.showErrorMessage(`Keel: could not ${action}: ${describeError(error)}`, 'Show Output');
+          if (choice === 'Show Output') {
+            this.d.server.showOutput();
+          }
+          return undefined;
+        }
+      }),
+    );
+  }
+
+  /** Waits for the server; tells the user why not when it is not running. */
+  private async ready(): Promise<boolean> {
+    if (this.d.server.state === 'running' || (this.d.server.state === 'starting' && (await this.d.server.whenRunning(30_000)))) {
+      return true;
+    }
+    await this.d.server.explainNotRunning();
+    return false;
+  }
+
+  /** Keel: Start Task. Resolves to the new session id. */
+  async startTask(taskArg?: unknown): Promise<string | undefined> {
+    const task =
+      typeof taskArg === 'string' && taskArg.trim() !== ''
+        ? taskArg.trim()
+        : await this.d.api.showInputBox({
+            title: 'Keel: Start Task',
+            prompt: 'Describe the change. Keel plans it, writes each part in a sandbox, verifies it and asks you to approve.',
+            placeHolder: 'e.g. Add a --verbose flag to the CLI, with tests',
+            ignoreFocusOut: true,
+            validateInput: (value) => (value.trim() === '' ? 'Describe the task' : undefined),
+          });
+    if (task === undefined || task.trim() === '' || !(await this.ready())) {
+      return undefined;
+    }
+    const mode = this.d.settings().mode;
+    const result = await this.d.server.executeCommand(ServerCommand.startSession, { task: task.trim(), ...(mode === undefined ? {} : { mode }) });
+    const sessionId = readString(result, 'sessionId', 'session_id', 'id');
+    this.d.log.info(`Started session ${sessionId ?? '?'}: ${task.trim()}`);
+    void this.d.session.refresh();
+    void this.d.api.executeCommand('keel.dag.focus').then(undefined, () => undefined);
+    return sessionId;
+  }
+
+  /** Finds the bundle (asking when it must); undefined when the user cancelled or none is pending. */
+  private async target(arg: unknown, placeHolder: string): Promise<BundleTarget | undefined> {
+    let resolution = resolveBundleTarget(arg, this.d.api.activeEditorUri(), this.d.session.current?.pending ?? []);
+    if (resolution.kind !== 'target') {
+      // The list may be stale: ask the server before asking the user.
+      const fresh = await this.d.session.refresh();
+      resolution = resolveBundleTarget(arg, this.d.api.activeEditorUri(), fresh?.pending ?? []);
+    }
+    switch (resolution.kind) {
+      case 'target':
+        return resolution.target;
+      case 'none':
+        await this.d.api.showInformationMessage('Keel: no bundle is waiting for review.');
+        return undefined;
+      case 'pick': {
+        const picked = await this.d.api.showQuickPick(bundlePickItems(resolution.candidates, this.d.api.workspaceRoots()), {
+          title: 'Keel: pending bundles',
+          placeHolder,
+          matchOnDescription: true,
+          matchOnDetail: true,
+        });
+        return picked === undefined ? undefined : { bundle: picked.value, ...(resolution.fileUri === undefined ? {} : { fileUri: resolution.fileUri }) };
+      }
+    }
+  }
+
+  /** Keel: Approve Bundle / Approve This File. Resolves to the ledger entry. */
+  async approve(arg: unknown, perFile: boolean): Promise<string | undefined> {
+    if (!(await this.ready())) {
+      return undefined;
+    }
+    const target = await this.target(arg, perFile ? 'Approve a file of which bundle?' : 'Approve which bundle?');
+    if (target === undefined) {
+      return undefined;
+    }
+    if (perFile && target.fileUri === undefined) {
+      await this.d.api.showInformationMessage('Keel: open a file of the bundle (or its diff) to approve one file.');
+      return undefined;
+    }
+    const files = perFile && target.fileUri !== undefined ? [target.fileUri] : undefined;
+    const result = await this.d.approvals.track(() =>
+      this.d.server.executeCommand(ServerCommand.approve, { bundleId: target.bundle.bundleId, ...(files === undefined ? {} : { files }) }),
+    );
+    const entry = readString(result, 'ledgerEntry', 'ledger_entry', 'sha');
+    if (files === undefined) {
+      await this.d.preview.settle(target.bundle.bundleId);
+    }
+    const what = files === undefined ? `"${target.bundle.title}"` : `${relativeLabel(files[0] ?? '', this.d.api.workspaceRoots())} of "${target.bundle.title}"`;
+    this.d.log.info(`Approved ${what}: ledger ${entry ?? '?'}`);
+    void this.d.api.showInformationMessage(`Keel: approved ${what}${entry === undefined ? '' : ` (ledger ${entry.slice(0, 10)})`}.`);
+    void this.d.session.refresh();
+    return entry;
+  }
+
+  /** Keel: Reject Bundle, with an optional reason (the model sees it). */
+  async reject(arg: unknown, reasonArg?: unknown): Promise<boolean> {
+    if (!(await this.ready())) {
+      return false;
+    }
+    const target = await this.target(arg, 'Reject which bundle?');
+    if (target === undefined) {
+      return false;
+    }
+    const reason =
+      typeof reasonArg === 'string'
+        ? reasonArg
+        : await this.d.api.showInputBox({
+            title: `Keel: Reject "${target.bundle.title}"`,
+            prompt: 'Why? (optional: the model sees the reason when it regenerates; Escape cancels the rejection)',
+            ignoreFocusOut: true,
+          });
+    if (reason === undefined) {
+      return false;
+    }
+    await this.d.server.executeCommand(ServerCommand.reject, { bundleId: target.bundle.bundleId, ...(reason.trim() === '' ? {} : { reason: reason.trim() }) });
+    await this.d.preview.settle(target.bundle.bundleId);
+    this.d.log.info(`Rejected "${target.bundle.title}" (${target.bundle.bundleId})`);
+    void this.d.session.refresh();
+    return true;
+  }
+
+  /** Keel: Correct Bundle: regenerate with the user's feedback in the prompt. */
+  async correct(arg: unknown, feedbackArg?: unknown): Promise<boolean> {
+    if (!(await this.ready())) {
+      return false;
+    }
+    const target = await this.target(arg, 'Correct which bundle?');
+    if (target === undefined) {
+      return false;
+    }
+    const feedback =
+      typeof feedbackArg === 'string' && feedbackArg.trim() !== ''
+        ? feedbackArg
+        : await this.d.api.showInputBox({
+            title: `Keel: Correct "${target.bundle.title}"`,
+            prompt: 'What should change? The model regenerates the bundle with this in its prompt.',
+            ignoreFocusOut: true,
+            validateInput: (value) => (value.trim() === '' ? 'Say what should change' : undefined),
+          });
+    if (feedback === undefined || feedback.trim() === '') {
+      return false;
+    }
+    await this.d.server.executeCommand(ServerCommand.correct, { bundleId: target.bundle.bundleId, feedback: feedback.trim() });
+    this.d.log.info(`Asked for a correction of "${target.bundle.title}": ${feedback.trim()}`);
+    void this.d.session.refresh();
+    return true;
+  }
+
+  /** Keel: Show Pending Diff (a bundle), or one file's diff from the tree. */
+  async showDiff(arg: unknown, perFile: boolean): Promise<void> {
+    if (!(await this.ready())) {
+      return;
+    }
+    const target = await this.target(arg, 'Show the diff of which bundle?');
+    if (target !== undefined) {
+      await showBundleDiff(this.d.api, this.d.diffs, target.bundle, perFile ? target.fileUri : undefined, this.d.preview);
+    }
+  }
+
+  /** Keel: Show Status. */
+  async showStatus(): Promise<SessionInfo | undefined> {
+    const summary = this.d.server.state === 'running' ? await this.d.session.refresh() : this.d.session.current;
+    if (this.d.server.state === 'missing') {
+      await this.d.server.explainNotRunning();
+    }
+    await this.d.info.show('/Keel Status.md', renderStatusMarkdown(summary, this.d.server.state, this.d.api.workspaceRoots()));
+    return summary;
+  }
+
+  private async ledger(): Promise<LedgerEntry[]> {
+    return readLedger(await this.d.server.executeCommand(ServerCommand.ledger, { limit: 50 }));
+  }
+
+  /** Keel: Show Ledger. */
+  async showLedger(): Promise<LedgerEntry[]> {
+    if (!(await this.ready())) {
+      return [];
+    }
+    const entries = await this.ledger();
+    await this.d.info.show('/Keel Ledger.md', renderLedgerMarkdown(entries));
+    return entries;
+  }
+
+  /** Keel: Roll Back Ledger Entry: a quick pick of entries, a confirmation, a revert commit. */
+  async rollback(entryArg?: unknown): Promise<string | undefined> {
+    if (!(await this.ready())) {
+      return undefined;
+    }
+    let entry: string | undefined = typeof entryArg === 'string' && entryArg !== '' ? entryArg : undefined;
+    if (entry === undefined) {
+      const entries = await this.ledger();
+      if (entries.length === 0) {
+        await this.d.api.showInformationMessage('Keel: the ledger has no entries to roll back.');
+        return undefined;
+      }
+      const picked = await this.d.api.showQuickPick(ledgerPickItems(entries), { title: 'Keel: roll back a ledger entry', placeHolder: 'The entry is reverted by a new commit; history is not rewritten', matchOnDescription: true });
+      if (picked === undefined) {
+        return undefined;
+      }
+      const ok = await this.d.api.confirm(`Roll back "${picked.value.title}"?`, `Keel makes a revert commit of ${picked.value.entry.slice(0, 10)} (itself a ledger entry). Your other changes stay as they are.`, 'Roll Back');
+      if (!ok) {
+        return undefined;
+      }
+      entry = picked.value.entry;
+    }
+    const result = await this.d.server.executeCommand(ServerCommand.rollback, { entry });
+    const revert = readString(result, 'ledgerEntry', 'ledger_entry', 'sha');
+    void this.d.api.showInformationMessage(`Keel: rolled back ${entry.slice(0, 10)}${revert === undefined ? '' : ` (revert ${revert.slice(0, 10)})`}.`);
+    void this.d.session.refresh();
+    return revert;
+  }
+
+  /** Keel: Abort Session, after a confirmation (skipped when called with `true`). */
+  async abort(force?: unknown): Promise<boolean> {
+    if (!(await this.ready())) {
+      return false;
+    }
+    if (force !== true && !(await this.d.api.confirm('Abort the Keel session?', 'Running work stops; committed nodes and the ledger stay. Resume later with Keel: Resume Session.', 'Abort'))) {
+      return false;
+    }
+    await this.d.server.executeCommand(ServerCommand.abort, {});
+    void this.d.session.refresh();
+    return true;
+  }
+
+  /** Keel: Restart Server; a running session would be aborted, so that needs a confirmation. */
+  async restart(force?: unknown): Promise<boolean> {
+    const state = this.d.session.current?.state;
+    const busy = state === 'running' || state === 'planning' || state === 'verifying';
+    if (busy && force !== true && !(await this.d.api.confirm('Restart the Keel server?', 'A session is running: restarting aborts it. Committed nodes stay; Keel: Resume Session continues it.', 'Restart'))) {
+      return false;
+    }
+    await this.d.server.restart();
+    return true;
+  }
+
+  /** Keel: Resume Session: the last one, or the id given. */
+  async resume(idArg?: unknown): Promise<boolean> {
+    if (!(await this.ready())) {
+      return false;
+    }
+    let id = typeof idArg === 'string' ? idArg : undefined;
+    if (id === undefined) {
+      const known = (await this.d.session.refresh())?.sessions.filter((s) => !s.running) ?? [];
+      if (known.length > 0) {
+        const items: PickItem<string>[] = [
+          { label: 'The last session', description: 'keel resume --last', value: '' },
+          ...[...known].reverse().map((s) => ({ label: s.task ?? s.sessionId, description: `${s.sessionId}${s.outcome === undefined ? '' : ` · ${s.outcome}`}`, value: s.sessionId })),
+        ];
+        id = (await this.d.api.showQuickPick(items, { title: 'Keel: Resume Session', placeHolder: 'Which session?' }))?.value;
+      } else {
+        id = await this.d.api.showInputBox({ title: 'Keel: Resume Session', prompt: 'Session id to resume (empty: the last session)', ignoreFocusOut: true });
+      }
+    }
+    if (id === undefined) {
+      return false;
+    }
+    await this.d.server.executeCommand(ServerCommand.resume, id.trim() === '' ? {} : { sessionId: id.trim() });
+    void this.d.session.refresh();
+    return true;
+  }
+}
