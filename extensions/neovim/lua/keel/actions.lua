@@ -1,0 +1,452 @@
+-- The user's actions: each calls one `keel.server.*` command, reports the outcome
+-- through vim.notify and calls `opts.callback(err, result)` when given.
+
+local client = require('keel.client')
+local compat = require('keel.compat')
+local config = require('keel.config')
+local events = require('keel.events')
+local format = require('keel.format')
+local log = require('keel.log')
+local preview = require('keel.preview')
+local session = require('keel.session')
+local signs = require('keel.signs')
+local util = require('keel.util')
+
+local M = {}
+
+local state = {
+  ---@type keel.LedgerEntry[]
+  ledger = {},
+  ---@type number hrtime (ms) of the last ledger fetch
+  ledger_time = 0,
+}
+
+---@param err string?
+---@param callback keel.Callback?
+---@param result any?
+local function finish(err, callback, result)
+  if err then
+    log.notify(vim.log.levels.ERROR, err)
+  end
+  if callback then
+    callback(err, result)
+  end
+end
+
+---Refresh the summary from the server in the background.
+local function refresh_status()
+  client.exec('status', {}, function(err, summary, c)
+    if not err then
+      events.apply_summary(summary, c and c.id)
+    end
+  end)
+end
+
+---The bundle a command acts on: `opts.bundle_id`; the bundle of the review view; the
+---pending bundle whose files include the current buffer; else a `vim.ui.select` over
+---the pending bundles of `keel.server.status`.
+---@param opts keel.ActionOpts
+---@param callback fun(bundle: keel.Bundle?, err: string?)
+function M.pick_bundle(opts, callback)
+  if opts.bundle_id then
+    callback(session.bundle(opts.bundle_id) or { bundleId = opts.bundle_id, files = {} })
+    return
+  end
+  local bufnr = vim.api.nvim_get_current_buf()
+  local review = vim.b[bufnr].keel_review
+  if type(review) == 'table' and review.bundleId then
+    callback(
+      session.bundle(review.bundleId) or { bundleId = review.bundleId, files = { review.uri } }
+    )
+    return
+  end
+  local uri = nil
+  if vim.bo[bufnr].buftype == '' and vim.api.nvim_buf_get_name(bufnr) ~= '' then
+    uri = util.buf_uri(bufnr)
+  end
+  client.exec('status', {}, function(err, summary, c)
+    if err then
+      log.warn('status failed, using the bundles already known: %s', err)
+    else
+      events.apply_summary(summary, c and c.id)
+    end
+    local candidates = uri and session.bundles_for(uri) or {}
+    if #candidates == 1 then
+      callback(candidates[1])
+      return
+    end
+    if #candidates == 0 then
+      candidates = session.pending()
+    end
+    if #candidates == 0 then
+      callback(nil, 'no pending bundle')
+      return
+    end
+    vim.ui.select(candidates, {
+      prompt = 'Keel: which bundle?',
+      format_item = format.bundle_label,
+      kind = 'keel.bundle',
+    }, function(choice)
+      if choice then
+        callback(choice)
+      else
+        callback(nil, 'no bundle chosen')
+      end
+    end)
+  end)
+end
+
+---Files a bundle touches: what the notification said, else what the diff said.
+---@param bundle keel.Bundle
+---@return string[]
+local function bundle_files(bundle)
+  if #bundle.files > 0 then
+    return bundle.files
+  end
+  local out = {}
+  for _, file in ipairs(session.diff(bundle.bundleId) or {}) do
+    out[#out + 1] = file.uri
+  end
+  return out
+end
+
+---Start a session with `task`.
+---@param task string
+---@param opts { mode: keel.Mode?, callback: keel.Callback? }?
+function M.start(task, opts)
+  opts = opts or {}
+  if type(task) ~= 'string' or vim.trim(task) == '' then
+    finish('start needs a task, e.g. :Keel start Add a --verbose flag', opts.callback)
+    return
+  end
+  local argument = { task = vim.trim(task) }
+  local mode = opts.mode or config.get().mode
+  if mode then
+    argument.mode = mode
+  end
+  client.exec('startSession', argument, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    local sid = type(result) == 'table' and compat.value(result.sessionId) or nil
+    if sid then
+      session.set_session_id(sid)
+    end
+    log.notify(
+      vim.log.levels.INFO,
+      'session ' .. tostring(sid or '?') .. ' started: ' .. argument.task
+    )
+    finish(nil, opts.callback, result)
+  end)
+end
+
+---Approve a bundle (or some of its files).
+---@param opts keel.ActionOpts?
+function M.approve(opts)
+  opts = opts or {}
+  M.pick_bundle(opts, function(bundle, pick_err)
+    if not bundle then
+      return finish(pick_err, opts.callback)
+    end
+    local argument = { bundleId = bundle.bundleId }
+    if opts.files then
+      argument.files = opts.files
+    end
+    local files = opts.files or bundle_files(bundle)
+    local modified = util.modified_buffers(files)
+    preview.set_approving(bundle.bundleId, true)
+    client.exec('approve', argument, function(err, result)
+      if err then
+        preview.set_approving(bundle.bundleId, false)
+        return finish(err, opts.callback)
+      end
+      preview.forget(bundle.bundleId)
+      local conflicts = util.sync_buffers(files, modified)
+      if not opts.files then
+        session.forget(bundle.bundleId)
+      end
+      signs.refresh()
+      local entry = type(result) == 'table' and compat.value(result.ledgerEntry) or nil
+      local what = opts.files and (#opts.files .. ' file(s) of ') or ''
+      log.notify(
+        vim.log.levels.INFO,
+        string.format(
+          'approved %s%s%s',
+          what,
+          format.bundle_label(bundle),
+          entry and ('; ledger entry ' .. tostring(entry):sub(1, 12)) or ''
+        )
+      )
+      for _, path in ipairs(conflicts) do
+        log.notify(
+          vim.log.levels.WARN,
+          path .. ' has unsaved edits that differ from the approved file'
+        )
+      end
+      refresh_status()
+      finish(nil, opts.callback, result)
+    end)
+  end)
+end
+
+---Reject a bundle.
+---@param opts { bundle_id: string?, reason: string?, callback: keel.Callback? }?
+function M.reject(opts)
+  opts = opts or {}
+  M.pick_bundle(opts, function(bundle, pick_err)
+    if not bundle then
+      return finish(pick_err, opts.callback)
+    end
+    local argument = { bundleId = bundle.bundleId }
+    if opts.reason and opts.reason ~= '' then
+      argument.reason = opts.reason
+    end
+    client.exec('reject', argument, function(err, result)
+      if err then
+        return finish(err, opts.callback)
+      end
+      session.forget(bundle.bundleId)
+      preview.restore(bundle.bundleId)
+      signs.refresh()
+      require('keel.review').bundles_gone({ bundle.bundleId })
+      log.notify(vim.log.levels.INFO, 'rejected ' .. format.bundle_label(bundle))
+      refresh_status()
+      finish(nil, opts.callback, result)
+    end)
+  end)
+end
+
+---Send correction feedback for a bundle; the node regenerates with it.
+---@param feedback string
+---@param opts keel.ActionOpts?
+function M.correct(feedback, opts)
+  opts = opts or {}
+  if type(feedback) ~= 'string' or vim.trim(feedback) == '' then
+    return finish('correct needs feedback, e.g. :Keel correct Use pathlib', opts.callback)
+  end
+  M.pick_bundle(opts, function(bundle, pick_err)
+    if not bundle then
+      return finish(pick_err, opts.callback)
+    end
+    local argument = { bundleId = bundle.bundleId, feedback = vim.trim(feedback) }
+    client.exec('correct', argument, function(err, result)
+      if err then
+        return finish(err, opts.callback)
+      end
+      session.forget(bundle.bundleId)
+      preview.restore(bundle.bundleId)
+      signs.refresh()
+      require('keel.review').bundles_gone({ bundle.bundleId })
+      log.notify(vim.log.levels.INFO, 'sent the correction for ' .. format.bundle_label(bundle))
+      finish(nil, opts.callback, result)
+    end)
+  end)
+end
+
+---Open the review view of a bundle.
+---@param opts keel.ActionOpts?
+function M.diff(opts)
+  opts = opts or {}
+  M.pick_bundle(opts, function(bundle, pick_err)
+    if not bundle then
+      return finish(pick_err, opts.callback)
+    end
+    local c = client.current()
+    events.fetch_diff(bundle, c and c.id, function(err, files)
+      if err then
+        return finish(err, opts.callback)
+      end
+      require('keel.review').open(bundle, files or {}, c and c.id, client.root_of(c))
+      finish(nil, opts.callback, files)
+    end)
+  end)
+end
+
+---Preview a bundle in place: its proposed content in the files' own buffers, unsaved,
+---so other language servers check it and Keel gets their diagnostics as V_syn.
+---@param opts keel.ActionOpts?
+function M.preview(opts)
+  opts = opts or {}
+  M.pick_bundle(opts, function(bundle, pick_err)
+    if not bundle then
+      return finish(pick_err, opts.callback)
+    end
+    local c = client.current()
+    events.fetch_diff(bundle, c and c.id, function(err, files)
+      if err then
+        return finish(err, opts.callback)
+      end
+      local shown = preview.apply(bundle, files or {}, c)
+      signs.refresh()
+      log.notify(
+        vim.log.levels.INFO,
+        string.format(
+          'previewing %s in %d buffer(s); :Keel approve keeps it, :Keel reject restores',
+          format.bundle_label(bundle),
+          shown
+        )
+      )
+      finish(nil, opts.callback, shown)
+    end)
+  end)
+end
+
+---Show the session summary.
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.status(opts)
+  opts = opts or {}
+  client.exec('status', {}, function(err, summary, c)
+    if err then
+      return finish(err, opts.callback)
+    end
+    events.apply_summary(summary, c and c.id)
+    if not opts.quiet then
+      local lines = format.summary_lines(summary, session.pending())
+      log.notify(vim.log.levels.INFO, table.concat(lines, '\n'))
+    end
+    finish(nil, opts.callback, summary)
+  end)
+end
+
+---Show recent ledger entries.
+---@param opts { limit: integer?, callback: keel.Callback?, quiet: boolean? }?
+function M.ledger(opts)
+  opts = opts or {}
+  local limit = opts.limit or config.get().ledger_limit
+  client.exec('ledger', { limit = limit }, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    local entries = format.ledger_entries(result)
+    state.ledger = entries
+    state.ledger_time = compat.uv.hrtime() / 1e6
+    if not opts.quiet then
+      local lines = { #entries == 0 and 'the ledger is empty' or 'ledger:' }
+      for _, entry in ipairs(entries) do
+        lines[#lines + 1] = '  ' .. format.ledger_line(entry)
+      end
+      log.notify(vim.log.levels.INFO, table.concat(lines, '\n'))
+    end
+    finish(nil, opts.callback, entries)
+  end)
+end
+
+---Ledger entries for completion: the cached list, refreshed synchronously (500 ms at
+---most) when older than 10 s and a client is running.
+---@return keel.LedgerEntry[]
+function M.ledger_cache()
+  local age = compat.uv.hrtime() / 1e6 - state.ledger_time
+  if age > 10000 then
+    local c = client.for_buf(vim.api.nvim_get_current_buf()) or client.all()[1]
+    if c then
+      local response = compat.request_sync(c, 'workspace/executeCommand', {
+        command = 'keel.server.ledger',
+        arguments = { { limit = config.get().ledger_limit } },
+      }, 500)
+      if response and not response.err then
+        state.ledger = format.ledger_entries(compat.value(response.result))
+        state.ledger_time = compat.uv.hrtime() / 1e6
+      end
+    end
+  end
+  return state.ledger
+end
+
+---Roll back a ledger entry (a revert commit, itself a ledger entry).
+---@param entry string
+---@param opts { callback: keel.Callback? }?
+function M.rollback(entry, opts)
+  opts = opts or {}
+  if type(entry) ~= 'string' or vim.trim(entry) == '' then
+    return finish('rollback needs a ledger entry (see :Keel ledger)', opts.callback)
+  end
+  local c = client.current()
+  local root = client.root_of(c)
+  local uris = root and util.buffers_under(root) or {}
+  local modified = util.modified_buffers(uris)
+  client.exec('rollback', { entry = vim.trim(entry) }, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    state.ledger_time = 0
+    util.sync_buffers(uris, modified, { changed_only = true })
+    local sha = type(result) == 'table' and compat.value(result.ledgerEntry) or nil
+    log.notify(
+      vim.log.levels.INFO,
+      'rolled back ' .. vim.trim(entry) .. (sha and ('; revert ' .. tostring(sha):sub(1, 12)) or '')
+    )
+    finish(nil, opts.callback, result)
+  end)
+end
+
+---Abort the running session.
+---@param opts { callback: keel.Callback? }?
+function M.abort(opts)
+  opts = opts or {}
+  client.exec('abort', {}, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    log.notify(vim.log.levels.INFO, 'session aborted')
+    finish(nil, opts.callback, result)
+  end)
+end
+
+---Resume a session (the last one when `session_id` is nil).
+---@param session_id string?
+---@param opts { callback: keel.Callback? }?
+function M.resume(session_id, opts)
+  opts = opts or {}
+  local argument = {}
+  if session_id and session_id ~= '' then
+    argument.sessionId = session_id
+  end
+  client.exec('resume', argument, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    log.notify(
+      vim.log.levels.INFO,
+      'session ' .. (session_id or 'resumed') .. (session_id and ' resumed' or '')
+    )
+    finish(nil, opts.callback, result)
+  end)
+end
+
+---The Keel hover (energy report) at the cursor, in a float.
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.hover(opts)
+  opts = opts or {}
+  local bufnr = vim.api.nvim_get_current_buf()
+  local c, err = client.current()
+  if not c then
+    return finish(err, opts.callback)
+  end
+  client.attach(bufnr, c)
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  local line = vim.api.nvim_buf_get_lines(bufnr, cursor[1] - 1, cursor[1], false)[1] or ''
+  local params = {
+    textDocument = { uri = util.buf_uri(bufnr) },
+    position = {
+      line = cursor[1] - 1,
+      character = compat.utf_index(line, c.offset_encoding or 'utf-16', cursor[2]),
+    },
+  }
+  client.request('textDocument/hover', params, function(req_err, result)
+    if req_err then
+      return finish(req_err, opts.callback)
+    end
+    local contents = type(result) == 'table' and result.contents or nil
+    local lines = contents and vim.lsp.util.convert_input_to_markdown_lines(contents) or {}
+    if not opts.quiet then
+      if #lines == 0 then
+        log.notify(vim.log.levels.INFO, 'no energy report here')
+      else
+        vim.lsp.util.open_floating_preview(lines, 'markdown', { focus_id = 'keel_hover' })
+      end
+    end
+    finish(nil, opts.callback, table.concat(lines, '\n'))
+  end, { client = c, bufnr = bufnr })
+end
+
+return M

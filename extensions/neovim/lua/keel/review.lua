@@ -1,0 +1,383 @@
+-- The review view of `:Keel diff`: a tab with the current file on the left and a
+-- scratch buffer with the proposed content on the right, both in diff mode, one file
+-- of the bundle at a time. Buffer-local mappings and commands in the proposed buffer
+-- approve or reject the file shown or the whole bundle.
+--
+-- Rejecting one file leaves it out: approving the bundle then approves the other files
+-- (`keel.server.approve` with `files`); when every file is left out the bundle is
+-- rejected.
+
+local config = require('keel.config')
+local log = require('keel.log')
+local util = require('keel.util')
+
+local M = {}
+
+---@class keel.ReviewView
+---@field bundle keel.Bundle
+---@field files keel.DiffFile[]
+---@field index integer
+---@field total integer files when the view opened
+---@field dropped table<string, boolean> file keys left out
+---@field tab integer
+---@field left integer window of the current file
+---@field right integer window of the proposed content
+---@field client_id integer?
+---@field root string?
+
+local state = {
+  ---@type keel.ReviewView?
+  view = nil,
+}
+
+---@return keel.ReviewView?
+function M.view()
+  return state.view
+end
+
+---@param view keel.ReviewView
+---@return keel.DiffFile
+local function current_file(view)
+  return view.files[view.index]
+end
+
+---@param view keel.ReviewView
+---@return keel.DiffFile[]
+local function remaining(view)
+  local out = {}
+  for _, file in ipairs(view.files) do
+    if not view.dropped[util.key(file.uri)] then
+      out[#out + 1] = file
+    end
+  end
+  return out
+end
+
+---@param win integer
+---@param cmd string
+local function in_win(win, cmd)
+  if vim.api.nvim_win_is_valid(win) then
+    vim.api.nvim_win_call(win, function()
+      vim.cmd(cmd)
+    end)
+  end
+end
+
+---@param view keel.ReviewView
+---@return string
+local function hint(view)
+  local km = config.get().review.keymaps
+  local parts = {}
+  for _, pair in ipairs({
+    { 'approve_file', 'approve file' },
+    { 'approve', 'approve bundle' },
+    { 'reject_file', 'reject file' },
+    { 'reject', 'reject bundle' },
+    { 'next_file', 'next' },
+    { 'close', 'close' },
+  }) do
+    if km[pair[1]] then
+      parts[#parts + 1] = km[pair[1]] .. ' ' .. pair[2]
+    end
+  end
+  local file = current_file(view)
+  local rel = util.relative(util.fname(file.uri), view.root)
+  local dropped = view.dropped[util.key(file.uri)] and ' (left out)' or ''
+  return string.format(
+    '%s: file %d/%d %s%s | %s',
+    view.bundle.title or view.bundle.bundleId,
+    view.index,
+    #view.files,
+    rel,
+    dropped,
+    table.concat(parts, ', ')
+  )
+end
+
+---@param buf integer
+local function set_mappings(buf)
+  local km = config.get().review.keymaps
+  local actions = {
+    approve_file = { M.approve_file, 'Keel: approve this file' },
+    approve = { M.approve_bundle, 'Keel: approve the bundle' },
+    reject_file = { M.reject_file, 'Keel: leave this file out' },
+    reject = {
+      function()
+        M.reject_bundle(nil, true)
+      end,
+      'Keel: reject the bundle',
+    },
+    next_file = {
+      function()
+        M.step(1)
+      end,
+      'Keel: next file',
+    },
+    prev_file = {
+      function()
+        M.step(-1)
+      end,
+      'Keel: previous file',
+    },
+    close = { M.close, 'Keel: close the review' },
+  }
+  for name, action in pairs(actions) do
+    local lhs = km[name]
+    if lhs then
+      vim.keymap.set('n', lhs, action[1], { buffer = buf, nowait = true, desc = action[2] })
+    end
+  end
+  local commands = {
+    KeelApproveFile = { M.approve_file, 'Approve the file shown' },
+    KeelApproveBundle = { M.approve_bundle, 'Approve the bundle' },
+    KeelRejectFile = { M.reject_file, 'Leave the file shown out of the approval' },
+    KeelReviewClose = { M.close, 'Close the review' },
+  }
+  for name, command in pairs(commands) do
+    vim.api.nvim_buf_create_user_command(buf, name, function()
+      command[1]()
+    end, { desc = 'Keel: ' .. command[2] })
+  end
+  vim.api.nvim_buf_create_user_command(buf, 'KeelRejectBundle', function(o)
+    M.reject_bundle(o.args ~= '' and o.args or nil, false)
+  end, { nargs = '?', desc = 'Keel: reject the bundle [reason]' })
+end
+
+---@param view keel.ReviewView
+---@param file keel.DiffFile
+---@param filetype string
+---@return integer
+local function proposed_buffer(view, file, filetype)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.bo[buf].swapfile = false
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, util.lines(file.after))
+  vim.bo[buf].modifiable = false
+  local rel = util.relative(util.fname(file.uri), view.root)
+  local name = string.format('keel://%s/%s', view.bundle.bundleId, rel)
+  if not pcall(vim.api.nvim_buf_set_name, buf, name) then
+    pcall(vim.api.nvim_buf_set_name, buf, name .. '#' .. buf)
+  end
+  vim.b[buf].keel_review = {
+    bundleId = view.bundle.bundleId,
+    uri = file.uri,
+    client_id = view.client_id,
+  }
+  if filetype ~= '' then
+    vim.bo[buf].filetype = filetype
+  end
+  set_mappings(buf)
+  return buf
+end
+
+---Show file `index` of the open view.
+---@param index integer
+function M.show(index)
+  local view = state.view
+  if not view then
+    return
+  end
+  if not vim.api.nvim_win_is_valid(view.left) or not vim.api.nvim_win_is_valid(view.right) then
+    M.close()
+    return
+  end
+  view.index = index
+  local file = current_file(view)
+  in_win(view.left, 'diffoff')
+  in_win(view.right, 'diffoff')
+  local path = util.fname(file.uri)
+  local real = vim.fn.bufadd(path)
+  vim.fn.bufload(real)
+  if vim.fn.filereadable(path) == 1 then
+    vim.bo[real].buflisted = true -- a file the bundle creates stays unlisted until it exists
+  end
+  vim.api.nvim_win_set_buf(view.left, real)
+  local proposed = proposed_buffer(view, file, vim.bo[real].filetype)
+  vim.api.nvim_win_set_buf(view.right, proposed)
+  in_win(view.left, 'diffthis')
+  in_win(view.right, 'diffthis')
+  require('keel.signs').refresh_buf(real)
+  vim.api.nvim_echo({ { 'Keel ' .. hint(view), 'None' } }, false, {})
+end
+
+---Open the review of `bundle` with its `keel.server.diff` files.
+---@param bundle keel.Bundle
+---@param files keel.DiffFile[]
+---@param client_id integer?
+---@param root string?
+function M.open(bundle, files, client_id, root)
+  if #files == 0 then
+    log.notify(vim.log.levels.WARN, 'bundle ' .. bundle.bundleId .. ' changes no file')
+    return
+  end
+  M.close()
+  vim.cmd('tabnew')
+  local tab = vim.api.nvim_get_current_tabpage()
+  local left = vim.api.nvim_get_current_win()
+  vim.bo[vim.api.nvim_get_current_buf()].bufhidden = 'wipe'
+  vim.cmd(config.get().review.layout == 'vertical' and 'rightbelow vsplit' or 'rightbelow split')
+  local right = vim.api.nvim_get_current_win()
+  state.view = {
+    bundle = bundle,
+    files = files,
+    index = 1,
+    total = #files,
+    dropped = {},
+    tab = tab,
+    left = left,
+    right = right,
+    client_id = client_id,
+    root = root,
+  }
+  M.show(1)
+  vim.api.nvim_set_current_win(right)
+end
+
+---Close the review (diff mode off, its tab closed, scratch buffers wiped).
+function M.close()
+  local view = state.view
+  state.view = nil
+  if not view then
+    return
+  end
+  in_win(view.left, 'diffoff')
+  if vim.api.nvim_tabpage_is_valid(view.tab) then
+    if #vim.api.nvim_list_tabpages() > 1 then
+      local number = vim.api.nvim_tabpage_get_number(view.tab)
+      vim.cmd('tabclose ' .. number)
+    elseif vim.api.nvim_win_is_valid(view.right) then
+      vim.api.nvim_win_close(view.right, true)
+    end
+  end
+end
+
+---Show the next (`delta` 1) or previous (-1) file.
+---@param delta integer
+function M.step(delta)
+  local view = state.view
+  if not view then
+    return
+  end
+  local count = #view.files
+  M.show(((view.index - 1 + delta) % count) + 1)
+end
+
+---The file shown was approved on its own: drop it from the view.
+---@param view keel.ReviewView
+local function file_done(view)
+  table.remove(view.files, view.index)
+  if #view.files == 0 then
+    M.close()
+    return
+  end
+  M.show(math.min(view.index, #view.files))
+end
+
+---Approve the file shown (`keel.server.approve` with `files = {uri}`).
+function M.approve_file()
+  local view = state.view
+  if not view then
+    return
+  end
+  local file = current_file(view)
+  require('keel.actions').approve({
+    bundle_id = view.bundle.bundleId,
+    files = { file.uri },
+    callback = function(err)
+      if not err and state.view == view then
+        file_done(view)
+      end
+    end,
+  })
+end
+
+---Reject the bundle, asking for a reason when `ask`.
+---@param reason string?
+---@param ask boolean?
+function M.reject_bundle(reason, ask)
+  local view = state.view
+  if not view then
+    return
+  end
+  local function send(text)
+    require('keel.actions').reject({
+      bundle_id = view.bundle.bundleId,
+      reason = text,
+      callback = function(err)
+        if not err and state.view == view then
+          M.close()
+        end
+      end,
+    })
+  end
+  if ask then
+    vim.ui.input({ prompt = 'Keel: reason for rejecting (optional): ' }, function(input)
+      if input ~= nil then
+        send(input ~= '' and input or nil)
+      end
+    end)
+  else
+    send(reason)
+  end
+end
+
+---Approve the bundle: every file, or the files not left out.
+function M.approve_bundle()
+  local view = state.view
+  if not view then
+    return
+  end
+  local keep = remaining(view)
+  if #keep == 0 then
+    M.reject_bundle('every file was rejected in review', false)
+    return
+  end
+  local files = nil
+  if #keep < view.total then
+    files = {}
+    for _, file in ipairs(keep) do
+      files[#files + 1] = file.uri
+    end
+  end
+  require('keel.actions').approve({
+    bundle_id = view.bundle.bundleId,
+    files = files,
+    callback = function(err)
+      if not err and state.view == view then
+        M.close()
+      end
+    end,
+  })
+end
+
+---Leave the file shown out of the approval; rejects the bundle when none is left.
+function M.reject_file()
+  local view = state.view
+  if not view then
+    return
+  end
+  local file = current_file(view)
+  view.dropped[util.key(file.uri)] = true
+  if #remaining(view) == 0 then
+    M.reject_bundle('every file was rejected in review', false)
+    return
+  end
+  log.notify(
+    vim.log.levels.INFO,
+    'left out '
+      .. util.relative(util.fname(file.uri), view.root)
+      .. '; approving the bundle approves the rest'
+  )
+  M.step(1)
+end
+
+---Close the view when its bundle is no longer pending.
+---@param ids string[]
+function M.bundles_gone(ids)
+  local view = state.view
+  if view and vim.tbl_contains(ids, view.bundle.bundleId) then
+    M.close()
+  end
+end
+
+return M

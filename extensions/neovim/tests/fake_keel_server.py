@@ -1,0 +1,257 @@
+"""A stand-in for `keel serve`: contract section 9 on the wire, with no engine behind it.
+
+It lets the plugin's client side (commands, notifications, progress, applyEdit, forwarded
+diagnostics, hover) be tested in real Neovim without the real language server. It is a
+test double of the *contract*, not of Keel: the end-to-end tests against `keel serve`
+live in test_e2e.py.
+
+Behaviour:
+- ``keel.server.startSession`` answers ``{"sessionId": "s-fake"}``, then reports
+  ``$/progress`` (begin, report, end) and proposes bundle ``b-1`` (node ``node-1``,
+  "Greeting") changing ``greet.py`` and ``util.py`` of the workspace root, with
+  ``keel/bundleProposed`` and ``keel/sessionChanged``.
+- ``status``, ``diff``, ``approve`` (writes the files, then ``workspace/applyEdit``),
+  ``reject``, ``correct``, ``abort``, ``resume``, ``ledger`` and ``rollback`` behave as
+  the contract says, on that one bundle.
+- ``keel/editorDiagnostics`` is recorded; the hover of a bundle file reports V_syn as the
+  number of forwarded error diagnostics of that file.
+- Every command and client notification is appended to the JSON Lines file named by
+  ``KEEL_FAKE_LOG``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as T
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+GREET_AFTER = 'def greet(name: str) -> str:\n    return f"héllo {name}"\n'
+UTIL_AFTER = "def double(x: int) -> int:\n    return 2 * x\n"
+
+server = LanguageServer("keel", "0.0.0-fake")
+state: dict[str, Any] = {"bundles": {}, "ledger": [], "diagnostics": {}, "session": None}
+
+
+def _plain(value: Any) -> Any:
+    """pygls Object (nested namedtuples) -> plain JSON-like values."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _record(kind: str, name: str, payload: Any) -> None:
+    path = os.environ.get("KEEL_FAKE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"kind": kind, "name": name, "payload": _plain(payload)}) + "\n")
+
+
+def _root() -> Path:
+    root = server.workspace.root_path
+    assert root, "the client sent no root"
+    return Path(root)
+
+
+def _summary() -> dict[str, Any]:
+    pending = [
+        {
+            "bundleId": b["bundleId"],
+            "nodeId": b["nodeId"],
+            "title": b["title"],
+            "files": list(b["after"]),
+        }
+        for b in state["bundles"].values()
+    ]
+    return {
+        "sessionId": state["session"],
+        "running": bool(pending),
+        "outcome": None if pending else "success",
+        "nodes": [
+            {
+                "id": "node-1",
+                "title": "Greeting",
+                "state": "awaiting_approval" if pending else "committed",
+                "energy": {"v": 0.0},
+                "owns": ["greet.py", "util.py"],
+            }
+        ],
+        "pendingBundles": pending,
+    }
+
+
+def _changed() -> None:
+    server.protocol.notify("keel/sessionChanged", _summary())
+
+
+def _v_syn(uri: str) -> int:
+    diags = state["diagnostics"].get(to_fs_path(uri), [])
+    return sum(1 for d in diags if d.get("severity") == 1)
+
+
+async def _run_session() -> None:
+    token = str(uuid.uuid4())
+    await server.work_done_progress.create_async(token)
+    server.work_done_progress.begin(token, T.WorkDoneProgressBegin(title="Keel: planning"))
+    server.work_done_progress.report(token, T.WorkDoneProgressReport(message="node-1"))
+    root = _root()
+    greet, util = root / "greet.py", root / "util.py"
+    bundle = {
+        "bundleId": "b-1",
+        "nodeId": "node-1",
+        "title": "Greeting",
+        "after": {from_fs_path(str(greet)): GREET_AFTER, from_fs_path(str(util)): UTIL_AFTER},
+        "before": {
+            from_fs_path(str(greet)): greet.read_text() if greet.exists() else "",
+            from_fs_path(str(util)): util.read_text() if util.exists() else "",
+        },
+    }
+    state["bundles"]["b-1"] = bundle
+    server.work_done_progress.end(token, T.WorkDoneProgressEnd(message="bundle ready"))
+    server.protocol.notify(
+        "keel/bundleProposed",
+        {
+            "bundleId": "b-1",
+            "nodeId": "node-1",
+            "title": "Greeting",
+            "files": list(bundle["after"]),
+            "energy": {"v": 0.0, "v_syn": 0.0},
+        },
+    )
+    _changed()
+
+
+@server.feature(T.INITIALIZED)
+def initialized(params: T.InitializedParams) -> None:
+    edit = server.client_capabilities.workspace.workspace_edit
+    _record(
+        "notification",
+        "initialized",
+        {"changeAnnotationSupport": repr(edit.change_annotation_support) if edit else None},
+    )
+
+
+@server.command("keel.server.startSession")
+async def start_session(args: dict[str, Any]) -> dict[str, Any]:
+    _record("command", "startSession", args)
+    state["session"] = "s-fake"
+    asyncio.get_running_loop().create_task(_run_session())
+    return {"sessionId": "s-fake"}
+
+
+@server.command("keel.server.status")
+def status(args: dict[str, Any]) -> dict[str, Any]:
+    _record("command", "status", args)
+    return _summary()
+
+
+@server.command("keel.server.diff")
+def diff(args: dict[str, Any]) -> dict[str, Any]:
+    _record("command", "diff", args)
+    bundle = state["bundles"][args["bundleId"]]
+    return {
+        "files": [
+            {"uri": uri, "before": bundle["before"][uri], "after": after, "unifiedDiff": ""}
+            for uri, after in bundle["after"].items()
+        ]
+    }
+
+
+@server.command("keel.server.approve")
+async def approve(args: dict[str, Any]) -> dict[str, Any]:
+    _record("command", "approve", args)
+    bundle = state["bundles"][args["bundleId"]]
+    chosen = args.get("files") or list(bundle["after"])
+    changes = []
+    for uri in chosen:
+        after = bundle["after"].pop(uri)
+        path = Path(to_fs_path(uri))
+        path.write_text(after)  # noqa: ASYNC240 (a test double; the write is tiny)
+        lines = bundle["before"][uri].count("\n") + 1
+        changes.append(
+            T.TextDocumentEdit(
+                text_document=T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
+                edits=[
+                    T.TextEdit(
+                        range=T.Range(T.Position(0, 0), T.Position(lines, 0)), new_text=after
+                    )
+                ],
+            )
+        )
+    result = await server.workspace_apply_edit_async(
+        T.ApplyWorkspaceEditParams(edit=T.WorkspaceEdit(document_changes=changes), label="Greeting")
+    )
+    _record("applied", "approve", {"applied": result.applied})
+    if not bundle["after"]:
+        del state["bundles"][args["bundleId"]]
+    sha = f"{len(state['ledger']) + 1:040x}"
+    state["ledger"].insert(0, {"sha": sha, "title": "Greeting", "energy": "V=0.000"})
+    _changed()
+    return {"ledgerEntry": sha}
+
+
+@server.command("keel.server.reject")
+def reject(args: dict[str, Any]) -> None:
+    _record("command", "reject", args)
+    state["bundles"].pop(args["bundleId"], None)
+    _changed()
+
+
+@server.command("keel.server.correct")
+def correct(args: dict[str, Any]) -> None:
+    _record("command", "correct", args)
+    state["bundles"].pop(args["bundleId"], None)
+    _changed()
+
+
+@server.command("keel.server.abort")
+def abort(args: dict[str, Any]) -> None:
+    _record("command", "abort", args)
+
+
+@server.command("keel.server.resume")
+def resume(args: dict[str, Any]) -> None:
+    _record("command", "resume", args)
+
+
+@server.command("keel.server.ledger")
+def ledger(args: dict[str, Any]) -> list[dict[str, Any]]:
+    _record("command", "ledger", args)
+    return state["ledger"][: args.get("limit") or 20]
+
+
+@server.command("keel.server.rollback")
+def rollback(args: dict[str, Any]) -> dict[str, Any]:
+    _record("command", "rollback", args)
+    return {"ledgerEntry": "f" * 40}
+
+
+@server.feature("keel/editorDiagnostics")
+def editor_diagnostics(params: Any) -> None:
+    plain = _plain(params)
+    _record("notification", "keel/editorDiagnostics", plain)
+    state["diagnostics"][to_fs_path(plain["uri"])] = plain["diagnostics"]
+
+
+@server.feature(T.TEXT_DOCUMENT_HOVER)
+def hover(params: T.HoverParams) -> T.Hover | None:
+    uri = params.text_document.uri
+    owned = any(uri in b["after"] or uri in b["before"] for b in state["bundles"].values())
+    if not owned and not state["diagnostics"].get(to_fs_path(uri)):
+        return None
+    encoding = server.workspace.position_encoding or "utf-16"
+    encoding = getattr(encoding, "value", encoding)
+    text = f"**Keel energy**\n\nV_syn = {_v_syn(uri)}\n\nencoding = {encoding}"
+    return T.Hover(contents=T.MarkupContent(kind=T.MarkupKind.Markdown, value=text))
+
+
+if __name__ == "__main__":
+    server.start_io()
