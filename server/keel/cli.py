@@ -20,13 +20,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from keel import __version__
+from keel import __version__, replay, reports
 from keel.app import open_engine, open_services
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
-from keel.engine.ports import ApprovalRequest, ConfigError, Decision, KeelError, Settlement
+from keel.engine.ports import ConfigError, KeelError
 from keel.engine.session import SessionResult
 from keel.store import SqliteStore
+from keel.terminal import TerminalApprover
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -121,49 +122,6 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             f"{t['wall_time_s']}s"
         )
     return None
-
-
-class TerminalApprover:
-    """Asks on the terminal when there is one; otherwise nobody can approve (returns None)."""
-
-    def __init__(self, interactive: bool) -> None:
-        self._interactive = interactive
-
-    async def _ask(self, question: str) -> str:
-        def read() -> str:
-            sys.stderr.write(question)
-            sys.stderr.flush()
-            return sys.stdin.readline().strip().lower()
-
-        return await asyncio.to_thread(read)
-
-    async def review(self, request: ApprovalRequest) -> Decision | None:
-        if not self._interactive:
-            return None
-        while True:
-            answer = await self._ask(
-                f"\nApprove {request.node_id} ({request.title}), V(x)={request.energy['v']:.3f}? "
-                "[y]es / [n]o / [d]iff: "
-            )
-            if answer in ("y", "yes"):
-                return Decision(approved=True, actor="user")
-            if answer in ("n", "no"):
-                reason = await self._ask("Reason (sent to the model, optional): ")
-                return Decision(approved=False, actor="user", feedback=reason)
-            if answer in ("d", "diff"):
-                sys.stderr.write(request.diff)
-
-    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
-        if settlement.error:
-            sys.stderr.write(f"{request.node_id}: not committed: {settlement.error}\n")
-
-    async def approve_command(self, node_id: str, command: str) -> bool:
-        if not self._interactive:
-            return False
-        answer = await self._ask(
-            f"\n{node_id} wants to run `{command}` (not on the allow-list). Run it? [y/N]: "
-        )
-        return answer in ("y", "yes")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -302,6 +260,50 @@ async def run_abort(args: argparse.Namespace) -> int:
     return EXIT_OK if signalled else EXIT_FAILED
 
 
+async def run_status(args: argparse.Namespace) -> int:
+    store = await reports.open_store(args.workspace)
+    try:
+        session = await reports.find_session(store, args.session)
+        ledger = await reports.ledger_entries(args.workspace, session["id"])
+        data = await reports.status_report(store, session, ledger=ledger)
+    finally:
+        await store.close()
+    print(json.dumps(data) if args.json else reports.format_status(data))
+    return EXIT_OK
+
+
+async def run_logs(args: argparse.Namespace) -> int:
+    views = [view for view in ("stats", "errors", "tools") if getattr(args, view)] or ["calls"]
+    store = await reports.open_store(args.workspace)
+    try:
+        session = await reports.find_session(store, args.session)
+        data = await reports.logs_report(store, session, views, args.node)
+    finally:
+        await store.close()
+    print(json.dumps(data) if args.json else reports.format_logs(data))
+    return EXIT_OK
+
+
+async def run_replay(args: argparse.Namespace) -> int:
+    store = await reports.open_store(args.workspace)
+    try:
+        session = await reports.find_session(store, args.session)
+        if args.transcript:
+            path = replay.absolute(args.transcript)
+            count = await replay.export_transcript(store, session, path)
+            done = {"session": session["id"], "transcript": str(path), "entries": count}
+            print(json.dumps(done) if args.json else f"wrote {count} replies to {path}")
+            return EXIT_OK
+        target = replay.target_for(args.into, args.workspace, session["id"])
+        prepared = await replay.prepare(store, session, args.workspace, target)
+    finally:
+        await store.close()
+    print(prepared.describe(session["id"]), file=sys.stderr if args.json else sys.stdout)
+    args.workspace, args.yes = prepared.workspace, True
+    flags = {"model": f"replay:{prepared.transcript}"}
+    return await run_agent(args, session["task"], flags, session_config=session["config"])
+
+
 def demo_transcript() -> Path:
     return Path(__file__).parent / "demo" / "calculator.jsonl"
 
@@ -386,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    serve = sub.add_parser("serve", help="start the language server (stdio by default)")
+    transport = serve.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="LSP on stdin/stdout (default)")
+    transport.add_argument("--tcp", metavar="HOST:PORT", type=_host_port, help="LSP over TCP")
+    _workspace(serve)
+
     agent = sub.add_parser("agent", help="run a session headless")
     agent.add_argument("task")
     _workspace(agent)
@@ -408,6 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
     _session_choice(abort)
     _workspace(abort)
     abort.add_argument("--json", action="store_true")
+
+    status = sub.add_parser("status", help="a session's nodes, energy, spending and budget")
+    _session_choice(status)
+    _workspace(status)
+    status.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", help="a session's model calls, statistics, errors, tools")
+    _session_choice(logs)
+    _workspace(logs)
+    logs.add_argument("--stats", action="store_true", help="totals per tier and per model")
+    logs.add_argument("--errors", action="store_true", help="everything that went wrong")
+    logs.add_argument("--tools", action="store_true", help="sensor and command evidence")
+    logs.add_argument("--node", metavar="ID", help="only this node's records")
+    logs.add_argument("--json", action="store_true")
+
+    replay_cmd = sub.add_parser("replay", help="re-run a stored session from its recorded replies")
+    _session_choice(replay_cmd)
+    _workspace(replay_cmd)
+    replay_cmd.add_argument("--into", metavar="NEW_DIR", help="where to replay (a new directory)")
+    replay_cmd.add_argument("--transcript", metavar="FILE", help="only write the transcript")
+    replay_cmd.add_argument("--json", action="store_true", help="one JSON event per line")
 
     demo = sub.add_parser("demo", help="run the bundled calculator task offline")
     _workspace(demo)
@@ -444,6 +473,20 @@ def _workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workspace", default=os.getcwd(), metavar="DIR")
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``keel serve``: the language server; the client names the workspace, not ``-w``."""
+    from keel.app import serve
+
+    return serve(args.tcp)
+
+
 async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "agent":
         return await run_agent(args, args.task, _flags(args))
@@ -453,6 +496,12 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await run_resume(args)
     if args.command == "abort":
         return await run_abort(args)
+    if args.command == "status":
+        return await run_status(args)
+    if args.command == "logs":
+        return await run_logs(args)
+    if args.command == "replay":
+        return await run_replay(args)
     return await run_ledger(args)
 
 
@@ -461,6 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.workspace = Path(args.workspace).resolve()
         args.workspace.mkdir(parents=True, exist_ok=True)
+        if args.command == "serve":
+            return run_serve(args)
         return asyncio.run(dispatch(args))
     except ConfigError as exc:
         print(f"keel: {exc}", file=sys.stderr)

@@ -67,6 +67,7 @@ class FakeModelServer:
         self._requests: list[RecordedRequest] = []
         self._faults: deque[tuple[int, str | None]] = deque()
         self._hangs = 0
+        self._hang_keys: set[ReplyKey] = set()
         self._closing = threading.Event()
         self._ids = itertools.count(1)
         self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
@@ -132,6 +133,11 @@ class FakeModelServer:
         with self._lock:
             self._hangs += n
 
+    def hang_on(self, tier: str, node: str | None, attempt: int) -> None:
+        """Never answer the next request for this (tier, node, attempt), wherever it comes."""
+        with self._lock:
+            self._hang_keys.add((tier, node, attempt))
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -156,6 +162,10 @@ class FakeModelServer:
         """Store the request and decide its fate: ("hang"|"fail"|"answer", status, message)."""
         with self._lock:  # re-entrant: arrival order and fate are decided together
             self._remember(request)
+            key = _key_of(request.headers)
+            if key in self._hang_keys:
+                self._hang_keys.discard(key)
+                return "hang", None, None
             if self._hangs > 0:
                 self._hangs -= 1
                 return "hang", None, None

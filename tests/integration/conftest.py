@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keel.app import open_engine
 from keel.config import load_config
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
@@ -180,3 +182,11 @@ def git(workspace: Path, *args: str) -> str:
 
 def json_events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One uninterrupted run of ``tests/integration/small_session.py``'s session (a SmallRun)."""
+    from tests.integration.small_session import record_small_session
+
+    return record_small_session(tmp_path_factory.mktemp("small-run"))

@@ -41,8 +41,10 @@ from keel.engine.ports import (
     CommandRunner,
     ConflictError,
     Decision,
+    FaultPoint,
     LanguagePlugin,
     Ledger,
+    NoFaults,
     SessionStore,
     Settlement,
 )
@@ -84,6 +86,7 @@ class NodeContext:
     approver: Approver
     events: EventLog
     hints: dict[str, list[str]] = field(default_factory=dict)
+    faults: FaultPoint = field(default_factory=NoFaults)
 
     @property
     def sandbox_root(self) -> Path:
@@ -218,6 +221,7 @@ class NodeRunner:
         await asyncio.to_thread(write_changes, sandbox, changes.changes)
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
+        ctx.faults.hit("node_commands_run")
         energy = await ctx.verifier.measure_node(node, sandbox, results)
         return Attempt(number, bundle, changes, energy)
 
@@ -360,11 +364,13 @@ class NodeRunner:
             "Keel-Energy": energy_trailer(energy),
             "Keel-Approved-By": decision.actor,
         }
+        base = await self._created_empty(now, decision)
         try:
-            sha = await ctx.ledger.commit(now.changes, now.base, f"keel: {node.title}", trailers)
+            sha = await ctx.ledger.commit(now.changes, base, f"keel: {node.title}", trailers)
         except ConflictError as exc:
             await ctx.approver.settled(request, Settlement(None, str(exc)))
             return await self._rebase(changes, exc)
+        ctx.faults.hit("node_ledger_committed")
         await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
         await ctx.store.record_approval(ctx.session_id, node.id, "approved", decision.actor, sha)
         await ctx.events.emit(
@@ -378,7 +384,21 @@ class NodeRunner:
             return rest
         self._overlay.clear()
         await self._state(NodeState.COMMITTED, sha)
+        ctx.faults.hit("node_commit_recorded")
         return NodeState.COMMITTED
+
+    async def _created_empty(self, now: ChangeSet, decision: Decision) -> dict[str, bytes | None]:
+        """The base to commit against, allowing files the reviewer's editor created empty.
+
+        Applying an approval in an editor may create a new file (empty) on disk before the
+        ledger writes it; for the files the decision names in ``created`` that is part of
+        this approval, not a user edit, so an empty file stands for "absent".
+        """
+        base = dict(now.base)
+        for path in decision.created:
+            if path in base and base[path] is None and await self.ctx.ledger.read(path) == b"":
+                base[path] = b""
+        return base
 
     async def _rebase(self, changes: ChangeSet, conflict: ConflictError) -> ChangeSet | None:
         """The user edited some of the bundle's files: merge the bundle onto their edits.

@@ -214,6 +214,7 @@ class Engine:
             self.approver,
             events,
             hints,
+            faults=self.faults,
         )
 
         last_attempt: dict[str, int] = {}

@@ -476,15 +476,28 @@ class GitLedger:
         head = self._head()
         if head is None or not paths:
             return
-        gpaths = [self._layout.prefix + self._clean(path) for path in paths]
+        gpaths = [self._layout.prefix + self._clean(path) for path in dict.fromkeys(paths)]
+        # Usually nothing is out of step: one cheap comparison of the index with HEAD.
+        stale = self._run(["diff-index", "--cached", "-z", "--name-only", head, "--", *gpaths])
+        gpaths = [gpath for gpath in stale.split("\0") if gpath]
+        if not gpaths:
+            return
         listed = self._run(["ls-tree", "-z", head, "--", *gpaths]).split("\0")
-        entries: list[_IndexEntry] = []
+        committed: list[tuple[str, str, str]] = []  # (repository path, mode, blob)
         for line in filter(None, listed):
             info, gpath = line.split("\t", 1)
             mode, _kind, blob = info.split()
-            on_disk = self._run(["hash-object", "--", gpath]).strip()
-            if on_disk == blob:
-                entries.append((gpath, f"{mode},{blob}"))
+            if (self._layout.toplevel / gpath).is_file():  # the user may have removed it
+                committed.append((gpath, mode, blob))
+        if not committed:
+            return
+        # One git call for every file: a resume of a long session settles hundreds.
+        on_disk = self._run(["hash-object", "--", *(gpath for gpath, _, _ in committed)]).split()
+        entries: list[_IndexEntry] = [
+            (gpath, f"{mode},{blob}")
+            for (gpath, mode, blob), found in zip(committed, on_disk, strict=True)
+            if found == blob
+        ]
         if entries:
             self._sync_real_index(entries, head)
 

@@ -15,6 +15,7 @@ overwritten: opening it raises :class:`KeelError` and leaves the bytes as they w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -504,7 +505,14 @@ class SqliteStore:
     # ----------------------------------------------------------------- plumbing
 
     async def _write(self, statements: Iterable[_Statement]) -> None:
-        """Run the statements as one committed transaction."""
+        """Run the statements as one committed transaction.
+
+        Shielded: a caller cancelled mid-write (an aborted session) must not leave the
+        connection inside an open transaction; a started write commits or rolls back.
+        """
+        await asyncio.shield(self._transaction(list(statements)))
+
+    async def _transaction(self, statements: list[_Statement]) -> None:
         async with self._write_lock:
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
@@ -513,17 +521,28 @@ class SqliteStore:
                         await self._db.execute(sql, params)
                     await self._db.execute("COMMIT")
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    await self._rollback()
                     raise
             except sqlite3.Error as err:
-                raise KeelError(f"cannot write to the session store {self._path}: {err}") from err
+                raise KeelError(
+                    f"cannot write to the session store {self._path}: {_describe(err)}"
+                ) from err
+
+    async def _rollback(self) -> None:
+        """Undo a failed transaction; SQLite may already have (after an I/O error), and a
+        failing rollback must not hide the error that caused it."""
+        with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK")
 
     async def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         try:
             async with self._db.execute(sql, params) as cursor:
                 rows = await cursor.fetchall()
         except sqlite3.Error as err:
-            raise KeelError(f"cannot read the session store {self._path}: {err}") from err
+            raise KeelError(
+                f"cannot read the session store {self._path}: {_describe(err)}"
+            ) from err
         return [_decode(row) for row in rows]
 
 
@@ -557,13 +576,21 @@ async def _configure(db: aiosqlite.Connection, db_path: Path) -> None:
     except sqlite3.OperationalError as err:
         if "locked" in str(err) or "busy" in str(err):
             raise KeelError(f"the session store {db_path} is locked by another process") from err
+        if "readonly" in str(err) or _disk_trouble(err):
+            raise KeelError(
+                f"cannot open the session store {db_path}: {_describe(err)}; Keel needs to "
+                f"write to {db_path.parent}"
+            ) from err
         raise _open_error(db_path, err) from err
     except sqlite3.Error as err:
         raise _open_error(db_path, err) from err
 
 
 async def _migrate(db: aiosqlite.Connection, db_path: Path) -> None:
-    version = await _user_version(db)
+    try:
+        version = await _user_version(db)
+    except sqlite3.Error as err:
+        raise KeelError(f"cannot read the session store {db_path}: {_describe(err)}") from err
     if version > len(MIGRATIONS):
         raise KeelError(
             f"the session store {db_path} has schema version {version}, newer than this Keel "
@@ -575,15 +602,30 @@ async def _migrate(db: aiosqlite.Connection, db_path: Path) -> None:
                 f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
         except sqlite3.Error as err:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise KeelError(f"cannot upgrade the session store {db_path}: {err}") from err
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+            raise KeelError(
+                f"cannot upgrade the session store {db_path}: {_describe(err)}"
+            ) from err
 
 
 async def _user_version(db: aiosqlite.Connection) -> int:
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def _disk_trouble(err: sqlite3.Error) -> bool:
+    """SQLITE_FULL or an I/O error: the disk is full (or a file size limit was reached)."""
+    name = str(getattr(err, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
+
+
+def _describe(err: sqlite3.Error) -> str:
+    if _disk_trouble(err):
+        return f"{err} (is the disk full?)"
+    return str(err)
 
 
 def _open_error(db_path: Path, cause: object) -> KeelError:

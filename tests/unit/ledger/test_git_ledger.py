@@ -491,3 +491,22 @@ async def test_a_file_can_become_a_directory(ws: Path) -> None:
     assert (ws / "a.txt" / "inner.py").read_bytes() == b"x = 1\n"
     assert git(ws, "ls-tree", "-r", "--name-only", sha).split() == ["a.txt/inner.py", "b.txt"]
     assert git(ws, "status", "--porcelain") == ""
+
+
+async def test_settle_index_after_a_kill_between_commit_and_index_update(ws: Path) -> None:
+    """HEAD moved but the user's index still has the old entries (``git status`` shows the
+    committed files as staged for revert): settling fixes exactly the files whose working
+    copy matches HEAD and leaves a file the user removed since, without failing."""
+    ledger = await GitLedger.open(ws)
+    sha = await ledger.commit(
+        {"a.txt": b"a2\n", "c.txt": b"c\n", "d.txt": b"d\n"},
+        {"a.txt": b"a1\n", "c.txt": None, "d.txt": None},
+        "keel: three",
+        TRAILERS,
+    )
+    git(ws, "read-tree", f"{sha}~1")  # the index as a kill before its update leaves it
+    (ws / "d.txt").unlink()  # and the user removed one file meanwhile
+    before = git(ws, "status", "--porcelain").splitlines()
+    assert before == ["MM a.txt", "D  c.txt", "D  d.txt", "?? c.txt"]
+    await ledger.settle_index(["a.txt", "c.txt", "d.txt", "a.txt"])
+    assert git(ws, "status", "--porcelain").splitlines() == ["D  d.txt"]  # the user's removal

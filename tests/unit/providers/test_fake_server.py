@@ -86,3 +86,30 @@ def test_latency_is_added(server: FakeModelServer) -> None:
     start = time.monotonic()
     post(f"{server.openai_base_url}/chat/completions", {})
     assert time.monotonic() - start >= 0.2
+
+
+def test_hang_on_holds_only_the_matching_request() -> None:
+    srv = FakeModelServer(ENTRIES).start()
+    srv.hang_on("actuator", "node-2", 1)
+    url = f"{srv.openai_base_url}/chat/completions"
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            post(url, {}, timeout=10)
+        except Exception as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    srv.wait_for_requests(1)
+    assert post(url, {})[0] == 200  # one-shot: the same key is answered next time
+    assert caller.is_alive()  # the first one is still held
+    srv.close()
+    caller.join(timeout=5)
+    assert outcome and not caller.is_alive()
+
+
+def test_hang_on_answers_other_requests(server: FakeModelServer) -> None:
+    server.hang_on("actuator", "node-9", 1)  # never requested: others are answered
+    assert post(f"{server.openai_base_url}/chat/completions", {})[0] == 200

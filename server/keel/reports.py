@@ -1,0 +1,632 @@
+"""``keel status`` and ``keel logs``: what the session store says about a session, as data or text.
+
+Why a module apart from the CLI: the same reports serve the terminal, ``--json`` and (later)
+the dashboard, and they are easiest to test as plain functions from store rows to data and
+from data to text. Nothing here prints; the CLI prints what these functions return.
+
+Why everything passes through :func:`redact`: the store keeps what the engine recorded, already
+redacted where the engine knows secrets live (prompts, replies, errors), but evidence quotes
+command output and bundles quote model-written files. So every string a report returns is
+scrubbed again of the API keys in the environment and of key-shaped strings.
+
+Reading never creates anything: a workspace without ``.keel/keel.db`` is an error, not a new
+store, and a directory that is not a git repository is never made one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keel.engine.gateway import Redactor
+from keel.engine.ports import ConfigError
+from keel.ledger import GitLedger
+from keel.store import SqliteStore, store_path
+
+STATES = (
+    "queued",
+    "running",
+    "verifying",
+    "retrying",
+    "awaiting_approval",
+    "committed",
+    "failed",
+    "escalated",
+)
+COMPONENTS = ("v_syn", "v_str", "v_log", "v_boot", "v_sheaf", "v")
+_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+_INVALID_REPLY = "the reply is not a valid"
+
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- opening
+
+
+async def open_store(workspace: Path) -> SqliteStore:
+    """The workspace's store, refusing to create one (a report never writes a new store)."""
+    path = store_path(workspace)
+    if not path.is_file():
+        raise ConfigError(f"no Keel session in {workspace} (no {path.relative_to(workspace)})")
+    return await SqliteStore.open(path)
+
+
+async def find_session(store: SqliteStore, session_id: str | None) -> Row:
+    """The named session, or the latest one."""
+    chosen = session_id or await store.latest_session_id()
+    session = await store.session(chosen) if chosen else None
+    if session is None:
+        raise ConfigError(
+            f"no session {session_id} in this workspace"
+            if session_id
+            else "no session in this workspace yet"
+        )
+    return session
+
+
+async def ledger_entries(workspace: Path, session_id: str) -> list[Row] | None:
+    """The session's ledger entries read from git, or None when not in a repository."""
+    probe = await asyncio.to_thread(
+        subprocess.run,
+        ["git", "-C", str(workspace), "rev-parse", "--is-inside-work-tree"],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return None  # never `git init` from a report
+    ledger = await GitLedger.open(workspace)
+    entries = await ledger.entries(None)
+    return [
+        {"sha": e.sha, "node": e.node, "title": e.title, "files": list(e.files)}
+        for e in entries
+        if e.session == session_id
+    ]
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def secrets_in(env: Mapping[str, str]) -> dict[str, str]:
+    """Environment values that look like credentials (``*_API_KEY``, ``*_TOKEN``, ...)."""
+    return {k: v for k, v in env.items() if k.upper().endswith(_SECRET_SUFFIXES) and v}
+
+
+def redact(value: Any, redactor: Callable[[str], str]) -> Any:
+    """``value`` with every string inside it passed through ``redactor``."""
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, Mapping):
+        return {key: redact(item, redactor) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item, redactor) for item in value]
+    return value
+
+
+def redact_row(row: Row, redactor: Callable[[str], str] | None = None) -> Row:
+    """A report with every string scrubbed (by default of the environment's credentials)."""
+    out = redact(row, redactor or default_redactor())
+    assert isinstance(out, dict)
+    return out
+
+
+def default_redactor(env: Mapping[str, str] | None = None) -> Redactor:
+    return Redactor(secrets_in(os.environ if env is None else env))
+
+
+# --------------------------------------------------------------------------- status
+
+
+def pid_alive(pid: int, host: str) -> bool:
+    """Whether a run's process still exists (a run on another host is taken as alive)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def status_report(
+    store: SqliteStore,
+    session: Row,
+    *,
+    ledger: Sequence[Row] | None = None,
+    alive: Callable[[int, str], bool] = pid_alive,
+    redactor: Callable[[str], str] | None = None,
+) -> Row:
+    """The session summary ``keel status`` shows (JSON-ready, redacted)."""
+    sid = session["id"]
+    nodes = await store.nodes(sid)
+    attempts = await store.attempts(sid)
+    escalations = await store.escalations(sid)
+    approvals = await store.approvals(sid)
+    totals = await store.call_totals(sid)
+    runs = [r for r in await store.live_runs(sid) if alive(int(r["pid"]), str(r["host"]))]
+    config = session.get("config") or {}
+    spent = {key: totals[key] for key in ("calls", "input_tokens", "output_tokens", "cost_usd")}
+    spent["cost_usd"] = round(float(spent["cost_usd"]), 6)
+    node_rows = [_node_status(n, attempts, escalations, approvals) for n in nodes]
+    report = {
+        "session": sid,
+        "task": session["task"],
+        "started_at": session["started_at"],
+        "finished_at": session.get("finished_at"),
+        "outcome": session.get("outcome"),
+        "reason": (session.get("totals") or {}).get("reason", ""),
+        "running": bool(runs),
+        "pids": [int(r["pid"]) for r in runs],
+        "mode": config.get("mode"),
+        "epsilon": config.get("epsilon"),
+        "counts": _counts(nodes),
+        "nodes": node_rows,
+        "retries": sum(n["retries"] for n in node_rows),
+        "escalations": len(escalations),
+        "totals": spent,
+        "budget": _budget(config, spent),
+        "ledger_entries": None if ledger is None else len(ledger),
+    }
+    return redact_row(report, redactor)
+
+
+def _counts(nodes: Iterable[Row]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    for node in nodes:
+        counts[str(node["state"])] = counts.get(str(node["state"]), 0) + 1
+    return counts
+
+
+def _node_status(
+    node: Row, attempts: Sequence[Row], escalations: Sequence[Row], approvals: Sequence[Row]
+) -> Row:
+    nid = node["node_id"]
+    mine = [a for a in attempts if a["node_id"] == nid]
+    latest = max(mine, key=lambda a: (a["attempt"], a["at"])) if mine else None
+    energy = latest["energy"] if latest else None
+    shas = [a["ledger_sha"] for a in approvals if a["node_id"] == nid and a["ledger_sha"]]
+    return {
+        "id": nid,
+        "title": node["title"],
+        "kind": node["kind"],
+        "state": node["state"],
+        "attempts": max((a["attempt"] for a in mine), default=0),
+        "retries": max(0, max((a["attempt"] for a in mine), default=0) - 1),
+        "escalations": sum(1 for e in escalations if e["node_id"] == nid),
+        "energy": {key: float(energy.get(key, 0.0)) for key in COMPONENTS} if energy else None,
+        "stable": latest["stable"] if latest else None,
+        "ledger": shas[-1] if shas else None,
+    }
+
+
+def _budget(config: Mapping[str, Any], spent: Mapping[str, Any]) -> Row:
+    max_cost, max_steps = config.get("max_cost"), config.get("max_steps")
+    return {
+        "max_cost": max_cost,
+        "max_steps": max_steps,
+        "cost_left": None if max_cost is None else round(max(0.0, max_cost - spent["cost_usd"]), 6),
+        "steps_left": None if max_steps is None else max(0, max_steps - spent["calls"]),
+    }
+
+
+def format_status(data: Mapping[str, Any]) -> str:
+    state = (
+        "RUNNING (pid " + ", ".join(map(str, data["pids"])) + ")"
+        if data["running"]
+        else (data["outcome"] or "stopped before it finished (`keel resume` continues it)")
+    )
+    counts = "  ".join(f"{k} {v}" for k, v in data["counts"].items() if v)
+    t, b = data["totals"], data["budget"]
+    lines = [
+        f"session  {data['session']}: {data['task']}",
+        f"state    {state}" + (f" ({data['reason']})" if data.get("reason") else ""),
+        f"nodes    {counts or '(no plan yet)'}",
+        f"         {data['retries']} retries, {data['escalations']} escalations"
+        + ("" if data["ledger_entries"] is None else f", {data['ledger_entries']} ledger commits"),
+        f"spent    {t['calls']} calls, {t['input_tokens']} in / {t['output_tokens']} out tokens,"
+        f" ${t['cost_usd']:.4f}",
+        f"budget   {_left(b['cost_left'], b['max_cost'], '$')}; "
+        f"{_left(b['steps_left'], b['max_steps'], '')}",
+    ]
+    if data["nodes"]:
+        lines.append("")
+        lines += [_node_line(node) for node in data["nodes"]]
+    return "\n".join(lines)
+
+
+def _left(left: float | int | None, limit: float | int | None, unit: str) -> str:
+    if limit is None:
+        return f"no {'cost' if unit else 'step'} limit"
+    if unit:
+        return f"${left:.4f} of ${limit:.4f} left"
+    return f"{left} of {limit} model calls left"
+
+
+def _node_line(node: Mapping[str, Any]) -> str:
+    energy = node["energy"]
+    if energy:
+        parts = " ".join(f"{k[2:]}={energy[k]:.2f}" for k in COMPONENTS[:-1])
+        shown = f"V={energy['v']:.3f} [{parts}]"
+    else:
+        shown = "V=-"
+    extra = f" retries {node['retries']}" if node["retries"] else ""
+    extra += f" escalated {node['escalations']}x" if node["escalations"] else ""
+    sha = f" {node['ledger'][:12]}" if node["ledger"] else ""
+    return f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def logs_report(
+    store: SqliteStore,
+    session: Row,
+    views: Sequence[str],
+    node: str | None = None,
+    redactor: Callable[[str], str] | None = None,
+) -> Row:
+    """The requested views of a session's log (redacted); ``node`` keeps that node's records."""
+    sid = session["id"]
+    calls = [c for c in await store.model_calls(sid) if node is None or c["node_id"] == node]
+    out: Row = {"session": sid, "node": node}
+    if "calls" in views:
+        out["calls"] = [_call_row(call) for call in calls]
+    if "stats" in views:
+        out["stats"] = call_stats(calls)
+    if "errors" in views or "tools" in views:
+        attempts = await store.attempts(sid, node)
+        events = [
+            e["payload"]
+            for e in await store.events(sid)
+            if node is None or e["payload"].get("node") == node
+        ]
+        if "errors" in views:
+            escalations = [e for e in await store.escalations(sid) if node in (None, e["node_id"])]
+            out["errors"] = error_rows(calls, attempts, escalations, events)
+        if "tools" in views:
+            plan = await store.plan(sid)
+            out["tools"] = tool_rows(attempts, events, _plan_commands(plan))
+    return redact_row(out, redactor)
+
+
+def _call_row(call: Row) -> Row:
+    row = {
+        "at": call["at"],
+        "tier": call["tier"],
+        "model": call["model"],
+        "node": call["node_id"],
+        "attempt": call["attempt"],
+        "schema": call["schema_name"],
+        "input_tokens": call["input_tokens"],
+        "output_tokens": call["output_tokens"],
+        "cost_usd": round(float(call["cost_usd"]), 6),
+        "priced": call["priced"],
+        "latency_s": round(float(call["latency_s"]), 3),
+        "ok": call["ok"],
+        "error": call["error"],
+    }
+    for key in ("prompt", "response"):  # stored only when the session ran with --log-llm
+        if call.get(key) is not None:
+            row[key] = call[key]
+    return row
+
+
+def call_stats(calls: Sequence[Row]) -> Row:
+    """Calls, tokens, cost and latency (mean, p50, max): in total, per tier, per model."""
+    return {
+        "total": _aggregate(calls),
+        "by_tier": {key: _aggregate(group) for key, group in _group(calls, "tier").items()},
+        "by_model": {key: _aggregate(group) for key, group in _group(calls, "model").items()},
+    }
+
+
+def _group(calls: Sequence[Row], key: str) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for call in calls:
+        groups.setdefault(str(call[key]), []).append(call)
+    return groups
+
+
+def _aggregate(calls: Sequence[Row]) -> Row:
+    latencies = [float(c["latency_s"]) for c in calls]
+    return {
+        "calls": len(calls),
+        "failed": sum(1 for c in calls if not c["ok"]),
+        "input_tokens": sum(int(c["input_tokens"]) for c in calls),
+        "output_tokens": sum(int(c["output_tokens"]) for c in calls),
+        "cost_usd": round(sum(float(c["cost_usd"]) for c in calls), 6),
+        "unpriced": sum(1 for c in calls if not c["priced"]),
+        "latency_s": {
+            "mean": round(statistics.fmean(latencies), 3) if latencies else 0.0,
+            "p50": round(statistics.median(latencies), 3) if latencies else 0.0,
+            "max": round(max(latencies), 3) if latencies else 0.0,
+        },
+    }
+
+
+def error_rows(
+    calls: Sequence[Row],
+    attempts: Sequence[Row],
+    escalations: Sequence[Row],
+    events: Sequence[Row],
+) -> list[Row]:
+    """Failed calls, invalid replies, bad bundles, failed/refused/timed-out commands,
+    escalations and session-level stops, in that order."""
+    rows = [_call_error(call) for call in calls if not call["ok"]]
+    for attempt in attempts:
+        for item in attempt["evidence"]:
+            kind = _evidence_error_kind(item)
+            if kind:
+                rows.append(_evidence_error(kind, attempt, item))
+    for escalation in escalations:
+        report = escalation["report"]
+        rows.append(
+            {
+                "kind": "escalation",
+                "node": escalation["node_id"],
+                "attempt": report.get("attempts"),
+                "at": escalation["at"],
+                "message": str(report.get("reason", "")),
+                "evidence": [str(e.get("message", "")) for e in report.get("evidence", [])][:10],
+            }
+        )
+    for event in events:
+        if event.get("type") in ("budget_exceeded", "plan_failed", "node_failed"):
+            message = event.get("message") or event.get("reason") or ""
+            rows.append(
+                {
+                    "kind": event["type"],
+                    "node": event.get("node"),
+                    "at": event.get("ts"),
+                    "message": str(message),
+                }
+            )
+    return rows
+
+
+def _call_error(call: Row) -> Row:
+    # A reply that arrived but failed validation has a latency; a failed request has none.
+    invalid = str(call["error"] or "").startswith(_INVALID_REPLY) or call["latency_s"] > 0
+    return {
+        "kind": "invalid_reply" if invalid else "call_failed",
+        "node": call["node_id"],
+        "attempt": call["attempt"],
+        "at": call["at"],
+        "tier": call["tier"],
+        "model": call["model"],
+        "message": str(call["error"] or ""),
+    }
+
+
+def _evidence_error_kind(item: Mapping[str, Any]) -> str | None:
+    source = item.get("source")
+    if source == "bundle":
+        return "bad_bundle"
+    if source != "command":
+        return None
+    message = str(item.get("message", ""))
+    if message.startswith("not run:"):
+        return "command_refused"
+    if message == "timed out":
+        return "command_timed_out"
+    return "command_failed"
+
+
+def _evidence_error(kind: str, attempt: Row, item: Mapping[str, Any]) -> Row:
+    row = {
+        "kind": kind,
+        "node": attempt["node_id"],
+        "attempt": attempt["attempt"],
+        "at": attempt["at"],
+        "message": str(item.get("message", "")),
+    }
+    for key in ("command", "exit_code", "path"):
+        if item.get(key) is not None:
+            row[key] = item[key]
+    return row
+
+
+def _plan_commands(plan: Row | None) -> dict[str, list[str]]:
+    nodes = (plan or {}).get("plan", {}).get("nodes", [])
+    return {str(n["id"]): list(n.get("commands") or []) for n in nodes}
+
+
+def tool_rows(
+    attempts: Sequence[Row], events: Sequence[Row], plan_commands: Mapping[str, list[str]]
+) -> list[Row]:
+    """Per attempt: the commands run and how they ended, and each sensor's evidence."""
+    degraded = {
+        (e.get("node"), e.get("attempt")): list(e.get("degraded") or [])
+        for e in events
+        if e.get("type") == "verification"
+    }
+    rows = [
+        _tool_row(
+            a, plan_commands.get(a["node_id"], []), degraded.get((a["node_id"], a["attempt"]))
+        )
+        for a in attempts
+    ]
+    for event in events:
+        if event.get("type") == "verification" and event.get("stage") == "sheaf":
+            rows.append(_sheaf_row(event))
+    return rows
+
+
+def _tool_row(attempt: Row, node_commands: list[str], degraded: list[str] | None) -> Row:
+    bundle = attempt["bundle"] or {}
+    evidence = attempt["evidence"]
+    failed = {str(e.get("command")): e for e in evidence if e.get("source") == "command"}
+    commands = [
+        _command_row(command, failed.get(command))
+        for command in [*node_commands, *(bundle.get("commands") or [])]
+    ]
+    return {
+        "node": attempt["node_id"],
+        "attempt": attempt["attempt"],
+        "at": attempt["at"],
+        "stable": attempt["stable"],
+        "energy": {key: float(attempt["energy"].get(key, 0.0)) for key in COMPONENTS},
+        "commands": commands,
+        "sensors": _by_source(e for e in evidence if e.get("source") != "command"),
+        "degraded": degraded or [],
+    }
+
+
+def _command_row(command: str, failure: Mapping[str, Any] | None) -> Row:
+    if failure is None:
+        return {"command": command, "ok": True}
+    return {
+        "command": command,
+        "ok": False,
+        "exit_code": failure.get("exit_code"),
+        "message": str(failure.get("message", "")),
+    }
+
+
+def _by_source(evidence: Iterable[Mapping[str, Any]]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for item in evidence:
+        fields = {k: v for k, v in item.items() if k not in ("source", "magnitude")}
+        out.setdefault(str(item.get("source")), []).append(fields)
+    return out
+
+
+def _sheaf_row(event: Mapping[str, Any]) -> Row:
+    return {
+        "node": None,
+        "attempt": "sheaf",
+        "at": event.get("ts"),
+        "stable": event.get("stable"),
+        "energy": {key: float(event.get(key, 0.0)) for key in COMPONENTS},
+        "commands": [],
+        "sensors": _by_source(event.get("evidence") or []),
+        "degraded": list(event.get("degraded") or []),
+    }
+
+
+# --------------------------------------------------------------------------- logs as text
+
+
+def format_logs(data: Mapping[str, Any]) -> str:
+    sections = []
+    if "calls" in data:
+        sections.append(_format_calls(data["calls"]))
+    if "stats" in data:
+        sections.append(_format_stats(data["stats"]))
+    if "errors" in data:
+        sections.append(_format_errors(data["errors"]))
+    if "tools" in data:
+        sections.append(_format_tools(data["tools"]))
+    title = f"session {data['session']}" + (f", node {data['node']}" if data["node"] else "")
+    return "\n\n".join([title, *sections])
+
+
+def _clock(at: str | None) -> str:
+    """``10:15:00.123`` from an ISO timestamp."""
+    text = str(at or "")
+    return text[11:23] if len(text) >= 23 else text
+
+
+def _format_calls(calls: Sequence[Mapping[str, Any]]) -> str:
+    if not calls:
+        return "(no model calls)"
+    lines = [
+        f"{'time':<12} {'tier':<10} {'model':<24} {'node':<10} att {'in':>7} {'out':>6}"
+        f" {'cost':>9} {'latency':>8}  result"
+    ]
+    for c in calls:
+        result = "ok" if c["ok"] else f"ERROR {_first_line(c['error'] or '')}"
+        lines.append(
+            f"{_clock(c['at']):<12} {c['tier']:<10} {_cut(c['model'], 24):<24} "
+            f"{c['node'] or '-':<10} {c['attempt'] or '-':>3} {c['input_tokens']:>7} "
+            f"{c['output_tokens']:>6} {c['cost_usd']:>9.4f} {c['latency_s']:>7.2f}s  {result}"
+        )
+        for key in ("prompt", "response"):
+            if key in c:
+                lines.append(f"  --- {key} ---")
+                lines.extend("  " + line for line in str(c[key]).splitlines())
+    return "\n".join(lines)
+
+
+def _format_stats(stats: Mapping[str, Any]) -> str:
+    header = (
+        f"{'':<28} {'calls':>5} {'failed':>6} {'in':>8} {'out':>7} {'cost':>9}"
+        f" {'mean':>7} {'p50':>7} {'max':>7}"
+    )
+    lines = [header, _stats_line("total", stats["total"])]
+    for title, key in (("tier", "by_tier"), ("model", "by_model")):
+        lines += [_stats_line(f"{title} {name}", row) for name, row in stats[key].items()]
+    return "\n".join(lines)
+
+
+def _stats_line(label: str, row: Mapping[str, Any]) -> str:
+    lat = row["latency_s"]
+    return (
+        f"{_cut(label, 28):<28} {row['calls']:>5} {row['failed']:>6} {row['input_tokens']:>8}"
+        f" {row['output_tokens']:>7} {row['cost_usd']:>9.4f} {lat['mean']:>6.2f}s"
+        f" {lat['p50']:>6.2f}s {lat['max']:>6.2f}s"
+    )
+
+
+def _format_errors(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no errors)"
+    lines = []
+    for row in rows:
+        where = row.get("node") or "-"
+        if row.get("attempt") is not None:
+            where += f"#{row['attempt']}"
+        command = f" `{row['command']}` exit {row.get('exit_code')}" if row.get("command") else ""
+        lines.append(
+            f"{_clock(row.get('at')):<12} {row['kind']:<18} {where:<12}{command} "
+            f"{_first_line(row['message'])}"
+        )
+        lines += [f"    {_first_line(item)}" for item in row.get("evidence", [])[:3]]
+    return "\n".join(lines)
+
+
+def _format_tools(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no verified attempts)"
+    lines = []
+    for row in rows:
+        who = row["node"] or "sheaf"
+        attempt = "" if row["attempt"] == "sheaf" else f" attempt {row['attempt']}"
+        verdict = "stable" if row["stable"] else "unstable"
+        lines.append(f"{who}{attempt}: V={row['energy']['v']:.3f} {verdict}")
+        for command in row["commands"]:
+            status = "ok" if command["ok"] else f"exit {command.get('exit_code')}"
+            extra = "" if command["ok"] else f" {_first_line(command.get('message', ''))}"
+            lines.append(f"  command `{command['command']}`: {status}{extra}")
+        for source, items in row["sensors"].items():
+            for item in items[:8]:
+                lines.append(f"  {source}: {_locate(item)}{_first_line(str(item.get('message')))}")
+        if row["degraded"]:
+            lines.append(f"  degraded: {', '.join(row['degraded'])}")
+    return "\n".join(lines)
+
+
+def _locate(item: Mapping[str, Any]) -> str:
+    if item.get("test_id"):
+        return f"{item['test_id']}: "
+    if item.get("path"):
+        line = f":{item['line']}" if item.get("line") is not None else ""
+        return f"{item['path']}{line}: "
+    return ""
+
+
+def _first_line(text: str, limit: int = 140) -> str:
+    stripped = str(text).strip()
+    line = stripped.splitlines()[0] if stripped else ""
+    return _cut(line, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,210 @@
+"""The report functions behind ``keel status``, ``keel logs`` and ``keel replay``, on rows shaped
+like the store's. The commands themselves run on real sessions in tests/integration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keel.replay import parse_step_id, transcript_entries
+from keel.reports import (
+    call_stats,
+    default_redactor,
+    error_rows,
+    format_logs,
+    format_status,
+    redact_row,
+    secrets_in,
+)
+
+
+def _call(tier: str, model: str, latency: float, **extra: Any) -> dict[str, Any]:
+    row = {
+        "at": "2026-11-22T10:15:00.123+00:00",
+        "tier": tier,
+        "model": model,
+        "node_id": extra.pop("node", None),
+        "attempt": extra.pop("attempt", 1),
+        "schema_name": "artifact_bundle",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "cost_usd": 0.01,
+        "priced": True,
+        "latency_s": latency,
+        "ok": True,
+        "error": None,
+    }
+    return {**row, **extra}
+
+
+def test_call_stats_per_tier_and_model_with_latency_mean_p50_max() -> None:
+    calls = [
+        _call("actuator", "openai:gpt-4.1", 1.0),
+        _call("actuator", "openai:gpt-4.1", 2.0),
+        _call("actuator", "anthropic:claude-sonnet-4-5", 6.0, ok=False, error="boom"),
+        _call("architect", "openai:gpt-4.1", 3.0, priced=False, cost_usd=0.0),
+    ]
+    stats = call_stats(calls)
+    assert stats["total"]["calls"] == 4 and stats["total"]["failed"] == 1
+    assert stats["total"]["input_tokens"] == 400 and stats["total"]["output_tokens"] == 40
+    assert stats["total"]["cost_usd"] == pytest.approx(0.03)
+    assert stats["total"]["unpriced"] == 1
+    assert stats["total"]["latency_s"] == {"mean": 3.0, "p50": 2.5, "max": 6.0}
+    assert stats["by_tier"]["actuator"]["latency_s"] == {"mean": 3.0, "p50": 2.0, "max": 6.0}
+    assert stats["by_model"]["openai:gpt-4.1"]["calls"] == 3
+    assert call_stats([])["total"]["latency_s"] == {"mean": 0.0, "p50": 0.0, "max": 0.0}
+
+
+def test_error_rows_tell_failed_calls_from_invalid_replies_and_commands_apart() -> None:
+    calls = [
+        _call("actuator", "m", 0.0, node="n1", ok=False, error="cannot reach http://x"),
+        _call("actuator", "m", 0.4, node="n1", attempt=2, ok=False, error="the reply is not..."),
+    ]
+    evidence = [
+        {"source": "command", "command": "make", "exit_code": 2, "message": "failed: boom"},
+        {"source": "command", "command": "rm -rf /", "exit_code": -1, "message": "not run: no"},
+        {"source": "command", "command": "sleep 99", "exit_code": -1, "message": "timed out"},
+        {"source": "bundle", "path": "../x", "message": "escapes the workspace"},
+        {"source": "pytest", "test_id": "t::a", "message": "assert 1 == 2"},
+    ]
+    attempts = [{"node_id": "n1", "attempt": 3, "at": "t", "evidence": evidence}]
+    escalations = [
+        {
+            "node_id": "n1",
+            "at": "t",
+            "report": {"attempts": 3, "reason": "no", "evidence": [{"message": "e"}]},
+        }
+    ]
+    events = [{"type": "budget_exceeded", "message": "cost budget reached", "ts": "t"}]
+    kinds = [row["kind"] for row in error_rows(calls, attempts, escalations, events)]
+    assert kinds == [
+        "call_failed",
+        "invalid_reply",
+        "command_failed",
+        "command_refused",
+        "command_timed_out",
+        "bad_bundle",
+        "escalation",
+        "budget_exceeded",
+    ]
+
+
+def test_redaction_reaches_every_string_and_key_shaped_values() -> None:
+    env = {"OPENAI_API_KEY": "plain-secret-value", "GITHUB_TOKEN": "tok-123456789", "HOME": "/h"}
+    assert secrets_in(env) == {
+        "OPENAI_API_KEY": "plain-secret-value",
+        "GITHUB_TOKEN": "tok-123456789",
+    }
+    row = {
+        "a": ["x plain-secret-value y", {"b": "tok-123456789"}],
+        "c": "Bearer abc.def",
+        "d": "sk-ant-api03-abcdefghijkl",
+        "n": 3,
+    }
+    out = redact_row(row, default_redactor(env))
+    assert "plain-secret-value" not in str(out) and "tok-123456789" not in str(out)
+    assert "abc.def" not in str(out) and "abcdefghijkl" not in str(out)
+    assert out["n"] == 3 and out["a"][0] == "x [redacted] y"
+
+
+STATUS: dict[str, Any] = {
+    "session": "s-1",
+    "task": "Write notes",
+    "outcome": None,
+    "reason": "",
+    "running": True,
+    "pids": [4242],
+    "counts": {"queued": 1, "running": 1, "committed": 1, "escalated": 0},
+    "retries": 2,
+    "escalations": 1,
+    "ledger_entries": 1,
+    "totals": {"calls": 5, "input_tokens": 500, "output_tokens": 50, "cost_usd": 0.0123},
+    "budget": {"max_cost": 1.0, "max_steps": 10, "cost_left": 0.9877, "steps_left": 5},
+    "nodes": [
+        {
+            "id": "node-1",
+            "title": "First",
+            "state": "committed",
+            "retries": 2,
+            "escalations": 0,
+            "ledger": "0123456789abcdef",
+            "energy": {"v_syn": 0, "v_str": 0, "v_log": 0, "v_boot": 0, "v_sheaf": 0, "v": 0},
+        },
+        {
+            "id": "node-2",
+            "title": "Second",
+            "state": "running",
+            "retries": 0,
+            "escalations": 1,
+            "ledger": None,
+            "energy": None,
+        },
+    ],
+}
+
+
+def test_status_text() -> None:
+    text = format_status(STATUS)
+    assert "RUNNING (pid 4242)" in text
+    assert "queued 1  running 1  committed 1" in text and "escalated" not in text.split("\n")[2]
+    assert "2 retries, 1 escalations, 1 ledger commits" in text
+    assert "$0.9877 of $1.0000 left; 5 of 10 model calls left" in text
+    assert "V=0.000 [syn=0.00 str=0.00 log=0.00 boot=0.00 sheaf=0.00] retries 2 0123456789ab" in (
+        text
+    )
+    assert "node-2       running            V=- escalated 1x  Second" in text
+    stopped = format_status({**STATUS, "running": False, "pids": [], "budget": _no_limits()})
+    assert "stopped before it finished (`keel resume` continues it)" in stopped
+    assert "no cost limit; no step limit" in stopped
+
+
+def _no_limits() -> dict[str, None]:
+    return {"max_cost": None, "max_steps": None, "cost_left": None, "steps_left": None}
+
+
+def test_logs_text_shows_prompts_only_when_stored() -> None:
+    with_llm = _call("actuator", "m", 1.5, node="node-1", prompt="PROMPT", response="REPLY")
+    rows = [
+        {k: v for k, v in with_llm.items() if k != "node_id"} | {"node": "node-1", "schema": "s"},
+        {k: v for k, v in _call("architect", "m", 0.5).items() if k != "node_id"}
+        | {"node": None, "schema": "s", "ok": False, "error": "no route\nmore"},
+    ]
+    text = format_logs({"session": "s-1", "node": None, "calls": rows})
+    assert "--- prompt ---\n  PROMPT" in text and "--- response ---\n  REPLY" in text
+    assert "ERROR no route" in text and "more" not in text
+    assert text.count("---") == 4  # only the call that has them
+
+
+def test_step_ids_parse_back_to_transcript_keys() -> None:
+    assert parse_step_id("model:architect:-:1") == ("architect", None, 1)
+    assert parse_step_id("model:actuator:node-2:3") == ("actuator", "node-2", 3)
+    assert parse_step_id("model:actuator:odd:id:2") == ("actuator", "odd:id", 2)
+    assert parse_step_id("commit:node-1") is None
+    assert parse_step_id("model:actuator:node-1:x") is None
+
+
+def test_transcript_entries_keep_answered_steps_with_model_and_usage() -> None:
+    steps = [
+        {"step_id": "model:architect:-:1", "kind": "model", "result": {"text": "{}", "model": "m"}},
+        {"step_id": "model:actuator:n1:1", "kind": "model", "result": None},  # never answered
+        {"step_id": "model:actuator:n2:1", "kind": "model", "result": {"text": "x", "model": ""}},
+        {
+            "step_id": "model:verifier:n2:1",
+            "kind": "model",
+            "result": {"text": "y", "model": "replay:/t.jsonl"},
+        },
+    ]
+    calls = [_call("architect", "m", 0.3, input_tokens=7, output_tokens=3)]
+    assert transcript_entries(steps, calls) == [
+        {
+            "tier": "architect",
+            "node": None,
+            "attempt": 1,
+            "text": "{}",
+            "model": "m",
+            "usage": {"input_tokens": 7, "output_tokens": 3},
+        },
+        {"tier": "actuator", "node": "n2", "attempt": 1, "text": "x"},
+        {"tier": "verifier", "node": "n2", "attempt": 1, "text": "y"},
+    ]

@@ -1,0 +1,114 @@
+"""The terminal approver's pieces without a terminal: keys, the editor round trip, end of input.
+
+The whole flow through a real pseudo-terminal is in tests/integration/test_terminal_approval.py.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from keel.engine.ports import ApprovalRequest, Decision
+from keel.terminal import TerminalApprover, edit_files, editor_command
+
+REQUEST = ApprovalRequest(
+    session_id="s",
+    node_id="node-1",
+    title="Notes",
+    bundle_id="b",
+    diff="--- a/notes.txt\n+++ b/notes.txt\n@@ -0,0 +1 @@\n+draft\n",
+    energy={"v": 0.0, "v_syn": 0.0, "v_str": 0.0, "v_log": 0.0, "v_boot": 0.0, "v_sheaf": 0.0},
+    complexity=2,
+    changes={"notes.txt": b"draft\n", "old.txt": None, "sub/more.txt": b"more\n"},
+    base={"notes.txt": None, "old.txt": b"x", "sub/more.txt": None},
+)
+
+
+def _approver(answers: str, editor: object = None) -> tuple[TerminalApprover, io.StringIO]:
+    err = io.StringIO()
+    runner = editor if callable(editor) else (lambda argv: 0)
+    approver = TerminalApprover(
+        True, stdin=io.StringIO(answers), stderr=err, env={"EDITOR": "ed -s"}, editor_runner=runner
+    )
+    return approver, err
+
+
+def test_editor_command_prefers_visual_then_editor_then_vi() -> None:
+    assert editor_command({"VISUAL": "code -w", "EDITOR": "nano"}) == ["code", "-w"]
+    assert editor_command({"VISUAL": "", "EDITOR": "nano"}) == ["nano"]
+    assert editor_command({}) == ["vi"]
+
+
+def test_edit_files_returns_only_what_changed_and_removed_files_as_deletions() -> None:
+    seen: list[list[str]] = []
+
+    def editor(argv: list[str]) -> int:
+        seen.append(argv)
+        Path(argv[-2]).write_bytes(b"edited\n")  # notes.txt (sorted before sub/more.txt)
+        return 0
+
+    assert edit_files(REQUEST.changes, ["ed"], editor) == {"notes.txt": b"edited\n"}
+    assert seen[0][0] == "ed" and [Path(a).name for a in seen[0][1:]] == ["notes.txt", "more.txt"]
+
+    def remover(argv: list[str]) -> int:
+        Path(argv[-1]).unlink()
+        return 0
+
+    assert edit_files(REQUEST.changes, ["ed"], remover) == {"sub/more.txt": None}
+
+
+def test_a_failing_editor_changes_nothing() -> None:
+    def broken(argv: list[str]) -> int:
+        Path(argv[-1]).write_bytes(b"half")
+        return 1
+
+    assert edit_files(REQUEST.changes, ["ed"], broken) is None
+
+
+async def test_keys_make_their_decisions() -> None:
+    approver, _ = _approver("y\n")
+    assert (await approver.review(REQUEST)) == _decision(approved=True)
+    approver, _ = _approver("n\nnot like this\n")
+    assert (await approver.review(REQUEST)) == _decision(feedback="not like this")
+    approver, err = _approver("c\n\nc\nuse tabs\n")  # an empty correction asks again
+    assert (await approver.review(REQUEST)) == _decision(feedback="use tabs")
+    assert "No correction given." in err.getvalue()
+
+
+async def test_diff_and_help_then_ask_again() -> None:
+    approver, err = _approver("d\n?\ny\n")
+    assert (await approver.review(REQUEST)) == _decision(approved=True)
+    assert "+draft" in err.getvalue() and "e  edit the proposed files" in err.getvalue()
+    assert err.getvalue().count("Approve node-1?") == 3
+
+
+async def test_edit_returns_the_edits_and_an_unchanged_edit_asks_again() -> None:
+    def editor(argv: list[str]) -> int:
+        Path(argv[-2]).write_bytes(b"mine\n")  # notes.txt
+        return 0
+
+    approver, _ = _approver("e\n", editor)
+    decision = await approver.review(REQUEST)
+    assert decision is not None and decision.edits == {"notes.txt": b"mine\n"}
+    assert decision.approved is False
+    approver, err = _approver("e\ny\n")  # the editor saved nothing new
+    assert (await approver.review(REQUEST)) == _decision(approved=True)
+    assert "No file was changed." in err.getvalue()
+
+
+async def test_end_of_input_means_nobody_can_decide() -> None:
+    approver, _ = _approver("")
+    assert await approver.review(REQUEST) is None
+    assert await approver.approve_command("node-1", "make install") is False
+    approver, _ = _approver("y\n")
+    assert await approver.approve_command("node-1", "make install") is True
+
+
+async def test_without_a_terminal_nothing_is_asked() -> None:
+    approver = TerminalApprover(False, stdin=io.StringIO("y\n"), stderr=io.StringIO())
+    assert await approver.review(REQUEST) is None
+    assert await approver.approve_command("node-1", "make") is False
+
+
+def _decision(approved: bool = False, feedback: str = "") -> Decision:
+    return Decision(approved=approved, actor="user", feedback=feedback)
