@@ -148,7 +148,7 @@ async def test_bad_commands_become_boot_evidence(
 ) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "keel.toml").write_text("[engine]\ncommand_timeout_s = 1.5\n")
+    (workspace / "keel.toml").write_text("[engine]\ncommand_timeout_s = 5\n")
     (workspace / "important").mkdir()
     entries = [
         plan(node("node-1", ["calc.py"])),

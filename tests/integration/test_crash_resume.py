@@ -51,7 +51,7 @@ Check = Callable[[Path, Counter[Key]], None]
 
 
 class StoreLagsBehindGit(AssertionError):
-    """The store does not list as committed a node that git holds (a known engine gap)."""
+    """The store does not list as committed a node that git holds."""
 
 
 @dataclass(frozen=True)
@@ -148,13 +148,6 @@ POINTS = [
     Point("after the commit, before the store", "node_ledger_committed:3", committed_unrecorded),
     Point("after the commit is recorded", "node_commit_recorded:2", committed_recorded),
 ]
-STORE_LAG = pytest.mark.xfail(
-    raises=StoreLagsBehindGit,
-    strict=True,
-    reason="engine: on resume, nodes found committed in git are not recorded as committed "
-    "in the store (Engine._committed_nodes only updates the in-memory states)",
-)
-LAGGING = ("after the ledger commit", "after the commit, before the store")
 
 
 def _wait_for_key(server: FakeModelServer, key: Key, timeout: float = 60) -> None:
@@ -220,7 +213,7 @@ def _check_requests(counts: Counter[Key], reference: SmallRun, in_flight: Key | 
 
 @pytest.mark.parametrize(
     "point",
-    [pytest.param(p, marks=[STORE_LAG] if p.name in LAGGING else []) for p in POINTS],
+    POINTS,
     ids=[p.name for p in POINTS],
 )
 def test_kill_then_resume_finishes_like_an_uninterrupted_run(

@@ -29,6 +29,7 @@ from keel.engine.ports import (
     CommandRunner,
     EventSink,
     FaultPoint,
+    KeelError,
     LanguagePlugin,
     Ledger,
     ModelClient,
@@ -125,7 +126,7 @@ class Engine:
             await events.emit(
                 "budget_exceeded", reason=exc.reason, message=str(exc), **gateway.totals.as_dict()
             )
-        except (PlanningFailed, ProviderError) as exc:
+        except KeelError as exc:  # no plan, an unreachable model, a failing disk or git
             result.reason = str(exc)
         except asyncio.CancelledError:
             _uncancel()
@@ -254,7 +255,13 @@ class Engine:
         """Nodes of this session the ledger (git, the source of truth) already holds."""
         entries = [e for e in await self.ledger.entries(None) if e.session == session_id]
         await self.ledger.settle_index([path for e in entries for path in e.files])
-        return {e.node: NodeState.COMMITTED for e in entries}
+        latest: dict[str, str] = {}
+        for entry in entries:  # newest first
+            latest.setdefault(entry.node, entry.sha)
+        for node_id, sha in latest.items():
+            # A kill between the commit and its store record leaves the store behind git.
+            await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED.value, sha)
+        return dict.fromkeys(latest, NodeState.COMMITTED)
 
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
