@@ -183,7 +183,7 @@ async def run_agent(
             args.workspace, task, config, sink=sink, approver=approver, auto_approve=args.yes
         ) as engine:
             result = await engine.run(task, resume, resume=resume is not None)
-    if not args.json and result.reason:
+    if result.reason:  # stderr: stdout stays JSON-only with --json
         print(f"keel: {result.reason}", file=sys.stderr)
     return exit_status(result)
 
