@@ -1,7 +1,8 @@
 """The composition root: the one place that knows every adapter and wires them to the engine.
 
 Everything else receives its collaborators; nothing reaches for a global. Tests build engines
-through :func:`open_engine` with their own sink, approver and environment.
+through :func:`open_engine` with their own sink, approver and environment; the language
+server gets its workspaces from :func:`create_server` (one shared store and ledger each).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from keel.engine.ports import Approver, EventSink, ModelClient
 from keel.engine.session import Engine
 from keel.faults import Faults
 from keel.ledger import GitLedger
+from keel.lsp import KeelLanguageServer, WindowLogMessageHandler, serve_stdio, serve_tcp
+from keel.lsp.log import configure as configure_logging
+from keel.lsp.transport import DEFAULT_LIMIT
 from keel.plugins.registry import detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
@@ -129,3 +133,103 @@ async def open_engine(
             close = getattr(client, "aclose", None)
             if close is not None:
                 await close()
+
+
+class SharedWorkspace:
+    """A workspace's store and ledger, shared by every session of one language server.
+
+    The workspace lock is held while at least one session runs, so ``keel agent`` or
+    ``keel resume`` in a terminal is refused during an editor session and allowed between
+    them; reads (status, hover, the ledger) need no lock.
+    """
+
+    def __init__(
+        self, workspace: Path, ledger: GitLedger, store: SqliteStore, env: Mapping[str, str]
+    ):
+        self._workspace = workspace
+        self._ledger = ledger
+        self._store = store
+        self._env = dict(env)
+        self._lock = WorkspaceLock(workspace / ".keel")
+        self._running = 0
+
+    @classmethod
+    async def open(cls, workspace: Path, env: Mapping[str, str]) -> SharedWorkspace:
+        ledger = await GitLedger.open(workspace, faults=Faults.from_env(env))
+        store = await SqliteStore.open(store_path(workspace))
+        return cls(workspace, ledger, store, env)
+
+    @property
+    def workspace(self) -> Path:
+        return self._workspace
+
+    @property
+    def ledger(self) -> GitLedger:
+        return self._ledger
+
+    @property
+    def store(self) -> SqliteStore:
+        return self._store
+
+    @asynccontextmanager
+    async def engine(
+        self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
+    ) -> AsyncIterator[Engine]:
+        runner = command_runner(self._env)
+        plugins = await asyncio.to_thread(detect_plugins, self._workspace, task, runner=runner)
+        clients = model_clients(config, self._env)
+        try:
+            if self._running == 0:
+                await asyncio.to_thread(self._lock.acquire)
+            self._running += 1
+            try:
+                yield Engine(
+                    workspace=self._workspace,
+                    clients=clients,
+                    plugins=plugins,
+                    ledger=self._ledger,
+                    store=self._store,
+                    runner=runner,
+                    sink=sink,
+                    approver=approver,
+                    settings=config.engine_settings(auto_approve=False),
+                    secrets=secrets_of(config, self._env),
+                    faults=Faults.from_env(self._env),
+                )
+            finally:
+                self._running -= 1
+                if self._running == 0:
+                    self._lock.release()
+        finally:
+            for client in {id(c): c for c in clients.values()}.values():
+                close = getattr(client, "aclose", None)
+                if close is not None:
+                    await close()
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+def create_server(env: Mapping[str, str] | None = None) -> KeelLanguageServer:
+    """The language server of ``keel serve``: a fresh instance, wired to the real adapters."""
+    environment = dict(os.environ if env is None else env)
+
+    async def open_workspace(workspace: Path, session_env: Mapping[str, str]) -> SharedWorkspace:
+        return await SharedWorkspace.open(workspace, session_env)
+
+    return KeelLanguageServer(open_workspace=open_workspace, env=environment)
+
+
+def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run ``keel serve``. Logs go to the client and to stderr; stdout is the protocol."""
+    environment = dict(os.environ if env is None else env)
+    handler = WindowLogMessageHandler()
+    configure_logging(handler)
+    server = create_server(environment)
+    server.log_handler = handler
+    limit = int(environment.get("KEEL_LSP_MAX_MESSAGE_BYTES") or DEFAULT_LIMIT)
+    if tcp is None:
+        serve_stdio(server, limit)
+    else:
+        serve_tcp(server, tcp[0], tcp[1], limit)
+    return 0

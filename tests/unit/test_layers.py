@@ -1,5 +1,7 @@
 """The import rule: the engine and bundles stay pure, adapters stay apart, only the composition
-root (keel.app) wires them, and the server never prints.
+root (keel.app) wires them, the language server (keel.lsp) is a layer that only keel.app and
+keel.cli import and that reaches adapters only through what keel.app injects, and the server
+never prints.
 
 Every module under server/keel is parsed with ``ast`` (no import needed, so a module that does
 not import cleanly is still checked). Imports inside functions and ``TYPE_CHECKING`` blocks
@@ -19,7 +21,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "server" / "keel"
 
 THIRD_PARTY_ADAPTER_LIBS = ("pygls", "lsprotocol", "aiosqlite", "git", "openai", "anthropic")
 ADAPTERS = ("keel.store", "keel.ledger", "keel.providers", "keel.plugins", "keel.process")
-OUTER = ("keel.app", "keel.cli", "keel.config")
+OUTER = ("keel.app", "keel.cli", "keel.config", "keel.lsp")
 ALLOWED_ADAPTER_IMPORTS = {("keel.plugins", "keel.process")}
 
 
@@ -151,6 +153,25 @@ def test_only_the_composition_root_and_cli_import_keel_app() -> None:
         i
         for i in ALL_IMPORTS
         if _under(i.target, ("keel.app",)) and not _under(i.module, ("keel.app", "keel.cli"))
+    ]
+    assert not violations, _report(violations)
+
+
+def test_only_the_composition_root_and_cli_import_the_language_server() -> None:
+    violations = [
+        i
+        for i in ALL_IMPORTS
+        if _under(i.target, ("keel.lsp",))
+        and not _under(i.module, ("keel.app", "keel.cli", "keel.lsp"))
+    ]
+    assert not violations, _report(violations)
+
+
+def test_the_language_server_imports_no_adapter_and_not_the_composition_root() -> None:
+    violations = [
+        i
+        for i in ALL_IMPORTS
+        if _under(i.module, ("keel.lsp",)) and _under(i.target, (*ADAPTERS, "keel.app", "keel.cli"))
     ]
     assert not violations, _report(violations)
 

@@ -11,7 +11,9 @@ sensor also blocks stability outright: missing evidence is never a pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from keel.engine.models import Component, Energy, EnergyWeights, Residual, SensorReport
 
@@ -29,6 +31,62 @@ def measure(reports: Iterable[SensorReport], weights: EnergyWeights) -> Energy:
             evidence.append(residual)
     components = {c: weights.of(c) * total for c, total in sums.items()}
     return Energy(components=components, evidence=tuple(evidence), degraded_sensors=tuple(degraded))
+
+
+def rescore(
+    energy: Energy, weights: EnergyWeights, syn_reports: Mapping[str, SensorReport]
+) -> Energy:
+    """``energy`` with V_syn re-measured from other diagnostics for some files.
+
+    In the editor, the diagnostics the editor's own language servers report for a file
+    (``syn_reports``, keyed by workspace-relative path) replace the checker's V_syn evidence
+    for that file; every other residual and component stands as measured.
+    """
+    if not syn_reports:
+        return energy
+    kept = [
+        r for r in energy.evidence if r.component is not Component.SYN or r.path not in syn_reports
+    ]
+    added = [
+        replace(r, component=Component.SYN, path=r.path or path)
+        for path, report in syn_reports.items()
+        for r in report.residuals
+    ]
+    evidence = (*kept, *added)
+    syn = weights.of(Component.SYN) * sum(
+        r.magnitude**2 for r in evidence if r.component is Component.SYN
+    )
+    return replace(energy, components={**energy.components, Component.SYN: syn}, evidence=evidence)
+
+
+def energy_from_record(
+    components: Mapping[str, Any],
+    evidence: Iterable[Mapping[str, Any]],
+    degraded: Iterable[str] = (),
+) -> Energy:
+    """An :class:`Energy` back from its recorded form (``as_dict`` and evidence dicts)."""
+    values = {c: float(components.get(f"v_{c.value}", 0.0) or 0.0) for c in Component}
+    return Energy(
+        components=values,
+        evidence=tuple(residual_from_record(item) for item in evidence),
+        degraded_sensors=tuple(degraded),
+    )
+
+
+def residual_from_record(item: Mapping[str, Any]) -> Residual:
+    """The inverse of the verifier's evidence dicts; unknown keys are ignored."""
+    line, exit_code = item.get("line"), item.get("exit_code")
+    return Residual(
+        component=Component(str(item.get("component", Component.BOOT.value))),
+        message=str(item.get("message", "")),
+        source=str(item.get("source", "")),
+        magnitude=float(item.get("magnitude", 1.0)),
+        path=str(item["path"]) if item.get("path") is not None else None,
+        line=int(line) if isinstance(line, int | float) else None,
+        test_id=str(item["test_id"]) if item.get("test_id") is not None else None,
+        command=str(item["command"]) if item.get("command") is not None else None,
+        exit_code=int(exit_code) if isinstance(exit_code, int | float) else None,
+    )
 
 
 def parse_weights(text: str) -> EnergyWeights:

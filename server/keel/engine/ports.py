@@ -305,7 +305,9 @@ class Decision:
     rejection with feedback). ``files`` approves only those workspace-relative paths; the
     rest of the bundle is re-verified and proposed again. ``edits`` (with ``approved``
     false) replaces files of the bundle with the reviewer's own version: the edited bundle is
-    verified and proposed again, without a model call.
+    verified and proposed again, without a model call. ``created`` names new files of the
+    bundle that the reviewer's editor already created, empty, while applying the approval
+    (an LSP ``CreateFile``); the commit takes an empty file there for "absent".
     """
 
     approved: bool
@@ -313,6 +315,7 @@ class Decision:
     feedback: str = ""
     files: Sequence[str] | None = None
     edits: Mapping[str, bytes | None] | None = None
+    created: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,135 @@
+"""Pending bundles, keyed by bundle id: the engine waits on each one's decision.
+
+The engine's :class:`~keel.engine.ports.Approver` call parks a :class:`PendingBundle` here
+and awaits its decision. A command that decides a bundle first *claims* it; the claim is
+taken synchronously (no ``await`` between the lookup and the mark), so of two approvals of
+the same bundle racing, exactly one proceeds and the other is told the bundle is being
+decided. A decided bundle stays known by id, so a late request learns how it was decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from pygls.exceptions import JsonRpcInvalidParams
+
+from keel.engine.ports import ApprovalRequest, Decision, Settlement
+
+DECIDED_MEMORY = 500
+
+
+@dataclass
+class PendingBundle:
+    """A stable bundle waiting for the editor's decision."""
+
+    id: str
+    session_id: str
+    request: ApprovalRequest
+    decision: asyncio.Future[Decision]
+    settlement: asyncio.Future[Settlement] | None = None
+    busy: bool = False
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.request.title
+
+    @property
+    def node_id(self) -> str:
+        return self.request.node_id
+
+
+class BundleRegistry:
+    """Every pending bundle of every session, and how recent ones were decided."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingBundle] = {}
+        self._settling: dict[str, PendingBundle] = {}
+        self._decided: OrderedDict[str, str] = OrderedDict()
+
+    def propose(self, session_id: str, request: ApprovalRequest) -> PendingBundle:
+        bundle_id, n = request.bundle_id, 1
+        while bundle_id in self._pending or bundle_id in self._settling:
+            n += 1
+            bundle_id = f"{request.bundle_id}-{n}"
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        bundle = PendingBundle(
+            bundle_id, session_id, request, future, files=sorted(request.changes)
+        )
+        self._pending[bundle_id] = bundle
+        self._decided.pop(bundle_id, None)
+        return bundle
+
+    def pending(self) -> list[PendingBundle]:
+        return list(self._pending.values())
+
+    def get(self, bundle_id: str) -> PendingBundle | None:
+        return self._pending.get(bundle_id)
+
+    def for_path(self, path: str) -> list[PendingBundle]:
+        return [b for b in self._pending.values() if path in b.request.changes]
+
+    def claim(self, bundle_id: str) -> PendingBundle:
+        """Take the right to decide ``bundle_id``, or raise the reason why not."""
+        bundle = self._pending.get(bundle_id)
+        if bundle is None:
+            if bundle_id in self._settling:
+                raise JsonRpcInvalidParams(f"bundle {bundle_id} is being committed")
+            how = self._decided.get(bundle_id)
+            if how is not None:
+                raise JsonRpcInvalidParams(f"bundle {bundle_id} was already decided: {how}")
+            raise JsonRpcInvalidParams(
+                f"no pending bundle {bundle_id} (keel.server.status lists the pending ones)"
+            )
+        if bundle.busy:
+            raise JsonRpcInvalidParams(
+                f"bundle {bundle_id} is already being decided by another request"
+            )
+        bundle.busy = True
+        return bundle
+
+    def release(self, bundle: PendingBundle) -> None:
+        """End a claim that decided nothing: the bundle stays pending."""
+        bundle.busy = False
+
+    def decide(self, bundle: PendingBundle, decision: Decision, how: str) -> None:
+        """Hand the decision to the waiting engine; approvals then await their settlement."""
+        self._pending.pop(bundle.id, None)
+        self._remember(bundle.id, how)
+        if decision.approved:
+            bundle.settlement = asyncio.get_running_loop().create_future()
+            self._settling[bundle.id] = bundle
+        if not bundle.decision.done():
+            bundle.decision.set_result(decision)
+
+    def settle(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        for key, bundle in list(self._settling.items()):
+            if bundle.request is request:
+                del self._settling[key]
+                if settlement.ledger_sha:
+                    self._remember(key, f"approved (ledger entry {settlement.ledger_sha})")
+                else:
+                    self._remember(key, f"approved but not committed: {settlement.error}")
+                if bundle.settlement is not None and not bundle.settlement.done():
+                    bundle.settlement.set_result(settlement)
+
+    def retire(self, bundle: PendingBundle) -> None:
+        """The engine stopped waiting for an undecided bundle (its session stopped)."""
+        if self._pending.pop(bundle.id, None) is not None:
+            self._remember(bundle.id, "withdrawn: its session stopped")
+
+    def session_ended(self, session_id: str) -> None:
+        """No settlement will come for a session that ended: release who waits for one."""
+        for key, bundle in list(self._settling.items()):
+            if bundle.session_id == session_id:
+                del self._settling[key]
+                if bundle.settlement is not None and not bundle.settlement.done():
+                    bundle.settlement.cancel()
+
+    def _remember(self, bundle_id: str, how: str) -> None:
+        self._decided[bundle_id] = how
+        self._decided.move_to_end(bundle_id)
+        while len(self._decided) > DECIDED_MEMORY:
+            self._decided.popitem(last=False)

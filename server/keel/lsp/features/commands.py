@@ -1,0 +1,108 @@
+"""The ``keel.server.*`` commands of contract section 9, each taking one JSON object.
+
+Every handler receives the raw JSON arguments (``*args``), validates them into one object
+(``keel.lsp.args``) and calls one service. Errors are JSON-RPC errors with a message that
+says what went wrong and what became of the bundle: ``InvalidParams`` for a bad request,
+``RequestFailed`` for a refusal; a :class:`~keel.engine.ports.KeelError` from the engine or
+an adapter becomes ``RequestFailed`` with its message. No handler blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pygls.exceptions import JsonRpcException
+
+from keel.engine.ports import KeelError
+from keel.lsp import approval, review, scoring, sessions
+from keel.lsp.args import (
+    ApproveArgs,
+    BundleArgs,
+    CorrectArgs,
+    LedgerArgs,
+    NoArgs,
+    RejectArgs,
+    RollbackArgs,
+    SessionArgs,
+    StartSessionArgs,
+    parse_args,
+)
+from keel.lsp.errors import failed
+
+if TYPE_CHECKING:
+    from keel.lsp.server import KeelLanguageServer
+
+log = logging.getLogger(__name__)
+PREFIX = "keel.server."
+
+
+def register(server: KeelLanguageServer) -> None:
+    def command(name: str) -> Callable[[Callable[..., Awaitable[Any]]], None]:
+        full = PREFIX + name
+
+        def wrap(body: Callable[..., Awaitable[Any]]) -> None:
+            async def handler(*args: Any) -> Any:
+                try:
+                    return await body(full, args)
+                except JsonRpcException:
+                    raise
+                except KeelError as exc:
+                    raise failed(f"{full}: {exc}") from None
+
+            server.command(full)(handler)
+
+        return wrap
+
+    @command("startSession")
+    async def start_session(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, StartSessionArgs, args)
+        return {"sessionId": await sessions.start(server, parsed.task, mode=parsed.mode)}
+
+    @command("status")
+    async def status(name: str, args: tuple[Any, ...]) -> Any:
+        parse_args(name, NoArgs, args)
+        if not server.views:
+            await sessions.load_latest(server)
+        return scoring.summary(server)
+
+    @command("approve")
+    async def approve(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, ApproveArgs, args)
+        return await approval.approve(server, parsed.bundle_id, parsed.files)
+
+    @command("reject")
+    async def reject(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, RejectArgs, args)
+        return await review.reject(server, parsed.bundle_id, parsed.reason, "rejected")
+
+    @command("correct")
+    async def correct(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, CorrectArgs, args)
+        return await review.reject(server, parsed.bundle_id, parsed.feedback, "correcting")
+
+    @command("diff")
+    async def diff(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, BundleArgs, args)
+        return review.diff(server, parsed.bundle_id)
+
+    @command("abort")
+    async def abort(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, SessionArgs, args)
+        return {"aborted": sessions.abort(server, parsed.session_id)}
+
+    @command("resume")
+    async def resume(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, SessionArgs, args)
+        return {"sessionId": await sessions.resume(server, parsed.session_id)}
+
+    @command("ledger")
+    async def ledger(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, LedgerArgs, args)
+        return await review.ledger(server, parsed.limit)
+
+    @command("rollback")
+    async def rollback(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, RollbackArgs, args)
+        return await review.rollback(server, parsed.entry)

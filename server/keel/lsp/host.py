@@ -1,0 +1,62 @@
+"""What the language server needs from the composition root, as protocols.
+
+``keel.lsp`` never imports ``keel.app`` or an adapter: ``keel.app.create_server`` hands it a
+:data:`WorkspaceOpener`, and everything the server does to a workspace (sessions, the ledger,
+the store's records) goes through the :class:`WorkspaceHost` it returns. One host per
+workspace shares one store and one ledger between every session the server runs, so the
+server's sessions never fight over the workspace lock the way two processes would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from keel.config import KeelConfig
+from keel.engine.ports import Approver, EventSink, Ledger, SessionStore
+from keel.engine.session import Engine
+
+
+class StoreReader(SessionStore, Protocol):
+    """The session store's write port plus the reads the server shows (status, hover)."""
+
+    async def sessions(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    async def session(self, session_id: str) -> dict[str, Any] | None: ...
+
+    async def latest_session_id(self) -> str | None: ...
+
+    async def plan(self, session_id: str) -> dict[str, Any] | None: ...
+
+    async def nodes(self, session_id: str) -> list[dict[str, Any]]: ...
+
+    async def attempts(
+        self, session_id: str, node_id: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class WorkspaceHost(Protocol):
+    """One workspace's adapters, opened once and shared by the server's sessions."""
+
+    @property
+    def workspace(self) -> Path: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def store(self) -> StoreReader: ...
+
+    def engine(
+        self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
+    ) -> AbstractAsyncContextManager[Engine]:
+        """An engine for one session; holds the workspace lock while any session runs."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+#: Opens the host of a workspace; ``env`` is the environment sessions see (keys, base URLs).
+WorkspaceOpener = Callable[[Path, Mapping[str, str]], Awaitable[WorkspaceHost]]

@@ -1,0 +1,135 @@
+"""``$/progress`` for every session and every node, cancellable through the token.
+
+Each session gets a token when it starts and each node one when it starts; cancelling
+either (``window/workDoneProgress/cancel``) aborts that session, because
+``$/cancelRequest`` does not stop work that outlives a request. Tokens are created with
+``window/workDoneProgress/create`` only when the client advertises ``window.workDoneProgress``;
+reports made before the client answered the creation are queued and sent in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types as T
+
+if TYPE_CHECKING:
+    from keel.lsp.server import KeelLanguageServer
+
+log = logging.getLogger(__name__)
+_Value = T.WorkDoneProgressBegin | T.WorkDoneProgressReport | T.WorkDoneProgressEnd
+
+
+@dataclass
+class _Token:
+    token: str
+    session_id: str
+    key: tuple[str, str | None]
+    queue: list[_Value] = field(default_factory=list)
+    ready: bool = False
+    ended: bool = False
+
+
+class ProgressReporter:
+    """Maps engine events to work-done progress on per-session and per-node tokens."""
+
+    def __init__(self, server: KeelLanguageServer) -> None:
+        self._server = server
+        self._tokens: dict[str, _Token] = {}
+        self._live: dict[tuple[str, str | None], _Token] = {}
+        self._count = 0
+
+    def session_of(self, token: str | int) -> str | None:
+        found = self._tokens.get(str(token))
+        return found.session_id if found else None
+
+    def on_event(self, session_id: str, event: Mapping[str, Any], done: int, total: int) -> None:
+        kind, node = event.get("type"), event.get("node")
+        session: tuple[str, str | None] = (session_id, None)
+        if kind in ("session_started", "session_resumed"):
+            title = "Keel: " + _short(str(event.get("task", "")))
+            self._begin(session, session_id, title)
+        elif kind == "plan_ready":
+            self._report(session, f"planned {total} nodes", 0)
+        elif kind in ("node_committed", "node_escalated", "node_failed"):
+            self._report(session, f"{done}/{total} nodes committed", _percent(done, total))
+        elif kind == "session_finished":
+            self._end(session, f"{event.get('outcome')}: {done}/{total} nodes committed")
+        if node is None:
+            return
+        token = (session_id, str(node))
+        if kind == "node_started":
+            self._begin(token, session_id, f"Keel: {node} {_short(str(event.get('title', '')))}")
+        elif kind == "verification":
+            verdict = "stable" if event.get("stable") else "unstable"
+            self._report(
+                token, f"attempt {event.get('attempt')}: V={event.get('v', 0):.3f} {verdict}"
+            )
+        elif kind == "awaiting_approval":
+            self._report(token, "awaiting approval")
+        elif kind in ("node_committed", "node_escalated", "node_failed"):
+            self._end(token, str(kind).removeprefix("node_"))
+
+    def end_session(self, session_id: str, message: str) -> None:
+        for key in [k for k in self._live if k[0] == session_id]:
+            self._end(key, message)
+
+    def _begin(self, key: tuple[str, str | None], session_id: str, title: str) -> None:
+        if not self._server.supports("window.work_done_progress", False) or key in self._live:
+            return
+        self._count += 1
+        name = f"keel-{session_id}-{key[1] or 'session'}-{self._count}"
+        state = _Token(name, session_id, key)
+        state.queue.append(T.WorkDoneProgressBegin(title=title, cancellable=True))
+        self._tokens[name] = state
+        self._live[key] = state
+        self._server.run_task(self._create(state), name=f"progress {name}")
+
+    async def _create(self, state: _Token) -> None:
+        try:
+            await self._server.work_done_progress.create_async(state.token)
+        except Exception as exc:  # the client refused or went away: no progress, no harm
+            log.debug("progress token %s not created: %s", state.token, exc)
+            self._tokens.pop(state.token, None)
+            if self._live.get(state.key) is state:
+                del self._live[state.key]
+            return
+        state.ready = True
+        self._flush(state)
+
+    def _report(
+        self, key: tuple[str, str | None], message: str, percentage: int | None = None
+    ) -> None:
+        state = self._live.get(key)
+        if state is not None:
+            state.queue.append(T.WorkDoneProgressReport(message=message, percentage=percentage))
+            self._flush(state)
+
+    def _end(self, key: tuple[str, str | None], message: str) -> None:
+        state = self._live.pop(key, None)
+        if state is not None:
+            state.queue.append(T.WorkDoneProgressEnd(message=message))
+            state.ended = True
+            self._flush(state)
+
+    def _flush(self, state: _Token) -> None:
+        if not state.ready:
+            return
+        for value in state.queue:
+            self._server.notify(T.PROGRESS, T.ProgressParams(token=state.token, value=value))
+        state.queue.clear()
+        if state.ended:
+            self._tokens.pop(state.token, None)
+            self._server.work_done_progress.tokens.pop(state.token, None)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _percent(done: int, total: int) -> int:
+    return int(100 * done / total) if total else 0

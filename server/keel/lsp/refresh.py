@@ -1,0 +1,153 @@
+"""Debounced updates to the client after anything changed.
+
+Engine events and editor diagnostics can come in bursts; within ``DELAY`` they are coalesced
+into one ``keel/sessionChanged`` (the status summary), one refresh of CodeLenses (when the
+set of pending bundles changed and the client supports ``workspace/codeLens/refresh``) and
+one publication of Keel's own findings as diagnostics with ``source: "keel"``: a note on
+each changed region of a pending file, the reason of an escalated node on its open files,
+and what the final sheaf check found in committed files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from lsprotocol import types as T
+
+from keel.engine.models import Component
+from keel.lsp import scoring
+from keel.lsp.bundles import PendingBundle
+from keel.lsp.convert import changed_lines, finding, note, path_to_uri
+from keel.lsp.documents import digest
+
+if TYPE_CHECKING:
+    from keel.lsp.server import KeelLanguageServer
+
+log = logging.getLogger(__name__)
+DELAY = 0.1
+_Published = tuple[tuple[int, str, int], ...]
+
+
+class Refresher:
+    def __init__(self, server: KeelLanguageServer) -> None:
+        self._server = server
+        self._handle: asyncio.TimerHandle | None = None
+        self._published: dict[str, _Published] = {}
+        self._lenses: frozenset[str] = frozenset()
+        self._regions: dict[tuple[str, str, str], list[int]] = {}
+
+    def schedule(self) -> None:
+        if self._handle is None and not self._server.closing:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(DELAY, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        server = self._server
+        try:
+            if server.views or server.bundles.pending():
+                server.notify("keel/sessionChanged", scoring.summary(server))
+            self._publish()
+            self._refresh_lenses()
+        except Exception:  # one failed refresh must not stop the next
+            log.exception("refreshing the editor failed")
+
+    def _refresh_lenses(self) -> None:
+        server = self._server
+        ids = frozenset(b.id for b in server.bundles.pending())
+        if ids == self._lenses:
+            return
+        self._lenses = ids
+        if server.supports("workspace.code_lens.refresh_support", False):
+            server.run_task(self._lens_request(), name="codeLens refresh")
+
+    async def _lens_request(self) -> None:
+        try:
+            await self._server.workspace_code_lens_refresh_async(None)
+        except Exception as exc:
+            log.debug("codeLens refresh failed: %s", exc)
+
+    def _publish(self) -> None:
+        server = self._server
+        if server.root is None:
+            return
+        findings = self._findings()
+        for uri in set(self._published) | set(findings):
+            diagnostics = findings.get(uri, [])
+            key = tuple((d.range.start.line, d.message, int(d.severity or 1)) for d in diagnostics)
+            if self._published.get(uri, ()) == key:
+                continue
+            if key:
+                self._published[uri] = key
+            else:
+                self._published.pop(uri, None)
+            params = T.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics)
+            server.notify(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, params)
+
+    def regions(self, bundle: PendingBundle, path: str) -> list[int]:
+        """Where the bundle's changed regions start in the buffer (or its base), cached."""
+        server = self._server
+        document = server.documents.by_path(path)
+        if document is not None:
+            old = server.workspace.get_text_document(document.uri).source
+        else:
+            base = bundle.request.base.get(path)
+            old = base.decode("utf-8", "replace") if base is not None else ""
+        key = (bundle.id, path, digest(old))
+        if key not in self._regions:
+            if len(self._regions) > 256:
+                self._regions.clear()
+            new = bundle.request.changes.get(path)
+            text = new.decode("utf-8", "replace") if new is not None else ""
+            if old == text:  # the buffer shows the proposal: its regions against the base
+                base = bundle.request.base.get(path)
+                self._regions[key] = changed_lines(text, (base or b"").decode("utf-8", "replace"))
+            else:
+                self._regions[key] = changed_lines(old, text)
+        return self._regions[key]
+
+    def _findings(self) -> dict[str, list[T.Diagnostic]]:
+        server = self._server
+        root = server.root
+        assert root is not None
+        out: dict[str, list[T.Diagnostic]] = {}
+        for bundle in server.bundles.pending():
+            energy = scoring.pending_energy(server, bundle)
+            for path in bundle.files:
+                uri = path_to_uri(root, path)
+                lines = self.regions(bundle, path)
+                message = (
+                    f"Keel: pending change from {bundle.node_id} ({bundle.title}), bundle "
+                    f"{bundle.id}, V(x)={energy.total:.3f}: approve, reject or show the diff"
+                )
+                out.setdefault(uri, []).extend(
+                    note(line, message, T.DiagnosticSeverity.Information) for line in lines[:20]
+                )
+        for view in server.views.values():
+            for node in view.nodes.values():
+                if node.state != "escalated":
+                    continue
+                message = f"Keel: {node.id} ({node.title}) escalated: {node.reason}"
+                for path in node.owns:
+                    if server.documents.by_path(path) is not None:
+                        uri = path_to_uri(root, path)
+                        out.setdefault(uri, []).append(
+                            note(0, message, T.DiagnosticSeverity.Warning)
+                        )
+            for residual in view.sheaf.evidence if view.sheaf else ():
+                if residual.path and residual.component is Component.SHEAF:
+                    uri = path_to_uri(root, residual.path)
+                    severity = T.DiagnosticSeverity.Error
+                    if residual.magnitude < 1:
+                        severity = T.DiagnosticSeverity.Warning
+                    out.setdefault(uri, []).append(
+                        finding(residual, severity, "Keel sheaf check: ")
+                    )
+        return out

@@ -1,0 +1,80 @@
+"""Command arguments and forwarded diagnostics are validated before anything acts on them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pygls.exceptions import JsonRpcInvalidParams
+
+from keel.lsp.args import ApproveArgs, EditorDiagnosticsParams, NoArgs, parse_args
+from keel.lsp.transport import LimitedReader, oversized
+
+
+def test_one_json_object_in_camel_case() -> None:
+    parsed = parse_args("keel.server.approve", ApproveArgs, ({"bundleId": "b1", "files": ["u"]},))
+    assert parsed.bundle_id == "b1" and parsed.files == ["u"]
+    assert parse_args("keel.server.status", NoArgs, ()) == NoArgs()
+    for args, says in [
+        ((), "bundleId: Field required"),
+        (([],), "got list"),
+        (({"bundleId": "b"}, {}), "got 2 arguments"),
+        (({"bundleId": "b", "extra": 1},), "extra: Extra inputs are not permitted"),
+    ]:
+        with pytest.raises(JsonRpcInvalidParams) as caught:
+            parse_args("keel.server.approve", ApproveArgs, args)
+        assert says in str(caught.value) and "keel.server.approve" in str(caught.value)
+
+
+def test_forwarded_diagnostics_keep_what_is_usable() -> None:
+    params = EditorDiagnosticsParams.model_validate(
+        {
+            "uri": "file:///w/a.py",
+            "version": 3,
+            "positionEncoding": "utf-16",
+            "diagnostics": [
+                {"range": {"start": {"line": 1, "character": 2}}, "message": "m", "severity": 1},
+                {"message": "no range"},
+                {"range": {"start": {"line": -1}}, "message": "negative"},
+                {"range": {"start": {"line": 0}}, "message": "x" * 5000, "code": 7},
+            ],
+        }
+    )
+    diagnostics, skipped = params.parsed()
+    assert skipped == 2 and [d.line for d in diagnostics] == [1, 0]
+    assert diagnostics[1].code == "7" and len(diagnostics[1].message) == 2000
+
+
+def test_an_oversized_request_keeps_its_id() -> None:
+    head = b'{"jsonrpc": "2.0", "id": 42, "method": "workspace/executeCommand", "params": {"id": 9'
+    message = json.loads(oversized(head, 10_000_000, 1_000))
+    assert message["id"] == 42 and message["method"] == "keel/oversized"
+    assert message["params"] == {
+        "bytes": 10_000_000,
+        "limit": 1_000,
+        "method": "workspace/executeCommand",
+        "request": True,
+    }
+    note = json.loads(oversized(b'{"method": "keel/editorDiagnostics", "params": {"id": 1', 5, 1))
+    assert "id" not in note and "request" not in note["params"]
+
+
+def test_limited_reader_skips_a_large_body_in_chunks() -> None:
+    class Chunks:
+        def __init__(self, data: bytes) -> None:
+            self.data, self.reads = data, []
+
+        async def readline(self) -> bytes:
+            return b""
+
+        async def readexactly(self, n: int) -> bytes:
+            self.reads.append(n)
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+
+    body = b'{"jsonrpc":"2.0","id":"r1","method":"m","params":"' + b"x" * 3_000_000 + b'"}'
+    inner = Chunks(body + b"rest")
+    reader = LimitedReader(inner, limit=1000)
+    skipped = json.loads(asyncio.run(reader.readexactly(len(body))))
+    assert skipped["id"] == "r1" and max(inner.reads) <= 1024 * 1024 and inner.data == b"rest"

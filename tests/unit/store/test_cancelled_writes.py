@@ -1,0 +1,25 @@
+"""A write whose caller is cancelled (an aborted session) still commits or rolls back: it
+never leaves the connection inside an open transaction for the next write to trip on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from keel.store import SqliteStore
+
+
+async def test_a_cancelled_write_does_not_break_the_next(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "keel.db")
+    try:
+        await store.create_session("s1", "task", {})
+        first = asyncio.ensure_future(store.record_event("s1", {"type": "first"}))
+        await asyncio.sleep(0)  # let it start its transaction
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await store.record_event("s1", {"type": "second"})  # raised "within a transaction"
+        assert [e["type"] for e in await store.events("s1")] == ["first", "second"]
+    finally:
+        await store.close()
