@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
 from keel.engine.models import Tier
@@ -21,15 +22,15 @@ from keel.engine.ports import Approver, EventSink, ModelClient
 from keel.engine.session import Engine
 from keel.faults import Faults
 from keel.ledger import GitLedger
-from keel.lsp import KeelLanguageServer, WindowLogMessageHandler, serve_stdio, serve_tcp
-from keel.lsp.log import configure as configure_logging
-from keel.lsp.transport import DEFAULT_LIMIT
 from keel.plugins.registry import detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.store import SqliteStore
 from keel.store.lock import WorkspaceLock
+
+if TYPE_CHECKING:
+    from keel.lsp import KeelLanguageServer
 
 
 def store_path(workspace: Path) -> Path:
@@ -211,7 +212,13 @@ class SharedWorkspace:
 
 
 def create_server(env: Mapping[str, str] | None = None) -> KeelLanguageServer:
-    """The language server of ``keel serve``: a fresh instance, wired to the real adapters."""
+    """The language server of ``keel serve``: a fresh instance, wired to the real adapters.
+
+    The LSP libraries are imported here, not at the top: they cost most of a second, which
+    every other command (``keel agent``, ``keel status``) would otherwise pay on start.
+    """
+    from keel.lsp import KeelLanguageServer
+
     environment = dict(os.environ if env is None else env)
 
     async def open_workspace(workspace: Path, session_env: Mapping[str, str]) -> SharedWorkspace:
@@ -222,6 +229,10 @@ def create_server(env: Mapping[str, str] | None = None) -> KeelLanguageServer:
 
 def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run ``keel serve``. Logs go to the client and to stderr; stdout is the protocol."""
+    from keel.lsp import WindowLogMessageHandler, serve_stdio, serve_tcp
+    from keel.lsp.log import configure as configure_logging
+    from keel.lsp.transport import DEFAULT_LIMIT
+
     environment = dict(os.environ if env is None else env)
     handler = WindowLogMessageHandler()
     configure_logging(handler)
