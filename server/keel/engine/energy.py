@@ -99,7 +99,13 @@ def parse_weights(text: str) -> EnergyWeights:
 
 
 def weights_from(values: list[float]) -> EnergyWeights:
-    """Weights from a list of 3 to 5 non-negative numbers in component order."""
+    """Weights from a list of 3 to 5 non-negative numbers in component order.
+
+    Every configuration path (flag, ``keel.toml``, ``KEEL_ENERGY_WEIGHTS``, editor settings)
+    ends here, so this is where nonsense is refused. One zero weight is a deliberate way to
+    switch a component off; all five zero would make every bundle "stable" (V is always 0)
+    and a session with failing tests would succeed, so that is an error.
+    """
     if not 3 <= len(values) <= 5:
         raise ValueError(
             f"energy weights take 3 to 5 numbers (syn,str,log[,boot,sheaf]), got {len(values)}"
@@ -112,4 +118,9 @@ def weights_from(values: list[float]) -> EnergyWeights:
     names = [c.value for c in Component]
     merged = {name: getattr(defaults, name) for name in names}
     merged.update(zip(names, values, strict=False))
+    if not any(merged.values()):
+        raise ValueError(
+            "energy weights must not all be zero: V(x) would always be 0 and every bundle, "
+            "failing tests included, would count as stable"
+        )
     return EnergyWeights(**merged)

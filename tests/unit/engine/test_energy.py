@@ -112,8 +112,16 @@ def test_parse_weights_with_five_values_sets_all() -> None:
         ("1,,3", "must be numbers"),
         ("nan,1,1", "must be finite"),
         ("1,inf,1", "must be finite"),
+        ("0,0,0,0,0", "must not all be zero"),
+        ("0,0,0,0,-0", "must not all be zero"),
     ],
 )
 def test_parse_weights_rejects_bad_input(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_weights(text)
+
+
+def test_zero_weights_switch_components_off_but_not_all_of_them() -> None:
+    # Three zeros leave V_boot and V_sheaf at their defaults: still a working measure.
+    assert parse_weights("0,0,0") == EnergyWeights(syn=0.0, str=0.0, log=0.0, boot=1.0, sheaf=1.0)
+    assert parse_weights("0,0,0,0,0.5").sheaf == 0.5

@@ -61,6 +61,16 @@ def test_invalid_values_are_reported_and_the_rest_is_kept(
     assert "budget.max_cost = -1 ignored" in problems and "trace" not in problems
 
 
+def test_all_zero_energy_weights_from_the_editor_are_refused(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    resolved = resolve(tmp_path, env, {"engine": {"energy_weights": [0, 0, 0, 0, 0]}})
+    assert resolved.config.engine.energy_weights == [1.0, 0.5, 2.0, 1.0, 1.0]
+    assert len(resolved.problems) == 1
+    assert "engine.energy_weights" in resolved.problems[0]
+    assert "must not all be zero" in resolved.problems[0]
+
+
 def test_unknown_keys_in_a_section_and_non_objects_are_reported(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
