@@ -1,7 +1,7 @@
 """The architect: a task becomes a validated DAG of nodes, or the session stops.
 
 Validation enforces the contract's rules (unique ids, known dependencies, no cycles, every
-file owned by exactly one node, unit_test nodes depending on the code they test). Up to three
+file owned by exactly one node, unit_test nodes depending on the nodes they test). Up to three
 architect attempts are made; each failed attempt's problems are sent back in the next prompt.
 """
 
@@ -62,24 +62,53 @@ def validate_plan(plan: TaskPlan) -> list[str]:
     cycle = find_cycle({node.id: node.depends_on for node in plan.nodes})
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))
-    errors.extend(_test_dependencies(plan))
+    errors.extend(_test_dependencies(plan, owners))
     return errors
 
 
-def _test_dependencies(plan: TaskPlan) -> list[str]:
+def _test_dependencies(plan: TaskPlan, owners: Mapping[str, str]) -> list[str]:
+    """A unit_test node depends on what it tests: at least one non-test node, and the owner
+    of every file it reads (its ``context``), so those files exist when its tests run.
+
+    Why not "every code node": a plan may test parts separately (one test node per module),
+    and the final sheaf check runs the whole suite over everything anyway.
+    """
     deps = {node.id: set(node.depends_on) for node in plan.nodes}
-    code = [node.id for node in plan.nodes if node.kind is NodeKind.CODE]
+    non_tests = {node.id for node in plan.nodes if node.kind is not NodeKind.UNIT_TEST}
     errors = []
     for node in plan.nodes:
         if node.kind is not NodeKind.UNIT_TEST:
             continue
         reachable = ancestors(node.id, deps)
-        missing = [c for c in code if c not in reachable]
-        if missing:
+        if not reachable & non_tests:
             errors.append(
-                f"unit_test node {node.id} must depend on the code it tests: {', '.join(missing)}"
+                f"unit_test node {node.id} must depend on the code or command node it tests"
+            )
+        unmet: dict[str, list[str]] = {}
+        for path in node.context:
+            for owner in sorted(_owners_of(path, owners) - reachable - {node.id}):
+                unmet.setdefault(owner, []).append(path)
+        if unmet:
+            detail = ", ".join(f"{owner} ({', '.join(paths)})" for owner, paths in unmet.items())
+            errors.append(
+                f"unit_test node {node.id} reads files it does not depend on; add to its "
+                f"depends_on the nodes that own them: {detail}"
             )
     return errors
+
+
+def _owners_of(raw: str, owners: Mapping[str, str]) -> set[str]:
+    """The nodes owning ``raw``: its own owner or an owned parent directory, and, when it is a
+    directory, the owners of files inside it. An invalid or unowned path has none."""
+    try:
+        path = normalize(raw)
+    except PathError:
+        return set()
+    return {
+        owner
+        for owned, owner in owners.items()
+        if owned == path or path.startswith(owned + "/") or owned.startswith(path + "/")
+    }
 
 
 def ancestors(node_id: str, deps: Mapping[str, set[str] | Sequence[str]]) -> set[str]:

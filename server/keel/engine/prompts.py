@@ -11,9 +11,10 @@ You are the architect of a verified coding agent. Decompose the task into a smal
 nodes. Each node owns the files it writes (every file owned by exactly one node), lists the
 files it reads as context, and depends on the nodes whose files it needs. kind is "command"
 (project set-up checked by commands), "code" or "unit_test"; a unit_test node depends on
-every code node. Paths are workspace-relative with '/' separators. Put the symbols a node
-must define in contract.symbols and patterns it must not contain (e.g. "TODO") in
-contract.forbidden. Answer with the task_plan JSON object only."""
+the nodes it tests, including the owner of every file in its context. Paths are
+workspace-relative with '/' separators. Put the symbols a node must define in
+contract.symbols and patterns it must not contain (e.g. "TODO") in contract.forbidden.
+Answer with the task_plan JSON object only."""
 
 ACTUATOR_SYSTEM = """\
 You are the actuator of a verified coding agent. Produce the artifact_bundle for ONE node:

@@ -90,15 +90,15 @@ def test_an_invalid_owned_path_is_reported(bad: str) -> None:
     assert bad in errors[0]
 
 
-def test_a_unit_test_node_must_depend_on_every_code_node() -> None:
+def test_a_unit_test_node_may_test_one_code_node_of_several() -> None:
     errors = validate_plan(
         _plan(
             _node("core"),
             _node("extra"),
-            _node("tests", "unit_test", depends_on=["core"]),
+            _node("tests", "unit_test", depends_on=["core"], context=["core.py"]),
         )
     )
-    assert errors == ["unit_test node tests must depend on the code it tests: extra"]
+    assert errors == []
 
 
 def test_a_unit_test_node_may_depend_on_code_transitively() -> None:
@@ -106,7 +106,84 @@ def test_a_unit_test_node_may_depend_on_code_transitively() -> None:
         _plan(
             _node("core"),
             _node("cli", depends_on=["core"]),
-            _node("tests", "unit_test", depends_on=["cli"]),
+            _node("tests", "unit_test", depends_on=["cli"], context=["core.py", "cli.py"]),
+        )
+    )
+    assert errors == []
+
+
+def test_a_unit_test_node_must_depend_on_some_non_test_node() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("core"),
+            _node("lonely", "unit_test"),
+            _node("tests_of_tests", "unit_test", depends_on=["lonely"]),
+        )
+    )
+    assert errors == [
+        "unit_test node lonely must depend on the code or command node it tests",
+        "unit_test node tests_of_tests must depend on the code or command node it tests",
+    ]
+
+
+def test_a_unit_test_node_may_reach_the_code_through_another_test_node() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("core"),
+            _node("unit", "unit_test", depends_on=["core"]),
+            _node("integration", "unit_test", depends_on=["unit"]),
+        )
+    )
+    assert errors == []
+
+
+def test_a_unit_test_node_must_depend_on_the_owner_of_every_file_it_reads() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("setup", "command", owns=["pyproject.toml"]),
+            _node("core", owns=["src/core.py"]),
+            _node("cli", owns=["src/cli.py", "src/cli_help.py"]),
+            _node(
+                "tests",
+                "unit_test",
+                depends_on=["core"],
+                context=["src/core.py", "src/cli.py", "src/cli_help.py", "pyproject.toml"],
+            ),
+        )
+    )
+    assert errors == [
+        "unit_test node tests reads files it does not depend on; add to its depends_on the "
+        "nodes that own them: cli (src/cli.py, src/cli_help.py), setup (pyproject.toml)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "context",
+    [["src/pkg/mod.py"], ["src/pkg"], ["./src/pkg/"]],
+    ids=["file-in-owned-dir", "dir-with-owned-files", "unnormalised"],
+)
+def test_context_owners_are_found_through_directories(context: list[str]) -> None:
+    errors = validate_plan(
+        _plan(
+            _node("setup", "command", owns=["pyproject.toml"]),
+            _node("pkg", owns=["src/pkg/"]),
+            _node("tests", "unit_test", depends_on=["setup"], context=context),
+        )
+    )
+    assert len(errors) == 1 and errors[0].endswith(f"pkg ({context[0]})"), errors
+
+
+def test_context_files_nobody_owns_or_the_test_owns_need_no_dependency() -> None:
+    errors = validate_plan(
+        _plan(
+            _node("core"),
+            _node(
+                "tests",
+                "unit_test",
+                owns=["tests/test_core.py", "tests/conftest.py"],
+                depends_on=["core"],
+                context=["README.md", "tests/conftest.py", "../invalid"],
+            ),
         )
     )
     assert errors == []
