@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from keel import __version__, replay, reports
-from keel.app import open_engine, open_services
+from keel.app import open_engine, open_ledger
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ConfigError, KeelError
@@ -30,6 +30,10 @@ from keel.store import SqliteStore
 from keel.terminal import TerminalApprover
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Only these may create the -w directory (and then a repository and a store); every other
+# command reads an existing workspace and leaves a missing one missing.
+CREATING_COMMANDS = frozenset({"agent", "demo"})
 
 DEMO_TASK = (
     "Create a Python calculator package with add, subtract, multiply, divide operations. "
@@ -176,6 +180,7 @@ async def run_agent(
     session_config: Mapping[str, Any] | None = None,
 ) -> int:
     config = load_config(args.workspace, flags=flags, session=session_config)
+    args.workspace.mkdir(parents=True, exist_ok=True)  # after validation: bad flags create nothing
     sink = JsonSink() if args.json else TerminalSink()
     approver = TerminalApprover(interactive=sys.stdin.isatty() and not args.yes)
     with abort_on_signals():
@@ -189,8 +194,8 @@ async def run_agent(
 
 
 async def run_resume(args: argparse.Namespace) -> int:
-    async with open_services(args.workspace) as services:
-        store = services.store
+    store = await reports.open_store(args.workspace)
+    try:
         session_id = args.session or await store.latest_session_id()
         session = await store.session(session_id) if session_id else None
         if session is None:
@@ -200,6 +205,8 @@ async def run_resume(args: argparse.Namespace) -> int:
                 else f"no session to resume in {args.workspace}"
             )
         context = await trust_context(store, session)
+    finally:
+        await store.close()
     print(context, file=sys.stderr if args.json else sys.stdout, flush=True)
     flags = {key: getattr(args, key) for key in ("mode", "complexity_k", "max_cost", "max_steps")}
     return await run_agent(
@@ -235,8 +242,8 @@ async def trust_context(store: SqliteStore, session: Mapping[str, Any]) -> str:
 
 
 async def run_abort(args: argparse.Namespace) -> int:
-    async with open_services(args.workspace) as services:
-        store = services.store
+    store = await reports.open_store(args.workspace)
+    try:
         session_id = args.session or await store.latest_session_id()
         if session_id is None:
             print("keel: no session in this workspace", file=sys.stderr)
@@ -251,6 +258,8 @@ async def run_abort(args: argparse.Namespace) -> int:
                 signalled.append(int(run["pid"]))
             except ProcessLookupError:
                 await store.end_run(int(run["id"]))  # it died without saying so
+    finally:
+        await store.close()
     if args.json:
         print(json.dumps({"session": session_id, "signalled": signalled}))
     elif signalled:
@@ -310,6 +319,7 @@ def demo_transcript() -> Path:
 
 async def run_demo(args: argparse.Namespace) -> int:
     workspace = args.workspace
+    workspace.mkdir(parents=True, exist_ok=True)
     if any(p.name != ".git" for p in workspace.iterdir()):
         raise ConfigError(
             f"keel demo builds a new project and needs an empty directory; {workspace} "
@@ -340,32 +350,31 @@ def _entry_dict(entry: LedgerEntry) -> dict[str, Any]:
 
 
 async def run_ledger(args: argparse.Namespace) -> int:
-    async with open_services(args.workspace) as services:
-        ledger = services.ledger
-        if args.action == "show":
-            entry, patch = await ledger.show(_required(args.entry, "show"))
-            if args.json:
-                print(json.dumps({**_entry_dict(entry), "patch": patch}))
-            else:
-                print(
-                    f"{entry.sha}  {entry.title}\nsession {entry.session}  node {entry.node}  "
-                    f"approved by {entry.approved_by}\nenergy  {entry.energy}\n\n{patch}"
-                )
-            return EXIT_OK
-        if args.action == "rollback":
-            sha = await ledger.rollback(_required(args.entry, "rollback"))
-            print(json.dumps({"ledgerEntry": sha}) if args.json else f"reverted with {sha}")
-            return EXIT_OK
-        entries = await ledger.entries(args.recent)
+    ledger = await open_ledger(args.workspace)
+    if args.action == "show":
+        entry, patch = await ledger.show(_required(args.entry, "show"))
         if args.json:
-            print(json.dumps([_entry_dict(e) for e in entries]))
+            print(json.dumps({**_entry_dict(entry), "patch": patch}))
         else:
-            for e in entries:
-                who = f"{e.node:<10} {e.approved_by:<9}"
-                print(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]")
-            if not entries:
-                print("(no ledger entries yet)")
+            print(
+                f"{entry.sha}  {entry.title}\nsession {entry.session}  node {entry.node}  "
+                f"approved by {entry.approved_by}\nenergy  {entry.energy}\n\n{patch}"
+            )
         return EXIT_OK
+    if args.action == "rollback":
+        sha = await ledger.rollback(_required(args.entry, "rollback"))
+        print(json.dumps({"ledgerEntry": sha}) if args.json else f"reverted with {sha}")
+        return EXIT_OK
+    entries = await ledger.entries(args.recent)
+    if args.json:
+        print(json.dumps([_entry_dict(e) for e in entries]))
+    else:
+        for e in entries:
+            who = f"{e.node:<10} {e.approved_by:<9}"
+            print(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]")
+        if not entries:
+            print("(no ledger entries yet)")
+    return EXIT_OK
 
 
 def _required(entry: str | None, action: str) -> str:
@@ -506,12 +515,26 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        status = _run(build_parser().parse_args(argv))
+        sys.stdout.flush()  # a reader that went away shows up here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # `keel status --json | head -1`: stop quietly, like other Unix tools. stdout now points
+        # at devnull so the interpreter's own final flush does not fail again (Python docs,
+        # "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.workspace = Path(args.workspace).resolve()
-        args.workspace.mkdir(parents=True, exist_ok=True)
         if args.command == "serve":
             return run_serve(args)
+        if args.command not in CREATING_COMMANDS and not args.workspace.is_dir():
+            raise ConfigError(f"no workspace at {args.workspace} (no such directory)")
         return asyncio.run(dispatch(args))
     except ConfigError as exc:
         print(f"keel: {exc}", file=sys.stderr)
@@ -519,6 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeelError as exc:
         print(f"keel: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         print(f"keel: {exc}", file=sys.stderr)
         return EXIT_FAILED

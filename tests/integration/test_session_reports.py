@@ -150,8 +150,13 @@ def test_logs_list_every_call_and_filter_by_node(small_run: SmallRun, tmp_path: 
 def test_status_of_an_unknown_workspace_is_a_clear_error(tmp_path: Path) -> None:
     proc = run([*KEEL, "status", "-w", str(tmp_path / "nothing")], _env(tmp_path))
     assert proc.returncode == 2
+    assert proc.stderr.startswith("keel: no workspace at") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "nothing").exists()  # a report never creates anything
+    (tmp_path / "nothing").mkdir()
+    proc = run([*KEEL, "status", "-w", str(tmp_path / "nothing")], _env(tmp_path))
+    assert proc.returncode == 2
     assert proc.stderr.startswith("keel: no Keel session in") and "Traceback" not in proc.stderr
-    assert not (tmp_path / "nothing" / ".keel").exists()  # a report never creates a store
+    assert not (tmp_path / "nothing" / ".keel").exists()  # nor a store
 
 
 # ----------------------------------------------------------------------------- errors, tools

@@ -39,7 +39,7 @@ import git
 from git.exc import GitCommandError, GitCommandNotFound, GitError
 
 from keel.engine.models import LedgerEntry
-from keel.engine.ports import ConflictError, FaultPoint, KeelError, NoFaults
+from keel.engine.ports import ConfigError, ConflictError, FaultPoint, KeelError, NoFaults
 
 _log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ class GitLedger:
     """The :class:`keel.engine.ports.Ledger` over a real git repository.
 
     The constructor prepares the repository (``git init`` when the workspace is not in one,
-    ``.keel/`` in ``info/exclude``); :meth:`open` does the same off the event loop.
+    ``.keel/`` in ``info/exclude``); :meth:`open` does the same off the event loop. With
+    ``create=False`` (``keel ledger``, reports) it only uses an existing repository as it is
+    and refuses a directory outside one: reading the ledger must never make a repository.
     ``stale_lock_s`` is the age after which a leftover ``index.lock`` is taken as abandoned.
     """
 
@@ -96,6 +98,7 @@ class GitLedger:
         author_email: str = "keel@localhost",
         stale_lock_s: float = 60.0,
         faults: FaultPoint | None = None,
+        create: bool = True,
     ) -> None:
         self._workspace = Path(workspace).resolve()
         self._faults: FaultPoint = faults or NoFaults()
@@ -107,7 +110,7 @@ class GitLedger:
         }
         self._stale_lock_s = stale_lock_s
         self._lock = asyncio.Lock()
-        self._layout = self._prepare()
+        self._layout = self._prepare(create)
         self._git = git.Git(str(self._layout.toplevel))
 
     @classmethod
@@ -119,6 +122,7 @@ class GitLedger:
         author_email: str = "keel@localhost",
         stale_lock_s: float = 60.0,
         faults: FaultPoint | None = None,
+        create: bool = True,
     ) -> GitLedger:
         """Construct the ledger in a worker thread (it may run ``git init``)."""
         return await asyncio.to_thread(
@@ -128,6 +132,7 @@ class GitLedger:
                 author_email=author_email,
                 stale_lock_s=stale_lock_s,
                 faults=faults,
+                create=create,
             )
         )
 
@@ -182,13 +187,17 @@ class GitLedger:
 
     # ----------------------------------------------------------------- preparation
 
-    def _prepare(self) -> _Layout:
+    def _prepare(self, create: bool) -> _Layout:
         if not self._workspace.is_dir():
             raise KeelError(f"workspace {self._workspace} is not a directory")
         try:
             try:
                 git.Repo(self._workspace, search_parent_directories=True)
             except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError):
+                if not create:
+                    raise ConfigError(
+                        f"{self._workspace} is not in a git repository, so it has no Keel ledger"
+                    ) from None
                 git.Repo.init(self._workspace, initial_branch="main")
                 _log.info("initialised a git repository in %s", self._workspace)
             layout = self._discover()
@@ -196,7 +205,8 @@ class GitLedger:
             raise KeelError("git is not installed or not on PATH") from err
         except GitError as err:
             raise KeelError(f"cannot use {self._workspace} as a git workspace: {err}") from err
-        _ensure_excluded(layout.exclude)
+        if create:
+            _ensure_excluded(layout.exclude)
         return layout
 
     def _discover(self) -> _Layout:
@@ -560,14 +570,15 @@ class GitLedger:
         return gpath.removeprefix(prefix) if prefix and gpath.startswith(prefix) else gpath
 
     def _record(self, entry: str) -> _Record:
+        """The entry ``entry`` names; naming anything else is a usage error (ConfigError)."""
         if not entry or entry.startswith("-"):
-            raise KeelError(f"{entry!r} is not a Keel ledger entry")
+            raise ConfigError(f"{entry!r} is not a Keel ledger entry")
         sha = self._verify(f"{entry}^{{commit}}")
         if sha is None:
-            raise KeelError(f"{entry} is not a Keel ledger entry (no such commit)")
+            raise ConfigError(f"{entry} is not a Keel ledger entry (no such commit)")
         records = self._records_sync(1, rev=sha)
         if not records:
-            raise KeelError(
+            raise ConfigError(
                 f"{entry} is not a Keel ledger entry (it has no {TRAILER_BUNDLE} trailer)"
             )
         return records[0]
@@ -586,7 +597,7 @@ class GitLedger:
         sha = record.entry.sha
         head = self._head()
         if head is None or not self._is_ancestor(sha, head):
-            raise KeelError(f"{entry} is not in the history of the current branch")
+            raise ConfigError(f"{entry} is not in the history of the current branch")
         parent = self._verify(f"{sha}^1")
         changes: dict[str, bytes | None] = {}
         base: dict[str, bytes | None] = {}
@@ -603,11 +614,27 @@ class GitLedger:
             changes[rel], base[rel] = _content(before), _content(at_head)
             executable[rel] = before is not None and before[0] == "100755"
         if conflicts:
+            paths = [rel for rel, _ in conflicts]
+            reverter = self._reverted_by(sha, head)
+            if reverter is not None:
+                raise ConflictError(
+                    f"cannot roll back {sha[:12]}: already reverted by {reverter[:12]}", paths
+                )
             detail = "; ".join(f"{rel} ({why})" for rel, why in conflicts)
-            raise ConflictError(f"cannot roll back {sha[:12]}: {detail}", [r for r, _ in conflicts])
+            raise ConflictError(f"cannot roll back {sha[:12]}: {detail}", paths)
         trailers = _revert_trailers(record.entry, changes)
         message = f"{_SUBJECT_PREFIX}revert {record.entry.title}"
         return self._commit_sync(changes, base, message, trailers, executable)
+
+    def _reverted_by(self, sha: str, head: str) -> str | None:
+        """The newest commit up to ``head`` whose ``Keel-Reverts`` trailer names ``sha``.
+
+        Asked only when a rollback is refused: a revert that was itself reverted leaves the
+        files as the entry made them, and then rolling the entry back again is allowed.
+        """
+        pattern = f"--grep=^{TRAILER_REVERTS}: {sha}$"
+        out = self._run(["log", "--format=%H", "--max-count=1", pattern, head, "--"])
+        return out.strip() or None
 
     def _rollback_path(self, gpath: str) -> str:
         prefix = self._layout.prefix

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.engine.ports import ConflictError, KeelError
+from keel.engine.ports import ConfigError, ConflictError, KeelError
 from keel.ledger import GitLedger, content_hash
 
 TRAILERS = {
@@ -108,6 +108,22 @@ async def test_fresh_directory_is_initialised_and_keel_excluded(tmp_path: Path) 
 async def test_not_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeelError, match="not a directory"):
         GitLedger(tmp_path / "missing")
+
+
+async def test_reading_only_never_makes_a_repository(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(ConfigError, match="not in a git repository"):
+        await GitLedger.open(plain, create=False)
+    assert list(plain.iterdir()) == []
+
+
+async def test_reading_only_uses_an_existing_repository_as_it_is(ws: Path) -> None:
+    exclude = ws / ".git" / "info" / "exclude"
+    before = exclude.read_text() if exclude.exists() else None
+    ledger = await GitLedger.open(ws, create=False)
+    assert await ledger.entries() == []
+    assert (exclude.read_text() if exclude.exists() else None) == before
 
 
 # --------------------------------------------------------------------- commit
@@ -328,11 +344,11 @@ async def test_show_returns_entry_and_patch(ws: Path) -> None:
     assert entry.sha == sha
     assert "+++ b/d.txt" in patch and "+hello" in patch
 
-    with pytest.raises(KeelError, match="is not a Keel ledger entry"):
+    with pytest.raises(ConfigError, match="is not a Keel ledger entry"):
         await ledger.show(git(ws, "rev-parse", "HEAD^").strip())
-    with pytest.raises(KeelError, match="is not a Keel ledger entry"):
+    with pytest.raises(ConfigError, match="is not a Keel ledger entry"):
         await ledger.show("no-such-thing")
-    with pytest.raises(KeelError, match="is not a Keel ledger entry"):
+    with pytest.raises(ConfigError, match="is not a Keel ledger entry"):
         await ledger.show("--all")
 
 
@@ -389,8 +405,30 @@ async def test_rollback_refuses_when_a_later_commit_changed_the_file(ws: Path) -
     await add_file(ledger, "d.txt", b"d2\n")
     with pytest.raises(ConflictError, match="later commit"):
         await ledger.rollback(first)
-    with pytest.raises(KeelError, match="is not a Keel ledger entry"):
+    with pytest.raises(ConfigError, match="is not a Keel ledger entry"):
         await ledger.rollback("HEAD~2")
+    with pytest.raises(ConfigError, match="is not a Keel ledger entry"):
+        await ledger.rollback("deadbeef")
+
+
+async def test_rolling_back_twice_says_it_was_already_reverted(ws: Path) -> None:
+    ledger = GitLedger(ws)
+    sha = await add_file(ledger, "d.txt", b"d1\n")
+    revert = await ledger.rollback(sha)
+    with pytest.raises(ConflictError) as caught:
+        await ledger.rollback(sha[:10])
+    assert str(caught.value) == f"cannot roll back {sha[:12]}: already reverted by {revert[:12]}"
+    assert caught.value.paths == ["d.txt"]
+    assert head(ws) == revert
+
+
+async def test_an_entry_whose_revert_was_reverted_can_be_rolled_back_again(ws: Path) -> None:
+    ledger = GitLedger(ws)
+    sha = await add_file(ledger, "d.txt", b"d1\n")
+    await ledger.rollback(await ledger.rollback(sha))
+    assert (ws / "d.txt").read_bytes() == b"d1\n"
+    await ledger.rollback(sha)
+    assert not (ws / "d.txt").exists()
 
 
 async def test_rollback_of_the_root_commit_deletes_its_files(tmp_path: Path) -> None:
