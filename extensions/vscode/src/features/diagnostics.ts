@@ -8,6 +8,10 @@
  * a second. Each message carries the full current list for its URI (not a delta), the open
  * document's version so the server can match it to the text it verified, and never Keel's own
  * diagnostics (`source: "keel"`), which would otherwise feed back into V_syn.
+ *
+ * The server is not always there to be told (activation, Restart Server, no `keel` found, a
+ * crash). What could not be sent then is kept, and sent with the current diagnostics of the
+ * session's files once the server runs again: a restarted server knows nothing.
  */
 
 import type * as vscode from 'vscode';
@@ -48,6 +52,8 @@ export interface ForwarderDeps {
   /** The session's files, or undefined when no session lists any. */
   sessionFiles(): readonly string[] | undefined;
   scope(): ForwardScope;
+  /** True while the server can be sent to; `convert` and `send` are called only then. */
+  ready(): boolean;
   convert(diagnostics: readonly vscode.Diagnostic[]): unknown[];
   send(method: string, params: EditorDiagnosticsParams): Promise<void>;
   readonly timers: Timers;
@@ -56,6 +62,10 @@ export interface ForwarderDeps {
 
 export const DEBOUNCE_MS = 300;
 export const MAX_WAIT_MS = 1000;
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 /** True for diagnostics Keel did not produce itself. */
 export function isForeign(diagnostic: Pick<vscode.Diagnostic, 'source'>): boolean {
@@ -76,6 +86,8 @@ export function inScope(uri: string, scope: ForwardScope, sessionFiles: readonly
 
 export class DiagnosticsForwarder implements Disposable {
   private readonly pending = new Map<string, string>();
+  /** URIs that could not be sent (server not running, or the send failed), for the next start. */
+  private readonly deferred = new Map<string, string>();
   /** What was last sent per URI, so an unchanged list is not sent twice. */
   private readonly lastSent = new Map<string, string>();
   private timer: unknown;
@@ -144,34 +156,49 @@ export class DiagnosticsForwarder implements Disposable {
     this.firstChangeAt = undefined;
     const uris = [...this.pending.values()];
     this.pending.clear();
-    // Chain flushes so that messages for one URI never overtake each other.
-    this.flushing = this.flushing.then(() => this.sendAll(uris));
+    // Chain flushes so that messages for one URI never overtake each other. The chain never
+    // stays rejected: a failed flush must not stop every later one.
+    this.flushing = this.flushing
+      .then(() => this.sendAll(uris))
+      .catch((error: unknown) => { this.deps.log.warn(`Diagnostics forwarding failed: ${describe(error)}`); });
     return this.flushing;
   }
 
   private async sendAll(uris: readonly string[]): Promise<void> {
     for (const uri of uris) {
-      const foreign = this.deps.getDiagnostics(uri).filter(isForeign);
-      const version = this.deps.documentVersion(uri);
-      const params: EditorDiagnosticsParams = {
-        uri,
-        ...(version === undefined ? {} : { version }),
-        diagnostics: this.deps.convert(foreign),
-      };
-      const fingerprint = JSON.stringify(params);
       const key = uriKey(uri);
-      if (this.lastSent.get(key) === fingerprint) {
+      if (!this.deps.ready()) {
+        // Sent with the current diagnostics when the server runs again (serverStarted).
+        this.deferred.set(key, uri);
         continue;
       }
       try {
+        const foreign = this.deps.getDiagnostics(uri).filter(isForeign);
+        const version = this.deps.documentVersion(uri);
+        const params: EditorDiagnosticsParams = {
+          uri,
+          ...(version === undefined ? {} : { version }),
+          diagnostics: this.deps.convert(foreign),
+        };
+        const fingerprint = JSON.stringify(params);
+        if (this.lastSent.get(key) === fingerprint) {
+          continue;
+        }
         await this.deps.send(Notification.editorDiagnostics, params);
         this.lastSent.set(key, fingerprint);
+        this.deferred.delete(key);
         this.deps.log.trace(`Forwarded ${String(foreign.length)} diagnostic(s) for ${uri}`);
         this.listeners.forEach((l) => { l(params); });
       } catch (error) {
-        this.deps.log.warn(`Could not forward diagnostics for ${uri}: ${error instanceof Error ? error.message : String(error)}`);
+        this.deferred.set(key, uri);
+        this.deps.log.warn(`Could not forward diagnostics for ${uri}: ${describe(error)}`);
       }
     }
+  }
+
+  /** URIs waiting for the server to run (for tests and the log). */
+  get waiting(): string[] {
+    return [...this.deferred.values()];
   }
 
   /** Forget what was sent (after a server restart every file must be sent again). */
@@ -179,11 +206,23 @@ export class DiagnosticsForwarder implements Disposable {
     this.lastSent.clear();
   }
 
+  /**
+   * Call when the server (re)starts: it knows nothing, so every file that could not be sent
+   * while it was down, and every file of the session, is sent with its current diagnostics.
+   */
+  serverStarted(): void {
+    this.reset();
+    const uris = [...this.deferred.values(), ...(this.deps.sessionFiles() ?? [])];
+    this.deferred.clear();
+    this.changed(uris);
+  }
+
   dispose(): void {
     if (this.timer !== undefined) {
       this.deps.timers.clearTimeout(this.timer);
     }
     this.pending.clear();
+    this.deferred.clear();
     this.listeners.length = 0;
   }
 }
@@ -200,7 +239,7 @@ export interface ForwardingWiring {
 
 /**
  * Creates the forwarder and connects it: diagnostic changes in, session file changes in,
- * server restarts reset it. Returns the forwarder (for its `onDidForward`) and the disposables.
+ * server (re)starts send what the new server must know. Returns the forwarder (for its `onDidForward`) and the disposables.
  */
 export function registerDiagnosticsForwarding(w: ForwardingWiring): { forwarder: DiagnosticsForwarder; disposables: Disposable[] } {
   const forwarder = new DiagnosticsForwarder({
@@ -209,8 +248,9 @@ export function registerDiagnosticsForwarding(w: ForwardingWiring): { forwarder:
     workspaceRoots: () => w.api.workspaceRoots(),
     sessionFiles: () => (w.session.current === undefined ? undefined : w.session.files()),
     scope: () => w.scope(),
+    ready: () => w.server.state === 'running',
     convert: (diagnostics) => w.server.toProtocolDiagnostics(diagnostics),
-    send: (method, params) => (w.server.state === 'running' ? w.server.sendNotification(method, params) : Promise.resolve()),
+    send: (method, params) => w.server.sendNotification(method, params),
     timers: w.timers ?? realTimers,
     log: w.log,
   });
@@ -230,8 +270,11 @@ export function registerDiagnosticsForwarding(w: ForwardingWiring): { forwarder:
     }),
     w.server.onDidChangeState((state) => {
       if (state === 'running') {
-        forwarder.reset();
-        files = [];
+        // What could not be sent while the server was down, and the session's files as the
+        // store knows them now, are sent at once; files the new server lists later join
+        // through onDidChange.
+        forwarder.serverStarted();
+        files = w.session.current === undefined ? [] : w.session.files();
       }
     }),
   ];

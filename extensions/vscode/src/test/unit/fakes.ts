@@ -41,6 +41,9 @@ export class FakeServer implements ServerControl {
   }
 
   sendNotification(method: string, params: object): Promise<void> {
+    if (this.state !== 'running') {
+      return Promise.reject(new Error('the Keel language server is not running'));
+    }
     this.notifications.push({ method, params });
     return Promise.resolve();
   }
@@ -63,6 +66,9 @@ export class FakeServer implements ServerControl {
   }
 
   toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): unknown[] {
+    if (this.state !== 'running') {
+      throw new Error('the Keel language server is not running'); // as KeelServer does
+    }
     return diagnostics.map((d) => ({ message: d.message, source: d.source, severity: 1 }));
   }
 
