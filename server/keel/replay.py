@@ -137,7 +137,7 @@ async def base_revision(workspace: Path, session_id: str) -> str | None:
     A session that committed nothing started from no known commit; HEAD is the best guess.
     ``None`` means an empty tree (the session's first entry is the repository's root).
     """
-    ledger = await GitLedger.open(workspace)
+    ledger = await GitLedger.open(workspace, create=False)
     mine = [e for e in await ledger.entries(None) if e.session == session_id]
     rev = f"{mine[-1].sha}^1" if mine else "HEAD"
     out = await _git(workspace, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", ok=(0, 1))

@@ -80,7 +80,7 @@ async def ledger_entries(workspace: Path, session_id: str) -> list[Row] | None:
     )
     if probe.returncode != 0:
         return None  # never `git init` from a report
-    ledger = await GitLedger.open(workspace)
+    ledger = await GitLedger.open(workspace, create=False)
     entries = await ledger.entries(None)
     return [
         {"sha": e.sha, "node": e.node, "title": e.title, "files": list(e.files)}
