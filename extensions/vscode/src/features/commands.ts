@@ -43,6 +43,7 @@ export const Command = {
   restartServer: 'keel.restartServer',
   showOutput: 'keel.showOutput',
   approveFile: 'keel.approveFile',
+  rejectFile: 'keel.rejectFile',
   showFileDiff: 'keel.showFileDiff',
   refresh: 'keel.refresh',
 } as const;
@@ -162,6 +163,7 @@ export class KeelCommands {
       [c.approveBundle, 'approve the bundle', (arg) => this.approve(arg, false)],
       [c.approveFile, 'approve the file', (arg) => this.approve(arg, true)],
       [c.rejectBundle, 'reject the bundle', (arg, reason) => this.reject(arg, reason)],
+      [c.rejectFile, 'reject the file', (arg, reason) => this.reject(arg, reason, true)],
       [c.correctBundle, 'correct the bundle', (arg, feedback) => this.correct(arg, feedback)],
       [c.showPendingDiff, 'show the diff', (arg) => this.showDiff(arg, false)],
       [c.showFileDiff, 'show the diff', (arg) => this.showDiff(arg, true)],
@@ -249,6 +251,30 @@ export class KeelCommands {
     }
   }
 
+  /**
+   * The file a per-file command acts on: the target's (the diff or editor it came from), else
+   * one the user picks among the bundle's files. Undefined when cancelled or none is known.
+   */
+  private async targetFile(target: BundleTarget, placeHolder: string): Promise<string | undefined> {
+    if (target.fileUri !== undefined) {
+      return target.fileUri;
+    }
+    const files = target.bundle.files;
+    if (files.length === 1) {
+      return files[0];
+    }
+    if (files.length === 0) {
+      await this.d.api.showInformationMessage('Keel: open a file of the bundle (or its diff) to act on one file.');
+      return undefined;
+    }
+    const roots = this.d.api.workspaceRoots();
+    const picked = await this.d.api.showQuickPick(
+      files.map((uri) => ({ label: relativeLabel(uri, roots), description: target.bundle.title, value: uri })),
+      { title: `Keel: files of "${target.bundle.title}"`, placeHolder },
+    );
+    return picked?.value;
+  }
+
   /** Keel: Approve Bundle / Approve This File. Resolves to the ledger entry. */
   async approve(arg: unknown, perFile: boolean): Promise<string | undefined> {
     if (!(await this.ready())) {
@@ -258,48 +284,68 @@ export class KeelCommands {
     if (target === undefined) {
       return undefined;
     }
-    if (perFile && target.fileUri === undefined) {
-      await this.d.api.showInformationMessage('Keel: open a file of the bundle (or its diff) to approve one file.');
+    const file = perFile ? await this.targetFile(target, 'Approve which file?') : undefined;
+    if (perFile && file === undefined) {
       return undefined;
     }
-    const files = perFile && target.fileUri !== undefined ? [target.fileUri] : undefined;
+    const files = file === undefined ? undefined : [file];
     const result = await this.d.approvals.track(() =>
       this.d.server.executeCommand(ServerCommand.approve, { bundleId: target.bundle.bundleId, ...(files === undefined ? {} : { files }) }),
     );
     const entry = readString(result, 'ledgerEntry', 'ledger_entry', 'sha');
-    if (files === undefined) {
-      await this.d.preview.settle(target.bundle.bundleId);
-    }
-    const what = files === undefined ? `"${target.bundle.title}"` : `${relativeLabel(files[0] ?? '', this.d.api.workspaceRoots())} of "${target.bundle.title}"`;
+    // The approved files are on disk now: their previewed buffers go back to the (new) disk text,
+    // so none stays dirty. The rest of a per-file approval stays previewed until it is re-proposed.
+    await this.d.preview.settle(target.bundle.bundleId, files);
+    const what = this.describeTarget(target, files);
     this.d.log.info(`Approved ${what}: ledger ${entry ?? '?'}`);
     void this.d.api.showInformationMessage(`Keel: approved ${what}${entry === undefined ? '' : ` (ledger ${entry.slice(0, 10)})`}.`);
     void this.d.session.refresh();
     return entry;
   }
 
-  /** Keel: Reject Bundle, with an optional reason (the model sees it). */
-  async reject(arg: unknown, reasonArg?: unknown): Promise<boolean> {
+  private describeTarget(target: BundleTarget, files: readonly string[] | undefined): string {
+    return files === undefined ? `"${target.bundle.title}"` : `${relativeLabel(files[0] ?? '', this.d.api.workspaceRoots())} of "${target.bundle.title}"`;
+  }
+
+  /**
+   * Keel: Reject Bundle / Reject This File, with an optional reason (the model sees it). Per file,
+   * only that file's change is dropped; the server verifies the rest again and proposes it as a
+   * new bundle.
+   */
+  async reject(arg: unknown, reasonArg?: unknown, perFile = false): Promise<boolean> {
     if (!(await this.ready())) {
       return false;
     }
-    const target = await this.target(arg, 'Reject which bundle?');
+    const target = await this.target(arg, perFile ? 'Reject a file of which bundle?' : 'Reject which bundle?');
     if (target === undefined) {
       return false;
     }
+    const file = perFile ? await this.targetFile(target, 'Reject which file?') : undefined;
+    if (perFile && file === undefined) {
+      return false;
+    }
+    const files = file === undefined ? undefined : [file];
+    const what = this.describeTarget(target, files);
     const reason =
       typeof reasonArg === 'string'
         ? reasonArg
         : await this.d.api.showInputBox({
-            title: `Keel: Reject "${target.bundle.title}"`,
-            prompt: 'Why? (optional: the model sees the reason when it regenerates; Escape cancels the rejection)',
+            title: `Keel: Reject ${what}`,
+            prompt: files === undefined
+              ? 'Why? (optional: the model sees the reason when it regenerates; Escape cancels the rejection)'
+              : 'Why? (optional: the model sees the reason; the rest of the bundle is verified again and proposed anew; Escape cancels)',
             ignoreFocusOut: true,
           });
     if (reason === undefined) {
       return false;
     }
-    await this.d.server.executeCommand(ServerCommand.reject, { bundleId: target.bundle.bundleId, ...(reason.trim() === '' ? {} : { reason: reason.trim() }) });
-    await this.d.preview.settle(target.bundle.bundleId);
-    this.d.log.info(`Rejected "${target.bundle.title}" (${target.bundle.bundleId})`);
+    await this.d.server.executeCommand(ServerCommand.reject, {
+      bundleId: target.bundle.bundleId,
+      ...(files === undefined ? {} : { files }),
+      ...(reason.trim() === '' ? {} : { reason: reason.trim() }),
+    });
+    await this.d.preview.settle(target.bundle.bundleId, files);
+    this.d.log.info(`Rejected ${what} (${target.bundle.bundleId})`);
     void this.d.session.refresh();
     return true;
   }

@@ -103,12 +103,14 @@ export class BundlePreview implements Disposable {
   }
 
   /**
-   * The bundle was decided (or replaced): revert its previewed buffers that still show exactly
-   * the preview, so they show the file on disk (the approved text, or the old one).
+   * The bundle (or, with `files`, those files of it) was decided or replaced: revert its
+   * previewed buffers that still show exactly the preview, so they show the file on disk (the
+   * approved text, or the old one).
    */
-  async settle(bundleId: string): Promise<void> {
+  async settle(bundleId: string, files?: readonly string[]): Promise<void> {
+    const only = files === undefined ? undefined : new Set(files.map(uriKey));
     for (const [key, preview] of [...this.previews.entries()]) {
-      if (preview.bundleId !== bundleId) {
+      if (preview.bundleId !== bundleId || (only !== undefined && !only.has(key))) {
         continue;
       }
       this.previews.delete(key);

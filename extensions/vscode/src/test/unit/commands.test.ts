@@ -52,6 +52,11 @@ describe('finding the bundle a command acts on', () => {
   });
 });
 
+/** The argument of the last call of `command`. */
+function lastCall(server: FakeServer, command: string): object | undefined {
+  return server.calls.filter((c) => c.command === command).at(-1)?.argument;
+}
+
 function setup(settings: Record<string, unknown> = {}) {
   const server = new FakeServer();
   const fake = new FakeApi();
@@ -63,9 +68,13 @@ function setup(settings: Record<string, unknown> = {}) {
   const info = { show: (name: string, markdown: string) => { shown.push({ name, markdown }); return Promise.resolve(); } } as unknown as InfoDocuments;
   const approvals = new ApprovalTracker();
   const settled: string[] = [];
-  const preview = { settle: (id: string) => { settled.push(id); return Promise.resolve(); }, show: () => Promise.resolve([]) } as unknown as BundlePreview;
+  const settledFiles: (readonly string[] | undefined)[] = [];
+  const preview = {
+    settle: (id: string, files?: readonly string[]) => { settled.push(id); settledFiles.push(files); return Promise.resolve(); },
+    show: () => Promise.resolve([]),
+  } as unknown as BundlePreview;
   const commands = new KeelCommands({ api, server, session, diffs, info, approvals, preview, settings: () => readSettings((k) => settings[k]).settings, log });
-  return { server, fake, session, commands, shown, approvals, settled };
+  return { server, fake, session, commands, shown, approvals, settled, settledFiles };
 }
 
 describe('palette commands', () => {
@@ -99,14 +108,30 @@ describe('palette commands', () => {
     assert.equal(approvals.active, false);
   });
 
-  it('Approve This File sends files: [uri]; the rest of the bundle stays previewed', async () => {
-    const { server, commands, settled } = setup();
+  it('Approve This File sends files: [uri] and settles only that file\'s buffer; the rest stays previewed', async () => {
+    const { server, commands, settled, settledFiles } = setup();
     server.answers.set('keel.server.approve', () => ({ ledgerEntry: 'def456' }));
     await commands.approve({ bundle: b2, fileUri: H }, true);
     assert.deepEqual(server.calls[0]?.argument, { bundleId: 'b2', files: [H] });
-    assert.deepEqual(settled, []);
+    assert.deepEqual(settled, ['b2']);
+    assert.deepEqual(settledFiles, [[H]], 'the approved file is on disk: its buffer goes back to the disk, clean');
     await commands.approve({ bundle: b2 }, false);
-    assert.deepEqual(settled, ['b2'], 'a decided bundle gives its previewed buffers back to the disk');
+    assert.deepEqual(settled, ['b2', 'b2']);
+    assert.deepEqual(settledFiles[1], undefined, 'a decided bundle gives all its previewed buffers back to the disk');
+  });
+
+  it('Approve This File from a keel-proposed diff or the file\'s editor acts on that file; else asks which file', async () => {
+    const { server, fake, commands } = setup();
+    server.answers.set('keel.server.status', () => ({ sessionId: 's', pending: [b1, b2] }));
+    server.answers.set('keel.server.approve', () => ({ ledgerEntry: 'x' }));
+    fake.activeUri = proposedUri({ bundleId: 'b2', fileUri: G, side: 'after' });
+    await commands.approve(undefined, true);
+    assert.deepEqual(lastCall(server, 'keel.server.approve'), { bundleId: 'b2', files: [G] });
+    fake.activeUri = undefined;
+    fake.pickAnswers.push((items) => items[1], (items) => items.find((i) => i.label === 'h.py'));
+    await commands.approve(undefined, true);
+    assert.deepEqual(lastCall(server, 'keel.server.approve'), { bundleId: 'b2', files: [H] });
+    assert.deepEqual(fake.picksShown[1]?.map((i) => i.label), ['g.py', 'h.py']);
   });
 
   it('a refused approval keeps the preview and reports the server\'s reason', async () => {
@@ -145,6 +170,49 @@ describe('palette commands', () => {
     assert.deepEqual(server.calls[2]?.argument, { bundleId: 'b1' });
     fake.inputAnswers.push(undefined);
     assert.equal(await commands.reject(b1), false);
+  });
+
+  it('Reject This File sends files: [uri] and the optional reason, and settles only that file', async () => {
+    const { server, fake, commands, settled, settledFiles } = setup();
+    server.answers.set('keel.server.reject', () => ({}));
+    fake.inputAnswers.push('  keep h.py as it is  ');
+    assert.equal(await commands.reject({ bundle: b2, fileUri: H }, undefined, true), true);
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [H], reason: 'keep h.py as it is' });
+    assert.deepEqual([settled, settledFiles], [['b2'], [[H]]]);
+    fake.inputAnswers.push('');
+    await commands.reject({ bundle: b2, fileUri: G }, undefined, true);
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [G] }, 'an empty reason is left out');
+    await commands.reject({ bundle: b2, fileUri: G }, 'given as an argument', true);
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [G], reason: 'given as an argument' });
+    fake.inputAnswers.push(undefined);
+    assert.equal(await commands.reject({ bundle: b2, fileUri: G }, undefined, true), false, 'Escape cancels');
+    assert.equal(server.calls.filter((c) => c.command === 'keel.server.reject').length, 3);
+  });
+
+  it('Reject This File picks the file like Approve This File: the diff, the editor, else a quick pick', async () => {
+    const { server, fake, session, commands } = setup();
+    server.answers.set('keel.server.status', () => ({ sessionId: 's', pending: [b1, { ...b2, files: [H] }] }));
+    await session.refresh();
+    fake.activeUri = proposedUri({ bundleId: 'b2', fileUri: H, side: 'after' });
+    await commands.reject(undefined, '', true);
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [H] });
+    fake.activeUri = H;
+    await commands.reject(undefined, '', true);
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [H] });
+    fake.activeUri = undefined;
+    fake.pickAnswers.push((items) => items[0]);
+    await commands.reject({ bundle: b2 }, '', true); // a bundle from the tree: which of its files?
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [G] });
+    fake.pickAnswers.push(() => undefined);
+    assert.equal(await commands.reject({ bundle: b2 }, '', true), false, 'no file picked: nothing rejected');
+    assert.equal(server.calls.filter((c) => c.command === 'keel.server.reject').length, 3);
+  });
+
+  it('a whole-bundle Reject sends no files', async () => {
+    const { server, commands, settledFiles } = setup();
+    await commands.reject({ bundle: b2, fileUri: H }, 'no');
+    assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', reason: 'no' });
+    assert.deepEqual(settledFiles, [undefined]);
   });
 
   it('Correct requires feedback', async () => {

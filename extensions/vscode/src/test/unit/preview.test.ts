@@ -94,6 +94,18 @@ describe('previewing a bundle in the editor', () => {
     assert.equal(editor.buffers.get(A), 'new\nplus mine\n');
   });
 
+  it('settles only the files given: an approved file\'s buffer shows the disk, clean; the rest stays previewed', async () => {
+    const { editor, preview } = setup();
+    await preview.show('b1', files);
+    editor.disk.set(A, 'new\n'); // per-file approval: the server wrote a.py only
+    await preview.settle('b1', ['file:///work/ws/a%2Epy']);
+    assert.deepEqual(editor.log.slice(2), [`revert ${A}`]);
+    assert.equal(editor.buffers.get(A), 'new\n');
+    assert.equal(preview.isPreviewed(A), false);
+    assert.equal(preview.isPreviewed(NEW), true);
+    assert.equal(editor.buffers.get(NEW), 'x = 1\n');
+  });
+
   it('settles by itself when the bundle leaves the pending list', async () => {
     const { server, editor, preview } = setup();
     server.notify('keel/sessionChanged', { sessionId: 's', pending: [{ bundleId: 'b1' }] });
