@@ -5,8 +5,8 @@
  * (`keel.trace.server` sets the trace level; vscode-languageclient reads it by the client id).
  * The settings reach the server three ways, always in the `keel.toml` shape of contract
  * section 4: as `initializationOptions`, as the answer to `workspace/configuration` for section
- * `keel` (middleware), and pushed with `workspace/didChangeConfiguration` on change (middleware
- * replacing the raw VS Code settings object the client would otherwise send).
+ * `keel`, and pushed with `workspace/didChangeConfiguration` when a setting the server reads
+ * changes (the middleware and sync options of `middleware.ts`).
  *
  * Notification handlers registered here outlive restarts: each new client gets them all.
  */
@@ -17,8 +17,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
-  CancellationToken,
-  DidChangeConfigurationNotification,
   ExecuteCommandRequest,
   LanguageClient,
   RevealOutputChannelOn,
@@ -27,12 +25,13 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 import type { ServerControl, ServerState } from './connection';
-import { ApprovalTracker, withoutConfirmation } from './edits';
+import { ApprovalTracker } from './edits';
 import { Emitter, type Disposable } from './events';
 import { describeError, type Logger } from './log';
 import { ServerCommand, type ServerCommandId } from './protocol';
 import { expandPath, resolveServer, type Resolution } from './python';
-import { configurationFor, readSettings, RESTART_KEYS, toServerSettings, type KeelSettings } from './settings';
+import { keelMiddleware, synchronizeOptions } from './middleware';
+import { readSettings, RESTART_KEYS, toServerSettings, type KeelSettings } from './settings';
 import type { EditorApi } from './vscodeapi';
 import { NotificationProgressFeature, type OpenProgress } from '../features/progress';
 
@@ -148,6 +147,7 @@ export class KeelServer implements ServerControl, Disposable {
   }
 
   private createClient(command: string, args: string[], cwd: string | undefined): LanguageClient {
+    const owner: { client?: LanguageClient } = {}; // the client these options belong to
     const serverOptions: ServerOptions = { command, args, options: { ...(cwd === undefined ? {} : { cwd }), env: { ...process.env } } };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }],
@@ -156,36 +156,16 @@ export class KeelServer implements ServerControl, Disposable {
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       diagnosticCollectionName: 'keel',
       initializationOptions: () => toServerSettings(this.settings()),
-      synchronize: { configurationSection: 'keel' },
+      synchronize: synchronizeOptions(),
       markdown: { isTrusted: { enabledCommands: [...Object.values(ServerCommand), 'keel.showPendingDiff', 'keel.approveBundle', 'keel.rejectBundle'] }, supportThemeIcons: true },
-      middleware: {
-        workspace: {
-          configuration: async (params, token, next) => {
-            const answers: unknown = await next(params, token);
-            const list = Array.isArray(answers) ? (answers as unknown[]) : [];
-            return params.items.map((item, i) => {
-              const ours = configurationFor(item.section, toServerSettings(this.settings(item.scopeUri)));
-              return ours === undefined ? list[i] : ours;
-            });
-          },
-          didChangeConfiguration: async (sections, next) => {
-            if (sections?.includes('keel') !== true) {
-              await next(sections);
-              return;
-            }
-            await this.client?.sendNotification(DidChangeConfigurationNotification.type, { settings: { keel: toServerSettings(this.settings()) } });
-          },
-          handleApplyEdit: (params, next) =>
-            next(this.approvals.active && !this.settings().confirmEdits ? withoutConfirmation(params) : params, CancellationToken.None),
-        },
-        // Approvals from code actions and CodeLens run the server command through the client.
-        executeCommand: async (command, args, next): Promise<unknown> =>
-          command === ServerCommand.approve
-            ? this.approvals.track(async () => (await next(command, args)) as unknown)
-            : ((await next(command, args)) as unknown),
-      },
+      middleware: keelMiddleware({
+        settings: (scope) => this.settings(scope),
+        sendNotification: (method, params) => owner.client?.sendNotification(method, params) ?? Promise.resolve(),
+        approvals: this.approvals,
+      }),
     };
     const client = new LanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions, clientOptions);
+    owner.client = client;
     const openProgress: OpenProgress = (options, run) => {
       this.progressShown.push({ title: options.title, place: options.place, cancellable: options.cancellable });
       this.progressShown.splice(0, Math.max(0, this.progressShown.length - 20));

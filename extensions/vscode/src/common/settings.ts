@@ -199,7 +199,12 @@ export function configurationFor(section: string | undefined, server: ServerSett
 /** Settings whose change needs a new server process (the others are pushed to the running one). */
 export const RESTART_KEYS = ['keel.server.path', 'keel.python'] as const;
 
-/** Settings pushed to the server on change. */
+/**
+ * Settings the server reads (sections, so `keel.models` covers every tier): a change of one is
+ * pushed to the running server with `workspace/didChangeConfiguration` (see `middleware.ts`,
+ * which hands these to vscode-languageclient's configuration sync). The other `keel.*` settings
+ * restart the server ({@link RESTART_KEYS}) or only concern the extension.
+ */
 export const PUSH_KEYS = [
   'keel.models',
   'keel.mode',

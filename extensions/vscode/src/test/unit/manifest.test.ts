@@ -14,7 +14,7 @@ interface Manifest {
 }
 
 // The test bundles run from out/test/unit/.
-export const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as Manifest;
+const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as Manifest;
 
 describe('package.json contributions', () => {
   it('contributes exactly the commands the extension registers', () => {
