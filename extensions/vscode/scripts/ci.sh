@@ -44,7 +44,9 @@ node --test --test-reporter=spec out/test/unit/
 echo "== vsce package"
 rm -f dist/keel.vsix
 node scripts/build.mjs --production
-"$bin/vsce" package --no-dependencies --allow-missing-repository --no-rewrite-relative-links --out dist/keel.vsix
+# The shipped README is dist/README.md: its screenshots are copied into media/ and linked there.
+"$bin/vsce" package --no-dependencies --allow-missing-repository --no-rewrite-relative-links --readme-path dist/README.md --out dist/keel.vsix
+node scripts/check-vsix.mjs dist/keel.vsix
 ls -l dist/keel.vsix
 
 if [ "$e2e" = true ]; then
