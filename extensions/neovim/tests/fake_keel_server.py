@@ -12,7 +12,11 @@ Behaviour:
   ``keel/bundleProposed`` and ``keel/sessionChanged``.
 - ``status``, ``diff``, ``approve`` (writes the files, then ``workspace/applyEdit``),
   ``reject``, ``correct``, ``abort``, ``resume``, ``ledger`` and ``rollback`` behave as
-  the contract says, on that one bundle.
+  the contract says. ``approve`` or ``reject`` with ``files`` (some of the bundle's) decides
+  the bundle for those files and proposes the rest as a new bundle ``b-2``, ``b-3``...
+  (``keel/bundleProposed``), as docs/reference/lsp.md says the real server does. With
+  ``KEEL_FAKE_NO_FILE_REJECT=1`` ``reject`` refuses ``files`` as a server from before
+  per-file reject does (``InvalidParams``, pydantic's "Extra inputs are not permitted").
 - ``keel/editorDiagnostics`` is recorded; the hover of a bundle file reports V_syn as the
   number of forwarded error diagnostics of that file.
 - Every command and client notification is appended to the JSON Lines file named by
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as T
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
@@ -36,7 +41,13 @@ GREET_AFTER = 'def greet(name: str) -> str:\n    return f"héllo {name}"\n'
 UTIL_AFTER = "def double(x: int) -> int:\n    return 2 * x\n"
 
 server = LanguageServer("keel", "0.0.0-fake")
-state: dict[str, Any] = {"bundles": {}, "ledger": [], "diagnostics": {}, "session": None}
+state: dict[str, Any] = {
+    "bundles": {},
+    "ledger": [],
+    "diagnostics": {},
+    "session": None,
+    "next_bundle": 2,
+}
 
 
 def _plain(value: Any) -> Any:
@@ -114,19 +125,44 @@ async def _run_session() -> None:
             from_fs_path(str(util)): util.read_text() if util.exists() else "",
         },
     }
-    state["bundles"]["b-1"] = bundle
     server.work_done_progress.end(token, T.WorkDoneProgressEnd(message="bundle ready"))
+    _propose(bundle)
+
+
+def _propose(bundle: dict[str, Any]) -> None:
+    state["bundles"][bundle["bundleId"]] = bundle
     server.protocol.notify(
         "keel/bundleProposed",
         {
-            "bundleId": "b-1",
-            "nodeId": "node-1",
-            "title": "Greeting",
+            "bundleId": bundle["bundleId"],
+            "nodeId": bundle["nodeId"],
+            "title": bundle["title"],
             "files": list(bundle["after"]),
             "energy": {"v": 0.0, "v_syn": 0.0},
         },
     )
     _changed()
+
+
+def _split(bundle_id: str, uris: list[str]) -> dict[str, Any]:
+    """Take ``uris`` out of a pending bundle (it is decided); propose the rest anew."""
+    bundle = state["bundles"].pop(bundle_id)
+    unknown = [u for u in uris if u not in bundle["after"]]
+    if unknown:
+        state["bundles"][bundle_id] = bundle
+        raise JsonRpcInvalidParams(f"{unknown[0]} is not a file of bundle {bundle_id}")
+    taken = {u: bundle["after"].pop(u) for u in uris}
+    if bundle["after"]:
+        rest = {
+            **bundle,
+            "bundleId": f"b-{state['next_bundle']}",
+            "before": {u: bundle["before"][u] for u in bundle["after"]},
+        }
+        state["next_bundle"] += 1
+        _propose(rest)
+    else:
+        _changed()
+    return taken
 
 
 @server.feature(T.INITIALIZED)
@@ -170,9 +206,11 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "approve", args)
     bundle = state["bundles"][args["bundleId"]]
     chosen = args.get("files") or list(bundle["after"])
+    if any(uri not in bundle["after"] for uri in chosen):
+        raise JsonRpcInvalidParams(f"a file of {chosen} is not in bundle {args['bundleId']}")
     changes = []
     for uri in chosen:
-        after = bundle["after"].pop(uri)
+        after = bundle["after"][uri]
         path = Path(to_fs_path(uri))
         path.write_text(after)  # noqa: ASYNC240 (a test double; the write is tiny)
         lines = bundle["before"][uri].count("\n") + 1
@@ -190,8 +228,7 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
         T.ApplyWorkspaceEditParams(edit=T.WorkspaceEdit(document_changes=changes), label="Greeting")
     )
     _record("applied", "approve", {"applied": result.applied})
-    if not bundle["after"]:
-        del state["bundles"][args["bundleId"]]
+    _split(args["bundleId"], chosen)
     sha = f"{len(state['ledger']) + 1:040x}"
     state["ledger"].insert(0, {"sha": sha, "title": "Greeting", "energy": "V=0.000"})
     _changed()
@@ -199,10 +236,18 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @server.command("keel.server.reject")
-def reject(args: dict[str, Any]) -> None:
+def reject(args: dict[str, Any]) -> dict[str, Any] | None:
     _record("command", "reject", args)
+    if "files" in args and os.environ.get("KEEL_FAKE_NO_FILE_REJECT"):
+        raise JsonRpcInvalidParams(
+            "keel.server.reject: invalid argument: files: Extra inputs are not permitted"
+        )
+    if args.get("files"):
+        _split(args["bundleId"], args["files"])
+        return {}
     state["bundles"].pop(args["bundleId"], None)
     _changed()
+    return None
 
 
 @server.command("keel.server.correct")

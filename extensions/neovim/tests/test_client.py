@@ -51,14 +51,16 @@ class Workspace:
         return str(self.nvim.lua("return vim.uri_from_fname(...)", str(self.root / rel)))
 
 
-@pytest.fixture
-def ws(nvim: Nvim, tmp_path: Path) -> Workspace:
+def open_workspace(nvim: Nvim, tmp_path: Path, env: dict[str, str] | None = None) -> Workspace:
+    """A workspace with greet.py open and the fake server attached (``env`` for the fake)."""
     root = tmp_path / "ws"
     (root / ".git").mkdir(parents=True)
     (root / "greet.py").write_text(GREET_BEFORE)
     (root / "other.py").write_text("X = 1\n")
     log = tmp_path / "fake.jsonl"
     nvim.lua("vim.env.KEEL_FAKE_LOG = ...", str(log))
+    for key, value in (env or {}).items():
+        nvim.lua("vim.env[select(1, ...)] = select(2, ...)", key, value)
     nvim.lua(
         """
         local cmd = ...
@@ -79,6 +81,11 @@ def ws(nvim: Nvim, tmp_path: Path) -> Workspace:
         "#require('keel.client').all() == 1 and require('keel.client').all()[1].initialized"
     ), nvim.notes()
     return Workspace(nvim, root, log)
+
+
+@pytest.fixture
+def ws(nvim: Nvim, tmp_path: Path) -> Workspace:
+    return open_workspace(nvim, tmp_path)
 
 
 def start_session(ws: Workspace) -> None:
@@ -265,7 +272,33 @@ def test_picks_with_ui_select_outside_the_bundle(ws: Workspace) -> None:
     assert select == {"count": 1, "label": "Greeting (2 files, V=0) [b-1]"}
 
 
-def test_review_view_approves_the_files_kept(ws: Workspace) -> None:
+def answer_inputs(nv: Nvim, answers: list[str | None]) -> None:
+    """Replace vim.ui.input: record each prompt, answer from ``answers`` (None: Esc)."""
+    nv.lua(
+        """
+        _G.keel_test.prompts = {}
+        local answers = ...
+        vim.ui.input = function(opts, on_confirm)
+          table.insert(_G.keel_test.prompts, opts.prompt)
+          local answer = table.remove(answers, 1)
+          on_confirm(answer ~= vim.NIL and answer or nil)
+        end
+        """,
+        answers,
+    )
+
+
+def buffer_of(ws: Workspace, rel: str) -> dict[str, Any]:
+    return dict(
+        ws.nvim.lua(
+            "local b = vim.fn.bufnr(...); return { lines = vim.api.nvim_buf_get_lines(b, 0, -1,"
+            " false), modified = vim.bo[b].modified, marks = #require('keel.signs').list(b) }",
+            str(ws.root / rel),
+        )
+    )
+
+
+def test_review_view_r_rejects_the_file_shown(ws: Workspace) -> None:
     nv = ws.nvim
     start_session(ws)
     nv.cmd("Keel diff")
@@ -293,36 +326,120 @@ def test_review_view_approves_the_files_kept(ws: Workspace) -> None:
     assert view["lines"] == GREET_AFTER.splitlines()
     assert not view["modifiable"]
     assert view["filetype"] == "python"
-    # r: leave greet.py out (the view moves on to util.py); A: approve the rest.
+    answer_inputs(nv, [None, "greet is fine as it is"])
+    # r, then Esc at the reason prompt: nothing is sent (the ledger request that follows
+    # is the next thing the server hears) and the view stays.
     nv.lua("vim.api.nvim_feedkeys('r', 'x', false)")
-    assert nv.wait("require('keel.review').view().index == 2")
-    assert nv.lua("return vim.b.keel_review.uri").endswith("util.py")
-    nv.lua("vim.api.nvim_feedkeys('A', 'x', false)")
-    record = ws.wait_record("approve")
-    assert record["payload"] == {"bundleId": "b-1", "files": [ws.uri("util.py")]}
+    nv.cmd("Keel ledger")
+    ws.wait_record("ledger")
+    assert not ws.records("reject")
+    assert nv.lua("return _G.keel_test.prompts") == [
+        "Keel: reason for rejecting greet.py (optional): "
+    ]
+    assert nv.lua("return require('keel.review').view().index") == 1
+    # r with a reason: greet.py's change is rejected, the rest comes back as a new bundle.
+    nv.lua("vim.api.nvim_feedkeys('r', 'x', false)")
+    record = ws.wait_record("reject")
+    assert record["payload"] == {
+        "bundleId": "b-1",
+        "files": [ws.uri("greet.py")],
+        "reason": "greet is fine as it is",
+    }
+    nv.wait_note(
+        r"^Keel: rejected greet\.py of Greeting \(2 files, V=0\) \[b-1\]; left pending: util\.py"
+        r" \(verified again and proposed as a new bundle\)$"
+    )
     assert nv.wait("require('keel.review').view() == nil")
     assert nv.lua("return #vim.api.nvim_list_tabpages()") == 1
+    nv.wait_note(r"bundle proposed: Greeting \(1 file, V=0\) \[b-2\]")
+    assert nv.wait(
+        "#require('keel').pending() == 1 and require('keel').pending()[1].bundleId == 'b-2'"
+    )
+    assert nv.lua("return require('keel').pending()[1].files") == [ws.uri("util.py")]
+    assert (ws.root / "greet.py").read_text() == GREET_BEFORE
+    assert not (ws.root / "util.py").exists()
+    assert buffer_of(ws, "greet.py") == {
+        "lines": GREET_BEFORE.splitlines(),
+        "modified": False,
+        "marks": 0,  # greet.py is in no pending bundle now
+    }
+    # The new bundle: its one file, approved with A.
+    nv.cmd(f"edit {ws.root / 'util.py'}")
+    nv.cmd("Keel diff")
+    assert nv.wait("require('keel.review').view() ~= nil")
+    assert nv.lua("return #require('keel.review').view().files") == 1
+    nv.lua("vim.api.nvim_feedkeys('A', 'x', false)")
+    assert ws.wait_record("approve")["payload"] == {"bundleId": "b-2"}
+    nv.wait_note(r"^Keel: approved Greeting \(1 file, V=0\) \[b-2\]; ledger entry 000000000000$")
+    assert nv.wait("require('keel.review').view() == nil")
     assert (ws.root / "util.py").read_text() == UTIL_AFTER
     assert (ws.root / "greet.py").read_text() == GREET_BEFORE
     assert not nv.errors()
 
 
-def test_review_view_approve_file_and_reject_bundle(ws: Workspace) -> None:
+def test_review_view_approve_file_leaves_the_rest_pending(ws: Workspace) -> None:
     nv = ws.nvim
     start_session(ws)
+    nv.cmd("Keel preview")
+    nv.wait_note(r"previewing Greeting .* in 2 buffer\(s\)")
     nv.cmd("Keel diff")
     assert nv.wait("require('keel.review').view() ~= nil")
     nv.cmd("KeelApproveFile")
     record = ws.wait_record("approve")
     assert record["payload"] == {"bundleId": "b-1", "files": [ws.uri("greet.py")]}
-    assert nv.wait("#require('keel.review').view().files == 1")
+    nv.wait_note(
+        r"^Keel: approved greet\.py of Greeting \(2 files, V=0\) \[b-1\];"
+        r" ledger entry 000000000000; left pending: util\.py"
+        r" \(verified again and proposed as a new bundle\)$"
+    )
+    assert nv.wait("require('keel.review').view() == nil")
     assert (ws.root / "greet.py").read_text() == GREET_AFTER
-    nv.cmd("KeelRejectBundle util is not needed")
+    assert nv.wait(
+        "#require('keel').pending() == 1 and require('keel').pending()[1].bundleId == 'b-2'"
+    )
+    # The approved file keeps the previewed text, now saved; the file left pending gets its
+    # own text back (its change comes again in the new bundle).
+    assert nv.wait("not vim.bo[vim.fn.bufnr(args[1])].modified", 15000, str(ws.root / "greet.py"))
+    assert buffer_of(ws, "greet.py")["lines"] == GREET_AFTER.splitlines()
+    assert {k: v for k, v in buffer_of(ws, "util.py").items() if k != "marks"} == {
+        "lines": [""],
+        "modified": False,
+    }
+    assert nv.lua("return next(require('keel.preview').list()) == nil")
+    # The only file of a bundle: :KeelRejectFile rejects the bundle (no `files`).
+    nv.cmd(f"edit {ws.root / 'util.py'}")
+    nv.cmd("Keel diff")
+    assert nv.wait("require('keel.review').view() ~= nil")
+    nv.cmd("KeelRejectFile util is not needed")
     record = ws.wait_record("reject")
-    assert record["payload"] == {"bundleId": "b-1", "reason": "util is not needed"}
+    assert record["payload"] == {"bundleId": "b-2", "reason": "util is not needed"}
+    nv.wait_note(r"^Keel: rejected Greeting \(1 file, V=0\) \[b-2\]$")
     assert nv.wait("require('keel.review').view() == nil")
     assert not (ws.root / "util.py").exists()
+    assert nv.wait("#require('keel').pending() == 0")
     assert not nv.errors()
+
+
+def test_review_view_r_on_a_server_without_per_file_reject(nvim: Nvim, tmp_path: Path) -> None:
+    ws = open_workspace(nvim, tmp_path, {"KEEL_FAKE_NO_FILE_REJECT": "1"})
+    nv = ws.nvim
+    start_session(ws)
+    nv.cmd("Keel diff")
+    assert nv.wait("require('keel.review').view() ~= nil")
+    nv.cmd("KeelRejectFile no")
+    assert ws.wait_record("reject")["payload"]["files"] == [ws.uri("greet.py")]
+    note = nv.wait_note(r"cannot reject single files")
+    assert note["level"] == 4
+    assert "nothing was rejected" in note["msg"]
+    # Nothing changed: the bundle is pending, the view open, greet.py as it was.
+    assert nv.lua("return require('keel.review').view() ~= nil")
+    assert [b["bundleId"] for b in nv.lua("return require('keel').pending()")] == ["b-1"]
+    assert buffer_of(ws, "greet.py")["lines"] == GREET_BEFORE.splitlines()
+    # :Keel reject in the view rejects its whole bundle, as everywhere.
+    nv.cmd("Keel reject")
+    ws.wait_record("reject", lambda r: r["payload"] == {"bundleId": "b-1"})
+    assert nv.wait("require('keel.review').view() == nil")
+    nv.wait_note(r"^Keel: rejected Greeting \(2 files, V=0\) \[b-1\]$")
 
 
 def test_server_failure_is_reported_with_context(nvim: Nvim, tmp_path: Path) -> None:

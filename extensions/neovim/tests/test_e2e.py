@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from keel_nvim_harness import REPO, Nvim
 
 GREET_BEFORE = "def greet(name):\n    return 'hi ' + name\n"
 GREETING = 'def greet(name: str) -> str:\n    return f"hello {name}"\n'
+UTIL_BEFORE = "def double(x):\n    return x * 2\n"
+UTIL_AFTER = "def double(x: int) -> int:\n    return 2 * x\n"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test User",
     "GIT_AUTHOR_EMAIL": "user@example.com",
@@ -53,19 +56,21 @@ MISSING = _serve_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 
-def _entries() -> list[dict[str, Any]]:
+def _entries(writes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One node "Greeting" owning the files of ``writes``; its bundle writes them."""
+    writes = writes or {"greet.py": GREETING}
     node = {
         "id": "node-1",
         "title": "Greeting",
         "kind": "code",
-        "owns": ["greet.py"],
+        "owns": sorted(writes),
         "context": [],
         "depends_on": [],
         "commands": [],
         "contract": {"symbols": ["greet"], "forbidden": []},
     }
     bundle = {
-        "writes": [{"path": "greet.py", "content": GREETING}],
+        "writes": [{"path": path, "content": content} for path, content in writes.items()],
         "diffs": [],
         "deletes": [],
         "commands": [],
@@ -98,9 +103,10 @@ def _fake_model_server() -> Any:
     return module.FakeModelServer
 
 
-@pytest.fixture
-def model_env() -> Iterator[dict[str, str]]:
-    with _fake_model_server()(_entries()) as server:
+@contextmanager
+def _model(entries: list[dict[str, Any]]) -> Iterator[dict[str, str]]:
+    """The fake model server answering ``entries``, as the server's environment."""
+    with _fake_model_server()(entries) as server:
         yield {
             "KEEL_MODEL": "openai:gpt-4.1",
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
@@ -110,12 +116,17 @@ def model_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def session(nvim: Nvim, tmp_path: Path, model_env: dict[str, str]) -> tuple[Nvim, Path]:
-    """A git workspace with greet.py open, Keel attached and a session with its bundle."""
-    root = tmp_path / "ws"
+def model_env() -> Iterator[dict[str, str]]:
+    with _model(_entries()) as env:
+        yield env
+
+
+def _attach(nvim: Nvim, root: Path, files: dict[str, str], env: dict[str, str]) -> None:
+    """A git workspace at ``root`` with ``files`` committed, greet.py open, Keel attached."""
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
-    (root / "greet.py").write_text(GREET_BEFORE)
+    for name, text in files.items():
+        (root / name).write_text(text)
     git(root, "add", ".")
     git(root, "commit", "-qm", "user's first commit")
     nvim.lua(
@@ -125,16 +136,27 @@ def session(nvim: Nvim, tmp_path: Path, model_env: dict[str, str]) -> tuple[Nvim
           mode = 'cautious', diagnostics = { debounce_ms = 50 } })
         """,
         _keel(),
-        model_env,
+        env,
     )
     nvim.cmd(f"edit {root / 'greet.py'}")
     assert nvim.wait(
         "#require('keel.client').all() == 1 and require('keel.client').all()[1].initialized",
         60_000,
     ), nvim.notes()
+
+
+def _start(nvim: Nvim) -> None:
     nvim.cmd("Keel start Add type hints to greet")
     nvim.wait_note(r"session \S+ started", 60_000)
     assert nvim.wait("#require('keel').pending() == 1", SESSION_TIMEOUT_MS), nvim.notes()
+
+
+@pytest.fixture
+def session(nvim: Nvim, tmp_path: Path, model_env: dict[str, str]) -> tuple[Nvim, Path]:
+    """A git workspace with greet.py open, Keel attached and a session with its bundle."""
+    root = tmp_path / "ws"
+    _attach(nvim, root, {"greet.py": GREET_BEFORE}, model_env)
+    _start(nvim)
     return nvim, root
 
 
@@ -218,6 +240,94 @@ def test_reject_leaves_buffer_and_file_unchanged(session: tuple[Nvim, Path]) -> 
     assert not nvim.lua("return vim.bo.modified")
     assert git(root, "rev-parse", "HEAD").strip() == head
     assert not nvim.errors()
+
+
+def _per_file_reject_missing(nvim: Nvim) -> str | None:
+    """Why this Keel's keel.server.reject cannot take ``files``, or None when it can.
+
+    Asked on the wire: a server from before per-file reject refuses the key itself
+    (pydantic's "Extra inputs are not permitted" on ``files``); one that knows it answers
+    about the bundle, which does not exist.
+    """
+    answer = nvim.lua(
+        """
+        local out = {}
+        require('keel.client').exec('reject', { bundleId = 'keel-probe-no-such-bundle',
+          files = { vim.uri_from_fname(vim.fn.getcwd() .. '/keel-probe.py') } },
+          function(err) out.err = err or '' end)
+        vim.wait(30000, function() return out.err ~= nil end, 20)
+        return out.err
+        """
+    )
+    if answer and "files" in answer and "Extra inputs are not permitted" in answer:
+        return (
+            "this Keel's keel.server.reject takes no `files` (the server's per-file reject"
+            f" has not landed); it answered: {answer}"
+        )
+    return None
+
+
+def test_review_r_rejects_one_file_and_the_rest_comes_back(nvim: Nvim, tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with _model(_entries({"greet.py": GREETING, "util.py": UTIL_AFTER})) as env:
+        _attach(nvim, root, {"greet.py": GREET_BEFORE, "util.py": UTIL_BEFORE}, env)
+        missing = _per_file_reject_missing(nvim)
+        if missing:
+            pytest.skip(missing)
+        head = git(root, "rev-parse", "HEAD").strip()
+        _start(nvim)
+        first = nvim.lua("return require('keel').pending()[1]")
+        assert sorted(
+            Path(nvim.lua("return vim.uri_to_fname(...)", u)).name for u in first["files"]
+        ) == [
+            "greet.py",
+            "util.py",
+        ]
+        nvim.cmd("Keel diff")
+        assert nvim.wait("require('keel.review').view() ~= nil", 60_000), nvim.notes()
+        # Show greet.py, then r with a reason.
+        assert nvim.wait(
+            "(function() local r = require('keel.review') if not vim.b.keel_review.uri:find("
+            "'greet%.py$') then r.step(1) end return vim.b.keel_review.uri:find('greet%.py$')"
+            " ~= nil end)()",
+            5000,
+        )
+        nvim.lua(
+            """
+            vim.ui.input = function(opts, on_confirm) on_confirm('keep greet as it is') end
+            vim.api.nvim_feedkeys('r', 'x', false)
+            """
+        )
+        nvim.wait_note(r"rejected greet\.py of Greeting .*; left pending: util\.py", 60_000)
+        assert nvim.wait("require('keel.review').view() == nil")
+        # The rest is verified again and proposed as a new bundle with util.py alone.
+        assert nvim.wait(
+            "#require('keel').pending() == 1 and require('keel').pending()[1].bundleId ~= args[1]",
+            SESSION_TIMEOUT_MS,
+            first["bundleId"],
+        ), nvim.notes()
+        second = nvim.lua("return require('keel').pending()[1]")
+        assert [
+            Path(nvim.lua("return vim.uri_to_fname(...)", u)).name for u in second["files"]
+        ] == ["util.py"]
+        # greet.py is unchanged, on disk and in its buffer; nothing was committed.
+        assert (root / "greet.py").read_text() == GREET_BEFORE
+        lines = nvim.lua(
+            "local b = vim.fn.bufnr(...); return { vim.api.nvim_buf_get_lines(b, 0, -1, false),"
+            " vim.bo[b].modified }",
+            str(root / "greet.py"),
+        )
+        assert lines == [GREET_BEFORE.splitlines(), False]
+        assert (root / "util.py").read_text() == UTIL_BEFORE
+        assert git(root, "rev-parse", "HEAD").strip() == head
+        # The new bundle is approved as usual: a commit of util.py alone.
+        nvim.cmd(f"edit {root / 'util.py'}")
+        nvim.cmd("Keel approve")
+        nvim.wait_note(r"approved Greeting .*" + re.escape(second["bundleId"]), 60_000)
+        assert (root / "util.py").read_text() == UTIL_AFTER
+        assert (root / "greet.py").read_text() == GREET_BEFORE
+        assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["util.py"]
+        assert not nvim.errors()
 
 
 def test_checkhealth_passes(nvim: Nvim, tmp_path: Path, model_env: dict[str, str]) -> None:

@@ -110,6 +110,49 @@ local function bundle_files(bundle)
   return out
 end
 
+---The files of `all` that `chosen` leaves out, as paths relative to `root`.
+---@param all string[] file URIs
+---@param chosen string[] file URIs
+---@param root string?
+---@return string[]
+local function left_out(all, chosen, root)
+  local picked = {}
+  for _, uri in ipairs(chosen) do
+    picked[util.key(uri)] = true
+  end
+  local out = {}
+  for _, uri in ipairs(all) do
+    if not picked[util.key(uri)] then
+      out[#out + 1] = util.relative(util.fname(uri), root)
+    end
+  end
+  return out
+end
+
+---`uris` as paths relative to `root`, joined for a message.
+---@param uris string[]
+---@param root string?
+---@return string
+local function names(uris, root)
+  local out = {}
+  for _, uri in ipairs(uris) do
+    out[#out + 1] = util.relative(util.fname(uri), root)
+  end
+  return table.concat(out, ', ')
+end
+
+---What a partial decision leaves: the other files, named, and what becomes of them.
+---@param rest string[] relative paths
+---@return string
+local function pending_note(rest)
+  if #rest == 0 then
+    return ''
+  end
+  return '; left pending: '
+    .. table.concat(rest, ', ')
+    .. ' (verified again and proposed as a new bundle)'
+end
+
 ---Start a session with `task`.
 ---@param task string
 ---@param opts { mode: keel.Mode?, callback: keel.Callback? }?
@@ -140,7 +183,9 @@ function M.start(task, opts)
   end)
 end
 
----Approve a bundle (or some of its files).
+---Approve a bundle (or some of its files). Approving some files decides the bundle: the
+---server verifies the rest again and proposes it as a new bundle, so the message names the
+---files left pending and the review view of the old bundle closes.
 ---@param opts keel.ActionOpts?
 function M.approve(opts)
   opts = opts or {}
@@ -152,29 +197,34 @@ function M.approve(opts)
     if opts.files then
       argument.files = opts.files
     end
-    local files = opts.files or bundle_files(bundle)
+    local all = bundle_files(bundle)
+    local files = opts.files or all
     local modified = util.modified_buffers(files)
     preview.set_approving(bundle.bundleId, true)
-    client.exec('approve', argument, function(err, result)
+    client.exec('approve', argument, function(err, result, c)
       if err then
         preview.set_approving(bundle.bundleId, false)
         return finish(err, opts.callback)
       end
-      preview.forget(bundle.bundleId)
+      -- The approved files keep the previewed text (the server wrote it); the files left
+      -- pending get theirs back: their change comes again in a new bundle.
+      preview.forget(bundle.bundleId, files)
+      preview.restore(bundle.bundleId)
       local conflicts = util.sync_buffers(files, modified)
-      if not opts.files then
-        session.forget(bundle.bundleId)
-      end
+      session.forget(bundle.bundleId)
       signs.refresh()
+      require('keel.review').bundles_gone({ bundle.bundleId })
+      local root = client.root_of(c)
       local entry = type(result) == 'table' and compat.value(result.ledgerEntry) or nil
-      local what = opts.files and (#opts.files .. ' file(s) of ') or ''
+      local rest = opts.files and left_out(all, opts.files, root) or {}
       log.notify(
         vim.log.levels.INFO,
         string.format(
-          'approved %s%s%s',
-          what,
+          'approved %s%s%s%s',
+          opts.files and (names(opts.files, root) .. ' of ') or '',
           format.bundle_label(bundle),
-          entry and ('; ledger entry ' .. tostring(entry):sub(1, 12)) or ''
+          entry and ('; ledger entry ' .. tostring(entry):sub(1, 12)) or '',
+          pending_note(rest)
         )
       )
       for _, path in ipairs(conflicts) do
@@ -189,8 +239,10 @@ function M.approve(opts)
   end)
 end
 
----Reject a bundle.
----@param opts { bundle_id: string?, reason: string?, callback: keel.Callback? }?
+---Reject a bundle, or only some of its files (`opts.files`): the server drops those files'
+---changes and verifies the rest again, proposing it as a new bundle. `files` naming every
+---file of the bundle is the whole reject (sent without `files`).
+---@param opts { bundle_id: string?, reason: string?, files: string[]?, callback: keel.Callback? }?
 function M.reject(opts)
   opts = opts or {}
   M.pick_bundle(opts, function(bundle, pick_err)
@@ -201,15 +253,36 @@ function M.reject(opts)
     if opts.reason and opts.reason ~= '' then
       argument.reason = opts.reason
     end
-    client.exec('reject', argument, function(err, result)
+    local all = bundle_files(bundle)
+    local files = opts.files
+    if files and #files > 0 and (#all == 0 or #left_out(all, files, nil) > 0) then
+      argument.files = files
+    else
+      files = nil
+    end
+    client.exec('reject', argument, function(err, result, c)
       if err then
+        if files and err:find('files', 1, true) and err:lower():find('extra inputs', 1, true) then
+          err = 'this Keel server cannot reject single files (its keel.server.reject takes no'
+            .. ' `files`; update Keel): nothing was rejected. Approve the other files, or'
+            .. ' reject the whole bundle'
+        end
         return finish(err, opts.callback)
       end
       session.forget(bundle.bundleId)
       preview.restore(bundle.bundleId)
       signs.refresh()
       require('keel.review').bundles_gone({ bundle.bundleId })
-      log.notify(vim.log.levels.INFO, 'rejected ' .. format.bundle_label(bundle))
+      local root = client.root_of(c)
+      log.notify(
+        vim.log.levels.INFO,
+        string.format(
+          'rejected %s%s%s',
+          files and (names(files, root) .. ' of ') or '',
+          format.bundle_label(bundle),
+          pending_note(files and left_out(all, files, root) or {})
+        )
+      )
       refresh_status()
       finish(nil, opts.callback, result)
     end)

@@ -143,19 +143,19 @@ M.schema = {
             name = 'approve_file',
             type = { 'string', 'false' },
             default = 'a',
-            desc = 'Approve the file shown.',
+            desc = 'Approve the file shown; the other files come back as a new bundle.',
           },
           {
             name = 'approve',
             type = { 'string', 'false' },
             default = 'A',
-            desc = 'Approve the bundle (the files not rejected in the view).',
+            desc = 'Approve the bundle: every file of it.',
           },
           {
             name = 'reject_file',
             type = { 'string', 'false' },
             default = 'r',
-            desc = 'Leave the file shown out of the approval.',
+            desc = 'Reject the file shown (asks for a reason); the other files come back as a new bundle.',
           },
           {
             name = 'reject',

@@ -128,12 +128,21 @@ function M.restore(bundle_id)
   end
 end
 
----Drop the previews of `bundle_id` without touching the buffers (it was approved).
+---Drop the previews of `bundle_id` without touching the buffers (it was approved): all of
+---them, or those of the file URIs `uris` (the files approved).
 ---@param bundle_id string
-function M.forget(bundle_id)
+---@param uris string[]?
+function M.forget(bundle_id, uris)
   state.approving[bundle_id] = nil
+  local only = nil
+  if uris then
+    only = {}
+    for _, uri in ipairs(uris) do
+      only[util.key(uri)] = true
+    end
+  end
   for bufnr, entry in pairs(state.by_buf) do
-    if entry.bundle_id == bundle_id then
+    if entry.bundle_id == bundle_id and (not only or only[util.key(entry.uri)]) then
       state.by_buf[bufnr] = nil
     end
   end

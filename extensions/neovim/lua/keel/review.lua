@@ -3,9 +3,11 @@
 -- of the bundle at a time. Buffer-local mappings and commands in the proposed buffer
 -- approve or reject the file shown or the whole bundle.
 --
--- Rejecting one file leaves it out: approving the bundle then approves the other files
--- (`keel.server.approve` with `files`); when every file is left out the bundle is
--- rejected.
+-- Deciding on one file decides the bundle: `a` approves that file and `r` rejects it
+-- (`keel.server.approve` / `keel.server.reject` with `files`); the server verifies the
+-- other files again and proposes them as a new bundle, so the view of the old one closes
+-- and the message names the files left pending. `r` on the only file left, and `R`,
+-- reject the bundle; `A` approves every file of it.
 
 local config = require('keel.config')
 local log = require('keel.log')
@@ -17,8 +19,6 @@ local M = {}
 ---@field bundle keel.Bundle
 ---@field files keel.DiffFile[]
 ---@field index integer
----@field total integer files when the view opened
----@field dropped table<string, boolean> file keys left out
 ---@field tab integer
 ---@field left integer window of the current file
 ---@field right integer window of the proposed content
@@ -39,18 +39,6 @@ end
 ---@return keel.DiffFile
 local function current_file(view)
   return view.files[view.index]
-end
-
----@param view keel.ReviewView
----@return keel.DiffFile[]
-local function remaining(view)
-  local out = {}
-  for _, file in ipairs(view.files) do
-    if not view.dropped[util.key(file.uri)] then
-      out[#out + 1] = file
-    end
-  end
-  return out
 end
 
 ---@param win integer
@@ -82,14 +70,12 @@ local function hint(view)
   end
   local file = current_file(view)
   local rel = util.relative(util.fname(file.uri), view.root)
-  local dropped = view.dropped[util.key(file.uri)] and ' (left out)' or ''
   return string.format(
-    '%s: file %d/%d %s%s | %s',
+    '%s: file %d/%d %s | %s',
     view.bundle.title or view.bundle.bundleId,
     view.index,
     #view.files,
     rel,
-    dropped,
     table.concat(parts, ', ')
   )
 end
@@ -100,7 +86,12 @@ local function set_mappings(buf)
   local actions = {
     approve_file = { M.approve_file, 'Keel: approve this file' },
     approve = { M.approve_bundle, 'Keel: approve the bundle' },
-    reject_file = { M.reject_file, 'Keel: leave this file out' },
+    reject_file = {
+      function()
+        M.reject_file(nil, true)
+      end,
+      'Keel: reject this file',
+    },
     reject = {
       function()
         M.reject_bundle(nil, true)
@@ -130,7 +121,6 @@ local function set_mappings(buf)
   local commands = {
     KeelApproveFile = { M.approve_file, 'Approve the file shown' },
     KeelApproveBundle = { M.approve_bundle, 'Approve the bundle' },
-    KeelRejectFile = { M.reject_file, 'Leave the file shown out of the approval' },
     KeelReviewClose = { M.close, 'Close the review' },
   }
   for name, command in pairs(commands) do
@@ -138,6 +128,9 @@ local function set_mappings(buf)
       command[1]()
     end, { desc = 'Keel: ' .. command[2] })
   end
+  vim.api.nvim_buf_create_user_command(buf, 'KeelRejectFile', function(o)
+    M.reject_file(o.args ~= '' and o.args or nil, false)
+  end, { nargs = '?', desc = 'Keel: reject the file shown [reason]' })
   vim.api.nvim_buf_create_user_command(buf, 'KeelRejectBundle', function(o)
     M.reject_bundle(o.args ~= '' and o.args or nil, false)
   end, { nargs = '?', desc = 'Keel: reject the bundle [reason]' })
@@ -221,8 +214,6 @@ function M.open(bundle, files, client_id, root)
     bundle = bundle,
     files = files,
     index = 1,
-    total = #files,
-    dropped = {},
     tab = tab,
     left = left,
     right = right,
@@ -262,18 +253,8 @@ function M.step(delta)
   M.show(((view.index - 1 + delta) % count) + 1)
 end
 
----The file shown was approved on its own: drop it from the view.
----@param view keel.ReviewView
-local function file_done(view)
-  table.remove(view.files, view.index)
-  if #view.files == 0 then
-    M.close()
-    return
-  end
-  M.show(math.min(view.index, #view.files))
-end
-
----Approve the file shown (`keel.server.approve` with `files = {uri}`).
+---Approve the file shown (`keel.server.approve` with `files = {uri}`; the whole bundle
+---when it is the only file). The view closes: the other files come back as a new bundle.
 function M.approve_file()
   local view = state.view
   if not view then
@@ -282,10 +263,10 @@ function M.approve_file()
   local file = current_file(view)
   require('keel.actions').approve({
     bundle_id = view.bundle.bundleId,
-    files = { file.uri },
+    files = #view.files > 1 and { file.uri } or nil,
     callback = function(err)
       if not err and state.view == view then
-        file_done(view)
+        M.close()
       end
     end,
   })
@@ -321,27 +302,14 @@ function M.reject_bundle(reason, ask)
   end
 end
 
----Approve the bundle: every file, or the files not left out.
+---Approve the bundle: every file of it.
 function M.approve_bundle()
   local view = state.view
   if not view then
     return
   end
-  local keep = remaining(view)
-  if #keep == 0 then
-    M.reject_bundle('every file was rejected in review', false)
-    return
-  end
-  local files = nil
-  if #keep < view.total then
-    files = {}
-    for _, file in ipairs(keep) do
-      files[#files + 1] = file.uri
-    end
-  end
   require('keel.actions').approve({
     bundle_id = view.bundle.bundleId,
-    files = files,
     callback = function(err)
       if not err and state.view == view then
         M.close()
@@ -350,25 +318,47 @@ function M.approve_bundle()
   })
 end
 
----Leave the file shown out of the approval; rejects the bundle when none is left.
-function M.reject_file()
+---Reject the file shown (`keel.server.reject` with `files = {uri}`): its change is dropped
+---and the server verifies the other files again and proposes them as a new bundle; the
+---view of this one closes. On the only file of the bundle it rejects the bundle. With
+---`ask`, asks for the (optional) reason first; cancelling the prompt does nothing.
+---@param reason string?
+---@param ask boolean?
+function M.reject_file(reason, ask)
   local view = state.view
   if not view then
     return
   end
   local file = current_file(view)
-  view.dropped[util.key(file.uri)] = true
-  if #remaining(view) == 0 then
-    M.reject_bundle('every file was rejected in review', false)
+  if #view.files == 1 then
+    M.reject_bundle(reason, ask)
     return
   end
-  log.notify(
-    vim.log.levels.INFO,
-    'left out '
-      .. util.relative(util.fname(file.uri), view.root)
-      .. '; approving the bundle approves the rest'
-  )
-  M.step(1)
+  local function send(text)
+    require('keel.actions').reject({
+      bundle_id = view.bundle.bundleId,
+      files = { file.uri },
+      reason = text,
+      callback = function(err)
+        if not err and state.view == view then
+          M.close()
+        end
+      end,
+    })
+  end
+  if ask then
+    local rel = util.relative(util.fname(file.uri), view.root)
+    vim.ui.input(
+      { prompt = 'Keel: reason for rejecting ' .. rel .. ' (optional): ' },
+      function(input)
+        if input ~= nil then
+          send(input ~= '' and input or nil)
+        end
+      end
+    )
+  else
+    send(reason)
+  end
 end
 
 ---Close the view when its bundle is no longer pending.

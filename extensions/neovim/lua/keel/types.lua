@@ -111,5 +111,5 @@
 
 ---@class keel.ActionOpts Options shared by the public actions.
 ---@field bundle_id string? Act on this bundle instead of picking one.
----@field files string[]? File URIs (approve only).
+---@field files string[]? Only these file URIs of the bundle (approve, reject).
 ---@field callback keel.Callback? Called when the server answered.
