@@ -242,6 +242,48 @@ def test_reject_leaves_buffer_and_file_unchanged(session: tuple[Nvim, Path]) -> 
     assert not nvim.errors()
 
 
+def test_K_shows_the_energy_report_in_the_lsp_hover(session: tuple[Nvim, Path]) -> None:
+    nvim, _root = session
+    # Neovim 0.10+ maps K to vim.lsp.buf.hover() in buffers whose server can hover; on
+    # older ones users map it themselves (as :help lsp advises), which is what this does.
+    default_k = nvim.lua(
+        """
+        local map = vim.fn.maparg('K', 'n', false, true)
+        local default = map.buffer == 1 and (map.desc or ''):find('hover') ~= nil
+        if vim.fn.has('nvim-0.10') == 0 then
+          vim.keymap.set('n', 'K', vim.lsp.buf.hover, { buffer = 0, desc = 'LSP hover' })
+        end
+        return default
+        """
+    )
+    if nvim.lua("return vim.fn.has('nvim-0.10')") == 1:
+        assert default_k, "no default K -> vim.lsp.buf.hover() mapping in the Keel buffer"
+    nvim.cmd("normal! 2G5|")
+    text = nvim.lua(
+        """
+        vim.api.nvim_feedkeys('K', 'x', false)
+        local found = ''
+        vim.wait(30000, function()
+          for _, win in ipairs(vim.api.nvim_list_wins()) do
+            -- Neovim's LSP hover float (its focus_id window variable), not keel.hover()'s.
+            if vim.api.nvim_win_get_config(win).relative ~= ''
+              and pcall(vim.api.nvim_win_get_var, win, 'textDocument/hover') then
+              local buf = vim.api.nvim_win_get_buf(win)
+              found = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\\n')
+              return found:find('V_sheaf', 1, true) ~= nil
+            end
+          end
+          return false
+        end, 20)
+        return found
+        """
+    )
+    for label in ("Keel", "V_syn", "V_str", "V_log", "V_boot", "V_sheaf", "V(x)", "epsilon"):
+        assert label in text, (label, text)
+    assert "attempts: 1" in text, text
+    assert not nvim.errors()
+
+
 def _per_file_reject_missing(nvim: Nvim) -> str | None:
     """Why this Keel's keel.server.reject cannot take ``files``, or None when it can.
 
