@@ -334,6 +334,7 @@ function M.reject_file(reason, ask)
     M.reject_bundle(reason, ask)
     return
   end
+  ---@param text string?
   local function send(text)
     require('keel.actions').reject({
       bundle_id = view.bundle.bundleId,
