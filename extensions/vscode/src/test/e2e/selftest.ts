@@ -87,12 +87,29 @@ async function screenshot(results: string, name: string): Promise<boolean> {
   const request = `${results}.shot.${name}.request`;
   const done = `${results}.shot.${name}.done`;
   await delay(1500); // let the workbench paint
+  await clearOverlays(); // a toast that came meanwhile
+  await delay(300);
   writeFileSync(request, name);
   try {
     await until(`screenshot ${name}`, 30_000, () => (existsSync(done) ? true : undefined), 200);
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Widens the side bar (the Keel view) so that node and bundle labels fit: two steps of 60 px. */
+async function widenSideBar(): Promise<void> {
+  await vscode.commands.executeCommand('workbench.action.focusSideBar');
+  for (let i = 0; i < 2; i++) {
+    await vscode.commands.executeCommand('workbench.action.increaseViewSize');
+  }
+}
+
+/** Nothing over the editor in a screenshot: no hover, no notification toasts. */
+async function clearOverlays(): Promise<void> {
+  for (const command of ['editor.action.hideHover', 'notifications.hideToasts']) {
+    await Promise.resolve(vscode.commands.executeCommand(command)).catch(() => undefined);
   }
 }
 
@@ -206,9 +223,10 @@ export async function run(api: KeelExtensionApi, resultsFile: string): Promise<v
       await rec.step('screenshot dag', async () => {
         await vscode.commands.executeCommand('workbench.view.extension.keel');
         await api.dag.reveal();
-        // Keel's energy hover over the previewed file, quoting the forwarded diagnostic.
-        await vscode.window.showTextDocument(editor.document, { preview: false, selection: new vscode.Range(0, 1, 0, 1) });
-        await vscode.commands.executeCommand('editor.action.showHover');
+        await widenSideBar();
+        // The previewed file beside the view, its forwarded error underlined; nothing on top.
+        await vscode.window.showTextDocument(editor.document, { preview: false, selection: new vscode.Range(0, 0, 0, 0) });
+        await clearOverlays();
         return screenshot(resultsFile, 'vscode-dag');
       }, (taken) => ({ taken }));
 
@@ -231,6 +249,7 @@ export async function run(api: KeelExtensionApi, resultsFile: string): Promise<v
 
     await rec.step('screenshot review', async () => {
       await api.commands.showDiff({ bundle }, false);
+      await clearOverlays();
       return screenshot(resultsFile, 'vscode-review');
     }, (taken) => ({ taken }));
     r.statusBarBeforeApproval = api.statusBar.text;
