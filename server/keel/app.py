@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from keel.config import KeelConfig
 from keel.engine.models import Tier
 from keel.engine.ports import Approver, EventSink, ModelClient
+from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
 from keel.ledger import GitLedger
@@ -64,11 +65,13 @@ def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, Mode
     return clients
 
 
-def secrets_of(config: KeelConfig, env: Mapping[str, str]) -> dict[str, str]:
-    """The values that must never be stored or logged: every configured API key."""
+def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
+    """The values that must never be stored or logged: every configured API key and every
+    variable named like a credential (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ...)."""
     names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
-    names |= {p.api_key_env for p in config.providers.values() if p.api_key_env}
-    return {name: env[name] for name in names if env.get(name)}
+    if config is not None:
+        names |= {p.api_key_env for p in config.providers.values() if p.api_key_env}
+    return {**secrets_in(env), **{name: env[name] for name in names if env.get(name)}}
 
 
 def command_runner(env: Mapping[str, str]) -> SubprocessRunner:
@@ -86,9 +89,14 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(workspace: Path, faults: Faults | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    workspace: Path, faults: Faults | None = None, secrets: Mapping[str, str] | None = None
+) -> AsyncIterator[Services]:
+    """The ledger and the store; the store redacts ``secrets`` (default: the environment's)
+    from every record before writing it."""
     ledger = await GitLedger.open(workspace, faults=faults)
-    store = await SqliteStore.open(store_path(workspace))
+    redactor = Redactor(secrets_of(os.environ) if secrets is None else secrets)
+    store = await SqliteStore.open(store_path(workspace), redactor)
     try:
         yield Services(ledger, store)
     finally:
@@ -116,10 +124,11 @@ async def open_engine(
     clients = model_clients(config, env)
     runner = command_runner(env)
     faults = Faults.from_env(env)
+    secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
     await asyncio.to_thread(lock.acquire)
     try:
-        async with open_services(workspace, faults) as services:
+        async with open_services(workspace, faults, secrets) as services:
             yield Engine(
                 workspace=workspace,
                 clients=clients,
@@ -130,7 +139,7 @@ async def open_engine(
                 sink=sink,
                 approver=approver,
                 settings=config.engine_settings(auto_approve=auto_approve),
-                secrets=secrets_of(config, env),
+                secrets=secrets,
                 faults=faults,
             )
     finally:
@@ -162,7 +171,7 @@ class SharedWorkspace:
     @classmethod
     async def open(cls, workspace: Path, env: Mapping[str, str]) -> SharedWorkspace:
         ledger = await GitLedger.open(workspace, faults=Faults.from_env(env))
-        store = await SqliteStore.open(store_path(workspace))
+        store = await SqliteStore.open(store_path(workspace), Redactor(secrets_of(env)))
         return cls(workspace, ledger, store, env)
 
     @property
@@ -199,7 +208,7 @@ class SharedWorkspace:
                     sink=sink,
                     approver=approver,
                     settings=config.engine_settings(auto_approve=False),
-                    secrets=secrets_of(config, self._env),
+                    secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
                 )
             finally:

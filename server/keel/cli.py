@@ -122,8 +122,8 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             f"[done] {event['outcome']}"
             f"{(' (' + event['reason'] + ')') if event.get('reason') else ''}: "
             f"{t['committed']}/{t['nodes']} nodes committed, {t['calls']} model calls, "
-            f"{t['input_tokens']}+{t['output_tokens']} tokens, ${t['cost_usd']:.4f}, "
-            f"{t['wall_time_s']}s"
+            f"{t['input_tokens']}+{t['output_tokens']} tokens, ${t['cost_usd']:.4f}"
+            f"{reports.unpriced_note(t.get('unpriced', 0))}, {t['wall_time_s']}s"
         )
     return None
 

@@ -4,10 +4,10 @@ Why a module apart from the CLI: the same reports serve the terminal, ``--json``
 the dashboard, and they are easiest to test as plain functions from store rows to data and
 from data to text. Nothing here prints; the CLI prints what these functions return.
 
-Why everything passes through :func:`redact`: the store keeps what the engine recorded, already
-redacted where the engine knows secrets live (prompts, replies, errors), but evidence quotes
-command output and bundles quote model-written files. So every string a report returns is
-scrubbed again of the API keys in the environment and of key-shaped strings.
+Why everything passes through :func:`redact` although the store redacts every record before
+writing it: the store scrubbed the secrets of the session's environment, and the reader's may
+hold others (a key exported since, a store written by an older Keel). So every string a report
+returns is scrubbed again of the credentials in the environment and of key-shaped strings.
 
 Reading never creates anything: a workspace without ``.keel/keel.db`` is an error, not a new
 store, and a directory that is not a git repository is never made one.
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from keel.engine.gateway import Redactor
 from keel.engine.ports import ConfigError
+from keel.engine.redaction import Redactor, redact, secrets_in
 from keel.ledger import GitLedger
 from keel.store import SqliteStore, store_path
 
@@ -40,7 +40,6 @@ STATES = (
     "escalated",
 )
 COMPONENTS = ("v_syn", "v_str", "v_log", "v_boot", "v_sheaf", "v")
-_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 _INVALID_REPLY = "the reply is not a valid"
 
 Row = dict[str, Any]
@@ -92,22 +91,6 @@ async def ledger_entries(workspace: Path, session_id: str) -> list[Row] | None:
 # --------------------------------------------------------------------------- secrets
 
 
-def secrets_in(env: Mapping[str, str]) -> dict[str, str]:
-    """Environment values that look like credentials (``*_API_KEY``, ``*_TOKEN``, ...)."""
-    return {k: v for k, v in env.items() if k.upper().endswith(_SECRET_SUFFIXES) and v}
-
-
-def redact(value: Any, redactor: Callable[[str], str]) -> Any:
-    """``value`` with every string inside it passed through ``redactor``."""
-    if isinstance(value, str):
-        return redactor(value)
-    if isinstance(value, Mapping):
-        return {key: redact(item, redactor) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(item, redactor) for item in value]
-    return value
-
-
 def redact_row(row: Row, redactor: Callable[[str], str] | None = None) -> Row:
     """A report with every string scrubbed (by default of the environment's credentials)."""
     out = redact(row, redactor or default_redactor())
@@ -152,7 +135,8 @@ async def status_report(
     totals = await store.call_totals(sid)
     runs = [r for r in await store.live_runs(sid) if alive(int(r["pid"]), str(r["host"]))]
     config = session.get("config") or {}
-    spent = {key: totals[key] for key in ("calls", "input_tokens", "output_tokens", "cost_usd")}
+    keys = ("calls", "input_tokens", "output_tokens", "cost_usd", "unpriced")
+    spent = {key: totals[key] for key in keys}
     spent["cost_usd"] = round(float(spent["cost_usd"]), 6)
     node_rows = [_node_status(n, attempts, escalations, approvals) for n in nodes]
     report = {
@@ -231,7 +215,7 @@ def format_status(data: Mapping[str, Any]) -> str:
         f"         {data['retries']} retries, {data['escalations']} escalations"
         + ("" if data["ledger_entries"] is None else f", {data['ledger_entries']} ledger commits"),
         f"spent    {t['calls']} calls, {t['input_tokens']} in / {t['output_tokens']} out tokens,"
-        f" ${t['cost_usd']:.4f}",
+        f" ${t['cost_usd']:.4f}{unpriced_note(t.get('unpriced', 0))}",
         f"budget   {_left(b['cost_left'], b['max_cost'], '$')}; "
         f"{_left(b['steps_left'], b['max_steps'], '')}",
     ]
@@ -239,6 +223,13 @@ def format_status(data: Mapping[str, Any]) -> str:
         lines.append("")
         lines += [_node_line(node) for node in data["nodes"]]
     return "\n".join(lines)
+
+
+def unpriced_note(count: int) -> str:
+    """`` (2 calls unpriced)`` after a cost that leaves out calls of models without a price."""
+    if not count:
+        return ""
+    return f" ({count} call{'s' if count != 1 else ''} unpriced)"
 
 
 def _left(left: float | int | None, limit: float | int | None, unit: str) -> str:
@@ -311,6 +302,9 @@ def _call_row(call: Row) -> Row:
         "latency_s": round(float(call["latency_s"]), 3),
         "ok": call["ok"],
         "error": call["error"],
+        # Characters sent and received; stored for every call (None: recorded before sizes).
+        "prompt_chars": call.get("prompt_chars"),
+        "reply_chars": call.get("reply_chars"),
     }
     for key in ("prompt", "response"):  # stored only when the session ran with --log-llm
         if call.get(key) is not None:
@@ -343,6 +337,8 @@ def _aggregate(calls: Sequence[Row]) -> Row:
         "output_tokens": sum(int(c["output_tokens"]) for c in calls),
         "cost_usd": round(sum(float(c["cost_usd"]) for c in calls), 6),
         "unpriced": sum(1 for c in calls if not c["priced"]),
+        "prompt_chars": sum(int(c.get("prompt_chars") or 0) for c in calls),
+        "reply_chars": sum(int(c.get("reply_chars") or 0) for c in calls),
         "latency_s": {
             "mean": round(statistics.fmean(latencies), 3) if latencies else 0.0,
             "p50": round(statistics.median(latencies), 3) if latencies else 0.0,
@@ -539,14 +535,18 @@ def _format_calls(calls: Sequence[Mapping[str, Any]]) -> str:
         return "(no model calls)"
     lines = [
         f"{'time':<12} {'tier':<10} {'model':<24} {'node':<10} att {'in':>7} {'out':>6}"
-        f" {'cost':>9} {'latency':>8}  result"
+        f" {'prompt':>7} {'reply':>6} {'cost':>9} {'latency':>8}  result"
     ]
     for c in calls:
         result = "ok" if c["ok"] else f"ERROR {_first_line(c['error'] or '')}"
+        if not c["priced"]:
+            result += " (unpriced)"
+        sizes = f"{_size(c.get('prompt_chars')):>7} {_size(c.get('reply_chars')):>6}"
         lines.append(
             f"{_clock(c['at']):<12} {c['tier']:<10} {_cut(c['model'], 24):<24} "
             f"{c['node'] or '-':<10} {c['attempt'] or '-':>3} {c['input_tokens']:>7} "
-            f"{c['output_tokens']:>6} {c['cost_usd']:>9.4f} {c['latency_s']:>7.2f}s  {result}"
+            f"{c['output_tokens']:>6} {sizes} {c['cost_usd']:>9.4f} {c['latency_s']:>7.2f}s"
+            f"  {result}"
         )
         for key in ("prompt", "response"):
             if key in c:
@@ -555,10 +555,17 @@ def _format_calls(calls: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _size(chars: int | None) -> str:
+    """Characters as ``812`` or ``12.3k``; ``-`` when unknown."""
+    if chars is None:
+        return "-"
+    return str(chars) if chars < 10_000 else f"{chars / 1000:.1f}k"
+
+
 def _format_stats(stats: Mapping[str, Any]) -> str:
     header = (
-        f"{'':<28} {'calls':>5} {'failed':>6} {'in':>8} {'out':>7} {'cost':>9}"
-        f" {'mean':>7} {'p50':>7} {'max':>7}"
+        f"{'':<28} {'calls':>5} {'failed':>6} {'in':>8} {'out':>7} {'prompt':>7} {'reply':>7}"
+        f" {'cost':>9} {'mean':>7} {'p50':>7} {'max':>7}"
     )
     lines = [header, _stats_line("total", stats["total"])]
     for title, key in (("tier", "by_tier"), ("model", "by_model")):
@@ -570,8 +577,9 @@ def _stats_line(label: str, row: Mapping[str, Any]) -> str:
     lat = row["latency_s"]
     return (
         f"{_cut(label, 28):<28} {row['calls']:>5} {row['failed']:>6} {row['input_tokens']:>8}"
-        f" {row['output_tokens']:>7} {row['cost_usd']:>9.4f} {lat['mean']:>6.2f}s"
-        f" {lat['p50']:>6.2f}s {lat['max']:>6.2f}s"
+        f" {row['output_tokens']:>7} {_size(row.get('prompt_chars')):>7}"
+        f" {_size(row.get('reply_chars')):>7} {row['cost_usd']:>9.4f} {lat['mean']:>6.2f}s"
+        f" {lat['p50']:>6.2f}s {lat['max']:>6.2f}s{unpriced_note(row.get('unpriced', 0))}"
     )
 
 

@@ -37,6 +37,7 @@ from tests.integration.small_session import (
     agent_command,
     init_workspace,
     keel_env,
+    keel_json,
     key_of,
     request_counts,
     resume_command,
@@ -193,16 +194,46 @@ def _check_git(workspace: Path, reference: SmallRun) -> None:
     assert not any(word in fsck.stdout + fsck.stderr for word in problems), fsck.stderr
 
 
-def _check_store(workspace: Path, session: str) -> None:
+def _git_nodes(workspace: Path, session: str) -> dict[str, str]:
+    """Node id to commit sha for the session's ledger commits, read with git itself."""
+    out = git(
+        workspace,
+        "log",
+        "--format=%H %(trailers:key=Keel-Session,valueonly,separator=)"
+        " %(trailers:key=Keel-Node,valueonly,separator=)",
+    )
+    pairs = [line.split(" ") for line in out.splitlines() if line.strip()]
+    return {parts[2]: parts[0] for parts in pairs if len(parts) == 3 and parts[1] == session}
+
+
+def _check_store(workspace: Path, session: str, env: dict[str, str]) -> None:
+    """The store agrees with git: committed nodes, one approval with the commit's sha per
+    commit and no approval left pending, one ``node_committed`` event per commit, and
+    ``keel status`` showing each node's commit."""
     with _db(workspace) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         committed = db.execute(
             "SELECT node_id FROM nodes WHERE session_id = ? AND state = 'committed'", (session,)
         ).fetchall()
+        approvals = db.execute(
+            "SELECT node_id, decision, ledger_sha FROM approvals WHERE session_id = ?",
+            (session,),
+        ).fetchall()
+        events = db.execute(
+            "SELECT json_extract(payload, '$.node'), json_extract(payload, '$.ledger')"
+            " FROM events WHERE session_id = ? AND type = 'node_committed'",
+            (session,),
+        ).fetchall()
     in_git = session_commits(workspace, session)
     assert len(in_git) == 3
     if len(committed) != len(in_git):
         raise StoreLagsBehindGit(f"store: {committed}, git: {len(in_git)} commits")
+    by_node = _git_nodes(workspace, session)
+    assert sorted(by_node.values()) == sorted(in_git)
+    assert sorted(approvals) == sorted((n, "approved", sha) for n, sha in by_node.items())
+    assert sorted(events) == sorted(by_node.items())
+    status = keel_json(workspace, env, "status")
+    assert {n["id"]: n["ledger"] for n in status["nodes"]} == by_node
 
 
 def _check_requests(counts: Counter[Key], reference: SmallRun, in_flight: Key | None) -> None:
@@ -234,7 +265,7 @@ def test_kill_then_resume_finishes_like_an_uninterrupted_run(
     _check_requests(counts, small_run, point.in_flight)
     _check_git(workspace, small_run)
     assert not any((workspace / ".keel" / "sandboxes").glob("*/*"))
-    _check_store(workspace, events[0]["session"])
+    _check_store(workspace, events[0]["session"], env)
 
 
 def test_the_uninterrupted_run_asks_every_step_once(small_run: SmallRun) -> None:

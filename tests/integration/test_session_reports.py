@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from tests.integration.small_session import (
     small_entries,
 )
 
-TOTAL_KEYS = ("calls", "input_tokens", "output_tokens", "cost_usd")
+TOTAL_KEYS = ("calls", "input_tokens", "output_tokens", "cost_usd", "unpriced")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -76,6 +77,7 @@ def test_status_logs_and_ledger_agree_with_each_other_and_git(
         "input_tokens": 7000,
         "output_tokens": 700,
         "cost_usd": pytest.approx(7 * call_cost(1000, 100)),
+        "unpriced": 0,
     }
     for grouping in ("by_tier", "by_model"):
         groups = stats["stats"][grouping].values()
@@ -231,10 +233,12 @@ def test_no_report_prints_a_secret(troubled: Path, tmp_path: Path) -> None:
             assert "[redacted]" in proc.stdout  # the secret was there, and was replaced
 
 
-def test_the_secret_really_was_in_the_evidence(troubled: Path, tmp_path: Path) -> None:
-    """Guards the test above: without the key in the environment it would show."""
+def test_the_secret_never_reached_the_store(troubled: Path, tmp_path: Path) -> None:
+    """Even a reader without the key in its environment cannot show it: the store redacted
+    the failing command's output (which quoted it) before writing it."""
     data = keel_json(troubled, _env(tmp_path), "logs", "--errors")
-    assert any(SECRET in e["message"] for e in data["errors"] if e["kind"] == "command_failed")
+    failed = [e["message"] for e in data["errors"] if e["kind"] == "command_failed"]
+    assert failed and all(SECRET not in m and "[redacted]" in m for m in failed)
 
 
 def test_prompts_and_replies_appear_only_with_log_llm(
@@ -263,8 +267,10 @@ def test_max_cost_stops_before_the_call_that_would_exceed_it_and_resume_complete
         stopped = run(agent_command(workspace, "--max-cost", str(limit)), env)
         seen_at_stop = len(server.requests)
         status = keel_json(workspace, env, "status")
+        requeued = _last_transition(workspace, "node-1")
         resumed = run(resume_command(workspace, "--max-cost", "5"), env)
         counts = request_counts(server.requests)
+        after = keel_json(workspace, env, "status")
     assert stopped.returncode == 3, stopped.stderr
     events = json_events(stopped.stdout)
     budget = [e for e in events if e["type"] == "budget_exceeded"]
@@ -274,7 +280,14 @@ def test_max_cost_stops_before_the_call_that_would_exceed_it_and_resume_complete
     assert status["totals"]["cost_usd"] == pytest.approx(2 * per_call)
     assert status["totals"]["cost_usd"] <= limit
     assert status["budget"]["cost_left"] == pytest.approx(limit - 2 * per_call)
+    # node-1 was about to ask for its bundle: the stop puts it back in the queue
+    assert status["counts"]["running"] == 0 and status["counts"]["queued"] == 3
+    assert requeued == (
+        "queued",
+        "stopped by the max_cost budget while running; `keel resume` runs it again",
+    )
     assert resumed.returncode == 0, resumed.stderr
+    assert after["budget"]["max_cost"] == 5  # the raised budget is the session's now
     finished = json_events(resumed.stdout)[-1]
     assert finished["outcome"] == "success"
     assert finished["totals"]["cost_usd"] == pytest.approx(7 * per_call)
@@ -310,3 +323,74 @@ def test_status_while_running_and_abort_from_another_terminal(tmp_path: Path) ->
     assert after["running"] is False and after["outcome"] == "aborted"
     assert not any((workspace / ".keel" / "sandboxes").glob("*/*"))
     assert after["pids"] == []
+    # node-2 was waiting for its model reply: aborted, it is queued again, not "running"
+    states = {n["id"]: n["state"] for n in after["nodes"]}
+    assert states == {"node-1": "committed", "node-2": "queued", "node-3": "queued"}
+    assert _last_transition(workspace, "node-2") == (
+        "queued",
+        "aborted while running; `keel resume` runs it again",
+    )
+
+
+def _last_transition(workspace: Path, node_id: str) -> tuple[str, str]:
+    with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+        row = db.execute(
+            "SELECT state, detail FROM node_transitions WHERE node_id = ? ORDER BY id DESC",
+            (node_id,),
+        ).fetchone()
+    return (row[0], row[1])
+
+
+def test_max_cost_zero_stops_before_the_first_call_and_a_larger_budget_completes(
+    tmp_path: Path,
+) -> None:
+    """No call was made yet, so the estimate of the first one (a priced model) decides."""
+    workspace = init_workspace(tmp_path / "ws")
+    with FakeModelServer(small_entries()) as server:
+        env = keel_env(server, tmp_path)
+        stopped = run(agent_command(workspace, "--max-cost", "0"), env)
+        asked_at_stop = len(server.requests)
+        resumed = run(resume_command(workspace, "--max-cost", "5"), env)
+    assert stopped.returncode == 3, stopped.stderr
+    assert asked_at_stop == 0
+    events = json_events(stopped.stdout)
+    [budget] = [e for e in events if e["type"] == "budget_exceeded"]
+    assert budget["reason"] == "max_cost" and budget["calls"] == 0
+    assert "the next call could cost up to $0.0" in budget["message"]
+    assert resumed.returncode == 0, resumed.stderr
+    assert json_events(resumed.stdout)[-1]["outcome"] == "success"
+
+
+def test_budgets_given_to_resume_are_stored_with_the_session(tmp_path: Path) -> None:
+    """``--max-steps`` on a resume is the session's limit from then on: status shows it and a
+    plain resume keeps it."""
+    workspace = init_workspace(tmp_path / "ws")
+    with FakeModelServer(small_entries()) as server:
+        env = keel_env(server, tmp_path)
+        first = run(agent_command(workspace, "--max-steps", "2"), env)
+        raised = run(resume_command(workspace, "--max-steps", "4"), env)
+        status = keel_json(workspace, env, "status")
+        plain = run(resume_command(workspace), env)
+        asked = len(server.requests)
+    assert (first.returncode, raised.returncode, plain.returncode) == (3, 3, 3)
+    assert status["budget"]["max_steps"] == 4 and status["budget"]["steps_left"] == 0
+    assert status["totals"]["calls"] == 4
+    [budget] = [e for e in json_events(plain.stdout) if e["type"] == "budget_exceeded"]
+    assert budget["message"] == "step budget reached: 4 of 4 model calls"
+    assert asked == 4
+
+
+def test_text_outputs_say_when_calls_were_unpriced(tmp_path: Path) -> None:
+    """A model without a price costs 0 and every text report says so."""
+    workspace = init_workspace(tmp_path / "ws")
+    with FakeModelServer(small_entries()) as server:
+        env = keel_env(server, tmp_path)
+        command = [*KEEL, "agent", "-y", "--model", "openai-compatible:llama-local"]
+        finished = run([*command, "-w", str(workspace), "Write the release notes"], env)
+    assert finished.returncode == 0, finished.stderr
+    assert "$0.0000 (7 calls unpriced)" in finished.stdout.splitlines()[-1]
+    status = run([*KEEL, "status", "-w", str(workspace)], env)
+    assert "$0.0000 (7 calls unpriced)" in status.stdout
+    stats = run([*KEEL, "logs", "--stats", "-w", str(workspace)], env).stdout.splitlines()
+    total = next(line for line in stats if line.startswith("total"))
+    assert total.endswith("(7 calls unpriced)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -164,3 +166,37 @@ def test_end_of_input_leaves_the_node_awaiting_approval(tmp_path: Path) -> None:
     assert term.wait() == 1, term.output
     assert "awaiting_approval" in term.output
     assert not (workspace / "notes.txt").exists()
+
+
+def test_an_approval_killed_before_its_commit_is_honoured_on_resume(tmp_path: Path) -> None:
+    """The decision is a durable intent: typed ``y``, then a kill before the ledger commit, and
+    ``keel resume`` (no terminal, no ``-y``: nobody could approve) commits it as the user's."""
+    entries = [
+        plan(node("node-1", ["notes.txt"], title="Notes")),
+        bundle("node-1", writes={"notes.txt": "approved\n"}),
+    ]
+    term, workspace = _start(tmp_path, entries, KEEL_FAULT="ledger_before_commit")
+    term.expect("Approve node-1?")
+    term.send("y")
+    assert term.wait() == -signal.SIGKILL, term.output
+    no_head = subprocess.run(["git", "-C", str(workspace), "rev-parse", "-q", "--verify", "HEAD"])
+    assert no_head.returncode != 0  # killed before the commit: the repository has none yet
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    resumed = subprocess.run(
+        [*KEEL, "resume", "--last", "-w", str(workspace)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**env, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".c")},
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "awaiting approval" not in resumed.stdout
+    assert git(workspace, "show", "HEAD:notes.txt") == "approved\n"
+    trailer = git(workspace, "log", "-1", "--format=%(trailers:key=Keel-Approved-By,valueonly)")
+    assert trailer.strip() == "user"
+    sha = git(workspace, "rev-parse", "HEAD").strip()
+    with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+        rows = db.execute("SELECT decision, actor, ledger_sha FROM approvals").fetchall()
+    assert rows == [("approved", "user", sha)]  # the intent, completed; not asked twice

@@ -176,6 +176,36 @@ def test_logs_text_shows_prompts_only_when_stored() -> None:
     assert text.count("---") == 4  # only the call that has them
 
 
+def test_text_outputs_say_when_calls_were_unpriced() -> None:
+    """Unknown models cost 0 and say so: in status and in the stats, not only in JSON."""
+    status = format_status({**STATUS, "totals": {**STATUS["totals"], "unpriced": 2}})
+    assert "$0.0123 (2 calls unpriced)" in status
+    assert "unpriced" not in format_status(
+        {**STATUS, "totals": {**STATUS["totals"], "unpriced": 0}}
+    )
+    calls = [_call("actuator", "openai:gpt-4.1", 1.0), _call("architect", "local:x", 1.0)]
+    calls[1].update(priced=False, cost_usd=0.0)
+    text = format_logs({"session": "s-1", "node": None, "stats": call_stats(calls)})
+    total, *groups = text.splitlines()[3:]
+    assert total.startswith("total") and total.endswith("(1 call unpriced)")
+    assert [g.endswith("(1 call unpriced)") for g in groups] == [False, True, False, True]
+
+
+def test_logs_show_prompt_and_reply_sizes() -> None:
+    sized = _call("actuator", "m", 1.0, prompt_chars=812, reply_chars=12_345)
+    old = _call("actuator", "m", 1.0)  # recorded before sizes were: unknown, not 0
+    rows = [
+        {k: v for k, v in call.items() if k != "node_id"} | {"node": "n1", "schema": "s"}
+        for call in (sized, old)
+    ]
+    text = format_logs({"session": "s-1", "node": None, "calls": rows})
+    header, first, second = text.splitlines()[2:]
+    assert "prompt" in header and "reply" in header
+    assert "    812  12.3k" in first and "      -      -" in second
+    stats = call_stats([sized, old])["total"]
+    assert (stats["prompt_chars"], stats["reply_chars"]) == (812, 12_345)
+
+
 def test_step_ids_parse_back_to_transcript_keys() -> None:
     assert parse_step_id("model:architect:-:1") == ("architect", None, 1)
     assert parse_step_id("model:actuator:node-2:3") == ("actuator", "node-2", 3)

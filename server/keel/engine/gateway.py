@@ -1,7 +1,9 @@
 """Every model call of a session goes through here: budgets, accounting, recording, parsing.
 
-Budgets are checked *before* each call (a call that would start past a limit never starts),
-every call is recorded in the store whether it succeeds or not, and replies are validated
+Budgets are checked *before* each call (a call that could take the session past a limit never
+starts; what a call could cost is the larger of the most expensive call so far and the model
+client's own estimate for this request, so even a session's first call is checked), every call
+is recorded in the store whether it succeeds or not, and replies are validated
 against their pydantic schema. An invalid reply is returned as an error text, not raised: the
 caller feeds it back to the model as evidence for the next attempt.
 """
@@ -25,6 +27,7 @@ from keel.engine.ports import (
     ProviderError,
     SessionStore,
 )
+from keel.engine.redaction import Redactor
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
@@ -50,12 +53,14 @@ class Totals:
     output_tokens: int = 0
     cost_usd: float = 0.0
     largest_call_usd: float = 0.0
+    unpriced: int = 0  # calls of models without a known price, counted at cost 0
 
-    def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+    def add(self, input_tokens: int, output_tokens: int, cost_usd: float, priced: bool) -> None:
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cost_usd += cost_usd
         self.largest_call_usd = max(self.largest_call_usd, cost_usd)
+        self.unpriced += 0 if priced else 1
 
     @classmethod
     def restore(cls, recorded: Mapping[str, Any]) -> Totals:
@@ -66,6 +71,7 @@ class Totals:
             output_tokens=int(recorded.get("output_tokens", 0)),
             cost_usd=float(recorded.get("cost_usd", 0.0)),
             largest_call_usd=float(recorded.get("largest_call_usd", 0.0)),
+            unpriced=int(recorded.get("unpriced", 0)),
         )
 
     def as_dict(self) -> dict[str, float | int]:
@@ -74,6 +80,7 @@ class Totals:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 6),
+            "unpriced": self.unpriced,
         }
 
 
@@ -84,21 +91,6 @@ class Reply(Generic[ReplyT]):
     value: ReplyT | None
     error: str | None
     text: str
-
-
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
-
-
-class Redactor:
-    """Removes secrets (known key values and key-shaped strings) before anything is stored."""
-
-    def __init__(self, secrets: Mapping[str, str]) -> None:
-        self._values = [value for value in secrets.values() if len(value) >= 8]
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "[redacted]")
-        return _SECRET.sub("[redacted]", text)
 
 
 class ModelGateway:
@@ -128,18 +120,21 @@ class ModelGateway:
     def model_for(self, tier: Tier) -> str:
         return self._clients[tier].name
 
-    def _check_budget(self) -> None:
+    def _check_budget(self, client: ModelClient, request: ModelRequest) -> None:
         steps = self._budget.max_steps
         if steps is not None and self.totals.calls >= steps:
             raise BudgetExceeded(
                 "max_steps", f"step budget reached: {self.totals.calls} of {steps} model calls"
             )
         cost = self._budget.max_cost
-        if cost is not None and self.totals.cost_usd + self.totals.largest_call_usd > cost:
+        if cost is None:
+            return
+        next_call = max(self.totals.largest_call_usd, client.estimate_cost(request))
+        if self.totals.cost_usd + next_call > cost:
             raise BudgetExceeded(
                 "max_cost",
                 f"cost budget reached: ${self.totals.cost_usd:.4f} spent, the next call could "
-                f"cost up to ${self.totals.largest_call_usd:.4f}, limit ${cost:.4f}",
+                f"cost up to ${next_call:.4f}, limit ${cost:.4f}",
             )
 
     async def ask(
@@ -162,7 +157,6 @@ class ModelGateway:
         recorded = await self._store.step_result(self._session_id, step_id)
         if recorded is not None:
             return parse_reply(reply_type, str(recorded["text"]))
-        self._check_budget()
         client = self._clients[tier]
         name = SCHEMA_NAMES[reply_type]
         request = ModelRequest(
@@ -175,6 +169,7 @@ class ModelGateway:
             node_id=node_id,
             attempt=attempt,
         )
+        self._check_budget(client, request)
         call: dict[str, object] = {
             "tier": tier.value,
             "model": client.name,
@@ -190,6 +185,8 @@ class ModelGateway:
             "error": None,
             "prompt": self._redact(system + "\n\n" + prompt) if self._log_llm else None,
             "response": None,
+            "prompt_chars": len(system) + len(prompt),
+            "reply_chars": None,
         }
         await self._store.begin_step(
             self._session_id, step_id, "model", {"tier": tier.value, "model": client.name}
@@ -203,7 +200,7 @@ class ModelGateway:
             await self._store.record_model_call(self._session_id, call)
             raise
         usage = reply.usage
-        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd)
+        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
         parsed = parse_reply(reply_type, reply.text)
         call.update(
             input_tokens=usage.input_tokens,
@@ -214,6 +211,7 @@ class ModelGateway:
             ok=parsed.error is None,
             error=parsed.error,
             response=self._redact(reply.text) if self._log_llm else None,
+            reply_chars=len(reply.text),
         )
         result = {"text": self._redact(reply.text), "model": reply.model}
         await self._store.finish_step(self._session_id, step_id, result, call)

@@ -48,7 +48,7 @@ from keel.engine.ports import (
     SessionStore,
     Settlement,
 )
-from keel.engine.settings import EngineSettings
+from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts, read_texts
 
 
@@ -275,11 +275,6 @@ class NodeRunner:
 
     # -- approval and commit -------------------------------------------------------------
 
-    def _complexity(self, attempt: Attempt) -> int:
-        """Balanced mode's measure: files changed plus commands run (docs/explanation/energy.md)."""
-        files = len(attempt.changes.changes) if attempt.changes else 0
-        return files + len(attempt.bundle.commands if attempt.bundle else [])
-
     async def _approve_and_commit(self, attempt: Attempt) -> NodeState | ChangeSet | None:
         """Commit if approved.
 
@@ -290,7 +285,6 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None
-        complexity = self._complexity(attempt)
         request = ApprovalRequest(
             ctx.session_id,
             node.id,
@@ -298,46 +292,77 @@ class NodeRunner:
             changes.content_hash()[:16],
             change_set_diff(changes.changes, changes.base),
             attempt.energy.as_dict(),
-            complexity,
+            complexity(node, attempt),
             changes=dict(changes.changes),
             base=dict(changes.base),
             evidence=evidence_dicts(attempt.energy.evidence),
             owns=list(node.owns),
         )
-        decision = Decision(approved=True, actor=ctx.settings.mode)
-        if ctx.settings.needs_approval(complexity):
-            await self._state(NodeState.AWAITING_APPROVAL)
+        decision: Decision | NodeState | ChangeSet | None = Decision(
+            approved=True, actor=ctx.settings.mode
+        )
+        if ctx.settings.needs_approval(request.complexity):
+            decision = await self._recorded_decision(request) or await self._review(request)
+        if not isinstance(decision, Decision):
+            return decision
+        return await self._commit(attempt, request, decision)
+
+    async def _recorded_decision(self, request: ApprovalRequest) -> Decision | None:
+        """A reviewer's approval of this very bundle recorded before a crash, never committed:
+        it stands, so a resumed session does not ask again. An approval by policy alone (the
+        mode) does not stand for a reviewer's."""
+        ctx = self.ctx
+        row = await ctx.store.pending_approval(ctx.session_id, self.node.id, request.bundle_id)
+        if row is None or row["actor"] in MODES:
+            return None
+        files = row.get("files")
+        return Decision(
+            approved=True,
+            actor=str(row["actor"]),
+            feedback="recorded before the session stopped",
+            files=None if files is None else [str(f) for f in files],
+        )
+
+    async def _review(self, request: ApprovalRequest) -> Decision | NodeState | ChangeSet | None:
+        """Ask the reviewer: a decision to commit, or what :meth:`_approve_and_commit` returns."""
+        ctx, node = self.ctx, self.node
+        await self._state(NodeState.AWAITING_APPROVAL)
+        await ctx.events.emit(
+            "awaiting_approval",
+            node=node.id,
+            bundle=request.bundle_id,
+            title=node.title,
+            complexity=request.complexity,
+            files=sorted(request.changes),
+            **request.energy,
+        )
+        decision = await self._decide(request)
+        if decision is None:
+            return NodeState.AWAITING_APPROVAL
+        if decision.edits:
+            # Only the bundle's own files can be edited; their base is already known.
+            edits = {p: d for p, d in decision.edits.items() if p in request.changes}
+            await ctx.events.emit("bundle_edited", node=node.id, files=sorted(edits))
+            return ChangeSet(changes={**request.changes, **edits}, base=dict(request.base))
+        if not decision.approved:
+            await ctx.store.record_approval(
+                ctx.session_id,
+                node.id,
+                "rejected",
+                decision.actor,
+                None,
+                decision.feedback,
+                bundle=request.bundle_id,
+            )
             await ctx.events.emit(
-                "awaiting_approval",
+                "bundle_rejected",
                 node=node.id,
                 bundle=request.bundle_id,
-                title=node.title,
-                complexity=complexity,
-                files=sorted(changes.changes),
-                **request.energy,
+                feedback=decision.feedback,
             )
-            waiting = await self._decide(request)
-            if waiting is None:
-                return NodeState.AWAITING_APPROVAL
-            decision = waiting
-            if decision.edits:
-                # Only the bundle's own files can be edited; their base is already known.
-                edits = {p: d for p, d in decision.edits.items() if p in changes.changes}
-                await ctx.events.emit("bundle_edited", node=node.id, files=sorted(edits))
-                return ChangeSet(changes={**changes.changes, **edits}, base=dict(changes.base))
-            if not decision.approved:
-                await ctx.store.record_approval(
-                    ctx.session_id, node.id, "rejected", decision.actor, None, decision.feedback
-                )
-                await ctx.events.emit(
-                    "bundle_rejected",
-                    node=node.id,
-                    bundle=request.bundle_id,
-                    feedback=decision.feedback,
-                )
-                self._feedback = f"The reviewer rejected the bundle. {decision.feedback}".strip()
-                return None
-        return await self._commit(attempt, request, decision)
+            self._feedback = f"The reviewer rejected the bundle. {decision.feedback}".strip()
+            return None
+        return decision
 
     async def _decide(self, request: ApprovalRequest) -> Decision | None:
         if self.ctx.settings.auto_approve:
@@ -365,14 +390,37 @@ class NodeRunner:
             "Keel-Approved-By": decision.actor,
         }
         base = await self._created_empty(now, decision)
+        # The decision is an intent, durable before the commit: a crash after it leaves an
+        # approval a resumed session honours (or, if git has the commit, completes). A resumed
+        # commit of the same bundle keeps the intent recorded before the crash.
+        if await ctx.store.pending_approval(ctx.session_id, node.id, request.bundle_id) is None:
+            await ctx.store.record_approval(
+                ctx.session_id,
+                node.id,
+                "approved",
+                decision.actor,
+                None,
+                bundle=request.bundle_id,
+                files=None if decision.files is None else sorted(chosen),
+            )
         try:
             sha = await ctx.ledger.commit(now.changes, base, f"keel: {node.title}", trailers)
         except ConflictError as exc:
+            # Closes the intent: this bundle as approved can no longer be committed.
+            await ctx.store.record_approval(
+                ctx.session_id,
+                node.id,
+                "refused",
+                "ledger",
+                None,
+                str(exc),
+                bundle=request.bundle_id,
+            )
             await ctx.approver.settled(request, Settlement(None, str(exc)))
             return await self._rebase(changes, exc)
         ctx.faults.hit("node_ledger_committed")
+        await ctx.store.confirm_approval(ctx.session_id, node.id, sha, decision.actor)
         await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
-        await ctx.store.record_approval(ctx.session_id, node.id, "approved", decision.actor, sha)
         await ctx.events.emit(
             "node_committed" if not rest.changes else "bundle_partially_committed",
             node=node.id,
@@ -449,6 +497,14 @@ class NodeRunner:
         await self._state(NodeState.ESCALATED, str(report["reason"]))
         await ctx.events.emit("node_escalated", **report)
         return NodeState.ESCALATED
+
+
+def complexity(node: PlanNode, attempt: Attempt) -> int:
+    """Balanced mode's measure: files the bundle changes plus every command the attempt runs,
+    the plan node's own and the bundle's (docs/explanation/sessions.md)."""
+    files = len(attempt.changes.changes) if attempt.changes else 0
+    commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
+    return files + commands
 
 
 def _subset(changes: ChangeSet, paths: set[str]) -> ChangeSet:

@@ -93,6 +93,14 @@ class ModelClient(Protocol):
 
     async def complete(self, request: ModelRequest) -> ModelReply: ...
 
+    def estimate_cost(self, request: ModelRequest) -> float:
+        """What ``request`` would likely cost in USD, before it is sent (0 when unpriced).
+
+        The gateway checks ``--max-cost`` with it before a session's first call, when there
+        is no call yet to go by.
+        """
+        ...
+
 
 class CommandRunner(Protocol):
     """Runs a shell command in a directory with a timeout, an output cap and a scrubbed env."""
@@ -184,6 +192,14 @@ class SessionStore(Protocol):
         self, session_id: str, task: str, config: Mapping[str, Any]
     ) -> None: ...
 
+    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
+        """Change keys of the stored configuration (a resume raising the budgets)."""
+        ...
+
+    async def node_states(self, session_id: str) -> Mapping[str, str]:
+        """Each recorded node's current state."""
+        ...
+
     async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None: ...
 
     async def set_node_state(
@@ -211,7 +227,25 @@ class SessionStore(Protocol):
         actor: str,
         ledger_sha: str | None,
         note: str = "",
-    ) -> None: ...
+        *,
+        bundle: str | None = None,
+        files: Sequence[str] | None = None,
+    ) -> None:
+        """A decision. An approval is recorded before its commit (``ledger_sha`` None), with
+        the ``bundle`` id it approves and the ``files`` chosen (None: all of them)."""
+        ...
+
+    async def confirm_approval(
+        self, session_id: str, node_id: str, ledger_sha: str, actor: str
+    ) -> None:
+        """The node's pending approval was committed as ``ledger_sha``."""
+        ...
+
+    async def pending_approval(
+        self, session_id: str, node_id: str, bundle: str
+    ) -> Mapping[str, Any] | None:
+        """A recorded approval of ``bundle`` whose commit never happened (a crash), if any."""
+        ...
 
     async def record_escalation(
         self, session_id: str, node_id: str, report: Mapping[str, Any]

@@ -20,8 +20,17 @@ from pathlib import Path
 
 from keel.engine import prompts
 from keel.engine.events import EventLog
-from keel.engine.gateway import BudgetExceeded, ModelGateway, Redactor, Totals
-from keel.engine.models import Energy, NodeKind, NodeState, PlanNode, Speculation, TaskPlan, Tier
+from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
+from keel.engine.models import (
+    Energy,
+    LedgerEntry,
+    NodeKind,
+    NodeState,
+    PlanNode,
+    Speculation,
+    TaskPlan,
+    Tier,
+)
 from keel.engine.node import Attempt, NodeContext, NodeRunner
 from keel.engine.planner import Planner, PlanningFailed
 from keel.engine.ports import (
@@ -37,6 +46,7 @@ from keel.engine.ports import (
     ProviderError,
     SessionStore,
 )
+from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
@@ -94,7 +104,8 @@ class Engine:
         """
         session_id = session_id or new_session_id()
         started = time.monotonic()
-        events = EventLog(session_id, self.store, self.sink)
+        redactor = Redactor(self.secrets)
+        events = EventLog(session_id, self.store, self.sink, redactor)
         totals = Totals.restore(await self.store.call_totals(session_id)) if resume else Totals()
         gateway = ModelGateway(
             self.clients,
@@ -102,12 +113,19 @@ class Engine:
             session_id,
             budget=self.settings.budget,
             log_llm=self.settings.log_llm,
-            redact=Redactor(self.secrets),
+            redact=redactor,
             totals=totals,
             faults=self.faults,
         )
         if not resume:
             await self.store.create_session(session_id, task, self.config_record())
+        else:
+            # Budgets given to a resume are the session's from now on: status shows them and
+            # a later plain resume keeps them (they equal the stored ones when none were given).
+            budget = self.settings.budget
+            await self.store.update_session_config(
+                session_id, {"max_cost": budget.max_cost, "max_steps": budget.max_steps}
+            )
         await events.emit(
             "session_resumed" if resume else "session_started",
             task=task,
@@ -126,17 +144,28 @@ class Engine:
             await events.emit(
                 "budget_exceeded", reason=exc.reason, message=str(exc), **gateway.totals.as_dict()
             )
+            await self._requeue(session_id, f"stopped by the {exc.reason} budget")
         except KeelError as exc:  # no plan, an unreachable model, a failing disk or git
             result.reason = str(exc)
         except asyncio.CancelledError:
             _uncancel()
             result.outcome, result.reason = "aborted", "aborted by the user"
+            await self._requeue(session_id, "aborted")
         finally:
             sandboxes = self.workspace / ".keel" / "sandboxes" / session_id
             await asyncio.to_thread(shutil.rmtree, sandboxes, True)
             await self.store.end_run(run_id)
         await self._finish(result, gateway, events, started)
         return result
+
+    async def _requeue(self, session_id: str, why: str) -> None:
+        """Nodes cut off mid-work go back to ``queued``: a resume runs them again, and status
+        must not show them running in a session that has stopped."""
+        in_flight = {NodeState.RUNNING, NodeState.VERIFYING, NodeState.RETRYING}
+        for node_id, state in (await self.store.node_states(session_id)).items():
+            if state in in_flight:
+                detail = f"{why} while {state}; `keel resume` runs it again"
+                await self.store.set_node_state(session_id, node_id, NodeState.QUEUED, detail)
 
     async def _finish(
         self, result: SessionResult, gateway: ModelGateway, events: EventLog, started: float
@@ -195,7 +224,7 @@ class Engine:
     ) -> None:
         plan = await self._plan(task, session_id, gateway, events)
         result.nodes = {node.id: NodeState.QUEUED for node in plan.nodes}
-        done = await self._committed_nodes(session_id) if resume else {}
+        done = await self._committed_nodes(session_id, events) if resume else {}
         result.nodes.update(done)
         hints = await self._speculate(task, plan, gateway, events)
         verifier = Verifier(
@@ -251,16 +280,32 @@ class Engine:
                 f"{n} ({result.nodes[n].value})" for n in undone
             )
 
-    async def _committed_nodes(self, session_id: str) -> dict[str, NodeState]:
-        """Nodes of this session the ledger (git, the source of truth) already holds."""
+    async def _committed_nodes(self, session_id: str, events: EventLog) -> dict[str, NodeState]:
+        """Nodes of this session the ledger (git, the source of truth) already holds.
+
+        A kill between a commit and its store records leaves the store behind git; those
+        records (the approval's sha, the ``node_committed`` event, the state) are completed
+        here from the commit itself, so status, the ledger and git agree.
+        """
         entries = [e for e in await self.ledger.entries(None) if e.session == session_id]
         await self.ledger.settle_index([path for e in entries for path in e.files])
-        latest: dict[str, str] = {}
+        latest: dict[str, LedgerEntry] = {}
         for entry in entries:  # newest first
-            latest.setdefault(entry.node, entry.sha)
-        for node_id, sha in latest.items():
-            # A kill between the commit and its store record leaves the store behind git.
-            await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED.value, sha)
+            latest.setdefault(entry.node, entry)
+        states = await self.store.node_states(session_id)
+        for node_id, entry in latest.items():
+            if states.get(node_id) == NodeState.COMMITTED:
+                continue
+            await self.store.confirm_approval(session_id, node_id, entry.sha, entry.approved_by)
+            await events.emit(
+                "node_committed",
+                node=node_id,
+                ledger=entry.sha,
+                files=list(entry.files),
+                v=trailer_v(entry.energy),
+                recovered=True,
+            )
+            await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED, entry.sha)
         return dict.fromkeys(latest, NodeState.COMMITTED)
 
     async def _plan(
@@ -382,6 +427,18 @@ class Engine:
             evidence=evidence_dicts(energy.evidence),
         )
         return energy
+
+
+def trailer_v(energy: str) -> float | None:
+    """V from a ``Keel-Energy`` trailer (``V=0.000 syn=0.000 ...``), None if it has none."""
+    for part in energy.split():
+        name, _, value = part.partition("=")
+        if name == "V":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def responsible_nodes(plan: TaskPlan, sheaf: Energy) -> list[PlanNode]:

@@ -11,7 +11,9 @@ provider passes its own exception classes in :class:`SdkErrorTypes`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import random
 import re
@@ -36,6 +38,11 @@ DEFAULT_API_KEY_ENV: Mapping[str, str] = {
 }
 
 _MAX_DETAIL = 200
+
+#: The cost estimate of a call not yet made: one token per this many characters sent...
+CHARS_PER_TOKEN = 4
+#: ...and this many tokens in the reply (a typical structured reply; real ones vary).
+ESTIMATED_REPLY_TOKENS = 1000
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,18 @@ class RetryingClient(ABC):
         latency = time.monotonic() - start
         usage = price(raw.model, raw.input_tokens, raw.output_tokens, self._settings.prices)
         return ModelReply(text=raw.text, model=raw.model, usage=usage, latency_s=latency)
+
+    def estimate_cost(self, request: ModelRequest) -> float:
+        """USD the request would likely cost at this model's price (0 when unpriced).
+
+        Input tokens are the characters sent (system, prompt and schema) over
+        :data:`CHARS_PER_TOKEN`; output tokens :data:`ESTIMATED_REPLY_TOKENS`. It only has to
+        be of the right size: the budget check uses it until a real call was made.
+        """
+        sent = len(request.system) + len(request.prompt) + len(json.dumps(request.schema))
+        input_tokens = math.ceil(sent / CHARS_PER_TOKEN)
+        usage = price(self._name, input_tokens, ESTIMATED_REPLY_TOKENS, self._settings.prices)
+        return usage.cost_usd
 
     async def aclose(self) -> None:
         """Release connections; the default has none."""

@@ -44,6 +44,7 @@ from typing import Any
 from keel.engine.models import Tier
 from keel.engine.ports import ConfigError, ModelRequest, ProviderError
 from keel.providers.base import ProviderSettings, RawReply, RetryingClient
+from keel.providers.prices import price
 
 #: (tier, node, attempt): what a request and a transcript line are matched by.
 ReplyKey = tuple[str, str | None, int]
@@ -178,6 +179,15 @@ class ReplayClient(RetryingClient):
     @property
     def entries(self) -> Mapping[ReplyKey, TranscriptEntry]:
         return self._entries
+
+    def estimate_cost(self, request: ModelRequest) -> float:
+        """Exact: what the recorded reply costs (its model and usage); 0 without one."""
+        entry = self._entries.get(request_key(request))
+        if entry is None:
+            return 0.0
+        model = entry.model or self.name
+        usage = price(model, entry.input_tokens, entry.output_tokens, self._settings.prices)
+        return usage.cost_usd
 
     async def _attempt(self, request: ModelRequest) -> RawReply:
         key = request_key(request)

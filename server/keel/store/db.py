@@ -8,6 +8,11 @@ Why the schema is a list of migrations keyed by ``PRAGMA user_version``: a store
 older Keel is upgraded in place, inside a transaction, never recreated; one written by a newer
 Keel is refused rather than damaged.
 
+Why every record passes through a redactor before it is written: model replies, command
+output, bundles and events can quote an API key, and a secret that reached the file stays in
+it (and in its backups). Only identifiers (session, node and step ids, states, tiers, models)
+are written as they are, since lookups depend on them.
+
 A file that is not a SQLite database (corrupt, truncated, something else) is never deleted or
 overwritten: opening it raises :class:`KeelError` and leaves the bytes as they were.
 """
@@ -26,6 +31,7 @@ from typing import Any
 import aiosqlite
 
 from keel.engine.ports import KeelError
+from keel.engine.redaction import Redactor, redact
 
 STORE_DIR = ".keel"
 STORE_FILE = "keel.db"
@@ -151,6 +157,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_by_session ON runs (session_id, id);
     """,
+    # 3: every model call's prompt and reply sizes (kept with or without --log-llm; NULL in
+    # calls recorded before), and approvals as durable intents: recorded before the ledger
+    # commit with the bundle they approve and the files chosen, the commit's sha added after.
+    """
+    ALTER TABLE model_calls ADD COLUMN prompt_chars INTEGER;
+    ALTER TABLE model_calls ADD COLUMN reply_chars INTEGER;
+    ALTER TABLE approvals ADD COLUMN bundle_id TEXT;
+    ALTER TABLE approvals ADD COLUMN files TEXT;
+    """,
 ]
 
 _JSON_COLUMNS = frozenset(
@@ -165,6 +180,7 @@ _JSON_COLUMNS = frozenset(
         "payload",
         "intent",
         "result",
+        "files",
     }
 )
 _BOOL_COLUMNS = frozenset({"stable", "priced", "ok", "abort_requested"})
@@ -180,9 +196,12 @@ class SqliteStore:
     """The :class:`keel.engine.ports.SessionStore` over aiosqlite, plus the reads for
     ``keel status``/``logs``/``resume``. Construct with :meth:`open`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, redactor: Redactor | None = None
+    ) -> None:
         self._db = db
         self._path = path
+        self._redactor = redactor or Redactor({})
         self._write_lock = asyncio.Lock()
         self._closed = False
 
@@ -191,11 +210,12 @@ class SqliteStore:
         return self._path
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, redactor: Redactor | None = None) -> SqliteStore:
         """Open (creating or upgrading) the store.
 
         ``path`` is the workspace (the store is ``<path>/.keel/keel.db``) or, when its name ends
-        in ``.db``, the database file itself.
+        in ``.db``, the database file itself. ``redactor`` scrubs every record before it is
+        written (by default of key-shaped strings only; the app passes the secret values).
         """
         db_path = Path(path) if Path(path).name.endswith(".db") else store_path(Path(path))
         await asyncio.to_thread(_check_file, db_path)
@@ -210,7 +230,7 @@ class SqliteStore:
             await db.close()
             raise
         db.row_factory = sqlite3.Row
-        return cls(db, db_path)
+        return cls(db, db_path, redactor)
 
     async def close(self) -> None:
         if not self._closed:
@@ -219,15 +239,34 @@ class SqliteStore:
 
     # ----------------------------------------------------------------- writes
 
+    def _text(self, value: str | None) -> str | None:
+        """A free-text column, redacted."""
+        return None if value is None else self._redactor(str(value))
+
+    def _json(self, value: Any) -> str:
+        """A JSON column: every string inside redacted, then serialised."""
+        return _dump(redact(value, self._redactor))
+
     async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
         await self._write(
             [
                 (
                     "INSERT INTO sessions (id, task, config, started_at) VALUES (?, ?, ?, ?)",
-                    (session_id, task, _dump(config), _now()),
+                    (session_id, self._text(task), self._json(config), _now()),
                 )
             ]
         )
+
+    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
+        """Set keys of the session's stored configuration (budgets raised by a resume)."""
+        statements: list[_Statement] = [
+            (
+                "UPDATE sessions SET config = json_set(config, ?, json(?)) WHERE id = ?",
+                (f"$.{key}", self._json(value), session_id),
+            )
+            for key, value in values.items()
+        ]
+        await self._write(statements)
 
     async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
         """Store the plan and one ``nodes`` row per planned node (state ``queued``).
@@ -239,16 +278,17 @@ class SqliteStore:
         statements: list[_Statement] = [
             (
                 "INSERT INTO plan (session_id, plan, created_at) VALUES (?, ?, ?)",
-                (session_id, _dump(plan), now),
+                (session_id, self._json(plan), now),
             )
         ]
         for node in plan.get("nodes", ()):
+            title = self._text(node.get("title", ""))
             statements.append(
                 (
                     "INSERT INTO nodes (session_id, node_id, title, kind, state, updated_at)"
                     " VALUES (?, ?, ?, ?, 'queued', ?) ON CONFLICT (session_id, node_id)"
                     " DO UPDATE SET title = excluded.title, kind = excluded.kind",
-                    (session_id, str(node["id"]), node.get("title", ""), _kind(node), now),
+                    (session_id, str(node["id"]), title, _kind(node), now),
                 )
             )
         await self._write(statements)
@@ -268,7 +308,7 @@ class SqliteStore:
                 (
                     "INSERT INTO node_transitions (session_id, node_id, state, detail, at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (session_id, node_id, str(state), detail, now),
+                    (session_id, node_id, str(state), self._text(detail), now),
                 ),
             ]
         )
@@ -289,19 +329,19 @@ class SqliteStore:
             " (session_id, node_id, attempt, bundle, energy, evidence, stable, at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        bundle_json = None if bundle is None else _dump(bundle)
-        params = (session_id, node_id, attempt, bundle_json, _dump(energy), _dump(evidence))
+        bundle_json = None if bundle is None else self._json(bundle)
+        params = (session_id, node_id, attempt, bundle_json, _dump(energy), self._json(evidence))
         await self._write([(sql, (*params, int(stable), _now()))])
 
     async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
         await self._write([self._model_call_statement(session_id, call)])
 
-    @staticmethod
-    def _model_call_statement(session_id: str, call: Mapping[str, Any]) -> _Statement:
+    def _model_call_statement(self, session_id: str, call: Mapping[str, Any]) -> _Statement:
         sql = (
             "INSERT INTO model_calls (session_id, tier, model, node_id, attempt, schema_name,"
             " input_tokens, output_tokens, cost_usd, priced, latency_s, ok, error, prompt,"
-            " response, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " response, prompt_chars, reply_chars, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         params = (
             session_id,
@@ -316,9 +356,11 @@ class SqliteStore:
             int(bool(call.get("priced", True))),
             float(call.get("latency_s") or 0.0),
             int(bool(call.get("ok", True))),
-            call.get("error"),
-            call.get("prompt"),
-            call.get("response"),
+            self._text(call.get("error")),
+            self._text(call.get("prompt")),
+            self._text(call.get("response")),
+            call.get("prompt_chars"),
+            call.get("reply_chars"),
             _now(),
         )
         return (sql, params)
@@ -331,30 +373,64 @@ class SqliteStore:
         actor: str,
         ledger_sha: str | None,
         note: str = "",
+        *,
+        bundle: str | None = None,
+        files: Sequence[str] | None = None,
     ) -> None:
         sql = (
-            "INSERT INTO approvals (session_id, node_id, decision, actor, ledger_sha, note, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO approvals (session_id, node_id, decision, actor, ledger_sha, note,"
+            " bundle_id, files, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        await self._write([(sql, (session_id, node_id, decision, actor, ledger_sha, note, _now()))])
+        chosen = None if files is None else _dump(list(files))
+        params = (session_id, node_id, decision, actor, ledger_sha, self._text(note), bundle)
+        await self._write([(sql, (*params, chosen, _now()))])
+
+    async def confirm_approval(
+        self, session_id: str, node_id: str, ledger_sha: str, actor: str
+    ) -> None:
+        """The node's approved intent now has its commit, and the commit's approver; without
+        one (a store from before approvals were intents), an approval row is added."""
+        pending = await self._pending(session_id, node_id)
+        if pending is not None:
+            sql = "UPDATE approvals SET ledger_sha = ?, actor = ? WHERE id = ?"
+            await self._write([(sql, (ledger_sha, actor, pending["id"]))])
+        else:
+            await self.record_approval(session_id, node_id, "approved", actor, ledger_sha)
+
+    async def pending_approval(
+        self, session_id: str, node_id: str, bundle: str
+    ) -> dict[str, Any] | None:
+        """The node's newest approval row, if it approved ``bundle`` and has no commit yet."""
+        row = await self._pending(session_id, node_id)
+        return row if row is not None and row["bundle_id"] == bundle else None
+
+    async def _pending(self, session_id: str, node_id: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            "SELECT * FROM approvals WHERE session_id = ? AND node_id = ? ORDER BY id DESC LIMIT 1",
+            (session_id, node_id),
+        )
+        if rows and rows[0]["decision"] == "approved" and rows[0]["ledger_sha"] is None:
+            return rows[0]
+        return None
 
     async def record_escalation(
         self, session_id: str, node_id: str, report: Mapping[str, Any]
     ) -> None:
         sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
-        await self._write([(sql, (session_id, node_id, _dump(report), _now()))])
+        await self._write([(sql, (session_id, node_id, self._json(report), _now()))])
 
     async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
         """Store one engine event (contract section 10) whole, keyed by its ``type``."""
         sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
         at = str(event.get("ts") or _now())
-        await self._write([(sql, (session_id, str(event.get("type", "")), _dump(event), at))])
+        kind = str(event.get("type", ""))
+        await self._write([(sql, (session_id, kind, self._json(event), at))])
 
     async def finish_session(
         self, session_id: str, outcome: str, totals: Mapping[str, Any]
     ) -> None:
         sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"
-        await self._write([(sql, (_now(), outcome, _dump(totals), session_id))])
+        await self._write([(sql, (_now(), outcome, self._json(totals), session_id))])
 
     async def begin_step(
         self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
@@ -365,7 +441,7 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (session_id, step_id) DO UPDATE SET intent = excluded.intent"
         )
-        await self._write([(sql, (session_id, step_id, kind, _dump(detail), _now()))])
+        await self._write([(sql, (session_id, step_id, kind, self._json(detail), _now()))])
 
     async def finish_step(
         self,
@@ -376,7 +452,7 @@ class SqliteStore:
     ) -> None:
         """The result record; with ``call``, the model call is recorded in the same transaction."""
         sql = "UPDATE steps SET result = ?, result_at = ? WHERE session_id = ? AND step_id = ?"
-        statements: list[_Statement] = [(sql, (_dump(result), _now(), session_id, step_id))]
+        statements: list[_Statement] = [(sql, (self._json(result), _now(), session_id, step_id))]
         if call is not None:
             statements.append(self._model_call_statement(session_id, call))
         await self._write(statements)
@@ -387,7 +463,8 @@ class SqliteStore:
             "SELECT count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,"
             " coalesce(sum(output_tokens), 0) AS output_tokens,"
             " coalesce(sum(cost_usd), 0.0) AS cost_usd,"
-            " coalesce(max(cost_usd), 0.0) AS largest_call_usd"
+            " coalesce(max(cost_usd), 0.0) AS largest_call_usd,"
+            " coalesce(sum(priced = 0), 0) AS unpriced"
             " FROM model_calls WHERE session_id = ?",
             (session_id,),
         )
@@ -468,6 +545,11 @@ class SqliteStore:
         return await self._query(
             "SELECT * FROM nodes WHERE session_id = ? ORDER BY rowid", (session_id,)
         )
+
+    async def node_states(self, session_id: str) -> dict[str, str]:
+        """Each node's current state, by id."""
+        rows = await self.nodes(session_id)
+        return {str(row["node_id"]): str(row["state"]) for row in rows}
 
     async def transitions(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from keel.engine.gateway import Budget, ModelGateway, Redactor
+from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import Tier, Usage
 from keel.engine.ports import ModelReply, ModelRequest
+from keel.engine.redaction import Redactor
 
 
 class ScriptedClient:
@@ -15,23 +16,34 @@ class ScriptedClient:
     every request it was sent."""
 
     def __init__(
-        self, script: Iterable[str | Exception], *, name: str = "fake:model", cost: float = 0.0
+        self,
+        script: Iterable[str | Exception],
+        *,
+        name: str = "fake:model",
+        cost: float = 0.0,
+        estimate: float = 0.0,
+        priced: bool = True,
     ) -> None:
         self._script = list(script)
         self._name = name
         self._cost = cost
+        self._estimate = estimate
+        self._priced = priced
         self.requests: list[ModelRequest] = []
 
     @property
     def name(self) -> str:
         return self._name
 
+    def estimate_cost(self, request: ModelRequest) -> float:
+        return self._estimate
+
     async def complete(self, request: ModelRequest) -> ModelReply:
         self.requests.append(request)
         step = self._script.pop(0) if self._script else "{}"
         if isinstance(step, Exception):
             raise step
-        usage = Usage(input_tokens=10, output_tokens=5, cost_usd=self._cost)
+        usage = Usage(input_tokens=10, output_tokens=5, cost_usd=self._cost, priced=self._priced)
         return ModelReply(text=step, model=self._name, usage=usage, latency_s=0.01)
 
 
@@ -48,6 +60,16 @@ class RecordingStore:
 
     async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
         self.calls.append(("create_session", (session_id, task, config)))
+
+    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
+        self.calls.append(("update_session_config", (session_id, values)))
+
+    async def node_states(self, session_id: str) -> Mapping[str, str]:
+        states: dict[str, str] = {}
+        for name, args in self.calls:
+            if name == "set_node_state":
+                states[args[1]] = args[2]
+        return states
 
     async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
         self.calls.append(("record_plan", (session_id, plan)))
@@ -82,10 +104,23 @@ class RecordingStore:
         actor: str,
         ledger_sha: str | None,
         note: str = "",
+        *,
+        bundle: str | None = None,
+        files: Sequence[str] | None = None,
     ) -> None:
         self.calls.append(
             ("record_approval", (session_id, node_id, decision, actor, ledger_sha, note))
         )
+
+    async def confirm_approval(
+        self, session_id: str, node_id: str, ledger_sha: str, actor: str
+    ) -> None:
+        self.calls.append(("confirm_approval", (session_id, node_id, ledger_sha, actor)))
+
+    async def pending_approval(
+        self, session_id: str, node_id: str, bundle: str
+    ) -> Mapping[str, Any] | None:
+        return None
 
     async def record_escalation(
         self, session_id: str, node_id: str, report: Mapping[str, Any]

@@ -10,12 +10,12 @@ from keel.engine.gateway import (
     Budget,
     BudgetExceeded,
     ModelGateway,
-    Redactor,
     Reply,
     parse_reply,
 )
 from keel.engine.models import ArtifactBundle, Tier, VerifierReport
 from keel.engine.ports import ProviderError
+from keel.engine.redaction import Redactor
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 REPORT = '{"verdict": "unstable", "analysis": "off by one", "fix_hints": ["use <="]}'
@@ -131,7 +131,37 @@ async def test_totals_add_up_tokens_and_cost() -> None:
         "input_tokens": 30,
         "output_tokens": 15,
         "cost_usd": 0.75,
+        "unpriced": 0,
     }
+
+
+async def test_the_first_call_is_checked_against_the_clients_estimate() -> None:
+    """Before any call there is no largest call to go by: the client's estimate stands in."""
+    client = ScriptedClient([REPORT], cost=0.02, estimate=0.01)
+    store = RecordingStore()
+    gateway = make_gateway(client, store, budget=Budget(max_cost=0.0))
+    with pytest.raises(BudgetExceeded) as info:
+        await _ask(gateway)
+    assert info.value.reason == "max_cost" and "up to $0.0100" in str(info.value)
+    assert client.requests == [] and store.calls == []  # not even an intent was recorded
+
+
+async def test_an_unpriced_model_estimates_zero_and_is_allowed_under_a_zero_budget() -> None:
+    client = ScriptedClient([REPORT, REPORT], estimate=0.0, priced=False)
+    gateway = make_gateway(client, RecordingStore(), budget=Budget(max_cost=0.0))
+    await _ask(gateway)
+    await _ask(gateway)
+    assert len(client.requests) == 2
+    assert gateway.totals.unpriced == 2 and gateway.totals.as_dict()["unpriced"] == 2
+
+
+async def test_an_estimate_above_the_largest_call_so_far_decides() -> None:
+    client = ScriptedClient([REPORT] * 3, cost=0.1, estimate=0.5)
+    gateway = make_gateway(client, RecordingStore(), budget=Budget(max_cost=0.55))
+    await _ask(gateway)  # 0 + max(0, 0.5) <= 0.55
+    with pytest.raises(BudgetExceeded):
+        await _ask(gateway)  # 0.1 + max(0.1, 0.5) > 0.55
+    assert len(client.requests) == 1
 
 
 # -- recording -------------------------------------------------------------------------------
@@ -197,6 +227,17 @@ async def test_without_log_llm_no_prompt_or_response_is_stored() -> None:
     assert call["prompt"] is None
     assert call["response"] is None
     assert "the secret sauce" not in repr(store.calls)
+
+
+async def test_sizes_are_recorded_with_and_without_log_llm() -> None:
+    for log_llm in (False, True):
+        store = RecordingStore()
+        gateway = make_gateway(ScriptedClient([REPORT]), store, log_llm=log_llm)
+        await gateway.ask(
+            Tier.VERIFIER, VerifierReport, system="sys", prompt="x" * 50, node_id=None, attempt=1
+        )
+        [call] = store.model_calls
+        assert call["prompt_chars"] == 53 and call["reply_chars"] == len(REPORT)
 
 
 async def test_with_log_llm_prompt_and_response_are_stored_redacted() -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import replace
+
 import pytest
 
-from keel.engine.ports import ProviderError
+from keel.engine.ports import ModelRequest, ProviderError
 from keel.providers.base import (
+    CHARS_PER_TOKEN,
+    ESTIMATED_REPLY_TOKENS,
     Endpoint,
     ProviderSettings,
+    RawReply,
+    RetryingClient,
     SdkErrorTypes,
     backoff_delay,
     redact,
@@ -15,6 +23,7 @@ from keel.providers.base import (
     with_retries,
 )
 from keel.providers.prices import lookup, price
+from tests.unit.providers.helpers import make_request
 
 SETTINGS = ProviderSettings(env={}, max_retries=3, retry_base_delay_s=0.5, retry_max_delay_s=3.0)
 
@@ -144,3 +153,25 @@ def test_price_of_a_call() -> None:
     unknown = price("openai-compatible:mystery", 10, 20)
     assert (unknown.input_tokens, unknown.output_tokens) == (10, 20)
     assert (unknown.cost_usd, unknown.priced) == (0.0, False)
+
+
+def test_a_priced_model_estimates_from_the_characters_sent_and_a_typical_reply() -> None:
+    """Before any call, ``--max-cost`` needs a figure: chars/4 input tokens plus 1000 output
+    tokens, at the model's price; an unpriced model estimates 0 (and is allowed)."""
+    request = make_request()
+    sent = len(request.system) + len(request.prompt) + len(json.dumps(request.schema))
+    input_tokens = math.ceil(sent / CHARS_PER_TOKEN)
+    settings = ProviderSettings(env={})
+    priced = _Named("openai:gpt-4.1", settings)
+    expected = (input_tokens * 2.00 + ESTIMATED_REPLY_TOKENS * 8.00) / 1e6
+    assert priced.estimate_cost(request) == pytest.approx(expected)
+    longer = replace(request, prompt=request.prompt * 100)
+    assert priced.estimate_cost(longer) > priced.estimate_cost(request)
+    assert _Named("openai-compatible:llama-local", settings).estimate_cost(request) == 0.0
+    overridden = ProviderSettings(env={}, prices={"llama-local": (1.0, 1.0)})
+    assert _Named("openai-compatible:llama-local", overridden).estimate_cost(request) > 0
+
+
+class _Named(RetryingClient):
+    async def _attempt(self, request: ModelRequest) -> RawReply:
+        raise AssertionError("an estimate sends nothing")

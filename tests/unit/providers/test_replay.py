@@ -69,6 +69,23 @@ async def test_recorded_model_is_priced_and_unrecorded_is_not(tmp_path: Path) ->
     assert (unpriced.usage.cost_usd, unpriced.usage.priced) == (0.0, False)
 
 
+def test_the_estimate_of_a_recorded_reply_is_its_exact_cost(tmp_path: Path) -> None:
+    usage = {"input_tokens": 2000, "output_tokens": 100}
+    path = write_transcript(
+        tmp_path / "t.jsonl",
+        [
+            {"tier": "actuator", "node": "node-2", "attempt": 1, "reply": {}, "usage": usage,
+             "model": "openai:gpt-4.1-mini"},
+            {"tier": "actuator", "node": "node-2", "attempt": 2, "reply": {}, "usage": usage},
+        ],
+    )  # fmt: skip
+    c = ReplayClient(str(path), ProviderSettings(env={}))
+    exact = 2000 * 0.4 / 1e6 + 100 * 1.6 / 1e6
+    assert c.estimate_cost(make_request(attempt=1)) == pytest.approx(exact)
+    assert c.estimate_cost(make_request(attempt=2)) == 0.0  # unpriced
+    assert c.estimate_cost(make_request(attempt=9)) == 0.0  # no reply: the call will fail
+
+
 async def test_recorded_delay_is_reproduced(tmp_path: Path) -> None:
     entry = {"tier": "verifier", "node": "node-2", "attempt": 1, "reply": {}, "delay_s": 0.2}
     path = write_transcript(tmp_path / "slow.jsonl", [entry])

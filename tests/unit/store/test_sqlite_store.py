@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from keel.engine.ports import KeelError
+from keel.engine.redaction import Redactor
 from keel.store import MIGRATIONS, SqliteStore, store_path
 
 PLAN = {
@@ -227,3 +228,117 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(KeelError, match="newer"):
         await SqliteStore.open(tmp_path)
+
+
+# ----------------------------------------------------------------- redaction, intents, upgrade
+
+SECRET = "s3cret-value-of-a-deploy-token"
+
+
+async def test_every_record_is_redacted_before_it_is_written(tmp_path: Path) -> None:
+    """Content columns are scrubbed at write time; ids stay as they are, so lookups work."""
+    store = await SqliteStore.open(tmp_path, Redactor({"DEPLOY_TOKEN": SECRET}))
+    leak = f"token {SECRET} and sk-proj-ABCDEFGH12345678"
+    try:
+        await store.create_session("s1", f"task {SECRET}", {"note": leak})
+        await store.record_plan("s1", {"nodes": [{"id": "n1", "title": leak, "kind": "code"}]})
+        await store.set_node_state("s1", "n1", "running", leak)
+        await store.record_attempt(
+            "s1", "n1", 1, {"writes": [leak]}, {"v": 1.0}, [{"m": leak}], False
+        )
+        await store.record_model_call(
+            "s1", {**CALL, "error": leak, "prompt": leak, "response": leak}
+        )
+        await store.record_approval("s1", "n1", "rejected", "user", None, leak)
+        await store.record_escalation("s1", "n1", {"reason": leak})
+        await store.record_event("s1", {"type": "x", "nested": {"list": [leak]}})
+        await store.begin_step("s1", "model:actuator:n1:1", "model", {"d": leak})
+        await store.finish_step("s1", "model:actuator:n1:1", {"text": leak}, CALL)
+        await store.finish_session("s1", "failed", {"reason": leak})
+        assert await store.step_result("s1", "model:actuator:n1:1") == {
+            "text": "token [redacted] and [redacted]"
+        }
+    finally:
+        await store.close()
+    dump = "\n".join(sqlite3.connect(store_path(tmp_path)).iterdump())
+    assert SECRET not in dump and "sk-proj-ABCDEFGH12345678" not in dump
+    assert dump.count("[redacted]") >= 24
+
+
+async def test_words_that_merely_contain_sk_are_not_redacted(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        await store.create_session("s1", "risk-assessment of task-runner", {})
+        session = await store.session("s1")
+    finally:
+        await store.close()
+    assert session is not None and session["task"] == "risk-assessment of task-runner"
+
+
+async def test_an_approval_is_an_intent_until_its_commit_confirms_it(store: SqliteStore) -> None:
+    await store.record_approval("s1", "n1", "approved", "user", None, bundle="b1", files=["a.py"])
+    pending = await store.pending_approval("s1", "n1", "b1")
+    assert pending is not None and pending["actor"] == "user" and pending["files"] == ["a.py"]
+    assert await store.pending_approval("s1", "n1", "other-bundle") is None
+    await store.confirm_approval("s1", "n1", "a" * 40, "user")
+    assert await store.pending_approval("s1", "n1", "b1") is None
+    # a commit the store never heard of (an older store): the approval row is added
+    await store.confirm_approval("s1", "n2", "b" * 40, "balanced")
+    rows = [
+        (a["node_id"], a["decision"], a["actor"], a["ledger_sha"])
+        for a in await store.approvals("s1")
+    ]
+    assert rows == [("n1", "approved", "user", "a" * 40), ("n2", "approved", "balanced", "b" * 40)]
+
+
+async def test_a_refused_commit_closes_the_intent(store: SqliteStore) -> None:
+    await store.record_approval("s1", "n1", "approved", "user", None, bundle="b1")
+    await store.record_approval("s1", "n1", "refused", "ledger", None, "a.py changed", bundle="b1")
+    assert await store.pending_approval("s1", "n1", "b1") is None
+
+
+async def test_session_config_keys_can_be_updated(store: SqliteStore) -> None:
+    await store.update_session_config("s1", {"max_cost": 2.5, "max_steps": None})
+    session = await store.session("s1")
+    assert session is not None
+    assert session["config"] == {
+        "mode": "headless",
+        "epsilon": 0.1,
+        "max_cost": 2.5,
+        "max_steps": None,
+    }
+
+
+async def test_node_states_and_unpriced_totals(store: SqliteStore) -> None:
+    await store.record_plan("s1", PLAN)
+    await store.set_node_state("s1", "n1", "running")
+    assert await store.node_states("s1") == {"n1": "running", "n2": "queued"}
+    await store.record_model_call("s1", CALL)
+    await store.record_model_call("s1", {**CALL, "priced": False, "cost_usd": 0.0})
+    totals = await store.call_totals("s1")
+    assert totals["calls"] == 2 and totals["unpriced"] == 1
+
+
+async def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Rows written before sizes and approval intents keep their values; the new columns are
+    NULL there (unknown), not made up."""
+    path = store_path(tmp_path)
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version = 2;")
+        conn.execute(
+            "INSERT INTO sessions (id, task, config, started_at) VALUES ('s1', 't', '{}', 'x')"
+        )
+        conn.execute(
+            "INSERT INTO model_calls (session_id, tier, model, ok, at)"
+            " VALUES ('s1', 'actuator', 'm', 1, 'x')"
+        )
+    store = await SqliteStore.open(tmp_path)
+    try:
+        [call] = await store.model_calls("s1")
+        assert call["prompt_chars"] is None and call["reply_chars"] is None
+        await store.record_model_call("s1", {**CALL, "prompt_chars": 10, "reply_chars": 4})
+        assert (await store.model_calls("s1"))[1]["prompt_chars"] == 10
+    finally:
+        await store.close()
+    assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 3
