@@ -1,14 +1,14 @@
 """V_str: the node's structural promises, checked on the files it owns after its bundle.
 
 Ownership is enforced before application (a write outside ``owns`` is refused with a
-residual); here the rest: every owned file exists, every contract symbol is defined, no
-forbidden pattern appears.
+residual); here the rest: every owned file exists (unless the bundle deletes it on purpose),
+every contract symbol is defined, no forbidden pattern appears.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from keel.engine.models import Component, PlanNode, Residual, SensorReport
 
@@ -28,11 +28,17 @@ def _defines(text: str, symbol: str) -> bool:
     return any(re.search(p, text, flags=re.MULTILINE) for p in patterns)
 
 
-def check_contract(node: PlanNode, owned: Mapping[str, str | None]) -> SensorReport:
-    """Residuals for missing owned files, undefined symbols and forbidden patterns."""
+def check_contract(
+    node: PlanNode, owned: Mapping[str, str | None], deleted: Iterable[str] = ()
+) -> SensorReport:
+    """Residuals for missing owned files, undefined symbols and forbidden patterns.
+
+    A file in ``deleted`` is absent because the bundle deletes it: that is not missing.
+    """
     residuals: list[Residual] = []
+    gone = set(deleted)
     for path, text in owned.items():
-        if text is None:
+        if text is None and path not in gone:
             residuals.append(
                 Residual(Component.STR, "owned file was not created", "contract", path=path)
             )

@@ -190,7 +190,9 @@ class NodeRunner:
             await asyncio.to_thread(write_changes, sandbox, carried.changes)
             assert attempt.bundle is not None
             results = await self._run_commands(attempt.bundle, sandbox)
-            energy = await self.ctx.verifier.measure_node(self.node, sandbox, results)
+            energy = await self.ctx.verifier.measure_node(
+                self.node, sandbox, results, _deleted(carried)
+            )
         finally:
             await asyncio.to_thread(shutil.rmtree, sandbox, True)
         again = Attempt(attempt.number, attempt.bundle, carried, energy)
@@ -222,7 +224,7 @@ class NodeRunner:
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")
-        energy = await ctx.verifier.measure_node(node, sandbox, results)
+        energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes))
         return Attempt(number, bundle, changes, energy)
 
     async def _run_commands(self, bundle: ArtifactBundle, sandbox: Path) -> list[CommandResult]:
@@ -340,10 +342,23 @@ class NodeRunner:
         if decision is None:
             return NodeState.AWAITING_APPROVAL
         if decision.edits:
-            # Only the bundle's own files can be edited; their base is already known.
+            # Only the bundle's own files can be edited; their base is already known. A file
+            # edited back to its base leaves the bundle: the reviewer rejected that file alone.
             edits = {p: d for p, d in decision.edits.items() if p in request.changes}
-            await ctx.events.emit("bundle_edited", node=node.id, files=sorted(edits))
-            return ChangeSet(changes={**request.changes, **edits}, base=dict(request.base))
+            dropped = sorted(p for p, d in edits.items() if d == request.base.get(p))
+            kept = {p: d for p, d in {**request.changes, **edits}.items() if p not in dropped}
+            await ctx.events.emit(
+                "bundle_edited",
+                node=node.id,
+                files=sorted(edits),
+                dropped=dropped,
+                feedback=decision.feedback,
+            )
+            if dropped:  # heard by the model if the rest no longer holds and it regenerates
+                why = f"The reviewer rejected {', '.join(dropped)} of the bundle."
+                self._feedback = f"{why} {decision.feedback}".strip()
+            base = {p: d for p, d in request.base.items() if p in kept}
+            return ChangeSet(changes=kept, base=base)
         if not decision.approved:
             await ctx.store.record_approval(
                 ctx.session_id,
@@ -505,6 +520,10 @@ def complexity(node: PlanNode, attempt: Attempt) -> int:
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
+
+
+def _deleted(changes: ChangeSet) -> list[str]:
+    return [path for path, data in changes.changes.items() if data is None]
 
 
 def _subset(changes: ChangeSet, paths: set[str]) -> ChangeSet:

@@ -303,6 +303,19 @@ class NoFaults:
         return None
 
 
+class EditorEvidence(Protocol):
+    """The diagnostics an editor's own language servers report (``keel serve`` has them).
+
+    Headless runs have none (``Engine.editor`` is ``None``). The final sheaf check adds what
+    the editor reports about the committed files to its own sensors' findings.
+    """
+
+    async def diagnostics(self, root: Path, files: Sequence[str]) -> SensorReport:
+        """V_syn residuals for ``files`` (relative to ``root``), from reports about exactly
+        the content the files have under ``root``; reports about other text do not count."""
+        ...
+
+
 class EventSink(Protocol):
     """Receives every engine event (contract section 10) as a JSON-ready dict."""
 
@@ -339,9 +352,10 @@ class Decision:
     rejection with feedback). ``files`` approves only those workspace-relative paths; the
     rest of the bundle is re-verified and proposed again. ``edits`` (with ``approved``
     false) replaces files of the bundle with the reviewer's own version: the edited bundle is
-    verified and proposed again, without a model call. ``created`` names new files of the
-    bundle that the reviewer's editor already created, empty, while applying the approval
-    (an LSP ``CreateFile``); the commit takes an empty file there for "absent".
+    verified and proposed again, without a model call; a file "edited" back to its ``base``
+    leaves the bundle (the reviewer rejected that file alone). ``created`` names new files
+    of the bundle that the reviewer's editor already created, empty, while applying the
+    approval (an LSP ``CreateFile``); the commit takes an empty file there for "absent".
     """
 
     approved: bool

@@ -36,6 +36,7 @@ from keel.engine.planner import Planner, PlanningFailed
 from keel.engine.ports import (
     Approver,
     CommandRunner,
+    EditorEvidence,
     EventSink,
     FaultPoint,
     KeelError,
@@ -92,6 +93,8 @@ class Engine:
     settings: EngineSettings
     secrets: Mapping[str, str] = field(default_factory=dict)
     faults: FaultPoint = field(default_factory=NoFaults)
+    #: The editor's diagnostics (``keel serve``); the final sheaf check counts them too.
+    editor: EditorEvidence | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -414,7 +417,8 @@ class Engine:
         files = sorted(
             {path for node in plan.nodes for path in node.owns if (sandbox / path).exists()}
         )
-        energy = await ctx.verifier.sheaf(sandbox, files)
+        editor = [await self.editor.diagnostics(sandbox, files)] if self.editor else []
+        energy = await ctx.verifier.sheaf(sandbox, files, editor)
         stable = energy.stable(self.settings.epsilon)
         await events.emit(
             "verification",

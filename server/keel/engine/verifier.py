@@ -102,11 +102,16 @@ class Verifier:
         return by_plugin
 
     async def measure_node(
-        self, node: PlanNode, sandbox: Path, commands: Sequence[CommandResult]
+        self,
+        node: PlanNode,
+        sandbox: Path,
+        commands: Sequence[CommandResult],
+        deleted: Iterable[str] = (),
     ) -> Energy:
+        """The node's energy in ``sandbox``; ``deleted`` are owned files its bundle deletes."""
         owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
         existing = [path for path, text in owned.items() if text is not None]
-        reports = [check_contract(node, owned), command_report(commands)]
+        reports = [check_contract(node, owned, deleted), command_report(commands)]
         by_plugin = self._owning(existing)
         all_files = await asyncio.to_thread(tree_files, sandbox)
         jobs = []
@@ -131,8 +136,14 @@ class Verifier:
             return [path for path in mine if plugin.is_test_file(path)]
         return [path for path in all_files if plugin.owns_file(path) and plugin.is_test_file(path)]
 
-    async def sheaf(self, sandbox: Path, files: Sequence[str]) -> Energy:
-        """Whole-workspace consistency: imports resolve, the checker and the full suite pass."""
+    async def sheaf(
+        self, sandbox: Path, files: Sequence[str], extra: Sequence[SensorReport] = ()
+    ) -> Energy:
+        """Whole-workspace consistency: imports resolve, the checker and the full suite pass.
+
+        ``extra`` are more findings about the same files (the editor's diagnostics of them,
+        under ``keel serve``); like every sensor's here they count as V_sheaf.
+        """
         by_plugin = self._owning(files)
         all_files = await asyncio.to_thread(tree_files, sandbox)
         jobs = []
@@ -143,7 +154,7 @@ class Verifier:
             jobs += [plugin.cross_check(sandbox, mine), plugin.check(sandbox, mine)]
             if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
                 jobs.append(plugin.run_tests(sandbox, None))
-        reports = await asyncio.gather(*jobs)
+        reports = [*await asyncio.gather(*jobs), *extra]
         return measure([_as_sheaf(report) for report in reports], self._weights)
 
 

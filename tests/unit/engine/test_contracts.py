@@ -93,6 +93,12 @@ def test_an_owned_file_that_was_not_created_is_a_residual() -> None:
     assert "not created" in residual.message
 
 
+def test_an_owned_file_the_bundle_deletes_is_not_missing() -> None:
+    owned = {"calc.py": "x = 1\n", "old.py": None, "missing.py": None}
+    report = check_contract(_node(), owned, deleted=["old.py"])
+    assert [r.path for r in report.residuals] == ["missing.py"]
+
+
 def test_a_missing_file_does_not_count_as_defining_anything() -> None:
     report = check_contract(_node(symbols=["add"]), {"calc.py": None})
     messages = sorted(r.message for r in report.residuals)
