@@ -94,7 +94,7 @@ def converter() -> Any:
 
 def make_client() -> KeelTestClient:
     client = KeelTestClient(converter_factory=converter)
-    mine = (T.WORKSPACE_CONFIGURATION, T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    mine = (T.WORKSPACE_CONFIGURATION, T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, T.WINDOW_SHOW_MESSAGE)
     defaults = {k: v for k, v in DEFAULT_CLIENT_FEATURES.items() if k not in mine}
     register_lsp_features(client, defaults)
     return client
@@ -112,11 +112,17 @@ class Keel:
     changes: Recorder[dict[str, Any]] = field(default_factory=Recorder)
     edits: Recorder[T.ApplyWorkspaceEditParams] = field(default_factory=Recorder)
     published: Recorder[T.PublishDiagnosticsParams] = field(default_factory=Recorder)
+    shown: Recorder[T.ShowMessageParams] = field(default_factory=Recorder)
     configuration: Any = None
     questions: list[T.ShowMessageRequestParams] = field(default_factory=list)
     configuration_requests: int = 0
     lens_refreshes: Recorder[None] = field(default_factory=Recorder)
     apply: bool = True
+    # While set and not yet released, the editor applies an edit but holds its reply (an
+    # editor still busy answering ``workspace/applyEdit``); ``release.set()`` sends it.
+    release: asyncio.Event | None = None
+    # What the editor's own language servers do once an edit is applied (forward diagnostics).
+    after_apply: Callable[[T.WorkspaceEdit], None] | None = None
     versions: dict[str, int] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
@@ -205,11 +211,16 @@ def install_handlers(keel: Keel) -> None:
     client = keel.client
 
     @client.feature(T.WORKSPACE_APPLY_EDIT)
-    def apply_edit(params: T.ApplyWorkspaceEditParams) -> T.ApplyWorkspaceEditResult:
-        keel.edits.add(params)
+    async def apply_edit(params: T.ApplyWorkspaceEditParams) -> T.ApplyWorkspaceEditResult:
         if not keel.apply:
+            keel.edits.add(params)
             return T.ApplyWorkspaceEditResult(applied=False, failure_reason="declined by the user")
         _apply_like_an_editor(keel, params.edit)
+        if keel.after_apply is not None:
+            keel.after_apply(params.edit)
+        keel.edits.add(params)
+        if keel.release is not None:
+            await keel.release.wait()
         return T.ApplyWorkspaceEditResult(applied=True)
 
     @client.feature(T.WORKSPACE_CODE_LENS_REFRESH)
@@ -230,6 +241,11 @@ def install_handlers(keel: Keel) -> None:
     def publish(params: T.PublishDiagnosticsParams) -> None:
         client.diagnostics[params.uri] = params.diagnostics
         keel.published.add(params)
+
+    @client.feature(T.WINDOW_SHOW_MESSAGE)
+    def show(params: T.ShowMessageParams) -> None:
+        client.messages.append(params)
+        keel.shown.add(params)
 
     @client.feature("keel/bundleProposed")
     def proposed(params: Any) -> None:

@@ -6,26 +6,36 @@ compare every chosen file with the file on disk and with the user's open buffer,
 bundle is never applied over the user's edits (the engine re-bases or regenerates it);
 send ``workspace/applyEdit`` (``applied: false`` leaves the bundle pending); hand the
 decision to the engine, whose ledger writes the files atomically and commits them; answer
-``{"ledgerEntry": sha}`` once the commit exists.
+``{"ledgerEntry": sha}`` once the commit exists and the engine has recorded it.
+
+After every ``await`` the bundle is checked again: a session that stopped meanwhile waits
+for no decision, so approve fails instead of hanging. An edit the editor applied for an
+approval that committed nothing (the session stopped, the commit failed) is taken back
+(:class:`Undo`), so the editor never keeps unapproved content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as T
 
+from keel.bundles.apply import write_changes
 from keel.engine.models import Energy
 from keel.engine.ports import Decision, Settlement
 from keel.lsp import scoring
 from keel.lsp.bundles import PendingBundle
-from keel.lsp.convert import OpenText, bundle_edit, evidence_text, uri_to_path
+from keel.lsp.convert import OpenText, bundle_edit, evidence_text, path_to_uri, uri_to_path
 from keel.lsp.documents import digest
 from keel.lsp.errors import failed, invalid
 
 if TYPE_CHECKING:
     from keel.lsp.server import KeelLanguageServer
+
+log = logging.getLogger(__name__)
 
 
 def buffers(server: KeelLanguageServer, paths: list[str]) -> dict[str, OpenText]:
@@ -55,17 +65,38 @@ def chosen_paths(
 
 
 async def editor_energy(server: KeelLanguageServer, bundle: PendingBundle) -> Energy:
-    """The bundle's energy after waiting (bounded) for diagnostics of previewed files."""
-    waits = []
+    """The bundle's energy after waiting (bounded) for diagnostics of previewed files.
+
+    A buffer that shows the proposal will get a report from the editor's servers; without
+    one within ``editor_wait_s`` the checker's V_syn stands for that file.
+    """
+    waits, waited = [], []
     for path, new in bundle.request.changes.items():
         document = server.documents.by_path(path)
         if new is None or document is None or document.current != digest(new):
             continue
         if server.editor.for_content(path, document.current) is None:
             waits.append(server.editor.wait_for(path, document.current, server.editor_wait_s))
+            waited.append(path)
     if waits:
-        await asyncio.gather(*waits)
+        reports = await asyncio.gather(*waits)
+        for path, report in zip(waited, reports, strict=True):
+            if report is None:
+                log.info(
+                    "no editor diagnostics for %s within %g s; the checker's V_syn stands",
+                    path,
+                    server.editor_wait_s,
+                )
     return scoring.pending_energy(server, bundle)
+
+
+def ensure_pending(server: KeelLanguageServer, bundle: PendingBundle, doing: str) -> None:
+    """After every ``await``: the session may have stopped, and nobody waits any more."""
+    if not server.bundles.is_pending(bundle):
+        raise failed(
+            f"bundle {bundle.id} was withdrawn while {doing}: its session stopped; nothing "
+            "was committed (keel.server.resume continues the session)"
+        )
 
 
 async def approve(
@@ -76,6 +107,7 @@ async def approve(
     try:
         paths = chosen_paths(server, bundle, uris)
         energy = await editor_energy(server, bundle)
+        ensure_pending(server, bundle, "waiting for the editor's diagnostics")
         epsilon = scoring.epsilon_of(server, bundle.session_id)
         if not energy.stable(epsilon):
             raise failed(
@@ -88,11 +120,13 @@ async def approve(
         on_disk = dict(
             zip(paths, await asyncio.gather(*(host.ledger.read(p) for p in paths)), strict=True)
         )
+        ensure_pending(server, bundle, "reading the workspace")
         moved = [p for p in paths if on_disk[p] not in (base[p], changes[p], *_empty(base[p]))]
         if moved:
             decided = True
             settlement = await decide(server, bundle, Decision(True, "user", files=files))
             if settlement is not None and settlement.ledger_sha:
+                await recorded(server, bundle, settlement.ledger_sha)
                 return {"ledgerEntry": settlement.ledger_sha}
             raise failed(
                 f"{', '.join(moved)} changed on disk since bundle {bundle.id} was made; Keel "
@@ -101,9 +135,11 @@ async def approve(
             )
         open_buffers = buffers(server, paths)
         merged = await merged_onto_buffers(server, bundle, open_buffers)
+        ensure_pending(server, bundle, "merging it onto unsaved edits")
         if merged:
             decided = True
             server.bundles.decide(bundle, Decision(False, "user", edits=merged), "re-based")
+            server.refresh.schedule()
             raise failed(
                 f"{', '.join(sorted(merged))} has unsaved edits; Keel merged bundle {bundle.id} "
                 "onto them and proposes the merged bundle again (keel/bundleProposed follows)"
@@ -118,28 +154,169 @@ async def approve(
             description=f"{bundle.node_id}, bundle {bundle.id}",
             encoding=server.position_encoding(),
         )
+        applied = False
         if plan.edit is not None and server.supports("workspace.apply_edit", False):
             params = T.ApplyWorkspaceEditParams(edit=plan.edit, label=f"Keel: {bundle.title}")
             result = await server.workspace_apply_edit_async(params)
             if not result.applied:
+                ensure_pending(server, bundle, "the editor was asked to apply it")
                 reason = result.failure_reason or "declined"
                 raise failed(
                     f"the editor did not apply bundle {bundle.id} ({reason}); it stays pending"
                 )
+            applied = True
+        undo = Undo(server, bundle, paths, open_buffers, plan.created) if applied else None
+        if not server.bundles.is_pending(bundle):
+            note = await undo.run() if undo else ""
+            raise failed(
+                f"bundle {bundle.id} was withdrawn while the editor applied it: its session "
+                f"stopped; nothing was committed{note}"
+            )
         decided = True
         settlement = await decide(
             server, bundle, Decision(True, "user", files=files, created=plan.created)
         )
         if settlement is None:
-            raise failed(f"bundle {bundle.id} was not committed: its session stopped")
+            sha = await committed_anyway(server, bundle, paths)
+            if sha is not None:
+                return {"ledgerEntry": sha}
+            note = await undo.run() if undo else ""
+            raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
         if settlement.error or not settlement.ledger_sha:
+            note = await undo.run() if undo else ""
             raise failed(
-                f"bundle {bundle.id} was not committed: {settlement.error}; Keel proposes it again"
+                f"bundle {bundle.id} was not committed: {settlement.error}; Keel proposes it "
+                f"again{note}"
             )
+        await recorded(server, bundle, settlement.ledger_sha)
         return {"ledgerEntry": settlement.ledger_sha}
     finally:
         if not decided:
             server.bundles.release(bundle)
+
+
+async def recorded(server: KeelLanguageServer, bundle: PendingBundle, sha: str) -> None:
+    """Answer an approval only once the engine recorded the commit (``node_committed``)."""
+    await server.bundles.wait_recorded(sha, server.runs.get(bundle.session_id))
+
+
+async def committed_anyway(
+    server: KeelLanguageServer, bundle: PendingBundle, paths: list[str]
+) -> str | None:
+    """The session stopped after the decision: did its commit make it into the ledger?
+
+    A session cancelled while git commits lets the commit finish without anyone settling it;
+    the ledger (git) is the truth.
+    """
+    host = await server.host()
+    whole = len(paths) == len(bundle.files)
+    for entry in await host.ledger.entries(5):
+        if (
+            entry.session == bundle.session_id
+            and entry.node == bundle.node_id
+            and set(paths) <= set(entry.files)
+            and (not whole or entry.bundle.startswith(bundle.request.bundle_id))
+        ):
+            return entry.sha
+    return None
+
+
+class Undo:
+    """Takes back what the editor applied for an approval that committed nothing.
+
+    Buffers that got the proposal get their previous text back; files the editor created
+    (empty) are deleted again; files it deleted are restored from the bundle's base. So the
+    editor never keeps unapproved content, one save away from the disk.
+    """
+
+    def __init__(
+        self,
+        server: KeelLanguageServer,
+        bundle: PendingBundle,
+        paths: list[str],
+        before: dict[str, OpenText],
+        created: list[str],
+    ) -> None:
+        self._server, self._bundle, self._paths = server, bundle, paths
+        self._before, self._created = before, list(created)
+
+    async def run(self) -> str:
+        """Revert; returns a note for the command's error message."""
+        try:
+            reverted = await self._revert()
+        except Exception as exc:  # the error message must still reach the user
+            log.warning("could not revert bundle %s in the editor: %s", self._bundle.id, exc)
+            return f"; reverting the editor's buffers failed ({exc}): check {self._paths}"
+        return "; Keel reverted what the editor had applied" if reverted else ""
+
+    async def _revert(self) -> bool:
+        server, bundle = self._server, self._bundle
+        changes, base = bundle.request.changes, bundle.request.base
+        host = await server.host()
+        root = server.root or host.workspace
+        targets: dict[str, bytes | None] = {}
+        shown: dict[str, OpenText] = {}
+        for path, old in self._before.items():
+            new = changes[path]
+            if new is None or path in self._created:
+                continue
+            proposal = new.decode("utf-8", "replace")
+            if proposal == old.text:
+                continue
+            document = server.documents.by_path(path)
+            if document is None:
+                continue  # closed meanwhile: no buffer holds the proposal
+            text = server.workspace.get_text_document(document.uri).source
+            if text == proposal:
+                version = document.version
+            elif text == old.text:
+                version = None  # the editor's didChange is still on its way
+            else:
+                log.warning("%s changed again in the editor; not reverting it", path)
+                continue
+            shown[path] = OpenText(document.uri, version, proposal)
+            targets[path] = old.text.encode("utf-8")
+        caps = replace(server.edit_caps(), annotations=False)
+        label = f"Keel: revert {bundle.title} (not committed)"
+        plan = bundle_edit(
+            targets,
+            {},
+            shown,
+            root,
+            caps,
+            label=label,
+            description=label,
+            encoding=server.position_encoding(),
+            file_operations=False,
+        )
+        operations: list[T.TextDocumentEdit | T.CreateFile | T.RenameFile | T.DeleteFile] = []
+        if plan.edit is not None and plan.edit.document_changes:
+            operations.extend(plan.edit.document_changes)
+        if caps.document_changes and "delete" in caps.resource_operations:
+            for path in self._created:
+                if await host.ledger.read(path) == b"":  # still as the editor created it
+                    operations.append(
+                        T.DeleteFile(
+                            uri=path_to_uri(root, path),
+                            options=T.DeleteFileOptions(ignore_if_not_exists=True),
+                        )
+                    )
+        restored = [p for p in self._paths if changes[p] is None and base.get(p) is not None]
+        restore = {p: base[p] for p in restored if await host.ledger.read(p) is None}
+        if restore:  # the editor deleted them (DeleteFile): put them back on disk
+            await asyncio.to_thread(write_changes, root, restore)
+        edit = plan.edit
+        if operations:
+            edit = T.WorkspaceEdit(document_changes=operations)
+        if edit is None or not server.supports("workspace.apply_edit", False):
+            return bool(restore)
+        result = await server.workspace_apply_edit_async(
+            T.ApplyWorkspaceEditParams(edit=edit, label=label)
+        )
+        if not result.applied:
+            log.warning("the editor did not revert bundle %s: %s", bundle.id, result.failure_reason)
+            return bool(restore)
+        return True
 
 
 def _empty(base: bytes | None) -> tuple[bytes, ...]:
@@ -182,17 +359,24 @@ async def merged_onto_buffers(
 async def decide(
     server: KeelLanguageServer, bundle: PendingBundle, decision: Decision
 ) -> Settlement | None:
-    """Give the engine the decision; for an approval, wait until it was committed (or not)."""
+    """Give the engine the decision; for an approval, wait until it was committed (or not).
+
+    ``None`` when the session stopped (before the decision reached it, or before the commit).
+    """
     how = "approved" if decision.approved else "rejected"
-    server.bundles.decide(bundle, decision, how)
+    if not server.bundles.decide(bundle, decision, how):
+        return None
     server.refresh.schedule()
     if bundle.settlement is None:
         return None
     waiting: set[asyncio.Future[Any]] = {bundle.settlement}
     run = server.runs.get(bundle.session_id)
-    if run is not None:
+    if run is None or run.done():
+        if not bundle.settlement.done():
+            return None  # the session ended: no settlement will come
+    else:
         waiting.add(run)
-    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if bundle.settlement.done() and not bundle.settlement.cancelled():
         return bundle.settlement.result()
     return None

@@ -5,6 +5,12 @@ and awaits its decision. A command that decides a bundle first *claims* it; the 
 taken synchronously (no ``await`` between the lookup and the mark), so of two approvals of
 the same bundle racing, exactly one proceeds and the other is told the bundle is being
 decided. A decided bundle stays known by id, so a late request learns how it was decided.
+
+A command that awaits anything (the editor's diagnostics, ``workspace/applyEdit``) must ask
+:meth:`BundleRegistry.is_pending` again afterwards: the session may have stopped meanwhile,
+and then nobody waits for the decision. An approval answers only once the engine has
+*recorded* its commit (the ``node_committed`` event, seen through :meth:`committed`), so
+status and hovers right after it say committed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -48,6 +55,8 @@ class BundleRegistry:
         self._pending: dict[str, PendingBundle] = {}
         self._settling: dict[str, PendingBundle] = {}
         self._decided: OrderedDict[str, str] = OrderedDict()
+        self._commits: OrderedDict[str, None] = OrderedDict()
+        self._commit_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def propose(self, session_id: str, request: ApprovalRequest) -> PendingBundle:
         bundle_id, n = request.bundle_id, 1
@@ -90,19 +99,28 @@ class BundleRegistry:
         bundle.busy = True
         return bundle
 
+    def is_pending(self, bundle: PendingBundle) -> bool:
+        """Whether the engine still waits for a decision on ``bundle``."""
+        return self._pending.get(bundle.id) is bundle and not bundle.decision.done()
+
     def release(self, bundle: PendingBundle) -> None:
         """End a claim that decided nothing: the bundle stays pending."""
         bundle.busy = False
 
-    def decide(self, bundle: PendingBundle, decision: Decision, how: str) -> None:
-        """Hand the decision to the waiting engine; approvals then await their settlement."""
+    def decide(self, bundle: PendingBundle, decision: Decision, how: str) -> bool:
+        """Hand the decision to the waiting engine; approvals then await their settlement.
+
+        False (and nothing decided) when the engine no longer waits: its session stopped.
+        """
+        if not self.is_pending(bundle):
+            return False
         self._pending.pop(bundle.id, None)
         self._remember(bundle.id, how)
         if decision.approved:
             bundle.settlement = asyncio.get_running_loop().create_future()
             self._settling[bundle.id] = bundle
-        if not bundle.decision.done():
-            bundle.decision.set_result(decision)
+        bundle.decision.set_result(decision)
+        return True
 
     def settle(self, request: ApprovalRequest, settlement: Settlement) -> None:
         for key, bundle in list(self._settling.items()):
@@ -127,6 +145,33 @@ class BundleRegistry:
                 del self._settling[key]
                 if bundle.settlement is not None and not bundle.settlement.done():
                     bundle.settlement.cancel()
+
+    def committed(self, ledger_sha: str) -> None:
+        """The engine recorded the commit ``ledger_sha`` (its ``node_committed`` event)."""
+        self._commits[ledger_sha] = None
+        while len(self._commits) > DECIDED_MEMORY:
+            self._commits.popitem(last=False)
+        for waiter in self._commit_waiters.pop(ledger_sha, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_recorded(self, ledger_sha: str, run: asyncio.Future[Any] | None) -> bool:
+        """Wait until the engine recorded ``ledger_sha``, or its session ``run`` ended."""
+        if ledger_sha in self._commits:
+            return True
+        if run is None or run.done():
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit_waiters.setdefault(ledger_sha, []).append(waiter)
+        try:
+            await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiters = self._commit_waiters.get(ledger_sha, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._commit_waiters.pop(ledger_sha, None)
+        return ledger_sha in self._commits
 
     def _remember(self, bundle_id: str, how: str) -> None:
         self._decided[bundle_id] = how

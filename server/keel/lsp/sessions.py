@@ -40,6 +40,8 @@ class EditorSink:
     def emit(self, event: Mapping[str, Any]) -> None:
         view = self._view
         view.apply(event)
+        if event.get("type") in ("node_committed", "bundle_partially_committed"):
+            self._server.bundles.committed(str(event.get("ledger")))
         done = sum(n.state == "committed" for n in view.nodes.values())
         self._server.reporter.on_event(view.id, event, done, len(view.nodes))
         self._server.refresh.schedule()
