@@ -73,7 +73,8 @@ Starter = Callable[..., Awaitable[Keel]]
 
 @pytest_asyncio.fixture
 async def start_keel(preset: str, workspace: Path, tmp_path: Path) -> AsyncIterator[Starter]:
-    """``await start_keel(entries, latency_s=0, options=None, env=None, model=None)``."""
+    """``await start_keel(entries, latency_s=0, options=None, env=None, model=None,
+    command=KEEL_SERVE)``."""
     started: list[Keel] = []
 
     async def start(
@@ -83,10 +84,11 @@ async def start_keel(preset: str, workspace: Path, tmp_path: Path) -> AsyncItera
         options: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         model: FakeModelServer | None = None,
+        command: list[str] | None = None,
     ) -> Keel:
         fake = model or FakeModelServer(entries, latency_s=latency_s).start()
         config = ClientServerConfig(
-            server_command=KEEL_SERVE,
+            server_command=command or KEEL_SERVE,
             server_env=server_env(tmp_path, fake, env),
             client_factory=make_client,
         )

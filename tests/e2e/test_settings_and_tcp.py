@@ -48,6 +48,24 @@ async def test_invalid_settings_are_reported_and_defaults_kept(
     assert status["mode"] == "balanced" and status["outcome"] == "success"  # defaults kept
     assert len(keel_commits(workspace)) == 1  # balanced mode: a small bundle needs no approval
 
+    # Each problem is reported once, not again with every session...
+    def reckless() -> int:
+        return sum("engine.mode = 'reckless' ignored" in m.message for m in keel.client.messages)
+
+    assert reckless() == 1
+    again = await keel.command("keel.server.startSession", {"task": "Add another module"})
+    assert again["sessionId"] != started["sessionId"]
+    await keel.command("keel.server.abort", {"sessionId": again["sessionId"]})
+    await keel.command("keel.server.status")  # every message sent before it has arrived
+    assert reckless() == 1
+    # ...but once more after each change of the settings.
+    keel.configuration = {"budget": {"max_steps": 0}, "engine": {"complexity_k": 4}}
+    changed = T.DidChangeConfigurationParams(settings={"keel": keel.configuration})
+    keel.client.workspace_did_change_configuration(changed)
+    await keel.shown.wait_for(lambda _: reckless() == 2, "the problem reported again")
+    await keel.command("keel.server.status")
+    assert reckless() == 2
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

@@ -43,6 +43,7 @@ class ApproveArgs(BundleArgs):
 
 class RejectArgs(BundleArgs):
     reason: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    files: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
 
 
 class CorrectArgs(BundleArgs):

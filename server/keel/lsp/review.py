@@ -1,5 +1,11 @@
 """The review commands besides approve: reject, correct, diff, the ledger and rollback.
 
+Rejecting or correcting a whole bundle hands the model the reviewer's words *and* the
+editor's evidence about the proposed content (the diagnostics the editor's own servers
+forwarded for it, re-scored as V_syn), so the regeneration sees the editor's errors. A
+rejection of some files only drops them from the bundle: the rest is verified again and
+proposed as a new bundle, without a model call.
+
 A rollback changes files on disk (through the ledger, as a new commit); open buffers are
 then brought to the same content with ``workspace/applyEdit``. It refuses while one of the
 entry's files has unsaved edits in the editor, which the revert would otherwise override.
@@ -15,21 +21,76 @@ from lsprotocol import types as T
 
 from keel.bundles.diff import unified_diff
 from keel.engine.ports import ConflictError, Decision
-from keel.lsp.approval import buffers, decide
+from keel.lsp.approval import buffers, chosen_paths, editor_energy, ensure_pending
+from keel.lsp.bundles import PendingBundle
 from keel.lsp.convert import bundle_edit, path_to_uri
 from keel.lsp.errors import failed, invalid
+from keel.lsp.scoring import editor_sources
 
 if TYPE_CHECKING:
     from keel.lsp.server import KeelLanguageServer
 
 
 async def reject(
-    server: KeelLanguageServer, bundle_id: str, feedback: str, how: str
+    server: KeelLanguageServer,
+    bundle_id: str,
+    feedback: str,
+    how: str,
+    *,
+    files: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt."""
+    """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt.
+
+    With ``files`` (URIs) that are not all of the bundle's, only those files are dropped.
+    """
     bundle = server.bundles.claim(bundle_id)
-    await decide(server, bundle, Decision(False, "user", feedback=feedback))
-    return {"bundleId": bundle.id, "decision": how}
+    decided = False
+    try:
+        paths = chosen_paths(server, bundle, files)
+        if len(paths) < len(bundle.files):
+            decided = True
+            return _reject_files(server, bundle, paths, feedback)
+        await editor_energy(server, bundle)
+        ensure_pending(server, bundle, "waiting for the editor's diagnostics")
+        decided = True
+        full = "\n\n".join(part for part in (feedback, editor_feedback(server, bundle)) if part)
+        said = "rejected" if how == "rejected" else "rejected with a correction"
+        hand_over(server, bundle, Decision(False, "user", feedback=full), said)
+        return {"bundleId": bundle.id, "decision": how}
+    finally:
+        if not decided:
+            server.bundles.release(bundle)
+
+
+def _reject_files(
+    server: KeelLanguageServer, bundle: PendingBundle, paths: list[str], reason: str
+) -> dict[str, Any]:
+    """Drop ``paths`` from the bundle; the engine verifies the rest and proposes it again."""
+    base = bundle.request.base
+    dropped = {path: base.get(path) for path in paths}  # "edited" back to what they were
+    decision = Decision(False, "user", feedback=reason, edits=dropped)
+    hand_over(server, bundle, decision, f"rejected {', '.join(paths)}; the rest proposed again")
+    return {"bundleId": bundle.id, "decision": "rejected"}
+
+
+def hand_over(
+    server: KeelLanguageServer, bundle: PendingBundle, decision: Decision, how: str
+) -> None:
+    """Give the engine a rejection; it needs no answer back."""
+    if not server.bundles.decide(bundle, decision, how):
+        ensure_pending(server, bundle, "being decided")  # raises: the session stopped
+    server.refresh.schedule()
+
+
+def editor_feedback(server: KeelLanguageServer, bundle: PendingBundle, limit: int = 20) -> str:
+    """What the editor's servers report about the proposed content, for the model."""
+    residuals = [r for report in editor_sources(server, bundle).values() for r in report.residuals]
+    if not residuals:
+        return ""
+    lines = [f"- {r.describe()}" for r in residuals[:limit]]
+    if len(residuals) > limit:
+        lines.append(f"- ... {len(residuals) - limit} more")
+    return "The editor's language servers report on the proposed content:\n" + "\n".join(lines)
 
 
 def diff(server: KeelLanguageServer, bundle_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from lsprotocol import types as T
 from pygls.capabilities import get_capability
-from pygls.exceptions import FeatureRequestError
+from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInternalError
 from pygls.lsp.server import LanguageServer
 
 from keel import __version__
@@ -38,8 +38,19 @@ from keel.lsp.views import SessionView
 log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
 
-#: How long approval waits for the editor's diagnostics of a buffer that shows the proposal.
+#: How long approval waits for the editor's diagnostics of a buffer that shows the proposal
+#: (``KEEL_LSP_EDITOR_WAIT_S`` overrides it).
 EDITOR_WAIT_S = 1.5
+
+
+def _wait_s(env: Mapping[str, str], default: float) -> float:
+    raw = env.get("KEEL_LSP_EDITOR_WAIT_S", "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("KEEL_LSP_EDITOR_WAIT_S=%r is not a number; using %g s", raw, default)
+        return default
+    return min(max(value, 0.0), 60.0)
 
 
 class KeelLanguageServer(LanguageServer):
@@ -50,12 +61,14 @@ class KeelLanguageServer(LanguageServer):
         *,
         open_workspace: WorkspaceOpener,
         env: Mapping[str, str] | None = None,
-        editor_wait_s: float = EDITOR_WAIT_S,
+        editor_wait_s: float | None = None,
     ) -> None:
         super().__init__("keel", __version__, protocol_cls=KeelProtocol, max_workers=8)
         self.open_workspace = open_workspace
         self.env = dict(os.environ if env is None else env)
-        self.editor_wait_s = editor_wait_s
+        self.editor_wait_s = (
+            editor_wait_s if editor_wait_s is not None else _wait_s(self.env, EDITOR_WAIT_S)
+        )
         self.root: Path | None = None
         self.init_options: Any = None
         self.client_settings: Any = None
@@ -71,6 +84,7 @@ class KeelLanguageServer(LanguageServer):
         self.closing = False
         self._host: WorkspaceHost | None = None
         self._host_lock: asyncio.Lock | None = None
+        self._reported: set[str] = set()
         features.register_all(self)
 
     # -- background work -----------------------------------------------------------------
@@ -134,8 +148,15 @@ class KeelLanguageServer(LanguageServer):
             return str(T.PositionEncodingKind.Utf16)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Out-of-band errors are logged and shown; request errors are in the reply."""
+        """Out-of-band errors are logged and shown; request errors are in the reply.
+
+        A request that failed on purpose (``InvalidParams``, ``RequestFailed``) says why in
+        its reply; one that crashed (an internal error) is also logged, so the user sees it
+        in the client's log (``window/logMessage``). pygls contains both: the server goes on.
+        """
         if source is FeatureRequestError:
+            if isinstance(error, JsonRpcInternalError) or not isinstance(error, JsonRpcException):
+                log.error("a request failed inside Keel: %s", error)
             return
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
         self.show(f"Keel: {error}", T.MessageType.Error)
@@ -143,8 +164,27 @@ class KeelLanguageServer(LanguageServer):
     # -- settings and the workspace ------------------------------------------------------
 
     def settings(self, *extra: Mapping[str, Any] | None) -> Resolved:
-        """The configuration for a new session; problems are for the user to see."""
+        """The configuration for a new session; problems are for the user to see.
+
+        Reads ``keel.toml`` and the user's config file: call it in a worker thread
+        (:meth:`resolve_settings`), never on the event loop.
+        """
         return resolve(self.root, self.env, self.init_options, self.client_settings, *extra)
+
+    async def resolve_settings(self, *extra: Mapping[str, Any] | None) -> Resolved:
+        """:meth:`settings`, with the files read in a worker thread."""
+        return await asyncio.to_thread(self.settings, *extra)
+
+    def report_problems(self, problems: list[str]) -> None:
+        """Show each settings problem once (until :meth:`settings_changed`)."""
+        for problem in problems:
+            if problem not in self._reported:
+                self._reported.add(problem)
+                self.show(f"Keel: {problem}", T.MessageType.Warning)
+
+    def settings_changed(self) -> None:
+        """The editor's settings changed: their problems are worth saying again."""
+        self._reported.clear()
 
     async def host(self) -> WorkspaceHost:
         """The workspace's shared store and ledger, opened on first use."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as T
@@ -22,6 +23,7 @@ from keel.config import session_layer
 from keel.engine.ports import ApprovalRequest, Decision, KeelError, Settlement
 from keel.engine.session import SessionResult, new_session_id
 from keel.lsp import scoring
+from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.views import SessionView, hydrate
 
 if TYPE_CHECKING:
@@ -96,13 +98,12 @@ async def start(
     """Start (or, with a stored ``resume`` record, continue) a session; returns its id."""
     host = await server.host()
     if resume is not None:
-        settings = server.settings(session_layer(resume["config"]))
+        settings = await server.resolve_settings(session_layer(resume["config"]))
         session_id = str(resume["id"])
     else:
-        settings = server.settings({"engine": {"mode": mode}} if mode else None)
+        settings = await server.resolve_settings({"engine": {"mode": mode}} if mode else None)
         session_id = new_session_id()
-    for problem in settings.problems:
-        server.show(f"Keel: {problem}", T.MessageType.Warning)
+    server.report_problems(settings.problems)
     engine_settings = settings.config.engine_settings(auto_approve=False)
     view = SessionView(session_id, task=task, mode=engine_settings.mode)
     view.epsilon, view.weights, view.running = (
@@ -118,6 +119,8 @@ async def start(
     async def run() -> SessionResult | None:
         try:
             async with host.engine(task, settings.config, sink=sink, approver=approver) as engine:
+                # The final sheaf check hears the editor's diagnostics of committed files.
+                engine = replace(engine, editor=EditorEvidenceSource(server))
                 started.set_result(None)
                 return await engine.run(task, session_id, resume=resume is not None)
         except Exception as exc:

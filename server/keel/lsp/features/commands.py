@@ -75,7 +75,9 @@ def register(server: KeelLanguageServer) -> None:
     @command("reject")
     async def reject(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, RejectArgs, args)
-        return await review.reject(server, parsed.bundle_id, parsed.reason, "rejected")
+        return await review.reject(
+            server, parsed.bundle_id, parsed.reason, "rejected", files=parsed.files
+        )
 
     @command("correct")
     async def correct(name: str, args: tuple[Any, ...]) -> Any:

@@ -33,13 +33,13 @@ def _root(params: T.InitializeParams) -> Path | None:
 
 
 def register(server: KeelLanguageServer) -> None:
-    reported: set[str] = set()
+    async def report_problems() -> None:
+        server.report_problems((await server.resolve_settings()).problems)
 
-    def report_problems() -> None:
-        for problem in server.settings().problems:
-            if problem not in reported:
-                reported.add(problem)
-                server.show(f"Keel: {problem}", T.MessageType.Warning)
+    def client_settings(value: Any) -> None:
+        if value != server.client_settings:
+            server.client_settings = value
+            server.settings_changed()
 
     async def pull_configuration() -> None:
         if not server.supports("workspace.configuration", False):
@@ -50,8 +50,7 @@ def register(server: KeelLanguageServer) -> None:
         except Exception as exc:
             log.warning("workspace/configuration failed: %s", exc)
             return
-        server.client_settings = values[0] if values else None
-        report_problems()
+        client_settings(values[0] if values else None)
 
     @server.feature(T.INITIALIZE)
     def initialize(params: T.InitializeParams) -> None:
@@ -63,19 +62,20 @@ def register(server: KeelLanguageServer) -> None:
         if server.log_handler is not None:
             server.log_handler.connect(server.notify_log, asyncio.get_running_loop())
         log.info("Keel serving %s", server.root or "(no workspace folder)")
-        report_problems()
         await pull_configuration()
+        await report_problems()
         await sessions.load_latest(server)
 
     @server.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def configuration_changed(params: T.DidChangeConfigurationParams) -> None:
         if server.supports("workspace.configuration", False):
             await pull_configuration()
-            return
-        settings: Any = params.settings
-        if isinstance(settings, dict) and isinstance(settings.get("keel"), dict):
-            server.client_settings = settings["keel"]
-            report_problems()
+        else:
+            settings: Any = params.settings
+            if not isinstance(settings, dict) or not isinstance(settings.get("keel"), dict):
+                return
+            client_settings(settings["keel"])
+        await report_problems()
 
     @server.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: T.WorkDoneProgressCancelParams) -> None:
