@@ -133,3 +133,22 @@ def test_with_log_llm_the_prompts_are_stored(sessions: dict[bool, Path]) -> None
     with sqlite3.connect(sessions[True]) as db:
         prompts = [p for (p,) in db.execute("SELECT prompt FROM model_calls")]
     assert any(CONTEXT_MARKER in (p or "") for p in prompts)
+
+
+def test_a_rejected_plan_is_printed_without_its_secrets(tmp_path: Path) -> None:
+    """``plan_invalid`` goes only to the sink (not the store), and quotes the bad plan."""
+    leaky = node("node-1", ["out.txt"], depends_on=[f"node-{TOKEN}"])
+    good = plan(node("node-1", ["out.txt"]))
+    entries = [plan(leaky), {**good, "attempt": 2}, bundle("node-1", writes={"out.txt": "ok\n"})]
+
+    async def go() -> list[dict[str, Any]]:
+        result, sink = await run_session(
+            tmp_path / "ws", entries, env={"DEPLOY_TOKEN": TOKEN}, flags={"max_attempts": 1}
+        )
+        assert result.outcome == "success"
+        return sink.events
+
+    events = asyncio.run(go())
+    rejected = [e for e in events if e["type"] == "plan_invalid"]
+    assert rejected and "node-" in json.dumps(rejected[0]["errors"])
+    assert TOKEN not in json.dumps(events)

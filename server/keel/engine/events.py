@@ -33,6 +33,10 @@ class EventLog:
         self._sink = sink
         self._redactor = redactor
 
+    def redact(self, text: str) -> str:
+        """``text`` without the session's secrets, for what is shown but not emitted here."""
+        return self._redactor(text) if self._redactor is not None else text
+
     async def emit(self, type_: str, **fields: Any) -> None:
         if self._redactor is not None:
             fields = redact(fields, self._redactor)

@@ -320,7 +320,9 @@ class Engine:
         )
 
         def invalid(attempt: int, errors: list[str]) -> None:
-            self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": errors})
+            # Printed only, not stored; redacted like every event, since errors quote the reply.
+            scrubbed = [events.redact(error) for error in errors]
+            self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
         planner = Planner(gateway, invalid)
         try:
