@@ -272,17 +272,20 @@ function M.approve_file()
   })
 end
 
----Reject the bundle, asking for a reason when `ask`.
+---Send `keel.server.reject` for the view's bundle (only `files`, when given) and close the
+---view once the server took it. With `ask`, asks for the optional reason first (`prompt`);
+---cancelling the prompt sends nothing.
+---@param view keel.ReviewView
+---@param files string[]?
 ---@param reason string?
 ---@param ask boolean?
-function M.reject_bundle(reason, ask)
-  local view = state.view
-  if not view then
-    return
-  end
+---@param prompt string
+local function send_reject(view, files, reason, ask, prompt)
+  ---@param text string?
   local function send(text)
     require('keel.actions').reject({
       bundle_id = view.bundle.bundleId,
+      files = files,
       reason = text,
       callback = function(err)
         if not err and state.view == view then
@@ -291,14 +294,24 @@ function M.reject_bundle(reason, ask)
       end,
     })
   end
-  if ask then
-    vim.ui.input({ prompt = 'Keel: reason for rejecting (optional): ' }, function(input)
-      if input ~= nil then
-        send(input ~= '' and input or nil)
-      end
-    end)
-  else
+  if not ask then
     send(reason)
+    return
+  end
+  vim.ui.input({ prompt = prompt }, function(input)
+    if input ~= nil then
+      send(input ~= '' and input or nil)
+    end
+  end)
+end
+
+---Reject the bundle, asking for a reason when `ask`.
+---@param reason string?
+---@param ask boolean?
+function M.reject_bundle(reason, ask)
+  local view = state.view
+  if view then
+    send_reject(view, nil, reason, ask, 'Keel: reason for rejecting (optional): ')
   end
 end
 
@@ -329,37 +342,14 @@ function M.reject_file(reason, ask)
   if not view then
     return
   end
-  local file = current_file(view)
   if #view.files == 1 then
     M.reject_bundle(reason, ask)
     return
   end
-  ---@param text string?
-  local function send(text)
-    require('keel.actions').reject({
-      bundle_id = view.bundle.bundleId,
-      files = { file.uri },
-      reason = text,
-      callback = function(err)
-        if not err and state.view == view then
-          M.close()
-        end
-      end,
-    })
-  end
-  if ask then
-    local rel = util.relative(util.fname(file.uri), view.root)
-    vim.ui.input(
-      { prompt = 'Keel: reason for rejecting ' .. rel .. ' (optional): ' },
-      function(input)
-        if input ~= nil then
-          send(input ~= '' and input or nil)
-        end
-      end
-    )
-  else
-    send(reason)
-  end
+  local file = current_file(view)
+  local rel = util.relative(util.fname(file.uri), view.root)
+  local prompt = 'Keel: reason for rejecting ' .. rel .. ' (optional): '
+  send_reject(view, { file.uri }, reason, ask, prompt)
 end
 
 ---Close the view when its bundle is no longer pending.
