@@ -73,6 +73,44 @@ async def test_fix_with_agent_then_cancel_through_the_progress_token(
     assert not (workspace / "calc.py").exists()
 
 
+async def test_fix_with_agent_holds_the_plan_to_one_node_owning_the_file(
+    start_keel: Starter,
+) -> None:
+    """The task asks for one node; the scope makes it so: a sprawling plan is sent back."""
+    sprawling = plan(
+        node("node-1", ["util.py"], title="Helper"),
+        node("node-2", ["calc.py"], depends_on=["node-1"], title="Fix calc.py"),
+    )
+    keel: Keel = await start_keel([sprawling, {**entries()[0], "attempt": 2}, entries()[1]])
+    keel.open("calc.py", "def add(a, b):\n    return a + c\n")
+    broken = T.Diagnostic(
+        range=T.Range(start=T.Position(1, 15), end=T.Position(1, 16)),
+        message='"c" is not defined',
+        severity=T.DiagnosticSeverity.Error,
+        source="Pylance",
+    )
+    (fix,) = await keel.code_actions("calc.py", [broken], line=1)
+    assert fix.command is not None
+    (argument,) = plain(fix.command.arguments)
+    assert argument["scope"] == {"files": [keel.uri("calc.py")], "maxNodes": 1}
+    await keel.command(fix.command.command, argument)
+    await keel.proposal("node-1")
+    retried = json.dumps(keel.model.requests[1].body)
+    assert "allows at most 1 node(s) and the plan has 2" in retried
+    status = await keel.command("keel.server.status")
+    assert [n["id"] for n in status["nodes"]] == ["node-1"]
+
+
+async def test_a_scope_outside_the_workspace_is_invalid(start_keel: Starter) -> None:
+    keel: Keel = await start_keel(entries())
+    with pytest.raises(JsonRpcException) as bad:
+        await keel.command(
+            "keel.server.startSession",
+            {"task": "Fix it", "scope": {"files": ["file:///etc/passwd"], "maxNodes": 1}},
+        )
+    assert "not a file of the workspace" in str(bad.value)
+
+
 async def test_abort_command_stops_the_running_session(start_keel: Starter) -> None:
     keel: Keel = await start_keel(entries())
     started = await keel.command("keel.server.startSession", {"task": "Fix calc.py in Python"})

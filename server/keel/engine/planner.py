@@ -8,6 +8,7 @@ architect attempts are made; each failed attempt's problems are sent back in the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
@@ -22,7 +23,19 @@ class PlanningFailed(KeelError):
     """The architect produced no valid plan in its attempts."""
 
 
-def validate_plan(plan: TaskPlan) -> list[str]:
+@dataclass(frozen=True)
+class PlanScope:
+    """Limits a session puts on its plan beyond the contract's rules.
+
+    "Fix with agent" in the editor asks for one node owning the file with the error: saying so
+    in the task is a request, this is the check, so a plan that sprawls is sent back.
+    """
+
+    max_nodes: int | None = None
+    must_own: tuple[str, ...] = ()
+
+
+def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
     """Every rule the plan breaks, as sentences the architect can act on."""
     errors: list[str] = []
     ids = [node.id for node in plan.nodes]
@@ -63,6 +76,21 @@ def validate_plan(plan: TaskPlan) -> list[str]:
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))
     errors.extend(_test_dependencies(plan, owners))
+    if scope is not None:
+        errors.extend(_scope_errors(plan, owners, scope))
+    return errors
+
+
+def _scope_errors(plan: TaskPlan, owners: Mapping[str, str], scope: PlanScope) -> list[str]:
+    errors = []
+    if scope.max_nodes is not None and len(plan.nodes) > scope.max_nodes:
+        errors.append(
+            f"this session allows at most {scope.max_nodes} node(s) and the plan has "
+            f"{len(plan.nodes)}: merge the work into {scope.max_nodes} node(s)"
+        )
+    for path in scope.must_own:
+        if not _owners_of(path, owners):
+            errors.append(f"{path} must be owned by a node of the plan (the task is about it)")
     return errors
 
 
@@ -151,9 +179,15 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str]:
 class Planner:
     """Asks the architect tier for a plan until one validates."""
 
-    def __init__(self, gateway: ModelGateway, on_invalid: Callable[[int, list[str]], None]) -> None:
+    def __init__(
+        self,
+        gateway: ModelGateway,
+        on_invalid: Callable[[int, list[str]], None],
+        scope: PlanScope | None = None,
+    ) -> None:
         self._gateway = gateway
         self._on_invalid = on_invalid
+        self._scope = scope
 
     async def plan(
         self,
@@ -176,7 +210,7 @@ class Planner:
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]
             else:
-                errors = validate_plan(reply.value)
+                errors = validate_plan(reply.value, self._scope)
                 if not errors:
                     return _normalized(reply.value)
             self._on_invalid(attempt, errors)

@@ -32,7 +32,7 @@ from keel.engine.models import (
     Tier,
 )
 from keel.engine.node import Attempt, NodeContext, NodeRunner
-from keel.engine.planner import Planner, PlanningFailed
+from keel.engine.planner import Planner, PlanningFailed, PlanScope
 from keel.engine.ports import (
     Approver,
     CommandRunner,
@@ -95,6 +95,8 @@ class Engine:
     faults: FaultPoint = field(default_factory=NoFaults)
     #: The editor's diagnostics (``keel serve``); the final sheaf check counts them too.
     editor: EditorEvidence | None = None
+    #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
+    plan_scope: PlanScope | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -324,7 +326,7 @@ class Engine:
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
-        planner = Planner(gateway, invalid)
+        planner = Planner(gateway, invalid, self.plan_scope)
         try:
             plan = await planner.plan(
                 task, listing[:300], key_files, [p.name for p in self.plugins]

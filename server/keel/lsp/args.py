@@ -28,9 +28,17 @@ class NoArgs(_Args):
     pass
 
 
+class ScopeArgs(_Args):
+    """Limits on the plan: at most ``maxNodes`` nodes, and ``files`` (URIs) owned by one."""
+
+    files: list[str] = Field(default_factory=list, max_length=100)
+    max_nodes: int | None = Field(default=None, alias="maxNodes", ge=1, le=1_000)
+
+
 class StartSessionArgs(_Args):
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
     mode: str | None = Field(default=None, pattern="^(cautious|balanced|yolo)$")
+    scope: ScopeArgs | None = None
 
 
 class BundleArgs(_Args):

@@ -20,9 +20,13 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as T
 
 from keel.config import session_layer
+from keel.engine.planner import PlanScope
 from keel.engine.ports import ApprovalRequest, Decision, KeelError, Settlement
 from keel.engine.session import SessionResult, new_session_id
 from keel.lsp import scoring
+from keel.lsp.args import ScopeArgs
+from keel.lsp.convert import uri_to_path
+from keel.lsp.errors import invalid
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.views import SessionView, hydrate
 
@@ -88,11 +92,24 @@ class EditorApprover:
         self._server.refresh.schedule()
 
 
+def plan_scope(server: KeelLanguageServer, scope: ScopeArgs) -> PlanScope:
+    """``startSession``'s ``scope`` as the planner's limits; a file outside the workspace is
+    invalid."""
+    paths = []
+    for uri in scope.files:
+        path = uri_to_path(uri, server.root) if server.root else None
+        if path is None:
+            raise invalid(f"scope file {uri} is not a file of the workspace")
+        paths.append(path)
+    return PlanScope(max_nodes=scope.max_nodes, must_own=tuple(paths))
+
+
 async def start(
     server: KeelLanguageServer,
     task: str,
     *,
     mode: str | None = None,
+    scope: PlanScope | None = None,
     resume: Mapping[str, Any] | None = None,
 ) -> str:
     """Start (or, with a stored ``resume`` record, continue) a session; returns its id."""
@@ -120,7 +137,7 @@ async def start(
         try:
             async with host.engine(task, settings.config, sink=sink, approver=approver) as engine:
                 # The final sheaf check hears the editor's diagnostics of committed files.
-                engine = replace(engine, editor=EditorEvidenceSource(server))
+                engine = replace(engine, editor=EditorEvidenceSource(server), plan_scope=scope)
                 started.set_result(None)
                 return await engine.run(task, session_id, resume=resume is not None)
         except Exception as exc:

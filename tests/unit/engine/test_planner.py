@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from keel.engine.models import TaskPlan, Tier
-from keel.engine.planner import Planner, PlanningFailed, find_cycle, validate_plan
+from keel.engine.planner import Planner, PlanningFailed, PlanScope, find_cycle, validate_plan
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 
@@ -260,3 +260,15 @@ async def test_three_invalid_replies_fail_planning() -> None:
     with pytest.raises(PlanningFailed, match="no valid plan after 3 attempts"):
         await planner.plan("task", [], {}, [])
     assert len(client.requests) == 3
+
+
+def test_a_scope_limits_the_nodes_and_names_the_files_the_plan_must_own() -> None:
+    scope = PlanScope(max_nodes=1, must_own=("calc.py",))
+    assert validate_plan(_plan(_node("fix", owns=["calc.py"])), scope) == []
+    in_src = PlanScope(must_own=("src/calc.py",))
+    assert validate_plan(_plan(_node("fix", owns=["src/"])), in_src) == []  # a directory owns it
+    errors = validate_plan(_plan(_node("a", owns=["util.py"]), _node("b", owns=["x.py"])), scope)
+    assert errors == [
+        "this session allows at most 1 node(s) and the plan has 2: merge the work into 1 node(s)",
+        "calc.py must be owned by a node of the plan (the task is about it)",
+    ]

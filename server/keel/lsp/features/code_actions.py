@@ -4,7 +4,8 @@ In a file touched by a pending bundle: "Keel: Approve <title>", "Keel: Reject <t
 "Keel: Show diff", each carrying the matching ``keel.server.*`` command and the bundle id.
 On an error diagnostic anywhere (the request's own diagnostics, or the editor's forwarded
 ones at that line): "Keel: Fix with agent", which starts a session whose task names the
-file, the line and the message, for the architect to plan as one node.
+file, the line and the message, with a ``scope`` that holds the plan to one node owning the
+file (a plan that sprawls is sent back to the architect).
 """
 
 from __future__ import annotations
@@ -88,7 +89,12 @@ def fixes(server: KeelLanguageServer, path: str, params: T.CodeActionParams) -> 
                 command=T.Command(
                     title="Keel: Fix with agent",
                     command="keel.server.startSession",
-                    arguments=[{"task": task}],
+                    arguments=[
+                        {
+                            "task": task,
+                            "scope": {"files": [params.text_document.uri], "maxNodes": 1},
+                        }
+                    ],
                 ),
             )
         )

@@ -58,7 +58,9 @@ def register(server: KeelLanguageServer) -> None:
     @command("startSession")
     async def start_session(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, StartSessionArgs, args)
-        return {"sessionId": await sessions.start(server, parsed.task, mode=parsed.mode)}
+        scope = sessions.plan_scope(server, parsed.scope) if parsed.scope else None
+        session_id = await sessions.start(server, parsed.task, mode=parsed.mode, scope=scope)
+        return {"sessionId": session_id}
 
     @command("status")
     async def status(name: str, args: tuple[Any, ...]) -> Any:
