@@ -15,13 +15,10 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
+from tests.e2e.bump import BASE, start_bump
 from tests.e2e.conftest import Starter
 from tests.e2e.editor import Keel, git
 from tests.e2e.test_review_flow import entries, keel_commits
-from tests.integration.conftest import bundle, node, plan
-
-BASE = "def add(a, b):\n    return a + b\n\n\nVERSION = 1\n"
-BUMP = "--- a/calc.py\n+++ b/calc.py\n@@ -3,3 +3,3 @@\n \n \n-VERSION = 1\n+VERSION = 2\n"
 
 
 async def _held_approval(keel: Keel, bundle_id: str) -> asyncio.Task[object]:
@@ -68,13 +65,7 @@ async def test_the_session_stops_while_the_editor_applies_the_edit(
 async def test_a_commit_that_fails_after_the_editor_applied_it_is_reverted(
     start_keel: Starter, workspace: Path
 ) -> None:
-    (workspace / "calc.py").write_text(BASE)
-    git(workspace, "add", "calc.py")
-    git(workspace, "commit", "-q", "-m", "calc")
-    keel: Keel = await start_keel(
-        [plan(node("node-1", ["calc.py"], title="Bump")), bundle("node-1", diffs={"calc.py": BUMP})]
-    )
-    keel.open("calc.py", BASE)
+    keel = await start_bump(start_keel, workspace)
     await keel.command("keel.server.startSession", {"task": "Bump the Python VERSION"})
     first = await keel.proposal("node-1")
     approving = await _held_approval(keel, first["bundleId"])

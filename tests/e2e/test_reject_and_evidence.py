@@ -15,6 +15,7 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
+from tests.e2e.bump import start_bump
 from tests.e2e.conftest import OPTIONS, Starter
 from tests.e2e.editor import Keel, error, git
 from tests.e2e.test_review_flow import CALC, keel_commits
@@ -159,20 +160,10 @@ async def test_the_model_hears_the_reviewer_and_the_editor(
     assert (workspace / "calc.py").read_text() == FIXED
 
 
-BASE = "def add(a, b):\n    return a + b\n\n\nVERSION = 1\n"
-BUMP = "--- a/calc.py\n+++ b/calc.py\n@@ -3,3 +3,3 @@\n \n \n-VERSION = 1\n+VERSION = 2\n"
-
-
 async def test_the_final_sheaf_check_counts_the_editors_errors(
     start_keel: Starter, workspace: Path
 ) -> None:
-    (workspace / "calc.py").write_text(BASE)
-    git(workspace, "add", "calc.py")
-    git(workspace, "commit", "-q", "-m", "calc")
-    keel: Keel = await start_keel(
-        [plan(node("node-1", ["calc.py"], title="Bump")), bundle("node-1", diffs={"calc.py": BUMP})]
-    )
-    keel.open("calc.py", BASE)
+    keel = await start_bump(start_keel, workspace)
 
     def report(edit: T.WorkspaceEdit) -> None:
         # The editor's server analyses the buffer once it shows the applied edit.
