@@ -51,7 +51,8 @@ async def test_missing_reply_is_a_final_error(transcript: Path) -> None:
     assert not err.value.retryable
 
 
-async def test_recorded_model_is_priced_and_unrecorded_is_not(tmp_path: Path) -> None:
+def _priced_and_unpriced(tmp_path: Path) -> ReplayClient:
+    """Attempt 1 recorded with its model (priced), attempt 2 without one (unpriced)."""
     usage = {"input_tokens": 2000, "output_tokens": 100}
     path = write_transcript(
         tmp_path / "t.jsonl",
@@ -61,7 +62,11 @@ async def test_recorded_model_is_priced_and_unrecorded_is_not(tmp_path: Path) ->
             {"tier": "actuator", "node": "node-2", "attempt": 2, "reply": {}, "usage": usage},
         ],
     )  # fmt: skip
-    c = ReplayClient(str(path), ProviderSettings(env={}))
+    return ReplayClient(str(path), ProviderSettings(env={}))
+
+
+async def test_recorded_model_is_priced_and_unrecorded_is_not(tmp_path: Path) -> None:
+    c = _priced_and_unpriced(tmp_path)
     priced = await c.complete(make_request(attempt=1))
     unpriced = await c.complete(make_request(attempt=2))
     assert priced.model == "openai:gpt-4.1-mini"
@@ -70,16 +75,7 @@ async def test_recorded_model_is_priced_and_unrecorded_is_not(tmp_path: Path) ->
 
 
 def test_the_estimate_of_a_recorded_reply_is_its_exact_cost(tmp_path: Path) -> None:
-    usage = {"input_tokens": 2000, "output_tokens": 100}
-    path = write_transcript(
-        tmp_path / "t.jsonl",
-        [
-            {"tier": "actuator", "node": "node-2", "attempt": 1, "reply": {}, "usage": usage,
-             "model": "openai:gpt-4.1-mini"},
-            {"tier": "actuator", "node": "node-2", "attempt": 2, "reply": {}, "usage": usage},
-        ],
-    )  # fmt: skip
-    c = ReplayClient(str(path), ProviderSettings(env={}))
+    c = _priced_and_unpriced(tmp_path)
     exact = 2000 * 0.4 / 1e6 + 100 * 1.6 / 1e6
     assert c.estimate_cost(make_request(attempt=1)) == pytest.approx(exact)
     assert c.estimate_cost(make_request(attempt=2)) == 0.0  # unpriced
