@@ -8,6 +8,7 @@ server gets its workspaces from :func:`create_server` (one shared store and ledg
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
 from keel.engine.models import Tier
-from keel.engine.ports import Approver, EventSink, ModelClient
+from keel.engine.ports import Approver, EventSink, ModelClient, Sandbox
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
@@ -27,11 +28,14 @@ from keel.plugins.registry import detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
+from keel.sandbox import SandboxOptions, open_sandbox
 from keel.store import SqliteStore
 from keel.store.lock import WorkspaceLock
 
 if TYPE_CHECKING:
     from keel.lsp import KeelLanguageServer
+
+log = logging.getLogger(__name__)
 
 
 def store_path(workspace: Path) -> Path:
@@ -74,10 +78,31 @@ def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict
     return {**secrets_in(env), **{name: env[name] for name in names if env.get(name)}}
 
 
-def command_runner(env: Mapping[str, str]) -> SubprocessRunner:
-    """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works."""
+def command_runner(env: Mapping[str, str], sandbox: Sandbox | None = None) -> SubprocessRunner:
+    """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works.
+
+    Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`).
+    """
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
-    return SubprocessRunner(base_env=dict(env), extra_env={"PATH": path})
+    return SubprocessRunner(base_env=dict(env), extra_env={"PATH": path}, sandbox=sandbox)
+
+
+async def session_sandbox(workspace: Path, config: KeelConfig, env: Mapping[str, str]) -> Sandbox:
+    """The sandbox of a session's commands; raises ``SandboxUnavailable`` naming the fix.
+
+    With ``[sandbox] mode = "off"`` the commands run unconfined, and the log says so here
+    (the session's events and ``status`` say so too).
+    """
+    c = config.sandbox
+    options = SandboxOptions(
+        network=c.network,
+        memory_mb=c.memory_mb,
+        readonly_paths=tuple(map(Path, c.readonly_paths)),
+    )
+    sandbox = await asyncio.to_thread(open_sandbox, c.mode, workspace, options, env)
+    if sandbox.mode == "off":
+        log.warning("%s: %s", workspace, sandbox.describe()["warning"])
+    return sandbox
 
 
 @dataclass
@@ -121,8 +146,9 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
+    sandbox = await session_sandbox(workspace, config, env)
     clients = model_clients(config, env)
-    runner = command_runner(env)
+    runner = command_runner(env, sandbox)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
@@ -141,6 +167,7 @@ async def open_engine(
                 settings=config.engine_settings(auto_approve=auto_approve),
                 secrets=secrets,
                 faults=faults,
+                sandbox=sandbox.describe(),
             )
     finally:
         lock.release()
@@ -190,7 +217,8 @@ class SharedWorkspace:
     async def engine(
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
-        runner = command_runner(self._env)
+        sandbox = await session_sandbox(self._workspace, config, self._env)
+        runner = command_runner(self._env, sandbox)
         plugins = await asyncio.to_thread(detect_plugins, self._workspace, task, runner=runner)
         clients = model_clients(config, self._env)
         try:
@@ -210,6 +238,7 @@ class SharedWorkspace:
                     settings=config.engine_settings(auto_approve=False),
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
+                    sandbox=sandbox.describe(),
                 )
             finally:
                 self._running -= 1

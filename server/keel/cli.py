@@ -73,8 +73,10 @@ def _first_line(text: str, limit: int = 160) -> str:
 def describe_event(event: Mapping[str, Any]) -> str | None:
     kind, node = event.get("type"), event.get("node")
     if kind == "session_started":
-        return f"[session] {event['session']}: {event['task']}\n[models] " + ", ".join(
-            f"{tier}={model}" for tier, model in event["models"].items()
+        return (
+            f"[session] {event['session']}: {event['task']}\n[models] "
+            + ", ".join(f"{tier}={model}" for tier, model in event["models"].items())
+            + f"\n[sandbox] {reports.describe_sandbox(event.get('sandbox'))}"
         )
     if kind == "plan_invalid":
         return f"[plan] attempt {event['attempt']} invalid: " + "; ".join(event["errors"])

@@ -71,6 +71,23 @@ class NetworkConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
+class SandboxConfig(_Section):
+    """``[sandbox]``: how the processes that run project or model code are confined."""
+
+    mode: Literal["auto", "off"] = "auto"
+    network: bool = False
+    memory_mb: int = Field(default=8192, ge=0)
+    readonly_paths: list[str] = Field(default_factory=list)
+
+    @field_validator("readonly_paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        relative = [p for p in value if not Path(p).expanduser().is_absolute()]
+        if relative:
+            raise ValueError(f"paths must be absolute: {', '.join(relative)}")
+        return value
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -79,6 +96,7 @@ class KeelConfig(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -137,6 +155,8 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
     "KEEL_MAX_COST": ("budget", "max_cost"),
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
+    "KEEL_SANDBOX": ("sandbox", "mode"),
+    "KEEL_SANDBOX_NETWORK": ("sandbox", "network"),
 }
 
 

@@ -13,7 +13,10 @@ the plugins' own tools (``run_argv``, no shell). Both share one implementation, 
   ``[... N bytes truncated]`` note is appended;
 * a **scrubbed environment**: only :data:`ENV_ALLOW_LIST` is copied from the base environment,
   plus the runner's explicit extras, so API keys and tokens never reach a command the model
-  proposed.
+  proposed;
+* a **sandbox** (:class:`~keel.engine.ports.Sandbox`, bubblewrap on Linux) when the runner is
+  given one: :mod:`keel.app` gives every session's runner one, so the model's commands, the
+  test runner, the checker and build commands all run confined (docs/explanation/sandbox.md).
 
 Exit codes follow the shell's conventions so a caller can tell the cases apart:
 :data:`TIMEOUT_EXIT_CODE` (124, as GNU ``timeout``) when the deadline passed,
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Protocol
 
 from keel.engine.models import CommandResult
+from keel.engine.ports import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +102,19 @@ class ToolRunner(Protocol):
         *,
         timeout_s: float,
         env: Mapping[str, str] | None = None,
+        writable: Sequence[Path] = (),
     ) -> CommandResult: ...
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]: ...
+
+    def confine(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        writable: Sequence[Path] = (),
+    ) -> list[str]: ...
 
 
 @dataclass
@@ -210,7 +224,9 @@ class SubprocessRunner:
     ``base_env`` is where the allow-listed variables come from (default ``os.environ``);
     ``extra_env`` is added on top of them for every command (for example a sandbox's
     ``VIRTUAL_ENV``). ``kill_grace_s`` is how long a timed-out group gets between SIGTERM and
-    SIGKILL.
+    SIGKILL. ``sandbox`` confines every command (none: they run unconfined, for Keel's own
+    tests of the runner); ``readonly_paths`` are directories every command may also read
+    (the project's virtualenv or toolchain).
     """
 
     def __init__(
@@ -221,6 +237,8 @@ class SubprocessRunner:
         extra_env: Mapping[str, str] | None = None,
         kill_grace_s: float = DEFAULT_KILL_GRACE_S,
         shell: str = "/bin/sh",
+        sandbox: Sandbox | None = None,
+        readonly_paths: Sequence[Path] = (),
     ) -> None:
         if output_cap_bytes <= 0:
             raise ValueError("output_cap_bytes must be positive")
@@ -229,6 +247,8 @@ class SubprocessRunner:
         self.shell = shell
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._extra_env = dict(extra_env or {})
+        self.sandbox = sandbox
+        self.readonly_paths = tuple(readonly_paths)
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The scrubbed environment a child gets, with ``extra`` layered on top."""
@@ -237,13 +257,31 @@ class SubprocessRunner:
             env.update(extra)
         return env
 
+    def confine(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        writable: Sequence[Path] = (),
+    ) -> list[str]:
+        """The command line that runs ``argv`` in this runner's sandbox (as is without one).
+
+        ``cwd`` and ``writable`` are the only places it may write. The language plugins use
+        it for the processes they start themselves (the checker's language server).
+        """
+        if self.sandbox is None:
+            return list(argv)
+        return self.sandbox.wrap(argv, cwd, env, writable=writable, readonly=self.readonly_paths)
+
     async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult:
         """Run ``command`` through ``/bin/sh -c`` in ``cwd``; never raises for the command's sake.
 
         A timeout kills the command's whole process group and gives ``timed_out=True`` with
         exit code :data:`TIMEOUT_EXIT_CODE` (124).
         """
-        return await self._execute([self.shell, "-c", command], cwd, timeout_s, None, command)
+        argv = [self.shell, "-c", command]
+        return await self._execute(argv, cwd, timeout_s, None, (), command)
 
     async def run_argv(
         self,
@@ -252,15 +290,17 @@ class SubprocessRunner:
         *,
         timeout_s: float,
         env: Mapping[str, str] | None = None,
+        writable: Sequence[Path] = (),
     ) -> CommandResult:
         """Run ``argv`` without a shell; ``env`` is layered over the scrubbed environment.
 
-        A missing executable gives exit code :data:`NOT_FOUND_EXIT_CODE` (127) and a message
-        saying so, instead of raising.
+        ``writable`` are directories besides ``cwd`` the command may write in the sandbox
+        (where a report file goes). A missing executable gives exit code
+        :data:`NOT_FOUND_EXIT_CODE` (127) and a message saying so, instead of raising.
         """
         if not argv:
             raise ValueError("run_argv needs at least the executable")
-        return await self._execute(list(argv), cwd, timeout_s, env, shlex.join(argv))
+        return await self._execute(list(argv), cwd, timeout_s, env, writable, shlex.join(argv))
 
     async def _execute(
         self,
@@ -268,11 +308,12 @@ class SubprocessRunner:
         cwd: Path,
         timeout_s: float,
         env: Mapping[str, str] | None,
+        writable: Sequence[Path],
         label: str,
     ) -> CommandResult:
         # Shielded: a caller cancelled mid-spawn must still get the new group killed (asyncio
         # alone would kill only the leader, leaving its background children running).
-        spawn = asyncio.ensure_future(self._spawn(argv, cwd, env))
+        spawn = asyncio.ensure_future(self._spawn(argv, cwd, env, writable))
         try:
             process = await asyncio.shield(spawn)
         except asyncio.CancelledError:
@@ -287,15 +328,17 @@ class SubprocessRunner:
         except OSError as exc:
             message = f"{argv[0]}: cannot execute: {exc.strerror or exc}"
             return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
-        return await self._supervise(process, label, timeout_s)
+        result = await self._supervise(process, label, timeout_s)
+        return _sandbox_exec_failure(result) if self.sandbox is not None else result
 
     async def _spawn(
-        self, argv: list[str], cwd: Path, env: Mapping[str, str] | None
+        self, argv: list[str], cwd: Path, env: Mapping[str, str] | None, writable: Sequence[Path]
     ) -> asyncio.subprocess.Process:
+        environment = self.environment(env)
         return await asyncio.create_subprocess_exec(
-            *argv,
+            *self.confine(argv, cwd, environment, writable=writable),
             cwd=cwd,
-            env=self.environment(env),
+            env=environment,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -346,3 +389,15 @@ class SubprocessRunner:
             await asyncio.wait_for(reader, _DRAIN_AFTER_EXIT_S)
         except TimeoutError:
             notes.append("output pipe still held open by an escaped process; stopped reading")
+
+
+def _sandbox_exec_failure(result: CommandResult) -> CommandResult:
+    """bwrap's "cannot exec" (its exit 1) as the shell's 127 (not found) or 126."""
+    first = result.output.partition("\n")[0]
+    if result.exit_code != 1 or not first.startswith("bwrap: execvp "):
+        return result
+    program, _, reason = first.removeprefix("bwrap: execvp ").rpartition(": ")
+    if reason == "No such file or directory":
+        return CommandResult(result.command, NOT_FOUND_EXIT_CODE, f"{program}: command not found")
+    message = f"{program}: cannot execute: {reason}"
+    return CommandResult(result.command, NOT_EXECUTABLE_EXIT_CODE, message)

@@ -150,6 +150,7 @@ async def status_report(
         "pids": [int(r["pid"]) for r in runs],
         "mode": config.get("mode"),
         "epsilon": config.get("epsilon"),
+        "sandbox": config.get("sandbox"),
         "counts": _counts(nodes),
         "nodes": node_rows,
         "retries": sum(n["retries"] for n in node_rows),
@@ -200,6 +201,21 @@ def _budget(config: Mapping[str, Any], spent: Mapping[str, Any]) -> Row:
     }
 
 
+def describe_sandbox(sandbox: Mapping[str, Any] | None) -> str:
+    """One line: what confined the session's commands (docs/explanation/sandbox.md)."""
+    if not sandbox:
+        return "unknown (a session from before sandboxing)"
+    if sandbox.get("mode") == "off":
+        return "OFF: " + str(sandbox.get("warning") or "commands ran unconfined")
+    network = "on" if sandbox.get("network") else "off"
+    memory = f", memory {sandbox['memory_mb']} MB" if sandbox.get("memory_mb") else ""
+    return f"{sandbox.get('mode')}, network {network}{memory}"
+
+
+def _sandbox_lines(sandbox: Mapping[str, Any] | None) -> list[str]:
+    return [f"sandbox  {describe_sandbox(sandbox)}"] if sandbox is not None else []
+
+
 def format_status(data: Mapping[str, Any]) -> str:
     state = (
         "RUNNING (pid " + ", ".join(map(str, data["pids"])) + ")"
@@ -212,6 +228,7 @@ def format_status(data: Mapping[str, Any]) -> str:
         f"session  {data['session']}: {data['task']}",
         f"state    {state}" + (f" ({data['reason']})" if data.get("reason") else ""),
         f"nodes    {counts or '(no plan yet)'}",
+        *_sandbox_lines(data.get("sandbox")),
         f"         {data['retries']} retries, {data['escalations']} escalations"
         + ("" if data["ledger_entries"] is None else f", {data['ledger_entries']} ledger commits"),
         f"spent    {t['calls']} calls, {t['input_tokens']} in / {t['output_tokens']} out tokens,"

@@ -389,3 +389,33 @@ class Approver(Protocol):
     async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
         """Called after an approved bundle was committed, or failed to be."""
         ...
+
+
+class Sandbox(Protocol):
+    """Confines every process that runs project or model code (docs/explanation/sandbox.md).
+
+    ``wrap`` turns the command line of one such process into the command line that runs it
+    confined: ``cwd`` (the node's sandbox directory) and ``writable`` are the only places it
+    may write, ``readonly`` are extra directories it may read (a project's virtualenv or
+    toolchain). ``env`` is the already scrubbed environment the process gets. Linux uses
+    bubblewrap; a macOS Seatbelt profile can implement the same port.
+    """
+
+    @property
+    def mode(self) -> str:
+        """``"bubblewrap"`` (or another confining backend), or ``"off"``."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """What the sandbox enforces, for ``session_started`` and ``status``."""
+        ...
+
+    def wrap(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        writable: Sequence[Path] = (),
+        readonly: Sequence[Path] = (),
+    ) -> list[str]: ...

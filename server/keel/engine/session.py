@@ -97,6 +97,8 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
+    #: What confines the commands (``Sandbox.describe()``), said by session_started and status.
+    sandbox: Mapping[str, object] = field(default_factory=lambda: {"mode": "off"})
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -129,7 +131,12 @@ class Engine:
             # a later plain resume keeps them (they equal the stored ones when none were given).
             budget = self.settings.budget
             await self.store.update_session_config(
-                session_id, {"max_cost": budget.max_cost, "max_steps": budget.max_steps}
+                session_id,
+                {
+                    "max_cost": budget.max_cost,
+                    "max_steps": budget.max_steps,
+                    "sandbox": dict(self.sandbox),
+                },
             )
         await events.emit(
             "session_resumed" if resume else "session_started",
@@ -139,6 +146,7 @@ class Engine:
             plugins=[p.name for p in self.plugins],
             mode=self.settings.mode,
             epsilon=self.settings.epsilon,
+            sandbox=dict(self.sandbox),
         )
         run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
@@ -216,6 +224,7 @@ class Engine:
             "max_steps": s.budget.max_steps,
             "auto_approve": s.auto_approve,
             "log_llm": s.log_llm,
+            "sandbox": dict(self.sandbox),
         }
 
     async def _run(

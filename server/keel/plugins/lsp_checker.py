@@ -21,7 +21,8 @@ a message that does not deserialise), never a fixed sleep. Whatever goes wrong s
 asked to ``shutdown``/``exit`` and its process group is killed if it lingers.
 
 The server runs in its own session (process group) with the scrubbed environment of
-:mod:`keel.process`; pygls' :class:`~pygls.lsp.client.LanguageClient` owns its pipes, which is
+:mod:`keel.process`, inside the runner's sandbox (``confine``: its command line is wrapped like
+every other command's); pygls' :class:`~pygls.lsp.client.LanguageClient` owns its pipes, which is
 why this one subprocess does not go through the runner itself.
 """
 
@@ -54,6 +55,9 @@ from keel import __version__
 from keel.engine.models import Residual
 from keel.plugins.base import diagnostic_residual
 from keel.process import kill_process_group, wait_for_exit
+
+#: Wraps a command line so it runs sandboxed (``ToolRunner.confine``).
+Confine = Callable[..., list[str]]
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +242,17 @@ def _read_documents(root: Path, files: Sequence[str]) -> tuple[Path, list[_Docum
 class _Session:
     """One server process, from start to a guaranteed end."""
 
-    def __init__(self, server: LspServer, root: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        server: LspServer,
+        root: Path,
+        env: Mapping[str, str],
+        confine: Confine | None = None,
+    ) -> None:
         self.server = server
         self.root = root
         self.env = dict(env)
+        self.confine = confine
         self.client = _Client(server.settings)
         self.process: asyncio.subprocess.Process | None = None
         self._stderr_tail: collections.deque[bytes] = collections.deque()
@@ -268,9 +279,12 @@ class _Session:
         return b"".join(self._stderr_tail).decode("utf-8", errors="replace").strip()
 
     async def _start(self) -> None:
+        argv = list(self.server.argv)
+        if self.confine is not None:
+            argv = self.confine(argv, self.root, self.env)
         try:
             await self.client.start_io(
-                *self.server.argv, cwd=str(self.root), env=self.env, start_new_session=True
+                *argv, cwd=str(self.root), env=self.env, start_new_session=True
             )
         except OSError as exc:
             raise LspCheckError(f"cannot start {self.server.argv[0]}: {exc}") from exc
@@ -290,7 +304,9 @@ class _Session:
     def _initialize_params(self) -> types.InitializeParams:
         uri = self.root.as_uri()
         return types.InitializeParams(
-            process_id=os.getpid(),
+            # A sandboxed server cannot see Keel's pid (its own pid namespace): none, so it
+            # does not exit on finding its "parent" gone. bwrap ends it with Keel anyway.
+            process_id=os.getpid() if self.confine is None else None,
             root_uri=uri,
             root_path=str(self.root),
             workspace_folders=[types.WorkspaceFolder(uri=uri, name=self.root.name or "root")],
@@ -405,10 +421,14 @@ async def collect_diagnostics(
     *,
     env: Mapping[str, str],
     timeout_s: float,
+    confine: Confine | None = None,
 ) -> LspOutcome:
-    """Diagnostics of ``files`` (relative to ``root``) from ``server``; raises LspCheckError."""
+    """Diagnostics of ``files`` (relative to ``root``) from ``server``; raises LspCheckError.
+
+    ``confine`` wraps the server's command line in the sandbox (``ToolRunner.confine``).
+    """
     root, documents = await asyncio.to_thread(_read_documents, root, files)
-    session = _Session(server, root, env)
+    session = _Session(server, root, env, confine)
     try:
         async with asyncio.timeout(timeout_s):
             return await session.run(documents)

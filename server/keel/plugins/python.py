@@ -265,6 +265,7 @@ class PythonPlugin:
                     plan.files,
                     env=self.runner.environment(),
                     timeout_s=self.lsp_timeout_s,
+                    confine=self.runner.confine,
                 )
             except LspCheckError as exc:
                 failure = str(exc)
@@ -299,8 +300,11 @@ class PythonPlugin:
         root: Path,
         timeout_s: float,
         env: Mapping[str, str] | None = None,
+        writable: Sequence[Path] = (),
     ) -> CommandResult:
-        return await self.runner.run_argv(argv, root, timeout_s=timeout_s, env=env)
+        return await self.runner.run_argv(
+            argv, root, timeout_s=timeout_s, env=env, writable=writable
+        )
 
     # -- V_log -----------------------------------------------------------------------------
 
@@ -318,6 +322,7 @@ class PythonPlugin:
                 root,
                 self.test_timeout_s,
                 {"PYTHONPATH": str(src)} if src else None,
+                writable=[tmp],  # the report's directory, outside the tree
             )
             suite = await asyncio.to_thread(read_junit, junit, root)
         finally:

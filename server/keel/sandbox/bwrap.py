@@ -1,0 +1,220 @@
+"""The Linux sandbox: every process that runs project or model code runs inside bubblewrap.
+
+One :class:`BwrapSandbox` per session. :meth:`BwrapSandbox.wrap` prefixes a command line with
+``bwrap`` and these options (in this order, later mounts cover earlier ones):
+
+* ``--ro-bind / /``: the whole file system, read-only;
+* ``--tmpfs`` over ``$HOME``, ``/root``, ``/home``, ``/tmp``, ``/run`` and the real workspace:
+  empty private directories, so the user's home (``~/.gitconfig``, ``~/.ssh``), the
+  workspace's ``.git/`` and ``.keel/``, other processes' sockets and temporary files are
+  out of sight; writes there land in memory and vanish with the process;
+* ``--ro-bind`` of what must stay readable below those: the running interpreter's prefixes,
+  ``PATH`` entries and toolchains under the home, ``[sandbox] readonly_paths`` and the caller's
+  ``readonly`` (a project's virtualenv);
+* ``--bind`` of the working directory (the node's sandbox directory) and the caller's
+  ``writable`` (a report file's directory): the only places a write survives;
+* ``--proc /proc`` in a new pid namespace (only its own processes), ``--dev /dev``;
+* new pid, ipc and uts namespaces, a new network namespace unless ``network``;
+* ``--cap-drop ALL``, ``--new-session`` (no terminal injection), ``--die-with-parent``;
+* ``--clearenv`` then the scrubbed environment, which is also bwrap's own environment (the
+  namespace's pid 1 is bwrap: its ``/proc/1/environ`` must hold nothing secret);
+* with ``memory_mb``, ``prlimit --as`` caps the address space of the whole tree.
+
+When the command's main process exits, bwrap's pid 1 exits and the kernel kills everything
+left in the pid namespace: a daemon cannot outlive its command.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keel.engine.ports import KeelError
+
+#: Shown (with the reason) wherever Keel refuses to run verification unconfined.
+FIX = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user "
+    'namespaces, or set [sandbox] mode = "off" in keel.toml to verify without a sandbox'
+)
+
+_PROBE_TIMEOUT_S = 10.0
+
+
+class SandboxUnavailable(KeelError):
+    """No sandbox can be made here; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """What the configuration says (``[sandbox]``, docs/reference/configuration.md)."""
+
+    network: bool = False
+    memory_mb: int = 0
+    readonly_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class BwrapSandbox:
+    """The bubblewrap implementation of :class:`~keel.engine.ports.Sandbox`.
+
+    ``workspace`` is hidden from every sandboxed process (only the working directory and
+    ``writable`` under it are bound back); ``home`` is the user's home directory to hide.
+    """
+
+    workspace: Path
+    bwrap: str
+    options: SandboxOptions = field(default_factory=SandboxOptions)
+    home: Path | None = None
+    prlimit: str | None = None
+    version: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "bubblewrap"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "version": self.version,
+            "network": self.options.network,
+            "memory_mb": self.options.memory_mb or None,
+            "readonly_paths": [str(p) for p in self.options.readonly_paths],
+        }
+
+    def hidden(self) -> list[Path]:
+        """The directories covered by an empty private tmpfs, in mount order."""
+        dirs = [Path("/root"), Path("/home"), Path("/tmp"), Path("/run")]
+        if self.home is not None:
+            dirs.insert(0, self.home)
+        dirs.append(self.workspace)
+        return _existing_unique(dirs, must_exist=False)
+
+    def readable(self, env: Mapping[str, str], readonly: Sequence[Path]) -> list[Path]:
+        """What is bound back read-only below the hidden directories."""
+        hidden = self.hidden()
+        interpreter = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)]
+        on_path = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+        toolchains = []
+        if self.home is not None:
+            toolchains = [self.home / ".rustup", self.home / ".cargo"]
+        wanted = [*interpreter, *on_path, *toolchains]
+        under_hidden = [p for p in wanted if any(_within(p, h) for h in hidden)]
+        paths = _existing_unique([*under_hidden, *self.options.readonly_paths, *readonly])
+        # A path holding a hidden directory would show it again (the workspace's .git/).
+        return [p for p in paths if not any(_within(h, p) for h in hidden)]
+
+    def wrap(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        writable: Sequence[Path] = (),
+        readonly: Sequence[Path] = (),
+    ) -> list[str]:
+        cwd = Path(os.path.realpath(cwd))
+        args: list[str] = []
+        if self.prlimit and self.options.memory_mb:
+            args += [self.prlimit, f"--as={self.options.memory_mb * 1024 * 1024}", "--"]
+        args += [self.bwrap, "--ro-bind", "/", "/"]
+        for path in self.hidden():
+            args += ["--tmpfs", str(path)]
+        for path in self.readable(env, readonly):
+            args += ["--ro-bind", str(path), str(path)]
+        for path in _existing_unique([cwd, *writable]):
+            args += ["--bind", str(path), str(path)]
+            args += _mask_repository(path)
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        if not self.options.network:
+            args.append("--unshare-net")
+        args += ["--cap-drop", "ALL", "--new-session", "--die-with-parent"]
+        args += ["--chdir", str(cwd), "--clearenv"]
+        for key, value in sorted(env.items()):
+            args += ["--setenv", key, value]
+        return [*args, "--", *argv]
+
+
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _existing_unique(paths: Iterable[Path], *, must_exist: bool = True) -> list[Path]:
+    """Absolute, symlink-resolved, deduplicated paths (existing ones only, unless told)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        if must_exist and not real.exists():
+            continue
+        seen.setdefault(str(real), real)
+    return list(seen.values())
+
+
+def _mask_repository(path: Path) -> list[str]:
+    """A writable directory holding a repository or Keel's state keeps them out of reach."""
+    return [
+        arg
+        for name in (".git", ".keel")
+        if (path / name).exists()
+        for arg in ("--tmpfs", str(path / name))
+    ]
+
+
+@functools.cache
+def _probe(bwrap: str, network: bool) -> tuple[bool, str]:
+    """Whether bwrap can make the namespaces it will be asked for (once per process)."""
+    argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL"]
+    if not network:
+        argv.append("--unshare-net")
+    argv += ["--die-with-parent", "--", "true"]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False, env={}
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    if done.returncode != 0:
+        return False, done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
+    version = subprocess.run(
+        [bwrap, "--version"], capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False
+    )
+    return True, version.stdout.decode("utf-8", "replace").strip()
+
+
+def open_bwrap(workspace: Path, options: SandboxOptions, env: Mapping[str, str]) -> BwrapSandbox:
+    """A working bubblewrap sandbox for ``workspace``, or :class:`SandboxUnavailable`.
+
+    Blocking (it runs bwrap once to check the namespaces can be made): call it in a thread.
+    """
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"no sandbox for {sys.platform} yet: {FIX}")
+    bwrap = shutil.which("bwrap", path=env.get("PATH") or os.defpath)
+    if bwrap is None:
+        raise SandboxUnavailable(f"cannot sandbox verification: bwrap not found; {FIX}")
+    ok, detail = _probe(bwrap, options.network)
+    if not ok:
+        raise SandboxUnavailable(f"cannot sandbox verification: bwrap failed ({detail}); {FIX}")
+    prlimit = shutil.which("prlimit", path=env.get("PATH") or os.defpath)
+    if options.memory_mb and prlimit is None:
+        raise SandboxUnavailable(
+            "cannot limit the sandbox's memory: prlimit (util-linux) not found; install it "
+            "or set [sandbox] memory_mb = 0"
+        )
+    home = env.get("HOME")
+    readonly = tuple(Path(p).expanduser() for p in options.readonly_paths)
+    options = SandboxOptions(options.network, options.memory_mb, readonly)
+    return BwrapSandbox(
+        workspace=Path(os.path.realpath(workspace)),
+        bwrap=bwrap,
+        options=options,
+        home=Path(home) if home and home != "/" else None,
+        prlimit=prlimit,
+        version=detail,
+    )
