@@ -1,0 +1,229 @@
+"""The bubblewrap sandbox with real bwrap and real processes: what a command can and cannot do.
+
+Each test gives a workspace with a ``.git/`` and ``.keel/sandboxes/<node>`` (the layout of a
+session), runs a command in the node's sandbox directory and checks the boundary from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from keel.engine.ports import KeelError, Sandbox
+from keel.plugins.python import PythonPlugin
+from keel.process import NOT_FOUND_EXIT_CODE, SubprocessRunner
+from keel.sandbox import (
+    FIX,
+    OFF_WARNING,
+    BwrapSandbox,
+    SandboxOptions,
+    SandboxUnavailable,
+    Unconfined,
+    open_sandbox,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+
+SECRET = "sk-test-sandbox-secret-0123456789"
+
+
+class Layout:
+    def __init__(self, root: Path) -> None:
+        self.home = root / "home"
+        self.workspace = root / "ws"
+        self.outside = root / "outside"
+        self.node = self.workspace / ".keel" / "sandboxes" / "s-1" / "node-1" / "1"
+        for path in (self.home, self.outside, self.node, self.workspace / ".git" / "hooks"):
+            path.mkdir(parents=True)
+        (self.workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+        (self.home / ".gitconfig").write_text("[user]\n\tname = me\n")
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "HOME": str(self.home), "OPENAI_API_KEY": SECRET}
+
+    def sandbox(self, **options: object) -> Sandbox:
+        return open_sandbox("auto", self.workspace, SandboxOptions(**options), self.env())  # type: ignore[arg-type]
+
+    def runner(self, **options: object) -> SubprocessRunner:
+        env = self.env()
+        path = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+        return SubprocessRunner(
+            base_env=env, extra_env={"PATH": path}, sandbox=self.sandbox(**options)
+        )
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return Layout(tmp_path)
+
+
+async def test_a_command_writes_its_sandbox_and_nothing_else(layout: Layout) -> None:
+    script = (
+        "echo ok > made.txt; "
+        f"echo x > {layout.outside}/escaped.txt; "
+        f"echo x > {layout.workspace}/.git/hooks/pre-commit; "
+        f"echo x >> {layout.home}/.gitconfig; "
+        "echo x > /etc/keel-test; "
+        f"echo x > {layout.workspace}/top.txt; "
+        "exit 0"
+    )
+    result = await layout.runner().run(script, layout.node, timeout_s=30)
+    assert result.exit_code == 0, result.output
+    assert (layout.node / "made.txt").read_text() == "ok\n"
+    assert not (layout.outside / "escaped.txt").exists()
+    assert not (layout.workspace / ".git" / "hooks" / "pre-commit").exists()
+    assert (layout.home / ".gitconfig").read_text() == "[user]\n\tname = me\n"
+    assert not Path("/etc/keel-test").exists()
+    assert not (layout.workspace / "top.txt").exists()
+    assert "Read-only file system" in result.output  # / itself
+
+
+async def test_the_workspace_git_home_and_keel_state_are_out_of_sight(layout: Layout) -> None:
+    (layout.workspace / ".keel" / "keel.db").write_text("sessions")
+    script = (
+        f"ls -A {layout.workspace}/.git; cat {layout.workspace}/.git/HEAD; "
+        f"cat {layout.home}/.gitconfig; cat {layout.workspace}/.keel/keel.db; ls -A $HOME; "
+        "echo done"
+    )
+    result = await layout.runner().run(script, layout.node, timeout_s=30)
+    assert "refs/heads/main" not in result.output
+    assert "name = me" not in result.output
+    assert "sessions" not in result.output
+    assert result.output.rstrip().endswith("done")
+
+
+async def test_no_secret_reaches_the_sandbox_even_through_proc(layout: Layout) -> None:
+    script = (
+        "env; cat /proc/1/environ; cat /proc/$PPID/environ; "
+        "for f in /proc/[0-9]*/environ; do cat $f; done; "
+        f"cat /proc/{os.getpid()}/environ; ls /proc | grep -c '^[0-9]'"
+    )
+    result = await layout.runner().run(script, layout.node, timeout_s=30)
+    assert SECRET not in result.output
+    assert "OPENAI_API_KEY" not in result.output
+    # Only the sandbox's own few processes are visible, not this test's.
+    assert int(result.output.strip().splitlines()[-1]) < 10
+
+
+async def test_the_network_is_off_even_on_loopback(layout: Layout) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0)
+        port = listener.getsockname()[1]
+        code = (
+            "import socket\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+            "    print('CONNECTED')\n"
+            "except OSError as e:\n    print('refused', e)\n"
+        )
+        result = await layout.runner().run_argv(
+            [sys.executable, "-c", code], layout.node, timeout_s=30
+        )
+        assert "refused" in result.output and "CONNECTED" not in result.output
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+async def test_network_true_lets_a_command_reach_loopback(layout: Layout) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)"
+        result = await layout.runner(network=True).run_argv(
+            [sys.executable, "-c", code], layout.node, timeout_s=30
+        )
+        assert result.ok, result.output
+        listener.settimeout(5)
+        connection, _ = listener.accept()
+        connection.close()
+
+
+async def test_a_daemon_dies_with_its_command(layout: Layout) -> None:
+    script = "setsid sh -c 'while :; do echo alive >> /tmp/x; sleep 0.1; done' & echo started"
+    result = await layout.runner().run(script, layout.node, timeout_s=30)
+    assert "started" in result.output
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        assert b"echo alive" not in cmdline, "a sandboxed daemon outlived its command"
+
+
+async def test_the_memory_limit_stops_a_runaway_allocation(layout: Layout) -> None:
+    code = "b = bytearray(1024 * 1024 * 1024); print('ALLOCATED')"
+    result = await layout.runner(memory_mb=256).run_argv(
+        [sys.executable, "-c", code], layout.node, timeout_s=30
+    )
+    assert result.exit_code != 0
+    assert "MemoryError" in result.output and "ALLOCATED" not in result.output
+
+
+async def test_a_missing_program_is_127_as_without_a_sandbox(layout: Layout) -> None:
+    result = await layout.runner().run_argv(["keel-no-such-tool"], layout.node, timeout_s=30)
+    assert result.exit_code == NOT_FOUND_EXIT_CODE
+    assert result.output == "keel-no-such-tool: command not found"
+
+
+async def test_readonly_paths_are_readable_not_writable(layout: Layout) -> None:
+    toolchain = layout.home / ".toolchain"
+    toolchain.mkdir()
+    (toolchain / "lib.txt").write_text("library")
+    runner = layout.runner(readonly_paths=(toolchain,))
+    result = await runner.run(
+        f"cat {toolchain}/lib.txt; echo x > {toolchain}/lib.txt", layout.node, timeout_s=30
+    )
+    assert "library" in result.output and "Read-only file system" in result.output
+    assert (toolchain / "lib.txt").read_text() == "library"
+
+
+def test_a_readonly_path_holding_the_workspace_is_not_bound(layout: Layout) -> None:
+    sandbox = layout.sandbox(readonly_paths=(layout.workspace.parent,))
+    assert isinstance(sandbox, BwrapSandbox)
+    argv = sandbox.wrap(["true"], layout.node, layout.env())
+    binds = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--ro-bind"]
+    assert str(layout.workspace.parent.resolve()) not in binds
+
+
+async def test_the_python_plugin_checks_and_tests_inside_the_sandbox(layout: Layout) -> None:
+    (layout.node / "bad.py").write_text('x: int = "a"\n')
+    (layout.node / "test_it.py").write_text(
+        "import os\n\ndef test_ok():\n    assert 1\n\ndef test_home():\n"
+        "    assert not os.path.exists(os.path.expanduser('~/.gitconfig'))\n"
+    )
+    plugin = PythonPlugin(layout.runner())
+    check = await plugin.check(layout.node, ["bad.py"])
+    assert "LSP" in check.detail and not check.degraded, check.detail
+    assert [r.path for r in check.residuals] == ["bad.py"]
+    tests = await plugin.run_tests(layout.node, ["test_it.py"])
+    assert not tests.degraded and tests.residuals == (), tests.detail
+
+
+def test_without_bwrap_keel_refuses_and_names_the_fix(layout: Layout) -> None:
+    env: Mapping[str, str] = {**layout.env(), "PATH": str(layout.outside)}
+    with pytest.raises(SandboxUnavailable) as caught:
+        open_sandbox("auto", layout.workspace, SandboxOptions(), env)
+    assert isinstance(caught.value, KeelError)
+    assert "bwrap not found" in str(caught.value) and FIX in str(caught.value)
+
+
+def test_a_failing_bwrap_is_refused_with_its_reason(layout: Layout) -> None:
+    fake = layout.outside / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = {**layout.env(), "PATH": str(layout.outside)}
+    with pytest.raises(SandboxUnavailable, match="No permissions to create new namespace"):
+        open_sandbox("auto", layout.workspace, SandboxOptions(), env)
+
+
+async def test_mode_off_runs_unconfined_and_says_so(layout: Layout) -> None:
+    sandbox = open_sandbox("off", layout.workspace, SandboxOptions(), {"PATH": str(layout.outside)})
+    assert isinstance(sandbox, Unconfined)
+    assert sandbox.describe() == {"mode": "off", "warning": OFF_WARNING}
+    runner = SubprocessRunner(sandbox=sandbox)
+    result = await runner.run(f"cat {layout.workspace}/.git/HEAD", layout.node, timeout_s=30)
+    assert "refs/heads/main" in result.output
