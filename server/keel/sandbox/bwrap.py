@@ -5,9 +5,11 @@ One :class:`BwrapSandbox` per session. :meth:`BwrapSandbox.wrap` prefixes a comm
 
 * ``--ro-bind / /``: the whole file system, read-only;
 * ``--tmpfs`` over ``$HOME``, ``/root``, ``/home``, ``/tmp``, ``/run`` and the real workspace:
-  empty private directories, so the user's home (``~/.gitconfig``, ``~/.ssh``), the
-  workspace's ``.git/`` and ``.keel/``, other processes' sockets and temporary files are
-  out of sight; writes there land in memory and vanish with the process;
+  empty directories, so the user's home (``~/.gitconfig``, ``~/.ssh``), the workspace's
+  ``.git/`` and ``.keel/``, other processes' sockets and temporary files are out of sight.
+  All but ``/tmp`` are then remounted read-only, so a write there fails visibly (and shows
+  up as evidence) instead of vanishing; ``/tmp`` is private and writable, and ``HOME`` points
+  at :data:`PRIVATE_HOME` inside it (tools may keep caches there for one command);
 * ``--ro-bind`` of what must stay readable below those: the running interpreter's prefixes,
   ``PATH`` entries and toolchains under the home, ``[sandbox] readonly_paths`` and the caller's
   ``readonly`` (a project's virtualenv);
@@ -44,6 +46,10 @@ FIX = (
 )
 
 _PROBE_TIMEOUT_S = 10.0
+
+#: The sandboxed process's ``HOME``: private, writable, gone when the command ends.
+PRIVATE_HOME = Path("/tmp/.keel-home")
+_PRIVATE_TMP = Path("/tmp")
 
 
 class SandboxUnavailable(KeelError):
@@ -93,7 +99,8 @@ class BwrapSandbox:
         if self.home is not None:
             dirs.insert(0, self.home)
         dirs.append(self.workspace)
-        return _existing_unique(dirs, must_exist=False)
+        # Parents first: a home or workspace under /tmp is hidden inside the private /tmp.
+        return sorted(_existing_unique(dirs, must_exist=False), key=lambda p: len(p.parts))
 
     def readable(self, env: Mapping[str, str], readonly: Sequence[Path]) -> list[Path]:
         """What is bound back read-only below the hidden directories."""
@@ -130,15 +137,28 @@ class BwrapSandbox:
         for path in _existing_unique([cwd, *writable]):
             args += ["--bind", str(path), str(path)]
             args += _mask_repository(path)
+        for path in self.hidden():
+            if path != _PRIVATE_TMP:
+                args += ["--remount-ro", str(path)]
+        args += ["--dir", str(PRIVATE_HOME)]
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not self.options.network:
             args.append("--unshare-net")
         args += ["--cap-drop", "ALL", "--new-session", "--die-with-parent"]
         args += ["--chdir", str(cwd), "--clearenv"]
-        for key, value in sorted(env.items()):
+        for key, value in sorted(self._environment(env).items()):
             args += ["--setenv", key, value]
         return [*args, "--", *argv]
+
+    def _environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with the private HOME; toolchains found through the real home keep it."""
+        inside = {**env, "HOME": str(PRIVATE_HOME), "TMPDIR": str(_PRIVATE_TMP)}
+        if self.home is not None:
+            for name, sub in (("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")):
+                if name not in inside and (self.home / sub).is_dir():
+                    inside[name] = str(self.home / sub)
+        return inside
 
 
 def _within(path: Path, parent: Path) -> bool:
@@ -162,7 +182,7 @@ def _mask_repository(path: Path) -> list[str]:
         arg
         for name in (".git", ".keel")
         if (path / name).exists()
-        for arg in ("--tmpfs", str(path / name))
+        for arg in ("--tmpfs", str(path / name), "--remount-ro", str(path / name))
     ]
 
 
