@@ -223,3 +223,36 @@ def test_flags_that_are_none_do_not_override(workspace: Path, env: dict[str, str
     config = _load(workspace, env, flags)
     assert config.engine.mode == "yolo"
     assert config.budget.max_steps == 9
+
+
+def test_the_sandbox_is_on_by_default_and_configurable(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    default = _load(workspace, env).sandbox
+    assert (default.mode, default.network, default.memory_mb) == ("auto", False, 8192)
+    (workspace / "keel.toml").write_text(
+        '[sandbox]\nmode = "off"\nnetwork = true\nmemory_mb = 0\nreadonly_paths = ["~/tc"]\n'
+    )
+    config = _load(workspace, env).sandbox
+    assert (config.mode, config.network, config.memory_mb) == ("off", True, 0)
+    assert config.readonly_paths == ["~/tc"]
+    from_env = _load(workspace, {**env, "KEEL_SANDBOX": "auto", "KEEL_SANDBOX_NETWORK": "0"})
+    assert (from_env.sandbox.mode, from_env.sandbox.network) == ("auto", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('mode = "none"', "sandbox.mode"),
+        ("memory_mb = -1", "sandbox.memory_mb"),
+        ('readonly_paths = ["relative/dir"]', "sandbox.readonly_paths"),
+        ("network = 2", "sandbox.network"),
+        ("writable = true", "sandbox.writable"),
+    ],
+)
+def test_bad_sandbox_values_are_config_errors(
+    workspace: Path, env: dict[str, str], text: str, field: str
+) -> None:
+    (workspace / "keel.toml").write_text(f"[sandbox]\n{text}\n")
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        _load(workspace, env)

@@ -238,3 +238,12 @@ def test_transcript_entries_keep_answered_steps_with_model_and_usage() -> None:
         {"tier": "actuator", "node": "n2", "attempt": 1, "text": "x"},
         {"tier": "verifier", "node": "n2", "attempt": 1, "text": "y"},
     ]
+
+
+def test_status_says_what_confined_the_session() -> None:
+    boxed = {"mode": "bubblewrap", "network": False, "memory_mb": 8192, "readonly_paths": []}
+    text = format_status({**STATUS, "sandbox": boxed})
+    assert "sandbox  bubblewrap, network off, memory 8192 MB" in text
+    off = format_status({**STATUS, "sandbox": {"mode": "off", "warning": "sandbox off (...)"}})
+    assert "sandbox  OFF: sandbox off (...)" in off
+    assert "sandbox" not in format_status(STATUS)  # a session from before sandboxing
