@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +78,23 @@ def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict
     return {**secrets_in(env), **{name: env[name] for name in names if env.get(name)}}
 
 
-def command_runner(env: Mapping[str, str], sandbox: Sandbox | None = None) -> SubprocessRunner:
+def command_runner(
+    env: Mapping[str, str],
+    sandbox: Sandbox | None = None,
+    readonly_paths: Sequence[Path] = (),
+) -> SubprocessRunner:
     """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works.
 
-    Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`).
+    Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`), which also
+    lets them read ``readonly_paths`` (the project's virtualenv or toolchain).
     """
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
-    return SubprocessRunner(base_env=dict(env), extra_env={"PATH": path}, sandbox=sandbox)
+    return SubprocessRunner(
+        base_env=dict(env),
+        extra_env={"PATH": path},
+        sandbox=sandbox,
+        readonly_paths=readonly_paths,
+    )
 
 
 async def session_sandbox(workspace: Path, config: KeelConfig, env: Mapping[str, str]) -> Sandbox:

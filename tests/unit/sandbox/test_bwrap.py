@@ -227,3 +227,20 @@ async def test_mode_off_runs_unconfined_and_says_so(layout: Layout) -> None:
     runner = SubprocessRunner(sandbox=sandbox)
     result = await runner.run(f"cat {layout.workspace}/.git/HEAD", layout.node, timeout_s=30)
     assert "refs/heads/main" in result.output
+
+
+async def test_the_projects_own_environment_inside_the_workspace_is_readable(
+    layout: Layout,
+) -> None:
+    venv = layout.workspace / ".venv" / "lib"
+    venv.mkdir(parents=True)
+    (venv / "dep.py").write_text("VALUE = 1\n")
+    env = layout.env()
+    runner = SubprocessRunner(
+        base_env=env, sandbox=layout.sandbox(), readonly_paths=[layout.workspace / ".venv"]
+    )
+    script = f"cat {venv}/dep.py; ls -A {layout.workspace}; echo x > {venv}/dep.py"
+    result = await runner.run(script, layout.node, timeout_s=30)
+    assert "VALUE = 1" in result.output and "Read-only file system" in result.output
+    # The workspace shows only what was bound back into it: no .git.
+    assert ".venv" in result.output.split() and ".git" not in result.output.split()
