@@ -114,7 +114,9 @@ class BwrapSandbox:
         under_hidden = [p for p in wanted if any(_within(p, h) for h in hidden)]
         paths = _existing_unique([*under_hidden, *self.options.readonly_paths, *readonly])
         # A path holding a hidden directory would show it again (the workspace's .git/).
-        return [p for p in paths if not any(_within(h, p) for h in hidden)]
+        paths = [p for p in paths if not any(_within(h, p) for h in hidden)]
+        # One bind per tree: ~/.cargo covers ~/.cargo/bin (each mount costs start-up time).
+        return [p for p in paths if not any(o != p and _within(p, o) for o in paths)]
 
     def wrap(
         self,
