@@ -28,7 +28,6 @@ left in the pid namespace: a daemon cannot outlive its command.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -136,11 +135,12 @@ class BwrapSandbox:
             args += ["--tmpfs", str(path)]
         for path in self.readable(env, readonly):
             args += ["--ro-bind", str(path), str(path)]
-        for path in _existing_unique([cwd, *writable]):
+        binds = _existing_unique([cwd, *writable])
+        for path in binds:
             args += ["--bind", str(path), str(path)]
             args += _mask_repository(path)
         for path in self.hidden():
-            if path != _PRIVATE_TMP:
+            if path != _PRIVATE_TMP and path not in binds:
                 args += ["--remount-ro", str(path)]
         args += ["--dir", str(PRIVATE_HOME)]
         args += ["--proc", "/proc", "--dev", "/dev"]
@@ -188,9 +188,18 @@ def _mask_repository(path: Path) -> list[str]:
     ]
 
 
-@functools.cache
+_WORKING: dict[tuple[str, bool], str] = {}
+
+
 def _probe(bwrap: str, network: bool) -> tuple[bool, str]:
-    """Whether bwrap can make the namespaces it will be asked for (once per process)."""
+    """Whether bwrap can make the namespaces it will be asked for, and its version.
+
+    A success is remembered for the process (the language server asks once per session); a
+    failure is not, so installing bubblewrap needs no restart.
+    """
+    known = _WORKING.get((bwrap, network))
+    if known is not None:
+        return True, known
     argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL"]
     if not network:
@@ -207,7 +216,8 @@ def _probe(bwrap: str, network: bool) -> tuple[bool, str]:
     version = subprocess.run(
         [bwrap, "--version"], capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False
     )
-    return True, version.stdout.decode("utf-8", "replace").strip()
+    _WORKING[(bwrap, network)] = version.stdout.decode("utf-8", "replace").strip()
+    return True, _WORKING[(bwrap, network)]
 
 
 def open_bwrap(workspace: Path, options: SandboxOptions, env: Mapping[str, str]) -> BwrapSandbox:

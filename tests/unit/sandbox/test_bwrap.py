@@ -244,3 +244,12 @@ async def test_the_projects_own_environment_inside_the_workspace_is_readable(
     assert "VALUE = 1" in result.output and "Read-only file system" in result.output
     # The workspace shows only what was bound back into it: no .git.
     assert ".venv" in result.output.split() and ".git" not in result.output.split()
+
+
+async def test_a_command_in_the_workspace_itself_never_sees_its_git(layout: Layout) -> None:
+    (layout.workspace / "file.txt").write_text("mine")
+    script = "cat file.txt; ls -A .git; echo x > .git/config; echo ok > new.txt"
+    result = await layout.runner().run(script, layout.workspace, timeout_s=30)
+    assert "mine" in result.output and "Read-only file system" in result.output
+    assert (layout.workspace / "new.txt").read_text() == "ok\n"
+    assert not (layout.workspace / ".git" / "config").exists()
