@@ -149,7 +149,13 @@ class RustPlugin:
         cargo = self.find_tool("cargo")
         assert cargo is not None  # callers check first
         argv = [cargo, *args, *(["--offline"] if self.offline else [])]
-        return await self.runner.run_argv(argv, root, timeout_s=timeout_s, env=self._env(cargo))
+        # A shared target directory is outside the tree: the sandbox must let cargo write it.
+        writable = [] if self.target_dir is None else [self.target_dir]
+        for path in writable:
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        return await self.runner.run_argv(
+            argv, root, timeout_s=timeout_s, env=self._env(cargo), writable=writable
+        )
 
     def _env(self, cargo: str) -> dict[str, str]:
         """cargo's directory first on PATH (rustc, clippy-driver), its homes, the target dir."""

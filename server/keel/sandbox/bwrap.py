@@ -11,7 +11,8 @@ One :class:`BwrapSandbox` per session. :meth:`BwrapSandbox.wrap` prefixes a comm
   up as evidence) instead of vanishing; ``/tmp`` is private and writable, and ``HOME`` points
   at :data:`PRIVATE_HOME` inside it (tools may keep caches there for one command);
 * ``--ro-bind`` of what must stay readable below those: the running interpreter's prefixes,
-  ``PATH`` entries and toolchains under the home, ``[sandbox] readonly_paths`` and the caller's
+  ``PATH`` entries and toolchains under the home (``~/.cargo``, ``~/.rustup``, ``CARGO_HOME``,
+  ``RUSTUP_HOME``), ``[sandbox] readonly_paths`` and the caller's
   ``readonly`` (a project's virtualenv);
 * ``--bind`` of the working directory (the node's sandbox directory) and the caller's
   ``writable`` (a report file's directory): the only places a write survives;
@@ -106,9 +107,9 @@ class BwrapSandbox:
         hidden = self.hidden()
         interpreter = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)]
         on_path = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
-        toolchains = []
+        toolchains = [Path(env[name]) for name in ("CARGO_HOME", "RUSTUP_HOME") if env.get(name)]
         if self.home is not None:
-            toolchains = [self.home / ".rustup", self.home / ".cargo"]
+            toolchains += [self.home / ".rustup", self.home / ".cargo"]
         wanted = [*interpreter, *on_path, *toolchains]
         under_hidden = [p for p in wanted if any(_within(p, h) for h in hidden)]
         paths = _existing_unique([*under_hidden, *self.options.readonly_paths, *readonly])

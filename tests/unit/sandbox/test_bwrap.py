@@ -253,3 +253,30 @@ async def test_a_command_in_the_workspace_itself_never_sees_its_git(layout: Layo
     assert "mine" in result.output and "Read-only file system" in result.output
     assert (layout.workspace / "new.txt").read_text() == "ok\n"
     assert not (layout.workspace / ".git" / "config").exists()
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo not installed")
+async def test_cargo_checks_and_tests_inside_the_sandbox_with_a_shared_target(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.plugins.rust import RustPlugin
+
+    # The toolchain of this machine, which the test's HOME does not hold.
+    for name, sub in (("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")):
+        monkeypatch.setenv(name, os.environ.get(name) or str(Path.home() / sub))
+
+    (layout.node / "Cargo.toml").write_text(
+        '[package]\nname = "x"\nversion = "0.1.0"\nedition = "2021"\n'
+    )
+    (layout.node / "src").mkdir()
+    (layout.node / "src" / "lib.rs").write_text(
+        "pub fn f() -> i32 { 1 }\n#[cfg(test)]\nmod tests {\n"
+        "    #[test]\n    fn t() { assert_eq!(super::f(), 2); }\n}\n"
+    )
+    target = layout.outside / "target"
+    plugin = RustPlugin(layout.runner(), target_dir=target)
+    check = await plugin.check(layout.node, ["src/lib.rs"])
+    assert not check.degraded and check.residuals == (), check.detail
+    tests = await plugin.run_tests(layout.node, None)
+    assert [r.test_id for r in tests.residuals] == ["src/lib.rs::tests::t"], tests.detail
+    assert any(target.iterdir())  # the shared target directory was written
