@@ -100,8 +100,11 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     root = Path(tempfile.mkdtemp(prefix="keel-bench-sandbox-"))
     try:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         asyncio.run(per_command(root))
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         per_node(root, runs)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -99,8 +99,9 @@ class BwrapSandbox:
         if self.home is not None:
             dirs.insert(0, self.home)
         dirs.append(self.workspace)
-        # Parents first: a home or workspace under /tmp is hidden inside the private /tmp.
-        return sorted(_existing_unique(dirs, must_exist=False), key=lambda p: len(p.parts))
+        # Only existing ones (bwrap cannot make a mount point in the read-only /); parents
+        # first: a home or workspace under /tmp is hidden inside the private /tmp.
+        return sorted(_existing_unique(dirs), key=lambda p: len(p.parts))
 
     def readable(self, env: Mapping[str, str], readonly: Sequence[Path]) -> list[Path]:
         """What is bound back read-only below the hidden directories."""
@@ -168,12 +169,12 @@ def _within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def _existing_unique(paths: Iterable[Path], *, must_exist: bool = True) -> list[Path]:
-    """Absolute, symlink-resolved, deduplicated paths (existing ones only, unless told)."""
+def _existing_unique(paths: Iterable[Path]) -> list[Path]:
+    """The existing ones of ``paths``: absolute, symlinks resolved, each once."""
     seen: dict[str, Path] = {}
     for path in paths:
         real = Path(os.path.realpath(path))
-        if must_exist and not real.exists():
+        if not real.exists():
             continue
         seen.setdefault(str(real), real)
     return list(seen.values())

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,48 @@ async def test_cargo_checks_and_tests_inside_the_sandbox_with_a_shared_target(
     tests = await plugin.run_tests(layout.node, None)
     assert [r.test_id for r in tests.residuals] == ["src/lib.rs::tests::t"], tests.detail
     assert any(target.iterdir())  # the shared target directory was written
+
+
+def _with_marker(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _until(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_sandboxed_processes_die_when_keel_is_killed(layout: Layout) -> None:
+    """SIGKILL leaves Keel no chance to clean up: bwrap's --die-with-parent does it."""
+    marker = f"keel-orphan-{os.getpid()}"
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from keel.process import SubprocessRunner\n"
+        "from keel.sandbox import SandboxOptions, open_sandbox\n"
+        f"ws, cwd = Path({str(layout.workspace)!r}), Path({str(layout.node)!r})\n"
+        "env = {'PATH': sys.argv[1], 'HOME': '/nonexistent'}\n"
+        "runner = SubprocessRunner(base_env=env, sandbox=open_sandbox("
+        "'auto', ws, SandboxOptions(), env))\n"
+        f"asyncio.run(runner.run('sh -c \"sleep 1000 & echo > started; sleep 1000\" {marker}', "
+        "cwd, timeout_s=600))\n"
+    )
+    keel = subprocess.Popen([sys.executable, "-c", script, os.environ["PATH"]])
+    try:
+        assert _until((layout.node / "started").exists), "the command never started"
+    finally:
+        keel.kill()
+        keel.wait()
+    assert _until(lambda: _with_marker(marker) == []), "sandboxed processes outlived Keel"
