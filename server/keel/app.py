@@ -23,7 +23,8 @@ from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
 from keel.ledger import GitLedger
-from keel.plugins.registry import detect_plugins
+from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
+from keel.plugins.registry import detect_languages, detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
@@ -74,10 +75,33 @@ def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict
     return {**secrets_in(env), **{name: env[name] for name in names if env.get(name)}}
 
 
-def command_runner(env: Mapping[str, str]) -> SubprocessRunner:
-    """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
-    return SubprocessRunner(base_env=dict(env), extra_env={"PATH": path})
+def command_runner(
+    env: Mapping[str, str], environment: ProjectEnvironment | None = None
+) -> SubprocessRunner:
+    """Commands find the project's interpreter first, then Keel's, so ``python -m pytest``
+    runs in the project's environment when it has one and works out of the box otherwise."""
+    dirs = [str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
+    extra: dict[str, str] = {}
+    python = environment.python if environment else None
+    if python is not None and python.source != KEEL_SOURCE:
+        dirs.insert(0, str(python.bin_dir))
+        if python.prefix is not None and python.prefix != Path(sys.base_prefix):
+            extra["VIRTUAL_ENV"] = str(python.prefix)
+    return SubprocessRunner(base_env=dict(env), extra_env={**extra, "PATH": os.pathsep.join(dirs)})
+
+
+async def project_environment(
+    workspace: Path, task: str, config: KeelConfig, env: Mapping[str, str]
+) -> ProjectEnvironment:
+    """The project's own interpreter and caches (``keel.plugins.environment``)."""
+    detection = await asyncio.to_thread(detect_languages, workspace, task)
+    return await detect_environment(
+        workspace,
+        detection.languages,
+        env,
+        interpreter=config.python.interpreter,
+        runner=command_runner(env),
+    )
 
 
 @dataclass
@@ -121,8 +145,9 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
+    environment = await project_environment(workspace, task, config, env)
     clients = model_clients(config, env)
-    runner = command_runner(env)
+    runner = command_runner(env, environment)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
@@ -132,7 +157,7 @@ async def open_engine(
             yield Engine(
                 workspace=workspace,
                 clients=clients,
-                plugins=detect_plugins(workspace, task, runner=runner),
+                plugins=detect_plugins(workspace, task, runner=runner, environment=environment),
                 ledger=services.ledger,
                 store=services.store,
                 runner=runner,
@@ -141,6 +166,8 @@ async def open_engine(
                 settings=config.engine_settings(auto_approve=auto_approve),
                 secrets=secrets,
                 faults=faults,
+                environment=environment.record(),
+                environment_notes=environment.warnings(),
             )
     finally:
         lock.release()
@@ -190,8 +217,11 @@ class SharedWorkspace:
     async def engine(
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
-        runner = command_runner(self._env)
-        plugins = await asyncio.to_thread(detect_plugins, self._workspace, task, runner=runner)
+        environment = await project_environment(self._workspace, task, config, self._env)
+        runner = command_runner(self._env, environment)
+        plugins = await asyncio.to_thread(
+            detect_plugins, self._workspace, task, runner=runner, environment=environment
+        )
         clients = model_clients(config, self._env)
         try:
             if self._running == 0:
@@ -210,6 +240,8 @@ class SharedWorkspace:
                     settings=config.engine_settings(auto_approve=False),
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
+                    environment=environment.record(),
+                    environment_notes=environment.warnings(),
                 )
             finally:
                 self._running -= 1

@@ -71,6 +71,12 @@ class NetworkConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
+class PythonConfig(_Section):
+    #: The project's interpreter (absolute, or relative to the workspace; a virtual
+    #: environment's directory also works). None: detected (docs/reference/configuration.md).
+    interpreter: str | None = None
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -79,6 +85,7 @@ class KeelConfig(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
+    python: PythonConfig = Field(default_factory=PythonConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -137,6 +144,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
     "KEEL_MAX_COST": ("budget", "max_cost"),
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
+    "KEEL_PYTHON_INTERPRETER": ("python", "interpreter"),
 }
 
 
