@@ -456,12 +456,15 @@ class Engine:
         await self.store.begin_step(session_id, BASELINE_STEP, "baseline", {})
         if head is None:
             await self.store.finish_step(session_id, BASELINE_STEP, {"head": None})
-            await events.emit("baseline", head=None, reused=False, files=[], evidence=[])
+            await events.emit(
+                "baseline", head=None, reused=False, files=[], measured=[], evidence=[]
+            )
             return None
         files = sorted({path for node in plan.nodes for path in node.owns})
         record = BaselineRecord.load(await self.store.baseline(head, environment))
-        reused = record is not None and record.tested and set(files) <= set(record.checked)
-        if not reused:
+        reused = record is not None and record.tested
+        measured = [f for f in files if record is None or f not in record.checked]
+        if not reused or measured:
             record = await self._measure_baseline(session_id, files, record)
             await self.store.record_baseline(head, environment, record.dump())
         assert record is not None
@@ -473,6 +476,7 @@ class Engine:
             head=head,
             reused=reused,
             files=sorted(record.checked),
+            measured=measured,
             failing=len(marked),
             degraded=list(baseline.degraded),
             evidence=evidence_dicts(marked),
