@@ -7,6 +7,7 @@ the session ends ``success``. The baseline is measured once per HEAD and reused.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ def test_a_test_failing_before_the_session_blocks_no_node(tmp_path: Path) -> Non
     [sheaf] = [e for e in of(events, "verification") if e.get("stage") == "sheaf"]
     assert sheaf["stable"] and legacy_items(sheaf)[0]["baseline"] is True
     assert events[-1]["outcome"] == "success", events[-1]
+
+    status = run_keel("status", "-w", str(tmp_path / "ws"))
+    assert status.returncode == 0, status.stderr
+    assert f"baseline {head[:12]}: 1 already failing ({LEGACY_ID})" in status.stdout
+    assert "(1 already failing)" in status.stdout  # on the nodes' lines
+    assert f"python   {sys.executable} (keel, " in status.stdout  # Keel's own interpreter
 
 
 def test_the_baseline_is_reused_at_the_same_head_and_defer_tests_succeeds(

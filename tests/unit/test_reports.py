@@ -238,3 +238,38 @@ def test_transcript_entries_keep_answered_steps_with_model_and_usage() -> None:
         {"tier": "actuator", "node": "n2", "attempt": 1, "text": "x"},
         {"tier": "verifier", "node": "n2", "attempt": 1, "text": "y"},
     ]
+
+
+def test_status_text_names_the_environment_and_the_baseline() -> None:
+    data = {
+        **STATUS,
+        "environment": {
+            "python": {
+                "interpreter": "/p/.venv/bin/python",
+                "source": ".venv",
+                "version": "3.12.1",
+                "pytest": False,
+            },
+            "rust": {"cargo_home": "/h/.cargo", "target_dir": "/p/.keel/cargo-target"},
+        },
+        "baseline": {
+            "head": "0123456789abcdef",
+            "reused": True,
+            "failing": ["tests/t.py::test_a", "a.py:3", "b.py", "c.py"],
+            "degraded": [],
+        },
+        "nodes": [{**STATUS["nodes"][0], "already_failing": 2}],
+    }
+    text = format_status(data)
+    assert "python   /p/.venv/bin/python (.venv, 3.12.1); pytest NOT installed there" in text
+    assert "cargo    home /h/.cargo, target /p/.keel/cargo-target" in text
+    assert (
+        "baseline 0123456789ab: 4 already failing (tests/t.py::test_a, a.py:3, b.py, … 1 more)"
+        " (reused)" in text
+    )
+    assert "(2 already failing)" in text
+    clean = format_status(
+        {**STATUS, "baseline": {"head": "abc", "failing": [], "degraded": ["python.tests"]}}
+    )
+    assert "baseline abc: nothing failing; not measured: python.tests" in clean
+    assert "python " not in format_status(STATUS)  # older sessions recorded no environment
