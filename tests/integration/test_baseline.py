@@ -146,3 +146,24 @@ def test_the_baseline_is_reused_at_the_same_head_and_defer_tests_succeeds(
     assert legacy_items(sheaf)[0]["baseline"] is True
     assert not of(events, "nodes_reopened")
     assert events[-1]["outcome"] == "success", events[-1]
+
+
+def test_a_resumed_session_keeps_the_baseline_of_its_first_run(tmp_path: Path) -> None:
+    head = make_repository(tmp_path / "ws")
+    transcript = write_transcript(tmp_path / "t.jsonl", session_entries())
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "home" / "cfg")}
+    killed = run_keel(
+        "agent", "-y", "--json", "--model", f"replay:{transcript}", "-w", str(tmp_path / "ws"),
+        "Add greet and touch calc", env={**env, "KEEL_FAULT": "node_commit_recorded:1"},
+    )  # fmt: skip
+    assert killed.returncode < 0  # SIGKILLed right after node-1's commit
+    assert git(tmp_path / "ws", "rev-parse", "HEAD").strip() != head
+
+    resumed = run_keel("resume", "--last", "-y", "--json", "-w", str(tmp_path / "ws"), env=env)
+    events = json_events(resumed.stdout)
+    [baseline] = of(events, "baseline")
+    assert baseline["head"] == head and baseline["reused"] is True  # not the new HEAD
+    assert [ev["test_id"] for ev in baseline["evidence"]] == [LEGACY_ID]
+    fixed = [e for e in of(events, "verification") if e["node"] == "node-2" and e["stable"]]
+    assert fixed and legacy_items(fixed[-1])[0]["baseline_at"] == head
+    assert events[-1]["outcome"] == "success", events[-1]

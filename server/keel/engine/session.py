@@ -451,7 +451,9 @@ class Engine:
             if not isinstance(head, str):
                 return None
             record = BaselineRecord.load(await self.store.baseline(head, environment))
-            return record.baseline(head, reused=True) if record else Baseline(head)
+            kept = record.baseline(head, reused=True) if record else Baseline(head, reused=True)
+            await self._emit_baseline(events, kept, sorted(record.checked) if record else [], [])
+            return kept
         head = await self.ledger.head()
         await self.store.begin_step(session_id, BASELINE_STEP, "baseline", {})
         if head is None:
@@ -470,18 +472,24 @@ class Engine:
         assert record is not None
         await self.store.finish_step(session_id, BASELINE_STEP, {"head": head})
         baseline = record.baseline(head, reused=reused)
-        marked = [replace(r, baseline=head) for r in baseline.residuals]
+        await self._emit_baseline(events, baseline, sorted(record.checked), measured)
+        return baseline
+
+    @staticmethod
+    async def _emit_baseline(
+        events: EventLog, baseline: Baseline, files: Sequence[str], measured: Sequence[str]
+    ) -> None:
+        marked = [replace(r, baseline=baseline.head) for r in baseline.residuals]
         await events.emit(
             "baseline",
-            head=head,
-            reused=reused,
-            files=sorted(record.checked),
-            measured=measured,
+            head=baseline.head,
+            reused=baseline.reused,
+            files=list(files),
+            measured=list(measured),
             failing=len(marked),
             degraded=list(baseline.degraded),
             evidence=evidence_dicts(marked),
         )
-        return baseline
 
     async def _measure_baseline(
         self, session_id: str, files: Sequence[str], record: BaselineRecord | None
