@@ -458,9 +458,7 @@ class Engine:
         await self.store.begin_step(session_id, BASELINE_STEP, "baseline", {})
         if head is None:
             await self.store.finish_step(session_id, BASELINE_STEP, {"head": None})
-            await events.emit(
-                "baseline", head=None, reused=False, files=[], measured=[], evidence=[]
-            )
+            await self._emit_baseline(events, None, [], [])
             return None
         files = sorted({path for node in plan.nodes for path in node.owns})
         record = BaselineRecord.load(await self.store.baseline(head, environment))
@@ -477,17 +475,23 @@ class Engine:
 
     @staticmethod
     async def _emit_baseline(
-        events: EventLog, baseline: Baseline, files: Sequence[str], measured: Sequence[str]
+        events: EventLog,
+        baseline: Baseline | None,
+        files: Sequence[str],
+        measured: Sequence[str],
     ) -> None:
-        marked = [replace(r, baseline=baseline.head) for r in baseline.residuals]
+        """The ``baseline`` event; ``None``: a repository without a commit to measure."""
+        marked = (
+            [replace(r, baseline=baseline.head) for r in baseline.residuals] if baseline else []
+        )
         await events.emit(
             "baseline",
-            head=baseline.head,
-            reused=baseline.reused,
+            head=baseline.head if baseline else None,
+            reused=baseline.reused if baseline else False,
             files=list(files),
             measured=list(measured),
             failing=len(marked),
-            degraded=list(baseline.degraded),
+            degraded=list(baseline.degraded) if baseline else [],
             evidence=evidence_dicts(marked),
         )
 
