@@ -223,3 +223,16 @@ def test_flags_that_are_none_do_not_override(workspace: Path, env: dict[str, str
     config = _load(workspace, env, flags)
     assert config.engine.mode == "yolo"
     assert config.budget.max_steps == 9
+
+
+def test_python_interpreter_from_keel_toml_and_the_environment(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    assert _load(workspace, env).python.interpreter is None
+    (workspace / "keel.toml").write_text('[python]\ninterpreter = ".venv/bin/python"\n')
+    assert _load(workspace, env).python.interpreter == ".venv/bin/python"
+    env["KEEL_PYTHON_INTERPRETER"] = "/opt/py/bin/python"
+    assert _load(workspace, env).python.interpreter == "/opt/py/bin/python"
+    (workspace / "keel.toml").write_text('[python]\ninterpeter = "typo"\n')
+    with pytest.raises(ConfigError, match=r"python\.interpeter"):
+        _load(workspace, env)

@@ -182,3 +182,17 @@ def test_rust_reuses_cargo_home_and_one_target_dir_per_workspace(tmp_path: Path)
     assert env.readonly_paths == (tmp_path / "home" / ".cargo", tmp_path / "home" / ".rustup")
     custom = rust_environment(tmp_path, {"CARGO_HOME": "/opt/cargo", "HOME": "/h"})
     assert custom.env()["CARGO_HOME"] == "/opt/cargo"
+
+
+async def test_rust_plugins_get_the_shared_target_dir_and_homes(tmp_path: Path) -> None:
+    from keel.plugins.rust import RustPlugin
+
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "x"\nversion = "0.1.0"\n')
+    env = await detect_environment(tmp_path, ["rust"], {"HOME": str(tmp_path / "home")})
+    assert env.python is None and env.writable_paths == (tmp_path / ".keel" / "cargo-target",)
+    [plugin] = detect_plugins(tmp_path, "task", environment=env)
+    assert isinstance(plugin, RustPlugin)
+    assert plugin.target_dir == tmp_path / ".keel" / "cargo-target"
+    cargo_env = plugin._env("/usr/bin/cargo")
+    assert cargo_env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
+    assert cargo_env["CARGO_TARGET_DIR"] == str(tmp_path / ".keel" / "cargo-target")
