@@ -8,7 +8,7 @@ block every node. A new failure, or the same test failing differently, counts as
 
 Residuals are matched as a multiset, so a second copy of a pre-existing diagnostic counts.
 Messages are compared after removing what changes between two runs of the same failure:
-sandbox paths, memory addresses and pytest's numbered temporary directories. A degraded
+sandbox paths, memory addresses, durations and pytest's numbered temporary directories. A degraded
 sensor is never matched: missing evidence stays missing evidence.
 """
 
@@ -26,6 +26,8 @@ from keel.engine.models import Residual, SensorReport
 _SANDBOX = re.compile(r"\S*?\.keel/sandboxes/[^/\s]+/(?:sheaf|baseline|[^/\s]+/\d+)/")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _PYTEST_TMP = re.compile(r"pytest-\d+")
+_DURATION = re.compile(r"\bin \d+(?:\.\d+)?s\b")
+_NOT_COLLECTED = "no tests collected in "
 
 #: The step id under which a session records the commit of its baseline (resume reuses it).
 STEP_ID = "baseline"
@@ -34,8 +36,11 @@ Key = tuple[str, str, str, str]
 
 
 def _normalise(message: str) -> str:
+    if message.startswith(_NOT_COLLECTED):  # "in the workspace" at HEAD, a file list in a node
+        return _NOT_COLLECTED.strip()
     text = _SANDBOX.sub("<tree>/", message)
     text = _ADDRESS.sub("0x?", text)
+    text = _DURATION.sub("in ?s", text)
     return _PYTEST_TMP.sub("pytest-?", text)
 
 

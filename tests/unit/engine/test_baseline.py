@@ -129,3 +129,20 @@ def test_the_record_round_trips_and_rebuilds_the_baseline() -> None:
     assert baseline.reused and {r.test_id for r in baseline.residuals} == {OLD.test_id, None}
     assert BaselineRecord.load(None) is None
     assert BaselineRecord.load({"checked": "nonsense"}) == BaselineRecord([], [], {}, [], False)
+
+
+def test_durations_and_the_scope_of_an_empty_collection_do_not_matter() -> None:
+    def pytest_says(message: str) -> Residual:
+        return Residual(Component.LOG, message, "pytest", exit_code=1)
+
+    at_head = (
+        pytest_says("pytest exited 1 without a failing test: 1 error in 0.05s"),
+        pytest_says("no tests collected in the workspace"),
+    )
+    now = (
+        pytest_says("pytest exited 1 without a failing test: 1 error in 12.5s"),
+        pytest_says("no tests collected in tests/test_a.py, tests/test_b.py"),
+        pytest_says("pytest exited 1 without a failing test: 2 errors in 0.05s"),
+    )
+    [report] = Baseline(HEAD, at_head).mark([SensorReport("python.tests", now)])
+    assert [r.baseline is not None for r in report.residuals] == [True, True, False]
