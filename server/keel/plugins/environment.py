@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import tomllib
@@ -342,10 +343,13 @@ async def probe_python(
     """Ask ``interpreter`` for its prefixes, ``sys.path`` and pytest; never raises."""
     runner = runner or SubprocessRunner()
     notes = list(notes)
-    with tempfile.TemporaryDirectory(prefix="keel-probe-") as cwd:
+    cwd = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="keel-probe-"))
+    try:
         result = await runner.run_argv(
-            [str(interpreter), "-c", _PROBE], Path(cwd), timeout_s=_PROBE_TIMEOUT_S
+            [str(interpreter), "-c", _PROBE], cwd, timeout_s=_PROBE_TIMEOUT_S
         )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, cwd, True)
     probe: dict[str, Any] = {}
     if result.ok:
         lines = result.output.strip().splitlines()
@@ -369,7 +373,7 @@ async def probe_python(
     return PythonEnvironment(
         interpreter=interpreter,
         source=source,
-        readonly_paths=_readonly_dirs(interpreter, probe, workspace),
+        readonly_paths=await asyncio.to_thread(_readonly_dirs, interpreter, probe, workspace),
         prefix=Path(str(probe["prefix"])) if probe.get("prefix") else None,
         version=str(probe.get("version", "")),
         pytest=has_pytest,
