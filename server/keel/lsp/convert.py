@@ -246,6 +246,14 @@ def finding(residual: Residual, severity: T.DiagnosticSeverity, prefix: str) -> 
     return note(max((residual.line or 1) - 1, 0), prefix + residual.describe(), severity)
 
 
+def finding_severity(residual: Residual) -> T.DiagnosticSeverity:
+    """Errors for full-weight residuals, warnings for lighter ones; information for one that
+    was already there before the session (the baseline: it does not count)."""
+    if residual.baseline is not None:
+        return T.DiagnosticSeverity.Information
+    return T.DiagnosticSeverity.Error if residual.magnitude >= 1 else T.DiagnosticSeverity.Warning
+
+
 # -- energy ----------------------------------------------------------------------------------
 
 

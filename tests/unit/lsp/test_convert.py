@@ -274,3 +274,15 @@ def test_energy_markdown_shows_baseline_evidence_apart_and_uncounted() -> None:
     only_old = Energy(dict.fromkeys(Component, 0.0), (old,))
     calm = energy_markdown("h", "committed", only_old, 0.1, 1)
     assert "status: **stable**" in calm and "**Evidence**" not in calm and "test_old" in calm
+
+
+def test_a_finding_already_there_before_the_session_is_information() -> None:
+    from keel.lsp.convert import finding_severity
+
+    error = Residual(Component.SHEAF, "boom", "ty", path="a.py", line=1)
+    assert finding_severity(error) is T.DiagnosticSeverity.Error
+    assert finding_severity(Residual(Component.SHEAF, "w", "ty", 0.3)) is (
+        T.DiagnosticSeverity.Warning
+    )
+    old = Residual(Component.SHEAF, "boom", "ty", path="a.py", line=1, baseline="abc")
+    assert finding_severity(old) is T.DiagnosticSeverity.Information
