@@ -9,8 +9,8 @@ export of the committed tree): it is found and used from the real workspace path
 
 *Python*, first found wins:
 
-1. ``[python] interpreter`` in ``keel.toml`` (absolute, or relative to the workspace);
-   it must exist, else a :class:`~keel.engine.ports.ConfigError`;
+1. ``[python] interpreter`` in ``keel.toml`` (absolute, relative to the workspace, or a
+   bare name found on ``PATH``); it must exist, else a :class:`~keel.engine.ports.ConfigError`;
 2. ``<workspace>/.venv``, then ``<workspace>/venv``;
 3. pdm's ``.pdm-python`` file; uv's ``UV_PROJECT_ENVIRONMENT``; poetry's cached environment
    (``<cache>/virtualenvs/<name>-<hash>-py*``, the hash of the workspace path as poetry
@@ -265,6 +265,9 @@ def find_python(
         path = path if path.is_absolute() else workspace / path
         if path.is_dir():
             path = _venv_python(path) or path / "bin" / "python"
+        on_path = shutil.which(configured, path=env.get("PATH")) if "/" not in configured else None
+        if not path.exists() and on_path:
+            path = Path(on_path)  # a bare name, e.g. "python3.12"
         if not path.exists():
             raise ConfigError(
                 f"[python] interpreter = {configured!r}: {path} does not exist "

@@ -196,3 +196,11 @@ async def test_rust_plugins_get_the_shared_target_dir_and_homes(tmp_path: Path) 
     cargo_env = plugin._env("/usr/bin/cargo")
     assert cargo_env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
     assert cargo_env["CARGO_TARGET_DIR"] == str(tmp_path / ".keel" / "cargo-target")
+
+
+def test_a_configured_bare_name_is_looked_up_on_path(tmp_path: Path) -> None:
+    python = fake_python(tmp_path / "bin" / "python3.99")
+    env = {"PATH": str(tmp_path / "bin")}
+    assert find_python(tmp_path / "ws", env, "python3.99")[:2] == (python, CONFIG_SOURCE)
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_python(tmp_path / "ws", env, "python3.98")
