@@ -592,10 +592,18 @@ class SqliteStore:
         )
 
     async def baseline(self, head: str, environment: str) -> dict[str, Any] | None:
+        """The stored baseline; an unreadable one is ``None`` (measured again), not an error."""
         rows = await self._query(
-            "SELECT record FROM baselines WHERE head = ? AND environment = ?", (head, environment)
+            "SELECT record AS raw FROM baselines WHERE head = ? AND environment = ?",
+            (head, environment),
         )
-        return rows[0]["record"] if rows else None
+        if not rows:
+            return None
+        try:
+            record = json.loads(rows[0]["raw"])
+        except (TypeError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
         sql = (

@@ -359,3 +359,20 @@ async def test_baselines_are_kept_per_commit_and_environment_and_redacted(tmp_pa
         assert await store.baseline("abc", "env-1") == {"tested": False}
     finally:
         await store.close()
+
+
+async def test_an_unreadable_baseline_is_absent_not_an_error(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        await store.record_baseline("abc", "env", {"tested": True})
+    finally:
+        await store.close()
+    with sqlite3.connect(store_path(tmp_path)) as conn:
+        conn.execute("UPDATE baselines SET record = '{not json'")
+        conn.execute("INSERT INTO baselines VALUES ('def', 'env', '[1, 2]', 'now')")
+    store = await SqliteStore.open(tmp_path)
+    try:
+        assert await store.baseline("abc", "env") is None
+        assert await store.baseline("def", "env") is None
+    finally:
+        await store.close()
