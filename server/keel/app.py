@@ -85,7 +85,7 @@ def command_runner(
     python = environment.python if environment else None
     if python is not None and python.source != KEEL_SOURCE:
         dirs.insert(0, str(python.bin_dir))
-        if python.prefix is not None and python.prefix != Path(sys.base_prefix):
+        if python.virtual and python.prefix is not None:
             extra["VIRTUAL_ENV"] = str(python.prefix)
     return SubprocessRunner(base_env=dict(env), extra_env={**extra, "PATH": os.pathsep.join(dirs)})
 

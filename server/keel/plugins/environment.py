@@ -79,6 +79,8 @@ class PythonEnvironment:
     version: str = ""
     pytest: bool | None = None
     notes: tuple[str, ...] = ()
+    #: A virtual environment (its ``sys.prefix`` differs from ``sys.base_prefix``).
+    virtual: bool = False
 
     @property
     def bin_dir(self) -> Path:
@@ -381,6 +383,7 @@ async def probe_python(
         version=str(probe.get("version", "")),
         pytest=has_pytest,
         notes=tuple(notes),
+        virtual=bool(probe.get("prefix")) and probe.get("prefix") != probe.get("base_prefix"),
     )
 
 

@@ -204,3 +204,20 @@ def test_a_configured_bare_name_is_looked_up_on_path(tmp_path: Path) -> None:
     assert find_python(tmp_path / "ws", env, "python3.99")[:2] == (python, CONFIG_SOURCE)
     with pytest.raises(ConfigError, match="does not exist"):
         find_python(tmp_path / "ws", env, "python3.98")
+
+
+async def test_commands_find_the_projects_interpreter_first(tmp_path: Path) -> None:
+    from keel.app import command_runner
+    from keel.plugins.environment import ProjectEnvironment, PythonEnvironment
+
+    python = make_venv(tmp_path / ".venv")
+    env = await detect_environment(tmp_path, ["python"], dict(os.environ))
+    assert env.python is not None and env.python.virtual
+    child = command_runner({"PATH": "/usr/bin"}, env).environment()
+    assert child["PATH"].split(os.pathsep)[0] == str(python.parent)
+    assert child["VIRTUAL_ENV"] == str(tmp_path / ".venv")
+    system = PythonEnvironment(Path("/usr/bin/python3"), CONFIG_SOURCE, prefix=Path("/usr"))
+    plain = command_runner({"PATH": "/usr/bin"}, ProjectEnvironment(python=system)).environment()
+    assert plain["PATH"].startswith("/usr/bin" + os.pathsep) and "VIRTUAL_ENV" not in plain
+    keel = command_runner({"PATH": "/usr/bin"}).environment()
+    assert keel["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
