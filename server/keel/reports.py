@@ -423,7 +423,7 @@ def error_rows(
                 "attempt": report.get("attempts"),
                 "at": escalation["at"],
                 "message": str(report.get("reason", "")),
-                "evidence": [str(e.get("message", "")) for e in report.get("evidence", [])][:10],
+                "evidence": [_escalation_evidence(e) for e in report.get("evidence", [])][:10],
             }
         )
     for event in events:
@@ -438,6 +438,13 @@ def error_rows(
                 }
             )
     return rows
+
+
+def _escalation_evidence(item: Mapping[str, Any]) -> str:
+    message = str(item.get("message", ""))
+    if item.get("baseline"):
+        message += f" (already failing at {str(item.get('baseline_at') or 'HEAD')[:12]})"
+    return message
 
 
 def _call_error(call: Row) -> Row:

@@ -273,3 +273,19 @@ def test_status_text_names_the_environment_and_the_baseline() -> None:
     )
     assert "baseline abc: nothing failing; not measured: python.tests" in clean
     assert "python " not in format_status(STATUS)  # older sessions recorded no environment
+
+
+def test_escalation_evidence_already_failing_at_baseline_says_so() -> None:
+    evidence = [
+        {"message": "assert 1 == 3", "baseline": True, "baseline_at": "0123456789abcdef"},
+        {"message": "assert 2 == 5"},
+    ]
+    escalations = [
+        {
+            "node_id": "n1",
+            "at": "t",
+            "report": {"attempts": 1, "reason": "no", "evidence": evidence},
+        }
+    ]
+    [row] = error_rows([], [], escalations, [])
+    assert row["evidence"] == ["assert 1 == 3 (already failing at 0123456789ab)", "assert 2 == 5"]
