@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,8 @@ from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
 from keel.ledger import GitLedger
-from keel.plugins.registry import detect_plugins
+from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
+from keel.plugins.registry import detect_languages, detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
@@ -80,20 +81,27 @@ def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict
 
 def command_runner(
     env: Mapping[str, str],
+    environment: ProjectEnvironment | None = None,
     sandbox: Sandbox | None = None,
-    readonly_paths: Sequence[Path] = (),
 ) -> SubprocessRunner:
-    """Commands find the interpreter Keel runs in first, so ``python -m pytest`` works.
+    """Commands find the project's interpreter first, then Keel's, so ``python -m pytest``
+    runs in the project's environment when it has one and works out of the box otherwise.
 
     Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`), which also
-    lets them read ``readonly_paths`` (the project's virtualenv or toolchain).
+    lets them read the project's environment (its virtualenv or toolchain).
     """
-    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    dirs = [str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
+    extra: dict[str, str] = {}
+    python = environment.python if environment else None
+    if python is not None and python.source != KEEL_SOURCE:
+        dirs.insert(0, str(python.bin_dir))
+        if python.virtual and python.prefix is not None:
+            extra["VIRTUAL_ENV"] = str(python.prefix)
     return SubprocessRunner(
         base_env=dict(env),
-        extra_env={"PATH": path},
+        extra_env={**extra, "PATH": os.pathsep.join(dirs)},
         sandbox=sandbox,
-        readonly_paths=readonly_paths,
+        readonly_paths=environment.readonly_paths if environment else (),
     )
 
 
@@ -113,6 +121,20 @@ async def session_sandbox(workspace: Path, config: KeelConfig, env: Mapping[str,
     if sandbox.mode == "off":
         log.warning("%s: %s", workspace, sandbox.describe()["warning"])
     return sandbox
+
+
+async def project_environment(
+    workspace: Path, task: str, config: KeelConfig, env: Mapping[str, str]
+) -> ProjectEnvironment:
+    """The project's own interpreter and caches (``keel.plugins.environment``)."""
+    detection = await asyncio.to_thread(detect_languages, workspace, task)
+    return await detect_environment(
+        workspace,
+        detection.languages,
+        env,
+        interpreter=config.python.interpreter,
+        runner=command_runner(env),
+    )
 
 
 @dataclass
@@ -157,8 +179,9 @@ async def open_engine(
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
     sandbox = await session_sandbox(workspace, config, env)
+    environment = await project_environment(workspace, task, config, env)
     clients = model_clients(config, env)
-    runner = command_runner(env, sandbox)
+    runner = command_runner(env, environment, sandbox)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
@@ -168,7 +191,7 @@ async def open_engine(
             yield Engine(
                 workspace=workspace,
                 clients=clients,
-                plugins=detect_plugins(workspace, task, runner=runner),
+                plugins=detect_plugins(workspace, task, runner=runner, environment=environment),
                 ledger=services.ledger,
                 store=services.store,
                 runner=runner,
@@ -178,6 +201,8 @@ async def open_engine(
                 secrets=secrets,
                 faults=faults,
                 sandbox=sandbox.describe(),
+                environment=environment.record(),
+                environment_notes=environment.warnings(),
             )
     finally:
         lock.release()
@@ -228,8 +253,11 @@ class SharedWorkspace:
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
         sandbox = await session_sandbox(self._workspace, config, self._env)
-        runner = command_runner(self._env, sandbox)
-        plugins = await asyncio.to_thread(detect_plugins, self._workspace, task, runner=runner)
+        environment = await project_environment(self._workspace, task, config, self._env)
+        runner = command_runner(self._env, environment, sandbox)
+        plugins = await asyncio.to_thread(
+            detect_plugins, self._workspace, task, runner=runner, environment=environment
+        )
         clients = model_clients(config, self._env)
         try:
             if self._running == 0:
@@ -249,6 +277,8 @@ class SharedWorkspace:
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
                     sandbox=sandbox.describe(),
+                    environment=environment.record(),
+                    environment_notes=environment.warnings(),
                 )
             finally:
                 self._running -= 1

@@ -70,6 +70,25 @@ def _first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _environment_line(environment: Mapping[str, Any]) -> str:
+    python = environment.get("python")
+    if not isinstance(python, Mapping):
+        return ""
+    missing = "; pytest NOT installed there" if python.get("pytest") is False else ""
+    return f"\n[python] {python.get('interpreter')} ({python.get('source')}){missing}"
+
+
+def _baseline_line(event: Mapping[str, Any]) -> str:
+    if not event.get("head"):
+        return "[baseline] no commit yet: nothing to compare with"
+    evidence = event.get("evidence") or []
+    where = [str(e.get("test_id") or e.get("path") or e.get("source")) for e in evidence]
+    shown = ", ".join(where[:3]) + (f", … {len(where) - 3} more" if len(where) > 3 else "")
+    what = f"{len(where)} already failing ({shown})" if where else "nothing failing"
+    reused = " (reused)" if event.get("reused") else ""
+    return f"[baseline] {str(event['head'])[:12]}: {what}{reused}"
+
+
 def describe_event(event: Mapping[str, Any]) -> str | None:
     kind, node = event.get("type"), event.get("node")
     if kind == "session_started":
@@ -77,7 +96,10 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             f"[session] {event['session']}: {event['task']}\n[models] "
             + ", ".join(f"{tier}={model}" for tier, model in event["models"].items())
             + f"\n[sandbox] {reports.describe_sandbox(event.get('sandbox'))}"
+            + _environment_line(event.get("environment") or {})
         )
+    if kind == "baseline":
+        return _baseline_line(event)
     if kind == "plan_invalid":
         return f"[plan] attempt {event['attempt']} invalid: " + "; ".join(event["errors"])
     if kind == "plan_ready":
@@ -101,6 +123,11 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
         lines += [
             f"    {e.get('source')}: {e.get('test_id') or e.get('path') or e.get('command') or ''} "
             f"{_first_line(e.get('message', ''))}".rstrip()
+            + (
+                f" (already failing at {str(e.get('baseline_at'))[:12]})"
+                if e.get("baseline")
+                else ""
+            )
             for e in event["evidence"][:8]
         ]
         if event.get("degraded"):

@@ -88,6 +88,12 @@ class SandboxConfig(_Section):
         return value
 
 
+class PythonConfig(_Section):
+    #: The project's interpreter (absolute, or relative to the workspace; a virtual
+    #: environment's directory also works). None: detected (docs/reference/configuration.md).
+    interpreter: str | None = None
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -97,6 +103,7 @@ class KeelConfig(_Section):
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    python: PythonConfig = Field(default_factory=PythonConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -157,6 +164,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
     "KEEL_SANDBOX": ("sandbox", "mode"),
     "KEEL_SANDBOX_NETWORK": ("sandbox", "network"),
+    "KEEL_PYTHON_INTERPRETER": ("python", "interpreter"),
 }
 
 

@@ -158,8 +158,28 @@ async def status_report(
         "totals": spent,
         "budget": _budget(config, spent),
         "ledger_entries": None if ledger is None else len(ledger),
+        "environment": config.get("environment") or {},
+        "baseline": _baseline_summary(await store.events(sid)),
     }
     return redact_row(report, redactor)
+
+
+def _baseline_summary(events: Sequence[Row]) -> Row | None:
+    """The session's ``baseline`` event, in short: the commit and what already failed there."""
+    found = [e["payload"] for e in events if e["type"] == "baseline"]
+    if not found or not isinstance(found[-1], Mapping):
+        return None
+    event = found[-1]
+    evidence = event.get("evidence") or []
+    return {
+        "head": event.get("head"),
+        "reused": bool(event.get("reused")),
+        "failing": [
+            _locate(item).removesuffix(": ") or _first_line(str(item.get("message", "")), 80)
+            for item in evidence
+        ],
+        "degraded": list(event.get("degraded") or []),
+    }
 
 
 def _counts(nodes: Iterable[Row]) -> dict[str, int]:
@@ -188,6 +208,9 @@ def _node_status(
         "energy": {key: float(energy.get(key, 0.0)) for key in COMPONENTS} if energy else None,
         "stable": latest["stable"] if latest else None,
         "ledger": shas[-1] if shas else None,
+        "already_failing": sum(
+            1 for item in (latest["evidence"] or [] if latest else []) if item.get("baseline")
+        ),
     }
 
 
@@ -236,10 +259,39 @@ def format_status(data: Mapping[str, Any]) -> str:
         f"budget   {_left(b['cost_left'], b['max_cost'], '$')}; "
         f"{_left(b['steps_left'], b['max_steps'], '')}",
     ]
+    lines += _environment_lines(data.get("environment") or {}, data.get("baseline"))
     if data["nodes"]:
         lines.append("")
         lines += [_node_line(node) for node in data["nodes"]]
     return "\n".join(lines)
+
+
+def _environment_lines(
+    environment: Mapping[str, Any], baseline: Mapping[str, Any] | None
+) -> list[str]:
+    lines = []
+    python = environment.get("python")
+    if isinstance(python, Mapping):
+        missing = "; pytest NOT installed there" if python.get("pytest") is False else ""
+        lines.append(
+            f"python   {python.get('interpreter')} ({python.get('source')}"
+            f"{', ' + str(python['version']) if python.get('version') else ''}){missing}"
+        )
+    rust = environment.get("rust")
+    if isinstance(rust, Mapping):
+        lines.append(f"cargo    home {rust.get('cargo_home')}, target {rust.get('target_dir')}")
+    if baseline is not None:
+        head = str(baseline.get("head") or "")[:12] or "(no commit)"
+        failing = list(baseline.get("failing") or [])
+        shown = ", ".join(failing[:3]) + (
+            f", … {len(failing) - 3} more" if len(failing) > 3 else ""
+        )
+        what = f"{len(failing)} already failing ({shown})" if failing else "nothing failing"
+        extra = " (reused)" if baseline.get("reused") else ""
+        if baseline.get("degraded"):
+            extra += "; not measured: " + ", ".join(baseline["degraded"])
+        lines.append(f"baseline {head}: {what}{extra}")
+    return lines
 
 
 def unpriced_note(count: int) -> str:
@@ -266,6 +318,7 @@ def _node_line(node: Mapping[str, Any]) -> str:
         shown = "V=-"
     extra = f" retries {node['retries']}" if node["retries"] else ""
     extra += f" escalated {node['escalations']}x" if node["escalations"] else ""
+    extra += f" ({node['already_failing']} already failing)" if node.get("already_failing") else ""
     sha = f" {node['ledger'][:12]}" if node["ledger"] else ""
     return f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
 
@@ -387,7 +440,7 @@ def error_rows(
                 "attempt": report.get("attempts"),
                 "at": escalation["at"],
                 "message": str(report.get("reason", "")),
-                "evidence": [str(e.get("message", "")) for e in report.get("evidence", [])][:10],
+                "evidence": [_escalation_evidence(e) for e in report.get("evidence", [])][:10],
             }
         )
     for event in events:
@@ -402,6 +455,13 @@ def error_rows(
                 }
             )
     return rows
+
+
+def _escalation_evidence(item: Mapping[str, Any]) -> str:
+    message = str(item.get("message", ""))
+    if item.get("baseline"):
+        message += f" (already failing at {str(item.get('baseline_at') or 'HEAD')[:12]})"
+    return message
 
 
 def _call_error(call: Row) -> Row:

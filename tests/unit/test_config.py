@@ -256,3 +256,16 @@ def test_bad_sandbox_values_are_config_errors(
     (workspace / "keel.toml").write_text(f"[sandbox]\n{text}\n")
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         _load(workspace, env)
+
+
+def test_python_interpreter_from_keel_toml_and_the_environment(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    assert _load(workspace, env).python.interpreter is None
+    (workspace / "keel.toml").write_text('[python]\ninterpreter = ".venv/bin/python"\n')
+    assert _load(workspace, env).python.interpreter == ".venv/bin/python"
+    env["KEEL_PYTHON_INTERPRETER"] = "/opt/py/bin/python"
+    assert _load(workspace, env).python.interpreter == "/opt/py/bin/python"
+    (workspace / "keel.toml").write_text('[python]\ninterpeter = "typo"\n')
+    with pytest.raises(ConfigError, match=r"python\.interpeter"):
+        _load(workspace, env)

@@ -247,3 +247,54 @@ def test_status_says_what_confined_the_session() -> None:
     off = format_status({**STATUS, "sandbox": {"mode": "off", "warning": "sandbox off (...)"}})
     assert "sandbox  OFF: sandbox off (...)" in off
     assert "sandbox" not in format_status(STATUS)  # a session from before sandboxing
+
+
+def test_status_text_names_the_environment_and_the_baseline() -> None:
+    data = {
+        **STATUS,
+        "environment": {
+            "python": {
+                "interpreter": "/p/.venv/bin/python",
+                "source": ".venv",
+                "version": "3.12.1",
+                "pytest": False,
+            },
+            "rust": {"cargo_home": "/h/.cargo", "target_dir": "/p/.keel/cargo-target"},
+        },
+        "baseline": {
+            "head": "0123456789abcdef",
+            "reused": True,
+            "failing": ["tests/t.py::test_a", "a.py:3", "b.py", "c.py"],
+            "degraded": [],
+        },
+        "nodes": [{**STATUS["nodes"][0], "already_failing": 2}],
+    }
+    text = format_status(data)
+    assert "python   /p/.venv/bin/python (.venv, 3.12.1); pytest NOT installed there" in text
+    assert "cargo    home /h/.cargo, target /p/.keel/cargo-target" in text
+    assert (
+        "baseline 0123456789ab: 4 already failing (tests/t.py::test_a, a.py:3, b.py, … 1 more)"
+        " (reused)" in text
+    )
+    assert "(2 already failing)" in text
+    clean = format_status(
+        {**STATUS, "baseline": {"head": "abc", "failing": [], "degraded": ["python.tests"]}}
+    )
+    assert "baseline abc: nothing failing; not measured: python.tests" in clean
+    assert "python " not in format_status(STATUS)  # older sessions recorded no environment
+
+
+def test_escalation_evidence_already_failing_at_baseline_says_so() -> None:
+    evidence = [
+        {"message": "assert 1 == 3", "baseline": True, "baseline_at": "0123456789abcdef"},
+        {"message": "assert 2 == 5"},
+    ]
+    escalations = [
+        {
+            "node_id": "n1",
+            "at": "t",
+            "report": {"attempts": 1, "reason": "no", "evidence": evidence},
+        }
+    ]
+    [row] = error_rows([], [], escalations, [])
+    assert row["evidence"] == ["assert 1 == 3 (already failing at 0123456789ab)", "assert 2 == 5"]

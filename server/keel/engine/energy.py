@@ -5,7 +5,8 @@ Each component is its weight times the sum of its residuals' squared magnitudes:
 A residual of magnitude 1 (an error diagnostic, a failing test, a failed command, a violated
 contract item) is worth at least ``min(weights)`` = 0.5 with the default weights, above the
 default epsilon of 0.1; a warning (0.3) alone is worth 0.09 and does not block. A degraded
-sensor also blocks stability outright: missing evidence is never a pass.
+sensor also blocks stability outright: missing evidence is never a pass. A residual already
+present at the baseline (``Residual.baseline``) is kept as evidence but weighs nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def measure(reports: Iterable[SensorReport], weights: EnergyWeights) -> Energy:
         if report.degraded:
             degraded.append(report.sensor)
         for residual in report.residuals:
-            sums[residual.component] += residual.magnitude**2
+            if residual.baseline is None:
+                sums[residual.component] += residual.magnitude**2
             evidence.append(residual)
     components = {c: weights.of(c) * total for c, total in sums.items()}
     return Energy(components=components, evidence=tuple(evidence), degraded_sensors=tuple(degraded))
@@ -54,7 +56,7 @@ def rescore(
     ]
     evidence = (*kept, *added)
     syn = weights.of(Component.SYN) * sum(
-        r.magnitude**2 for r in evidence if r.component is Component.SYN
+        r.magnitude**2 for r in evidence if r.component is Component.SYN and r.baseline is None
     )
     return replace(energy, components={**energy.components, Component.SYN: syn}, evidence=evidence)
 
@@ -86,7 +88,15 @@ def residual_from_record(item: Mapping[str, Any]) -> Residual:
         test_id=str(item["test_id"]) if item.get("test_id") is not None else None,
         command=str(item["command"]) if item.get("command") is not None else None,
         exit_code=int(exit_code) if isinstance(exit_code, int | float) else None,
+        baseline=_baseline_of(item),
     )
+
+
+def _baseline_of(item: Mapping[str, Any]) -> str | None:
+    """``"baseline": true`` with its commit in ``baseline_at`` (``HEAD`` when missing)."""
+    if not item.get("baseline"):
+        return None
+    return str(item.get("baseline_at") or "HEAD")
 
 
 def parse_weights(text: str) -> EnergyWeights:

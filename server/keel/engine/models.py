@@ -110,6 +110,8 @@ class Residual:
 
     ``magnitude`` is squared and weighted by its component's weight. ``source`` names the
     sensor ("ty", "pytest", "ownership", "command", ...); the optional fields locate it.
+    ``baseline`` is the commit at which the same residual was already present before the
+    session (docs/explanation/energy.md): it is shown, but does not count toward V.
     """
 
     component: Component
@@ -121,6 +123,7 @@ class Residual:
     test_id: str | None = None
     command: str | None = None
     exit_code: int | None = None
+    baseline: str | None = None
 
     def describe(self) -> str:
         """One line for prompts, hovers and logs, quoting the evidence."""
@@ -131,7 +134,8 @@ class Residual:
             where = f"{self.test_id}: "
         if self.command is not None:
             where = f"`{self.command}` exited {self.exit_code}: "
-        return f"[{self.source}] {where}{self.message}"
+        already = f" (already failing at {self.baseline[:12]})" if self.baseline else ""
+        return f"[{self.source}] {where}{self.message}{already}"
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,10 @@ class Ledger(Protocol):
         """The workspace file's current bytes (``None`` when absent)."""
         ...
 
+    async def head(self) -> str | None:
+        """The commit ``export`` materialises (``HEAD``), ``None`` before the first commit."""
+        ...
+
     async def commit(
         self,
         changes: Mapping[str, bytes | None],
@@ -286,6 +290,14 @@ class SessionStore(Protocol):
     async def end_run(self, run_id: int) -> None: ...
 
     async def abort_requested(self, session_id: str) -> bool: ...
+
+    async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:
+        """The baseline measured at commit ``head`` in ``environment``, if one was stored."""
+        ...
+
+    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
+        """Store (or replace) the baseline of commit ``head`` in ``environment``."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ session cleanly with the reason, and the store keeps everything for ``keel statu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -17,8 +18,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from keel.engine import prompts
+from keel.engine.baseline import STEP_ID as BASELINE_STEP
+from keel.engine.baseline import Baseline, BaselineRecord
 from keel.engine.events import EventLog
 from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
 from keel.engine.models import (
@@ -27,6 +31,7 @@ from keel.engine.models import (
     NodeKind,
     NodeState,
     PlanNode,
+    SensorReport,
     Speculation,
     TaskPlan,
     Tier,
@@ -99,6 +104,11 @@ class Engine:
     plan_scope: PlanScope | None = None
     #: What confines the commands (``Sandbox.describe()``), said by session_started and status.
     sandbox: Mapping[str, object] = field(default_factory=lambda: {"mode": "off"})
+    #: The project's environment per language (its interpreter, cargo's caches), JSON-ready;
+    #: shown in ``session_started`` and ``keel status``.
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    #: Problems found with it, each naming its fix: one ``warning`` event each.
+    environment_notes: Sequence[str] = ()
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -147,7 +157,10 @@ class Engine:
             mode=self.settings.mode,
             epsilon=self.settings.epsilon,
             sandbox=dict(self.sandbox),
+            environment=dict(self.environment),
         )
+        for note in self.environment_notes:
+            await events.emit("warning", message=note)
         run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
@@ -225,6 +238,7 @@ class Engine:
             "auto_approve": s.auto_approve,
             "log_llm": s.log_llm,
             "sandbox": dict(self.sandbox),
+            "environment": dict(self.environment),
         }
 
     async def _run(
@@ -240,9 +254,13 @@ class Engine:
         result.nodes = {node.id: NodeState.QUEUED for node in plan.nodes}
         done = await self._committed_nodes(session_id, events) if resume else {}
         result.nodes.update(done)
+        baseline = await self._baseline(plan, session_id, events, resume)
         hints = await self._speculate(task, plan, gateway, events)
         verifier = Verifier(
-            self.plugins, self.settings.weights, defer_tests=self.settings.defer_tests
+            self.plugins,
+            self.settings.weights,
+            defer_tests=self.settings.defer_tests,
+            baseline=baseline,
         )
         ctx = NodeContext(
             session_id,
@@ -404,7 +422,13 @@ class Engine:
             "nodes_reopened", nodes=[n.id for n in reopened], v_sheaf=round(sheaf.total, 6)
         )
         checking = replace(
-            ctx, verifier=Verifier(self.plugins, self.settings.weights, defer_tests=False)
+            ctx,
+            verifier=Verifier(
+                self.plugins,
+                self.settings.weights,
+                defer_tests=False,
+                baseline=ctx.verifier.baseline,
+            ),
         )
 
         async def rerun(node: PlanNode) -> NodeState:
@@ -421,6 +445,94 @@ class Engine:
         if not all(state is NodeState.COMMITTED for state in result.nodes.values()):
             return False
         return (await self._sheaf(plan, ctx, ctx.events)).stable(self.settings.epsilon)
+
+    async def _baseline(
+        self, plan: TaskPlan, session_id: str, events: EventLog, resume: bool
+    ) -> Baseline | None:
+        """Measure (or reuse) the workspace at HEAD before the first node; see
+        :mod:`keel.engine.baseline`. A resumed session keeps the baseline of its first run."""
+        environment = json.dumps(
+            {"plugins": [p.name for p in self.plugins], **self.environment}, sort_keys=True
+        )
+        recorded = await self.store.step_result(session_id, BASELINE_STEP) if resume else None
+        if recorded is not None:
+            head = recorded.get("head")
+            if not isinstance(head, str):
+                return None
+            record = BaselineRecord.load(await self.store.baseline(head, environment))
+            kept = record.baseline(head, reused=True) if record else Baseline(head, reused=True)
+            await self._emit_baseline(events, kept, sorted(record.checked) if record else [], [])
+            return kept
+        head = await self.ledger.head()
+        await self.store.begin_step(session_id, BASELINE_STEP, "baseline", {})
+        if head is None:
+            await self.store.finish_step(session_id, BASELINE_STEP, {"head": None})
+            await self._emit_baseline(events, None, [], [])
+            return None
+        files = sorted({path for node in plan.nodes for path in node.owns})
+        record = BaselineRecord.load(await self.store.baseline(head, environment))
+        reused = record is not None and record.tested
+        measured = [f for f in files if record is None or f not in record.checked]
+        if not reused or measured:
+            record = await self._measure_baseline(session_id, files, record)
+            await self.store.record_baseline(head, environment, record.dump())
+        assert record is not None
+        await self.store.finish_step(session_id, BASELINE_STEP, {"head": head})
+        baseline = record.baseline(head, reused=reused)
+        await self._emit_baseline(events, baseline, sorted(record.checked), measured)
+        return baseline
+
+    @staticmethod
+    async def _emit_baseline(
+        events: EventLog,
+        baseline: Baseline | None,
+        files: Sequence[str],
+        measured: Sequence[str],
+    ) -> None:
+        """The ``baseline`` event; ``None``: a repository without a commit to measure."""
+        marked = (
+            [replace(r, baseline=baseline.head) for r in baseline.residuals] if baseline else []
+        )
+        await events.emit(
+            "baseline",
+            head=baseline.head if baseline else None,
+            reused=baseline.reused if baseline else False,
+            files=list(files),
+            measured=list(measured),
+            failing=len(marked),
+            degraded=list(baseline.degraded) if baseline else [],
+            evidence=evidence_dicts(marked),
+        )
+
+    async def _measure_baseline(
+        self, session_id: str, files: Sequence[str], record: BaselineRecord | None
+    ) -> BaselineRecord:
+        """Add to ``record`` (or a new one) what HEAD's tree shows for ``files``."""
+        record = record or BaselineRecord.empty()
+        sandbox = self.workspace / ".keel" / "sandboxes" / session_id / "baseline"
+        await asyncio.to_thread(shutil.rmtree, sandbox, True)
+        sandbox.mkdir(parents=True)
+        try:
+            await self.ledger.export(sandbox)
+            wanted = [f for f in files if f not in record.checked]
+            present = [f for f in wanted if await asyncio.to_thread((sandbox / f).is_file)]
+            verifier = Verifier(self.plugins, self.settings.weights, defer_tests=False)
+            tests, boot, checks = await verifier.measure_baseline(
+                sandbox, present, with_tests=not record.tested
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+        if not record.tested:
+            record.tested = True
+            record.tests = _kept_evidence(tests)
+            record.boot = _kept_evidence(boot)
+        record.degraded += [r.sensor for r in [*tests, *boot, *checks] if r.degraded]
+        for path in wanted:
+            record.checked[path] = []
+        for item in _kept_evidence(checks):
+            path = str(item.get("path") or "")
+            record.checked.setdefault(path if path in record.checked else "", []).append(item)
+        return record
 
     async def _sheaf(self, plan: TaskPlan, ctx: NodeContext, events: EventLog) -> Energy:
         sandbox = ctx.sandbox_root / "sheaf"
@@ -446,6 +558,11 @@ class Engine:
         return energy
 
 
+def _kept_evidence(reports: Sequence[SensorReport]) -> list[dict[str, object]]:
+    """The residuals of the reports that measured (a degraded sensor's are not a baseline)."""
+    return evidence_dicts(r for report in reports if not report.degraded for r in report.residuals)
+
+
 def trailer_v(energy: str) -> float | None:
     """V from a ``Keel-Energy`` trailer (``V=0.000 syn=0.000 ...``), None if it has none."""
     for part in energy.split():
@@ -464,7 +581,7 @@ def responsible_nodes(plan: TaskPlan, sheaf: Energy) -> list[PlanNode]:
     by_id = {node.id: node for node in plan.nodes}
     chosen: set[str] = set()
     for residual in sheaf.evidence:
-        if residual.test_id is None:
+        if residual.test_id is None or residual.baseline is not None:
             continue
         test_node = owner.get(residual.test_id.split("::", 1)[0])
         if test_node is None:

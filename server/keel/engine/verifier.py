@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from keel.engine import prompts
+from keel.engine.baseline import Baseline, mark
 from keel.engine.contracts import check_contract
 from keel.engine.energy import measure
 from keel.engine.gateway import ModelGateway
@@ -86,11 +87,18 @@ class Verifier:
     """Measures nodes and the whole workspace with the plugins' real tools."""
 
     def __init__(
-        self, plugins: Sequence[LanguagePlugin], weights: EnergyWeights, *, defer_tests: bool
+        self,
+        plugins: Sequence[LanguagePlugin],
+        weights: EnergyWeights,
+        *,
+        defer_tests: bool,
+        baseline: Baseline | None = None,
     ) -> None:
+        """``baseline``: what was already wrong at HEAD; matching residuals do not count."""
         self._plugins = list(plugins)
         self._weights = weights
         self._defer_tests = defer_tests
+        self.baseline = baseline
 
     def _owning(self, files: Iterable[str]) -> dict[str, list[str]]:
         by_plugin: dict[str, list[str]] = {p.name: [] for p in self._plugins}
@@ -124,7 +132,7 @@ class Verifier:
             if tests:
                 jobs.append(plugin.run_tests(sandbox, tests))
         reports.extend(await asyncio.gather(*jobs))
-        return measure(reports, self._weights)
+        return measure(mark(reports, self.baseline), self._weights)
 
     def _tests_for(
         self, node: PlanNode, plugin: LanguagePlugin, mine: list[str], all_files: list[str]
@@ -154,8 +162,32 @@ class Verifier:
             jobs += [plugin.cross_check(sandbox, mine), plugin.check(sandbox, mine)]
             if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
                 jobs.append(plugin.run_tests(sandbox, None))
-        reports = [*await asyncio.gather(*jobs), *extra]
+        reports = mark([*await asyncio.gather(*jobs), *extra], self.baseline)
         return measure([_as_sheaf(report) for report in reports], self._weights)
+
+    async def measure_baseline(
+        self, sandbox: Path, files: Sequence[str], *, with_tests: bool
+    ) -> tuple[list[SensorReport], list[SensorReport], list[SensorReport]]:
+        """The workspace at HEAD in ``sandbox``: (tests, build checks, checker) reports.
+
+        The whole suite and the build checks run only ``with_tests`` (the first measurement
+        at a commit); the checker runs over ``files``, the plan's files that exist there.
+        """
+        by_plugin = self._owning(files)
+        all_files = await asyncio.to_thread(tree_files, sandbox) if with_tests else []
+        tests, boot, checks = [], [], []
+        for plugin in self._plugins:
+            if with_tests:
+                if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
+                    tests.append(plugin.run_tests(sandbox, None))
+                boot.append(plugin.bootstrap(sandbox))
+            if by_plugin[plugin.name]:
+                checks.append(plugin.check(sandbox, by_plugin[plugin.name]))
+        return (
+            list(await asyncio.gather(*tests)),
+            list(await asyncio.gather(*boot)),
+            list(await asyncio.gather(*checks)),
+        )
 
 
 def _as_sheaf(report: SensorReport) -> SensorReport:
@@ -189,11 +221,18 @@ async def analyse(
 
 
 def evidence_dicts(evidence: Iterable[Residual]) -> list[dict[str, object]]:
-    return [
-        {key: value for key, value in vars(r).items() if value is not None}
-        | {"component": r.component.value}
-        for r in evidence
-    ]
+    """Evidence as JSON; a residual present at baseline has ``"baseline": true`` and its
+    commit in ``baseline_at``."""
+    out: list[dict[str, object]] = []
+    for r in evidence:
+        item: dict[str, object] = {
+            key: value for key, value in vars(r).items() if value is not None and key != "baseline"
+        }
+        item["component"] = r.component.value
+        if r.baseline is not None:
+            item |= {"baseline": True, "baseline_at": r.baseline}
+        out.append(item)
+    return out
 
 
 def energy_summary(energy: Energy) -> Mapping[str, float]:

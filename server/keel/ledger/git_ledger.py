@@ -148,6 +148,9 @@ class GitLedger:
     async def read(self, path: str) -> bytes | None:
         return await asyncio.to_thread(lambda: self._read_sync(self._clean(path)))
 
+    async def head(self) -> str | None:
+        return await asyncio.to_thread(self._head)
+
     async def commit(
         self,
         changes: Mapping[str, bytes | None],

@@ -246,6 +246,14 @@ def finding(residual: Residual, severity: T.DiagnosticSeverity, prefix: str) -> 
     return note(max((residual.line or 1) - 1, 0), prefix + residual.describe(), severity)
 
 
+def finding_severity(residual: Residual) -> T.DiagnosticSeverity:
+    """Errors for full-weight residuals, warnings for lighter ones; information for one that
+    was already there before the session (the baseline: it does not count)."""
+    if residual.baseline is not None:
+        return T.DiagnosticSeverity.Information
+    return T.DiagnosticSeverity.Error if residual.magnitude >= 1 else T.DiagnosticSeverity.Warning
+
+
 # -- energy ----------------------------------------------------------------------------------
 
 
@@ -276,7 +284,7 @@ def energy_markdown(
     ]
     evidence = []
     for component in Component:
-        items = [r for r in energy.evidence if r.component is component]
+        items = [r for r in energy.evidence if r.component is component and r.baseline is None]
         if not items or energy.components.get(component, 0.0) <= 0:
             continue
         evidence += [f"- {_NAMES[component]}: {_quote(r)}" for r in items[:limit]]
@@ -284,11 +292,23 @@ def energy_markdown(
             evidence.append(f"- {_NAMES[component]}: … {len(items) - limit} more")
     if evidence:
         parts.append("**Evidence**\n\n" + "\n".join(evidence))
+    before = [r for r in energy.evidence if r.baseline is not None]
+    if before:
+        shown = [f"- {_NAMES[r.component]}: {_quote(r)}" for r in before[:limit]]
+        if len(before) > limit:
+            shown.append(f"- … {len(before) - limit} more")
+        sha = str(before[0].baseline)[:12]
+        head = f"**Already failing before the session** (at `{sha}`, not counted)"
+        parts.append(head + "\n\n" + "\n".join(shown))
     return "\n\n".join(parts)
 
 
 def evidence_text(energy: Energy, limit: int = 5) -> str:
     """The evidence of a refusal, one quoted item per line."""
-    items = [r for r in energy.evidence if energy.components.get(r.component, 0.0) > 0]
+    items = [
+        r
+        for r in energy.evidence
+        if energy.components.get(r.component, 0.0) > 0 and r.baseline is None
+    ]
     text = "; ".join(r.describe() for r in items[:limit])
     return text + (f"; … {len(items) - limit} more" if len(items) > limit else "")

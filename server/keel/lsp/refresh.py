@@ -19,7 +19,7 @@ from lsprotocol import types as T
 from keel.engine.models import Component
 from keel.lsp import scoring
 from keel.lsp.bundles import PendingBundle
-from keel.lsp.convert import changed_lines, finding, note, path_to_uri
+from keel.lsp.convert import changed_lines, finding, finding_severity, note, path_to_uri
 from keel.lsp.documents import digest
 
 if TYPE_CHECKING:
@@ -144,10 +144,7 @@ class Refresher:
             for residual in view.sheaf.evidence if view.sheaf else ():
                 if residual.path and residual.component is Component.SHEAF:
                     uri = path_to_uri(root, residual.path)
-                    severity = T.DiagnosticSeverity.Error
-                    if residual.magnitude < 1:
-                        severity = T.DiagnosticSeverity.Warning
                     out.setdefault(uri, []).append(
-                        finding(residual, severity, "Keel sheaf check: ")
+                        finding(residual, finding_severity(residual), "Keel sheaf check: ")
                     )
         return out

@@ -3,9 +3,11 @@
 Every sensor measures a sandbox tree at ``root`` with real tools, and says "degraded" rather
 than "fine" whenever it could not measure.
 
-*Interpreter.* Third-party imports (``pytest``) must resolve the way they will when the code
-runs, so the checker and the test runner use the tree's own ``<root>/.venv/bin/python`` when
-there is one, else the interpreter Keel runs in (``sys.executable``), which ships ty and pytest.
+*Interpreter.* Third-party imports must resolve the way they will when the code runs, so the
+checker and the test runner use the project's interpreter (``python``, found in the real
+workspace by :mod:`keel.plugins.environment`); without one, the tree's own
+``<root>/.venv/bin/python`` when there is one, else the interpreter Keel runs in
+(``sys.executable``), which ships ty and pytest.
 
 *Checker.* ``ty server`` driven over LSP (:mod:`keel.plugins.lsp_checker`), falling back to
 ``ty check --output-format concise``; without ty, basedpyright then pyright the same way; with
@@ -43,6 +45,7 @@ from keel.plugins.base import (
     last_lines,
     relative_to_root,
 )
+from keel.plugins.environment import pytest_missing
 from keel.plugins.junit import SuiteResult, read_junit
 from keel.plugins.lsp_checker import (
     LspCheckError,
@@ -504,9 +507,7 @@ def _tests_report(
 
 def _no_junit_report(result: CommandResult, python: str) -> SensorReport:
     if "No module named pytest" in result.output:
-        return degraded(
-            SENSOR_TESTS, f"pytest is not installed for {python}: V_log cannot be measured"
-        )
+        return degraded(SENSOR_TESTS, pytest_missing(python))
     tail = last_lines(result.output, 5)
     if result.exit_code == _USAGE_ERROR:
         errors = [line for line in result.output.splitlines() if line.startswith("ERROR:")]

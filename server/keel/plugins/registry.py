@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keel.engine.ports import LanguagePlugin
+from keel.plugins.environment import ProjectEnvironment
 from keel.plugins.python import PythonPlugin
 from keel.plugins.rust import RustPlugin
 from keel.process import ToolRunner
@@ -30,9 +31,15 @@ _KEYWORDS: dict[str, re.Pattern[str]] = {
     "python": re.compile(r"\b(python\d?(\.\d+)?|pytest|django|flask|fastapi|pandas|numpy|pip)\b"),
     "rust": re.compile(r"\b(rust|cargo)\b"),
 }
-_FACTORIES: dict[str, Callable[[ToolRunner | None], LanguagePlugin]] = {
-    "python": lambda runner: PythonPlugin(runner),
-    "rust": lambda runner: RustPlugin(runner),
+_FACTORIES: dict[str, Callable[[ToolRunner | None, ProjectEnvironment], LanguagePlugin]] = {
+    "python": lambda runner, env: PythonPlugin(
+        runner, python=env.python.interpreter if env.python else None
+    ),
+    "rust": lambda runner, env: RustPlugin(
+        runner,
+        target_dir=env.rust.target_dir if env.rust else None,
+        extra_env=env.rust.env() if env.rust else None,
+    ),
 }
 
 
@@ -72,12 +79,21 @@ def detect_languages(workspace: Path, task: str) -> Detection:
 
 
 def detect_plugins(
-    workspace: Path, task: str, *, runner: ToolRunner | None = None
+    workspace: Path,
+    task: str,
+    *,
+    runner: ToolRunner | None = None,
+    environment: ProjectEnvironment | None = None,
 ) -> list[LanguagePlugin]:
-    """One plugin per detected language (see :func:`detect_languages`), in a stable order."""
+    """One plugin per detected language (see :func:`detect_languages`), in a stable order.
+
+    ``environment`` is the project's own (its interpreter, cargo's caches); without it the
+    plugins use their defaults (Keel's interpreter, cargo's ``target/`` in the tree).
+    """
     detection = detect_languages(workspace, task)
     log.info("language plugins: %s (%s)", ", ".join(detection.languages), detection.reason)
-    return [_FACTORIES[lang](runner) for lang in detection.languages]
+    env = environment or ProjectEnvironment()
+    return [_FACTORIES[lang](runner, env) for lang in detection.languages]
 
 
 def plugin_for(path: str, plugins: Sequence[LanguagePlugin]) -> LanguagePlugin | None:

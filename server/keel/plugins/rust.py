@@ -104,7 +104,8 @@ class RustPlugin:
     ``tool_finder`` locates cargo (default: beside Keel, ``PATH``, ``~/.cargo/bin``);
     ``target_dir`` sets ``CARGO_TARGET_DIR`` (default: cargo's ``target/`` in the tree);
     ``offline`` adds ``--offline`` so a crate with uncached dependencies fails fast instead of
-    waiting on the network.
+    waiting on the network; ``extra_env`` (``CARGO_HOME``, ``RUSTUP_HOME`` of the project's
+    environment) is set for every cargo run.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class RustPlugin:
         tool_finder: ToolFinder = find_cargo,
         target_dir: Path | None = None,
         offline: bool = False,
+        extra_env: Mapping[str, str] | None = None,
         check_timeout_s: float = 600.0,
         test_timeout_s: float = 900.0,
     ) -> None:
@@ -121,6 +123,7 @@ class RustPlugin:
         self.find_tool = tool_finder
         self.target_dir = target_dir
         self.offline = offline
+        self.extra_env = dict(extra_env or {})
         self.check_timeout_s = check_timeout_s
         self.test_timeout_s = test_timeout_s
 
@@ -162,6 +165,7 @@ class RustPlugin:
         base_path = self.runner.environment().get("PATH", "")
         env = {"PATH": os.pathsep.join(filter(None, [str(Path(cargo).parent), base_path]))}
         env.update({key: os.environ[key] for key in _PASSED_ENV if key in os.environ})
+        env.update(self.extra_env)
         env["RUST_BACKTRACE"] = "0"
         env["CARGO_TERM_COLOR"] = "never"
         if self.target_dir is not None:

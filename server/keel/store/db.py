@@ -166,6 +166,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE approvals ADD COLUMN bundle_id TEXT;
     ALTER TABLE approvals ADD COLUMN files TEXT;
     """,
+    # 4: baselines. What the workspace's own tests and checker report at a commit before any
+    # node runs, per environment (the project's interpreter), reused while HEAD is unchanged.
+    """
+    CREATE TABLE baselines (
+        head TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        record TEXT NOT NULL,
+        measured_at TEXT NOT NULL,
+        PRIMARY KEY (head, environment)
+    );
+    """,
 ]
 
 _JSON_COLUMNS = frozenset(
@@ -181,6 +192,7 @@ _JSON_COLUMNS = frozenset(
         "intent",
         "result",
         "files",
+        "record",
     }
 )
 _BOOL_COLUMNS = frozenset({"stable", "priced", "ok", "abort_requested"})
@@ -578,6 +590,27 @@ class SqliteStore:
         return await self._query(
             "SELECT * FROM escalations WHERE session_id = ? ORDER BY id", (session_id,)
         )
+
+    async def baseline(self, head: str, environment: str) -> dict[str, Any] | None:
+        """The stored baseline; an unreadable one is ``None`` (measured again), not an error."""
+        rows = await self._query(
+            "SELECT record AS raw FROM baselines WHERE head = ? AND environment = ?",
+            (head, environment),
+        )
+        if not rows:
+            return None
+        try:
+            record = json.loads(rows[0]["raw"])
+        except (TypeError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
+        sql = (
+            "INSERT OR REPLACE INTO baselines (head, environment, record, measured_at)"
+            " VALUES (?, ?, ?, ?)"
+        )
+        await self._write([(sql, (head, environment, self._json(record), _now()))])
 
     async def events(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(

@@ -173,6 +173,12 @@ class RecordingStore:
     async def abort_requested(self, session_id: str) -> bool:
         return False
 
+    async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:
+        return None
+
+    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
+        self.calls.append(("record_baseline", (head, environment, record)))
+
     async def close(self) -> None:
         self.calls.append(("close", ()))
 

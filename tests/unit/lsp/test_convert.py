@@ -257,3 +257,32 @@ def test_findings_are_keel_diagnostics_on_their_line() -> None:
     diagnostic = finding(residual, T.DiagnosticSeverity.Error, "Keel sheaf check: ")
     assert diagnostic.source == "keel" and diagnostic.range.start.line == 3
     assert diagnostic.message == "Keel sheaf check: [imports] a.py:4: cannot import name 'x'"
+
+
+def test_energy_markdown_shows_baseline_evidence_apart_and_uncounted() -> None:
+    old = Residual(
+        Component.LOG, "assert 1 == 3", "pytest", test_id="tests/t.py::test_old", baseline="f" * 40
+    )
+    new = Residual(Component.LOG, "assert 2 == 5", "pytest", test_id="tests/t.py::test_new")
+    both = Energy({**{c: 0.0 for c in Component}, Component.LOG: 2.0}, (old, new))
+    report = energy_markdown("h", "awaiting approval", both, 0.1, 1)
+    evidence, _, before = report.partition("**Already failing before the session**")
+    assert "test_new" in evidence and "test_old" not in evidence
+    assert before.startswith(" (at `ffffffffffff`, not counted)")
+    assert "tests/t.py::test_old: assert 1 == 3 (already failing at ffffffffffff)" in before
+    assert "test_old" not in evidence_text(both) and "test_new" in evidence_text(both)
+    only_old = Energy(dict.fromkeys(Component, 0.0), (old,))
+    calm = energy_markdown("h", "committed", only_old, 0.1, 1)
+    assert "status: **stable**" in calm and "**Evidence**" not in calm and "test_old" in calm
+
+
+def test_a_finding_already_there_before_the_session_is_information() -> None:
+    from keel.lsp.convert import finding_severity
+
+    error = Residual(Component.SHEAF, "boom", "ty", path="a.py", line=1)
+    assert finding_severity(error) is T.DiagnosticSeverity.Error
+    assert finding_severity(Residual(Component.SHEAF, "w", "ty", 0.3)) is (
+        T.DiagnosticSeverity.Warning
+    )
+    old = Residual(Component.SHEAF, "boom", "ty", path="a.py", line=1, baseline="abc")
+    assert finding_severity(old) is T.DiagnosticSeverity.Information

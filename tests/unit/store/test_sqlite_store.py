@@ -341,4 +341,38 @@ async def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert (await store.model_calls("s1"))[1]["prompt_chars"] == 10
     finally:
         await store.close()
-    assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 3
+    assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 4
+
+
+async def test_baselines_are_kept_per_commit_and_environment_and_redacted(tmp_path: Path) -> None:
+    secret = "sk-baseline-secret-0123456789"
+    store = await SqliteStore.open(tmp_path, Redactor({"OPENAI_API_KEY": secret}))
+    try:
+        record = {"tests": [{"message": f"leaked {secret}"}], "tested": True}
+        await store.record_baseline("abc", "env-1", record)
+        assert await store.baseline("abc", "env-2") is None
+        assert await store.baseline("def", "env-1") is None
+        stored = await store.baseline("abc", "env-1")
+        assert stored is not None and stored["tested"] is True
+        assert secret not in str(stored) and "leaked" in stored["tests"][0]["message"]
+        await store.record_baseline("abc", "env-1", {"tested": False})  # replaced, not added
+        assert await store.baseline("abc", "env-1") == {"tested": False}
+    finally:
+        await store.close()
+
+
+async def test_an_unreadable_baseline_is_absent_not_an_error(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        await store.record_baseline("abc", "env", {"tested": True})
+    finally:
+        await store.close()
+    with sqlite3.connect(store_path(tmp_path)) as conn:
+        conn.execute("UPDATE baselines SET record = '{not json'")
+        conn.execute("INSERT INTO baselines VALUES ('def', 'env', '[1, 2]', 'now')")
+    store = await SqliteStore.open(tmp_path)
+    try:
+        assert await store.baseline("abc", "env") is None
+        assert await store.baseline("def", "env") is None
+    finally:
+        await store.close()
