@@ -22,6 +22,7 @@ from typing import Any
 
 from keel import __version__, replay, reports
 from keel.app import open_engine, open_ledger
+from keel.bundles.paths import escape
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ConfigError, KeelError
@@ -41,6 +42,12 @@ DEMO_TASK = (
 )
 
 
+def visible(text: str, keep: str = "\n\t") -> str:
+    """``text`` safe for a terminal: control characters (titles, paths, git subjects, model
+    output) printed as escapes such as ``\\x1b``, never acted on. JSON output needs none."""
+    return escape(text, keep)
+
+
 class JsonSink:
     """``--json``: one event object per line on stdout and nothing else there."""
 
@@ -55,7 +62,7 @@ class TerminalSink:
     def emit(self, event: Mapping[str, Any]) -> None:
         line = describe_event(event)
         if line:
-            print(line, flush=True)
+            print(visible(line), flush=True)
 
 
 def _energy(event: Mapping[str, Any]) -> str:
@@ -189,7 +196,7 @@ async def run_agent(
         ) as engine:
             result = await engine.run(task, resume, resume=resume is not None)
     if result.reason:  # stderr: stdout stays JSON-only with --json
-        print(f"keel: {result.reason}", file=sys.stderr)
+        print(f"keel: {visible(result.reason)}", file=sys.stderr)
     return exit_status(result)
 
 
@@ -277,7 +284,7 @@ async def run_status(args: argparse.Namespace) -> int:
         data = await reports.status_report(store, session, ledger=ledger)
     finally:
         await store.close()
-    print(json.dumps(data) if args.json else reports.format_status(data))
+    print(json.dumps(data) if args.json else visible(reports.format_status(data)))
     return EXIT_OK
 
 
@@ -289,7 +296,7 @@ async def run_logs(args: argparse.Namespace) -> int:
         data = await reports.logs_report(store, session, views, args.node)
     finally:
         await store.close()
-    print(json.dumps(data) if args.json else reports.format_logs(data))
+    print(json.dumps(data) if args.json else visible(reports.format_logs(data)))
     return EXIT_OK
 
 
@@ -357,8 +364,9 @@ async def run_ledger(args: argparse.Namespace) -> int:
             print(json.dumps({**_entry_dict(entry), "patch": patch}))
         else:
             print(
-                f"{entry.sha}  {entry.title}\nsession {entry.session}  node {entry.node}  "
-                f"approved by {entry.approved_by}\nenergy  {entry.energy}\n\n{patch}"
+                f"{entry.sha}  {visible(entry.title, '')}\nsession {visible(entry.session, '')}"
+                f"  node {visible(entry.node, '')}  approved by {visible(entry.approved_by, '')}"
+                f"\nenergy  {visible(entry.energy, '')}\n\n{visible(patch)}"
             )
         return EXIT_OK
     if args.action == "rollback":
@@ -371,7 +379,7 @@ async def run_ledger(args: argparse.Namespace) -> int:
     else:
         for e in entries:
             who = f"{e.node:<10} {e.approved_by:<9}"
-            print(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]")
+            print(visible(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]", ""))
         if not entries:
             print("(no ledger entries yet)")
     return EXIT_OK
@@ -537,10 +545,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"no workspace at {args.workspace} (no such directory)")
         return asyncio.run(dispatch(args))
     except ConfigError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeelError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:
         raise
