@@ -419,18 +419,18 @@ class GitLedger:
 
     def _check_state(self) -> None:
         """Refuse a commit git itself would not make now, before anything is written."""
+        for name, what, fix in _IN_PROGRESS:  # first: a rebase also detaches HEAD
+            if (self._layout.git_dir / name).exists():
+                raise LedgerRefused(
+                    f"{what} is in progress in {self._layout.toplevel}: finish it with `{fix}`, "
+                    "then try again; Keel writes nothing meanwhile"
+                )
         if self._exec(["symbolic-ref", "-q", "HEAD"]).returncode != 0:
             at = self._head()
             raise LedgerRefused(
                 f"HEAD is detached{f' at {at[:12]}' if at else ''}: Keel commits only onto a "
                 "branch; run `git switch BRANCH` (or `git switch -c BRANCH`) and try again"
             )
-        for name, what, fix in _IN_PROGRESS:
-            if (self._layout.git_dir / name).exists():
-                raise LedgerRefused(
-                    f"{what} is in progress in {self._layout.toplevel}: finish it with `{fix}`, "
-                    "then try again; Keel writes nothing meanwhile"
-                )
 
     def _check_index_lock(self) -> None:
         lock = self._layout.index.with_name(self._layout.index.name + ".lock")
