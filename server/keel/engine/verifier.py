@@ -45,10 +45,25 @@ def tree_files(root: Path) -> list[str]:
     return sorted(found)
 
 
+MAX_DIRECTORY_FILES = 200
+
+
 def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[str, str | None]:
-    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts."""
+    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts.
+
+    A path naming a directory stands for the files under it (up to
+    :data:`MAX_DIRECTORY_FILES`, as ``dir/file`` keys): a node owning ``pkg/`` owns, reads
+    and is checked on every file in it. A directory with no file is absent (``None``).
+    """
     texts: dict[str, str | None] = {}
     for path in paths:
+        if (root / path).is_dir() and not (root / path).is_symlink():
+            inside = tree_files(root / path)[:MAX_DIRECTORY_FILES]
+            if not inside:
+                texts[path] = None
+            for name in inside:
+                texts.update(read_texts(root, [f"{path}/{name}"], limit))
+            continue
         try:
             text = (root / path).read_text(errors="replace")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
