@@ -27,6 +27,7 @@ from keel.config import load_config
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ConfigError, KeelError
 from keel.engine.session import SessionResult
+from keel.ledger import git_command, git_environment
 from keel.store import SqliteStore
 from keel.terminal import TerminalApprover
 
@@ -343,7 +344,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         )
     if not (workspace / ".git").exists():
         # A new project gets its own repository, even inside another checkout.
-        await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(workspace)], check=True)
+        init = git_command("init", "-q", str(workspace))
+        await asyncio.to_thread(subprocess.run, init, env=git_environment(), check=True)
     flags = {"model": f"replay:{demo_transcript()}"}
     args.yes = True
     return await run_agent(args, DEMO_TASK, flags)

@@ -26,7 +26,7 @@ from typing import Any
 
 from keel.engine.ports import ConfigError
 from keel.engine.redaction import Redactor, redact, secrets_in
-from keel.ledger import GitLedger
+from keel.ledger import GitLedger, git_command, git_environment
 from keel.store import SqliteStore, store_path
 
 STATES = (
@@ -73,8 +73,9 @@ async def ledger_entries(workspace: Path, session_id: str) -> list[Row] | None:
     """The session's ledger entries read from git, or None when not in a repository."""
     probe = await asyncio.to_thread(
         subprocess.run,
-        ["git", "-C", str(workspace), "rev-parse", "--is-inside-work-tree"],
+        git_command("-C", str(workspace), "rev-parse", "--is-inside-work-tree"),
         capture_output=True,
+        env=git_environment(),
         check=False,
     )
     if probe.returncode != 0:

@@ -1100,4 +1100,4 @@ def _revert_trailers(entry: LedgerEntry, changes: Mapping[str, bytes | None]) ->
     return {key: value for key, value in trailers.items() if value}
 
 
-__all__ = ["GitLedger", "content_hash"]
+__all__ = ["GitLedger", "content_hash", "git_command", "git_environment"]
