@@ -198,3 +198,16 @@ def test_resume_after_a_kill_replays_a_bundle_with_an_impossible_path(tmp_path: 
     checks = [e for e in events if e["type"] == "verification" and e.get("attempt") == 1]
     assert any("255-byte" in item["message"] for item in checks[0]["evidence"])
     assert git(ws, "show", "--name-only", "--format=", "HEAD").split() == ["src/calc.py"]
+
+
+async def test_a_name_just_under_name_max_is_written_verified_and_committed(
+    tmp_path: Path,
+) -> None:
+    """Temporary files beside such a name would pass NAME_MAX; they must not make it fail."""
+    name = "src/" + "n" * 252 + ".py"  # 255 bytes
+    ws = repo(tmp_path / "ws", {"README.md": "# r\n"})
+    entries = [plan(node("node-1", ["src"])), bundle("node-1", 1, writes={name: "X = 1\n"})]
+    result, _ = await run_session(ws, entries)
+    assert result.outcome == "success", result.reason
+    assert git(ws, "show", f"HEAD:{name}") == "X = 1\n"
+    assert sorted(p.name for p in (ws / "src").iterdir()) == [name.removeprefix("src/")]

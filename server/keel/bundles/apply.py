@@ -18,7 +18,13 @@ from pathlib import Path
 
 from keel.bundles.model import ArtifactBundle
 from keel.bundles.patch import PatchError, apply_patch
-from keel.bundles.paths import PathError, check_location, normalize, resolve_inside
+from keel.bundles.paths import (
+    NAME_MAX,
+    PathError,
+    check_location,
+    normalize,
+    resolve_inside,
+)
 
 
 @dataclass(frozen=True)
@@ -158,9 +164,7 @@ def write_atomically(location: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then rename over the target."""
     location.parent.mkdir(parents=True, exist_ok=True)
     mode = location.stat().st_mode & 0o777 if location.exists() else 0o644
-    fd, temporary = tempfile.mkstemp(
-        dir=location.parent, prefix=f".{location.name}.", suffix=".tmp"
-    )
+    fd, temporary = tempfile.mkstemp(dir=location.parent, prefix=_temporary_prefix(location.name))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -171,6 +175,12 @@ def write_atomically(location: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _temporary_prefix(name: str) -> str:
+    """``.<name>.`` beside the target, or ``.keel-`` when that would pass NAME_MAX (a name
+    of up to 255 bytes is valid, its temporary sibling must be too)."""
+    return f".{name}." if len(os.fsencode(name)) <= NAME_MAX - 16 else ".keel-"
 
 
 def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:

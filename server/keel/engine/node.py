@@ -221,7 +221,13 @@ class NodeRunner:
                 Residual(Component.STR, p.message, "bundle", path=p.path) for p in changes.problems
             ]
             return Attempt(number, bundle, changes, self._measure_only(residuals))
-        await asyncio.to_thread(write_changes, sandbox, changes.changes)
+        try:
+            await asyncio.to_thread(write_changes, sandbox, changes.changes)
+        except OSError as exc:  # what the checks before could not foresee: evidence too
+            where = str(exc.filename or "a file")
+            message = f"cannot write {where}: {exc.strerror or exc}"
+            residual = Residual(Component.STR, message, "bundle")
+            return Attempt(number, bundle, changes, self._measure_only([residual]))
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")

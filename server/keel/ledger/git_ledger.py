@@ -983,8 +983,16 @@ def _ensure_excluded(exclude: Path) -> None:
 def _remove_stale_temporaries(target: Path) -> None:
     """Temporary files a killed Keel left beside ``target`` (the write never happened)."""
     with contextlib.suppress(FileNotFoundError):
-        for stale in target.parent.glob(f".{glob.escape(target.name)}.keel-*.tmp"):
+        for stale in target.parent.glob(f".{glob.escape(_temporary_stem(target.name))}.keel-*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def _temporary_stem(name: str) -> str:
+    """The target's name in its temporary sibling's, or a digest of it when the sibling's
+    name would pass NAME_MAX (255 bytes): every valid name has a valid temporary file."""
+    if len(os.fsencode(name)) <= 255 - 24:
+        return name
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
 
 
 def _write_atomic(
@@ -1007,7 +1015,7 @@ def _write_atomic(
         old_mode: int | None = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         old_mode = None
-    tmp = target.with_name(f".{target.name}.keel-{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f".{_temporary_stem(target.name)}.keel-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
