@@ -215,7 +215,7 @@ async def run_resume(args: argparse.Namespace) -> int:
         context = await trust_context(store, session)
     finally:
         await store.close()
-    print(context, file=sys.stderr if args.json else sys.stdout, flush=True)
+    print(visible(context), file=sys.stderr if args.json else sys.stdout, flush=True)
     flags = {key: getattr(args, key) for key in ("mode", "complexity_k", "max_cost", "max_steps")}
     return await run_agent(
         args, session["task"], flags, resume=session["id"], session_config=session["config"]
@@ -315,7 +315,7 @@ async def run_replay(args: argparse.Namespace) -> int:
         prepared = await replay.prepare(store, session, args.workspace, target)
     finally:
         await store.close()
-    print(prepared.describe(session["id"]), file=sys.stderr if args.json else sys.stdout)
+    print(visible(prepared.describe(session["id"])), file=sys.stderr if args.json else sys.stdout)
     args.workspace, args.yes = prepared.workspace, True
     flags = {"model": f"replay:{prepared.transcript}"}
     return await run_agent(args, session["task"], flags, session_config=session["config"])
@@ -555,7 +555,7 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("keel: interrupted", file=sys.stderr)
