@@ -211,3 +211,14 @@ async def test_a_name_just_under_name_max_is_written_verified_and_committed(
     assert result.outcome == "success", result.reason
     assert git(ws, "show", f"HEAD:{name}") == "X = 1\n"
     assert sorted(p.name for p in (ws / "src").iterdir()) == [name.removeprefix("src/")]
+
+
+async def test_context_paths_the_tree_cannot_hold_are_read_as_absent(tmp_path: Path) -> None:
+    """``context`` is read-only and may name files that do not exist: an impossible name is
+    one more of those, never a crash."""
+    ws = repo(tmp_path / "ws", {"README.md": "# r\n"})
+    reader = node("node-1", ["calc.py"])
+    reader["context"] = ["c" * 300 + ".md", "README.md/inner.md", "a\x00b"]
+    entries = [plan(reader), bundle("node-1", 1, writes={"calc.py": GOOD})]
+    result, _ = await run_session(ws, entries)
+    assert result.outcome == "success", result.reason

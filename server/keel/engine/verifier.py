@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -57,20 +58,24 @@ def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[st
     """
     texts: dict[str, str | None] = {}
     for path in paths:
-        if (root / path).is_dir() and not (root / path).is_symlink():
-            inside = tree_files(root / path)[:MAX_DIRECTORY_FILES]
-            if not inside:
-                texts[path] = None
-            for name in inside:
-                texts.update(read_texts(root, [f"{path}/{name}"], limit))
-            continue
         try:
+            if _is_directory(root / path):
+                inside = tree_files(root / path)[:MAX_DIRECTORY_FILES]
+                if not inside:
+                    texts[path] = None
+                for name in inside:
+                    texts.update(read_texts(root, [f"{path}/{name}"], limit))
+                continue
             text = (root / path).read_text(errors="replace")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except (OSError, ValueError):  # absent, a directory, a name too long, a NUL byte
             texts[path] = None
             continue
         texts[path] = text if len(text) <= limit else text[:limit] + "\n[... cut ...]\n"
     return texts
+
+
+def _is_directory(location: Path) -> bool:
+    return stat.S_ISDIR(location.lstat().st_mode)
 
 
 def command_report(results: Sequence[CommandResult]) -> SensorReport:
