@@ -387,3 +387,12 @@ async def test_the_commit_holds_the_approved_bytes_even_if_the_file_changes_afte
     ledger._write_all = write_then_tamper  # type: ignore[method-assign]
     sha = await commit_a(ledger)
     assert git(ws, "show", f"{sha}:a.txt") == "a2\n"
+
+
+async def test_a_rollback_is_refused_on_a_detached_head_too(ws: Path) -> None:
+    ledger = await GitLedger.open(ws)
+    sha = await commit_a(ledger)
+    git(ws, "switch", "-q", "--detach", "HEAD")
+    with pytest.raises(LedgerRefused, match="detached"):
+        await ledger.rollback(sha)
+    assert head(ws) == sha and (ws / "a.txt").read_text() == "a2\n"
