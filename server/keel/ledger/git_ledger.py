@@ -909,7 +909,7 @@ class _Hooks:
             )
         except subprocess.TimeoutExpired as err:
             output = _text(err.output or b"")[-_HOOK_OUTPUT_CHARS:]
-            message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:.0f} s"
+            message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:g} s"
             if not check:
                 _log.warning("%s", message)
                 return

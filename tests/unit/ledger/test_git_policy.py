@@ -396,3 +396,29 @@ async def test_a_rollback_is_refused_on_a_detached_head_too(ws: Path) -> None:
     with pytest.raises(LedgerRefused, match="detached"):
         await ledger.rollback(sha)
     assert head(ws) == sha and (ws / "a.txt").read_text() == "a2\n"
+
+
+async def test_prepare_commit_msg_runs_with_the_message_source(ws: Path, tmp_path: Path) -> None:
+    seen = tmp_path / "args"
+    hook(
+        ws,
+        "prepare-commit-msg",
+        f'echo "$2" > "{seen}"\nprintf "Signed-off-by: U <u@x>\\n" >> "$1"\n',
+    )
+    ledger = await GitLedger.open(ws)
+    sha = await commit_a(ledger)
+    assert seen.read_text().strip() == "message"
+    assert "Signed-off-by: U <u@x>" in git(ws, "log", "-1", "--format=%B", sha)
+    assert [e.sha for e in await ledger.entries()] == [sha]
+
+
+async def test_a_hook_that_does_not_finish_in_time_refuses(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keel.ledger.git_ledger.HOOK_TIMEOUT_S", 0.2)
+    hook(ws, "pre-commit", "echo started\nexec sleep 60\n")
+    before = snapshot(ws)
+    ledger = await GitLedger.open(ws)
+    with pytest.raises(LedgerRefused, match=r"did not finish in 0\.2 s"):
+        await commit_a(ledger)
+    assert snapshot(ws) == before
