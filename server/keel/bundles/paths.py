@@ -133,6 +133,8 @@ def check_location(root: Path, relative: str, replaced: Collection[str] = ()) ->
             return  # nothing below a missing component exists
         except NotADirectoryError:
             return  # reported at the previous component
+        # On a case-insensitive file system ``A.py`` finds ``a.py``: the name must be listed.
+        _check_case(current, part, so_far, relative)
         if stat.S_ISLNK(info.st_mode):
             raise PathError(
                 f"{relative}: {so_far} is a symlink; name the file it points to instead"

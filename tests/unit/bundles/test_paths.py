@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,19 @@ def test_check_location_refuses_what_the_tree_cannot_hold(tmp_path: Path) -> Non
         check_location(tmp_path, "link/calc.py")
     check_location(tmp_path, "src/calc.py")
     check_location(tmp_path, "src/new/deeper.py")
+
+
+def test_check_location_on_a_case_insensitive_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """There ``src/calc.py`` is found although the directory lists ``Calc.py``: still refused
+    (simulated: ext4 here is case-sensitive)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "calc.py").write_text("x\n")
+    real = os.listdir
+    monkeypatch.setattr(
+        "keel.bundles.paths.os.listdir",
+        lambda d: ["Calc.py" if n == "calc.py" else n for n in real(d)],
+    )
+    with pytest.raises(PathError, match=r"differs only in case from the existing src/Calc\.py"):
+        check_location(tmp_path, "src/calc.py")
