@@ -39,6 +39,7 @@ import hashlib
 import logging
 import os
 import secrets
+import signal
 import stat
 import subprocess
 import tempfile
@@ -897,37 +898,27 @@ class _Hooks:
         layout = self._ledger._layout
         env = git_environment({"GIT_INDEX_FILE": str(index or layout.index), "GIT_EDITOR": ":"})
         try:
-            proc = subprocess.run(
-                [str(hook), *args],
-                cwd=layout.toplevel,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=HOOK_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as err:
-            output = _text(err.output or b"")[-_HOOK_OUTPUT_CHARS:]
-            message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:g} s"
-            if not check:
-                _log.warning("%s", message)
-                return
-            raise LedgerRefused(f"{message}; the ledger commit is refused", output) from err
+            returncode, raw, timed_out = _run_hook([str(hook), *args], layout.toplevel, env)
         except OSError as err:
             if not check:
                 return
             raise LedgerRefused(
                 f"cannot run the {name} hook {hook}: {err.strerror or err}"
             ) from err
-        output = _text(proc.stdout).strip()[-_HOOK_OUTPUT_CHARS:]
-        if proc.returncode == 0:
+        output = _text(raw).strip()[-_HOOK_OUTPUT_CHARS:]
+        if timed_out:
+            message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:g} s"
+            if not check:
+                _log.warning("%s", message)
+                return
+            raise LedgerRefused(f"{message}; the ledger commit is refused", output)
+        if returncode == 0:
             return
         if not check:  # git ignores post-commit's status too
-            _log.warning("the %s hook exited %s: %s", name, proc.returncode, output)
+            _log.warning("the %s hook exited %s: %s", name, returncode, output)
             return
         raise LedgerRefused(
-            f"the {name} hook refused the ledger commit (exit status {proc.returncode})"
+            f"the {name} hook refused the ledger commit (exit status {returncode})"
             + (f": {output}" if output else ""),
             output,
         )
@@ -950,7 +941,9 @@ class _Hooks:
             ["stripspace"], stdin=rewritten.encode("utf-8", "surrogateescape")
         )
         parsed = _parse_trailers(
-            self._ledger._run(["interpret-trailers", "--parse"], stdin=cleaned.encode())
+            self._ledger._run(
+                ["interpret-trailers", "--parse"], stdin=cleaned.encode("utf-8", "surrogateescape")
+            )
         )
         lost = [key for key, value in trailers.items() if parsed.get(key) != value.strip()]
         if lost or not cleaned.startswith(body.split("\n", 1)[0]):
@@ -961,6 +954,28 @@ class _Hooks:
                 cleaned,
             )
         return cleaned
+
+
+def _run_hook(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, bytes, bool]:
+    """(exit status, output, timed out) of one hook, run in its own process group so that a
+    hook over its time is killed with everything it started (nothing keeps its pipe open)."""
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=HOOK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return proc.returncode, out, True
+    return proc.returncode, out, False
 
 
 # --------------------------------------------------------------------- helpers

@@ -416,9 +416,11 @@ async def test_a_hook_that_does_not_finish_in_time_refuses(
     ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("keel.ledger.git_ledger.HOOK_TIMEOUT_S", 0.2)
-    hook(ws, "pre-commit", "echo started\nexec sleep 60\n")
+    # a child in the background holds the output pipe too: it is killed with the hook
+    hook(ws, "pre-commit", "echo started\nsleep 60 &\nexec sleep 60\n")
     before = snapshot(ws)
     ledger = await GitLedger.open(ws)
-    with pytest.raises(LedgerRefused, match=r"did not finish in 0\.2 s"):
+    with pytest.raises(LedgerRefused, match=r"did not finish in 0\.2 s") as info:
         await commit_a(ledger)
+    assert info.value.output == "started"
     assert snapshot(ws) == before
