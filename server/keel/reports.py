@@ -177,6 +177,12 @@ def _node_status(
     latest = max(mine, key=lambda a: (a["attempt"], a["at"])) if mine else None
     energy = latest["energy"] if latest else None
     shas = [a["ledger_sha"] for a in approvals if a["node_id"] == nid and a["ledger_sha"]]
+    last = next((a for a in reversed(approvals) if a["node_id"] == nid), None)
+    refused = (
+        str(last["note"])
+        if last and last["decision"] == "refused" and last["actor"] == "ledger"
+        else None
+    )
     return {
         "id": nid,
         "title": node["title"],
@@ -188,6 +194,8 @@ def _node_status(
         "energy": {key: float(energy.get(key, 0.0)) for key in COMPONENTS} if energy else None,
         "stable": latest["stable"] if latest else None,
         "ledger": shas[-1] if shas else None,
+        # why the node waits, when git refused its approved bundle (a hook, signing, a merge)
+        "ledger_refused": refused if node["state"] == "awaiting_approval" else None,
     }
 
 
@@ -251,7 +259,10 @@ def _node_line(node: Mapping[str, Any]) -> str:
     extra = f" retries {node['retries']}" if node["retries"] else ""
     extra += f" escalated {node['escalations']}x" if node["escalations"] else ""
     sha = f" {node['ledger'][:12]}" if node["ledger"] else ""
-    return f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
+    line = f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
+    if node.get("ledger_refused"):
+        line += f"\n  {'':<12} ledger refused: {_first_line(node['ledger_refused'])}"
+    return line
 
 
 # --------------------------------------------------------------------------- logs

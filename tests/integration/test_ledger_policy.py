@@ -71,6 +71,8 @@ def test_a_failing_pre_commit_hook_keeps_the_bundle_pending_until_resume(tmp_pat
     assert git(ws, "log", "--format=%s").splitlines() == ["user: initial"]
     assert "node-1: not committed: the pre-commit hook refused" in first.stderr
     assert "policy: no commits on Fridays" in first.stderr
+    status = run_keel("status", "-w", str(ws), env=env)
+    assert "ledger refused: the pre-commit hook refused the ledger commit" in status.stdout
 
     hook.unlink()  # the user fixes their hook; the approval is asked (here: -y) again
     second = run_keel("resume", "-y", "--json", "-w", str(ws), env=env)
