@@ -22,10 +22,12 @@ from typing import Any
 
 from keel import __version__, replay, reports
 from keel.app import open_engine, open_ledger
+from keel.bundles.paths import escape
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ConfigError, KeelError
 from keel.engine.session import SessionResult
+from keel.ledger import git_command, git_environment
 from keel.store import SqliteStore
 from keel.terminal import TerminalApprover
 
@@ -39,6 +41,12 @@ DEMO_TASK = (
     "Create a Python calculator package with add, subtract, multiply, divide operations. "
     "Include type hints, a pyproject.toml with build-system, and comprehensive pytest tests."
 )
+
+
+def visible(text: str, keep: str = "\n\t") -> str:
+    """``text`` safe for a terminal: control characters (titles, paths, git subjects, model
+    output) printed as escapes such as ``\\x1b``, never acted on. JSON output needs none."""
+    return escape(text, keep)
 
 
 class JsonSink:
@@ -55,7 +63,7 @@ class TerminalSink:
     def emit(self, event: Mapping[str, Any]) -> None:
         line = describe_event(event)
         if line:
-            print(line, flush=True)
+            print(visible(line), flush=True)
 
 
 def _energy(event: Mapping[str, Any]) -> str:
@@ -218,7 +226,7 @@ async def run_agent(
         ) as engine:
             result = await engine.run(task, resume, resume=resume is not None)
     if result.reason:  # stderr: stdout stays JSON-only with --json
-        print(f"keel: {result.reason}", file=sys.stderr)
+        print(f"keel: {visible(result.reason)}", file=sys.stderr)
     return exit_status(result)
 
 
@@ -236,7 +244,7 @@ async def run_resume(args: argparse.Namespace) -> int:
         context = await trust_context(store, session)
     finally:
         await store.close()
-    print(context, file=sys.stderr if args.json else sys.stdout, flush=True)
+    print(visible(context), file=sys.stderr if args.json else sys.stdout, flush=True)
     flags = {key: getattr(args, key) for key in ("mode", "complexity_k", "max_cost", "max_steps")}
     return await run_agent(
         args, session["task"], flags, resume=session["id"], session_config=session["config"]
@@ -306,7 +314,7 @@ async def run_status(args: argparse.Namespace) -> int:
         data = await reports.status_report(store, session, ledger=ledger)
     finally:
         await store.close()
-    print(json.dumps(data) if args.json else reports.format_status(data))
+    print(json.dumps(data) if args.json else visible(reports.format_status(data)))
     return EXIT_OK
 
 
@@ -318,7 +326,7 @@ async def run_logs(args: argparse.Namespace) -> int:
         data = await reports.logs_report(store, session, views, args.node)
     finally:
         await store.close()
-    print(json.dumps(data) if args.json else reports.format_logs(data))
+    print(json.dumps(data) if args.json else visible(reports.format_logs(data)))
     return EXIT_OK
 
 
@@ -336,7 +344,7 @@ async def run_replay(args: argparse.Namespace) -> int:
         prepared = await replay.prepare(store, session, args.workspace, target)
     finally:
         await store.close()
-    print(prepared.describe(session["id"]), file=sys.stderr if args.json else sys.stdout)
+    print(visible(prepared.describe(session["id"])), file=sys.stderr if args.json else sys.stdout)
     args.workspace, args.yes = prepared.workspace, True
     flags = {"model": f"replay:{prepared.transcript}"}
     return await run_agent(args, session["task"], flags, session_config=session["config"])
@@ -365,7 +373,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         )
     if not (workspace / ".git").exists():
         # A new project gets its own repository, even inside another checkout.
-        await asyncio.to_thread(subprocess.run, ["git", "init", "-q", str(workspace)], check=True)
+        init = git_command("init", "-q", str(workspace))
+        await asyncio.to_thread(subprocess.run, init, env=git_environment(), check=True)
     flags = {"model": f"replay:{demo_transcript()}"}
     args.yes = True
     return await run_agent(args, DEMO_TASK, flags)
@@ -386,8 +395,9 @@ async def run_ledger(args: argparse.Namespace) -> int:
             print(json.dumps({**_entry_dict(entry), "patch": patch}))
         else:
             print(
-                f"{entry.sha}  {entry.title}\nsession {entry.session}  node {entry.node}  "
-                f"approved by {entry.approved_by}\nenergy  {entry.energy}\n\n{patch}"
+                f"{entry.sha}  {visible(entry.title, '')}\nsession {visible(entry.session, '')}"
+                f"  node {visible(entry.node, '')}  approved by {visible(entry.approved_by, '')}"
+                f"\nenergy  {visible(entry.energy, '')}\n\n{visible(patch)}"
             )
         return EXIT_OK
     if args.action == "rollback":
@@ -400,7 +410,7 @@ async def run_ledger(args: argparse.Namespace) -> int:
     else:
         for e in entries:
             who = f"{e.node:<10} {e.approved_by:<9}"
-            print(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]")
+            print(visible(f"{e.sha[:12]}  {e.timestamp}  {who} {e.title}  [{e.energy}]", ""))
         if not entries:
             print("(no ledger entries yet)")
     return EXIT_OK
@@ -566,15 +576,15 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"no workspace at {args.workspace} (no such directory)")
         return asyncio.run(dispatch(args))
     except ConfigError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeelError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:
         raise
     except OSError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
+        print(f"keel: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("keel: interrupted", file=sys.stderr)

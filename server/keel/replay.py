@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.engine.ports import ConfigError, KeelError
-from keel.ledger import GitLedger
+from keel.ledger import GitLedger, git_command, git_environment
 from keel.store import SqliteStore
 
 Row = dict[str, Any]
@@ -185,10 +185,10 @@ async def _git(cwd: Path, *args: str, ok: Sequence[int] = (0,)) -> str:
 
 
 async def _git_bytes(cwd: Path, *args: str, ok: Sequence[int] = (0,)) -> bytes:
-    env = {**os.environ, **_IDENTITY}
+    env = git_environment(_IDENTITY)  # no inherited GIT_* variable, no secret, no hook
     try:
         proc = await asyncio.to_thread(
-            subprocess.run, ["git", *args], cwd=cwd, capture_output=True, env=env, check=False
+            subprocess.run, git_command(*args), cwd=cwd, capture_output=True, env=env, check=False
         )
     except OSError as exc:
         raise KeelError(f"cannot run git: {exc.strerror or exc}") from exc

@@ -26,7 +26,7 @@ from typing import Any
 
 from keel.engine.ports import ConfigError
 from keel.engine.redaction import Redactor, redact, secrets_in
-from keel.ledger import GitLedger
+from keel.ledger import GitLedger, git_command, git_environment
 from keel.store import SqliteStore, store_path
 
 STATES = (
@@ -73,8 +73,9 @@ async def ledger_entries(workspace: Path, session_id: str) -> list[Row] | None:
     """The session's ledger entries read from git, or None when not in a repository."""
     probe = await asyncio.to_thread(
         subprocess.run,
-        ["git", "-C", str(workspace), "rev-parse", "--is-inside-work-tree"],
+        git_command("-C", str(workspace), "rev-parse", "--is-inside-work-tree"),
         capture_output=True,
+        env=git_environment(),
         check=False,
     )
     if probe.returncode != 0:
@@ -197,6 +198,12 @@ def _node_status(
     latest = max(mine, key=lambda a: (a["attempt"], a["at"])) if mine else None
     energy = latest["energy"] if latest else None
     shas = [a["ledger_sha"] for a in approvals if a["node_id"] == nid and a["ledger_sha"]]
+    last = next((a for a in reversed(approvals) if a["node_id"] == nid), None)
+    refused = (
+        str(last["note"])
+        if last and last["decision"] == "refused" and last["actor"] == "ledger"
+        else None
+    )
     return {
         "id": nid,
         "title": node["title"],
@@ -211,6 +218,8 @@ def _node_status(
         "already_failing": sum(
             1 for item in (latest["evidence"] or [] if latest else []) if item.get("baseline")
         ),
+        # why the node waits, when git refused its approved bundle (a hook, signing, a merge)
+        "ledger_refused": refused if node["state"] == "awaiting_approval" else None,
     }
 
 
@@ -320,7 +329,10 @@ def _node_line(node: Mapping[str, Any]) -> str:
     extra += f" escalated {node['escalations']}x" if node["escalations"] else ""
     extra += f" ({node['already_failing']} already failing)" if node.get("already_failing") else ""
     sha = f" {node['ledger'][:12]}" if node["ledger"] else ""
-    return f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
+    line = f"  {node['id']:<12} {node['state']:<18} {shown}{extra}{sha}  {node['title']}"
+    if node.get("ledger_refused"):
+        line += f"\n  {'':<12} ledger refused: {_first_line(node['ledger_refused'])}"
+    return line
 
 
 # --------------------------------------------------------------------------- logs

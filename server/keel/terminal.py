@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TextIO
 
+from keel.bundles.paths import escape
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
 
 MENU = "[y]es / [n]o / [c]orrect / [e]dit / [d]iff"
@@ -106,9 +107,9 @@ def describe_request(request: ApprovalRequest) -> str:
         f"{name}={energy.get('v_' + name, 0.0):.2f}"
         for name in ("syn", "str", "log", "boot", "sheaf")
     )
-    files = ", ".join(sorted(request.changes)) or "(no files)"
+    files = ", ".join(escape(path) for path in sorted(request.changes)) or "(no files)"
     return (
-        f"\n{request.node_id}: {request.title}\n"
+        f"\n{escape(request.node_id)}: {escape(request.title)}\n"
         f"  V(x)={energy.get('v', 0.0):.3f} [{parts}]  complexity {request.complexity}\n"
         f"  files: {files}\n"
     )
@@ -156,7 +157,7 @@ class TerminalApprover:
 
     async def _review_loop(self, request: ApprovalRequest) -> Decision | None:
         while True:
-            answer = await self._ask(f"Approve {request.node_id}? {MENU}: ")
+            answer = await self._ask(f"Approve {escape(request.node_id)}? {MENU}: ")
             if answer is None:
                 return None
             decision = await self._answer(request, answer.lower())
@@ -178,7 +179,8 @@ class TerminalApprover:
         elif key in ("e", "edit"):
             return await self._edit(request)
         elif key in ("d", "diff"):
-            self._say(request.diff if request.diff.endswith("\n") else request.diff + "\n")
+            diff = escape(request.diff, keep="\n\t")
+            self._say(diff if diff.endswith("\n") else diff + "\n")
         else:
             self._say(HELP)
         return None
@@ -192,18 +194,20 @@ class TerminalApprover:
         if not edits:
             self._say("No file was changed.\n")
             return None
-        self._say(f"Edited {', '.join(sorted(edits))}; verifying again.\n")
+        self._say(f"Edited {', '.join(escape(p) for p in sorted(edits))}; verifying again.\n")
         return Decision(approved=False, actor="user", edits=edits)
 
     async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
         if settlement.error:
-            self._say(f"{request.node_id}: not committed: {settlement.error}\n")
+            error = escape(settlement.error, keep="\n\t")
+            self._say(f"{escape(request.node_id)}: not committed: {error}\n")
 
     async def approve_command(self, node_id: str, command: str) -> bool:
         if not self._interactive:
             return False
         async with self._turn:
             answer = await self._ask(
-                f"\n{node_id} wants to run `{command}` (not on the allow-list). Run it? [y/N]: "
+                f"\n{escape(node_id)} wants to run `{escape(command)}` (not on the allow-list). "
+                "Run it? [y/N]: "
             )
         return (answer or "").lower() in ("y", "yes")

@@ -112,3 +112,23 @@ async def test_without_a_terminal_nothing_is_asked() -> None:
 
 def _decision(approved: bool = False, feedback: str = "") -> Decision:
     return Decision(approved=approved, actor="user", feedback=feedback)
+
+
+async def test_the_prompt_shows_control_characters_as_escapes() -> None:
+    """A node id, title, path or command that reached the prompt cannot drive the terminal."""
+    from dataclasses import replace
+
+    request = replace(
+        REQUEST,
+        node_id="node\x1b[2J",
+        title="Notes\x1b]0;owned\x07",
+        changes={"no\rtes.txt": b"x\x1b[2J\n"},
+        diff="+x\x1b[2J\n",
+    )
+    approver, err = _approver("d\n\n")
+    assert await approver.review(request) is None
+    await approver.approve_command("node\x1b[2J", "rm -rf /\x1b[1A")
+    shown = err.getvalue()
+    assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
+    assert "node\\x1b[2J: Notes\\x1b]0;owned\\x07" in shown
+    assert "no\\rtes.txt" in shown and "+x\\x1b[2J" in shown

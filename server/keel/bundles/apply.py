@@ -8,6 +8,7 @@ only a bundle with no problem is written, by :func:`write_changes`, each file at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -17,7 +18,13 @@ from pathlib import Path
 
 from keel.bundles.model import ArtifactBundle
 from keel.bundles.patch import PatchError, apply_patch
-from keel.bundles.paths import PathError, normalize, resolve_inside
+from keel.bundles.paths import (
+    NAME_MAX,
+    PathError,
+    check_location,
+    normalize,
+    resolve_inside,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,10 @@ def _read(location: Path) -> bytes | None:
         return None
     except IsADirectoryError as exc:
         raise PathError(f"{location.name}: is a directory, not a file") from exc
+    except NotADirectoryError as exc:
+        raise PathError(f"{location.name}: a parent of it is a file, not a directory") from exc
+    except OSError as exc:
+        raise PathError(f"{location.name}: cannot be read: {exc.strerror or exc}") from exc
 
 
 def _owned(path: str, owns: Iterable[str]) -> bool:
@@ -77,10 +88,15 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
         *(("diff", d.path, d.patch) for d in bundle.diffs),
         *(("delete", p, None) for p in bundle.deletes),
     ]
+    deleted = set()
+    for raw in bundle.deletes:
+        with contextlib.suppress(PathError):
+            deleted.add(normalize(raw))
     for kind, raw_path, payload in operations:
         try:
             path = normalize(raw_path)
             location = resolve_inside(root, path)
+            check_location(root, path, replaced=deleted - {path})
         except PathError as exc:
             result.problems.append(Problem("path", raw_path, str(exc)))
             continue
@@ -102,7 +118,32 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
             result.changes[path] = _new_content(kind, path, before, payload)
         except (PatchError, UnicodeDecodeError) as exc:
             result.problems.append(Problem("patch", path, str(exc)))
+    result.problems.extend(_collisions(result.changes))
     return result
+
+
+def _collisions(changes: Mapping[str, bytes | None]) -> list[Problem]:
+    """Paths of one bundle that cannot all exist: ``a.py`` written with ``a.py/b.py``, or two
+    spellings of one name that differ only in case (``A.py`` and ``a.py``, ``Src/`` and
+    ``src/``), which a case-insensitive file system would make one."""
+    problems = []
+    changed = sorted(changes)
+    written = {path for path, data in changes.items() if data is not None}
+    spellings: dict[str, str] = {}
+    for path in changed:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if depth < len(parts) and prefix in written:
+                problems.append(
+                    Problem("path", path, f"{path}: {prefix} is a file in this same bundle")
+                )
+            seen = spellings.setdefault(prefix.casefold(), prefix)
+            if seen != prefix:
+                message = f"{path}: {prefix} and {seen} differ only in case"
+                problems.append(Problem("path", path, message))
+                break
+    return problems
 
 
 def _new_content(kind: str, path: str, before: bytes | None, payload: str | None) -> bytes | None:
@@ -123,9 +164,7 @@ def write_atomically(location: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory, fsync, then rename over the target."""
     location.parent.mkdir(parents=True, exist_ok=True)
     mode = location.stat().st_mode & 0o777 if location.exists() else 0o644
-    fd, temporary = tempfile.mkstemp(
-        dir=location.parent, prefix=f".{location.name}.", suffix=".tmp"
-    )
+    fd, temporary = tempfile.mkstemp(dir=location.parent, prefix=_temporary_prefix(location.name))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -138,9 +177,17 @@ def write_atomically(location: Path, data: bytes) -> None:
         raise
 
 
+def _temporary_prefix(name: str) -> str:
+    """``.<name>.`` beside the target, or ``.keel-`` when that would pass NAME_MAX (a name
+    of up to 255 bytes is valid, its temporary sibling must be too)."""
+    return f".{name}." if len(os.fsencode(name)) <= NAME_MAX - 16 else ".keel-"
+
+
 def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:
-    """Write a problem-free change set into ``root`` (a sandbox)."""
-    for path, data in changes.items():
+    """Write a problem-free change set into ``root`` (a sandbox), deletions first (a deleted
+    file may become a directory)."""
+    for path in sorted(changes, key=lambda p: changes[p] is not None):
+        data = changes[path]
         location = resolve_inside(root, path)
         if data is None:
             location.unlink(missing_ok=True)

@@ -44,6 +44,7 @@ from keel.engine.ports import (
     FaultPoint,
     LanguagePlugin,
     Ledger,
+    LedgerRefused,
     NoFaults,
     SessionStore,
     Settlement,
@@ -220,7 +221,13 @@ class NodeRunner:
                 Residual(Component.STR, p.message, "bundle", path=p.path) for p in changes.problems
             ]
             return Attempt(number, bundle, changes, self._measure_only(residuals))
-        await asyncio.to_thread(write_changes, sandbox, changes.changes)
+        try:
+            await asyncio.to_thread(write_changes, sandbox, changes.changes)
+        except OSError as exc:  # what the checks before could not foresee: evidence too
+            where = str(exc.filename or "a file")
+            message = f"cannot write {where}: {exc.strerror or exc}"
+            residual = Residual(Component.STR, message, "bundle")
+            return Attempt(number, bundle, changes, self._measure_only([residual]))
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")
@@ -433,6 +440,8 @@ class NodeRunner:
             )
             await ctx.approver.settled(request, Settlement(None, str(exc)))
             return await self._rebase(changes, exc)
+        except LedgerRefused as exc:
+            return await self._refused(request, exc)
         ctx.faults.hit("node_ledger_committed")
         await ctx.store.confirm_approval(ctx.session_id, node.id, sha, decision.actor)
         await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
@@ -449,6 +458,26 @@ class NodeRunner:
         await self._state(NodeState.COMMITTED, sha)
         ctx.faults.hit("node_commit_recorded")
         return NodeState.COMMITTED
+
+    async def _refused(self, request: ApprovalRequest, exc: LedgerRefused) -> NodeState:
+        """git's state, a user's hook or signing refused the commit; nothing was written. The
+        intent is closed, the reason (a hook's output) recorded and sent, and the bundle
+        stays pending: once the cause is fixed, ``keel resume`` asks for the approval again."""
+        ctx, node = self.ctx, self.node
+        reason = str(exc)
+        await ctx.store.record_approval(
+            ctx.session_id, node.id, "refused", "ledger", None, reason, bundle=request.bundle_id
+        )
+        await ctx.approver.settled(request, Settlement(None, reason))
+        await ctx.events.emit(
+            "ledger_refused",
+            node=node.id,
+            bundle=request.bundle_id,
+            reason=reason,
+            output=exc.output,
+        )
+        await self._state(NodeState.AWAITING_APPROVAL, f"ledger refused: {reason}")
+        return NodeState.AWAITING_APPROVAL
 
     async def _created_empty(self, now: ChangeSet, decision: Decision) -> dict[str, bytes | None]:
         """The base to commit against, allowing files the reviewer's editor created empty.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from keel.bundles.paths import PathError, normalize
+from keel.bundles.paths import PathError, escape, first_control, normalize
 from keel.engine import prompts
 from keel.engine.gateway import ModelGateway
 from keel.engine.models import NodeKind, TaskPlan, Tier
@@ -46,6 +46,7 @@ def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
         seen.add(node_id)
     owners: dict[str, str] = {}
     for node in plan.nodes:
+        errors.extend(_name_errors(node.id, node.title))
         for dep in node.depends_on:
             if dep not in seen:
                 errors.append(f"{node.id} depends on unknown node {dep}")
@@ -78,6 +79,26 @@ def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
     errors.extend(_test_dependencies(plan, owners))
     if scope is not None:
         errors.extend(_scope_errors(plan, owners, scope))
+    return errors
+
+
+MAX_ID_BYTES = 128
+
+
+def _name_errors(node_id: str, title: str) -> list[str]:
+    """An id names a directory (the node's sandboxes) and a ``Keel-Node`` trailer, and a title
+    is a commit subject printed to terminals: neither may carry control characters, and an id
+    is a single short file name."""
+    errors = []
+    shown = escape(node_id)
+    if (control := first_control(node_id)) is not None:
+        errors.append(f"node id {shown} contains the control character {control}")
+    if "/" in node_id or "\\" in node_id or node_id.strip(".") == "":
+        errors.append(f"node id {shown} must be a plain name (no '/', '\\', '.' or '..')")
+    if len(node_id.encode()) > MAX_ID_BYTES:
+        errors.append(f"node id {shown[:40]}... is longer than {MAX_ID_BYTES} bytes")
+    if (control := first_control(title)) is not None:
+        errors.append(f"the title of {shown} contains the control character {control}")
     return errors
 
 

@@ -46,6 +46,17 @@ class ConflictError(KeelError):
         self.paths = list(paths)
 
 
+class LedgerRefused(KeelError):
+    """The ledger will not commit now: git is mid-rebase, merge, cherry-pick, revert or bisect,
+    ``HEAD`` is detached, a hook of the user's failed, signing failed, or the workspace is not
+    as verified. ``output`` is the evidence (a hook's output). Nothing was written; the
+    bundle stays pending and can be approved again once the cause is fixed."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     """One structured-output request (contract section 5).
@@ -154,6 +165,11 @@ class Ledger(Protocol):
         """The commit ``export`` materialises (``HEAD``), ``None`` before the first commit."""
         ...
 
+    async def check_ready(self) -> None:
+        """Refuse (:class:`LedgerRefused`) when no ledger commit could be made now (git
+        mid-operation, detached ``HEAD``): asked at session start, before anything is written."""
+        ...
+
     async def commit(
         self,
         changes: Mapping[str, bytes | None],
@@ -163,7 +179,8 @@ class Ledger(Protocol):
     ) -> str:
         """Write ``changes`` (``None`` deletes) into the workspace and commit exactly them.
 
-        Refuses with :class:`ConflictError` when a workspace file differs from ``base``.
+        Refuses with :class:`ConflictError` when a workspace file differs from ``base``, and
+        with :class:`LedgerRefused` when git's state, a user's hook or signing forbids it.
         Other files, the user's staged and unstaged changes, stay as they were.
         """
         ...

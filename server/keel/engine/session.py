@@ -164,6 +164,7 @@ class Engine:
         run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
+            await self.ledger.check_ready()  # git mid-rebase or a detached HEAD: stop now
             await self._run(task, session_id, gateway, events, result, resume)
         except BudgetExceeded as exc:
             result.budget_stop, result.reason = True, str(exc)

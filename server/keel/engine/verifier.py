@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,17 +47,36 @@ def tree_files(root: Path) -> list[str]:
     return sorted(found)
 
 
+MAX_DIRECTORY_FILES = 200
+
+
 def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[str, str | None]:
-    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts."""
+    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts.
+
+    A path naming a directory stands for the files under it (up to
+    :data:`MAX_DIRECTORY_FILES`, as ``dir/file`` keys): a node owning ``pkg/`` owns, reads
+    and is checked on every file in it. A directory with no file is absent (``None``).
+    """
     texts: dict[str, str | None] = {}
     for path in paths:
         try:
+            if _is_directory(root / path):
+                inside = tree_files(root / path)[:MAX_DIRECTORY_FILES]
+                if not inside:
+                    texts[path] = None
+                for name in inside:
+                    texts.update(read_texts(root, [f"{path}/{name}"], limit))
+                continue
             text = (root / path).read_text(errors="replace")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except (OSError, ValueError):  # absent, a directory, a name too long, a NUL byte
             texts[path] = None
             continue
         texts[path] = text if len(text) <= limit else text[:limit] + "\n[... cut ...]\n"
     return texts
+
+
+def _is_directory(location: Path) -> bool:
+    return stat.S_ISDIR(location.lstat().st_mode)
 
 
 def command_report(results: Sequence[CommandResult]) -> SensorReport:

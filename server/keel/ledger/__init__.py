@@ -1,5 +1,5 @@
 """The git-backed ledger of approvals (contract section 7)."""
 
-from keel.ledger.git_ledger import GitLedger, content_hash
+from keel.ledger.git_ledger import GitLedger, content_hash, git_command, git_environment
 
-__all__ = ["GitLedger", "content_hash"]
+__all__ = ["GitLedger", "content_hash", "git_command", "git_environment"]

@@ -16,7 +16,18 @@ accepted, so ``keel resume`` can finish it.
 
 All git work runs in worker threads; a single :class:`asyncio.Lock` serialises writes in this
 process and the ``update-ref`` compare-and-swap guards against anyone else moving ``HEAD``.
-Environment variables are passed per git call, never set on the process.
+
+Keel's own git calls (the policy is docs/explanation/ledger.md):
+
+- run with hooks disabled (``core.hooksPath=/dev/null``, no fsmonitor command) and a scrubbed
+  environment: nothing inherited may redirect them (``GIT_DIR``, ``GIT_INDEX_FILE``,
+  ``GIT_CONFIG_*``, ``GIT_EXEC_PATH``...) and no secret reaches git or a hook;
+- the ledger commit runs the user's own ``pre-commit``, ``prepare-commit-msg``,
+  ``commit-msg`` and ``post-commit`` hooks as ``git commit`` would, and signs when
+  ``commit.gpgsign`` is set; a hook or signature that fails refuses the commit
+  (:class:`LedgerRefused`, with the output) and nothing stays written;
+- a rebase, merge, cherry-pick, revert or bisect in progress, or a detached ``HEAD``, refuses
+  every ledger commit before anything is written.
 """
 
 from __future__ import annotations
@@ -28,18 +39,24 @@ import hashlib
 import logging
 import os
 import secrets
+import signal
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import git
-from git.exc import GitCommandError, GitCommandNotFound, GitError
-
 from keel.engine.models import LedgerEntry
-from keel.engine.ports import ConfigError, ConflictError, FaultPoint, KeelError, NoFaults
+from keel.engine.ports import (
+    ConfigError,
+    ConflictError,
+    FaultPoint,
+    KeelError,
+    LedgerRefused,
+    NoFaults,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -59,6 +76,88 @@ _FORBIDDEN_ROOTS = frozenset({".git", ".keel"})
 _Changes = Mapping[str, bytes | None]
 _IndexEntry = tuple[str, str | None]  # (repository path, "mode,blob" or None: delete)
 _EXCLUDE_LINES = frozenset({".keel/", "/.keel/", ".keel", "/.keel"})
+
+#: Put before the arguments of every git call Keel makes for itself: no hook runs (the
+#: ledger commit runs the user's hooks itself, by policy) and no fsmonitor command starts.
+PLUMBING_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+#: The only variables Keel's git and the user's hooks inherit: finding programs and the
+#: user's configuration, the locale, and what signing needs (gpg's home, ssh and gpg agents).
+_PASSED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "XDG_CONFIG_HOME",
+        "GNUPGHOME",
+        "GPG_TTY",
+        "GPG_AGENT_INFO",
+        "SSH_AUTH_SOCK",
+    }
+)
+#: What git leaves in the git directory while an operation waits for the user, and the fix.
+_IN_PROGRESS = (
+    ("rebase-merge", "a rebase", "git rebase --continue (or --abort)"),
+    ("rebase-apply", "a rebase or git am", "git rebase --continue or git am --continue"),
+    ("MERGE_HEAD", "a merge", "git merge --continue (or --abort)"),
+    ("CHERRY_PICK_HEAD", "a cherry-pick", "git cherry-pick --continue (or --abort)"),
+    ("REVERT_HEAD", "a revert", "git revert --continue (or --abort)"),
+    ("BISECT_LOG", "a bisect", "git bisect reset"),
+)
+HOOK_TIMEOUT_S = 600.0
+_HOOK_OUTPUT_CHARS = 4000
+
+
+def git_environment(
+    extra: Mapping[str, str] | None = None, source: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a git process Keel starts: ``source`` (default: this process's)
+    reduced to :data:`_PASSED_ENV` and ``LC_*``, then ``extra``. No ``GIT_*`` variable and no
+    secret is inherited."""
+    origin = os.environ if source is None else source
+    env = {k: v for k, v in origin.items() if k in _PASSED_ENV or k.startswith("LC_")}
+    env.update({"LC_ALL": "C", "LANGUAGE": "C", "GIT_TERMINAL_PROMPT": "0"})
+    env.update(extra or {})
+    return env
+
+
+def git_command(*args: str) -> list[str]:
+    """``git`` with :data:`PLUMBING_CONFIG` and ``args``: for Keel's own calls elsewhere."""
+    return ["git", *PLUMBING_CONFIG, *args]
+
+
+def _execute(
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(
+            git_command(*args),
+            cwd=cwd,
+            env=dict(env),
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as err:
+        raise KeelError("git is not installed or not on PATH") from err
+    except OSError as err:
+        raise KeelError(f"cannot run git: {err.strerror or err}") from err
+
+
+def _failure(args: Sequence[str], proc: subprocess.CompletedProcess[bytes]) -> KeelError:
+    detail = proc.stderr.decode("utf-8", "replace").strip()
+    return KeelError(f"git {args[0]} failed: {detail or f'exit status {proc.returncode}'}")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)
@@ -111,7 +210,6 @@ class GitLedger:
         self._stale_lock_s = stale_lock_s
         self._lock = asyncio.Lock()
         self._layout = self._prepare(create)
-        self._git = git.Git(str(self._layout.toplevel))
 
     @classmethod
     async def open(
@@ -188,35 +286,43 @@ class GitLedger:
         async with self._lock:
             return await asyncio.to_thread(self._rollback_sync, entry)
 
+    async def check_ready(self) -> None:
+        """Refuse (:class:`LedgerRefused`) when git is mid-operation or ``HEAD`` is detached."""
+        await asyncio.to_thread(self._check_state)
+
     # ----------------------------------------------------------------- preparation
 
     def _prepare(self, create: bool) -> _Layout:
         if not self._workspace.is_dir():
             raise KeelError(f"workspace {self._workspace} is not a directory")
-        try:
-            try:
-                git.Repo(self._workspace, search_parent_directories=True)
-            except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError):
-                if not create:
-                    raise ConfigError(
-                        f"{self._workspace} is not in a git repository, so it has no Keel ledger"
-                    ) from None
-                git.Repo.init(self._workspace, initial_branch="main")
-                _log.info("initialised a git repository in %s", self._workspace)
-            layout = self._discover()
-        except GitCommandNotFound as err:
-            raise KeelError("git is not installed or not on PATH") from err
-        except GitError as err:
-            raise KeelError(f"cannot use {self._workspace} as a git workspace: {err}") from err
+        env = git_environment()
+        probe = _execute(["rev-parse", "--is-inside-work-tree"], self._workspace, env)
+        if probe.returncode != 0:
+            detail = _text(probe.stderr).strip()
+            if "not a git repository" not in detail:
+                raise KeelError(f"cannot use {self._workspace} as a git workspace: {detail}")
+            if not create:
+                raise ConfigError(
+                    f"{self._workspace} is not in a git repository, so it has no Keel ledger"
+                )
+            done = _execute(["init", "-q", "-b", "main"], self._workspace, env)
+            if done.returncode != 0:
+                raise _failure(["init"], done)
+            _log.info("initialised a git repository in %s", self._workspace)
+        layout = self._discover(env)
         if create:
             _ensure_excluded(layout.exclude)
         return layout
 
-    def _discover(self) -> _Layout:
+    def _discover(self, env: Mapping[str, str]) -> _Layout:
         args = ["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path", "index"]
         args += ["--show-prefix", "--git-path", "info/exclude"]
-        out = git.Git(str(self._workspace)).execute([_git_exe(), *args])
-        top, git_dir, index, prefix, exclude = str(out).split("\n")
+        proc = _execute(args, self._workspace, env)
+        if proc.returncode != 0:
+            raise KeelError(
+                f"cannot use {self._workspace} as a git workspace: {_failure(args, proc)}"
+            )
+        top, git_dir, index, prefix, exclude = _text(proc.stdout).rstrip("\n").split("\n")
         return _Layout(
             toplevel=Path(top).resolve(),
             git_dir=Path(git_dir),
@@ -230,15 +336,25 @@ class GitLedger:
     def _env(
         self, index: Path | None = None, extra: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        env = {
-            "GIT_DIR": str(self._layout.git_dir),
-            "GIT_WORK_TREE": str(self._layout.toplevel),
-            "GIT_INDEX_FILE": str(index or self._layout.index),
-            "GIT_LITERAL_PATHSPECS": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-        }
-        env.update(extra or {})
-        return env
+        return git_environment(
+            {
+                "GIT_DIR": str(self._layout.git_dir),
+                "GIT_WORK_TREE": str(self._layout.toplevel),
+                "GIT_INDEX_FILE": str(index or self._layout.index),
+                "GIT_LITERAL_PATHSPECS": "1",
+                **(extra or {}),
+            }
+        )
+
+    def _exec(
+        self,
+        args: Sequence[str],
+        *,
+        index: Path | None = None,
+        extra: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return _execute(args, self._layout.toplevel, self._env(index, extra), stdin)
 
     def _run(
         self,
@@ -246,34 +362,23 @@ class GitLedger:
         *,
         index: Path | None = None,
         extra: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
     ) -> str:
         """Run git and return its stdout as text; failures become :class:`KeelError`."""
-        try:
-            out = self._git.execute(
-                [_git_exe(), *args],
-                env=self._env(index, extra),
-                strip_newline_in_stdout=False,
-            )
-        except GitCommandNotFound as err:
-            raise KeelError("git is not installed or not on PATH") from err
-        except GitCommandError as err:
-            detail = str(err.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
-            raise KeelError(f"git {args[0]} failed: {detail or err}") from err
-        except GitError as err:
-            raise KeelError(f"git {args[0]} failed: {err}") from err
-        return str(out)
+        return _text(self._run_bytes(args, index=index, extra=extra, stdin=stdin))
 
-    def _run_bytes(self, args: Sequence[str]) -> bytes:
-        try:
-            out = self._git.execute(
-                [_git_exe(), *args],
-                env=self._env(),
-                stdout_as_string=False,
-                strip_newline_in_stdout=False,
-            )
-        except GitError as err:
-            raise KeelError(f"git {args[0]} failed: {err}") from err
-        return bytes(out)
+    def _run_bytes(
+        self,
+        args: Sequence[str],
+        *,
+        index: Path | None = None,
+        extra: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> bytes:
+        proc = self._exec(args, index=index, extra=extra, stdin=stdin)
+        if proc.returncode != 0:
+            raise _failure(args, proc)
+        return proc.stdout
 
     def _merge_sync(
         self, base: bytes | None, ours: bytes | None, theirs: bytes | None
@@ -289,30 +394,19 @@ class GitLedger:
             for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
                 (Path(tmp) / name).write_bytes(data)
                 names.append(str(Path(tmp) / name))
-            try:
-                out = self._git.execute(
-                    [_git_exe(), "merge-file", "-p", "--quiet", *names],
-                    env=self._env(),
-                    stdout_as_string=False,
-                    strip_newline_in_stdout=False,
-                )
-            except GitCommandError:
-                return None  # merge-file exits with the number of conflicts
-            except GitError as err:
-                raise KeelError(f"git merge-file failed: {err}") from err
-        return bytes(out)
+            proc = self._exec(["merge-file", "-p", "--quiet", *names])
+        if proc.returncode > 0:
+            return None  # merge-file exits with the number of conflicts
+        if proc.returncode < 0:
+            raise _failure(["merge-file"], proc)
+        return proc.stdout
 
     def _verify(self, rev: str) -> str | None:
         """The object name ``rev`` resolves to, or ``None`` when it does not exist."""
-        try:
-            out = self._git.execute(
-                [_git_exe(), "rev-parse", "--verify", "--quiet", rev], env=self._env()
-            )
-        except GitCommandError:
+        proc = self._exec(["rev-parse", "--verify", "--quiet", rev])
+        if proc.returncode != 0:
             return None
-        except GitError as err:
-            raise KeelError(f"git rev-parse failed: {err}") from err
-        return str(out).strip() or None
+        return _text(proc.stdout).strip() or None
 
     def _head(self) -> str | None:
         return self._verify("HEAD^{commit}")
@@ -326,6 +420,21 @@ class GitLedger:
         finally:
             for leftover in (path, path.with_name(path.name + ".lock")):
                 leftover.unlink(missing_ok=True)
+
+    def _check_state(self) -> None:
+        """Refuse a commit git itself would not make now, before anything is written."""
+        for name, what, fix in _IN_PROGRESS:  # first: a rebase also detaches HEAD
+            if (self._layout.git_dir / name).exists():
+                raise LedgerRefused(
+                    f"{what} is in progress in {self._layout.toplevel}: finish it with `{fix}`, "
+                    "then try again; Keel writes nothing meanwhile"
+                )
+        if self._exec(["symbolic-ref", "-q", "HEAD"]).returncode != 0:
+            at = self._head()
+            raise LedgerRefused(
+                f"HEAD is detached{f' at {at[:12]}' if at else ''}: Keel commits only onto a "
+                "branch; run `git switch BRANCH` (or `git switch -c BRANCH`) and try again"
+            )
 
     def _check_index_lock(self) -> None:
         lock = self._layout.index.with_name(self._layout.index.name + ".lock")
@@ -370,6 +479,25 @@ class GitLedger:
         if root.casefold() in _FORBIDDEN_ROOTS:
             raise KeelError(f"refusing path {path!r}: it resolves into {root}/")
 
+    def _check_plain(self, rel: str) -> None:
+        """Refuse ``rel`` when a component of it in the workspace is a symlink: the bundle was
+        verified on plain files, and writing through a link would change another file than
+        the one committed."""
+        current = self._workspace
+        parts = rel.split("/")
+        for depth, part in enumerate(parts):
+            current = current / part
+            try:
+                info = current.lstat()
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            shown = "/".join(parts[: depth + 1])
+            if stat.S_ISLNK(info.st_mode):
+                raise LedgerRefused(
+                    f"refusing to write {rel}: {shown} is a symlink in the workspace, and the "
+                    "bundle was verified on a plain file; remove the link and approve again"
+                )
+
     def _read_sync(self, rel: str) -> bytes | None:
         try:
             return (self._workspace / rel).read_bytes()
@@ -395,7 +523,7 @@ class GitLedger:
                 done.append(rel)
         except OSError as err:
             self._restore({rel: restore.get(rel) for rel in done})
-            raise KeelError(
+            raise LedgerRefused(
                 f"cannot write {err.filename or 'a file'}: {err.strerror or err}"
             ) from err
 
@@ -419,7 +547,10 @@ class GitLedger:
         clean = {self._clean(path): content for path, content in changes.items()}
         bases = {self._clean(path): content for path, content in base.items()}
         body = _message(message, trailers)
+        self._check_state()
         self._check_index_lock()
+        for rel in clean:
+            self._check_plain(rel)
         current = {rel: self._read_sync(rel) for rel in clean}
         conflicts = [
             rel for rel in sorted(clean) if current[rel] not in (bases.get(rel), clean[rel])
@@ -432,7 +563,7 @@ class GitLedger:
         self._write_all(clean, current, executable or {})
         self._faults.hit("ledger_before_commit")
         try:
-            sha, entries = self._build_commit(clean, body)
+            sha, entries = self._build_commit(clean, body, trailers)
         except (KeelError, OSError) as err:
             self._restore(current)
             if isinstance(err, KeelError):
@@ -441,38 +572,71 @@ class GitLedger:
         self._sync_real_index(entries, sha)
         return sha
 
-    def _build_commit(self, changes: _Changes, body: str) -> tuple[str, list[_IndexEntry]]:
-        """Commit ``changes`` (already in the workspace) on top of HEAD; move HEAD."""
+    def _build_commit(
+        self, changes: _Changes, body: str, trailers: Mapping[str, str]
+    ) -> tuple[str, list[_IndexEntry]]:
+        """Commit ``changes`` (already in the workspace) on top of HEAD; move HEAD.
+
+        The user's ``pre-commit`` hook sees the commit's index; ``prepare-commit-msg`` and
+        ``commit-msg`` may rewrite the message as long as Keel's trailers survive; the commit
+        is signed when ``commit.gpgsign`` is set. Any refusal raises before HEAD moves.
+        """
         head = self._head()
         entries = self._hash_files(changes)
+        hooks = _Hooks(self)
         with self._temp_index() as index:
             self._run(["read-tree", head] if head else ["read-tree", "--empty"], index=index)
             self._apply_entries(entries, index)
             tree = self._run(["write-tree"], index=index).strip()
+            hooks.run("pre-commit", index=index)
+            if self._run(["write-tree"], index=index).strip() != tree:
+                raise LedgerRefused(
+                    "the pre-commit hook changed what would be committed; Keel commits only "
+                    "what was verified, so it refuses (make the hook leave the index alone)"
+                )
+            body = hooks.message(body, trailers, index)
         parents = ["-p", head] if head else []
-        sha = self._run(["commit-tree", tree, *parents, "-m", body], extra=self._identity).strip()
+        sign = ["-S"] if self._signing() else []
+        args = ["commit-tree", tree, *parents, *sign, "-F", "-"]
+        proc = self._exec(args, extra=self._identity, stdin=body.encode("utf-8"))
+        if proc.returncode != 0 and sign:
+            raise LedgerRefused(
+                "commit.gpgsign is set and git could not sign the ledger commit; fix the "
+                "signing setup (user.signingkey, gpg.format, the agent) or unset "
+                "commit.gpgsign: Keel never commits unsigned when signing is configured",
+                _text(proc.stderr).strip(),
+            )
+        if proc.returncode != 0:
+            raise _failure(args, proc)
+        sha = _text(proc.stdout).strip()
         old = head or "0" * len(sha)
         subject = body.split("\n", 1)[0]
         self._run(["update-ref", "-m", subject, "HEAD", sha, old])
         self._faults.hit("ledger_after_commit")
+        hooks.run("post-commit", check=False)
         return sha, entries
 
+    def _signing(self) -> bool:
+        proc = self._exec(["config", "--type=bool", "--get", "commit.gpgsign"])
+        return _text(proc.stdout).strip() == "true"
+
     def _hash_files(self, changes: _Changes) -> list[_IndexEntry]:
-        """The index entry of every change (hashed from the workspace, with its filters)."""
-        present = [rel for rel, content in changes.items() if content is not None]
-        blobs: dict[str, str] = {}
-        if present:
-            gpaths = [self._layout.prefix + rel for rel in present]
-            out = self._run(["hash-object", "-w", "--", *gpaths]).split()
-            blobs = dict(zip(present, out, strict=True))
+        """The index entry of every change, hashed from the approved bytes themselves (with
+        the path's filters), never re-read from the workspace: what is committed is what was
+        verified even if a file is swapped meanwhile."""
         entries: list[_IndexEntry] = []
-        for rel in changes:
+        for rel, content in changes.items():
             gpath = self._layout.prefix + rel
-            if rel not in blobs:
+            if content is None:
                 entries.append((gpath, None))
                 continue
-            mode = os.stat(self._workspace / rel).st_mode
-            entries.append((gpath, f"{'100755' if mode & stat.S_IXUSR else '100644'},{blobs[rel]}"))
+            args = ["hash-object", "-w", "--stdin", f"--path={gpath}"]
+            blob = self._run(args, stdin=content).strip()
+            info = os.lstat(self._workspace / rel)
+            if not stat.S_ISREG(info.st_mode):
+                raise LedgerRefused(f"refusing to commit {rel}: it is no longer a plain file")
+            mode = "100755" if info.st_mode & stat.S_IXUSR else "100644"
+            entries.append((gpath, f"{mode},{blob}"))
         return entries
 
     def _apply_entries(self, entries: Sequence[_IndexEntry], index: Path | None) -> None:
@@ -646,15 +810,11 @@ class GitLedger:
         return self._clean(gpath.removeprefix(prefix))
 
     def _is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            self._git.execute(
-                [_git_exe(), "merge-base", "--is-ancestor", ancestor, descendant], env=self._env()
-            )
-        except GitCommandError as err:
-            if err.status == 1:
-                return False
-            raise KeelError(f"git merge-base failed: {err}") from err
-        return True
+        args = ["merge-base", "--is-ancestor", ancestor, descendant]
+        proc = self._exec(args)
+        if proc.returncode not in (0, 1):
+            raise _failure(args, proc)
+        return proc.returncode == 0
 
     def _blob(self, commit: str, gpath: str) -> tuple[str, bytes] | None:
         """(mode, content) of ``gpath`` in ``commit``, or ``None`` when it is not a file there."""
@@ -688,11 +848,140 @@ class GitLedger:
             self._run(["checkout-index", "--all", "--force", f"--prefix={target}"], index=index)
 
 
+# --------------------------------------------------------------------- the user's hooks
+
+
+class _Hooks:
+    """The user's commit hooks, run for a ledger commit as ``git commit`` runs them.
+
+    Where they are: ``core.hooksPath`` when set, else ``.git/hooks``. A hook file that is not
+    executable is ignored, as git ignores it, with a warning in the log. Each hook runs at
+    the repository's top level with the scrubbed environment (no secret reaches it), its
+    stdin closed, and :data:`HOOK_TIMEOUT_S` to finish.
+    """
+
+    def __init__(self, ledger: GitLedger) -> None:
+        self._ledger = ledger
+        layout = ledger._layout
+        # Asked without Keel's own hooksPath override: this is the user's setting.
+        env = git_environment({"GIT_DIR": str(layout.git_dir)})
+        try:
+            proc = subprocess.run(
+                ["git", "rev-parse", "--git-path", "hooks"],
+                cwd=layout.toplevel,
+                env=env,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except OSError as err:
+            raise KeelError(f"cannot run git: {err.strerror or err}") from err
+        if proc.returncode != 0:
+            raise _failure(["rev-parse"], proc)
+        self._dir = layout.toplevel / _text(proc.stdout).strip()
+
+    def _find(self, name: str) -> Path | None:
+        path = self._dir / name
+        if not path.is_file():
+            return None
+        if not os.access(path, os.X_OK):
+            _log.warning(
+                "the %s hook %s is not executable; ignored for the ledger commit, as git "
+                "ignores it (chmod +x it to have it run)",
+                name,
+                path,
+            )
+            return None
+        return path
+
+    def run(self, name: str, *args: str, index: Path | None = None, check: bool = True) -> None:
+        hook = self._find(name)
+        if hook is None:
+            return
+        layout = self._ledger._layout
+        env = git_environment({"GIT_INDEX_FILE": str(index or layout.index), "GIT_EDITOR": ":"})
+        try:
+            returncode, raw, timed_out = _run_hook([str(hook), *args], layout.toplevel, env)
+        except OSError as err:
+            if not check:
+                return
+            raise LedgerRefused(
+                f"cannot run the {name} hook {hook}: {err.strerror or err}"
+            ) from err
+        output = _text(raw).strip()[-_HOOK_OUTPUT_CHARS:]
+        if timed_out:
+            message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:g} s"
+            if not check:
+                _log.warning("%s", message)
+                return
+            raise LedgerRefused(f"{message}; the ledger commit is refused", output)
+        if returncode == 0:
+            return
+        if not check:  # git ignores post-commit's status too
+            _log.warning("the %s hook exited %s: %s", name, returncode, output)
+            return
+        raise LedgerRefused(
+            f"the {name} hook refused the ledger commit (exit status {returncode})"
+            + (f": {output}" if output else ""),
+            output,
+        )
+
+    def message(self, body: str, trailers: Mapping[str, str], index: Path) -> str:
+        """``body`` after ``prepare-commit-msg`` and ``commit-msg``; their rewrite is kept
+        when the subject and every Keel trailer survive it, refused otherwise."""
+        hooks = [h for h in ("prepare-commit-msg", "commit-msg") if self._find(h)]
+        if not hooks:
+            return body
+        path = self._ledger._layout.git_dir / "COMMIT_EDITMSG"
+        path.write_text(body, encoding="utf-8")
+        for name in hooks:
+            extra = ("message",) if name == "prepare-commit-msg" else ()
+            self.run(name, str(path), *extra, index=index)
+        rewritten = path.read_text(encoding="utf-8", errors="surrogateescape")
+        if rewritten == body:
+            return body
+        cleaned = self._ledger._run(
+            ["stripspace"], stdin=rewritten.encode("utf-8", "surrogateescape")
+        )
+        parsed = _parse_trailers(
+            self._ledger._run(
+                ["interpret-trailers", "--parse"], stdin=cleaned.encode("utf-8", "surrogateescape")
+            )
+        )
+        lost = [key for key, value in trailers.items() if parsed.get(key) != value.strip()]
+        if lost or not cleaned.startswith(body.split("\n", 1)[0]):
+            what = ", ".join(lost) if lost else "the subject"
+            raise LedgerRefused(
+                f"the {' and '.join(hooks)} hook rewrote the ledger commit's message and lost "
+                f"{what}; Keel needs its subject and trailers intact to read the ledger back",
+                cleaned,
+            )
+        return cleaned
+
+
+def _run_hook(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, bytes, bool]:
+    """(exit status, output, timed out) of one hook, run in its own process group so that a
+    hook over its time is killed with everything it started (nothing keeps its pipe open)."""
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=HOOK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return proc.returncode, out, True
+    return proc.returncode, out, False
+
+
 # --------------------------------------------------------------------- helpers
-
-
-def _git_exe() -> str:
-    return str(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git")
 
 
 def _ensure_excluded(exclude: Path) -> None:
@@ -712,8 +1001,16 @@ def _ensure_excluded(exclude: Path) -> None:
 def _remove_stale_temporaries(target: Path) -> None:
     """Temporary files a killed Keel left beside ``target`` (the write never happened)."""
     with contextlib.suppress(FileNotFoundError):
-        for stale in target.parent.glob(f".{glob.escape(target.name)}.keel-*.tmp"):
+        for stale in target.parent.glob(f".{glob.escape(_temporary_stem(target.name))}.keel-*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def _temporary_stem(name: str) -> str:
+    """The target's name in its temporary sibling's, or a digest of it when the sibling's
+    name would pass NAME_MAX (255 bytes): every valid name has a valid temporary file."""
+    if len(os.fsencode(name)) <= 255 - 24:
+        return name
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
 
 
 def _write_atomic(
@@ -736,7 +1033,7 @@ def _write_atomic(
         old_mode: int | None = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         old_mode = None
-    tmp = target.with_name(f".{target.name}.keel-{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f".{_temporary_stem(target.name)}.keel-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -829,4 +1126,4 @@ def _revert_trailers(entry: LedgerEntry, changes: Mapping[str, bytes | None]) ->
     return {key: value for key, value in trailers.items() if value}
 
 
-__all__ = ["GitLedger", "content_hash"]
+__all__ = ["GitLedger", "content_hash", "git_command", "git_environment"]

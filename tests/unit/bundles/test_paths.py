@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from keel.bundles.paths import PathError, normalize, resolve_inside
+from keel.bundles.paths import PathError, check_location, escape, normalize, resolve_inside
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,57 @@ def test_resolve_inside_refuses_a_symlink_into_git(tmp_path: Path) -> None:
     (tmp_path / "hooks").symlink_to(tmp_path / ".git", target_is_directory=True)
     with pytest.raises(PathError, match=r"\.git/"):
         resolve_inside(tmp_path, "hooks/config")
+
+
+def test_normalize_refuses_control_characters_and_names_over_name_max() -> None:
+    with pytest.raises(PathError, match=r"control character \\x1b"):
+        normalize("a\x1b[2J.py")
+    with pytest.raises(PathError, match="control character"):
+        normalize("a\u0085.py")  # C1 too
+    with pytest.raises(PathError, match="over the 255-byte limit"):
+        normalize("d/" + "é" * 128 + ".py")  # 256 bytes in UTF-8, 129 characters
+    assert normalize("d/" + "n" * 255) == "d/" + "n" * 255
+
+
+def test_resolve_inside_refuses_a_path_over_path_max(tmp_path: Path) -> None:
+    with pytest.raises(PathError, match="4096-byte limit"):
+        resolve_inside(tmp_path, "/".join(["d" * 250] * 17))
+
+
+def test_escape_shows_control_characters_and_keeps_what_is_asked() -> None:
+    assert escape("a\x1b[2Jb\tc\n") == "a\\x1b[2Jb\\tc\\n"
+    assert escape("a\x1b[2Jb\tc\n", keep="\n\t") == "a\\x1b[2Jb\tc\n"
+    assert escape("plain é") == "plain é"
+
+
+def test_check_location_refuses_what_the_tree_cannot_hold(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "calc.py").write_text("x\n")
+    (tmp_path / "link").symlink_to("src")
+    with pytest.raises(PathError, match=r"src/calc\.py is an existing file"):
+        check_location(tmp_path, "src/calc.py/inner.py")
+    check_location(tmp_path, "src/calc.py/inner.py", replaced={"src/calc.py"})
+    with pytest.raises(PathError, match=r"differs only in case from the existing src/calc\.py"):
+        check_location(tmp_path, "src/Calc.py")
+    with pytest.raises(PathError, match="differs only in case from the existing src"):
+        check_location(tmp_path, "Src/new.py")
+    with pytest.raises(PathError, match="link is a symlink"):
+        check_location(tmp_path, "link/calc.py")
+    check_location(tmp_path, "src/calc.py")
+    check_location(tmp_path, "src/new/deeper.py")
+
+
+def test_check_location_on_a_case_insensitive_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """There ``src/calc.py`` is found although the directory lists ``Calc.py``: still refused
+    (simulated: ext4 here is case-sensitive)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "calc.py").write_text("x\n")
+    real = os.listdir
+    monkeypatch.setattr(
+        "keel.bundles.paths.os.listdir",
+        lambda d: ["Calc.py" if n == "calc.py" else n for n in real(d)],
+    )
+    with pytest.raises(PathError, match=r"differs only in case from the existing src/Calc\.py"):
+        check_location(tmp_path, "src/calc.py")

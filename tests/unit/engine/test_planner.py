@@ -272,3 +272,21 @@ def test_a_scope_limits_the_nodes_and_names_the_files_the_plan_must_own() -> Non
         "this session allows at most 1 node(s) and the plan has 2: merge the work into 1 node(s)",
         "calc.py must be owned by a node of the plan (the task is about it)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"title": "Calc \x1b[2J"}, "title of core contains the control character \\x1b"),
+        ({"id": "co\nre"}, "node id co\\nre contains the control character \\n"),
+        ({"id": "a/b"}, "must be a plain name"),
+        ({"id": ".."}, "must be a plain name"),
+        ({"id": "x" * 129}, "longer than 128 bytes"),
+    ],
+)
+def test_ids_and_titles_a_terminal_or_a_directory_cannot_take_are_refused(
+    fields: dict[str, str], expected: str
+) -> None:
+    bad = {**_node("core", owns=["core.py"]), **fields}
+    errors = validate_plan(_plan(bad))
+    assert any(expected in error for error in errors), errors

@@ -33,6 +33,8 @@ def _hermetic_git(
     """No global or system git config, so a developer's settings cannot change the outcome."""
     home = tmp_path_factory.mktemp("home")
     (home / "gitconfig").write_text("")
+    (home / ".gitconfig").write_text("")
+    monkeypatch.setenv("HOME", str(home))  # the ledger's git inherits no GIT_* variable
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
