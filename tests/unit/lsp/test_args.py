@@ -9,7 +9,7 @@ import pytest
 from pygls.exceptions import JsonRpcInvalidParams
 
 from keel.lsp.args import ApproveArgs, EditorDiagnosticsParams, NoArgs, parse_args
-from keel.lsp.transport import LimitedReader, oversized
+from keel.lsp.transport import Framer, oversized
 
 
 def test_one_json_object_in_camel_case() -> None:
@@ -60,21 +60,26 @@ def test_an_oversized_request_keeps_its_id() -> None:
     assert "id" not in note and "request" not in note["params"]
 
 
-def test_limited_reader_skips_a_large_body_in_chunks() -> None:
+def test_framer_skips_a_large_body_in_chunks_and_stays_in_step() -> None:
     class Chunks:
         def __init__(self, data: bytes) -> None:
             self.data, self.reads = data, []
 
-        async def readline(self) -> bytes:
-            return b""
-
-        async def readexactly(self, n: int) -> bytes:
+        async def read(self, n: int) -> bytes:
             self.reads.append(n)
             out, self.data = self.data[:n], self.data[n:]
             return out
 
     body = b'{"jsonrpc":"2.0","id":"r1","method":"m","params":"' + b"x" * 3_000_000 + b'"}'
-    inner = Chunks(body + b"rest")
-    reader = LimitedReader(inner, limit=1000)
-    skipped = json.loads(asyncio.run(reader.readexactly(len(body))))
-    assert skipped["id"] == "r1" and max(inner.reads) <= 1024 * 1024 and inner.data == b"rest"
+    after = b'{"jsonrpc":"2.0","method":"n"}'
+    inner = Chunks(
+        b"Content-Length: %d\r\n\r\n" % len(body) + body + b"Content-Length: 30\r\n\r\n" + after
+    )
+    framer = Framer(inner, limit=1000)
+
+    async def bodies() -> list[bytes]:
+        return [b for b in [await framer.next_body(), await framer.next_body()] if b]
+
+    skipped, following = asyncio.run(bodies())
+    assert json.loads(skipped)["id"] == "r1" and json.loads(skipped)["method"] == "keel/oversized"
+    assert following == after and max(inner.reads) <= 1024 * 1024
