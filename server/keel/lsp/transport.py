@@ -134,8 +134,8 @@ class Framer:
                 self.skipped += found.start()
                 self._report_skipped("before a message header")
                 length = int(found.group(1))
-            elif not _OTHER_HEADER.match(line):
-                self.skipped += len(line)
+            elif line[:15].lower() == b"content-length:" or not _OTHER_HEADER.match(line):
+                self.skipped += len(line)  # garbage, or a length that is not one
 
     def push_back(self, data: bytes) -> None:
         """Read ``data`` again before anything else (the start of a message cut in)."""
