@@ -263,3 +263,16 @@ async def test_unbelievable_usage_is_a_final_error_charged_conservatively(
     assert charged.input_tokens >= sent  # one token per byte: an upper bound
     assert charged.output_tokens >= 1000
     assert charged.cost_usd > 0
+
+
+async def test_an_openai_compatible_server_trickling_meets_the_same_deadline(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(1, interval_s=0.05)
+    settings = fast_settings(
+        {}, openai_compatible_base_url=server.openai_base_url, timeout_s=0.5, max_retries=0
+    )
+    async with client(settings, "openai-compatible", "llama3.2") as c:
+        with pytest.raises(ProviderError, match=r"timed out after 0\.5s") as err:
+            await c.complete(make_request())
+    assert err.value.retryable and server.openai_base_url in str(err.value)
