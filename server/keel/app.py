@@ -314,7 +314,7 @@ def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = No
     """Run ``keel serve``. Logs go to the client and to stderr; stdout is the protocol."""
     from keel.lsp import WindowLogMessageHandler, serve_stdio, serve_tcp
     from keel.lsp.log import configure as configure_logging
-    from keel.lsp.transport import DEFAULT_LIMIT
+    from keel.lsp.transport import DEFAULT_LIMIT, DEFAULT_STALL_S
 
     environment = dict(os.environ if env is None else env)
     handler = WindowLogMessageHandler()
@@ -322,8 +322,7 @@ def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = No
     server = create_server(environment)
     server.log_handler = handler
     limit = int(environment.get("KEEL_LSP_MAX_MESSAGE_BYTES") or DEFAULT_LIMIT)
+    stall_s = float(environment.get("KEEL_LSP_STALL_S") or DEFAULT_STALL_S)
     if tcp is None:
-        serve_stdio(server, limit)
-    else:
-        serve_tcp(server, tcp[0], tcp[1], limit)
-    return 0
+        return serve_stdio(server, limit, stall_s)
+    return serve_tcp(server, tcp[0], tcp[1], limit, stall_s)

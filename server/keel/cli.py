@@ -556,7 +556,8 @@ async def dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = _run(build_parser().parse_args(argv))
-        sys.stdout.flush()  # a reader that went away shows up here, not at interpreter exit
+        if not sys.stdout.closed:  # `keel serve` closes it on the protocol's `exit`
+            sys.stdout.flush()  # a reader that went away shows up here, not at interpreter exit
         return status
     except BrokenPipeError:
         # `keel status --json | head -1`: stop quietly, like other Unix tools. stdout now points

@@ -5,7 +5,8 @@ runs against a real model: headers, request bodies, status codes, timeouts. The 
 answers ``POST /v1/chat/completions`` (OpenAI shape) and ``POST /v1/messages`` (Anthropic
 shape) from the same transcript entries that ``replay:`` reads, matched by the request's
 ``X-Keel-Tier``, ``X-Keel-Node`` and ``X-Keel-Attempt`` headers. It records every request and
-can inject faults (error statuses, requests that never get an answer, added latency).
+can inject faults (error statuses, requests that never get an answer, added latency, replies
+trickled a byte at a time, usage counts a real server should never send).
 Synchronise with :meth:`FakeModelServer.wait_for_requests`, never with sleeps.
 """
 
@@ -68,6 +69,8 @@ class FakeModelServer:
         self._faults: deque[tuple[int, str | None]] = deque()
         self._hangs = 0
         self._hang_keys: set[ReplyKey] = set()
+        self._trickles: deque[float] = deque()
+        self._usages: deque[tuple[object, object]] = deque()
         self._closing = threading.Event()
         self._ids = itertools.count(1)
         self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
@@ -133,6 +136,20 @@ class FakeModelServer:
         with self._lock:
             self._hangs += n
 
+    def trickle_next(self, n: int = 1, interval_s: float = 1.0) -> None:
+        """Send the next ``n`` answers one byte every ``interval_s``, status line first.
+
+        Every read then gets a byte well within any per-read timeout, so only a deadline on
+        the whole reply stops the client; closing the server ends the trickle.
+        """
+        with self._lock:
+            self._trickles.extend([interval_s] * n)
+
+    def usage_next(self, input_tokens: object, output_tokens: object) -> None:
+        """Report these token counts (any JSON value) in the next answer's usage."""
+        with self._lock:
+            self._usages.append((input_tokens, output_tokens))
+
     def hang_on(self, tier: str, node: str | None, attempt: int) -> None:
         """Never answer the next request for this (tier, node, attempt), wherever it comes."""
         with self._lock:
@@ -173,6 +190,14 @@ class FakeModelServer:
                 status, message = self._faults.popleft()
                 return "fail", status, message
             return "answer", None, None
+
+    def _take_trickle(self) -> float | None:
+        with self._lock:
+            return self._trickles.popleft() if self._trickles else None
+
+    def _take_usage(self) -> tuple[object, object] | None:
+        with self._lock:
+            return self._usages.popleft() if self._usages else None
 
     def _entry_for(self, headers: Headers) -> TranscriptEntry | ReplyKey:
         key = _key_of(headers)
@@ -240,11 +265,35 @@ class _Handler(BaseHTTPRequestHandler):
             text = f"no transcript reply for {describe_key(found)}"
             self._send_json(404, _error_body(request.path, 404, text))
             return
-        number = self.server.fake._next_id()
+        fake = self.server.fake
+        number = fake._next_id()
+        usage = fake._take_usage() or _usage(found, request.body)
         if route == "/v1/chat/completions":
-            self._send_json(200, _openai_reply(found, request.body, number))
+            body = _openai_reply(found, request.body, number, usage)
         else:
-            self._send_json(200, _anthropic_reply(found, request.body, number))
+            body = _anthropic_reply(found, request.body, number, usage)
+        interval = fake._take_trickle()
+        if interval is None:
+            self._send_json(200, body)
+        else:
+            self._trickle(body, interval)
+
+    def _trickle(self, body: Mapping[str, Any], interval_s: float) -> None:
+        data = json.dumps(body).encode("utf-8")
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode("ascii")
+        self.close_connection = True
+        closing = self.server.fake._closing
+        try:
+            for i in range(len(head) + len(data)):
+                self.wfile.write((head + data)[i : i + 1])
+                self.wfile.flush()
+                if closing.wait(interval_s):
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client gave up: what a deadline is for
 
     def _send_json(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode("utf-8")
@@ -272,14 +321,19 @@ def _estimate_tokens(value: object) -> int:
     return max(1, len(json.dumps(value)) // 4)
 
 
-def _usage(entry: TranscriptEntry, body: object) -> tuple[int, int]:
+def _usage(entry: TranscriptEntry, body: object) -> tuple[object, object]:
     if entry.input_tokens or entry.output_tokens:
         return entry.input_tokens, entry.output_tokens
     return _estimate_tokens(body), _estimate_tokens(entry.text)
 
 
-def _openai_reply(entry: TranscriptEntry, body: Any, number: int) -> dict[str, Any]:
-    tokens_in, tokens_out = _usage(entry, body)
+def _openai_reply(
+    entry: TranscriptEntry, body: Any, number: int, usage: tuple[object, object]
+) -> dict[str, Any]:
+    tokens_in, tokens_out = usage
+    total = (
+        tokens_in + tokens_out if isinstance(tokens_in, int) and isinstance(tokens_out, int) else 0
+    )
     model = body.get("model", "fake") if isinstance(body, dict) else "fake"
     return {
         "id": f"chatcmpl-fake-{number}",
@@ -297,13 +351,15 @@ def _openai_reply(entry: TranscriptEntry, body: Any, number: int) -> dict[str, A
         "usage": {
             "prompt_tokens": tokens_in,
             "completion_tokens": tokens_out,
-            "total_tokens": tokens_in + tokens_out,
+            "total_tokens": total,
         },
     }
 
 
-def _anthropic_reply(entry: TranscriptEntry, body: Any, number: int) -> dict[str, Any]:
-    tokens_in, tokens_out = _usage(entry, body)
+def _anthropic_reply(
+    entry: TranscriptEntry, body: Any, number: int, usage: tuple[object, object]
+) -> dict[str, Any]:
+    tokens_in, tokens_out = usage
     request = body if isinstance(body, dict) else {}
     if entry.raw:
         content: dict[str, Any] = {"type": "text", "text": entry.text}

@@ -133,6 +133,7 @@ async def run_session(
     approver: Any = None,
     auto_approve: bool = True,
     env: Mapping[str, str] | None = None,
+    sink: RecordingSink | None = None,
 ) -> tuple[SessionResult, RecordingSink]:
     """Run one session in-process with a transcript; returns the result and every event."""
     workspace.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,7 @@ async def run_session(
     all_flags = {"model": f"replay:{transcript}", **(flags or {})}
     env = {**os.environ, "HOME": str(workspace.parent), **(env or {})}
     config = load_config(workspace, env=env, flags=all_flags)
-    sink = RecordingSink()
+    sink = sink if sink is not None else RecordingSink()
     async with open_engine(
         workspace,
         task,

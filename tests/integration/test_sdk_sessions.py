@@ -99,3 +99,46 @@ def test_demo_session_through_the_real_sdk(provider: str, tmp_path: Path) -> Non
     assert "assert 3.5 == 3" in second
     finished = events[-1]["totals"]
     assert finished["calls"] == 8 and finished["input_tokens"] > 0 and finished["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_negative_token_count_cannot_defeat_max_cost(provider: str, tmp_path: Path) -> None:
+    """The plan's reply claims -10,000,000 input tokens: the session fails saying so, and the
+    call is charged conservatively instead of paying back a budget."""
+    workspace = tmp_path / "ws"
+    with FakeModelServer(demo_entries()) as server:
+        server.usage_next(-10_000_000, 50)
+        if provider == "openai":
+            env = {
+                "OPENAI_API_KEY": "sk-test-not-a-real-key",
+                "OPENAI_BASE_URL": server.openai_base_url,
+            }
+            model = "openai:gpt-4.1"
+        else:
+            env = {
+                "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key",
+                "ANTHROPIC_BASE_URL": server.anthropic_base_url,
+            }
+            model = "anthropic:claude-sonnet-4-5"
+        proc = run_keel(
+            "agent",
+            "-y",
+            "--json",
+            "--max-cost",
+            "5",
+            "--model",
+            model,
+            "-w",
+            str(workspace),
+            "Create a Python calculator package",
+            env={**env, "HOME": str(tmp_path)},
+        )
+        asked = len(server.requests)
+    events = json_events(proc.stdout)
+    assert proc.returncode == 1, proc.stderr + proc.stdout[-2000:]
+    assert "a negative input token count (-10000000)" in proc.stderr + proc.stdout
+    finished = events[-1]
+    assert finished["type"] == "session_finished" and finished["outcome"] == "failed", finished
+    totals = finished["totals"]
+    assert totals["cost_usd"] > 0 and totals["input_tokens"] > 0, finished
+    assert asked == 1  # not retried

@@ -254,22 +254,27 @@ def test_correct_abort_resume_send_their_arguments(ws: Workspace) -> None:
     assert not nv.errors()
 
 
-def test_picks_with_ui_select_outside_the_bundle(ws: Workspace) -> None:
+def test_one_pending_bundle_is_acted_on_without_asking(ws: Workspace) -> None:
+    """Outside the bundle's files, with one pending bundle, nothing asks "which bundle?"."""
     nv = ws.nvim
     start_session(ws)
     nv.lua(
         """
+        _G.keel_test.selects = {}
         vim.ui.select = function(items, opts, on_choice)
-          _G.keel_test.select = { count = #items, label = opts.format_item(items[1]) }
+          table.insert(_G.keel_test.selects, opts.prompt)
           on_choice(items[1], 1)
         end
         """
     )
     nv.cmd(f"edit {ws.root / 'other.py'}")
+    nv.cmd("Keel diff")
+    assert nv.wait("require('keel.review').view() ~= nil"), nv.notes()
+    nv.lua("require('keel.review').close()")
+    nv.cmd(f"edit {ws.root / 'other.py'}")
     nv.cmd("Keel approve")
-    ws.wait_record("approve")
-    select = nv.lua("return _G.keel_test.select")
-    assert select == {"count": 1, "label": "Greeting (2 files, V=0) [b-1]"}
+    assert ws.wait_record("approve")["payload"]["bundleId"] == "b-1"
+    assert nv.lua("return _G.keel_test.selects") == []
 
 
 def answer_inputs(nv: Nvim, answers: list[str | None]) -> None:

@@ -384,3 +384,98 @@ def test_checkhealth_passes(nvim: Nvim, tmp_path: Path, model_env: dict[str, str
     text = "\n".join(nvim.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)"))
     assert "serve` is available" in text
     assert "ERROR" not in text, text
+
+
+SLUG = GREETING  # the new file defines what the node's contract names (greet)
+
+
+def _created_file_session(nvim: Nvim, tmp_path: Path, env: dict[str, str]) -> Path:
+    """A session whose one bundle creates slug.py (absent until approved); greet.py is open.
+
+    ``vim.ui.select`` is recorded: with one pending bundle nothing may ask which one.
+    """
+    root = tmp_path / "ws"
+    _attach(nvim, root, {"greet.py": GREET_BEFORE}, env)
+    nvim.lua(
+        """
+        _G.keel_test.selects = 0
+        vim.ui.select = function(items, opts, on_choice)
+          _G.keel_test.selects = _G.keel_test.selects + 1
+          on_choice(items[1], 1)
+        end
+        """
+    )
+    _start(nvim)
+    assert not (root / "slug.py").exists()
+    return root
+
+
+def _assert_slug_committed(nvim: Nvim, root: Path) -> None:
+    assert (root / "slug.py").read_text() == SLUG
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["slug.py"]
+    assert git(root, "show", "HEAD:slug.py") == SLUG
+    assert nvim.lua("return _G.keel_test.selects") == 0, "asked which bundle with only one"
+    assert not [n for n in nvim.errors() if "unsaved edits" in n], nvim.errors()
+    assert not nvim.errors()
+
+
+def test_review_A_approves_a_bundle_that_creates_a_file(nvim: Nvim, tmp_path: Path) -> None:
+    with _model(_entries({"slug.py": SLUG})) as env:
+        root = _created_file_session(nvim, tmp_path, env)
+        nvim.cmd("Keel diff")  # greet.py is not in the bundle: the only pending one is shown
+        assert nvim.wait("require('keel.review').view() ~= nil", 60_000), nvim.notes()
+        left = nvim.lua(
+            "local v = require('keel.review').view()"
+            " local b = vim.api.nvim_win_get_buf(v.left)"
+            " return { vim.bo[b].buftype, vim.api.nvim_buf_get_lines(b, 0, -1, false) }"
+        )
+        assert left == ["nofile", [""]], left  # a scratch stand-in, not a buffer of slug.py
+        assert nvim.lua("return vim.fn.bufnr(...)", str(root / "slug.py")) == -1
+        nvim.lua("vim.api.nvim_feedkeys('A', 'x', false)")
+        nvim.wait_note(r"approved Greeting", 60_000)
+        assert nvim.wait("require('keel.review').view() == nil")
+        _assert_slug_committed(nvim, root)
+
+
+def test_keel_approve_after_closing_the_review_of_a_created_file(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    with _model(_entries({"slug.py": SLUG})) as env:
+        root = _created_file_session(nvim, tmp_path, env)
+        nvim.cmd("Keel diff")
+        assert nvim.wait("require('keel.review').view() ~= nil", 60_000), nvim.notes()
+        nvim.lua("require('keel.review').close()")
+        nvim.cmd(f"edit {root / 'greet.py'}")
+        nvim.cmd("Keel approve")
+        nvim.wait_note(r"approved Greeting", 60_000)
+        _assert_slug_committed(nvim, root)
+
+
+def test_keel_approve_with_an_empty_buffer_of_the_file_to_come(nvim: Nvim, tmp_path: Path) -> None:
+    """An empty buffer of the new file (what the review view opened before) is no user edit."""
+    with _model(_entries({"slug.py": SLUG})) as env:
+        root = _created_file_session(nvim, tmp_path, env)
+        nvim.cmd(f"edit {root / 'slug.py'}")  # attached: the server gets didOpen of "\n"
+        nvim.cmd("Keel approve")
+        nvim.wait_note(r"approved Greeting", 60_000)
+        _assert_slug_committed(nvim, root)
+
+
+def test_the_server_exits_0_after_shutdown_and_exit(
+    nvim: Nvim, tmp_path: Path, model_env: dict[str, str]
+) -> None:
+    _attach(nvim, tmp_path / "ws", {"greet.py": GREET_BEFORE}, model_env)
+    nvim.lua(
+        """
+        local events = require('keel.events')
+        local exited = events.client_exited
+        _G.keel_test.exited = false
+        events.client_exited = function(...)
+          _G.keel_test.exited = true
+          return exited(...)
+        end
+        require('keel').stop()
+        """
+    )
+    assert nvim.wait("_G.keel_test.exited", 60_000)
+    assert not [n for n in nvim.notes() if "the server exited" in n["msg"]], nvim.notes()

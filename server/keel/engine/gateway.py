@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from keel.engine.models import SCHEMA_NAMES, Tier
+from keel.engine.models import SCHEMA_NAMES, Tier, Usage
 from keel.engine.ports import (
     FaultPoint,
     KeelError,
@@ -197,6 +197,8 @@ class ModelGateway:
             reply = await client.complete(request)
         except ProviderError as exc:
             call["error"] = self._redact(str(exc))
+            if exc.charged is not None:
+                self._charge(call, exc.charged)
             await self._store.record_model_call(self._session_id, call)
             raise
         usage = reply.usage
@@ -217,6 +219,16 @@ class ModelGateway:
         await self._store.finish_step(self._session_id, step_id, result, call)
         self._faults.hit("model_result")
         return parsed
+
+    def _charge(self, call: dict[str, object], usage: Usage) -> None:
+        """Count a failed call that was still billed (a reply with an unbelievable usage)."""
+        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
+        call.update(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            priced=usage.priced,
+        )
 
 
 def parse_reply(reply_type: type[ReplyT], text: str) -> Reply[ReplyT]:

@@ -31,11 +31,19 @@ class ConfigError(KeelError):
 
 
 class ProviderError(KeelError):
-    """A model call failed. ``retryable`` says whether backing off and retrying may help."""
+    """A model call failed. ``retryable`` says whether backing off and retrying may help.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    ``charged`` is what the failed call must still count for in the budget when the model
+    answered but its reply cannot be believed (a usage that is negative, not an integer or
+    absurd): a conservative estimate, so that a lying reply cannot defeat ``--max-cost``.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, charged: Usage | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.charged = charged
 
 
 class ConflictError(KeelError):

@@ -44,7 +44,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -509,9 +509,17 @@ class GitLedger:
     def _write_all(
         self, changes: _Changes, restore: _Changes, executable: Mapping[str, bool]
     ) -> None:
-        """Write every change; on failure put back what was already replaced."""
+        """Write every change; on failure put back what was already replaced.
+
+        ``restore`` is what each file held when the commit checked it against the bundle's
+        base. Each file is checked again at the moment it is replaced: a user edit landing
+        after the first check (while earlier files were written, or this one's temporary
+        copy) refuses the commit with :class:`ConflictError` instead of being overwritten,
+        whoever approved (a reviewer or the mode's policy).
+        """
         done: list[str] = []
         deletes_first = sorted(changes, key=lambda rel: changes[rel] is not None)
+        rel = ""
         try:
             for rel in deletes_first:
                 if done:
@@ -519,13 +527,29 @@ class GitLedger:
                 content = changes[rel]
                 target = self._workspace / rel
                 _remove_stale_temporaries(target)
-                _write_atomic(target, content, executable.get(rel), self._faults)
+                expected = restore.get(rel)
+                _write_atomic(
+                    target,
+                    content,
+                    executable.get(rel),
+                    self._faults,
+                    unchanged=self._still(rel, expected),
+                )
                 done.append(rel)
+        except _Moved:
+            self._restore({path: restore.get(path) for path in done})
+            raise ConflictError(
+                f"the workspace changed while Keel wrote the bundle: {rel}", [rel]
+            ) from None
         except OSError as err:
             self._restore({rel: restore.get(rel) for rel in done})
             raise LedgerRefused(
                 f"cannot write {err.filename or 'a file'}: {err.strerror or err}"
             ) from err
+
+    def _still(self, rel: str, expected: bytes | None) -> Callable[[], bool]:
+        """A check that ``rel`` still holds ``expected`` (``None``: absent)."""
+        return lambda: self._read_sync(rel) == expected
 
     def _restore(self, contents: _Changes) -> None:
         for rel, content in contents.items():
@@ -1013,17 +1037,27 @@ def _temporary_stem(name: str) -> str:
     return hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
 
 
+class _Moved(Exception):
+    """A file changed between the commit's check and its replacement."""
+
+
 def _write_atomic(
     target: Path,
     content: bytes | None,
     executable: bool | None,
     faults: FaultPoint | None = None,
+    *,
+    unchanged: Callable[[], bool] | None = None,
 ) -> None:
     """Replace ``target`` with ``content`` (``None``: delete) so it is never half written.
 
     ``executable`` ``None`` keeps an existing file's mode; new files get the umask's default.
+    ``unchanged``, asked right before the file is replaced, says it still holds what was
+    checked; when it does not, nothing is replaced and :class:`_Moved` is raised.
     """
     if content is None:
+        if unchanged is not None and not unchanged():
+            raise _Moved(target)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
         _fsync_dir(target.parent)
@@ -1046,6 +1080,8 @@ def _write_atomic(
             fh.flush()
             os.fsync(fh.fileno())
         _set_mode(tmp, old_mode, executable)
+        if unchanged is not None and not unchanged():
+            raise _Moved(target)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

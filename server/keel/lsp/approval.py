@@ -320,8 +320,12 @@ class Undo:
 
 
 def _empty(base: bytes | None) -> tuple[bytes, ...]:
-    """An editor may have created a new file empty; that is not a user edit."""
-    return (b"",) if base is None else ()
+    """An editor may have created a new file empty; that is not a user edit.
+
+    Empty as editors send it: Neovim's text of an empty buffer is one line ending, ``"\n"``
+    (its ``'eol'``), which is what a review view that opened the file to come holds.
+    """
+    return (b"", b"\n", b"\r\n") if base is None else ()
 
 
 async def merged_onto_buffers(

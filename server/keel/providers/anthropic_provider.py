@@ -57,6 +57,9 @@ class AnthropicClient(RetryingClient):
     def base_url(self) -> str:
         return self._endpoint.url
 
+    def _where(self) -> str:
+        return self._endpoint.url
+
     async def aclose(self) -> None:
         await self._sdk.close()
 

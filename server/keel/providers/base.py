@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from keel.engine.models import Usage
 from keel.engine.ports import ConfigError, ModelReply, ModelRequest, ProviderError
 from keel.providers.prices import price
 
@@ -43,6 +44,9 @@ _MAX_DETAIL = 200
 CHARS_PER_TOKEN = 4
 #: ...and this many tokens in the reply (a typical structured reply; real ones vary).
 ESTIMATED_REPLY_TOKENS = 1000
+#: A reply reporting more tokens than this, in or out, for one call is not believed: no
+#: model's context window comes near it (docs/reference/configuration.md, ``[network]``).
+MAX_TOKENS_PER_CALL = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ class RawReply:
     """One successful answer before pricing and timing.
 
     ``model`` is the ``PROVIDER:MODEL`` name reported in :class:`ModelReply` and looked up in
-    the price table.
+    the price table. The token counts are typed ``int`` but come from a server as they are:
+    ``complete`` checks them with :func:`usage_problem` before pricing.
     """
 
     text: str
@@ -114,10 +119,48 @@ class RetryingClient(ABC):
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         start = time.monotonic()
-        raw = await with_retries(lambda: self._attempt(request), self._settings)
+        raw = await with_retries(lambda: self._within_deadline(request), self._settings)
         latency = time.monotonic() - start
+        problem = usage_problem(raw.input_tokens, raw.output_tokens)
+        if problem is not None:
+            raise ProviderError(
+                f"{self.name}: the reply from {self._where()} reports {problem}; "
+                "not believed (the call is charged as if it used one token per byte)",
+                charged=self.conservative_usage(request, raw.text),
+            )
         usage = price(raw.model, raw.input_tokens, raw.output_tokens, self._settings.prices)
         return ModelReply(text=raw.text, model=raw.model, usage=usage, latency_s=latency)
+
+    async def _within_deadline(self, request: ModelRequest) -> RawReply:
+        """One try, bounded as a whole: connecting, the headers and the last byte of the body.
+
+        The SDKs' own timeout bounds each read separately, so a server trickling one byte
+        at a time would never trip it; this deadline does. Timing out is retryable like any
+        other timeout, so a request takes at most ``(max_retries + 1) * timeout_s`` plus the
+        backoff between tries.
+        """
+        timeout_s = self._settings.timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._attempt(request)
+        except TimeoutError:
+            message = f"{self.name}: no reply from {self._where()} (timed out after {timeout_s:g}s)"
+            raise ProviderError(message, retryable=True) from None
+
+    def conservative_usage(self, request: ModelRequest, reply_text: str) -> Usage:
+        """What a call whose reported usage is not believed is charged: an upper bound.
+
+        A token covers at least one byte, so the request's and the reply's UTF-8 sizes bound
+        the tokens actually used, whatever the reply claimed.
+        """
+        sent = request.system + request.prompt + json.dumps(request.schema)
+        in_tok = len(sent.encode("utf-8"))
+        out_tok = max(len(reply_text.encode("utf-8")), ESTIMATED_REPLY_TOKENS)
+        return price(self._name, in_tok, out_tok, self._settings.prices)
+
+    def _where(self) -> str:
+        """Where requests go, for error messages (the SDK clients name their base URL)."""
+        return self._name
 
     def estimate_cost(self, request: ModelRequest) -> float:
         """USD the request would likely cost at this model's price (0 when unpriced).
@@ -138,6 +181,21 @@ class RetryingClient(ABC):
     @abstractmethod
     async def _attempt(self, request: ModelRequest) -> RawReply:
         """One try, without retries."""
+
+
+def usage_problem(input_tokens: object, output_tokens: object) -> str | None:
+    """Why a reply's token counts cannot be believed, or ``None`` when they can.
+
+    Counts must be integers (not booleans or floats) from 0 to :data:`MAX_TOKENS_PER_CALL`.
+    """
+    for label, value in (("input", input_tokens), ("output", output_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"a non-integer {label} token count ({_one_line(repr(value))})"
+        if value < 0:
+            return f"a negative {label} token count ({value})"
+        if value > MAX_TOKENS_PER_CALL:
+            return f"an absurd {label} token count ({value} > {MAX_TOKENS_PER_CALL})"
+    return None
 
 
 def backoff_delay(

@@ -13,7 +13,7 @@ from keel.engine.gateway import (
     Reply,
     parse_reply,
 )
-from keel.engine.models import ArtifactBundle, Tier, VerifierReport
+from keel.engine.models import ArtifactBundle, Tier, Usage, VerifierReport
 from keel.engine.ports import ProviderError
 from keel.engine.redaction import Redactor
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
@@ -264,3 +264,19 @@ async def test_an_answered_step_is_replayed_without_a_second_call() -> None:
     assert again.value == first.value
     kinds = [name for name, _ in store.calls]
     assert kinds.index("begin_step") < kinds.index("finish_step")
+
+
+async def test_a_billed_reply_that_is_not_believed_still_counts_against_max_cost() -> None:
+    charged = Usage(input_tokens=300, output_tokens=1000, cost_usd=0.7)
+    unbelievable = ProviderError("reports a negative input token count (-5)", charged=charged)
+    client = ScriptedClient([unbelievable, REPORT], cost=0.1)
+    store = RecordingStore()
+    gateway = make_gateway(client, store, budget=Budget(max_cost=1.0))
+    with pytest.raises(ProviderError, match="negative"):
+        await _ask(gateway)
+    assert gateway.totals.cost_usd == pytest.approx(0.7)
+    [call] = store.model_calls
+    assert (call["input_tokens"], call["output_tokens"], call["cost_usd"]) == (300, 1000, 0.7)
+    with pytest.raises(BudgetExceeded):
+        await _ask(gateway)  # 0.7 spent + 0.7 largest > 1.0: the lie bought nothing
+    assert len(client.requests) == 1

@@ -196,6 +196,43 @@ async def test_conflict_refuses_and_writes_nothing(ws: Path) -> None:
     assert head(ws) == before
 
 
+class EditAt:
+    """A fault point double: the user's edit lands at ``point`` (once), mid-commit."""
+
+    def __init__(self, point: str, path: Path, text: str) -> None:
+        self.point, self.path, self.text, self.done = point, path, text, False
+
+    def hit(self, point: str) -> None:
+        if point == self.point and not self.done:
+            self.path.write_text(self.text)
+            self.done = True
+
+
+@pytest.mark.parametrize(
+    ("point", "edited"),
+    [
+        ("ledger_some_files", "b.txt"),  # after a.txt was written, before b.txt
+        ("ledger_mid_file", "a.txt"),  # while a.txt's temporary copy is written
+    ],
+)
+async def test_an_edit_landing_while_the_ledger_writes_is_never_overwritten(
+    ws: Path, point: str, edited: str
+) -> None:
+    user = EditAt(point, ws / edited, "the user's edit\n")
+    ledger = GitLedger(ws, faults=user)
+    before = head(ws)
+    changes = {"a.txt": b"bundle a\n", "b.txt": b"bundle b\n"}
+    base = {"a.txt": b"a1\n", "b.txt": b"b1\n"}
+    with pytest.raises(ConflictError, match="changed while Keel wrote") as caught:
+        await ledger.commit(changes, base, "keel: x", TRAILERS)
+    assert user.done and caught.value.paths == [edited]
+    assert (ws / edited).read_text() == "the user's edit\n"
+    other = "a.txt" if edited == "b.txt" else "b.txt"
+    assert (ws / other).read_text() == base[other].decode()  # put back, nothing half done
+    assert head(ws) == before
+    assert not list(ws.glob(".*.keel-*.tmp"))
+
+
 async def test_conflict_when_file_appeared(ws: Path) -> None:
     ledger = GitLedger(ws)
     (ws / "new.txt").write_text("the user made it\n")

@@ -154,3 +154,60 @@ async def test_connection_refused_names_the_url() -> None:
 def test_missing_key_is_a_config_error_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^ANTHROPIC_API_KEY is not set: .*replay:"):
         AnthropicClient("claude-sonnet-4-5", ProviderSettings(env={}))
+
+
+async def test_a_reply_trickled_a_byte_at_a_time_meets_one_deadline(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(2, interval_s=0.05)  # each read gets a byte; the reply takes ~40 s
+    settings = fast_settings(anthropic_env(server), timeout_s=0.5, max_retries=1)
+    async with client(settings) as c:
+        with pytest.raises(ProviderError) as err:
+            await c.complete(make_request())
+    assert err.value.retryable
+    assert server.anthropic_base_url in str(err.value)
+    assert "timed out after 0.5s" in str(err.value)
+    assert "gave up after 2 attempts" in str(err.value)
+    assert len(server.wait_for_requests(2)) == 2
+
+
+async def test_after_a_trickled_reply_times_out_the_retry_is_answered(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(1, interval_s=0.05)
+    settings = fast_settings(anthropic_env(server), timeout_s=0.5, max_retries=1)
+    async with client(settings) as c:
+        reply = await c.complete(make_request())
+    assert json.loads(reply.text) == BUNDLE
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("tokens_in", "tokens_out", "problem"),
+    [
+        (-5, 10, "a negative input token count (-5)"),
+        (10, -1, "a negative output token count (-1)"),
+        (1.5, 10, "a non-integer input token count (1.5)"),
+        (10, "many", "a non-integer output token count ('many')"),
+        (10, None, "a non-integer output token count (None)"),
+        (10**12, 10, "an absurd input token count (1000000000000 > 10000000)"),
+    ],
+)
+async def test_unbelievable_usage_is_a_final_error_charged_conservatively(
+    server: FakeModelServer, tokens_in: object, tokens_out: object, problem: str
+) -> None:
+    server.usage_next(tokens_in, tokens_out)
+    request = make_request()
+    async with client(fast_settings(anthropic_env(server))) as c:
+        with pytest.raises(ProviderError) as err:
+            await c.complete(request)
+    assert problem in str(err.value)
+    assert server.anthropic_base_url in str(err.value)
+    assert not err.value.retryable
+    assert len(server.requests) == 1
+    charged = err.value.charged
+    assert charged is not None and charged.priced
+    sent = len(request.system) + len(request.prompt) + len(json.dumps(request.schema))
+    assert charged.input_tokens >= sent  # one token per byte: an upper bound
+    assert charged.output_tokens >= 1000
+    assert charged.cost_usd > 0

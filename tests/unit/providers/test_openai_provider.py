@@ -206,3 +206,73 @@ async def test_unknown_transcript_key_is_a_404(server: FakeModelServer) -> None:
     assert "404 from" in str(err.value)
     assert "actuator node-9 attempt 1" in str(err.value)
     assert not err.value.retryable
+
+
+async def test_a_reply_trickled_a_byte_at_a_time_meets_one_deadline(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(2, interval_s=0.05)  # each read gets a byte; the reply takes ~40 s
+    settings = fast_settings(openai_env(server), timeout_s=0.5, max_retries=1)
+    async with client(settings) as c:
+        with pytest.raises(ProviderError) as err:
+            await c.complete(make_request())
+    assert err.value.retryable
+    assert server.openai_base_url in str(err.value)
+    assert "timed out after 0.5s" in str(err.value)
+    assert "gave up after 2 attempts" in str(err.value)
+    assert len(server.wait_for_requests(2)) == 2
+
+
+async def test_after_a_trickled_reply_times_out_the_retry_is_answered(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(1, interval_s=0.05)
+    settings = fast_settings(openai_env(server), timeout_s=0.5, max_retries=1)
+    async with client(settings) as c:
+        reply = await c.complete(make_request())
+    assert json.loads(reply.text) == BUNDLE
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("tokens_in", "tokens_out", "problem"),
+    [
+        (-5, 10, "a negative input token count (-5)"),
+        (10, -1, "a negative output token count (-1)"),
+        (1.5, 10, "a non-integer input token count (1.5)"),
+        (10, "many", "a non-integer output token count ('many')"),
+        (10, None, "a non-integer output token count (None)"),
+        (10**12, 10, "an absurd input token count (1000000000000 > 10000000)"),
+    ],
+)
+async def test_unbelievable_usage_is_a_final_error_charged_conservatively(
+    server: FakeModelServer, tokens_in: object, tokens_out: object, problem: str
+) -> None:
+    server.usage_next(tokens_in, tokens_out)
+    request = make_request()
+    async with client(fast_settings(openai_env(server))) as c:
+        with pytest.raises(ProviderError) as err:
+            await c.complete(request)
+    assert problem in str(err.value)
+    assert server.openai_base_url in str(err.value)
+    assert not err.value.retryable
+    assert len(server.requests) == 1
+    charged = err.value.charged
+    assert charged is not None and charged.priced
+    sent = len(request.system) + len(request.prompt) + len(json.dumps(request.schema))
+    assert charged.input_tokens >= sent  # one token per byte: an upper bound
+    assert charged.output_tokens >= 1000
+    assert charged.cost_usd > 0
+
+
+async def test_an_openai_compatible_server_trickling_meets_the_same_deadline(
+    server: FakeModelServer,
+) -> None:
+    server.trickle_next(1, interval_s=0.05)
+    settings = fast_settings(
+        {}, openai_compatible_base_url=server.openai_base_url, timeout_s=0.5, max_retries=0
+    )
+    async with client(settings, "openai-compatible", "llama3.2") as c:
+        with pytest.raises(ProviderError, match=r"timed out after 0\.5s") as err:
+            await c.complete(make_request())
+    assert err.value.retryable and server.openai_base_url in str(err.value)

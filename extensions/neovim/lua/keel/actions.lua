@@ -43,8 +43,8 @@ local function refresh_status()
 end
 
 ---The bundle a command acts on: `opts.bundle_id`; the bundle of the review view; the
----pending bundle whose files include the current buffer; else a `vim.ui.select` over
----the pending bundles of `keel.server.status`.
+---pending bundle whose files include the current buffer; the only pending bundle; else a
+---`vim.ui.select` over the pending bundles of `keel.server.status`.
 ---@param opts keel.ActionOpts
 ---@param callback fun(bundle: keel.Bundle?, err: string?)
 function M.pick_bundle(opts, callback)
@@ -80,6 +80,10 @@ function M.pick_bundle(opts, callback)
     end
     if #candidates == 0 then
       callback(nil, 'no pending bundle')
+      return
+    end
+    if #candidates == 1 then -- nothing to choose between
+      callback(candidates[1])
       return
     end
     vim.ui.select(candidates, {

@@ -163,6 +163,32 @@ local function proposed_buffer(view, file, filetype)
   return buf
 end
 
+---An empty scratch buffer standing for a file the bundle creates. Opening the file itself
+---would make a buffer the language server is told about (`didOpen` of an empty text),
+---which it must take for the user's unsaved edit of a file that does not exist yet.
+---@param view keel.ReviewView
+---@param file keel.DiffFile
+---@param path string
+---@return integer
+local function absent_buffer(view, file, path)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].modifiable = false
+  local rel = util.relative(util.fname(file.uri), view.root)
+  local name = string.format('keel://%s/%s (new file)', view.bundle.bundleId, rel)
+  if not pcall(vim.api.nvim_buf_set_name, buf, name) then
+    pcall(vim.api.nvim_buf_set_name, buf, name .. '#' .. buf)
+  end
+  if vim.fn.has('nvim-0.8') == 1 then -- 0.7's vim.filetype.match takes a buffer instead
+    local ok, filetype = pcall(vim.filetype.match, { filename = path })
+    if ok and type(filetype) == 'string' and filetype ~= '' then
+      vim.bo[buf].filetype = filetype
+    end
+  end
+  return buf
+end
+
 ---Show file `index` of the open view.
 ---@param index integer
 function M.show(index)
@@ -179,17 +205,22 @@ function M.show(index)
   in_win(view.left, 'diffoff')
   in_win(view.right, 'diffoff')
   local path = util.fname(file.uri)
-  local real = vim.fn.bufadd(path)
-  vim.fn.bufload(real)
-  if vim.fn.filereadable(path) == 1 then
-    vim.bo[real].buflisted = true -- a file the bundle creates stays unlisted until it exists
+  local real
+  if vim.fn.filereadable(path) == 1 or vim.fn.bufloaded(path) == 1 then
+    real = vim.fn.bufadd(path)
+    vim.fn.bufload(real)
+    vim.bo[real].buflisted = true
+  else
+    real = absent_buffer(view, file, path)
   end
   vim.api.nvim_win_set_buf(view.left, real)
   local proposed = proposed_buffer(view, file, vim.bo[real].filetype)
   vim.api.nvim_win_set_buf(view.right, proposed)
   in_win(view.left, 'diffthis')
   in_win(view.right, 'diffthis')
-  require('keel.signs').refresh_buf(real)
+  if vim.bo[real].buftype == '' then
+    require('keel.signs').refresh_buf(real)
+  end
   vim.api.nvim_echo({ { 'Keel ' .. hint(view), 'None' } }, false, {})
 end
 
