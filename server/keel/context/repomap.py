@@ -2,12 +2,12 @@
 
 Every Python file's definitions and references (``outline.py``, cached by content key in
 ``parses.json``) make a graph in which a file points at the files defining the names it uses.
-Personalised PageRank (networkx) over that graph, seeded by the identifiers and paths the task
-mentions, the files the editor is on and the recently changed files, ranks the files and, by
-the rank flowing along each name, the definitions in them. The map is rendered in tiers within
-the token budget (tokens = characters / 4): outlines (``line│signature``) for the best files,
-one-line summaries for the next, then the remaining paths, then a count per folder, so what is
-left out is always named. See docs/explanation/context.md.
+Personalised PageRank (a numpy power iteration) over that graph, seeded by the identifiers and
+paths the task mentions, the files the editor is on and the recently changed files, ranks the
+files and, by the rank flowing along each name, the definitions in them. The map is rendered
+in tiers within the token budget (tokens = characters / 4): outlines (``line│signature``) for
+the best files, one-line summaries for the next, then the remaining paths, then a count per
+folder, so what is left out is always named. See docs/explanation/context.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,7 @@ class _Index:
     modules: dict[str, str]
     binds: dict[str, list[str]]
     users: dict[str, int]  # how many files refer to each name
-    graph: Any = None  # built once, on the first ranking
-    flows: list[tuple[str, str, str, float]] | None = None
-    out: dict[str, float] | None = None
+    graph: Any = None  # the _Graph, built once, on the first ranking
 
 
 class RepositoryMap:
@@ -175,7 +173,7 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
         _write_parses(cache_dir, fresh)
     defines: dict[str, list[str]] = defaultdict(list)
     for path, fact in facts.items():
-        for name in {d.name for d in fact.defs}:
+        for name in fact.def_names:
             defines[name].append(path)
     modules: dict[str, str] = {}
     for path in sorted(facts, key=lambda p: (p.count("/"), p)):
@@ -223,7 +221,7 @@ def _write_parses(cache_dir: Path | None, files: Mapping[str, Any]) -> None:
 @dataclass
 class _Ranking:
     files: list[str]  # every inventory file, best first
-    defs: dict[str, list[Definition]]  # per file, best first
+    defs: Mapping[str, list[Definition]]  # per file, best first
     mentioned: set[str]
 
 
@@ -328,89 +326,183 @@ def _mul(ident: str, definers: int) -> float:
     return mul
 
 
-def _graph(index: _Index) -> tuple[Any, list[tuple[str, str, str, float]], dict[str, float]]:
-    """Which file uses which file's names (task-independent, so built once per index)."""
-    if index.graph is not None and index.flows is not None and index.out is not None:
-        return index.graph, index.flows, index.out
-    import networkx as nx  # lazily: only the map needs it
+@dataclass
+class _Graph:
+    """Which file uses which file's names, as arrays (task-independent: built once an index).
 
-    weights: dict[tuple[str, str], float] = defaultdict(float)
-    flows: list[tuple[str, str, str, float]] = []
+    Edges ``src -> dst`` with weight ``w`` (parallel edges summed by the iteration), and the
+    flows ``(src, key, w)`` along each name, ``keys[key]`` being ``(defining file, name)``.
+    """
+
+    files: list[str]
+    position: dict[str, int]
+    src: Any
+    dst: Any
+    weight: Any
+    out: Any
+    flow_src: Any
+    flow_key: Any
+    flow_weight: Any
+    keys: list[tuple[str, str]]
+    tests: Any
+
+
+def _graph(index: _Index) -> _Graph:
+    if index.graph is not None:
+        cached: _Graph = index.graph
+        return cached
+    import numpy as np  # lazily: only the map needs it
+
+    files = list(index.inventory.files)
+    position = {p: i for i, p in enumerate(files)}
+    src: list[int] = []
+    dst: list[int] = []
+    weight: list[float] = []
+    flow_src: list[int] = []
+    flow_key: list[int] = []
+    flow_weight: list[float] = []
+    keys: dict[tuple[str, str], int] = {}
     for source, fact in index.facts.items():
+        s = position[source]
         for ident, count in fact.refs.items():
             definers = index.defines.get(ident)
             if not definers:
                 continue
-            weight = _mul(ident, len(definers)) * math.sqrt(count)
+            w = _mul(ident, len(definers)) * math.sqrt(count)
             for target in definers:
                 if target != source:
-                    weights[source, target] += weight
-                    flows.append((source, target, ident, weight))
+                    src.append(s)
+                    dst.append(position[target])
+                    weight.append(w)
+                    flow_src.append(s)
+                    flow_key.append(keys.setdefault((target, ident), len(keys)))
+                    flow_weight.append(w)
         for module in fact.imports:
             imported = index.modules.get(module)
             if imported is not None and imported != source:
-                weights[source, imported] += 0.5
-    graph = nx.DiGraph()
-    graph.add_nodes_from(index.inventory.files)
-    graph.add_weighted_edges_from((s, t, w) for (s, t), w in weights.items())
-    out: dict[str, float] = defaultdict(float)
-    for (s, _t), w in weights.items():
-        out[s] += w
-    index.graph, index.flows, index.out = graph, flows, dict(out)
-    return graph, flows, index.out
+                src.append(s)
+                dst.append(position[imported])
+                weight.append(0.5)
+    n = len(files)
+    src_a = np.asarray(src, dtype=np.int64)
+    weight_a = np.asarray(weight, dtype=np.float64)
+    graph = _Graph(
+        files=files,
+        position=position,
+        src=src_a,
+        dst=np.asarray(dst, dtype=np.int64),
+        weight=weight_a,
+        out=np.bincount(src_a, weights=weight_a, minlength=n) if n else np.zeros(0),
+        flow_src=np.asarray(flow_src, dtype=np.int64),
+        flow_key=np.asarray(flow_key, dtype=np.int64),
+        flow_weight=np.asarray(flow_weight, dtype=np.float64),
+        keys=list(keys),
+        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+    )
+    index.graph = graph
+    return graph
+
+
+def pagerank(graph: _Graph, seed: Any, alpha: float = 0.85, tol: float = 1e-8) -> Any:
+    """Personalised PageRank by power iteration (the definition networkx uses): a walk that
+    follows an edge in proportion to its weight with probability ``alpha`` and otherwise, or
+    from a file with no edges, jumps to a file in proportion to ``seed``."""
+    import numpy as np
+
+    n = len(graph.files)
+    if n == 0:
+        return np.zeros(0)
+    jump = seed / seed.sum() if seed.sum() > 0 else np.full(n, 1.0 / n)
+    out = graph.out
+    share = np.divide(
+        graph.weight, out[graph.src], out=np.zeros_like(graph.weight), where=out[graph.src] > 0
+    )
+    dangling = out == 0
+    x = jump.copy()
+    for _ in range(200):
+        walked = np.bincount(graph.dst, weights=x[graph.src] * share, minlength=n)
+        following = alpha * (walked + x[dangling].sum() * jump) + (1 - alpha) * jump
+        if float(np.abs(following - x).sum()) < n * tol:
+            return following
+        x = following
+    return x
 
 
 def _rank(index: _Index, task: str, focus: Sequence[str], recent: Sequence[str]) -> _Ranking:
-    import networkx as nx  # lazily: only the map needs it
+    import numpy as np
 
     personal, mentioned = _seed(index, task, recent)
-    files = list(index.inventory.files)
     total = sum(personal.values()) or 1.0
     for path in focus:
         if path in index.inventory:
             personal[path] += 10.0 * total
-
-    graph, flows, out = _graph(index)
-    seed = {p: v for p, v in personal.items() if v > 0} or None
-    try:
-        rank: dict[str, float] = dict(nx.pagerank(graph, weight="weight", personalization=seed))
-    except (nx.PowerIterationFailedConvergence, ZeroDivisionError):
-        rank = {p: 1.0 / max(1, len(files)) for p in files}
+    graph = _graph(index)
+    files = graph.files
+    seed = np.zeros(len(files))
+    for path, value in personal.items():
+        if value > 0 and path in graph.position:
+            seed[graph.position[path]] = value
+    rank = pagerank(graph, seed)
     # The seed itself counts too: PageRank alone drifts to the hubs every file uses.
-    top_rank = max(rank.values(), default=0.0) or 1.0
-    top_seed = max((personal.get(p, 0.0) for p in files), default=0.0) or 1.0
-    score = {
-        p: rank.get(p, 0.0) / top_rank + SEED_BLEND * personal.get(p, 0.0) / top_seed for p in files
-    }
-    for path in files:
-        if is_test(path):
-            score[path] *= TEST_FACTOR
+    top_rank = float(rank.max()) if len(files) else 1.0
+    top_seed = float(seed.max()) if len(files) else 1.0
+    score = rank / (top_rank or 1.0) + SEED_BLEND * seed / (top_seed or 1.0)
+    score[graph.tests] *= TEST_FACTOR
     for path in focus:
-        if path in score:
-            score[path] += 10.0
+        if path in graph.position:
+            score[graph.position[path]] += 10.0
 
-    def_rank: dict[tuple[str, str], float] = defaultdict(float)
-    for source, target, ident, weight in flows:
-        def_rank[target, ident] += rank.get(source, 0.0) * weight / (out.get(source) or 1.0)
+    def_rank: dict[tuple[str, str], float] = {}
+    if len(graph.keys):
+        flow = rank[graph.flow_src] * graph.flow_weight / graph.out[graph.flow_src]
+        totals = np.bincount(graph.flow_key, weights=flow, minlength=len(graph.keys))
+        def_rank = dict(zip(graph.keys, totals.tolist(), strict=True))
 
-    defs: dict[str, list[Definition]] = {}
-    for path, fact in index.facts.items():
-        if not fact.defs:
-            continue
+    scores = score.tolist()
+    order = sorted(
+        range(len(files)), key=lambda i: (-scores[i], not outlinable(files[i]), files[i])
+    )
+    ordered = [files[i] for i in order]
+    return _Ranking(ordered, _RankedDefs(index, def_rank, mentioned), mentioned)
 
-        def priority(d: Definition, path: str = path) -> tuple[float, ...]:
+
+class _RankedDefs(Mapping[str, list[Definition]]):
+    """Each file's definitions, best first, sorted only when a file is looked at."""
+
+    def __init__(
+        self, index: _Index, def_rank: Mapping[tuple[str, str], float], mentioned: set[str]
+    ) -> None:
+        self._facts = index.facts
+        self._rank = def_rank
+        self._mentioned = mentioned
+        self._sorted: dict[str, list[Definition]] = {}
+
+    def __getitem__(self, path: str) -> list[Definition]:
+        found = self._sorted.get(path)
+        if found is not None:
+            return found
+        fact = self._facts.get(path)
+        if fact is None or not fact.has_defs or not fact.defs:
+            raise KeyError(path)
+
+        def priority(d: Definition) -> tuple[float, ...]:
             public = not d.name.startswith("_") or d.name == "__init__"
             return (
-                float(d.name in mentioned),
-                def_rank.get((path, d.name), 0.0),
+                float(d.name in self._mentioned),
+                self._rank.get((path, d.name), 0.0),
                 float(public),
                 -float(d.depth),
                 -float(d.line),
             )
 
-        defs[path] = sorted(fact.defs, key=priority, reverse=True)
-    ordered = sorted(files, key=lambda p: (-score[p], not outlinable(p), p))
-    return _Ranking(ordered, defs, mentioned)
+        found = self._sorted[path] = sorted(fact.defs, key=priority, reverse=True)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (p for p, f in self._facts.items() if f.has_defs)
+
+    def __len__(self) -> int:
+        return sum(1 for f in self._facts.values() if f.has_defs)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -461,13 +553,15 @@ def _render(
     for path in ranking.files[:400]:
         if ranking.defs.get(path):
             heapq.heappush(heap, (-_file_weight(ranking, order[path]), order[path], path, 0))
-    parents = {p: _parents(ds) for p, ds in ranking.defs.items()}
+    parents: dict[str, dict[int, Definition]] = {}
     limit = budget * OUTLINE_SHARE
     while heap:
         neg, position, path, k = heapq.heappop(heap)
         defs = ranking.defs[path]
         d = defs[k]
         add = [d] if d.line not in chosen[path] else []
+        if path not in parents:
+            parents[path] = _parents(defs)
         parent = parents[path].get(d.line)
         while parent is not None and parent.line not in chosen[path]:
             add.append(parent)

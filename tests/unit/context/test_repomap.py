@@ -243,3 +243,28 @@ async def test_related_definitions_of_a_file(repo: Path) -> None:
     assert await RepositoryMap(repo).related_definitions(["README.md"], budget_tokens=500) == ""
     tight = await RepositoryMap(repo).related_definitions(["reports/report.py"], budget_tokens=30)
     assert len(tight) // 4 <= 30 and "not shown for the budget" in tight
+
+
+async def test_pagerank_follows_the_seed_and_the_edges(tmp_path: Path) -> None:
+    from keel.context.repomap import _graph, pagerank
+
+    write(
+        tmp_path,
+        {
+            "a.py": "from b import beta\n\n\ndef alpha():\n    return beta()\n",
+            "b.py": "def beta():\n    return 1\n",
+            "c.py": "def gamma():\n    return 2\n",
+        },
+    )
+    index = await RepositoryMap(tmp_path).index()
+    graph = _graph(index)
+    import numpy as np
+
+    seed = np.zeros(3)
+    seed[graph.position["a.py"]] = 1.0
+    rank = pagerank(graph, seed)
+    assert abs(float(rank.sum()) - 1.0) < 1e-9
+    a, b, c = (float(rank[graph.position[p]]) for p in ("a.py", "b.py", "c.py"))
+    assert b > c and a > c and c == 0.0
+    uniform = pagerank(graph, np.zeros(3))
+    assert float(uniform[graph.position["b.py"]]) > float(uniform[graph.position["c.py"]]) > 0
