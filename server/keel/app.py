@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
+from keel.context.repomap import RepositoryMap
 from keel.engine.models import Tier
 from keel.engine.ports import Approver, EventSink, ModelClient, Sandbox
 from keel.engine.redaction import Redactor, secrets_in
@@ -203,6 +204,7 @@ async def open_engine(
                 sandbox=sandbox.describe(),
                 environment=environment.record(),
                 environment_notes=environment.warnings(),
+                context=repository_context(workspace),
             )
     finally:
         lock.release()
@@ -229,6 +231,7 @@ class SharedWorkspace:
         self._env = dict(env)
         self._lock = WorkspaceLock(workspace / ".keel")
         self._running = 0
+        self._context = repository_context(workspace)  # kept: its index stays warm
 
     @classmethod
     async def open(cls, workspace: Path, env: Mapping[str, str]) -> SharedWorkspace:
@@ -279,6 +282,7 @@ class SharedWorkspace:
                     sandbox=sandbox.describe(),
                     environment=environment.record(),
                     environment_notes=environment.warnings(),
+                    context=self._context,
                 )
             finally:
                 self._running -= 1
@@ -326,3 +330,11 @@ def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = No
     if tcp is None:
         return serve_stdio(server, limit, stall_s)
     return serve_tcp(server, tcp[0], tcp[1], limit, stall_s)
+
+
+def repository_context(workspace: Path) -> RepositoryMap:
+    """The workspace's ranked repository map, caching its parses under ``.keel/context``
+    when ``.keel/`` exists (a read-only command such as ``keel map`` never creates it)."""
+    return RepositoryMap(
+        workspace, cache_dir=workspace / ".keel" / "context", cache_only_if=workspace / ".keel"
+    )

@@ -94,12 +94,19 @@ class PythonConfig(_Section):
     interpreter: str | None = None
 
 
+class ContextConfig(_Section):
+    """What the models see of the workspace (docs/explanation/context.md)."""
+
+    map_tokens: int = Field(default=4000, ge=0, le=200_000)
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
@@ -119,6 +126,7 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            map_tokens=self.context.map_tokens,
         )
 
 
@@ -165,6 +173,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_SANDBOX": ("sandbox", "mode"),
     "KEEL_SANDBOX_NETWORK": ("sandbox", "network"),
     "KEEL_PYTHON_INTERPRETER": ("python", "interpreter"),
+    "KEEL_MAP_TOKENS": ("context", "map_tokens"),
 }
 
 

@@ -27,6 +27,7 @@ ADAPTERS = (
     "keel.plugins",
     "keel.process",
     "keel.sandbox",
+    "keel.context",
 )
 OUTER = ("keel.app", "keel.cli", "keel.config", "keel.lsp")
 ALLOWED_ADAPTER_IMPORTS = {("keel.plugins", "keel.process")}
