@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
 from keel.engine.models import Tier
+from keel.engine.modes import ReadOnlyModes
+from keel.engine.planner import PlanScope
 from keel.engine.ports import Approver, EventSink, ModelClient
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
@@ -144,6 +146,37 @@ async def open_engine(
             )
     finally:
         lock.release()
+        for client in {id(c): c for c in clients.values()}.values():
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()
+
+
+@asynccontextmanager
+async def open_modes(
+    workspace: Path,
+    config: KeelConfig,
+    *,
+    task: str = "",
+    env: Mapping[str, str] | None = None,
+    scope: PlanScope | None = None,
+) -> AsyncIterator[ReadOnlyModes]:
+    """``keel plan`` and ``keel explain``: the model clients and plugins of a session, and
+    nothing that writes (no lock, store, ledger or repository)."""
+    env = dict(os.environ if env is None else env)
+    clients = model_clients(config, env)
+    try:
+        runner = command_runner(env)
+        plugins = await asyncio.to_thread(detect_plugins, workspace, task, runner=runner)
+        yield ReadOnlyModes(
+            workspace=workspace,
+            clients=clients,
+            plugins=plugins,
+            settings=config.engine_settings(auto_approve=False),
+            secrets=secrets_of(env, config),
+            scope=scope,
+        )
+    finally:
         for client in {id(c): c for c in clients.values()}.values():
             close = getattr(client, "aclose", None)
             if close is not None:

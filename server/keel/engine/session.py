@@ -32,7 +32,8 @@ from keel.engine.models import (
     Tier,
 )
 from keel.engine.node import Attempt, NodeContext, NodeRunner
-from keel.engine.planner import Planner, PlanningFailed, PlanScope
+from keel.engine.planner import PlanningFailed, PlanScope
+from keel.engine.planning import draft_plan
 from keel.engine.ports import (
     Approver,
     CommandRunner,
@@ -50,9 +51,7 @@ from keel.engine.ports import (
 from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
-from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
-
-KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+from keel.engine.verifier import Verifier, evidence_dicts
 
 
 @dataclass
@@ -316,20 +315,14 @@ class Engine:
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
-        listing = await asyncio.to_thread(tree_files, self.workspace)
-        key_files = await asyncio.to_thread(
-            read_texts, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
-        )
-
         def invalid(attempt: int, errors: list[str]) -> None:
             # Printed only, not stored; redacted like every event, since errors quote the reply.
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
-        planner = Planner(gateway, invalid, self.plan_scope)
         try:
-            plan = await planner.plan(
-                task, listing[:300], key_files, [p.name for p in self.plugins]
+            plan = await draft_plan(
+                self.workspace, gateway, self.plugins, task, invalid, self.plan_scope
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))

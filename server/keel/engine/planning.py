@@ -1,0 +1,88 @@
+"""What the architect is shown before it plans: one path for ``keel agent``, ``keel plan`` and
+``keel explain``.
+
+:func:`workspace_view` gathers the workspace as the model gets it (the file listing, key
+files, detected languages) and :func:`draft_plan` asks the architect for a validated plan over
+it. A session records the plan afterwards; ``keel plan`` only prints it. Both write nothing.
+
+``focus`` is the seam for "Fix with agent": the files a task is about (the file with the
+error) come first, so they are never cut from what the model sees. The repository map
+(``RepositoryContext.render_map``) takes the same focus when it is wired in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keel.bundles.paths import PathError, normalize
+from keel.engine.gateway import ModelGateway
+from keel.engine.models import TaskPlan
+from keel.engine.planner import Planner, PlanScope
+from keel.engine.ports import LanguagePlugin
+from keel.engine.verifier import read_texts, tree_files
+
+KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+#: How many workspace paths the architect's prompt lists.
+LISTING_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    """The workspace as the architect sees it."""
+
+    listing: list[str]
+    key_files: dict[str, str | None]
+    languages: list[str]
+
+
+def focus_of(scope: PlanScope | None) -> tuple[str, ...]:
+    """The files a session is about: "Fix with agent" names the file of the error."""
+    return scope.must_own if scope is not None else ()
+
+
+def focus_first(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
+    """``listing`` with the focus files that exist first, in the order given."""
+    present = set(listing)
+    first: list[str] = []
+    for raw in focus:
+        try:
+            path = normalize(raw)
+        except PathError:
+            continue
+        if path in present and path not in first:
+            first.append(path)
+    return first + [path for path in listing if path not in first]
+
+
+async def workspace_view(
+    workspace: Path, plugins: Sequence[LanguagePlugin], focus: Sequence[str] = ()
+) -> WorkspaceView:
+    listing = await asyncio.to_thread(tree_files, workspace)
+    key_files = await asyncio.to_thread(
+        read_texts, workspace, [f for f in KEY_FILES if f in listing], 8_000
+    )
+    return WorkspaceView(
+        focus_first(listing, focus)[:LISTING_LIMIT], key_files, [p.name for p in plugins]
+    )
+
+
+async def draft_plan(
+    workspace: Path,
+    gateway: ModelGateway,
+    plugins: Sequence[LanguagePlugin],
+    task: str,
+    on_invalid: Callable[[int, list[str]], None],
+    scope: PlanScope | None = None,
+) -> TaskPlan:
+    """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`."""
+    view = await workspace_view(workspace, plugins, focus_of(scope))
+    planner = Planner(gateway, on_invalid, scope)
+    return await planner.plan(task, view.listing, view.key_files, view.languages)
+
+
+def plan_dict(plan: TaskPlan) -> Mapping[str, object]:
+    """The plan as JSON (``keel plan --json``, ``keel.server.plan``)."""
+    return plan.model_dump(mode="json")
