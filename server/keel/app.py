@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -271,7 +271,14 @@ def create_server(env: Mapping[str, str] | None = None) -> KeelLanguageServer:
     async def open_workspace(workspace: Path, session_env: Mapping[str, str]) -> SharedWorkspace:
         return await SharedWorkspace.open(workspace, session_env)
 
-    return KeelLanguageServer(open_workspace=open_workspace, env=environment)
+    def read_only_modes(
+        workspace: Path, config: KeelConfig, task: str, session_env: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[ReadOnlyModes]:
+        return open_modes(workspace, config, task=task, env=session_env)
+
+    return KeelLanguageServer(
+        open_workspace=open_workspace, env=environment, open_modes=read_only_modes
+    )
 
 
 def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = None) -> int:

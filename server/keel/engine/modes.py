@@ -26,7 +26,7 @@ from keel.engine import prompts
 from keel.engine.gateway import ModelGateway
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
 from keel.engine.planner import PlanScope
-from keel.engine.planning import draft_plan, workspace_view
+from keel.engine.planning import draft_plan, present_focus, workspace_view
 from keel.engine.ports import KeelError, LanguagePlugin, ModelClient
 from keel.engine.redaction import Redactor
 from keel.engine.settings import EngineSettings
@@ -93,23 +93,29 @@ class ReadOnlyModes:
         )
 
     async def plan(
-        self, task: str, on_invalid: Callable[[int, list[str]], None] | None = None
+        self,
+        task: str,
+        on_invalid: Callable[[int, list[str]], None] | None = None,
+        focus: Sequence[str] = (),
     ) -> TaskPlan:
-        """Explore and plan exactly as a session would; raises PlanningFailed."""
+        """Explore and plan exactly as a session would; raises PlanningFailed. ``focus``:
+        files listed first (the editor's current file)."""
         redact = Redactor(self.secrets)
 
         def invalid(attempt: int, errors: list[str]) -> None:
             if on_invalid is not None:
                 on_invalid(attempt, [redact(error) for error in errors])
 
+        gateway = self._gateway("plan")
         return await draft_plan(
-            self.workspace, self._gateway("plan"), self.plugins, task, invalid, self.scope
+            self.workspace, gateway, self.plugins, task, invalid, self.scope, focus
         )
 
-    async def explain(self, question: str) -> Explained:
-        """A read-only answer; raises ExplainFailed after EXPLAIN_ATTEMPTS bad replies."""
-        view = await workspace_view(self.workspace, self.plugins)
-        relevant = await _relevant_files(self.workspace, question, view.listing)
+    async def explain(self, question: str, focus: Sequence[str] = ()) -> Explained:
+        """A read-only answer; raises ExplainFailed after EXPLAIN_ATTEMPTS bad replies.
+        ``focus``: files shown first (the editor's current file)."""
+        view = await workspace_view(self.workspace, self.plugins, focus)
+        relevant = await _relevant_files(self.workspace, question, view.listing, focus)
         gateway = self._gateway("explain")
         redact = Redactor(self.secrets)
         errors: list[str] = []
@@ -182,7 +188,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
 async def _relevant_files(
-    workspace: Path, question: str, listing: Sequence[str]
+    workspace: Path, question: str, listing: Sequence[str], focus: Sequence[str] = ()
 ) -> dict[str, str | None]:
     """Files the question names, then files defining the identifiers it mentions.
 
@@ -195,7 +201,8 @@ async def _relevant_files(
     symbols |= {t[:-2] for t in re.findall(r"[A-Za-z_][A-Za-z0-9_]*\(\)", question)}
     wanted = {s.rsplit(".", 1)[-1] for s in symbols if s}
     defining = await asyncio.to_thread(_defining, workspace, listing, wanted) if wanted else []
-    chosen = list(dict.fromkeys([*named, *defining]))[:RELEVANT_FILES]
+    first = present_focus(listing, focus)
+    chosen = list(dict.fromkeys([*named, *defining, *first]))[:RELEVANT_FILES]
     return await asyncio.to_thread(read_texts, workspace, chosen, 24_000)
 
 

@@ -43,17 +43,23 @@ def focus_of(scope: PlanScope | None) -> tuple[str, ...]:
     return scope.must_own if scope is not None else ()
 
 
-def focus_first(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
-    """``listing`` with the focus files that exist first, in the order given."""
+def present_focus(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
+    """The focus files that are in ``listing``, normalised, once each, in the order given."""
     present = set(listing)
-    first: list[str] = []
+    found: list[str] = []
     for raw in focus:
         try:
             path = normalize(raw)
         except PathError:
             continue
-        if path in present and path not in first:
-            first.append(path)
+        if path in present and path not in found:
+            found.append(path)
+    return found
+
+
+def focus_first(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
+    """``listing`` with the focus files that exist first, in the order given."""
+    first = present_focus(listing, focus)
     return first + [path for path in listing if path not in first]
 
 
@@ -76,9 +82,13 @@ async def draft_plan(
     task: str,
     on_invalid: Callable[[int, list[str]], None],
     scope: PlanScope | None = None,
+    focus: Sequence[str] = (),
 ) -> TaskPlan:
-    """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`."""
-    view = await workspace_view(workspace, plugins, focus_of(scope))
+    """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
+
+    ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``).
+    """
+    view = await workspace_view(workspace, plugins, [*focus_of(scope), *focus])
     planner = Planner(gateway, on_invalid, scope)
     return await planner.plan(task, view.listing, view.key_files, view.languages)
 
