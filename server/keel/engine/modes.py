@@ -195,6 +195,7 @@ async def _relevant_files(
     A stop-gap until the repository map is wired in: ``RepositoryContext.render_map`` ranks
     files for the question far better than this search for definitions.
     """
+    listing = [path for path in listing if _may_show(workspace, path)]
     named = [path for path in listing if _mentions(question, path)]
     symbols = {token for token in _IDENTIFIER.findall(question) if not token.islower()}
     symbols |= {t for t in re.findall(r"`([A-Za-z_][A-Za-z0-9_.]*)`", question)}
@@ -204,6 +205,33 @@ async def _relevant_files(
     first = present_focus(listing, focus)
     chosen = list(dict.fromkeys([*named, *defining, *first]))[:RELEVANT_FILES]
     return await asyncio.to_thread(read_texts, workspace, chosen, 24_000)
+
+
+#: Names of files whose content is never shown to a model: credentials, keys, environments.
+_SECRET_NAME = re.compile(
+    r"(^|/)(\.env(\..*)?|\.netrc|\.pgpass|\.npmrc|\.pypirc|id_(rsa|dsa|ecdsa|ed25519)"
+    r"|credentials(\.\w+)?|secrets?(\.\w+)?)$|\.(pem|key|p12|pfx|keystore|jks)$",
+    re.IGNORECASE,
+)
+
+
+def secret_looking(path: str) -> bool:
+    """A path whose content is likely a credential (``.env``, ``id_rsa``, ``*.pem``...).
+
+    Until the shared read-only policy lands, explain keeps such files out of its prompt.
+    """
+    return _SECRET_NAME.search(path) is not None
+
+
+def _may_show(workspace: Path, path: str) -> bool:
+    """Not secret-looking, and really inside the workspace (no symlink out of it)."""
+    if secret_looking(path):
+        return False
+    try:
+        resolve_inside(workspace, normalize(path))
+    except PathError:
+        return False
+    return True
 
 
 def _mentions(question: str, path: str) -> bool:

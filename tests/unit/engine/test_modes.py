@@ -125,3 +125,34 @@ async def test_the_ephemeral_store_replays_a_step_and_keeps_nothing_else() -> No
     assert await store.step_result("s", "model:architect:-:1") == {"text": "{}"}
     assert await store.node_states("s") == {}
     assert (await store.call_totals("s"))["calls"] == 1
+
+
+async def test_explain_never_shows_secret_files_or_files_outside_the_workspace(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (tmp_path / "private.txt").write_text("class Leak: pass  # OUTSIDE-CONTENT\n")
+    (ws / "notes.py").symlink_to(tmp_path / "private.txt")
+    (ws / ".env").write_text("class Leak: TOKEN = 'ENV-CONTENT'\n")
+    (ws / "server.pem").write_text("class Leak: PEM-CONTENT\n")
+    (ws / "leak.py").write_text("class Leak:\n    pass\n")
+    reply = {"answer": "It leaks nothing.", "citations": [{"path": "leak.py", "line": 1}]}
+    client = ScriptedClient([json.dumps(reply)])
+    modes = ReadOnlyModes(ws, dict.fromkeys(Tier, client), [], EngineSettings())
+    explained = await modes.explain("What is `Leak` in notes.py, .env and server.pem?")
+    assert [(c.path, c.line) for c in explained.citations] == [("leak.py", 1)]
+    (request,) = client.requests
+    assert request.schema_name == "explanation"
+    assert "1| class Leak:" in request.prompt  # the real definition is shown
+    for content in ("OUTSIDE-CONTENT", "ENV-CONTENT", "PEM-CONTENT"):
+        assert content not in request.prompt
+
+
+def test_secret_looking_names() -> None:
+    from keel.engine.modes import secret_looking
+
+    for path in (".env", "app/.env.local", "id_rsa", "certs/server.pem", "a/credentials.json"):
+        assert secret_looking(path), path
+    for path in ("environment.py", "src/keys.py", "secrets_test_helper.py", "README.md"):
+        assert not secret_looking(path), path
