@@ -247,3 +247,39 @@ def test_explain_through_a_replay_transcript(workspace: Path, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["citations"] == [{"path": "src/calc.py", "line": 1}]
+
+
+async def test_a_fix_with_agent_session_shows_the_architect_its_file_first(
+    tmp_path: Path,
+) -> None:
+    """``keel agent`` and ``keel plan`` share one planning path: a session's plan scope (the
+    file of the error) is listed first, even past the listing's limit."""
+    from dataclasses import replace
+
+    from keel.app import open_engine
+    from keel.config import load_config
+    from keel.engine.planner import PlanScope
+    from keel.engine.planning import LISTING_LIMIT
+    from tests.integration.conftest import RecordingSink, ScriptedApprover
+
+    ws = tmp_path / "ws"
+    (ws / "a").mkdir(parents=True)
+    for n in range(LISTING_LIMIT + 5):
+        (ws / "a" / f"f{n:04}.txt").write_text("x\n")
+    (ws / "zz").mkdir()
+    (ws / "zz" / "broken.py").write_text("def f(:\n")
+    fix = plan(node("fix", ["zz/broken.py"], title="Fix broken.py"))
+    with FakeModelServer([fix]) as server:
+        env = keel_env(server, tmp_path / "home")
+        config = load_config(ws, env=env, flags={"model": MODEL})
+        async with open_engine(
+            ws, "Fix", config, sink=RecordingSink(), approver=ScriptedApprover(),
+            auto_approve=True, env=env,
+        ) as engine:  # fmt: skip
+            scoped = replace(engine, plan_scope=PlanScope(max_nodes=1, must_own=("zz/broken.py",)))
+            await scoped.run("Fix zz/broken.py")
+        first = next(r for r in server.requests if r.method == "POST")
+    prompt = first.body["messages"][-1]["content"]
+    listed = [line.strip() for line in prompt.splitlines() if line.startswith("  ")]
+    assert listed[0] == "zz/broken.py"
+    assert len(listed) == LISTING_LIMIT
