@@ -198,6 +198,8 @@ async def _relevant_files(
     listing = [path for path in listing if _may_show(workspace, path)]
     named = [path for path in listing if _mentions(question, path)]
     symbols = {token for token in _IDENTIFIER.findall(question) if not token.islower()}
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", question.strip()):  # a bare SYMBOL
+        symbols.add(question.strip())
     symbols |= {t for t in re.findall(r"`([A-Za-z_][A-Za-z0-9_.]*)`", question)}
     symbols |= {t[:-2] for t in re.findall(r"[A-Za-z_][A-Za-z0-9_]*\(\)", question)}
     wanted = {s.rsplit(".", 1)[-1] for s in symbols if s}

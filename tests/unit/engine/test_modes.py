@@ -156,3 +156,16 @@ def test_secret_looking_names() -> None:
         assert secret_looking(path), path
     for path in ("environment.py", "src/keys.py", "secrets_test_helper.py", "README.md"):
         assert not secret_looking(path), path
+
+
+async def test_explain_of_a_bare_symbol_shows_the_file_defining_it(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("x = 1\n\n\nasync def normalize(path):\n    return path\n")
+    reply = {"answer": "Normalises.", "citations": [{"path": "b.py", "line": 4}]}
+    client = ScriptedClient([json.dumps(reply)])
+    modes = ReadOnlyModes(tmp_path, dict.fromkeys(Tier, client), [], EngineSettings())
+    explained = await modes.explain("paths.normalize")
+    assert explained.citations == (Citation(path="b.py", line=4),)
+    (request,) = client.requests
+    assert "4| async def normalize(path):" in request.prompt
+    assert "import b" not in request.prompt  # a.py does not define it
