@@ -71,12 +71,19 @@ class NetworkConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
+class ContextConfig(_Section):
+    """What the models see of the workspace (docs/explanation/context.md)."""
+
+    map_tokens: int = Field(default=3500, ge=0, le=200_000)
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
 
@@ -94,6 +101,7 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            map_tokens=self.context.map_tokens,
         )
 
 
@@ -137,6 +145,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
     "KEEL_MAX_COST": ("budget", "max_cost"),
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
+    "KEEL_MAP_TOKENS": ("context", "map_tokens"),
 }
 
 

@@ -46,7 +46,7 @@ async def test_plan_answers_with_the_dag_and_changes_nothing(
     start_keel: Starter, workspace: Path
 ) -> None:
     (workspace / "calc.py").write_text(CALC)
-    (workspace / "zz.py").write_text("")
+    (workspace / "zz.py").write_text("def zz():\n    return 1\n")
     before = workspace_digest(workspace)
     entries = [
         plan(
@@ -62,10 +62,11 @@ async def test_plan_answers_with_the_dag_and_changes_nothing(
     assert result["invalidAttempts"] == []
     assert result["markdown"].startswith("# Plan: Add subtract")
     assert "## tests: Node tests" in result["markdown"]
-    # The editor's file came first in what the architect saw.
+    # The editor's file came first in what the architect saw (the repository map's focus).
     (request,) = [r for r in keel.model.requests if r.method == "POST"]
     prompt = request.body["messages"][-1]["content"]
-    assert prompt.index("  zz.py") < prompt.index("  README.md")
+    assert "Repository map" in prompt
+    assert prompt.index("zz.py") < prompt.index("calc.py")
     assert ("Keel: planning", "done") in progress_titles(keel)
     assert workspace_digest(workspace) == before
     assert not (workspace / ".keel").exists()

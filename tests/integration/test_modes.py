@@ -253,21 +253,23 @@ async def test_a_fix_with_agent_session_shows_the_architect_its_file_first(
     tmp_path: Path,
 ) -> None:
     """``keel agent`` and ``keel plan`` share one planning path: a session's plan scope (the
-    file of the error) is listed first, even past the listing's limit."""
+    file of the error) is the repository map's focus, ranked before every other file."""
     from dataclasses import replace
 
     from keel.app import open_engine
     from keel.config import load_config
     from keel.engine.planner import PlanScope
-    from keel.engine.planning import LISTING_LIMIT
     from tests.integration.conftest import RecordingSink, ScriptedApprover
 
     ws = tmp_path / "ws"
     (ws / "a").mkdir(parents=True)
-    for n in range(LISTING_LIMIT + 5):
-        (ws / "a" / f"f{n:04}.txt").write_text("x\n")
+    for n in range(40):
+        (ws / "a" / f"m{n:02}.py").write_text(f"def helper_{n}(x):\n    return x\n")
+    (ws / "a" / "core.py").write_text(
+        "".join(f"from a.m{n:02} import helper_{n}\n" for n in range(40))
+    )
     (ws / "zz").mkdir()
-    (ws / "zz" / "broken.py").write_text("def f(:\n")
+    (ws / "zz" / "broken.py").write_text("def broken(x):\n    return y\n")
     fix = plan(node("fix", ["zz/broken.py"], title="Fix broken.py"))
     with FakeModelServer([fix]) as server:
         env = keel_env(server, tmp_path / "home")
@@ -277,9 +279,9 @@ async def test_a_fix_with_agent_session_shows_the_architect_its_file_first(
             auto_approve=True, env=env,
         ) as engine:  # fmt: skip
             scoped = replace(engine, plan_scope=PlanScope(max_nodes=1, must_own=("zz/broken.py",)))
-            await scoped.run("Fix zz/broken.py")
+            await scoped.run("Fix the undefined name")
         first = next(r for r in server.requests if r.method == "POST")
     prompt = first.body["messages"][-1]["content"]
-    listed = [line.strip() for line in prompt.splitlines() if line.startswith("  ")]
-    assert listed[0] == "zz/broken.py"
-    assert len(listed) == LISTING_LIMIT
+    assert "Repository map" in prompt  # the map, ranked with the scope's file as its focus
+    ranked = [line for line in prompt.splitlines() if line.startswith(("a/", "zz/"))]
+    assert ranked[0].startswith("zz/broken.py"), ranked[:3]

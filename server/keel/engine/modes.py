@@ -27,7 +27,7 @@ from keel.engine.gateway import ModelGateway
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
 from keel.engine.planner import PlanScope
 from keel.engine.planning import draft_plan, present_focus, workspace_view
-from keel.engine.ports import KeelError, LanguagePlugin, ModelClient
+from keel.engine.ports import KeelError, LanguagePlugin, ModelClient, RepositoryContext
 from keel.engine.redaction import Redactor
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import read_texts
@@ -80,6 +80,8 @@ class ReadOnlyModes:
     settings: EngineSettings
     secrets: Mapping[str, str] = field(default_factory=dict)
     scope: PlanScope | None = None
+    #: The ranked repository map, as a session's architect gets it (None: the plain listing).
+    context: RepositoryContext | None = None
 
     def _gateway(self, kind: str) -> ModelGateway:
         label = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -108,13 +110,28 @@ class ReadOnlyModes:
 
         gateway = self._gateway("plan")
         return await draft_plan(
-            self.workspace, gateway, self.plugins, task, invalid, self.scope, focus
+            self.workspace,
+            gateway,
+            self.plugins,
+            task,
+            invalid,
+            self.scope,
+            focus,
+            context=self.context,
+            map_tokens=self.settings.map_tokens,
         )
 
     async def explain(self, question: str, focus: Sequence[str] = ()) -> Explained:
         """A read-only answer; raises ExplainFailed after EXPLAIN_ATTEMPTS bad replies.
         ``focus``: files shown first (the editor's current file)."""
-        view = await workspace_view(self.workspace, self.plugins, focus)
+        view = await workspace_view(
+            self.workspace,
+            self.plugins,
+            focus,
+            task=question,
+            context=self.context,
+            map_tokens=self.settings.map_tokens,
+        )
         relevant = await _relevant_files(self.workspace, question, view.listing, focus)
         gateway = self._gateway("explain")
         redact = Redactor(self.secrets)
@@ -125,7 +142,13 @@ class ReadOnlyModes:
                 Explanation,
                 system=prompts.EXPLAIN_SYSTEM,
                 prompt=prompts.explain_prompt(
-                    question, view.listing, view.key_files, relevant, view.languages, errors
+                    question,
+                    view.listing,
+                    view.key_files,
+                    relevant,
+                    view.languages,
+                    errors,
+                    repo_map=view.repo_map,
                 ),
                 node_id=None,
                 attempt=attempt,
@@ -192,8 +215,8 @@ async def _relevant_files(
 ) -> dict[str, str | None]:
     """Files the question names, then files defining the identifiers it mentions.
 
-    A stop-gap until the repository map is wired in: ``RepositoryContext.render_map`` ranks
-    files for the question far better than this search for definitions.
+    The repository map (when there is one) shows outlines of the files ranked for the
+    question; these few are shown whole, with line numbers, so the answer can cite lines.
     """
     listing = [path for path in listing if _may_show(workspace, path)]
     named = [path for path in listing if _mentions(question, path)]

@@ -46,6 +46,7 @@ from keel.engine.ports import (
     ModelClient,
     NoFaults,
     ProviderError,
+    RepositoryContext,
     SessionStore,
 )
 from keel.engine.redaction import Redactor
@@ -96,6 +97,8 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
+    #: The ranked repository map the architect gets instead of a plain listing.
+    context: RepositoryContext | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -322,7 +325,14 @@ class Engine:
 
         try:
             plan = await draft_plan(
-                self.workspace, gateway, self.plugins, task, invalid, self.plan_scope
+                self.workspace,
+                gateway,
+                self.plugins,
+                task,
+                invalid,
+                self.plan_scope,
+                context=self.context,
+                map_tokens=self.settings.map_tokens,
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))

@@ -25,6 +25,8 @@ class EngineSettings:
     log_llm: bool = False
     command_timeout_s: float = 120.0
     speculate: bool = True
+    #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
+    map_tokens: int = 3500
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""
