@@ -285,3 +285,26 @@ async def test_a_fix_with_agent_session_shows_the_architect_its_file_first(
     assert "Repository map" in prompt  # the map, ranked with the scope's file as its focus
     ranked = [line for line in prompt.splitlines() if line.startswith(("a/", "zz/"))]
     assert ranked[0].startswith("zz/broken.py"), ranked[:3]
+
+
+def test_plan_writes_nothing_into_an_existing_keel_folder(workspace: Path, tmp_path: Path) -> None:
+    """After a session, ``.keel/`` exists: plan still writes nothing there (no map cache)."""
+    (workspace / ".keel").mkdir()
+    (workspace / ".keel" / "keel.db").write_bytes(b"not touched")
+    before = workspace_digest(workspace)
+    with FakeModelServer([TWO_NODES]) as server:
+        proc = keel(server, tmp_path, "plan", "-w", str(workspace), "Add subtract")
+    assert proc.returncode == 0, proc.stderr
+    assert workspace_digest(workspace) == before
+    assert sorted(p.name for p in (workspace / ".keel").iterdir()) == ["keel.db"]
+
+
+def test_a_refusing_model_is_one_clear_line(workspace: Path, tmp_path: Path) -> None:
+    with FakeModelServer([TWO_NODES]) as server:
+        server.fail_next(1, status=401, message="invalid api key")
+        proc = keel(server, tmp_path, "explain", "-w", str(workspace), "add")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("keel: ")
+    assert "401" in proc.stderr or "invalid api key" in proc.stderr
+    assert "Traceback" not in proc.stderr
