@@ -121,3 +121,26 @@ async def test_the_server_keeps_answering_while_explain_waits(start_keel: Starte
         assert status["sessionId"] is None
     assert not asking.done(), "the answer came before the status: the model was not slow"
     assert (await asking)["answer"] == "Slowly."
+
+
+async def test_plan_runs_beside_a_session_that_holds_the_workspace(
+    start_keel: Starter, workspace: Path
+) -> None:
+    """Plan takes no lock and touches no store: a session waiting for approval (holding the
+    workspace lock) neither blocks it nor is disturbed by it."""
+    from tests.integration.conftest import bundle
+
+    entries = [
+        plan(node("node-1", ["notes.txt"], title="Notes")),
+        bundle("node-1", writes={"notes.txt": "hello\n"}),
+    ]
+    keel = await start_keel(entries)
+    started = await keel.command("keel.server.startSession", {"task": "Write notes"})
+    proposal = await keel.proposal("node-1")
+    result = await keel.command("keel.server.plan", {"task": "Write notes"})
+    assert [n["id"] for n in result["plan"]["nodes"]] == ["node-1"]
+    status = await keel.command("keel.server.status")
+    assert status["sessionId"] == started["sessionId"]
+    assert [b["bundleId"] for b in status["pendingBundles"]] == [proposal["bundleId"]]
+    assert not (workspace / "notes.txt").exists()
+    assert (await keel.command("keel.server.abort", {}))["aborted"] == [started["sessionId"]]
