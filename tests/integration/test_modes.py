@@ -308,3 +308,19 @@ def test_a_refusing_model_is_one_clear_line(workspace: Path, tmp_path: Path) -> 
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("keel: ")
     assert "401" in proc.stderr or "invalid api key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_explain_finds_a_symbol_past_the_listing_through_the_map(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "a").mkdir(parents=True)
+    for n in range(320):
+        (ws / "a" / f"f{n:03}.py").write_text(f"VALUE_{n} = {n}\n")
+    (ws / "zz").mkdir()
+    (ws / "zz" / "deep.py").write_text("class DeepThing:\n    depth = 9\n")
+    reply = explain_entry(answer="Deep.", citations=[{"path": "zz/deep.py", "line": 1}])
+    with FakeModelServer([reply]) as server:
+        proc = keel(server, tmp_path, "explain", "--json", "-w", str(ws), "What is DeepThing?")
+        (request,) = [r for r in server.requests if r.method == "POST"]
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["citations"] == [{"path": "zz/deep.py", "line": 1}]
+    assert "1| class DeepThing:" in json.dumps(request.body)

@@ -132,7 +132,9 @@ class ReadOnlyModes:
             context=self.context,
             map_tokens=self.settings.map_tokens,
         )
-        relevant = await _relevant_files(self.workspace, question, view.listing, focus)
+        # The map's ranked files first: on a large repository they reach past the listing.
+        candidates = list(dict.fromkeys([*view.ranked, *view.listing]))
+        relevant = await _relevant_files(self.workspace, question, candidates, focus)
         gateway = self._gateway("explain")
         redact = Redactor(self.secrets)
         errors: list[str] = []

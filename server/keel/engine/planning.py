@@ -22,7 +22,7 @@ from keel.bundles.paths import PathError, normalize
 from keel.engine.gateway import ModelGateway
 from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanScope
-from keel.engine.ports import LanguagePlugin, RepositoryContext
+from keel.engine.ports import LanguagePlugin, RepoMap, RepositoryContext
 from keel.engine.verifier import read_texts, tree_files
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class WorkspaceView:
     languages: list[str]
     #: The ranked repository map, shown instead of ``listing`` when there is one.
     repo_map: str | None = None
+    #: The files the map shows (outlined or summarised), most relevant first.
+    ranked: tuple[str, ...] = ()
 
 
 def focus_of(scope: PlanScope | None) -> tuple[str, ...]:
@@ -72,7 +74,7 @@ def focus_first(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
 
 async def repository_map(
     context: RepositoryContext | None, task: str, focus: Sequence[str], budget_tokens: int
-) -> str | None:
+) -> RepoMap | None:
     """The map ranked for ``task`` (``focus`` first), or ``None`` without one.
 
     The map is advice: if building it fails, the model gets the plain listing and a warning
@@ -85,7 +87,7 @@ async def repository_map(
     except Exception as exc:  # any failure falls back to the listing
         log.warning("repository map unavailable, using the file listing: %s", exc)
         return None
-    return ranked.text
+    return ranked
 
 
 async def workspace_view(
@@ -98,7 +100,8 @@ async def workspace_view(
     map_tokens: int = 0,
 ) -> WorkspaceView:
     listing = await asyncio.to_thread(tree_files, workspace)
-    repo_map = await repository_map(context, task, focus, map_tokens)
+    ranked = await repository_map(context, task, focus, map_tokens)
+    repo_map = ranked.text if ranked is not None else None
     key_files = await asyncio.to_thread(
         read_texts,
         workspace,
@@ -110,6 +113,7 @@ async def workspace_view(
         key_files,
         [p.name for p in plugins],
         repo_map,
+        (*ranked.included, *ranked.summarised) if ranked is not None else (),
     )
 
 
