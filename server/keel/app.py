@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from keel.config import KeelConfig
 from keel.context.repomap import RepositoryMap
 from keel.engine.models import Tier
+from keel.engine.modes import ReadOnlyModes
+from keel.engine.planner import PlanScope
 from keel.engine.ports import Approver, EventSink, ModelClient, Sandbox
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
@@ -214,6 +216,39 @@ async def open_engine(
                 await close()
 
 
+@asynccontextmanager
+async def open_modes(
+    workspace: Path,
+    config: KeelConfig,
+    *,
+    task: str = "",
+    env: Mapping[str, str] | None = None,
+    scope: PlanScope | None = None,
+) -> AsyncIterator[ReadOnlyModes]:
+    """``keel plan`` and ``keel explain``: the model clients and plugins of a session, and
+    nothing that writes (no lock, store, ledger or repository)."""
+    env = dict(os.environ if env is None else env)
+    clients = model_clients(config, env)
+    try:
+        runner = command_runner(env)
+        plugins = await asyncio.to_thread(detect_plugins, workspace, task, runner=runner)
+        yield ReadOnlyModes(
+            workspace=workspace,
+            clients=clients,
+            plugins=plugins,
+            settings=config.engine_settings(auto_approve=False),
+            secrets=secrets_of(env, config),
+            scope=scope,
+            # No cache: plan and explain write nothing, not even into an existing .keel/.
+            context=RepositoryMap(workspace),
+        )
+    finally:
+        for client in {id(c): c for c in clients.values()}.values():
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()
+
+
 class SharedWorkspace:
     """A workspace's store and ledger, shared by every session of one language server.
 
@@ -311,7 +346,14 @@ def create_server(env: Mapping[str, str] | None = None) -> KeelLanguageServer:
     async def open_workspace(workspace: Path, session_env: Mapping[str, str]) -> SharedWorkspace:
         return await SharedWorkspace.open(workspace, session_env)
 
-    return KeelLanguageServer(open_workspace=open_workspace, env=environment)
+    def read_only_modes(
+        workspace: Path, config: KeelConfig, task: str, session_env: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[ReadOnlyModes]:
+        return open_modes(workspace, config, task=task, env=session_env)
+
+    return KeelLanguageServer(
+        open_workspace=open_workspace, env=environment, open_modes=read_only_modes
+    )
 
 
 def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = None) -> int:

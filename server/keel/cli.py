@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from keel import __version__, replay, reports
-from keel.app import open_engine, open_ledger, repository_context
+from keel.app import open_engine, open_ledger, open_modes, repository_context
 from keel.bundles.paths import escape
 from keel.config import load_config
+from keel.engine.gateway import BudgetExceeded
 from keel.engine.models import LedgerEntry
+from keel.engine.modes import explanation_markdown, plan_markdown
+from keel.engine.planning import plan_dict
 from keel.engine.ports import ConfigError, KeelError
 from keel.engine.session import SessionResult
 from keel.ledger import git_command, git_environment
@@ -228,6 +231,49 @@ async def run_agent(
     if result.reason:  # stderr: stdout stays JSON-only with --json
         print(f"keel: {visible(result.reason)}", file=sys.stderr)
     return exit_status(result)
+
+
+def _mode_flags(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("model", "architect_model", "max_cost", "max_steps")
+    return {name: getattr(args, name, None) for name in names}
+
+
+async def run_plan(args: argparse.Namespace) -> int:
+    """``keel plan``: explore and plan like ``keel agent``, print the DAG, write nothing."""
+    config = load_config(args.workspace, flags=_mode_flags(args))
+
+    def invalid(attempt: int, errors: list[str]) -> None:
+        print(f"keel: plan attempt {attempt} invalid: " + "; ".join(errors), file=sys.stderr)
+
+    try:
+        async with open_modes(args.workspace, config, task=args.task) as modes:
+            plan = await modes.plan(args.task, invalid)
+    except BudgetExceeded as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
+    print(json.dumps(plan_dict(plan)) if args.json else plan_markdown(args.task, plan))
+    return EXIT_OK
+
+
+async def run_explain(args: argparse.Namespace) -> int:
+    """``keel explain``: a read-only answer citing ``path:line``; writes nothing."""
+    config = load_config(args.workspace, flags=_mode_flags(args))
+    try:
+        async with open_modes(args.workspace, config, task=args.question) as modes:
+            explained = await modes.explain(args.question)
+    except BudgetExceeded as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
+    if args.json:
+        print(json.dumps(explained.as_dict()))
+    else:
+        print(explanation_markdown(explained))
+    for dropped in explained.dropped:
+        print(
+            f"keel: dropped citation {dropped.path}:{dropped.line}: {dropped.reason}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 async def run_resume(args: argparse.Namespace) -> int:
@@ -455,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--defer-tests", action="store_true")
     agent.add_argument("--log-llm", action="store_true", help="store full prompts and replies")
 
+    plan_cmd = sub.add_parser("plan", help="explore and print the plan for a task; change nothing")
+    plan_cmd.add_argument("task")
+    _read_only_mode(plan_cmd)
+
+    explain = sub.add_parser("explain", help="answer a question about the code, citing path:line")
+    explain.add_argument("question", metavar="QUESTION_OR_SYMBOL")
+    _read_only_mode(explain)
+
     resume = sub.add_parser("resume", help="continue a stored session where it stopped")
     _session_choice(resume)
     _workspace(resume)
@@ -526,6 +580,16 @@ def _approval_and_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
+def _read_only_mode(parser: argparse.ArgumentParser) -> None:
+    """The options ``plan`` and ``explain`` share: the workspace, the model, the budget."""
+    _workspace(parser)
+    parser.add_argument("--model", metavar="M", help="the model (every tier not named)")
+    parser.add_argument("--architect-model", metavar="M", help="the architect's model")
+    parser.add_argument("--max-cost", type=float, metavar="USD")
+    parser.add_argument("--max-steps", type=_positive_int, metavar="N")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
 def _session_choice(parser: argparse.ArgumentParser) -> None:
     """``--last`` (the default) or a session id."""
     parser.add_argument("session", nargs="?", help="a session id (default: the latest)")
@@ -584,6 +648,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await run_agent(args, args.task, _flags(args))
     if args.command == "demo":
         return await run_demo(args)
+    if args.command == "plan":
+        return await run_plan(args)
+    if args.command == "explain":
+        return await run_explain(args)
     if args.command == "resume":
         return await run_resume(args)
     if args.command == "abort":

@@ -479,3 +479,65 @@ def test_the_server_exits_0_after_shutdown_and_exit(
     )
     assert nvim.wait("_G.keel_test.exited", 60_000)
     assert not [n for n in nvim.notes() if "the server exited" in n["msg"]], nvim.notes()
+
+
+def _scratch(nvim: Nvim, name: str) -> list[str]:
+    """The lines of the scratch buffer ``name`` once it exists (the command answered)."""
+    found = nvim.wait(f"vim.fn.bufnr('^{name}$') ~= -1", 60_000)
+    assert found, nvim.notes()
+    return list(
+        nvim.lua(
+            "local b = vim.fn.bufnr('^' .. select(1, ...) .. '$')"
+            " return { vim.bo[b].buftype, vim.bo[b].filetype,"
+            " unpack(vim.api.nvim_buf_get_lines(b, 0, -1, false)) }",
+            name,
+        )
+    )
+
+
+def _read_only_entries(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"tier": "architect", "node": None, "attempt": 1, "reply": reply}]
+
+
+def test_keel_plan_shows_the_dag_and_changes_nothing(nvim: Nvim, tmp_path: Path) -> None:
+    greeting = _entries()[0]["reply"]["nodes"][0]
+    with _model(_read_only_entries({"nodes": [greeting]})) as env:
+        root = tmp_path / "ws"
+        _attach(nvim, root, {"greet.py": GREET_BEFORE}, env)
+        head = git(root, "rev-parse", "HEAD")
+        nvim.cmd("Keel plan Add type hints to greet")
+        lines = _scratch(nvim, "keel://plan")
+    assert lines[:2] == ["nofile", "markdown"]
+    assert lines[2] == "# Plan: Add type hints to greet"
+    assert "## node-1: Greeting" in lines and "- owns: `greet.py`" in lines
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain", "--ignored") == ""
+    assert not (root / ".keel").exists()
+    assert not nvim.errors()
+
+
+def test_keel_explain_shows_checked_citations(nvim: Nvim, tmp_path: Path) -> None:
+    reply = {
+        "answer": "`greet` prefixes the name with hi.",
+        "citations": [{"path": "greet.py", "line": 2}, {"path": "greet.py", "line": 99}],
+    }
+    with _model(_read_only_entries(reply)) as env:
+        _attach(nvim, tmp_path / "ws", {"greet.py": GREET_BEFORE}, env)
+        nvim.cmd("Keel explain What does greet do?")
+        lines = _scratch(nvim, "keel://explain")
+    text = "\n".join(lines[2:])
+    assert lines[2] == "# What does greet do?"
+    assert "`greet` prefixes the name with hi." in text
+    assert "## Sources" in text and "greet.py:2](file://" in text
+    assert "- greet.py:99: greet.py has only 2 lines" in text
+    assert not nvim.errors()
+
+
+def test_keel_explain_reports_a_bad_reply(nvim: Nvim, tmp_path: Path) -> None:
+    bad = [{"tier": "architect", "node": None, "attempt": n, "text": "hm"} for n in (1, 2, 3)]
+    with _model(bad) as env:
+        _attach(nvim, tmp_path / "ws", {"greet.py": GREET_BEFORE}, env)
+        nvim.cmd("Keel explain greet")
+        note = nvim.wait_note("no valid explanation after 3 attempts", 60_000)
+    assert "keel.server.explain failed" in str(note)
+    assert nvim.lua("return vim.fn.bufnr('^keel://explain$')") == -1

@@ -105,8 +105,10 @@ def test_keel_command_completion(nvim: Nvim) -> None:
         "approve",
         "correct",
         "diff",
+        "explain",
         "ledger",
         "log",
+        "plan",
         "preview",
         "reject",
         "resume",
@@ -138,6 +140,10 @@ def test_commands_without_a_server_report_with_context(nvim: Nvim, tmp_path: Pat
     assert nvim.lua("return _G.keel_test.asked") == "Keel task: "
     nvim.cmd("Keel rollback")
     assert "rollback needs a ledger entry" in nvim.errors()[-1]
+    nvim.cmd("Keel plan")  # no task: asks; cancelled here, so nothing is sent
+    assert nvim.lua("return _G.keel_test.asked") == "Keel plan: "
+    nvim.lua("require('keel').explain('  ')")
+    assert "explain needs a question" in nvim.errors()[-1]
 
 
 def test_version_shims(nvim: Nvim) -> None:

@@ -85,12 +85,28 @@ class Speculation(_Reply):
     hints: list[SpeculationHint] = Field(default_factory=list)
 
 
+class Citation(_Reply):
+    """A place in the workspace an explanation rests on: ``path`` (workspace-relative) and
+    ``line`` (1-based)."""
+
+    path: str = Field(min_length=1)
+    line: int = Field(ge=1)
+
+
+class Explanation(_Reply):
+    """``keel explain``'s reply: the answer (Markdown) and the places it cites."""
+
+    answer: str = Field(min_length=1)
+    citations: list[Citation] = Field(default_factory=list)
+
+
 #: The structured-output name of each reply schema (contract section 5).
 SCHEMA_NAMES: dict[type[BaseModel], str] = {
     TaskPlan: "task_plan",
     ArtifactBundle: "artifact_bundle",
     VerifierReport: "verifier_report",
     Speculation: "speculation",
+    Explanation: "explanation",
 }
 
 

@@ -172,3 +172,53 @@ def verifier_prompt(
 
 def speculator_prompt(task: str, nodes: Sequence[PlanNode]) -> str:
     return "\n".join([f"Task: {task}", "", "Plan:", *(node_block(node) + "\n" for node in nodes)])
+
+
+EXPLAIN_SYSTEM = """\
+You explain code in a workspace; you change nothing. Answer the question from the files you
+are shown, in Markdown, and cite the places your answer rests on as citations: {"path",
+"line"}, a workspace-relative path and a 1-based line number of a file you were shown. Cite
+only what you saw; say so when the files shown do not answer the question.
+Answer with the explanation JSON object only: {"answer": str, "citations": [...]}."""
+
+
+def numbered(text: str) -> str:
+    """``text`` with 1-based line numbers, so a model can cite ``path:line``."""
+    lines = text.splitlines()
+    width = len(str(len(lines)))
+    return "\n".join(f"{n:>{width}}| {line}" for n, line in enumerate(lines, start=1))
+
+
+def explain_prompt(
+    question: str,
+    listing: Sequence[str],
+    key_files: Mapping[str, str | None],
+    relevant: Mapping[str, str | None],
+    languages: Sequence[str],
+    errors: Sequence[str],
+    *,
+    repo_map: str | None = None,
+) -> str:
+    """``keel explain``'s prompt; ``repo_map`` (the ranked map) replaces the plain listing."""
+    shown = {path: numbered(text) for path, text in relevant.items() if text is not None}
+    files = (
+        [repo_map]
+        if repo_map is not None
+        else ["Workspace files:", *([f"  {path}" for path in listing] or ["  (empty workspace)"])]
+    )
+    lines = [
+        f"Question: {question}",
+        "",
+        f"Languages detected: {', '.join(languages) or 'none'}",
+        "",
+        *files,
+        "",
+        "Key files:",
+        _files_block(key_files),
+        "",
+        "Files the question names or that define its symbols (line-numbered):",
+        _files_block(shown),
+    ]
+    if errors:
+        lines += ["", "Your previous reply was invalid:", *(f"- {error}" for error in errors)]
+    return "\n".join(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import socket
@@ -38,7 +37,8 @@ from keel.engine.models import (
     Tier,
 )
 from keel.engine.node import Attempt, NodeContext, NodeRunner
-from keel.engine.planner import Planner, PlanningFailed, PlanScope
+from keel.engine.planner import PlanningFailed, PlanScope
+from keel.engine.planning import draft_plan
 from keel.engine.ports import (
     Approver,
     CommandRunner,
@@ -57,13 +57,7 @@ from keel.engine.ports import (
 from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
-from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
-
-log = logging.getLogger(__name__)
-
-KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
-KEY_FILE_CHARS_WITH_MAP = 1_500
-"""Each key file's cut when the repository map carries the code (the map needs the room)."""
+from keel.engine.verifier import Verifier, evidence_dicts
 
 
 @dataclass
@@ -352,24 +346,21 @@ class Engine:
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
-        listing = await asyncio.to_thread(tree_files, self.workspace)
-        repo_map = await self._repo_map(task)
-        key_files = await asyncio.to_thread(
-            read_texts,
-            self.workspace,
-            [f for f in KEY_FILES if f in listing],
-            8_000 if repo_map is None else KEY_FILE_CHARS_WITH_MAP,
-        )
-
         def invalid(attempt: int, errors: list[str]) -> None:
             # Printed only, not stored; redacted like every event, since errors quote the reply.
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
-        planner = Planner(gateway, invalid, self.plan_scope)
         try:
-            plan = await planner.plan(
-                task, listing[:300], key_files, [p.name for p in self.plugins], repo_map=repo_map
+            plan = await draft_plan(
+                self.workspace,
+                gateway,
+                self.plugins,
+                task,
+                invalid,
+                self.plan_scope,
+                context=self.context,
+                map_tokens=self.settings.map_tokens,
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))
@@ -389,24 +380,6 @@ class Engine:
             ],
         )
         return plan
-
-    async def _repo_map(self, task: str) -> str | None:
-        """The map ranked for ``task`` (the scope's files first), or ``None`` without one.
-
-        The map is advice: if building it fails, the architect gets the plain listing and a
-        warning is logged, rather than the session failing.
-        """
-        if self.context is None:
-            return None
-        focus = list(self.plan_scope.must_own) if self.plan_scope is not None else []
-        try:
-            ranked = await self.context.render_map(
-                task, focus=focus, budget_tokens=self.settings.map_tokens
-            )
-        except Exception as exc:  # any failure falls back to the listing
-            log.warning("repository map unavailable, using the file listing: %s", exc)
-            return None
-        return ranked.text
 
     async def _speculate(
         self, task: str, plan: TaskPlan, gateway: ModelGateway, events: EventLog

@@ -171,3 +171,20 @@ class EditorDiagnosticsParams(_Loose):
                 )
             )
         return out, skipped
+
+
+# -- keel.server.plan and keel.server.explain ------------------------------------------------
+
+
+class PlanArgs(_Args):
+    """``keel.server.plan``: the task, and optionally the editor's file (a URI), shown first."""
+
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
+    file: str | None = Field(default=None, min_length=1, max_length=10_000)
+
+
+class ExplainArgs(_Args):
+    """``keel.server.explain``: a question or a symbol, and optionally the editor's file."""
+
+    question: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
+    file: str | None = Field(default=None, min_length=1, max_length=10_000)

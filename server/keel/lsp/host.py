@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from keel.config import KeelConfig
+from keel.engine.modes import ReadOnlyModes
 from keel.engine.ports import Approver, EventSink, Ledger, SessionStore
 from keel.engine.session import Engine
 
@@ -60,3 +61,10 @@ class WorkspaceHost(Protocol):
 
 #: Opens the host of a workspace; ``env`` is the environment sessions see (keys, base URLs).
 WorkspaceOpener = Callable[[Path, Mapping[str, str]], Awaitable[WorkspaceHost]]
+
+#: Builds the read-only modes (``keel.server.plan``, ``keel.server.explain``) of a workspace
+#: with a configuration, a task for plugin detection and the environment: model clients and
+#: plugins only, nothing that writes (no store, ledger, lock or repository).
+ModesOpener = Callable[
+    [Path, KeelConfig, str, Mapping[str, str]], AbstractAsyncContextManager[ReadOnlyModes]
+]

@@ -27,7 +27,7 @@ from keel.lsp import features
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.convert import EditCaps
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics
-from keel.lsp.host import WorkspaceHost, WorkspaceOpener
+from keel.lsp.host import ModesOpener, WorkspaceHost, WorkspaceOpener
 from keel.lsp.log import WindowLogMessageHandler
 from keel.lsp.progress import ProgressReporter
 from keel.lsp.protocol import KeelProtocol
@@ -62,9 +62,12 @@ class KeelLanguageServer(LanguageServer):
         open_workspace: WorkspaceOpener,
         env: Mapping[str, str] | None = None,
         editor_wait_s: float | None = None,
+        open_modes: ModesOpener | None = None,
     ) -> None:
         super().__init__("keel", __version__, protocol_cls=KeelProtocol, max_workers=8)
         self.open_workspace = open_workspace
+        #: ``keel.server.plan`` and ``keel.server.explain`` (None: not offered by this build).
+        self.open_modes = open_modes
         self.env = dict(os.environ if env is None else env)
         self.editor_wait_s = (
             editor_wait_s if editor_wait_s is not None else _wait_s(self.env, EDITOR_WAIT_S)

@@ -526,4 +526,88 @@ function M.hover(opts)
   end, { client = c, bufnr = bufnr })
 end
 
+---The current buffer's file URI when it is a normal file buffer (the server shows the model
+---that file first), else nil.
+---@return string?
+local function current_file()
+  local bufnr = vim.api.nvim_get_current_buf()
+  if vim.bo[bufnr].buftype == '' and vim.api.nvim_buf_get_name(bufnr) ~= '' then
+    return util.buf_uri(bufnr)
+  end
+  return nil
+end
+
+---Show `text` (Markdown) in a scratch buffer named `name` in a new split: not a file, not
+---listed, wiped when hidden. A previous buffer of that name is replaced.
+---@param name string e.g. `keel://plan`
+---@param text string
+---@return integer bufnr
+function M.show_markdown(name, text)
+  local old = vim.fn.bufnr('^' .. name .. '$')
+  if old ~= -1 then
+    vim.api.nvim_buf_delete(old, { force = true })
+  end
+  vim.cmd('new')
+  local bufnr = vim.api.nvim_get_current_buf()
+  vim.bo[bufnr].buftype = 'nofile'
+  vim.bo[bufnr].bufhidden = 'wipe'
+  vim.bo[bufnr].swapfile = false
+  vim.bo[bufnr].buflisted = false
+  vim.api.nvim_buf_set_name(bufnr, name)
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, util.lines(text))
+  vim.bo[bufnr].modifiable = false
+  vim.bo[bufnr].filetype = 'markdown'
+  return bufnr
+end
+
+---Run a read-only mode (`plan` or `explain`) and show its Markdown in a scratch buffer.
+---@param name 'plan'|'explain'
+---@param key 'task'|'question'
+---@param text string
+---@param opts { callback: keel.Callback?, quiet: boolean? }
+local function read_only(name, key, text, opts)
+  if type(text) ~= 'string' or vim.trim(text) == '' then
+    return finish(
+      string.format(
+        '%s needs a %s, e.g. :Keel %s %s',
+        name,
+        key,
+        name,
+        name == 'plan' and 'Add a --verbose flag' or 'How is a bundle approved?'
+      ),
+      opts.callback
+    )
+  end
+  local argument = { [key] = vim.trim(text), file = current_file() }
+  log.notify(vim.log.levels.INFO, name == 'plan' and 'planning...' or 'explaining...')
+  client.exec(name, argument, function(err, result)
+    if err then
+      return finish(err, opts.callback)
+    end
+    local markdown = type(result) == 'table' and compat.value(result.markdown) or nil
+    if type(markdown) ~= 'string' then
+      return finish('keel.server.' .. name .. ' sent no markdown', opts.callback)
+    end
+    if not opts.quiet then
+      M.show_markdown('keel://' .. name, markdown)
+    end
+    finish(nil, opts.callback, result)
+  end)
+end
+
+---Explore and plan `task` like a session, change nothing; the plan opens in a scratch buffer.
+---@param task string
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.plan(task, opts)
+  read_only('plan', 'task', task, opts or {})
+end
+
+---A read-only answer to `question` (or about a symbol), citing path:line, in a scratch
+---buffer.
+---@param question string
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.explain(question, opts)
+  read_only('explain', 'question', question, opts or {})
+end
+
 return M

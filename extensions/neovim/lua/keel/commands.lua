@@ -28,6 +28,34 @@ M.subcommands = {
       end)
     end,
   },
+  plan = {
+    args = '{task}',
+    run = function(rest)
+      if rest ~= '' then
+        keel().plan(rest)
+        return
+      end
+      vim.ui.input({ prompt = 'Keel plan: ' }, function(task)
+        if task and task ~= '' then
+          keel().plan(task)
+        end
+      end)
+    end,
+  },
+  explain = {
+    args = '{question}',
+    run = function(rest)
+      if rest ~= '' then
+        keel().explain(rest)
+        return
+      end
+      vim.ui.input({ prompt = 'Keel explain: ', default = vim.fn.expand('<cword>') }, function(q)
+        if q and q ~= '' then
+          keel().explain(q)
+        end
+      end)
+    end,
+  },
   approve = {
     args = '',
     run = function()

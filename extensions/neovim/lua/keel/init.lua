@@ -65,6 +65,23 @@ function M.start(task, opts)
   require('keel.actions').start(task, opts)
 end
 
+---Explore and plan `task` like a session (`keel.server.plan`) and show the plan in a
+---scratch buffer; nothing is changed. `opts.quiet` skips the buffer; the callback gets
+---`{task, plan, invalidAttempts, markdown}`.
+---@param task string
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.plan(task, opts)
+  require('keel.actions').plan(task, opts)
+end
+
+---A read-only answer to `question` citing path:line (`keel.server.explain`), in a scratch
+---buffer. The callback gets `{question, answer, citations, dropped, markdown}`.
+---@param question string
+---@param opts { callback: keel.Callback?, quiet: boolean? }?
+function M.explain(question, opts)
+  require('keel.actions').explain(question, opts)
+end
+
 ---Approve a bundle: `opts.bundle_id`, or the one touching the current buffer, or one
 ---picked with `vim.ui.select`. `opts.files` approves only those file URIs.
 ---@param opts keel.ActionOpts?

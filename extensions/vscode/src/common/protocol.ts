@@ -23,6 +23,8 @@ export const ServerCommand = {
   resume: 'keel.server.resume',
   ledger: 'keel.server.ledger',
   rollback: 'keel.server.rollback',
+  plan: 'keel.server.plan',
+  explain: 'keel.server.explain',
 } as const;
 export type ServerCommandId = (typeof ServerCommand)[keyof typeof ServerCommand];
 

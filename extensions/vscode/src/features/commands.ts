@@ -46,6 +46,8 @@ export const Command = {
   rejectFile: 'keel.rejectFile',
   showFileDiff: 'keel.showFileDiff',
   refresh: 'keel.refresh',
+  plan: 'keel.plan',
+  explain: 'keel.explain',
 } as const;
 
 /** A bundle to act on, and the one file of it when the action is per file. */
@@ -175,6 +177,8 @@ export class KeelCommands {
       [c.restartServer, 'restart the server', (force) => this.restart(force)],
       [c.showOutput, 'show the output', () => { this.d.server.showOutput(); return Promise.resolve(); }],
       [c.refresh, 'refresh', () => this.d.session.refresh()],
+      [c.plan, 'plan', (task) => this.plan(task)],
+      [c.explain, 'explain', (question) => this.explain(question)],
     ];
     return entries.map(([id, action, handler]) =>
       this.d.api.registerCommand(id, async (...args: unknown[]) => {
@@ -489,5 +493,56 @@ export class KeelCommands {
     await this.d.server.executeCommand(ServerCommand.resume, id.trim() === '' ? {} : { sessionId: id.trim() });
     void this.d.session.refresh();
     return true;
+  }
+
+  /** The active editor's file (a `file:` URI), which the server shows the model first. */
+  private activeFile(): { file?: string } {
+    const uri = this.d.api.activeEditorUri();
+    return uri !== undefined && uri.startsWith('file:') ? { file: uri } : {};
+  }
+
+  /** Asks for the text of a read-only mode, unless it came as the argument. */
+  private async askText(arg: unknown, title: string, prompt: string, placeHolder: string): Promise<string | undefined> {
+    const text =
+      typeof arg === 'string' && arg.trim() !== ''
+        ? arg
+        : await this.d.api.showInputBox({
+            title,
+            prompt,
+            placeHolder,
+            ignoreFocusOut: true,
+            validateInput: (value) => (value.trim() === '' ? 'Type something to ask' : undefined),
+          });
+    return text === undefined || text.trim() === '' ? undefined : text.trim();
+  }
+
+  /** Keel: Plan. Explores and plans the task like a session, changes nothing; the plan opens as Markdown. */
+  async plan(taskArg?: unknown): Promise<string | undefined> {
+    const task = await this.askText(taskArg, 'Keel: Plan', 'Describe the change. Keel shows the plan it would follow; nothing is changed.', 'e.g. Add a --verbose flag to the CLI, with tests');
+    if (task === undefined || !(await this.ready())) {
+      return undefined;
+    }
+    const result = await this.d.server.executeCommand(ServerCommand.plan, { task, ...this.activeFile() });
+    const markdown = readString(result, 'markdown') ?? `# Plan: ${task}
+
+_The server sent no plan._
+`;
+    await this.d.info.show('/Keel Plan.md', markdown);
+    return markdown;
+  }
+
+  /** Keel: Explain. A read-only answer citing path:line; opens as Markdown. */
+  async explain(questionArg?: unknown): Promise<string | undefined> {
+    const question = await this.askText(questionArg, 'Keel: Explain', 'A question about the code, or a symbol. Keel answers citing path:line; nothing is changed.', 'e.g. How does approval reach the ledger?');
+    if (question === undefined || !(await this.ready())) {
+      return undefined;
+    }
+    const result = await this.d.server.executeCommand(ServerCommand.explain, { question, ...this.activeFile() });
+    const markdown = readString(result, 'markdown') ?? `# ${question}
+
+_The server sent no answer._
+`;
+    await this.d.info.show('/Keel Explain.md', markdown);
+    return markdown;
   }
 }

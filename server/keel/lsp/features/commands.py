@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 from pygls.exceptions import JsonRpcException
 
 from keel.engine.ports import KeelError
-from keel.lsp import approval, review, scoring, sessions
+from keel.lsp import approval, modes, review, scoring, sessions
 from keel.lsp.args import (
     ApproveArgs,
     BundleArgs,
     CorrectArgs,
+    ExplainArgs,
     LedgerArgs,
     NoArgs,
+    PlanArgs,
     RejectArgs,
     RollbackArgs,
     SessionArgs,
@@ -110,3 +112,13 @@ def register(server: KeelLanguageServer) -> None:
     async def rollback(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, RollbackArgs, args)
         return await review.rollback(server, parsed.entry)
+
+    @command("plan")
+    async def plan(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, PlanArgs, args)
+        return await modes.plan(server, parsed.task, parsed.file)
+
+    @command("explain")
+    async def explain(name: str, args: tuple[Any, ...]) -> Any:
+        parsed = parse_args(name, ExplainArgs, args)
+        return await modes.explain(server, parsed.question, parsed.file)

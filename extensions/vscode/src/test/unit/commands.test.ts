@@ -285,3 +285,43 @@ describe('palette commands', () => {
     assert.match(shown[1]?.markdown ?? '', /keel: Greeter/);
   });
 });
+
+describe('read-only modes: Plan and Explain', () => {
+  it('Plan asks for the task, sends the active file and opens the plan as Markdown', async () => {
+    const { server, fake, commands, shown } = setup();
+    server.answers.set('keel.server.plan', () => ({ markdown: '# Plan: Add sub\n\n## sub: Add sub\n' }));
+    fake.activeUri = G;
+    fake.inputAnswers.push('  Add sub  ');
+    assert.equal(await commands.plan(), '# Plan: Add sub\n\n## sub: Add sub\n');
+    assert.deepEqual(server.calls, [{ command: 'keel.server.plan', argument: { task: 'Add sub', file: G } }]);
+    assert.deepEqual(shown, [{ name: '/Keel Plan.md', markdown: '# Plan: Add sub\n\n## sub: Add sub\n' }]);
+  });
+
+  it('Explain takes the question as its argument, sends no file for a non-file editor, and shows the answer', async () => {
+    const { server, fake, commands, shown } = setup();
+    server.answers.set('keel.server.explain', () => ({ answer: 'Sums.', markdown: '# add\n\nSums.\n\n## Sources\n\n- [g.py:1](file:///work/ws/g.py#L1)' }));
+    fake.activeUri = proposedUri({ bundleId: 'b1', fileUri: G, side: 'after' });
+    await commands.explain('add');
+    assert.deepEqual(server.calls, [{ command: 'keel.server.explain', argument: { question: 'add' } }]);
+    assert.equal(shown[0]?.name, '/Keel Explain.md');
+    assert.match(shown[0]?.markdown ?? '', /\[g\.py:1\]\(file:\/\/\/work\/ws\/g\.py#L1\)/);
+  });
+
+  it('Plan and Explain do nothing when cancelled or empty, and explain a missing server', async () => {
+    const { server, fake, commands, shown } = setup();
+    fake.inputAnswers.push(undefined);
+    assert.equal(await commands.plan(), undefined);
+    assert.equal(await commands.explain('   ').then(() => server.calls.length), 0);
+    server.state = 'missing';
+    assert.equal(await commands.explain('why?'), undefined);
+    assert.equal(server.explained, 1);
+    assert.deepEqual(shown, []);
+  });
+
+  it('a server without a markdown field still opens a tab saying so', async () => {
+    const { server, commands, shown } = setup();
+    server.answers.set('keel.server.plan', () => ({}));
+    await commands.plan('task');
+    assert.match(shown[0]?.markdown ?? '', /The server sent no plan/);
+  });
+});

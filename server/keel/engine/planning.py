@@ -1,0 +1,153 @@
+"""What the architect is shown before it plans: one path for ``keel agent``, ``keel plan`` and
+``keel explain``.
+
+:func:`workspace_view` gathers the workspace as the model gets it (the file listing, key
+files, detected languages) and :func:`draft_plan` asks the architect for a validated plan over
+it. A session records the plan afterwards; ``keel plan`` only prints it. Both write nothing.
+
+``focus`` serves "Fix with agent": the files a task is about (the file with the error) come
+first in the listing and are the repository map's focus (``RepositoryContext.render_map``),
+so they are ranked first and never cut from what the model sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keel.bundles.paths import PathError, normalize
+from keel.engine.gateway import ModelGateway
+from keel.engine.models import TaskPlan
+from keel.engine.planner import Planner, PlanScope
+from keel.engine.ports import LanguagePlugin, RepoMap, RepositoryContext
+from keel.engine.verifier import read_texts, tree_files
+
+log = logging.getLogger(__name__)
+
+KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+KEY_FILE_CHARS_WITH_MAP = 1_500
+"""Each key file's cut when the repository map carries the code (the map needs the room)."""
+#: How many workspace paths the architect's prompt lists (without a repository map).
+LISTING_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    """The workspace as the architect sees it."""
+
+    listing: list[str]
+    key_files: dict[str, str | None]
+    languages: list[str]
+    #: The ranked repository map, shown instead of ``listing`` when there is one.
+    repo_map: str | None = None
+    #: The files the map shows (outlined or summarised), most relevant first.
+    ranked: tuple[str, ...] = ()
+
+
+def focus_of(scope: PlanScope | None) -> tuple[str, ...]:
+    """The files a session is about: "Fix with agent" names the file of the error."""
+    return scope.must_own if scope is not None else ()
+
+
+def present_focus(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
+    """The focus files that are in ``listing``, normalised, once each, in the order given."""
+    present = set(listing)
+    found: list[str] = []
+    for raw in focus:
+        try:
+            path = normalize(raw)
+        except PathError:
+            continue
+        if path in present and path not in found:
+            found.append(path)
+    return found
+
+
+def focus_first(listing: Sequence[str], focus: Sequence[str]) -> list[str]:
+    """``listing`` with the focus files that exist first, in the order given."""
+    first = present_focus(listing, focus)
+    return first + [path for path in listing if path not in first]
+
+
+async def repository_map(
+    context: RepositoryContext | None, task: str, focus: Sequence[str], budget_tokens: int
+) -> RepoMap | None:
+    """The map ranked for ``task`` (``focus`` first), or ``None`` without one.
+
+    The map is advice: if building it fails, the model gets the plain listing and a warning
+    is logged, rather than the command failing.
+    """
+    if context is None:
+        return None
+    try:
+        ranked = await context.render_map(task, focus=list(focus), budget_tokens=budget_tokens)
+    except Exception as exc:  # any failure falls back to the listing
+        log.warning("repository map unavailable, using the file listing: %s", exc)
+        return None
+    return ranked
+
+
+async def workspace_view(
+    workspace: Path,
+    plugins: Sequence[LanguagePlugin],
+    focus: Sequence[str] = (),
+    *,
+    task: str = "",
+    context: RepositoryContext | None = None,
+    map_tokens: int = 0,
+) -> WorkspaceView:
+    listing = await asyncio.to_thread(tree_files, workspace)
+    ranked = await repository_map(context, task, focus, map_tokens)
+    repo_map = ranked.text if ranked is not None else None
+    key_files = await asyncio.to_thread(
+        read_texts,
+        workspace,
+        [f for f in KEY_FILES if f in listing],
+        8_000 if repo_map is None else KEY_FILE_CHARS_WITH_MAP,
+    )
+    return WorkspaceView(
+        focus_first(listing, focus)[:LISTING_LIMIT],
+        key_files,
+        [p.name for p in plugins],
+        repo_map,
+        (*ranked.included, *ranked.summarised) if ranked is not None else (),
+    )
+
+
+async def draft_plan(
+    workspace: Path,
+    gateway: ModelGateway,
+    plugins: Sequence[LanguagePlugin],
+    task: str,
+    on_invalid: Callable[[int, list[str]], None],
+    scope: PlanScope | None = None,
+    focus: Sequence[str] = (),
+    *,
+    context: RepositoryContext | None = None,
+    map_tokens: int = 0,
+) -> TaskPlan:
+    """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
+
+    ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``);
+    they come first in the listing and are the repository map's focus.
+    """
+    view = await workspace_view(
+        workspace,
+        plugins,
+        [*focus_of(scope), *focus],
+        task=task,
+        context=context,
+        map_tokens=map_tokens,
+    )
+    planner = Planner(gateway, on_invalid, scope)
+    return await planner.plan(
+        task, view.listing, view.key_files, view.languages, repo_map=view.repo_map
+    )
+
+
+def plan_dict(plan: TaskPlan) -> Mapping[str, object]:
+    """The plan as JSON (``keel plan --json``, ``keel.server.plan``)."""
+    return plan.model_dump(mode="json")

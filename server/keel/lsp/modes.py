@@ -1,0 +1,116 @@
+"""``keel.server.plan`` and ``keel.server.explain``: the read-only modes in the editor.
+
+Each request resolves the settings a session would get, opens the read-only modes the
+composition root injected (model clients and plugins; no store, ledger or lock, so they run
+beside a session and never touch the workspace), and answers with the result and its Markdown.
+A work-done progress token shows the wait when the client supports it. Model calls are
+awaited and the workspace walk runs in a thread, so the loop keeps serving hovers and other
+requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types as T
+
+from keel.engine.modes import Explained, explanation_markdown, plan_markdown
+from keel.engine.planning import plan_dict
+from keel.engine.ports import KeelError
+from keel.lsp.convert import path_to_uri, uri_to_path
+from keel.lsp.errors import invalid
+
+if TYPE_CHECKING:
+    from keel.lsp.server import KeelLanguageServer
+
+log = logging.getLogger(__name__)
+_tokens = itertools.count(1)
+
+
+def _root(server: KeelLanguageServer) -> Path:
+    if server.root is None:
+        raise KeelError("Keel needs a workspace folder: open a folder, not a single file")
+    if server.open_modes is None:
+        raise KeelError("plan and explain are not available in this server")
+    return server.root
+
+
+def _focus(server: KeelLanguageServer, root: Path, uri: str | None) -> tuple[str, ...]:
+    if uri is None:
+        return ()
+    path = uri_to_path(uri, root)
+    if path is None:
+        raise invalid(f"file {uri} is not a file of the workspace")
+    return (path,)
+
+
+@asynccontextmanager
+async def _progress(server: KeelLanguageServer, title: str) -> AsyncIterator[None]:
+    """Begin and end a work-done progress around the work (when the client takes one)."""
+    token: str | None = None
+    if server.supports("window.work_done_progress", False):
+        token = f"keel-mode-{next(_tokens)}"
+        try:
+            await server.work_done_progress.create_async(token)
+        except Exception as exc:  # refused or gone: no progress, no harm
+            log.debug("progress token %s not created: %s", token, exc)
+            token = None
+    if token is not None:
+        server.notify(T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressBegin(title=title)))
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    finally:
+        if token is not None:
+            server.notify(
+                T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressEnd(message=outcome))
+            )
+            server.work_done_progress.tokens.pop(token, None)
+
+
+async def plan(server: KeelLanguageServer, task: str, file: str | None) -> dict[str, Any]:
+    root = _root(server)
+    focus = _focus(server, root, file)
+    settings = await server.resolve_settings()
+    server.report_problems(settings.problems)
+    invalid_attempts: list[dict[str, Any]] = []
+
+    def on_invalid(attempt: int, errors: list[str]) -> None:
+        invalid_attempts.append({"attempt": attempt, "errors": errors})
+
+    assert server.open_modes is not None
+    async with _progress(server, "Keel: planning"):
+        async with server.open_modes(root, settings.config, task, server.env) as modes:
+            result = await modes.plan(task, on_invalid, focus)
+    return {
+        "task": task,
+        "plan": plan_dict(result),
+        "invalidAttempts": invalid_attempts,
+        "markdown": plan_markdown(task, result),
+    }
+
+
+async def explain(server: KeelLanguageServer, question: str, file: str | None) -> dict[str, Any]:
+    root = _root(server)
+    focus = _focus(server, root, file)
+    settings = await server.resolve_settings()
+    server.report_problems(settings.problems)
+    assert server.open_modes is not None
+    async with _progress(server, "Keel: explaining"):
+        async with server.open_modes(root, settings.config, question, server.env) as modes:
+            explained: Explained = await modes.explain(question, focus)
+    data = explained.as_dict()
+
+    def link(path: str, line: int) -> str:
+        return f"{path_to_uri(root, path)}#L{line}"
+
+    for citation in data["citations"]:
+        citation["uri"] = path_to_uri(root, citation["path"])
+    data["markdown"] = explanation_markdown(explained, link)
+    return data

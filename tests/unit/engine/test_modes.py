@@ -1,0 +1,171 @@
+"""The read-only modes: the planning path they share with sessions, citations, rendering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from keel.engine.models import Citation, TaskPlan, Tier
+from keel.engine.modes import (
+    EphemeralStore,
+    Explained,
+    ReadOnlyModes,
+    check_citations,
+    explanation_markdown,
+    plan_markdown,
+)
+from keel.engine.planner import PlanScope
+from keel.engine.planning import LISTING_LIMIT, focus_first, focus_of, workspace_view
+from keel.engine.settings import EngineSettings
+from tests.unit.engine.doubles import ScriptedClient
+
+
+def test_focus_files_come_first_and_unknown_or_invalid_ones_are_ignored() -> None:
+    listing = ["a.py", "b.py", "src/c.py"]
+    assert focus_first(listing, ["src/c.py", "./b.py", "../x", "missing.py", "src/c.py"]) == [
+        "src/c.py",
+        "b.py",
+        "a.py",
+    ]
+    assert focus_first(listing, []) == listing
+    assert focus_of(None) == ()
+    assert focus_of(PlanScope(max_nodes=1, must_own=("b.py",))) == ("b.py",)
+
+
+async def test_the_focus_file_is_listed_even_past_the_listing_limit(tmp_path: Path) -> None:
+    for n in range(LISTING_LIMIT + 20):
+        (tmp_path / f"f{n:04}.txt").write_text("x")
+    last = f"f{LISTING_LIMIT + 19:04}.txt"
+    plain = await workspace_view(tmp_path, [])
+    assert last not in plain.listing and len(plain.listing) == LISTING_LIMIT
+    focused = await workspace_view(tmp_path, [], focus=[last])
+    assert focused.listing[0] == last and len(focused.listing) == LISTING_LIMIT
+
+
+def test_citations_are_checked_against_the_files(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("one\ntwo")  # no final newline: still two lines
+    (tmp_path / "empty.py").write_text("")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[core]\n")
+    cites = [
+        Citation(path="a.py", line=2),
+        Citation(path="a.py", line=3),
+        Citation(path="empty.py", line=1),
+        Citation(path=".git/config", line=1),
+        Citation(path="a.py\\..\\x", line=1),
+    ]
+    kept, dropped = check_citations(tmp_path, cites)
+    assert kept == [Citation(path="a.py", line=2)]
+    reasons = [d.reason for d in dropped]
+    assert reasons[0] == "a.py has only 2 lines"
+    assert reasons[1] == "empty.py has only 0 lines"
+    assert ".git/ is reserved" in reasons[2]
+    assert "use '/' separators" in reasons[3]
+
+
+def test_plan_markdown_orders_nodes_so_dependencies_come_first() -> None:
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {
+                    "id": "t",
+                    "title": "Tests",
+                    "kind": "unit_test",
+                    "owns": ["t.py"],
+                    "depends_on": ["c"],
+                },
+                {
+                    "id": "c",
+                    "title": "Code",
+                    "kind": "code",
+                    "owns": ["c.py"],
+                    "contract": {"symbols": ["run"], "forbidden": ["TODO"]},
+                },
+                {"id": "s", "title": "Setup", "kind": "command", "commands": ["make"]},
+            ]
+        }
+    )
+    text = plan_markdown("Do it", plan)
+    assert text.index("## c: Code") < text.index("## t: Tests")
+    assert "- defines: `run`" in text and "- must not contain: `TODO`" in text
+    assert "- commands: `make`" in text and "- owns: -" in text
+
+
+def test_explanation_markdown_links_sources_when_asked() -> None:
+    explained = Explained("Why?", "Because.", (Citation(path="a.py", line=3),))
+    assert "- [a.py:3](file:///w/a.py#L3)" in explanation_markdown(
+        explained, lambda p, n: f"file:///w/{p}#L{n}"
+    )
+    assert "- a.py:3" in explanation_markdown(explained)
+    assert "Dropped" not in explanation_markdown(explained)
+
+
+async def test_plan_mode_asks_the_architect_with_the_focus_first(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "z.py").write_text("")
+    reply = {"nodes": [{"id": "fix", "title": "Fix", "kind": "code", "owns": ["z.py"]}]}
+    client = ScriptedClient([json.dumps(reply)])
+    modes = ReadOnlyModes(
+        tmp_path,
+        dict.fromkeys(Tier, client),
+        [],
+        EngineSettings(),
+        scope=PlanScope(max_nodes=1, must_own=("z.py",)),
+    )
+    plan = await modes.plan("fix z")
+    assert [n.id for n in plan.nodes] == ["fix"]
+    (request,) = client.requests
+    assert request.tier is Tier.ARCHITECT and request.schema_name == "task_plan"
+    assert request.prompt.index("  z.py") < request.prompt.index("  a.py")
+
+
+async def test_the_ephemeral_store_replays_a_step_and_keeps_nothing_else() -> None:
+    store = EphemeralStore()
+    await store.finish_step("s", "model:architect:-:1", {"text": "{}"}, {"ok": True})
+    assert await store.step_result("s", "model:architect:-:1") == {"text": "{}"}
+    assert await store.node_states("s") == {}
+    assert (await store.call_totals("s"))["calls"] == 1
+
+
+async def test_explain_never_shows_secret_files_or_files_outside_the_workspace(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (tmp_path / "private.txt").write_text("class Leak: pass  # OUTSIDE-CONTENT\n")
+    (ws / "notes.py").symlink_to(tmp_path / "private.txt")
+    (ws / ".env").write_text("class Leak: TOKEN = 'ENV-CONTENT'\n")
+    (ws / "server.pem").write_text("class Leak: PEM-CONTENT\n")
+    (ws / "leak.py").write_text("class Leak:\n    pass\n")
+    reply = {"answer": "It leaks nothing.", "citations": [{"path": "leak.py", "line": 1}]}
+    client = ScriptedClient([json.dumps(reply)])
+    modes = ReadOnlyModes(ws, dict.fromkeys(Tier, client), [], EngineSettings())
+    explained = await modes.explain("What is `Leak` in notes.py, .env and server.pem?")
+    assert [(c.path, c.line) for c in explained.citations] == [("leak.py", 1)]
+    (request,) = client.requests
+    assert request.schema_name == "explanation"
+    assert "1| class Leak:" in request.prompt  # the real definition is shown
+    for content in ("OUTSIDE-CONTENT", "ENV-CONTENT", "PEM-CONTENT"):
+        assert content not in request.prompt
+
+
+def test_secret_looking_names() -> None:
+    from keel.engine.modes import secret_looking
+
+    for path in (".env", "app/.env.local", "id_rsa", "certs/server.pem", "a/credentials.json"):
+        assert secret_looking(path), path
+    for path in ("environment.py", "src/keys.py", "secrets_test_helper.py", "README.md"):
+        assert not secret_looking(path), path
+
+
+async def test_explain_of_a_bare_symbol_shows_the_file_defining_it(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("x = 1\n\n\nasync def normalize(path):\n    return path\n")
+    reply = {"answer": "Normalises.", "citations": [{"path": "b.py", "line": 4}]}
+    client = ScriptedClient([json.dumps(reply)])
+    modes = ReadOnlyModes(tmp_path, dict.fromkeys(Tier, client), [], EngineSettings())
+    explained = await modes.explain("paths.normalize")
+    assert explained.citations == (Citation(path="b.py", line=4),)
+    (request,) = client.requests
+    assert "4| async def normalize(path):" in request.prompt
+    assert "import b" not in request.prompt  # a.py does not define it
