@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from keel.bundles.paths import PathError
 from keel.engine.energy import weights_from
 from keel.engine.gateway import Budget
+from keel.engine.instructions import instruction_path
 from keel.engine.models import Tier
 from keel.engine.ports import ConfigError
 from keel.engine.settings import EngineSettings
@@ -71,6 +73,23 @@ class NetworkConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
+class ContextConfig(_Section):
+    """What the models are shown (docs/explanation/context.md)."""
+
+    max_prompt_tokens: int = Field(default=32_000, ge=2_000)
+    instructions: str | None = None
+
+    @field_validator("instructions")
+    @classmethod
+    def _instructions(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return instruction_path(value)
+        except PathError as exc:
+            raise ValueError(str(exc)) from exc
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -79,6 +98,7 @@ class KeelConfig(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -94,6 +114,8 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            max_prompt_tokens=self.context.max_prompt_tokens,
+            instructions=self.context.instructions,
         )
 
 

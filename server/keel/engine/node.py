@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.engine import prompts
+from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
 from keel.engine.energy import measure
 from keel.engine.events import EventLog
 from keel.engine.gateway import ModelGateway
+from keel.engine.guard import read_for_prompt
 from keel.engine.models import (
     ArtifactBundle,
     CommandResult,
@@ -42,6 +45,7 @@ from keel.engine.ports import (
     ConflictError,
     Decision,
     FaultPoint,
+    KeelError,
     LanguagePlugin,
     Ledger,
     NoFaults,
@@ -49,7 +53,18 @@ from keel.engine.ports import (
     Settlement,
 )
 from keel.engine.settings import MODES, EngineSettings
-from keel.engine.verifier import Verifier, analyse, evidence_dicts, read_texts
+from keel.engine.verifier import Verifier, analyse, evidence_dicts
+
+#: How much of a file a prompt shows when prompts are not bounded.
+UNBOUNDED_FILE_CHARS = 64_000
+
+
+class RelatedDefinitions(Protocol):
+    """The part of the repository map the actuator uses (``RepositoryContext`` has it)."""
+
+    async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
+        """Outlines of the definitions ``paths`` use from other files, within the budget."""
+        ...
 
 
 @dataclass
@@ -87,6 +102,8 @@ class NodeContext:
     events: EventLog
     hints: dict[str, list[str]] = field(default_factory=dict)
     faults: FaultPoint = field(default_factory=NoFaults)
+    #: Outlines of what the owned code uses from other files (the repository map), if any.
+    repository: RelatedDefinitions | None = None
 
     @property
     def sandbox_root(self) -> Path:
@@ -161,10 +178,7 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         sandbox = await self._sandbox()
         try:
-            owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
-            context = await asyncio.to_thread(read_texts, sandbox, node.context)
-            hints = ctx.hints.get(node.id, [])
-            prompt = prompts.actuator_prompt(ctx.task, node, owned, context, hints, correction)
+            prompt = await self._prompt(sandbox, correction)
             reply = await ctx.gateway.ask(
                 Tier.ACTUATOR,
                 ArtifactBundle,
@@ -182,6 +196,42 @@ class NodeRunner:
             await asyncio.to_thread(shutil.rmtree, sandbox, True)
         await self._record(attempt)
         return attempt
+
+    async def _prompt(self, sandbox: Path, correction: str | None) -> str:
+        """The actuator's prompt: owned files, context files and the definitions the owned
+        code uses, read through the guard and fitted to the prompt bound."""
+        ctx, node = self.ctx, self.node
+        room = ctx.gateway.prompt_room(prompts.ACTUATOR_SYSTEM)
+        limit = UNBOUNDED_FILE_CHARS if room is None else room
+        owned = await asyncio.to_thread(read_for_prompt, sandbox, node.owns, limit)
+        context = await asyncio.to_thread(read_for_prompt, sandbox, node.context, limit)
+        hints = ctx.hints.get(node.id, [])
+        reason = bound_reason(ctx.settings.max_prompt_tokens)
+
+        def build(definitions: str = "") -> str:
+            return prompts.actuator_prompt(
+                ctx.task,
+                node,
+                owned,
+                context,
+                hints,
+                correction,
+                definitions=definitions,
+                room=room,
+                reason=reason,
+            )
+
+        prompt = build()
+        spare = (limit - len(prompt)) // CHARS_PER_TOKEN
+        existing = [f.path for f in owned if f.text is not None]
+        if ctx.repository is None or not existing or spare * CHARS_PER_TOKEN < MIN_SHOWN:
+            return prompt
+        try:
+            definitions = await ctx.repository.related_definitions(existing, budget_tokens=spare)
+        except KeelError as exc:
+            await ctx.events.emit("warning", message=f"definitions for {node.id}: {exc}")
+            return prompt
+        return build(definitions) if definitions.strip() else prompt
 
     async def _reverify(self, attempt: Attempt, carried: ChangeSet) -> Attempt:
         """Verify ``carried`` (no model call) in a fresh sandbox of the new committed state."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from keel.engine.bounds import cut_middle, fit_files, render_files
+from keel.engine.guard import PromptFile
 from keel.engine.models import PlanNode, Residual
 
 ARCHITECT_SYSTEM = """\
@@ -36,19 +38,10 @@ are likely to go wrong, note interface contracts, pitfalls and edge cases the ac
 keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}."""
 
 
-def _files_block(files: Mapping[str, str | None]) -> str:
-    if not files:
-        return "(none)"
-    parts = []
-    for path, text in files.items():
-        parts.append(f"--- {path} ---\n" + ("(does not exist yet)" if text is None else text))
-    return "\n".join(parts)
-
-
 def architect_prompt(
     task: str,
     listing: Sequence[str],
-    key_files: Mapping[str, str | None],
+    key_files: Sequence[PromptFile],
     languages: Sequence[str],
     errors: Sequence[str],
 ) -> str:
@@ -61,7 +54,7 @@ def architect_prompt(
         *([f"  {path}" for path in listing] or ["  (empty workspace)"]),
         "",
         "Key files:",
-        _files_block(key_files),
+        render_files(key_files),
     ]
     if errors:
         lines += [
@@ -90,30 +83,56 @@ def evidence_lines(evidence: Iterable[Residual]) -> list[str]:
     return [f"- {residual.describe()}" for residual in evidence]
 
 
+DEFINITIONS = "definitions the owned files use from other files (outlines)"
+
+
 def actuator_prompt(
     task: str,
     node: PlanNode,
-    owned: Mapping[str, str | None],
-    context: Mapping[str, str | None],
+    owned: Sequence[PromptFile],
+    context: Sequence[PromptFile],
     hints: Sequence[str],
     correction: str | None,
+    *,
+    definitions: str = "",
+    room: int | None = None,
+    reason: str = "",
 ) -> str:
-    lines = [
-        f"Task: {task}",
-        "",
-        node_block(node),
+    """The actuator's prompt, within ``room`` characters when given.
+
+    Within the room, the node's own files come first, then its context files, then the
+    outlines of the definitions it uses; what does not fit is shortened or left out, and the
+    prompt says which and why (``reason``).
+    """
+    head = [f"Task: {task}", "", node_block(node)]
+    tail: list[str] = []
+    if hints:
+        tail += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
+    if correction:
+        tail += ["", correction]
+    outlines = [PromptFile(DEFINITIONS, definitions, "", len(definitions))] if definitions else []
+    groups: list[list[PromptFile]] = [list(owned), list(context), outlines]
+    cuts: list[str] = []
+    if room is not None:
+        head[0] = cut_middle(head[0], room // 4, reason)
+        tail = cut_middle("\n".join(tail), room // 4, reason).split("\n") if tail else []
+        fixed = sum(len(line) + 1 for line in [*head, *tail]) + 120
+        files = sum(len(group) for group in groups)
+        groups, cuts = fit_files(groups, room - fixed - 40 * files - 2 * len(reason), reason)
+    lines = [*head]
+    if cuts:
+        lines += ["", f"Cut {reason}: " + "; ".join(cuts) + "."]
+    lines += [
         "",
         "Files this node owns (current content):",
-        _files_block(owned),
+        render_files(groups[0]),
         "",
         "Context files (read only):",
-        _files_block(context),
+        render_files(groups[1]),
     ]
-    if hints:
-        lines += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
-    if correction:
-        lines += ["", correction]
-    return "\n".join(lines)
+    if groups[2]:
+        lines += ["", "Definitions used from other files (read only):", render_files(groups[2])]
+    return "\n".join([*lines, *tail])
 
 
 def correction_block(

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keel.engine import prompts
+from keel.engine.bounds import chars_for
 from keel.engine.events import EventLog
 from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
+from keel.engine.guard import read_for_prompt
+from keel.engine.instructions import load_instructions
 from keel.engine.models import (
     Energy,
     LedgerEntry,
@@ -31,7 +34,7 @@ from keel.engine.models import (
     TaskPlan,
     Tier,
 )
-from keel.engine.node import Attempt, NodeContext, NodeRunner
+from keel.engine.node import Attempt, NodeContext, NodeRunner, RelatedDefinitions
 from keel.engine.planner import Planner, PlanningFailed, PlanScope
 from keel.engine.ports import (
     Approver,
@@ -50,7 +53,7 @@ from keel.engine.ports import (
 from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
-from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
+from keel.engine.verifier import Verifier, evidence_dicts, tree_files
 
 KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
 
@@ -97,6 +100,8 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
+    #: The repository map's outlines for the actuator (``keel.context``), if built.
+    repository: RelatedDefinitions | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -112,6 +117,10 @@ class Engine:
         redactor = Redactor(self.secrets)
         events = EventLog(session_id, self.store, self.sink, redactor)
         totals = Totals.restore(await self.store.call_totals(session_id)) if resume else Totals()
+        max_tokens = self.settings.max_prompt_tokens
+        instructions = await asyncio.to_thread(
+            load_instructions, self.workspace, self.settings.instructions, chars_for(max_tokens)
+        )
         gateway = ModelGateway(
             self.clients,
             self.store,
@@ -121,6 +130,8 @@ class Engine:
             redact=redactor,
             totals=totals,
             faults=self.faults,
+            max_prompt_tokens=max_tokens,
+            instructions=instructions.block(),
         )
         if not resume:
             await self.store.create_session(session_id, task, self.config_record())
@@ -139,7 +150,10 @@ class Engine:
             plugins=[p.name for p in self.plugins],
             mode=self.settings.mode,
             epsilon=self.settings.epsilon,
+            instructions=[f.path for f in instructions.files],
         )
+        for warning in instructions.warnings:
+            await events.emit("warning", message=warning)
         run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
@@ -250,6 +264,7 @@ class Engine:
             events,
             hints,
             faults=self.faults,
+            repository=self.repository,
         )
 
         last_attempt: dict[str, int] = {}
@@ -318,7 +333,7 @@ class Engine:
     ) -> TaskPlan:
         listing = await asyncio.to_thread(tree_files, self.workspace)
         key_files = await asyncio.to_thread(
-            read_texts, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
+            read_for_prompt, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
         )
 
         def invalid(attempt: int, errors: list[str]) -> None:
@@ -326,7 +341,7 @@ class Engine:
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
-        planner = Planner(gateway, invalid, self.plan_scope)
+        planner = Planner(gateway, invalid, self.plan_scope, root=self.workspace)
         try:
             plan = await planner.plan(
                 task, listing[:300], key_files, [p.name for p in self.plugins]

@@ -25,6 +25,10 @@ class EngineSettings:
     log_llm: bool = False
     command_timeout_s: float = 120.0
     speculate: bool = True
+    #: ``[context] max_prompt_tokens``: every prompt of every tier fits it (chars / 4).
+    max_prompt_tokens: int = 32_000
+    #: ``[context] instructions``: Keel's instructions file (None: ``.keel/instructions.md``).
+    instructions: str | None = None
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""

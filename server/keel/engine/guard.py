@@ -1,0 +1,158 @@
+"""What a model may be shown: the one guarded way files reach a prompt.
+
+A plan names files two ways: the ones a node writes (``owns``) and the ones it reads
+(``context``). Both end up in the actuator's prompt, so both pass :func:`check_plan_path`
+(workspace-relative, no ``..``, nothing under ``.git/`` or ``.keel/``, nothing that looks like
+a secret, no symlink leading out of the tree) when the plan is validated, and every file read
+for a prompt goes through :func:`read_for_prompt`, which checks again where it reads (a
+sandbox exported from git may hold a symlink the plan check never saw) and refuses binary
+files. What it refuses or shortens carries a note that the prompt states.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from keel.bundles.paths import PathError, normalize, resolve_inside
+
+#: File names whose content is a credential, wherever they are.
+SECRET_NAMES = frozenset(
+    {
+        ".env",
+        ".netrc",
+        ".pgpass",
+        ".pypirc",
+        ".npmrc",
+        ".git-credentials",
+        ".htpasswd",
+        "credentials",
+        "credentials.json",
+        "secrets.json",
+        "secrets.toml",
+        "secrets.yaml",
+        "secrets.yml",
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+    }
+)
+SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx")
+#: Directories that hold credentials (``.ssh/``, ``.aws/``, ...), at any depth.
+SECRET_DIRS = frozenset({".ssh", ".aws", ".gnupg", ".docker", ".kube"})
+#: ``.env.example`` and the like are templates meant to be read.
+ENV_TEMPLATES = (".example", ".sample", ".template", ".dist", ".defaults")
+
+#: A node id is used in sandbox paths, request headers and commit trailers.
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_TITLE = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def secret_looking(path: str) -> bool:
+    """Whether ``path`` (workspace-relative, ``/`` separators) looks like it holds a secret."""
+    parts = PurePosixPath(path).parts
+    if not parts:
+        return False
+    if any(part in SECRET_DIRS for part in parts[:-1]):
+        return True
+    name = parts[-1].lower()
+    if name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES):
+        return True
+    if name.startswith(".env.") and not name.endswith(ENV_TEMPLATES):
+        return True
+    return any(name.startswith(key + ".") and not name.endswith(".pub") for key in _KEY_FILES)
+
+
+_KEY_FILES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+
+
+def check_plan_path(raw: str, root: Path | None = None) -> str:
+    """The canonical form of a path a plan names, or PathError saying why it is refused.
+
+    With ``root``, the path's real location (symlinks followed) must stay inside it and out
+    of ``.git/`` and ``.keel/``.
+    """
+    path = normalize(raw)
+    if secret_looking(path):
+        raise PathError(f"{path}: looks like a secret (credentials, keys, .env); never shown")
+    if root is not None:
+        real = resolve_inside(root, path)
+        inside = real.relative_to(os.path.realpath(root)).as_posix()
+        if inside != path and secret_looking(inside):
+            raise PathError(f"{path}: leads to {inside}, which looks like a secret; never shown")
+    return path
+
+
+def node_id_problem(node_id: str) -> str | None:
+    """Why ``node_id`` is not a safe name, or None."""
+    if NODE_ID.fullmatch(node_id):
+        return None
+    shown = node_id if len(node_id) <= 40 else node_id[:40] + "..."
+    return (
+        f"node id {shown!r} is not a safe name: use 1-64 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit"
+    )
+
+
+def title_problem(node_id: str, title: str) -> str | None:
+    """Why a node's title cannot be used (it goes into commit messages), or None."""
+    if _CONTROL.search(title):
+        return f"{node_id}'s title contains control characters (newlines, tabs, escapes)"
+    if len(title) > MAX_TITLE:
+        return f"{node_id}'s title is {len(title)} characters; keep it under {MAX_TITLE}"
+    return None
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """One file as a prompt shows it: its text, or ``None`` and a note saying why not.
+
+    ``note`` is empty for a file shown whole; otherwise it is what the prompt states
+    (absent, refused, binary, shortened).
+    """
+
+    path: str
+    text: str | None
+    note: str = ""
+    #: Characters of the whole file (0 when it is not read).
+    size: int = 0
+
+
+ABSENT = "does not exist yet"
+
+
+def read_for_prompt(root: Path, paths: list[str] | tuple[str, ...], limit: int) -> list[PromptFile]:
+    """Each path under ``root`` as a prompt may show it, cut at ``limit`` characters.
+
+    Blocking: call it in ``asyncio.to_thread``. Never raises for a bad path or file; the
+    reason is the file's note.
+    """
+    return [_read_one(root, raw, limit) for raw in paths]
+
+
+def _read_one(root: Path, raw: str, limit: int) -> PromptFile:
+    try:
+        path = check_plan_path(raw, root)
+    except PathError as exc:
+        return PromptFile(raw, None, f"refused: {exc}")
+    target = root / path
+    if target.is_dir():
+        return PromptFile(path, None, "a directory; its files are not shown")
+    try:
+        data = target.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return PromptFile(path, None, ABSENT)
+    except OSError as exc:
+        return PromptFile(path, None, f"unreadable: {exc.strerror or exc}")
+    if b"\0" in data[:8192]:
+        return PromptFile(path, None, f"binary ({len(data)} bytes); not shown", len(data))
+    text = data.decode("utf-8", errors="replace")
+    if len(text) <= limit:
+        return PromptFile(path, text, "", len(text))
+    return PromptFile(
+        path, text[:limit], f"shortened to its first {limit} of {len(text)} characters", len(text)
+    )
