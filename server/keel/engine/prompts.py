@@ -112,13 +112,30 @@ def actuator_prompt(
         tail += ["", correction]
     outlines = [PromptFile(DEFINITIONS, definitions, "", len(definitions))] if definitions else []
     groups: list[list[PromptFile]] = [list(owned), list(context), outlines]
-    cuts: list[str] = []
-    if room is not None:
-        head[0] = cut_middle(head[0], room // 4, reason)
-        tail = cut_middle("\n".join(tail), room // 4, reason).split("\n") if tail else []
-        fixed = sum(len(line) + 1 for line in [*head, *tail]) + 120
-        files = sum(len(group) for group in groups)
-        groups, cuts = fit_files(groups, room - fixed - 40 * files - 2 * len(reason), reason)
+    if room is None:
+        return _actuator_text(head, groups, [], tail, reason)
+    head[0] = cut_middle(head[0], room // 4, reason)
+    tail = cut_middle("\n".join(tail), room // 4, reason).split("\n") if tail else []
+    # Fit the files into what the rest leaves, then give back any overshoot (the sentence
+    # naming the cuts is only known after fitting) until the whole prompt is within the room.
+    files_room = room - len(_actuator_text(head, [[], [], []], [], tail, reason))
+    prompt = ""
+    for _ in range(3):
+        fitted, cuts = fit_files(groups, files_room, reason)
+        prompt = _actuator_text(head, fitted, cuts, tail, reason)
+        if len(prompt) <= room:
+            return prompt
+        files_room -= len(prompt) - room
+    return cut_middle(prompt, room, reason)
+
+
+def _actuator_text(
+    head: list[str],
+    groups: Sequence[Sequence[PromptFile]],
+    cuts: Sequence[str],
+    tail: list[str],
+    reason: str,
+) -> str:
     lines = [*head]
     if cuts:
         lines += ["", f"Cut {reason}: " + "; ".join(cuts) + "."]
