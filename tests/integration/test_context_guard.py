@@ -1,0 +1,148 @@
+"""Context guard, end to end: the real ``keel`` CLI against the fake model server.
+
+What a model is shown is checked where it arrives: the requests the fake server recorded.
+Project instructions reach every tier; a plan naming a secret or a path out of the workspace
+goes back to the architect and the file is never sent; a prompt over
+``[context] max_prompt_tokens`` is cut, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.model_server import FakeModelServer, RecordedRequest
+from tests.integration.conftest import bundle, git, json_events, node, plan
+from tests.integration.small_session import (
+    agent_command,
+    init_workspace,
+    keel_env,
+    key_of,
+    run,
+    small_entries,
+)
+
+SECRET = "sk-live-never-in-a-prompt-7781"
+
+
+def _messages(request: RecordedRequest) -> tuple[str, str]:
+    """The system and user text of an OpenAI chat request, as the model receives them."""
+    messages = request.body["messages"]
+    system = "".join(m["content"] for m in messages if m["role"] == "system")
+    user = "".join(m["content"] for m in messages if m["role"] == "user")
+    return system, user
+
+
+def _posts(server: FakeModelServer) -> list[RecordedRequest]:
+    return [r for r in server.requests if r.method == "POST"]
+
+
+def test_project_instructions_reach_every_tier(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "AGENTS.md").write_text("AGENTS-RULE: write notes in lower case.\n")
+    (workspace / ".keel").mkdir()
+    (workspace / ".keel" / "instructions.md").write_text("KEEL-RULE: keep notes short.\n")
+    with FakeModelServer(small_entries()) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode == 0, proc.stderr
+    tiers = {key_of(r)[0] for r in requests}
+    assert tiers == {"architect", "speculator", "actuator", "verifier"}
+    for request in requests:
+        _, user = _messages(request)
+        assert user.startswith("Project instructions (AGENTS.md, .keel/instructions.md)")
+        assert "--- AGENTS.md ---\nAGENTS-RULE" in user, key_of(request)
+        assert "--- .keel/instructions.md ---\nKEEL-RULE" in user, key_of(request)
+    started = json_events(proc.stdout)[0]
+    assert started["instructions"] == ["AGENTS.md", ".keel/instructions.md"]
+
+
+def test_a_binary_instructions_file_is_named_not_sent(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "AGENTS.md").write_bytes(b"\0\0" + SECRET.encode() + b"\0")
+    with FakeModelServer(small_entries()) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode == 0, proc.stderr
+    assert all(SECRET not in json.dumps(r.body) for r in requests)
+    _, user = _messages(requests[0])
+    assert "--- AGENTS.md ---\n(binary (" in user
+    warnings = [e for e in json_events(proc.stdout) if e["type"] == "warning"]
+    assert any("AGENTS.md not shown: binary" in e["message"] for e in warnings)
+
+
+def _reading(context: list[str], attempt: int) -> dict[str, Any]:
+    fix = {**node("notes", ["notes.txt"], title="Write notes"), "context": context}
+    return {**plan(fix), "attempt": attempt}
+
+
+def test_a_plan_reading_secrets_or_escaping_is_sent_back_and_never_read(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / ".env").write_text(f"API_KEY={SECRET}\n")
+    (tmp_path / "outside.txt").write_text(f"{SECRET}\n")
+    (workspace / "shortcut.txt").symlink_to(tmp_path / "outside.txt")
+    bad = [".env", "/proc/self/environ", "../outside.txt", ".git/config", "shortcut.txt"]
+    entries = [
+        _reading(bad, 1),
+        _reading(["README.md"], 2),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("notes", writes={"notes.txt": "notes\n"}),
+    ]
+    with FakeModelServer(entries) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode == 0, proc.stderr
+    assert all(SECRET not in json.dumps(r.body) for r in requests)
+    second = next(r for r in requests if key_of(r) == ("architect", None, 2))
+    _, user = _messages(second)
+    for reason in [
+        "notes reads an invalid context path: .env: looks like a secret",
+        "/proc/self/environ: absolute paths are not allowed",
+        "../outside.txt: '..' is not allowed",
+        ".git/config: .git/ is reserved",
+        "shortcut.txt: resolves outside the workspace",
+    ]:
+        assert reason in user
+    invalid = [e for e in json_events(proc.stdout) if e["type"] == "plan_invalid"]
+    assert [e["attempt"] for e in invalid] == [1] and len(invalid[0]["errors"]) == 5
+    actuator = next(r for r in requests if key_of(r)[0] == "actuator")
+    assert "--- README.md ---\n# Release notes" in _messages(actuator)[1]
+
+
+def test_an_unsafe_node_id_is_sent_back_before_anything_runs(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    escape = {**plan(node("../../escape", ["x.txt"])), "attempt": 1}
+    entries = [escape, {**escape, "attempt": 2}, {**escape, "attempt": 3}]
+    with FakeModelServer(entries) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode != 0
+    assert [key_of(r)[0] for r in requests] == ["architect"] * 3
+    assert "is not a safe name" in _messages(requests[1])[1]
+    assert not (tmp_path / "escape").exists()
+    assert git(workspace, "log", "--format=%s").splitlines() == ["initial commit"]
+
+
+def test_an_actuator_prompt_over_the_bound_is_cut_and_says_so(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "big.txt").write_text("".join(f"line {i:05d}\n" for i in range(4_000)))
+    git(workspace, "add", "big.txt")
+    git(workspace, "commit", "-qm", "big file")
+    (workspace / "keel.toml").write_text("[context]\nmax_prompt_tokens = 2000\n")
+    entries = [
+        _reading(["big.txt"], 1),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("notes", writes={"notes.txt": "notes\n"}),
+    ]
+    with FakeModelServer(entries) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode == 0, proc.stderr
+    for request in requests:
+        system, user = _messages(request)
+        assert len(system) + len(user) <= 2_000 * 4, key_of(request)
+    system, user = _messages(next(r for r in requests if key_of(r)[0] == "actuator"))
+    assert "Cut to fit [context] max_prompt_tokens = 2000: big.txt shortened to its first" in user
+    assert "of 44000 characters" in user
+    assert "--- big.txt ---\nline 00000\n" in user and "line 03999" not in user
