@@ -12,8 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from keel.app import open_engine
+from keel.config import load_config
 from tests.fakes.model_server import FakeModelServer, RecordedRequest
-from tests.integration.conftest import bundle, git, json_events, node, plan
+from tests.integration.conftest import (
+    RecordingSink,
+    ScriptedApprover,
+    bundle,
+    git,
+    json_events,
+    node,
+    plan,
+)
 from tests.integration.small_session import (
     agent_command,
     init_workspace,
@@ -146,3 +156,53 @@ def test_an_actuator_prompt_over_the_bound_is_cut_and_says_so(tmp_path: Path) ->
     assert "Cut to fit [context] max_prompt_tokens = 2000: big.txt shortened to its first" in user
     assert "of 44000 characters" in user
     assert "--- big.txt ---\nline 00000\n" in user and "line 03999" not in user
+
+
+class OutlineRepository:
+    """The repository map's port, answering with a fixed outline and recording the asks."""
+
+    def __init__(self, outline: str) -> None:
+        self.outline = outline
+        self.asked: list[tuple[list[str], int]] = []
+
+    async def render_map(self, task: str, *, focus: Any = (), budget_tokens: int) -> Any:
+        raise AssertionError("the actuator never asks for the whole map")
+
+    async def related_definitions(self, paths: Any, *, budget_tokens: int) -> str:
+        self.asked.append((list(paths), budget_tokens))
+        return self.outline
+
+
+async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "notes.txt").write_text("old notes\n")
+    git(workspace, "add", "notes.txt")
+    git(workspace, "commit", "-qm", "notes")
+    entries = [
+        _reading([], 1),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("notes", writes={"notes.txt": "notes\n"}),
+    ]
+    repository = OutlineRepository("util.py:\n  3: def helper(x: int) -> str\n")
+    with FakeModelServer(entries) as server:
+        env = keel_env(server, tmp_path)
+        config = load_config(workspace, env=env, flags={"model": "openai:gpt-4.1"})
+        async with open_engine(
+            workspace,
+            "task",
+            config,
+            sink=RecordingSink(),
+            approver=ScriptedApprover(),
+            auto_approve=True,
+            env=env,
+        ) as engine:
+            engine.repository = repository
+            result = await engine.run("task")
+        requests = _posts(server)
+    assert result.outcome == "success", result.reason
+    [(paths, budget)] = repository.asked
+    assert paths == ["notes.txt"] and 0 < budget < 32_000
+    _, user = _messages(next(r for r in requests if key_of(r)[0] == "actuator"))
+    assert "Definitions used from other files (read only):" in user
+    assert "  3: def helper(x: int) -> str" in user
+    assert user.index("--- notes.txt ---") < user.index("def helper")

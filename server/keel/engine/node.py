@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
@@ -49,6 +48,7 @@ from keel.engine.ports import (
     LanguagePlugin,
     Ledger,
     NoFaults,
+    RepositoryContext,
     SessionStore,
     Settlement,
 )
@@ -57,14 +57,6 @@ from keel.engine.verifier import Verifier, analyse, evidence_dicts
 
 #: How much of a file a prompt shows when prompts are not bounded.
 UNBOUNDED_FILE_CHARS = 64_000
-
-
-class RelatedDefinitions(Protocol):
-    """The part of the repository map the actuator uses (``RepositoryContext`` has it)."""
-
-    async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
-        """Outlines of the definitions ``paths`` use from other files, within the budget."""
-        ...
 
 
 @dataclass
@@ -103,7 +95,7 @@ class NodeContext:
     hints: dict[str, list[str]] = field(default_factory=dict)
     faults: FaultPoint = field(default_factory=NoFaults)
     #: Outlines of what the owned code uses from other files (the repository map), if any.
-    repository: RelatedDefinitions | None = None
+    repository: RepositoryContext | None = None
 
     @property
     def sandbox_root(self) -> Path:

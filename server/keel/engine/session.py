@@ -34,7 +34,7 @@ from keel.engine.models import (
     TaskPlan,
     Tier,
 )
-from keel.engine.node import Attempt, NodeContext, NodeRunner, RelatedDefinitions
+from keel.engine.node import Attempt, NodeContext, NodeRunner
 from keel.engine.planner import Planner, PlanningFailed, PlanScope
 from keel.engine.ports import (
     Approver,
@@ -48,6 +48,7 @@ from keel.engine.ports import (
     ModelClient,
     NoFaults,
     ProviderError,
+    RepositoryContext,
     SessionStore,
 )
 from keel.engine.redaction import Redactor
@@ -101,7 +102,7 @@ class Engine:
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
     #: The repository map's outlines for the actuator (``keel.context``), if built.
-    repository: RelatedDefinitions | None = None
+    repository: RepositoryContext | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
