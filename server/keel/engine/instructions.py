@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from keel.bundles.paths import PathError
-from keel.engine.bounds import render_files
+from keel.engine.bounds import chars_for, render_files
 from keel.engine.guard import ABSENT, PromptFile, read_for_prompt, secret_looking
 
 AGENTS_FILE = "AGENTS.md"
@@ -114,6 +114,14 @@ def _named(note: str) -> str:
     if note.startswith("shortened"):
         return f"{note}, the instructions' share of [context] max_prompt_tokens"
     return note
+
+
+def show_instructions(root: Path, configured: str | None, max_prompt_tokens: int) -> list[str]:
+    """What ``keel map`` prints under "Instructions": the files every prompt opens with.
+
+    Blocking (it reads the files): call it in ``asyncio.to_thread``.
+    """
+    return list(describe(load_instructions(root, configured, chars_for(max_prompt_tokens))))
 
 
 def describe(instructions: Instructions) -> Sequence[str]:

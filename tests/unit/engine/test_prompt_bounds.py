@@ -10,7 +10,12 @@ from keel.engine import prompts
 from keel.engine.bounds import bound_reason, cut_middle, fit_files
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.guard import PromptFile
-from keel.engine.instructions import describe, instruction_path, load_instructions
+from keel.engine.instructions import (
+    describe,
+    instruction_path,
+    load_instructions,
+    show_instructions,
+)
 from keel.engine.models import PlanNode, Speculation, Tier
 from keel.engine.redaction import Redactor
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient
@@ -167,3 +172,11 @@ def test_a_configured_file_under_keel_is_allowed(tmp_path: Path) -> None:
     (tmp_path / ".keel" / "rules.md").write_text("Be brief.")
     found = load_instructions(tmp_path, ".keel/rules.md", 8_000)
     assert [f.path for f in found.files] == [".keel/rules.md"]
+
+
+def test_keel_map_can_show_the_instructions(tmp_path: Path) -> None:
+    (tmp_path / "AGENTS.md").write_text("r" * 5_000)
+    assert show_instructions(tmp_path, None, 2_000) == [
+        "AGENTS.md (5000 characters): shortened to its first 2000 of 5000 characters, "
+        "the instructions' share of [context] max_prompt_tokens"
+    ]
