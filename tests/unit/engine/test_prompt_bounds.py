@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,28 @@ def test_keel_map_can_show_the_instructions(tmp_path: Path) -> None:
         "AGENTS.md (5000 characters): shortened to its first 2000 of 5000 characters, "
         "the instructions' share of [context] max_prompt_tokens"
     ]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_any_mix_of_files_hints_and_correction_fits_the_room(seed: int) -> None:
+    rng = random.Random(seed)
+    owned = [_file(f"own{i}.py", rng.randint(0, 20_000)) for i in range(rng.randint(1, 40))]
+    context = [_file(f"ctx{i}.py", rng.randint(0, 20_000)) for i in range(rng.randint(0, 60))]
+    room = rng.randint(6_000, 60_000)
+    prompt = prompts.actuator_prompt(
+        "t" * rng.randint(1, 30_000),
+        _node(),
+        owned,
+        context,
+        ["hint " * rng.randint(1, 50)] * rng.randint(0, 20),
+        "c" * rng.randint(0, 40_000) or None,
+        definitions="d" * rng.randint(0, 30_000),
+        room=room,
+        reason=REASON,
+    )
+    assert len(prompt) <= room
+    cut_line = next((line for line in prompt.splitlines() if line.startswith("Cut ")), "")
+    for file in [*owned, *context]:
+        whole = f"--- {file.path} ---\n{file.text}\n" in prompt + "\n"
+        # Never silent: a file not shown whole is named in the sentence of cuts.
+        assert whole or f" {file.path} " in cut_line, file.path
