@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keel.app import open_engine
 from keel.config import load_config
 from tests.fakes.model_server import FakeModelServer, RecordedRequest
@@ -161,8 +163,9 @@ def test_an_actuator_prompt_over_the_bound_is_cut_and_says_so(tmp_path: Path) ->
 class OutlineRepository:
     """The repository map's port, answering with a fixed outline and recording the asks."""
 
-    def __init__(self, outline: str) -> None:
+    def __init__(self, outline: str, *, fill: bool = False) -> None:
         self.outline = outline
+        self.fill = fill  # answer with exactly the budget, as a full map would
         self.asked: list[tuple[list[str], int]] = []
 
     async def render_map(self, task: str, *, focus: Any = (), budget_tokens: int) -> Any:
@@ -170,10 +173,13 @@ class OutlineRepository:
 
     async def related_definitions(self, paths: Any, *, budget_tokens: int) -> str:
         self.asked.append((list(paths), budget_tokens))
+        if self.fill:
+            return (self.outline * budget_tokens * 4)[: budget_tokens * 4]
         return self.outline
 
 
-async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fill", [False, True], ids=["small", "fills-its-budget"])
+async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path, fill: bool) -> None:
     workspace = init_workspace(tmp_path / "ws")
     (workspace / "notes.txt").write_text("old notes\n")
     git(workspace, "add", "notes.txt")
@@ -183,7 +189,7 @@ async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path) -
         {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
         bundle("notes", writes={"notes.txt": "notes\n"}),
     ]
-    repository = OutlineRepository("util.py:\n  3: def helper(x: int) -> str\n")
+    repository = OutlineRepository("util.py:\n  3: def helper(x: int) -> str\n", fill=fill)
     with FakeModelServer(entries) as server:
         env = keel_env(server, tmp_path)
         config = load_config(workspace, env=env, flags={"model": "openai:gpt-4.1"})
@@ -206,3 +212,4 @@ async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path) -
     assert "Definitions used from other files (read only):" in user
     assert "  3: def helper(x: int) -> str" in user
     assert user.index("--- notes.txt ---") < user.index("def helper")
+    assert "Cut to fit" not in user  # the budget given to the map leaves room for its header

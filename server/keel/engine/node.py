@@ -214,7 +214,9 @@ class NodeRunner:
             )
 
         prompt = build()
-        spare = (limit - len(prompt)) // CHARS_PER_TOKEN
+        # What is left, less the section's title and header, is the outlines' budget.
+        overhead = len(prompts.DEFINITIONS) + 80
+        spare = (limit - len(prompt) - overhead) // CHARS_PER_TOKEN
         existing = [f.path for f in owned if f.text is not None]
         if ctx.repository is None or not existing or spare * CHARS_PER_TOKEN < MIN_SHOWN:
             return prompt
