@@ -74,8 +74,9 @@ class NetworkConfig(_Section):
 
 
 class ContextConfig(_Section):
-    """What the models are shown (docs/explanation/context.md)."""
+    """What the models see of the workspace (docs/explanation/context.md)."""
 
+    map_tokens: int = Field(default=3500, ge=0, le=200_000)
     max_prompt_tokens: int = Field(default=32_000, ge=2_000)
     instructions: str | None = None
 
@@ -96,9 +97,9 @@ class KeelConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
-    context: ContextConfig = Field(default_factory=ContextConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -114,6 +115,7 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            map_tokens=self.context.map_tokens,
             max_prompt_tokens=self.context.max_prompt_tokens,
             instructions=self.context.instructions,
         )
@@ -159,6 +161,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
     "KEEL_MAX_COST": ("budget", "max_cost"),
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
+    "KEEL_MAP_TOKENS": ("context", "map_tokens"),
 }
 
 

@@ -9,6 +9,7 @@ goes back to the architect and the file is never sent; a prompt over
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import pytest
 
 from keel.app import open_engine
 from keel.config import load_config
+from keel.engine.ports import RepoMap
 from tests.fakes.model_server import FakeModelServer, RecordedRequest
 from tests.integration.conftest import (
+    KEEL,
     RecordingSink,
     ScriptedApprover,
     bundle,
@@ -168,8 +171,8 @@ class OutlineRepository:
         self.fill = fill  # answer with exactly the budget, as a full map would
         self.asked: list[tuple[list[str], int]] = []
 
-    async def render_map(self, task: str, *, focus: Any = (), budget_tokens: int) -> Any:
-        raise AssertionError("the actuator never asks for the whole map")
+    async def render_map(self, task: str, *, focus: Any = (), budget_tokens: int) -> RepoMap:
+        return RepoMap("(map)")
 
     async def related_definitions(self, paths: Any, *, budget_tokens: int) -> str:
         self.asked.append((list(paths), budget_tokens))
@@ -202,7 +205,7 @@ async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path, f
             auto_approve=True,
             env=env,
         ) as engine:
-            engine.repository = repository
+            engine.context = repository
             result = await engine.run("task")
         requests = _posts(server)
     assert result.outcome == "success", result.reason
@@ -213,3 +216,42 @@ async def test_the_actuator_sees_the_definitions_its_code_uses(tmp_path: Path, f
     assert "  3: def helper(x: int) -> str" in user
     assert user.index("--- notes.txt ---") < user.index("def helper")
     assert "Cut to fit" not in user  # the budget given to the map leaves room for its header
+
+
+async def test_the_actuator_gets_outlines_from_the_real_repository_map(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "util.py").write_text(
+        "def helper(x: int) -> str:\n    return str(x)\n\n\nclass Unused:\n    pass\n"
+    )
+    (workspace / "calc.py").write_text("from util import helper\n\nprint(helper(2))\n")
+    git(workspace, "add", ".")
+    git(workspace, "commit", "-qm", "code")
+    entries = [
+        plan(node("calc", ["calc.py"], title="Use helper")),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("calc", writes={"calc.py": "from util import helper\n\nprint(helper(3))\n"}),
+    ]
+    with FakeModelServer(entries) as server:
+        proc = run(agent_command(workspace), keel_env(server, tmp_path))
+        requests = _posts(server)
+    assert proc.returncode == 0, proc.stderr
+    _, user = _messages(next(r for r in requests if key_of(r)[0] == "actuator"))
+    definitions = user.split("Definitions used from other files (read only):", 1)[1]
+    assert "util.py" in definitions and "def helper(x: int) -> str" in definitions
+
+
+def test_keel_map_shows_the_instructions(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    (workspace / "AGENTS.md").write_text("Run the linters.\n")
+    (workspace / "keel.toml").write_text('[context]\ninstructions = "docs/missing.md"\n')
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    proc = run([*KEEL, "map", "-w", str(workspace)], env)
+    assert proc.returncode == 0, proc.stderr
+    part = proc.stdout.split("Instructions (every prompt of every tier opens with them):\n")[1]
+    assert part.splitlines() == [
+        "  AGENTS.md (17 characters): shown whole",
+        "  warning: [context] instructions: docs/missing.md does not exist",
+    ]
+    shown = json.loads(run([*KEEL, "map", "-w", str(workspace), "--json"], env).stdout)
+    assert shown["instructions"] == [{"path": "AGENTS.md", "characters": 17, "note": ""}]
+    assert shown["warnings"] == ["[context] instructions: docs/missing.md does not exist"]

@@ -44,7 +44,6 @@ from keel.engine.ports import (
     ConflictError,
     Decision,
     FaultPoint,
-    KeelError,
     LanguagePlugin,
     Ledger,
     NoFaults,
@@ -222,7 +221,7 @@ class NodeRunner:
             return prompt
         try:
             definitions = await ctx.repository.related_definitions(existing, budget_tokens=spare)
-        except KeelError as exc:
+        except Exception as exc:  # advice: without the outlines the prompt still stands
             await ctx.events.emit("warning", message=f"definitions for {node.id}: {exc}")
             return prompt
         return build(definitions) if definitions.strip() else prompt

@@ -218,10 +218,14 @@ class Planner:
         listing: Sequence[str],
         key_files: Sequence[PromptFile],
         languages: Sequence[str],
+        *,
+        repo_map: str | None = None,
     ) -> TaskPlan:
         errors: list[str] = []
         for attempt in range(1, PLAN_ATTEMPTS + 1):
-            prompt = prompts.architect_prompt(task, listing, key_files, languages, errors)
+            prompt = prompts.architect_prompt(
+                task, listing, key_files, languages, errors, repo_map=repo_map
+            )
             reply = await self._gateway.ask(
                 Tier.ARCHITECT,
                 TaskPlan,

@@ -9,6 +9,7 @@ session cleanly with the reason, and the store keeps everything for ``keel statu
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import socket
@@ -56,7 +57,11 @@ from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts, tree_files
 
+log = logging.getLogger(__name__)
+
 KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+KEY_FILE_CHARS_WITH_MAP = 1_500
+"""Each key file's cut when the repository map carries the code (the map needs the room)."""
 
 
 @dataclass
@@ -101,8 +106,9 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
-    #: The repository map's outlines for the actuator (``keel.context``), if built.
-    repository: RepositoryContext | None = None
+    #: The ranked repository map the architect gets instead of a plain listing, and the
+    #: outlines of the definitions a node's code uses for the actuator.
+    context: RepositoryContext | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -265,7 +271,7 @@ class Engine:
             events,
             hints,
             faults=self.faults,
-            repository=self.repository,
+            repository=self.context,
         )
 
         last_attempt: dict[str, int] = {}
@@ -333,8 +339,12 @@ class Engine:
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
         listing = await asyncio.to_thread(tree_files, self.workspace)
+        repo_map = await self._repo_map(task)
         key_files = await asyncio.to_thread(
-            read_for_prompt, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
+            read_for_prompt,
+            self.workspace,
+            [f for f in KEY_FILES if f in listing],
+            8_000 if repo_map is None else KEY_FILE_CHARS_WITH_MAP,
         )
 
         def invalid(attempt: int, errors: list[str]) -> None:
@@ -345,7 +355,7 @@ class Engine:
         planner = Planner(gateway, invalid, self.plan_scope, root=self.workspace)
         try:
             plan = await planner.plan(
-                task, listing[:300], key_files, [p.name for p in self.plugins]
+                task, listing[:300], key_files, [p.name for p in self.plugins], repo_map=repo_map
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))
@@ -365,6 +375,24 @@ class Engine:
             ],
         )
         return plan
+
+    async def _repo_map(self, task: str) -> str | None:
+        """The map ranked for ``task`` (the scope's files first), or ``None`` without one.
+
+        The map is advice: if building it fails, the architect gets the plain listing and a
+        warning is logged, rather than the session failing.
+        """
+        if self.context is None:
+            return None
+        focus = list(self.plan_scope.must_own) if self.plan_scope is not None else []
+        try:
+            ranked = await self.context.render_map(
+                task, focus=focus, budget_tokens=self.settings.map_tokens
+            )
+        except Exception as exc:  # any failure falls back to the listing
+            log.warning("repository map unavailable, using the file listing: %s", exc)
+            return None
+        return ranked.text
 
     async def _speculate(
         self, task: str, plan: TaskPlan, gateway: ModelGateway, events: EventLog
