@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -123,6 +124,8 @@ class PromptFile:
 
 
 ABSENT = "does not exist yet"
+#: Files up to this many bytes are read whole, so their size is given in characters.
+READ_WHOLE = 1 << 20
 
 
 def read_for_prompt(root: Path, paths: list[str] | tuple[str, ...], limit: int) -> list[PromptFile]:
@@ -140,19 +143,30 @@ def _read_one(root: Path, raw: str, limit: int) -> PromptFile:
     except PathError as exc:
         return PromptFile(raw, None, f"refused: {exc}")
     target = root / path
-    if target.is_dir():
-        return PromptFile(path, None, "a directory; its files are not shown")
     try:
-        data = target.read_bytes()
+        info = target.stat()
     except (FileNotFoundError, NotADirectoryError):
         return PromptFile(path, None, ABSENT)
     except OSError as exc:
         return PromptFile(path, None, f"unreadable: {exc.strerror or exc}")
+    if stat.S_ISDIR(info.st_mode):
+        return PromptFile(path, None, "a directory; its files are not shown")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or socket would block or never end
+        return PromptFile(path, None, "not a regular file; not shown")
+    try:
+        with target.open("rb") as handle:
+            # Enough for ``limit`` characters (at most 4 bytes each) and to measure an
+            # ordinary file exactly, never a whole huge file in memory.
+            data = handle.read(max(limit * 4 + 4, READ_WHOLE))
+    except OSError as exc:
+        return PromptFile(path, None, f"unreadable: {exc.strerror or exc}")
     if b"\0" in data[:8192]:
-        return PromptFile(path, None, f"binary ({len(data)} bytes); not shown", len(data))
+        return PromptFile(path, None, f"binary ({info.st_size} bytes); not shown", info.st_size)
     text = data.decode("utf-8", errors="replace")
-    if len(text) <= limit:
+    whole = len(data) >= info.st_size
+    if whole and len(text) <= limit:
         return PromptFile(path, text, "", len(text))
-    return PromptFile(
-        path, text[:limit], f"shortened to its first {limit} of {len(text)} characters", len(text)
-    )
+    size = len(text) if whole else info.st_size
+    unit = "characters" if whole else "bytes"
+    note = f"shortened to its first {limit} of {size} {unit}"
+    return PromptFile(path, text[:limit], note, size)

@@ -213,3 +213,21 @@ async def test_a_plan_that_keeps_naming_a_secret_never_validates(workspace: Path
 def test_check_plan_path_raises_path_error() -> None:
     with pytest.raises(PathError, match="looks like a secret"):
         check_plan_path("prod.key")
+
+
+def test_a_huge_file_is_read_only_as_far_as_the_prompt_needs(workspace: Path) -> None:
+    with (workspace / "huge.log").open("wb") as handle:
+        handle.truncate(3 << 30)  # 3 GiB, sparse: reading it whole would exhaust memory
+    [file] = read_for_prompt(workspace, ["huge.log"], 1_000)
+    assert file.text is None and file.note == f"binary ({3 << 30} bytes); not shown"
+    (workspace / "big.txt").write_text("z" * (2 << 20))
+    [big] = read_for_prompt(workspace, ["big.txt"], 1_000)
+    assert big.text == "z" * 1_000
+    assert big.note == f"shortened to its first 1000 of {2 << 20} bytes"
+
+
+def test_a_fifo_or_directory_is_named_not_read(workspace: Path) -> None:
+    os.mkfifo(workspace / "pipe")  # opening it for reading would block forever
+    pipe, folder = read_for_prompt(workspace, ["pipe", "config"], 1_000)
+    assert (pipe.text, pipe.note) == (None, "not a regular file; not shown")
+    assert (folder.text, folder.note) == (None, "a directory; its files are not shown")
