@@ -11,6 +11,7 @@ files. What it refuses or shortens carries a note that the prompt states.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import stat
@@ -19,30 +20,61 @@ from pathlib import Path, PurePosixPath
 
 from keel.bundles.paths import PathError, normalize, resolve_inside
 
-#: File names whose content is a credential, wherever they are.
+#: File names whose content is a credential, wherever they are (the same as the inventory's,
+#: ``keel.context.inventory``, which keeps such files out of the repository map).
 SECRET_NAMES = frozenset(
     {
         ".env",
         ".netrc",
-        ".pgpass",
-        ".pypirc",
+        "_netrc",
         ".npmrc",
-        ".git-credentials",
+        ".pypirc",
+        ".pgpass",
         ".htpasswd",
+        ".git-credentials",
+        ".dockercfg",
         "credentials",
         "credentials.json",
+        "credentials.yml",
+        "credentials.yaml",
+        "credentials.xml",
         "secrets.json",
-        "secrets.toml",
-        "secrets.yaml",
         "secrets.yml",
-        "id_rsa",
-        "id_dsa",
-        "id_ecdsa",
-        "id_ed25519",
+        "secrets.yaml",
+        "secrets.toml",
+        "secrets.env",
+        "client_secret.json",
+        "service-account.json",
+        "known_hosts",
+        "authorized_keys",
+        "terraform.tfstate",
+        "terraform.tfvars",
     }
 )
-SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx")
-#: Directories that hold credentials (``.ssh/``, ``.aws/``, ...), at any depth.
+SECRET_GLOBS = (
+    ".env.*",
+    "*.env",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "*.asc",
+    "*.gpg",
+    "*.ovpn",
+    "*.tfstate",
+    "*.tfstate.*",
+    "client_secret*.json",
+    "service-account*.json",
+    "*credentials*.json",
+)
+#: Directories that hold credentials, at any depth.
 SECRET_DIRS = frozenset({".ssh", ".aws", ".gnupg", ".docker", ".kube"})
 #: ``.env.example`` and the like are templates meant to be read.
 ENV_TEMPLATES = (".example", ".sample", ".template", ".dist", ".defaults")
@@ -54,21 +86,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def secret_looking(path: str) -> bool:
-    """Whether ``path`` (workspace-relative, ``/`` separators) looks like it holds a secret."""
+    """Whether ``path`` (workspace-relative, ``/`` separators) looks like it holds a secret.
+
+    Decided from the name alone, so the file is never opened.
+    """
     parts = PurePosixPath(path).parts
     if not parts:
         return False
     if any(part in SECRET_DIRS for part in parts[:-1]):
         return True
     name = parts[-1].lower()
-    if name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES):
-        return True
-    if name.startswith(".env.") and not name.endswith(ENV_TEMPLATES):
-        return True
-    return any(name.startswith(key + ".") and not name.endswith(".pub") for key in _KEY_FILES)
-
-
-_KEY_FILES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+    if name.startswith(".env.") and name.endswith(ENV_TEMPLATES):
+        return False
+    return name in SECRET_NAMES or any(fnmatch.fnmatchcase(name, g) for g in SECRET_GLOBS)
 
 
 def check_plan_path(raw: str, root: Path | None = None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from keel.bundles.paths import PathError
+from keel.context import inventory
 from keel.engine.guard import check_plan_path, read_for_prompt, secret_looking
 from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanningFailed, validate_plan
@@ -96,7 +97,7 @@ def test_the_guarded_reader_never_reads_a_refused_path(
 def test_good_paths_pass_and_come_back_canonical(workspace: Path) -> None:
     assert validate_plan(_plan(context=["./calc.py", "docs/new.md", ".env.example"])) == []
     assert check_plan_path("./src//calc.py", workspace) == "src/calc.py"
-    assert not secret_looking(".env.example") and not secret_looking("keys/id_rsa.pub")
+    assert not secret_looking(".env.example") and secret_looking("keys/id_rsa.pub")
     assert not secret_looking("src/tokenizer.py") and not secret_looking("monkey.py")
 
 
@@ -231,3 +232,11 @@ def test_a_fifo_or_directory_is_named_not_read(workspace: Path) -> None:
     pipe, folder = read_for_prompt(workspace, ["pipe", "config"], 1_000)
     assert (pipe.text, pipe.note) == (None, "not a regular file; not shown")
     assert (folder.text, folder.note) == (None, "a directory; its files are not shown")
+
+
+def test_plans_refuse_every_file_the_inventory_keeps_out_as_a_secret() -> None:
+    names = [*inventory.SECRET_NAMES, "a/.ssh/config", "a/.aws/credentials", "x.pem", "k.key"]
+    names += [g.replace("*", "x") for g in inventory.SECRET_GLOBS]
+    for name in names:
+        if inventory.secret_looking(name) and not name.startswith(".env."):
+            assert secret_looking(name), name
