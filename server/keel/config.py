@@ -76,7 +76,7 @@ class NetworkConfig(_Section):
 class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
-    map_tokens: int = Field(default=3500, ge=0, le=200_000)
+    map_tokens: int = Field(default=4000, ge=0, le=200_000)
     max_prompt_tokens: int = Field(default=32_000, ge=2_000)
     instructions: str | None = None
 

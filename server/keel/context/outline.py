@@ -33,6 +33,9 @@ class Facts:
     refs: dict[str, int] = field(default_factory=dict)
     imports: tuple[str, ...] = ()
     parsed: bool = False
+    #: Other names the file binds: attributes it assigns (``self.x = ``), parameters, and
+    #: module- and class-level variables; a task naming one points at this file.
+    names: tuple[str, ...] = ()
 
     def to_json(self) -> list[Any]:
         return [
@@ -40,16 +43,18 @@ class Facts:
             self.refs,
             list(self.imports),
             self.parsed,
+            list(self.names),
         ]
 
     @classmethod
     def from_json(cls, data: Any) -> Facts:
-        defs, refs, imports, parsed = data
+        defs, refs, imports, parsed, names = data
         return cls(
             tuple(Definition(str(n), str(k), int(ln), int(dp), str(t)) for n, k, ln, dp, t in defs),
             {str(k): int(v) for k, v in refs.items()},
             tuple(str(i) for i in imports),
             bool(parsed),
+            tuple(str(n) for n in names),
         )
 
 
@@ -98,12 +103,17 @@ def python_facts(source: str, module: str) -> Facts:
     visit(tree.body, 0)
     refs: Counter[str] = Counter()
     imports: set[str] = set()
+    bound: set[str] = set()
     package = module.rsplit(".", 1)[0] if "." in module else ""
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             refs[node.id] += 1
         elif isinstance(node, ast.Attribute):
             refs[node.attr] += 1
+            if isinstance(node.ctx, ast.Store):
+                bound.add(node.attr)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
         elif isinstance(node, ast.Import):
             imports.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -117,7 +127,20 @@ def python_facts(source: str, module: str) -> Facts:
                 imports.update(f"{base}.{alias.name}" for alias in node.names)
             for alias in node.names:
                 refs[alias.name] += 1
-    return Facts(tuple(defs), dict(refs), tuple(sorted(imports)), True)
+    for body in [tree.body, *(c.body for c in ast.walk(tree) if isinstance(c, ast.ClassDef))]:
+        for stmt in body:
+            targets = (
+                stmt.targets
+                if isinstance(stmt, ast.Assign)
+                else [stmt.target]
+                if isinstance(stmt, ast.AnnAssign)
+                else []
+            )
+            bound.update(t.id for t in targets if isinstance(t, ast.Name))
+    bound.discard("self")
+    bound.discard("cls")
+    names = tuple(sorted(bound - {d.name for d in defs}))
+    return Facts(tuple(defs), dict(refs), tuple(sorted(imports)), True, names)
 
 
 def module_name(path: str) -> str:

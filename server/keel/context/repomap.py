@@ -32,13 +32,26 @@ from keel.engine.ports import RepoMap
 log = logging.getLogger(__name__)
 
 PARSE_CACHE = "parses.json"
-PARSE_CACHE_VERSION = 1
+PARSE_CACHE_VERSION = 2
 RECENT_COMMITS = 30
 OUTLINE_SHARE = 0.72  # of the budget, for full outlines; the rest for summaries and paths
 SUMMARY_SHARE = 0.93  # outlines plus one-line summaries stop here; paths fill the rest
 SUMMARY_DEFS = 3
 DEF_DECAY = 0.62  # each further definition of a file is worth this much of the one before
 
+SEED_CODE_IDENT = 3.0
+SEED_WORD_IDENT = 1.0
+SEED_PATH = 3.0
+SEED_STEM = 1.0
+SEED_DIR = 0.5
+SEED_RECENT = 0.3
+SEED_BOUND = 1.0
+STEM_PIECE = 1.0
+TEST_FACTOR = 0.3
+SEED_BLEND = 2.0
+GENERIC_STEMS = frozenset({"__init__", "__main__", "main", "utils", "util", "helpers", "common"})
+
+BACKTICKS = re.compile(r"`([^`]+)`")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 FLAG = re.compile(r"(?<![\w-])--?([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[A-Za-z][A-Za-z0-9]+)")
 PATHLIKE = re.compile(r"[\w./-]+")
@@ -54,6 +67,8 @@ class _Index:
     facts: dict[str, Facts]
     defines: dict[str, list[str]]
     modules: dict[str, str]
+    binds: dict[str, list[str]]
+    users: dict[str, int]  # how many files refer to each name
     graph: Any = None  # built once, on the first ranking
     flows: list[tuple[str, str, str, float]] | None = None
     out: dict[str, float] | None = None
@@ -167,7 +182,14 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
         parts = module_name(path).split(".")
         for start in range(len(parts)):
             modules.setdefault(".".join(parts[start:]), path)
-    return _Index(inventory, facts, dict(defines), modules)
+    binds: dict[str, list[str]] = defaultdict(list)
+    for path, fact in facts.items():
+        for name in fact.names:
+            binds[name].append(path)
+    users: Counter[str] = Counter()
+    for fact in facts.values():
+        users.update(fact.refs.keys())
+    return _Index(inventory, facts, dict(defines), modules, dict(binds), dict(users))
 
 
 def _read_parses(cache_dir: Path | None) -> dict[str, Any]:
@@ -205,15 +227,94 @@ class _Ranking:
     mentioned: set[str]
 
 
-def _task_words(task: str) -> tuple[set[str], set[str]]:
-    """Identifiers the task mentions (with ``--some-flag`` as ``some_flag``), and the
-    lower-cased words, path pieces and dotted pieces, to match file names."""
+def _task_words(task: str) -> tuple[set[str], set[str], set[str]]:
+    """Identifiers the task mentions (with ``--some-flag`` as ``some_flag``), those of them
+    written like code (in backticks, dotted, snake_case or camelCase), and the lower-cased
+    words, path pieces and dotted pieces, to match file names."""
     idents = set(IDENT.findall(task))
-    idents.update(m.replace("-", "_") for m in FLAG.findall(task))
+    flags = {m.replace("-", "_") for m in FLAG.findall(task)}
+    idents |= flags
+    code = set(flags)
+    for span in BACKTICKS.findall(task):
+        code.update(IDENT.findall(span))
+    for piece in PATHLIKE.findall(task):
+        if "." in piece.strip("."):
+            code.update(IDENT.findall(piece))
+    code.update(i for i in idents if "_" in i.strip("_") or i[1:] != i[1:].lower())
     words = {w.lower() for w in idents}
     for piece in PATHLIKE.findall(task):
         words.add(piece.strip("./").lower())
-    return idents, words
+    for w in list(words):
+        if len(w) > 4 and w.endswith("s"):
+            words.add(w[:-1])
+    return idents, code, words
+
+
+def is_test(path: str) -> bool:
+    parts = path.lower().split("/")
+    name = parts[-1].rsplit(".", 1)[0]
+    return (
+        any(p in ("test", "tests", "testing") for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test")
+        or name == "conftest"
+    )
+
+
+def _seed(index: _Index, task: str, recent: Sequence[str]) -> tuple[dict[str, float], set[str]]:
+    """The personalisation of the ranking: files defining the identifiers the task mentions
+    (shared by their definers; code-like names count more), files whose path pieces the task
+    names, and the recently changed files; test files count less."""
+    idents, code, words = _task_words(task)
+    mentioned = {i for i in idents if i in index.defines and len(i) >= 3}
+    personal: dict[str, float] = defaultdict(float)
+    files = max(2, len(index.facts))
+
+    def rarity(ident: str) -> float:
+        """1 for a name few files use, falling towards 0 for one every file uses."""
+        return math.log(files / (1 + index.users.get(ident, 0))) / math.log(files)
+
+    for ident in mentioned:
+        definers = index.defines[ident]
+        weight = (SEED_CODE_IDENT if ident in code else SEED_WORD_IDENT) * max(0.05, rarity(ident))
+        for path in definers:
+            personal[path] += weight / len(definers)
+    for ident in idents - mentioned:
+        binders = index.binds.get(ident, [])
+        if len(ident) < 4 or not binders or ident not in code:
+            continue
+        for path in binders:
+            personal[path] += SEED_BOUND / len(binders)
+    lowered_task = task.lower()
+    for path in index.inventory.files:
+        lowered = path.lower()
+        if lowered in words or (len(path) > 6 and lowered in lowered_task):
+            personal[path] += SEED_PATH
+            continue
+        if outlinable(path) and module_name(path).lower() in words:
+            personal[path] += SEED_PATH
+            continue
+        parts = lowered.split("/")
+        stem = parts[-1].rsplit(".", 1)[0]
+        hit = 0.0
+        pieces = [p for p in stem.split("_") if len(p) >= 3]
+        if (
+            len(stem) >= 3
+            and stem not in GENERIC_STEMS
+            and (stem in words or ("_" in stem and stem.replace("_", " ") in lowered_task))
+        ):
+            hit += SEED_STEM
+        elif len(pieces) > 1 and stem not in GENERIC_STEMS:
+            hit += SEED_STEM * sum(p in words for p in pieces) / len(pieces) * STEM_PIECE
+        hit += SEED_DIR * sum(1 for d in parts[:-1][-3:] if len(d) >= 3 and d in words)
+        if hit:
+            personal[path] += hit
+    for position, path in enumerate(recent):
+        personal[path] += SEED_RECENT / (1 + position / 10)
+    for path in list(personal):
+        if is_test(path):
+            personal[path] *= TEST_FACTOR
+    return personal, mentioned
 
 
 def _mul(ident: str, definers: int) -> float:
@@ -262,29 +363,8 @@ def _graph(index: _Index) -> tuple[Any, list[tuple[str, str, str, float]], dict[
 def _rank(index: _Index, task: str, focus: Sequence[str], recent: Sequence[str]) -> _Ranking:
     import networkx as nx  # lazily: only the map needs it
 
-    idents, words = _task_words(task)
-    mentioned = {i for i in idents if i in index.defines and len(i) >= 3}
+    personal, mentioned = _seed(index, task, recent)
     files = list(index.inventory.files)
-    personal: dict[str, float] = defaultdict(float)
-    for ident in mentioned:
-        definers = index.defines[ident]
-        for path in definers:
-            personal[path] += 1.0 / len(definers)
-    lowered_task = task.lower()
-    for path in files:
-        stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-        if path.lower() in words or (len(path) > 6 and path.lower() in lowered_task):
-            personal[path] += 3.0
-        elif outlinable(path) and module_name(path).lower() in words:
-            personal[path] += 2.0
-        elif (
-            len(stem) >= 4
-            and stem not in ("__init__", "main", "utils", "util")
-            and (stem in words or stem.replace("_", " ") in lowered_task)
-        ):
-            personal[path] += 0.5
-    for position, path in enumerate(recent):
-        personal[path] += 0.3 / (1 + position / 10)
     total = sum(personal.values()) or 1.0
     for path in focus:
         if path in index.inventory:
@@ -296,8 +376,15 @@ def _rank(index: _Index, task: str, focus: Sequence[str], recent: Sequence[str])
         rank: dict[str, float] = dict(nx.pagerank(graph, weight="weight", personalization=seed))
     except (nx.PowerIterationFailedConvergence, ZeroDivisionError):
         rank = {p: 1.0 / max(1, len(files)) for p in files}
-    # PageRank puts no mass on unreachable files; the seed still orders them.
-    score = {p: rank.get(p, 0.0) + 1e-3 * personal.get(p, 0.0) for p in files}
+    # The seed itself counts too: PageRank alone drifts to the hubs every file uses.
+    top_rank = max(rank.values(), default=0.0) or 1.0
+    top_seed = max((personal.get(p, 0.0) for p in files), default=0.0) or 1.0
+    score = {
+        p: rank.get(p, 0.0) / top_rank + SEED_BLEND * personal.get(p, 0.0) / top_seed for p in files
+    }
+    for path in files:
+        if is_test(path):
+            score[path] *= TEST_FACTOR
     for path in focus:
         if path in score:
             score[path] += 10.0
@@ -399,22 +486,22 @@ def _render(
             heapq.heappush(heap, (neg * bonus, position, path, k + 1))
 
     included = [p for p in ranking.files if chosen.get(p)]
-    outline_lines: list[str] = []
+    blocks: list[tuple[str, list[str]]] = []
     for path in included:
-        outline_lines.append(f"{path}:")
+        lines = [f"{path}:"]
         by_line = {d.line: d for d in ranking.defs[path]}
-        outline_lines.extend(_def_line(by_line[line]) for line in sorted(chosen[path]))
+        lines.extend(_def_line(by_line[line]) for line in sorted(chosen[path]))
         more = len(ranking.defs[path]) - len(chosen[path])
         if more:
-            outline_lines.append(f"      ⋮ {more} more definition{'s' if more > 1 else ''}")
-    used = len(header) + 1 + sum(len(x) + 1 for x in outline_lines)
+            lines.append(f"      ⋮ {more} more definition{'s' if more > 1 else ''}")
+        blocks.append((path, lines))
+    used = len(header) + 1 + sum(len(x) + 1 for _, lines in blocks for x in lines)
 
     rest = [p for p in ranking.files if p not in chosen or not chosen[p]]
     trailer_reserve = 60 + 24 * min(12, len({_folder(p) for p in rest}))
 
     # Tier 2: one line per file: the path and its best definitions.
-    summarised: list[str] = []
-    summary_lines: list[str] = []
+    summary: list[tuple[str, str]] = []
     limit = max(used, budget * SUMMARY_SHARE - trailer_reserve)
     for path in rest:
         defs = ranking.defs.get(path, [])
@@ -425,48 +512,71 @@ def _render(
         line = f"{path}: {names}" + (f", +{more} more" if more > 0 else "")
         if used + len(line) + 1 > limit:
             break
-        summary_lines.append(line)
-        summarised.append(path)
+        summary.append((path, line))
         used += len(line) + 1
 
     # Tier 3: bare paths, then a count per folder for whatever is still left.
-    shown = set(summarised)
-    left = [p for p in rest if p not in shown]
-    path_lines: list[str] = []
+    shown = {p for p, _ in summary}
+    listed: list[str] = []
     limit = budget - trailer_reserve
-    listed: set[str] = set()
-    for path in left:
+    for path in rest:
+        if path in shown:
+            continue
         if used + len(path) + 1 > limit:
             break
-        path_lines.append(path)
-        listed.add(path)
+        listed.append(path)
         used += len(path) + 1
-    omitted = [p for p in left if p not in listed]
 
-    parts = [header]
-    if outline_lines:
-        parts += outline_lines
-    if summary_lines:
-        parts += ["", "More files (best definitions):", *summary_lines]
-    if path_lines:
-        parts += ["", "Other files:", *path_lines]
-    if omitted:
-        folders = Counter(_folder(p) for p in omitted)
-        listed_folders = folders.most_common(12)
-        counts = ", ".join(f"{f} ({n})" for f, n in listed_folders)
-        extra = len(folders) - len(listed_folders)
-        tail = f", and {extra} more folders" if extra > 0 else ""
-        parts += ["", f"Not shown, for the budget: {len(omitted)} files in {counts}{tail}."]
-    if not ranking.files:
-        parts += ["  (empty workspace)"]
-    text = "\n".join(parts)
+    # The estimates above leave room for the closing count; if it still does not fit, the
+    # last listed paths, then summaries, then outlines move to the count until it does.
+    while True:
+        text = _assemble(header, blocks, summary, listed, ranking.files, not ranking.files)
+        if len(text) <= budget or not (listed or summary or blocks):
+            break
+        if listed:
+            listed.pop()
+        elif summary:
+            summary.pop()
+        else:
+            blocks.pop()
+    in_text = {p for p, _ in blocks} | {p for p, _ in summary} | set(listed)
     return RepoMap(
         text=text,
-        included=tuple(included),
-        omitted=tuple(omitted),
+        included=tuple(p for p, _ in blocks),
+        omitted=tuple(p for p in ranking.files if p not in in_text),
         tokens=tokens(text),
-        summarised=tuple(summarised),
+        summarised=tuple(p for p, _ in summary),
+        listed=tuple(listed),
     )
+
+
+def _assemble(
+    header: str,
+    blocks: list[tuple[str, list[str]]],
+    summary: list[tuple[str, str]],
+    listed: list[str],
+    files: list[str],
+    empty: bool,
+) -> str:
+    parts = [header]
+    for _, lines in blocks:
+        parts += lines
+    if summary:
+        parts += ["", "More files (best definitions):", *(line for _, line in summary)]
+    if listed:
+        parts += ["", "Other files:", *listed]
+    shown = {p for p, _ in blocks} | {p for p, _ in summary} | set(listed)
+    omitted = [p for p in files if p not in shown]
+    if omitted:
+        folders = Counter(_folder(p) for p in omitted)
+        top = folders.most_common(12)
+        counts = ", ".join(f"{f} ({n})" for f, n in top)
+        extra = len(folders) - len(top)
+        tail = f", and {extra} more folders" if extra > 0 else ""
+        parts += ["", f"Not shown, for the budget: {len(omitted)} files in {counts}{tail}."]
+    if empty:
+        parts += ["  (empty workspace)"]
+    return "\n".join(parts)
 
 
 def _file_weight(ranking: _Ranking, position: int) -> float:

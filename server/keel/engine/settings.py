@@ -26,7 +26,7 @@ class EngineSettings:
     command_timeout_s: float = 120.0
     speculate: bool = True
     #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
-    map_tokens: int = 3500
+    map_tokens: int = 4000
     #: ``[context] max_prompt_tokens``: every prompt of every tier fits it (chars / 4).
     max_prompt_tokens: int = 32_000
     #: ``[context] instructions``: Keel's instructions file (None: ``.keel/instructions.md``).
