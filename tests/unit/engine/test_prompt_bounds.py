@@ -206,3 +206,22 @@ def test_any_mix_of_files_hints_and_correction_fits_the_room(seed: int) -> None:
         whole = f"--- {file.path} ---\n{file.text}\n" in prompt + "\n"
         # Never silent: a file not shown whole is named in the sentence of cuts.
         assert whole or f" {file.path} " in cut_line, file.path
+
+
+def test_an_agents_file_linking_to_a_secret_or_into_git_is_never_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("API_KEY=sk-live-123456789\n")
+    (tmp_path / "AGENTS.md").symlink_to(tmp_path / ".env")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("token = sk-live-123456789\n")
+    (tmp_path / ".keel").mkdir()
+    (tmp_path / ".keel" / "instructions.md").symlink_to(tmp_path / ".git" / "config")
+    found = load_instructions(tmp_path, None, 8_000)
+    assert [(f.path, f.text) for f in found.files] == [
+        ("AGENTS.md", None),
+        (".keel/instructions.md", None),
+    ]
+    assert [f.note for f in found.files] == [
+        "refused: leads to .env",
+        "refused: leads to .git/config",
+    ]
+    assert "sk-live" not in found.block()
