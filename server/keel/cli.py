@@ -25,6 +25,8 @@ from keel.app import open_engine, open_ledger, open_modes, repository_context
 from keel.bundles.paths import escape
 from keel.config import load_config
 from keel.engine.gateway import BudgetExceeded
+from keel.engine.instructions import describe as describe_instructions
+from keel.engine.instructions import load_instructions
 from keel.engine.models import LedgerEntry
 from keel.engine.modes import explanation_markdown, plan_markdown
 from keel.engine.planning import plan_dict
@@ -609,13 +611,18 @@ def _host_port(text: str) -> tuple[str, int]:
 
 async def run_map(args: argparse.Namespace) -> int:
     """``keel map``: the map for a task within the configured budget; reads, never creates."""
-    budget = (
-        args.tokens if args.tokens is not None else load_config(args.workspace).context.map_tokens
-    )
+    config = load_config(args.workspace)
+    budget = args.tokens if args.tokens is not None else config.context.map_tokens
     if budget < 0:
         raise ConfigError(f"--tokens must be 0 or more, got {budget}")
     context = repository_context(args.workspace)
     ranked = await context.render_map(args.task, focus=args.focus, budget_tokens=budget)
+    found = await asyncio.to_thread(
+        load_instructions,
+        args.workspace,
+        config.context.instructions,
+        config.context.max_prompt_tokens * 4,
+    )
     if args.json:
         print(
             json.dumps(
@@ -628,11 +635,17 @@ async def run_map(args: argparse.Namespace) -> int:
                     "listed": list(ranked.listed),
                     "omitted": list(ranked.omitted),
                     "text": ranked.text,
+                    "instructions": [
+                        {"path": f.path, "characters": f.size, "note": f.note} for f in found.files
+                    ],
+                    "warnings": list(found.warnings),
                 }
             )
         )
     else:
         print(ranked.text)
+        print("\nInstructions (every prompt of every tier opens with them):")
+        print("\n".join(f"  {line}" for line in describe_instructions(found)))
     return EXIT_OK
 
 

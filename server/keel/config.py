@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from keel.bundles.paths import PathError
 from keel.engine.energy import weights_from
 from keel.engine.gateway import Budget
+from keel.engine.instructions import instruction_path
 from keel.engine.models import Tier
 from keel.engine.ports import ConfigError
 from keel.engine.settings import EngineSettings
@@ -98,6 +100,18 @@ class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
     map_tokens: int = Field(default=4000, ge=0, le=200_000)
+    max_prompt_tokens: int = Field(default=32_000, ge=2_000)
+    instructions: str | None = None
+
+    @field_validator("instructions")
+    @classmethod
+    def _instructions(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return instruction_path(value)
+        except PathError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class KeelConfig(_Section):
@@ -127,6 +141,8 @@ class KeelConfig(_Section):
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
             map_tokens=self.context.map_tokens,
+            max_prompt_tokens=self.context.max_prompt_tokens,
+            instructions=self.context.instructions,
         )
 
 

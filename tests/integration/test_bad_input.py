@@ -89,6 +89,28 @@ async def test_paths_outside_the_node_are_refused(tmp_path: Path, bad_path: str)
 async def test_symlink_escaping_the_workspace_is_refused(tmp_path: Path) -> None:
     workspace, outside = tmp_path / "ws", tmp_path / "outside"
     outside.mkdir()
+    (workspace / "sub").mkdir(parents=True)
+    git(workspace, "init", "-q", "-b", "main")
+    (workspace / "sub" / "link").symlink_to(outside, target_is_directory=True)
+    git(workspace, "add", "sub/link")
+    git(workspace, "commit", "-qm", "a symlink to somewhere else")
+    # The plan owns the directory (inside the workspace); the bundle writes through the link.
+    entries = [
+        plan(node("node-1", ["sub"])),
+        bundle("node-1", 1, writes={"sub/link/evil.py": "x = 1\n"}),
+    ]
+    result, sink = await run_session(workspace, entries, flags={"max_attempts": 1})
+    assert result.outcome == "failed"
+    assert "outside the workspace" in _evidence(sink, 1)[0]["message"]
+    assert list(outside.iterdir()) == []
+    assert sink.of("node_escalated")
+
+
+async def test_a_plan_owning_a_path_through_an_escaping_symlink_is_sent_back(
+    tmp_path: Path,
+) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    outside.mkdir()
     workspace.mkdir()
     git(workspace, "init", "-q", "-b", "main")
     (workspace / "link").symlink_to(outside, target_is_directory=True)
@@ -100,9 +122,10 @@ async def test_symlink_escaping_the_workspace_is_refused(tmp_path: Path) -> None
     ]
     result, sink = await run_session(workspace, entries, flags={"max_attempts": 1})
     assert result.outcome == "failed"
-    assert "outside the workspace" in _evidence(sink, 1)[0]["message"]
+    [invalid, *_] = sink.of("plan_invalid")
+    assert "link/evil.py: resolves outside the workspace" in invalid["errors"][0]
+    assert not sink.of("node_started")
     assert list(outside.iterdir()) == []
-    assert sink.of("node_escalated")
 
 
 async def test_patch_that_does_not_apply_is_evidence(tmp_path: Path) -> None:

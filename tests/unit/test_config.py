@@ -269,3 +269,32 @@ def test_python_interpreter_from_keel_toml_and_the_environment(
     (workspace / "keel.toml").write_text('[python]\ninterpeter = "typo"\n')
     with pytest.raises(ConfigError, match=r"python\.interpeter"):
         _load(workspace, env)
+
+
+def test_context_keys_reach_the_engine_settings(workspace: Path, env: dict[str, str]) -> None:
+    defaults = _load(workspace, env).engine_settings(auto_approve=False)
+    assert (defaults.max_prompt_tokens, defaults.instructions) == (32_000, None)
+    (workspace / "keel.toml").write_text(
+        '[context]\nmax_prompt_tokens = 6000\ninstructions = "./docs//agent-rules.md"\n'
+    )
+    settings = _load(workspace, env).engine_settings(auto_approve=False)
+    assert (settings.max_prompt_tokens, settings.instructions) == (6_000, "docs/agent-rules.md")
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("max_prompt_tokens = 100", "context.max_prompt_tokens"),
+        ('instructions = "/etc/passwd"', "context.instructions"),
+        ('instructions = "~/.ssh/id_rsa"', "context.instructions"),
+        ('instructions = "../outside.md"', "context.instructions"),
+        ('instructions = ".env"', "context.instructions"),
+        ("window = 3", "context.window"),
+    ],
+)
+def test_bad_context_keys_are_config_errors(
+    workspace: Path, env: dict[str, str], line: str, field: str
+) -> None:
+    (workspace / "keel.toml").write_text(f"[context]\n{line}\n")
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        _load(workspace, env)

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from keel.engine.bounds import CHARS_PER_TOKEN, bound_reason, cut_middle
 from keel.engine.models import SCHEMA_NAMES, Tier, Usage
 from keel.engine.ports import (
     FaultPoint,
@@ -107,7 +108,11 @@ class ModelGateway:
         redact: Redactor,
         totals: Totals | None = None,
         faults: FaultPoint | None = None,
+        max_prompt_tokens: int | None = None,
+        instructions: str = "",
     ) -> None:
+        """``max_prompt_tokens`` bounds every prompt (``None``: unbounded); ``instructions``
+        (the project's, already bounded) open every prompt of every tier."""
         self._clients = clients
         self._store = store
         self._session_id = session_id
@@ -116,6 +121,24 @@ class ModelGateway:
         self._redact = redact
         self.totals = totals or Totals()
         self._faults = faults or NoFaults()
+        self._max_tokens = max_prompt_tokens
+        self._instructions = instructions
+
+    def prompt_room(self, system: str) -> int | None:
+        """Characters a tier's prompt may have besides the instructions (None: unbounded)."""
+        if self._max_tokens is None:
+            return None
+        opening = len(self._instructions) + 2 if self._instructions else 0
+        return max(0, self._max_tokens * CHARS_PER_TOKEN - len(system) - opening)
+
+    def _bounded(self, system: str, prompt: str) -> str:
+        """The instructions, then ``prompt``; cut in the middle, saying so, if over the bound."""
+        if self._instructions:
+            prompt = self._instructions + "\n\n" + prompt
+        if self._max_tokens is None:
+            return prompt
+        room = max(0, self._max_tokens * CHARS_PER_TOKEN - len(system))
+        return cut_middle(prompt, room, bound_reason(self._max_tokens))
 
     def model_for(self, tier: Tier) -> str:
         return self._clients[tier].name
@@ -159,6 +182,7 @@ class ModelGateway:
             return parse_reply(reply_type, str(recorded["text"]))
         client = self._clients[tier]
         name = SCHEMA_NAMES[reply_type]
+        prompt = self._bounded(system, prompt)
         request = ModelRequest(
             tier=tier,
             schema_name=name,

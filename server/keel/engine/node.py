@@ -21,9 +21,11 @@ from pathlib import Path
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.engine import prompts
+from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
 from keel.engine.energy import measure
 from keel.engine.events import EventLog
 from keel.engine.gateway import ModelGateway
+from keel.engine.guard import read_for_prompt
 from keel.engine.models import (
     ArtifactBundle,
     CommandResult,
@@ -46,11 +48,15 @@ from keel.engine.ports import (
     Ledger,
     LedgerRefused,
     NoFaults,
+    RepositoryContext,
     SessionStore,
     Settlement,
 )
 from keel.engine.settings import MODES, EngineSettings
-from keel.engine.verifier import Verifier, analyse, evidence_dicts, read_texts
+from keel.engine.verifier import Verifier, analyse, evidence_dicts
+
+#: How much of a file a prompt shows when prompts are not bounded.
+UNBOUNDED_FILE_CHARS = 64_000
 
 
 @dataclass
@@ -88,6 +94,8 @@ class NodeContext:
     events: EventLog
     hints: dict[str, list[str]] = field(default_factory=dict)
     faults: FaultPoint = field(default_factory=NoFaults)
+    #: Outlines of what the owned code uses from other files (the repository map), if any.
+    repository: RepositoryContext | None = None
 
     @property
     def sandbox_root(self) -> Path:
@@ -162,10 +170,7 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         sandbox = await self._sandbox()
         try:
-            owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
-            context = await asyncio.to_thread(read_texts, sandbox, node.context)
-            hints = ctx.hints.get(node.id, [])
-            prompt = prompts.actuator_prompt(ctx.task, node, owned, context, hints, correction)
+            prompt = await self._prompt(sandbox, correction)
             reply = await ctx.gateway.ask(
                 Tier.ACTUATOR,
                 ArtifactBundle,
@@ -183,6 +188,44 @@ class NodeRunner:
             await asyncio.to_thread(shutil.rmtree, sandbox, True)
         await self._record(attempt)
         return attempt
+
+    async def _prompt(self, sandbox: Path, correction: str | None) -> str:
+        """The actuator's prompt: owned files, context files and the definitions the owned
+        code uses, read through the guard and fitted to the prompt bound."""
+        ctx, node = self.ctx, self.node
+        room = ctx.gateway.prompt_room(prompts.ACTUATOR_SYSTEM)
+        limit = UNBOUNDED_FILE_CHARS if room is None else room
+        owned = await asyncio.to_thread(read_for_prompt, sandbox, node.owns, limit)
+        context = await asyncio.to_thread(read_for_prompt, sandbox, node.context, limit)
+        hints = ctx.hints.get(node.id, [])
+        reason = bound_reason(ctx.settings.max_prompt_tokens)
+
+        def build(definitions: str = "") -> str:
+            return prompts.actuator_prompt(
+                ctx.task,
+                node,
+                owned,
+                context,
+                hints,
+                correction,
+                definitions=definitions,
+                room=room,
+                reason=reason,
+            )
+
+        prompt = build()
+        # What is left, less the section's title and header, is the outlines' budget.
+        overhead = len(prompts.DEFINITIONS) + 80
+        spare = (limit - len(prompt) - overhead) // CHARS_PER_TOKEN
+        existing = [f.path for f in owned if f.text is not None]
+        if ctx.repository is None or not existing or spare * CHARS_PER_TOKEN < MIN_SHOWN:
+            return prompt
+        try:
+            definitions = await ctx.repository.related_definitions(existing, budget_tokens=spare)
+        except Exception as exc:  # advice: without the outlines the prompt still stands
+            await ctx.events.emit("warning", message=f"definitions for {node.id}: {exc}")
+            return prompt
+        return build(definitions) if definitions.strip() else prompt
 
     async def _reverify(self, attempt: Attempt, carried: ChangeSet) -> Attempt:
         """Verify ``carried`` (no model call) in a fresh sandbox of the new committed state."""

@@ -1,18 +1,23 @@
 """The architect: a task becomes a validated DAG of nodes, or the session stops.
 
 Validation enforces the contract's rules (unique ids, known dependencies, no cycles, every
-file owned by exactly one node, unit_test nodes depending on the nodes they test). Up to three
-architect attempts are made; each failed attempt's problems are sent back in the next prompt.
+file owned by exactly one node, unit_test nodes depending on the nodes they test) and what
+the plan may name: ids are safe names, titles plain text, and every path it writes or reads
+passes :func:`keel.engine.guard.check_plan_path`. Up to three architect attempts are made;
+each failed attempt's problems are sent back in the next prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from keel.bundles.paths import PathError, escape, first_control, normalize
+from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
 from keel.engine.gateway import ModelGateway
+from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
 from keel.engine.models import NodeKind, TaskPlan, Tier
 from keel.engine.ports import KeelError
 
@@ -35,8 +40,14 @@ class PlanScope:
     must_own: tuple[str, ...] = ()
 
 
-def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
-    """Every rule the plan breaks, as sentences the architect can act on."""
+def validate_plan(
+    plan: TaskPlan, scope: PlanScope | None = None, root: Path | None = None
+) -> list[str]:
+    """Every rule the plan breaks, as sentences the architect can act on.
+
+    With ``root`` (the workspace), paths are also checked where they lead: a symlink out of
+    the tree or to a secret is refused. That reads the file system: call it in a thread.
+    """
     errors: list[str] = []
     ids = [node.id for node in plan.nodes]
     seen: set[str] = set()
@@ -44,9 +55,17 @@ def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
         if node_id in seen:
             errors.append(f"node id {node_id} is used twice")
         seen.add(node_id)
+        if problem := node_id_problem(node_id):
+            errors.append(problem)
     owners: dict[str, str] = {}
     for node in plan.nodes:
-        errors.extend(_name_errors(node.id, node.title))
+        if problem := title_problem(node.id, node.title):
+            errors.append(problem)
+        for raw in node.context:
+            try:
+                check_plan_path(raw, root)
+            except PathError as exc:
+                errors.append(f"{node.id} reads an invalid context path: {exc}")
         for dep in node.depends_on:
             if dep not in seen:
                 errors.append(f"{node.id} depends on unknown node {dep}")
@@ -58,7 +77,7 @@ def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
             errors.append(f"{node.id} is a command node with neither files nor commands")
         for raw in node.owns:
             try:
-                path = normalize(raw)
+                path = check_plan_path(raw, root)
             except PathError as exc:
                 errors.append(f"{node.id} owns an invalid path: {exc}")
                 continue
@@ -79,26 +98,6 @@ def validate_plan(plan: TaskPlan, scope: PlanScope | None = None) -> list[str]:
     errors.extend(_test_dependencies(plan, owners))
     if scope is not None:
         errors.extend(_scope_errors(plan, owners, scope))
-    return errors
-
-
-MAX_ID_BYTES = 128
-
-
-def _name_errors(node_id: str, title: str) -> list[str]:
-    """An id names a directory (the node's sandboxes) and a ``Keel-Node`` trailer, and a title
-    is a commit subject printed to terminals: neither may carry control characters, and an id
-    is a single short file name."""
-    errors = []
-    shown = escape(node_id)
-    if (control := first_control(node_id)) is not None:
-        errors.append(f"node id {shown} contains the control character {control}")
-    if "/" in node_id or "\\" in node_id or node_id.strip(".") == "":
-        errors.append(f"node id {shown} must be a plain name (no '/', '\\', '.' or '..')")
-    if len(node_id.encode()) > MAX_ID_BYTES:
-        errors.append(f"node id {shown[:40]}... is longer than {MAX_ID_BYTES} bytes")
-    if (control := first_control(title)) is not None:
-        errors.append(f"the title of {shown} contains the control character {control}")
     return errors
 
 
@@ -205,16 +204,19 @@ class Planner:
         gateway: ModelGateway,
         on_invalid: Callable[[int, list[str]], None],
         scope: PlanScope | None = None,
+        root: Path | None = None,
     ) -> None:
+        """``root``: the workspace, for checking where the plan's paths lead."""
         self._gateway = gateway
         self._on_invalid = on_invalid
         self._scope = scope
+        self._root = root
 
     async def plan(
         self,
         task: str,
         listing: Sequence[str],
-        key_files: Mapping[str, str | None],
+        key_files: Sequence[PromptFile],
         languages: Sequence[str],
         *,
         repo_map: str | None = None,
@@ -235,7 +237,9 @@ class Planner:
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]
             else:
-                errors = validate_plan(reply.value, self._scope)
+                errors = await asyncio.to_thread(
+                    validate_plan, reply.value, self._scope, self._root
+                )
                 if not errors:
                     return _normalized(reply.value)
             self._on_invalid(attempt, errors)
@@ -244,6 +248,12 @@ class Planner:
 
 def _normalized(plan: TaskPlan) -> TaskPlan:
     nodes = [
-        node.model_copy(update={"owns": [normalize(p) for p in node.owns]}) for node in plan.nodes
+        node.model_copy(
+            update={
+                "owns": [normalize(p) for p in node.owns],
+                "context": [normalize(p) for p in node.context],
+            }
+        )
+        for node in plan.nodes
     ]
     return plan.model_copy(update={"nodes": nodes})

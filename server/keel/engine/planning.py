@@ -20,10 +20,11 @@ from pathlib import Path
 
 from keel.bundles.paths import PathError, normalize
 from keel.engine.gateway import ModelGateway
+from keel.engine.guard import PromptFile, read_for_prompt
 from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanScope
 from keel.engine.ports import LanguagePlugin, RepoMap, RepositoryContext
-from keel.engine.verifier import read_texts, tree_files
+from keel.engine.verifier import tree_files
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class WorkspaceView:
     """The workspace as the architect sees it."""
 
     listing: list[str]
-    key_files: dict[str, str | None]
+    key_files: Sequence[PromptFile]
     languages: list[str]
     #: The ranked repository map, shown instead of ``listing`` when there is one.
     repo_map: str | None = None
@@ -103,7 +104,7 @@ async def workspace_view(
     ranked = await repository_map(context, task, focus, map_tokens)
     repo_map = ranked.text if ranked is not None else None
     key_files = await asyncio.to_thread(
-        read_texts,
+        read_for_prompt,
         workspace,
         [f for f in KEY_FILES if f in listing],
         8_000 if repo_map is None else KEY_FILE_CHARS_WITH_MAP,
@@ -142,7 +143,7 @@ async def draft_plan(
         context=context,
         map_tokens=map_tokens,
     )
-    planner = Planner(gateway, on_invalid, scope)
+    planner = Planner(gateway, on_invalid, scope, root=workspace)
     return await planner.plan(
         task, view.listing, view.key_files, view.languages, repo_map=view.repo_map
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from keel.engine.bounds import cut_middle, fit_files, render_files
+from keel.engine.guard import PromptFile
 from keel.engine.models import PlanNode, Residual
 
 ARCHITECT_SYSTEM = """\
@@ -36,19 +38,10 @@ are likely to go wrong, note interface contracts, pitfalls and edge cases the ac
 keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}."""
 
 
-def _files_block(files: Mapping[str, str | None]) -> str:
-    if not files:
-        return "(none)"
-    parts = []
-    for path, text in files.items():
-        parts.append(f"--- {path} ---\n" + ("(does not exist yet)" if text is None else text))
-    return "\n".join(parts)
-
-
 def architect_prompt(
     task: str,
     listing: Sequence[str],
-    key_files: Mapping[str, str | None],
+    key_files: Sequence[PromptFile],
     languages: Sequence[str],
     errors: Sequence[str],
     *,
@@ -68,7 +61,7 @@ def architect_prompt(
         *files,
         "",
         "Key files:",
-        _files_block(key_files),
+        render_files(key_files),
     ]
     if errors:
         lines += [
@@ -97,30 +90,73 @@ def evidence_lines(evidence: Iterable[Residual]) -> list[str]:
     return [f"- {residual.describe()}" for residual in evidence]
 
 
+DEFINITIONS = "definitions the owned files use from other files (outlines)"
+
+
 def actuator_prompt(
     task: str,
     node: PlanNode,
-    owned: Mapping[str, str | None],
-    context: Mapping[str, str | None],
+    owned: Sequence[PromptFile],
+    context: Sequence[PromptFile],
     hints: Sequence[str],
     correction: str | None,
+    *,
+    definitions: str = "",
+    room: int | None = None,
+    reason: str = "",
 ) -> str:
-    lines = [
-        f"Task: {task}",
-        "",
-        node_block(node),
+    """The actuator's prompt, within ``room`` characters when given.
+
+    Within the room, the node's own files come first, then its context files, then the
+    outlines of the definitions it uses; what does not fit is shortened or left out, and the
+    prompt says which and why (``reason``).
+    """
+    head = [f"Task: {task}", "", node_block(node)]
+    tail: list[str] = []
+    if hints:
+        tail += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
+    if correction:
+        tail += ["", correction]
+    outlines = [PromptFile(DEFINITIONS, definitions, "", len(definitions))] if definitions else []
+    groups: list[list[PromptFile]] = [list(owned), list(context), outlines]
+    if room is None:
+        return _actuator_text(head, groups, [], tail, reason)
+    head[0] = cut_middle(head[0], room // 4, reason)
+    tail = cut_middle("\n".join(tail), room // 4, reason).split("\n") if tail else []
+    # Fit the files into what the rest leaves, then give back any overshoot (the sentence
+    # naming the cuts is only known after fitting) until the whole prompt is within the room.
+    files_room = room - len(_actuator_text(head, [[], [], []], [], tail, reason))
+    prompt = ""
+    for _ in range(3):
+        fitted, cuts = fit_files(groups, files_room, reason)
+        prompt = _actuator_text(head, fitted, cuts, tail, reason)
+        if len(prompt) <= room:
+            return prompt
+        files_room -= len(prompt) - room
+    return cut_middle(prompt, room, reason)
+
+
+def _actuator_text(
+    head: list[str],
+    groups: Sequence[Sequence[PromptFile]],
+    cuts: Sequence[str],
+    tail: list[str],
+    reason: str,
+) -> str:
+    lines = [*head]
+    if cuts:
+        lines += ["", f"Cut {reason}: " + "; ".join(cuts) + "."]
+    lines += [
         "",
         "Files this node owns (current content):",
-        _files_block(owned),
+        render_files(groups[0]),
         "",
         "Context files (read only):",
-        _files_block(context),
+        render_files(groups[1]),
     ]
-    if hints:
-        lines += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
-    if correction:
-        lines += ["", correction]
-    return "\n".join(lines)
+    if groups[2]:
+        lines += ["", "Definitions used from other files (read only):", render_files(groups[2])]
+    return "\n".join([*lines, *tail])
 
 
 def correction_block(
@@ -192,7 +228,7 @@ def numbered(text: str) -> str:
 def explain_prompt(
     question: str,
     listing: Sequence[str],
-    key_files: Mapping[str, str | None],
+    key_files: Sequence[PromptFile],
     relevant: Mapping[str, str | None],
     languages: Sequence[str],
     errors: Sequence[str],
@@ -200,7 +236,11 @@ def explain_prompt(
     repo_map: str | None = None,
 ) -> str:
     """``keel explain``'s prompt; ``repo_map`` (the ranked map) replaces the plain listing."""
-    shown = {path: numbered(text) for path, text in relevant.items() if text is not None}
+    shown = [
+        PromptFile(path, numbered(text), "", len(text))
+        for path, text in relevant.items()
+        if text is not None
+    ]
     files = (
         [repo_map]
         if repo_map is not None
@@ -214,10 +254,10 @@ def explain_prompt(
         *files,
         "",
         "Key files:",
-        _files_block(key_files),
+        render_files(key_files),
         "",
         "Files the question names or that define its symbols (line-numbered):",
-        _files_block(shown),
+        render_files(shown),
     ]
     if errors:
         lines += ["", "Your previous reply was invalid:", *(f"- {error}" for error in errors)]

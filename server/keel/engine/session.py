@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,8 +24,10 @@ from typing import Any
 from keel.engine import prompts
 from keel.engine.baseline import STEP_ID as BASELINE_STEP
 from keel.engine.baseline import Baseline, BaselineRecord
+from keel.engine.bounds import chars_for
 from keel.engine.events import EventLog
 from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
+from keel.engine.instructions import load_instructions
 from keel.engine.models import (
     Energy,
     LedgerEntry,
@@ -58,6 +61,8 @@ from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,7 +114,8 @@ class Engine:
     environment: Mapping[str, Any] = field(default_factory=dict)
     #: Problems found with it, each naming its fix: one ``warning`` event each.
     environment_notes: Sequence[str] = ()
-    #: The ranked repository map the architect gets instead of a plain listing.
+    #: The ranked repository map the architect gets instead of a plain listing, and the
+    #: outlines of the definitions a node's code uses for the actuator.
     context: RepositoryContext | None = None
 
     async def run(
@@ -126,6 +132,10 @@ class Engine:
         redactor = Redactor(self.secrets)
         events = EventLog(session_id, self.store, self.sink, redactor)
         totals = Totals.restore(await self.store.call_totals(session_id)) if resume else Totals()
+        max_tokens = self.settings.max_prompt_tokens
+        instructions = await asyncio.to_thread(
+            load_instructions, self.workspace, self.settings.instructions, chars_for(max_tokens)
+        )
         gateway = ModelGateway(
             self.clients,
             self.store,
@@ -135,6 +145,8 @@ class Engine:
             redact=redactor,
             totals=totals,
             faults=self.faults,
+            max_prompt_tokens=max_tokens,
+            instructions=instructions.block(),
         )
         if not resume:
             await self.store.create_session(session_id, task, self.config_record())
@@ -160,8 +172,9 @@ class Engine:
             epsilon=self.settings.epsilon,
             sandbox=dict(self.sandbox),
             environment=dict(self.environment),
+            instructions=[f.path for f in instructions.files],
         )
-        for note in self.environment_notes:
+        for note in [*self.environment_notes, *instructions.warnings]:
             await events.emit("warning", message=note)
         run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
@@ -280,6 +293,7 @@ class Engine:
             events,
             hints,
             faults=self.faults,
+            repository=self.context,
         )
 
         last_attempt: dict[str, int] = {}

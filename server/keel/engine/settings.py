@@ -27,6 +27,10 @@ class EngineSettings:
     speculate: bool = True
     #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
     map_tokens: int = 4000
+    #: ``[context] max_prompt_tokens``: every prompt of every tier fits it (chars / 4).
+    max_prompt_tokens: int = 32_000
+    #: ``[context] instructions``: Keel's instructions file (None: ``.keel/instructions.md``).
+    instructions: str | None = None
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""

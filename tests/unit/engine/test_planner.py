@@ -182,7 +182,7 @@ def test_context_files_nobody_owns_or_the_test_owns_need_no_dependency() -> None
                 "unit_test",
                 owns=["tests/test_core.py", "tests/conftest.py"],
                 depends_on=["core"],
-                context=["README.md", "tests/conftest.py", "../invalid"],
+                context=["README.md", "tests/conftest.py"],
             ),
         )
     )
