@@ -71,6 +71,13 @@ class NetworkConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, ge=0)
 
 
+class ContextConfig(_Section):
+    """What the models see of the repository (``[context]``)."""
+
+    explore_turns: int = Field(default=6, ge=0, le=50)
+    explore_tokens: int = Field(default=12_000, ge=0, le=200_000)
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -79,6 +86,7 @@ class KeelConfig(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -94,6 +102,8 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            explore_turns=self.context.explore_turns,
+            explore_tokens=self.context.explore_tokens,
         )
 
 
@@ -224,6 +234,9 @@ def session_layer(record: Mapping[str, Any]) -> dict[str, Any]:
         "budget": {"max_cost": record.get("max_cost"), "max_steps": record.get("max_steps")},
         "log_llm": bool(record.get("log_llm", False)),
     }
+    explore = {k: record[k] for k in ("explore_turns", "explore_tokens") if k in record}
+    if explore:
+        layer["context"] = explore
     if record.get("epsilon") is not None:
         layer["engine"]["stability_threshold"] = record["epsilon"]
     if record.get("weights") is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
-from keel.engine.gateway import ModelGateway
+from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.models import NodeKind, TaskPlan, Tier
 from keel.engine.ports import KeelError
 
@@ -184,10 +184,12 @@ class Planner:
         gateway: ModelGateway,
         on_invalid: Callable[[int, list[str]], None],
         scope: PlanScope | None = None,
+        explore: Exploration | None = None,
     ) -> None:
         self._gateway = gateway
         self._on_invalid = on_invalid
         self._scope = scope
+        self._explore = explore
 
     async def plan(
         self,
@@ -199,6 +201,10 @@ class Planner:
         errors: list[str] = []
         for attempt in range(1, PLAN_ATTEMPTS + 1):
             prompt = prompts.architect_prompt(task, listing, key_files, languages, errors)
+            if self._explore is not None:
+                prompt += "\n\n" + prompts.explore_hint(
+                    self._explore.max_turns, self._explore.max_tokens
+                )
             reply = await self._gateway.ask(
                 Tier.ARCHITECT,
                 TaskPlan,
@@ -206,6 +212,7 @@ class Planner:
                 prompt=prompt,
                 node_id=None,
                 attempt=attempt,
+                explore=self._explore,
             )
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]

@@ -165,3 +165,14 @@ def verifier_prompt(
 
 def speculator_prompt(task: str, nodes: Sequence[PlanNode]) -> str:
     return "\n".join([f"Task: {task}", "", "Plan:", *(node_block(node) + "\n" for node in nodes)])
+
+
+def explore_hint(turns: int, tokens: int) -> str:
+    """Tells the architect it may look before it plans, and how much."""
+    return (
+        "Before you answer you may explore the workspace with read-only tools (search_code, "
+        "open_file, find_symbol, list_folder), for up to "
+        f"{turns} replies of tool calls and {tokens} tokens of results in all. Open the files "
+        "the task is about before you decide which files each node owns; then answer with the "
+        "task_plan."
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from keel.engine import prompts
 from keel.engine.events import EventLog
-from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
+from keel.engine.gateway import BudgetExceeded, Exploration, ModelGateway, Totals
 from keel.engine.models import (
     Energy,
     LedgerEntry,
@@ -38,6 +38,7 @@ from keel.engine.ports import (
     CommandRunner,
     EditorEvidence,
     EventSink,
+    ExplorationTools,
     FaultPoint,
     KeelError,
     LanguagePlugin,
@@ -97,6 +98,8 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
+    #: Read-only tools the architect may call before it plans (``None``: it may not).
+    explorer: ExplorationTools | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -216,6 +219,8 @@ class Engine:
             "max_steps": s.budget.max_steps,
             "auto_approve": s.auto_approve,
             "log_llm": s.log_llm,
+            "explore_turns": s.explore_turns,
+            "explore_tokens": s.explore_tokens,
         }
 
     async def _run(
@@ -313,6 +318,28 @@ class Engine:
             await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED, entry.sha)
         return dict.fromkeys(latest, NodeState.COMMITTED)
 
+    def _exploration(self, events: EventLog) -> Exploration | None:
+        """The architect's tools and budget; every call run is an ``explore`` event."""
+        if self.explorer is None or self.settings.explore_turns <= 0:
+            return None
+
+        async def explored(record: Mapping[str, object]) -> None:
+            await events.emit(
+                "explore",
+                tool=record["tool"],
+                arguments=record["arguments"],
+                chars=record["chars"],
+                refused=record["refused"],
+                tier=record["tier"],
+            )
+
+        return Exploration(
+            self.explorer,
+            max_turns=self.settings.explore_turns,
+            max_tokens=self.settings.explore_tokens,
+            on_call=explored,
+        )
+
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
@@ -326,7 +353,7 @@ class Engine:
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
 
-        planner = Planner(gateway, invalid, self.plan_scope)
+        planner = Planner(gateway, invalid, self.plan_scope, self._exploration(events))
         try:
             plan = await planner.plan(
                 task, listing[:300], key_files, [p.name for p in self.plugins]

@@ -25,6 +25,10 @@ class EngineSettings:
     log_llm: bool = False
     command_timeout_s: float = 120.0
     speculate: bool = True
+    #: The architect's read-only exploration before it plans: replies that may call tools
+    #: (0: none) and tokens of tool results in all.
+    explore_turns: int = 6
+    explore_tokens: int = 12_000
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""
