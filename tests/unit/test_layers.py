@@ -20,7 +20,14 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "server" / "keel"
 
 THIRD_PARTY_ADAPTER_LIBS = ("pygls", "lsprotocol", "aiosqlite", "git", "openai", "anthropic")
-ADAPTERS = ("keel.store", "keel.ledger", "keel.providers", "keel.plugins", "keel.process")
+ADAPTERS = (
+    "keel.store",
+    "keel.ledger",
+    "keel.providers",
+    "keel.plugins",
+    "keel.process",
+    "keel.context",
+)
 OUTER = ("keel.app", "keel.cli", "keel.config", "keel.lsp")
 ALLOWED_ADAPTER_IMPORTS = {("keel.plugins", "keel.process")}
 

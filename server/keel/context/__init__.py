@@ -1,1 +1,1 @@
-"""What the models see of a repository: the inventory, the map and read-only exploration."""
+"""Choosing and bounding what the models see of a workspace: the inventory and the map."""

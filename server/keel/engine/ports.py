@@ -448,3 +448,35 @@ class Approver(Protocol):
     async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
         """Called after an approved bundle was committed, or failed to be."""
         ...
+
+
+@dataclass(frozen=True)
+class RepoMap:
+    """The ranked repository map as a model gets it (see docs/explanation/context.md).
+
+    ``included`` are the files shown with an outline, ``summarised`` those shown by one line,
+    ``omitted`` those left out for the budget (named in ``text`` or counted by folder);
+    ``tokens`` is ``len(text) // 4``.
+    """
+
+    text: str
+    included: tuple[str, ...] = ()
+    omitted: tuple[str, ...] = ()
+    tokens: int = 0
+    summarised: tuple[str, ...] = ()
+
+
+class RepositoryContext(Protocol):
+    """What the models see of the workspace's code, chosen for a task and bounded."""
+
+    async def render_map(
+        self, task: str, *, focus: Sequence[str] = (), budget_tokens: int
+    ) -> RepoMap:
+        """The files ranked for ``task`` (``focus``: files the user is on, ranked first),
+        rendered as outlines within ``budget_tokens``; what did not fit is named."""
+        ...
+
+    async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
+        """Outlines of the definitions the code in ``paths`` uses from other files, within
+        ``budget_tokens`` (empty when there are none)."""
+        ...
