@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
+from keel.context.explore import WorkspaceExplorer
+from keel.context.inventory import Inventory, secret_looking
 from keel.engine.models import Tier
-from keel.engine.ports import Approver, EventSink, ModelClient
+from keel.engine.ports import Approver, EventSink, ExplorationTools, ModelClient
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
@@ -141,6 +143,7 @@ async def open_engine(
                 settings=config.engine_settings(auto_approve=auto_approve),
                 secrets=secrets,
                 faults=faults,
+                explorer=await exploration_tools(workspace, config),
             )
     finally:
         lock.release()
@@ -148,6 +151,15 @@ async def open_engine(
             close = getattr(client, "aclose", None)
             if close is not None:
                 await close()
+
+
+async def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
+    """The architect's read-only tools over the workspace's inventory (``None``: switched
+    off with ``[context] explore_turns = 0``)."""
+    if config.context.explore_turns <= 0:
+        return None
+    inventory = await Inventory.load(workspace, workspace / ".keel" / "context")
+    return WorkspaceExplorer(workspace, inventory, secret_looking)
 
 
 class SharedWorkspace:
@@ -210,6 +222,7 @@ class SharedWorkspace:
                     settings=config.engine_settings(auto_approve=False),
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
+                    explorer=await exploration_tools(self._workspace, config),
                 )
             finally:
                 self._running -= 1

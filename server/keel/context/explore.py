@@ -34,6 +34,8 @@ MAX_OPEN_LINES = 400
 #: Files larger than this are not searched or opened (generated or data files).
 MAX_FILE_BYTES = 1_000_000
 MAX_RESULTS = 200
+#: Matches shown per file when a search spans several, so one file cannot crowd out the rest.
+PER_FILE = 10
 MAX_PATTERN = 200
 
 SEARCH, OPEN, SYMBOL, LIST = "search_code", "open_file", "find_symbol", "list_folder"
@@ -181,9 +183,10 @@ def check_path(ws: Workspace, raw: object, *, folder: bool = False) -> str:
 
 def _policy_reason(raw: str, message: str) -> str:
     """The bundle path rules speak of writing; say the same for reading."""
-    if ".git" in raw.replace("\\", "/").split("/") and "nested" not in message:
+    parts = [part for part in raw.replace("\\", "/").split("/") if part not in ("", ".")]
+    if ".git" in parts and "nested" not in message:
         return f"{raw}: .git/ is git's own data and is never read"
-    if raw.lstrip("./").startswith(".keel"):
+    if parts[:1] == [".keel"]:
         return f"{raw}: .keel/ is Keel's own state and is never read"
     return message.replace(" and never written by a bundle", "").replace(
         "are never written", "are never read"
@@ -256,15 +259,22 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     except re.error as exc:
         raise Refused(f"invalid regular expression: {exc}") from None
     most = _int(arguments, "max_results", 50, 1, MAX_RESULTS)
+    scope = _scope(ws, arguments.get("path"))
+    per_file = most if len(scope) == 1 else PER_FILE
     hits: list[str] = []
     more = 0
-    for path in _scope(ws, arguments.get("path")):
-        for number, line in enumerate(_lines(ws, path) or (), start=1):
-            if regex.search(line):
-                if len(hits) < most:
-                    hits.append(f"{path}:{number}: {_clip(line.strip())}")
-                else:
-                    more += 1
+    for path in scope:
+        matches = [
+            f"{path}:{number}: {_clip(line.strip())}"
+            for number, line in enumerate(_lines(ws, path) or (), start=1)
+            if regex.search(line)
+        ]
+        shown = matches[: min(per_file, most - len(hits))]
+        hits.extend(shown)
+        if len(matches) > len(shown) and len(hits) < most:
+            hits.append(f"[{path}: {len(matches) - len(shown)} more match(es) in this file]")
+        elif len(matches) > len(shown):
+            more += len(matches) - len(shown)
     if not hits:
         return f"no match for {pattern!r}"
     tail = [f"[{more} more match(es) not shown; narrow the search]"] if more else []
@@ -296,6 +306,7 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     textual = re.compile(_DEFINITION.format(name=re.escape(short)))
     definitions: list[str] = []
     references: list[str] = []
+    total = 0
     for path in _scope(ws, None):
         lines = _lines(ws, path)
         if not lines or not any(short in line for line in lines):
@@ -307,15 +318,21 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
         )
         for number in sorted(defined):
             definitions.append(f"{path}:{number}: {_clip(lines[number - 1].strip())}")
-        for number, line in enumerate(lines, start=1):
-            if number not in defined and word.search(line):
-                references.append(f"{path}:{number}: {_clip(line.strip())}")
+        found = [
+            f"{path}:{number}: {_clip(line.strip())}"
+            for number, line in enumerate(lines, start=1)
+            if number not in defined and word.search(line)
+        ]
+        total += len(found)
+        references.extend(found[:PER_FILE])
+        if len(found) > PER_FILE:
+            references.append(f"[{path}: {len(found) - PER_FILE} more reference(s) in this file]")
     if not definitions and not references:
         return f"{name}: not found in the workspace's files"
     out = [f"definitions of {short} ({len(definitions)}):", *definitions[:40]]
     if len(definitions) > 40:
         out.append(f"[{len(definitions) - 40} more definition(s) not shown]")
-    out.append(f"references ({len(references)}):")
+    out.append(f"references ({total}):")
     out.extend(references[:100])
     if len(references) > 100:
         out.append(f"[{len(references) - 100} more reference(s) not shown]")
