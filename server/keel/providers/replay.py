@@ -25,10 +25,14 @@ instead of a live model. A transcript is JSON Lines, one object per line:
   ``note`` (optional) is free text for people reading the file. Other keys are errors, so
   that a misspelt key is caught rather than ignored.
 
+Exploration turns (the architect's read-only tool calls) are lines with ``"turn": N`` and
+``"tool_calls": [{"name": ..., "arguments": {...}}]`` instead of ``reply``/``text``; the line
+without a ``turn`` is the answer, for whichever turn asks for it (:func:`select_entry`).
+
 A request is answered by the line whose (tier, node, attempt) equals the request's; two lines
-with the same key are an error. A request with no matching line fails with a non-retryable
-:class:`ProviderError`. A malformed file is a :class:`ConfigError` naming the file and line.
-The same entries drive the fake HTTP model server in the tests.
+with the same key (and turn) are an error. A request with no matching line fails with a
+non-retryable :class:`ProviderError`. A malformed file is a :class:`ConfigError` naming the
+file and line. The same entries drive the fake HTTP model server in the tests.
 """
 
 from __future__ import annotations
