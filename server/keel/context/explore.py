@@ -34,9 +34,14 @@ MAX_OPEN_LINES = 400
 #: Files larger than this are not searched or opened (generated or data files).
 MAX_FILE_BYTES = 1_000_000
 MAX_RESULTS = 200
+#: A group holding a quantifier, itself quantified, or a backreference: the shapes whose
+#: backtracking can run for hours on one line; such patterns are refused.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]|\\[1-9]")
 #: Matches shown per file when a search spans several, so one file cannot crowd out the rest.
 PER_FILE = 10
 MAX_PATTERN = 200
+#: Characters of a line a search looks at (minified lines would make patterns slow).
+MAX_LINE = 2_000
 
 SEARCH, OPEN, SYMBOL, LIST = "search_code", "open_file", "find_symbol", "list_folder"
 
@@ -123,17 +128,18 @@ class WorkspaceExplorer:
         self, name: str, arguments: Mapping[str, Any], limit: int = DEFAULT_LIMIT
     ) -> ToolResult:
         """Run one tool; never raises for bad input (a refusal or error is the result)."""
+        limit = max(0, min(limit, DEFAULT_LIMIT * 4))
         tool = _TOOLS.get(name)
         if tool is None:
             known = ", ".join(spec.name for spec in SPECS)
-            return ToolResult(f"refused: unknown tool {name!r}; the tools are {known}", True)
+            text = f"refused: unknown tool {_clip(repr(name), 80)}; the tools are {known}"
+            return ToolResult(bound(text, limit), True)
         if not isinstance(arguments, Mapping):
-            return ToolResult("refused: the arguments must be a JSON object", True)
-        limit = max(200, min(limit, DEFAULT_LIMIT * 4))
+            return ToolResult(bound("refused: the arguments must be a JSON object", limit), True)
         try:
             text = await asyncio.to_thread(tool, self._ws, arguments)
         except Refused as exc:
-            return ToolResult(f"refused: {exc}", True)
+            return ToolResult(bound(f"refused: {exc}", limit), True)
         return ToolResult(bound(text, limit), False)
 
 
@@ -141,7 +147,9 @@ def bound(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters at a line end, saying how much was left out."""
     if len(text) <= limit:
         return text
-    head = text[: max(0, limit - 120)]
+    if limit < 120:  # no room for a note: the budget is nearly spent
+        return text[: max(0, limit)]
+    head = text[: limit - 80]
     head = head[: head.rfind("\n") + 1] or head
     left = text[len(head) :].count("\n") + 1
     return head + f"[cut: {left} more line(s) not shown; narrow the request]"
@@ -254,8 +262,14 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
         raise Refused("pattern must be a non-empty string")
     if len(pattern) > MAX_PATTERN:
         raise Refused(f"pattern is longer than {MAX_PATTERN} characters")
+    literal = arguments.get("regex") is not True
+    if not literal and _NESTED_QUANTIFIER.search(pattern):
+        raise Refused(
+            "a quantified group that itself repeats (like (a+)+) can take forever; "
+            "simplify the pattern"
+        )
     try:
-        regex = re.compile(pattern if arguments.get("regex") is True else re.escape(pattern))
+        regex = re.compile(re.escape(pattern) if literal else pattern)
     except re.error as exc:
         raise Refused(f"invalid regular expression: {exc}") from None
     most = _int(arguments, "max_results", 50, 1, MAX_RESULTS)
@@ -267,7 +281,7 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
         matches = [
             f"{path}:{number}: {_clip(line.strip())}"
             for number, line in enumerate(_lines(ws, path) or (), start=1)
-            if regex.search(line)
+            if regex.search(line, 0, MAX_LINE)
         ]
         shown = matches[: min(per_file, most - len(hits))]
         hits.extend(shown)

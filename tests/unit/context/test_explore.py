@@ -244,3 +244,35 @@ def test_bound_cuts_at_a_line_end() -> None:
     assert len(cut) <= 300
     assert cut.endswith("more line(s) not shown; narrow the request]")
     assert cut.splitlines()[-2].startswith("line ")
+    one_long_line = "x" * 5000
+    assert len(bound(one_long_line, 300)) <= 300
+    for tiny in (0, 1, 50, 119):  # what is left of a nearly spent budget
+        assert len(bound(text, tiny)) == tiny
+
+
+async def test_a_tiny_limit_is_kept(explorer: WorkspaceExplorer) -> None:
+    for limit in (0, 10, 150):
+        result = await call(explorer, SEARCH, limit=limit, pattern="parse_args")
+        assert len(result.text) <= limit
+
+
+async def test_refusals_are_bounded_too(explorer: WorkspaceExplorer) -> None:
+    huge = "a/" * 20_000 + ".env"
+    for tool, arguments in ((OPEN, {"path": huge}), ("x" * 10_000, {})):
+        result = await explorer.call(tool, arguments, 500)
+        assert result.refused and len(result.text) <= 500
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", r"(\w+\s?)*x", "(x*){2,}", r"(a)\1"])
+async def test_patterns_that_backtrack_forever_are_refused(
+    explorer: WorkspaceExplorer, pattern: str
+) -> None:
+    result = await call(explorer, SEARCH, pattern=pattern, regex=True)
+    assert result.refused and "simplify the pattern" in result.text
+
+
+async def test_ordinary_regexes_and_literals_still_work(explorer: WorkspaceExplorer) -> None:
+    found = await call(explorer, SEARCH, pattern=r"def \w+\(argv\)", regex=True)
+    assert found.text == "src/pkg/core.py:13: def parse_args(argv):"
+    literal = await call(explorer, SEARCH, pattern="(a+)+", path="src")
+    assert not literal.refused and literal.text == "no match for '(a+)+'"

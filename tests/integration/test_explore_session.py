@@ -1,0 +1,96 @@
+"""Exploration inside a whole session, in-process with a ``replay:`` transcript.
+
+What the architect's tool calls leave behind (events, steps, ``keel logs --tools``), what
+they may not see, and the ``[context]`` switches, on a small workspace of text files so no
+checker or test runner starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from keel import reports
+from keel.store import SqliteStore, store_path
+from tests.integration.conftest import bundle, git, node, plan, run_session
+
+SECRET = "sk-live-0123456789abcdef0123"
+
+
+def workspace(tmp_path: Path, toml: str = "") -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    git(ws, "init", "-q", "-b", "main")
+    (ws / "notes.txt").write_text("release notes\nfix the parser\n")
+    (ws / ".gitignore").write_text("build/\n")
+    (ws / "build").mkdir()
+    (ws / "build" / "cache.txt").write_text("ignored parser cache\n")
+    (ws / ".env").write_text(f"API_KEY={SECRET}\n")
+    if toml:
+        (ws / "keel.toml").write_text(toml)
+    git(ws, "add", "notes.txt", ".gitignore")
+    git(ws, "commit", "-qm", "initial")
+    return ws
+
+
+def entries() -> list[dict[str, Any]]:
+    calls = [
+        {"name": "open_file", "arguments": {"path": ".env"}},
+        {"name": "search_code", "arguments": {"pattern": "parser"}},
+        {"name": "open_file", "arguments": {"path": "build/cache.txt"}},
+        {"name": "list_folder", "arguments": {}},
+    ]
+    return [
+        {"tier": "architect", "node": None, "attempt": 1, "turn": 1, "tool_calls": calls},
+        plan(node("node-1", ["notes.txt"], title="Notes")),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("node-1", writes={"notes.txt": "release notes\nfixed the parser\n"}),
+    ]
+
+
+async def test_tool_calls_are_events_steps_and_logs(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    result, sink = await run_session(ws, entries(), task="Fix the notes")
+    assert result.outcome == "success", result.reason
+    explored = sink.of("explore")
+    assert [(e["tool"], e["refused"]) for e in explored] == [
+        ("open_file", True),
+        ("search_code", False),
+        ("open_file", True),
+        ("list_folder", False),
+    ]
+    store = await SqliteStore.open(store_path(ws))
+    try:
+        steps = await store.steps(result.session_id)
+        session = await reports.find_session(store, result.session_id)
+        logs = await reports.logs_report(store, session, ["tools"])
+    finally:
+        await store.close()
+    results = {s["step_id"]: s["result"] for s in steps if s["kind"] == "tool"}
+    assert "looks like it holds secrets" in results["tool:architect:-:1:turn1:1"]["text"]
+    assert "ignored by git" in results["tool:architect:-:1:turn1:3"]["text"]
+    search = results["tool:architect:-:1:turn1:2"]["text"]
+    assert search.splitlines() == ["notes.txt:2: fix the parser"]  # not build/, not .env
+    listing = results["tool:architect:-:1:turn1:4"]["text"]
+    assert "notes.txt" in listing and "build" not in listing and ".env" not in listing
+    assert SECRET not in str(steps) and SECRET not in str(sink.events)
+    text = reports.format_logs(logs)
+    assert "exploration: 4 tool call(s)" in text
+    assert 'open_file(path=".env"): refused: .env: looks like it holds secrets' in text
+    assert 'search_code(pattern="parser"): ' in text
+
+
+async def test_explore_turns_zero_offers_no_tools(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[context]\nexplore_turns = 0\n")
+    result, sink = await run_session(ws, entries(), task="Fix the notes")
+    assert result.outcome == "success", result.reason
+    assert sink.of("explore") == []  # the recorded tool calls were never offered to run
+
+
+async def test_a_small_token_budget_ends_the_exploration(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[context]\nexplore_tokens = 20\n")
+    result, sink = await run_session(ws, entries(), task="Fix the notes")
+    assert result.outcome == "success", result.reason
+    explored = sink.of("explore")
+    assert sum(e["chars"] for e in explored if not e["refused"]) <= 80
+    assert explored[-1]["refused"]  # the budget ran out before the listing
