@@ -40,6 +40,10 @@ ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
 #: Characters per token, for the exploration budget (the same rough measure as prompts').
 CHARS_PER_TOKEN = 4
+#: Tool calls run per reply; more are refused (each still gets its result, as APIs require).
+MAX_CALLS_PER_TURN = 16
+#: How much of a call's arguments a step and the ``explore`` event keep.
+MAX_SHOWN_ARGUMENTS = 1_000
 
 
 class BudgetExceeded(KeelError):
@@ -202,6 +206,9 @@ class ModelGateway:
                 return Reply(None, f"the reply called tools but {why}: answer with a {name}", text)
             results = []
             for index, call in enumerate(calls, start=1):
+                if index > MAX_CALLS_PER_TURN:  # deterministic, so neither run nor recorded
+                    results.append(f"refused: at most {MAX_CALLS_PER_TURN} tool calls a reply")
+                    continue
                 left = max(0, explore.max_tokens - spent_tokens)
                 result = await self._tool_step(
                     f"tool:{base}:turn{turn}:{index}", call, explore, left, tier, node_id
@@ -290,7 +297,7 @@ class ModelGateway:
         if recorded is not None:
             return str(recorded["text"])
         limit = min(explore.max_result_chars, left_tokens * CHARS_PER_TOKEN)
-        arguments = dict(call.arguments)
+        arguments = _shown_arguments(call.arguments)
         await self._store.begin_step(
             self._session_id, step_id, "tool", {"tool": call.name, "arguments": arguments}
         )
@@ -298,7 +305,7 @@ class ModelGateway:
         if limit <= 0:
             outcome = ToolResult("refused: the exploration budget is spent", True)
         else:
-            outcome = await explore.tools.call(call.name, arguments, limit)
+            outcome = await explore.tools.call(call.name, call.arguments, limit)
         text = self._redact(outcome.text)
         record: dict[str, Any] = {
             "tool": call.name,
@@ -337,6 +344,14 @@ class Exploration:
             f"{self.max_tokens} tokens of results): no more tool calls. "
             f"Answer now with the {schema_name}."
         )
+
+
+def _shown_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as recorded and emitted: whole, or clipped when the model sent a lot."""
+    text = json.dumps(dict(arguments), default=str)
+    if len(text) <= MAX_SHOWN_ARGUMENTS:
+        return dict(arguments)
+    return {"_clipped": text[:MAX_SHOWN_ARGUMENTS]}
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:

@@ -139,3 +139,27 @@ async def test_tool_results_are_redacted_before_the_model_or_the_store_sees_them
     await ask(gateway, Exploration(Leaky(), 5, 1000))
     assert "sk-secret" not in client.requests[-1].turns[0].results[0]
     assert "sk-secret" not in str(store.results)
+
+
+async def test_a_reply_with_too_many_calls_runs_only_the_first_sixteen() -> None:
+    client = ScriptedClient([opens(*[f"f{i}.py" for i in range(20)]), PLAN])
+    tools = Tools()
+    store = RecordingStore()
+    reply = await ask(make_gateway(client, store), Exploration(tools, 5, 100_000))
+    assert reply.value is not None
+    assert len(tools.ran) == 16
+    results = client.requests[-1].turns[0].results
+    assert len(results) == 20  # every call id gets its result
+    assert list(results[16:]) == ["refused: at most 16 tool calls a reply"] * 4
+    assert not any(step.endswith(":17") for step in store.results)
+
+
+async def test_huge_arguments_are_clipped_in_the_record_not_for_the_tool() -> None:
+    call = ToolCall("c1", "open_file", {"path": "a.py", "junk": "x" * 5000})
+    client = ScriptedClient([[call], PLAN])
+    tools = Tools()
+    store = RecordingStore()
+    await ask(make_gateway(client, store), Exploration(tools, 5, 1000))
+    assert tools.ran[0][1]["junk"] == "x" * 5000
+    recorded = store.results["tool:architect:-:1:turn1:1"]["arguments"]
+    assert list(recorded) == ["_clipped"] and len(recorded["_clipped"]) == 1000
