@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from keel.config import KeelConfig
 from keel.context.explore import WorkspaceExplorer
 from keel.context.inventory import Inventory, secret_looking
+from keel.context.repomap import RepositoryMap
 from keel.engine.models import Tier
 from keel.engine.ports import Approver, EventSink, ExplorationTools, ModelClient
 from keel.engine.redaction import Redactor, secrets_in
@@ -144,6 +145,7 @@ async def open_engine(
                 secrets=secrets,
                 faults=faults,
                 explorer=await exploration_tools(workspace, config),
+                context=repository_context(workspace),
             )
     finally:
         lock.release()
@@ -179,6 +181,7 @@ class SharedWorkspace:
         self._env = dict(env)
         self._lock = WorkspaceLock(workspace / ".keel")
         self._running = 0
+        self._context = repository_context(workspace)  # kept: its index stays warm
 
     @classmethod
     async def open(cls, workspace: Path, env: Mapping[str, str]) -> SharedWorkspace:
@@ -223,6 +226,7 @@ class SharedWorkspace:
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
                     explorer=await exploration_tools(self._workspace, config),
+                    context=self._context,
                 )
             finally:
                 self._running -= 1
@@ -271,3 +275,11 @@ def serve(tcp: tuple[str, int] | None = None, env: Mapping[str, str] | None = No
     else:
         serve_tcp(server, tcp[0], tcp[1], limit)
     return 0
+
+
+def repository_context(workspace: Path) -> RepositoryMap:
+    """The workspace's ranked repository map, caching its parses under ``.keel/context``
+    when ``.keel/`` exists (a read-only command such as ``keel map`` never creates it)."""
+    return RepositoryMap(
+        workspace, cache_dir=workspace / ".keel" / "context", cache_only_if=workspace / ".keel"
+    )

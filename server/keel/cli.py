@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from keel import __version__, replay, reports
-from keel.app import open_engine, open_ledger
+from keel.app import open_engine, open_ledger, repository_context
 from keel.config import load_config
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ConfigError, KeelError
@@ -459,6 +459,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _workspace(ledger)
     ledger.add_argument("--json", action="store_true")
+
+    map_cmd = sub.add_parser("map", help="the ranked repository map, as the architect gets it")
+    map_cmd.add_argument("task", nargs="?", default="", help="rank for this task (optional)")
+    _workspace(map_cmd)
+    map_cmd.add_argument(
+        "--focus",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file to rank first (repeatable), as the editor's current file",
+    )
+    map_cmd.add_argument(
+        "--tokens", type=int, metavar="N", help="budget (default: [context] map_tokens)"
+    )
+    map_cmd.add_argument("--json", action="store_true")
     return parser
 
 
@@ -489,6 +504,34 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+async def run_map(args: argparse.Namespace) -> int:
+    """``keel map``: the map for a task within the configured budget; reads, never creates."""
+    budget = (
+        args.tokens if args.tokens is not None else load_config(args.workspace).context.map_tokens
+    )
+    if budget < 0:
+        raise ConfigError(f"--tokens must be 0 or more, got {budget}")
+    context = repository_context(args.workspace)
+    ranked = await context.render_map(args.task, focus=args.focus, budget_tokens=budget)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "task": args.task,
+                    "budget_tokens": budget,
+                    "tokens": ranked.tokens,
+                    "included": list(ranked.included),
+                    "summarised": list(ranked.summarised),
+                    "omitted": list(ranked.omitted),
+                    "text": ranked.text,
+                }
+            )
+        )
+    else:
+        print(ranked.text)
+    return EXIT_OK
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``keel serve``: the language server; the client names the workspace, not ``-w``."""
     from keel.app import serve
@@ -511,6 +554,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await run_logs(args)
     if args.command == "replay":
         return await run_replay(args)
+    if args.command == "map":
+        return await run_map(args)
     return await run_ledger(args)
 
 

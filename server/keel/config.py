@@ -72,8 +72,9 @@ class NetworkConfig(_Section):
 
 
 class ContextConfig(_Section):
-    """What the models see of the repository (``[context]``)."""
+    """What the models see of the workspace (docs/explanation/context.md)."""
 
+    map_tokens: int = Field(default=3500, ge=0, le=200_000)
     explore_turns: int = Field(default=6, ge=0, le=50)
     explore_tokens: int = Field(default=12_000, ge=0, le=200_000)
 
@@ -84,9 +85,9 @@ class KeelConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     log_llm: bool = False
-    context: ContextConfig = Field(default_factory=ContextConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -104,6 +105,7 @@ class KeelConfig(_Section):
             speculate=e.speculate,
             explore_turns=self.context.explore_turns,
             explore_tokens=self.context.explore_tokens,
+            map_tokens=self.context.map_tokens,
         )
 
 
@@ -147,6 +149,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "KEEL_DEFER_TESTS": ("engine", "defer_tests"),
     "KEEL_MAX_COST": ("budget", "max_cost"),
     "KEEL_MAX_STEPS": ("budget", "max_steps"),
+    "KEEL_MAP_TOKENS": ("context", "map_tokens"),
 }
 
 

@@ -194,9 +194,6 @@ async def _git(root: Path, *args: str) -> bytes | None:
 async def _git_candidates(root: Path) -> dict[str, str | None] | None:
     """``path -> blob id`` (``None`` when the work tree may differ from the blob), or ``None``
     when ``root`` is not inside a git work tree."""
-    inside = await _git(root, "rev-parse", "--is-inside-work-tree")
-    if inside is None or inside.strip() != b"true":
-        return None
     staged, others, modified, deleted = await asyncio.gather(
         _git(root, "ls-files", "-z", "-s"),
         _git(root, "ls-files", "-z", "-o", "--exclude-standard"),

@@ -197,10 +197,14 @@ class Planner:
         listing: Sequence[str],
         key_files: Mapping[str, str | None],
         languages: Sequence[str],
+        *,
+        repo_map: str | None = None,
     ) -> TaskPlan:
         errors: list[str] = []
         for attempt in range(1, PLAN_ATTEMPTS + 1):
-            prompt = prompts.architect_prompt(task, listing, key_files, languages, errors)
+            prompt = prompts.architect_prompt(
+                task, listing, key_files, languages, errors, repo_map=repo_map
+            )
             if self._explore is not None:
                 prompt += "\n\n" + prompts.explore_hint(
                     self._explore.max_turns, self._explore.max_tokens

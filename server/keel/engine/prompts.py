@@ -51,14 +51,21 @@ def architect_prompt(
     key_files: Mapping[str, str | None],
     languages: Sequence[str],
     errors: Sequence[str],
+    *,
+    repo_map: str | None = None,
 ) -> str:
+    """The architect's prompt; ``repo_map`` (the ranked map) replaces the plain listing."""
+    files = (
+        [repo_map]
+        if repo_map is not None
+        else ["Workspace files:", *([f"  {path}" for path in listing] or ["  (empty workspace)"])]
+    )
     lines = [
         f"Task: {task}",
         "",
         f"Languages detected: {', '.join(languages) or 'none'}",
         "",
-        "Workspace files:",
-        *([f"  {path}" for path in listing] or ["  (empty workspace)"]),
+        *files,
         "",
         "Key files:",
         _files_block(key_files),

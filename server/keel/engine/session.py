@@ -9,6 +9,7 @@ session cleanly with the reason, and the store keeps everything for ``keel statu
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import socket
@@ -46,6 +47,7 @@ from keel.engine.ports import (
     ModelClient,
     NoFaults,
     ProviderError,
+    RepositoryContext,
     SessionStore,
 )
 from keel.engine.redaction import Redactor
@@ -53,7 +55,11 @@ from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts, read_texts, tree_files
 
+log = logging.getLogger(__name__)
+
 KEY_FILES = ("pyproject.toml", "Cargo.toml", "package.json", "requirements.txt", "README.md")
+KEY_FILE_CHARS_WITH_MAP = 1_500
+"""Each key file's cut when the repository map carries the code (the map needs the room)."""
 
 
 @dataclass
@@ -100,6 +106,8 @@ class Engine:
     plan_scope: PlanScope | None = None
     #: Read-only tools the architect may call before it plans (``None``: it may not).
     explorer: ExplorationTools | None = None
+    #: The ranked repository map the architect gets instead of a plain listing.
+    context: RepositoryContext | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -344,8 +352,12 @@ class Engine:
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
         listing = await asyncio.to_thread(tree_files, self.workspace)
+        repo_map = await self._repo_map(task)
         key_files = await asyncio.to_thread(
-            read_texts, self.workspace, [f for f in KEY_FILES if f in listing], 8_000
+            read_texts,
+            self.workspace,
+            [f for f in KEY_FILES if f in listing],
+            8_000 if repo_map is None else KEY_FILE_CHARS_WITH_MAP,
         )
 
         def invalid(attempt: int, errors: list[str]) -> None:
@@ -356,7 +368,7 @@ class Engine:
         planner = Planner(gateway, invalid, self.plan_scope, self._exploration(events))
         try:
             plan = await planner.plan(
-                task, listing[:300], key_files, [p.name for p in self.plugins]
+                task, listing[:300], key_files, [p.name for p in self.plugins], repo_map=repo_map
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))
@@ -376,6 +388,24 @@ class Engine:
             ],
         )
         return plan
+
+    async def _repo_map(self, task: str) -> str | None:
+        """The map ranked for ``task`` (the scope's files first), or ``None`` without one.
+
+        The map is advice: if building it fails, the architect gets the plain listing and a
+        warning is logged, rather than the session failing.
+        """
+        if self.context is None:
+            return None
+        focus = list(self.plan_scope.must_own) if self.plan_scope is not None else []
+        try:
+            ranked = await self.context.render_map(
+                task, focus=focus, budget_tokens=self.settings.map_tokens
+            )
+        except Exception as exc:  # any failure falls back to the listing
+            log.warning("repository map unavailable, using the file listing: %s", exc)
+            return None
+        return ranked.text
 
     async def _speculate(
         self, task: str, plan: TaskPlan, gateway: ModelGateway, events: EventLog

@@ -29,6 +29,8 @@ class EngineSettings:
     #: (0: none) and tokens of tool results in all.
     explore_turns: int = 6
     explore_tokens: int = 12_000
+    #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
+    map_tokens: int = 3500
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""
