@@ -7,12 +7,25 @@ checker or test runner starts.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keel import reports
 from keel.store import SqliteStore, store_path
-from tests.integration.conftest import bundle, git, node, plan, run_session
+from tests.fakes.model_server import FakeModelServer
+from tests.integration.conftest import (
+    GIT_ENV,
+    bundle,
+    git,
+    json_events,
+    node,
+    plan,
+    run_keel,
+    run_session,
+)
 
 SECRET = "sk-live-0123456789abcdef0123"
 
@@ -94,3 +107,38 @@ async def test_a_small_token_budget_ends_the_exploration(tmp_path: Path) -> None
     explored = sink.of("explore")
     assert sum(e["chars"] for e in explored if not e["refused"]) <= 80
     assert explored[-1]["refused"]  # the budget ran out before the listing
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_cli_session_explores_through_the_real_sdk(provider: str, tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    with FakeModelServer(entries()) as server:
+        if provider == "openai":
+            env = {
+                "OPENAI_API_KEY": "sk-test-0123456789",
+                "OPENAI_BASE_URL": server.openai_base_url,
+            }
+            model = "openai:gpt-4.1"
+        else:
+            env = {
+                "ANTHROPIC_API_KEY": "sk-ant-test-0123456789",
+                "ANTHROPIC_BASE_URL": server.anthropic_base_url,
+            }
+            model = "anthropic:claude-haiku-4-5"
+        env.update(GIT_ENV, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+        proc = run_keel("agent", "-y", "--json", "--model", model, "-w", str(ws), "Fix it", env=env)
+        requests = server.requests
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
+    events = json_events(proc.stdout)
+    assert events[-1]["outcome"] == "success"
+    assert [e["tool"] for e in events if e["type"] == "explore"] == [
+        "open_file",
+        "search_code",
+        "open_file",
+        "list_folder",
+    ]
+    architect = [r for r in requests if r.headers["X-Keel-Tier"] == "architect"]
+    assert [r.headers.get("X-Keel-Turn") for r in architect] == [None, "2"]
+    second = json.dumps(architect[1].body)
+    assert "looks like it holds secrets" in second and "notes.txt:2: fix the parser" in second
+    assert SECRET not in json.dumps([r.body for r in requests])
