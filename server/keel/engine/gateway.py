@@ -241,7 +241,9 @@ class ModelGateway:
             "latency_s": 0.0,
             "ok": False,
             "error": None,
-            "prompt": self._redact(system + "\n\n" + prompt) if self._log_llm else None,
+            "prompt": self._redact(system + "\n\n" + prompt + _turns_text(request))
+            if self._log_llm
+            else None,
             "response": None,
             "prompt_chars": len(system) + len(prompt) + _turns_chars(request.turns),
             "reply_chars": None,
@@ -366,6 +368,18 @@ def _calls_of(value: object) -> list[ToolCall]:
         for item in value
         if isinstance(item, Mapping)
     ]
+
+
+def _turns_text(request: ModelRequest) -> str:
+    """The exploration so far as ``--log-llm`` keeps it: each call and what it returned."""
+    parts = []
+    for turn in request.turns:
+        for call, result in zip(turn.calls, turn.results, strict=True):
+            arguments = json.dumps(dict(call.arguments), default=str)
+            parts.append(f"\n\n[tool call] {call.name} {arguments}\n[result]\n{result}")
+    if request.notice:
+        parts.append("\n\n" + request.notice)
+    return "".join(parts)
 
 
 def _turns_chars(turns: Sequence[ToolTurn]) -> int:

@@ -163,3 +163,15 @@ async def test_huge_arguments_are_clipped_in_the_record_not_for_the_tool() -> No
     assert tools.ran[0][1]["junk"] == "x" * 5000
     recorded = store.results["tool:architect:-:1:turn1:1"]["arguments"]
     assert list(recorded) == ["_clipped"] and len(recorded["_clipped"]) == 1000
+
+
+async def test_log_llm_keeps_what_the_model_read_in_each_turn() -> None:
+    client = ScriptedClient([opens("a.py"), PLAN])
+    store = RecordingStore()
+    await ask(make_gateway(client, store, log_llm=True), Exploration(Tools(), 1, 1000))
+    first, second = store.model_calls
+    assert "[tool call]" not in str(first["prompt"])
+    assert '[tool call] open_file {"path": "a.py"}' in str(second["prompt"])
+    assert "[result]\nopen_file a.py" in str(second["prompt"])
+    assert "exploration budget is spent" in str(second["prompt"])
+    assert second["prompt_chars"] > first["prompt_chars"]
