@@ -144,7 +144,7 @@ async def open_engine(
                 settings=config.engine_settings(auto_approve=auto_approve),
                 secrets=secrets,
                 faults=faults,
-                explorer=await exploration_tools(workspace, config),
+                explorer=exploration_tools(workspace, config),
                 context=repository_context(workspace),
             )
     finally:
@@ -155,13 +155,18 @@ async def open_engine(
                 await close()
 
 
-async def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
+def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
     """The architect's read-only tools over the workspace's inventory (``None``: switched
     off with ``[context] explore_turns = 0``)."""
     if config.context.explore_turns <= 0:
         return None
-    inventory = await Inventory.load(workspace, workspace / ".keel" / "context")
-    return WorkspaceExplorer(workspace, inventory, secret_looking)
+
+    async def inventory() -> Inventory:  # listed when the architect first calls a tool
+        keel_dir = workspace / ".keel"
+        cache = keel_dir / "context" if await asyncio.to_thread(keel_dir.is_dir) else None
+        return await Inventory.load(workspace, cache)
+
+    return WorkspaceExplorer(workspace, secret=secret_looking, load=inventory)
 
 
 class SharedWorkspace:
@@ -225,7 +230,7 @@ class SharedWorkspace:
                     settings=config.engine_settings(auto_approve=False),
                     secrets=secrets_of(self._env, config),
                     faults=Faults.from_env(self._env),
-                    explorer=await exploration_tools(self._workspace, config),
+                    explorer=exploration_tools(self._workspace, config),
                     context=self._context,
                 )
             finally:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+
 #: Matches shown per file when a search spans several, so one file cannot crowd out the rest.
 PER_FILE = 10
 MAX_PATTERN = 200
+#: Seconds a search or symbol lookup may scan files before it answers with what it found.
+SCAN_SECONDS = 10.0
 #: Characters of a line a search looks at (minified lines would make patterns slow).
 MAX_LINE = 2_000
 
@@ -114,15 +117,36 @@ class WorkspaceExplorer:
     """:class:`~keel.engine.ports.ExplorationTools` over one workspace's inventory.
 
     ``files`` are the inventory's workspace-relative paths (``path in files`` is the test
-    for "the user means this file"); ``secret`` says whether a path looks like it holds a
-    secret (``.env``, ``id_rsa``, ``*.pem``).
+    for "the user means this file"), or ``load`` lists them when a tool is first called (a
+    session that never explores never lists); ``secret`` says whether a path looks like it
+    holds a secret (``.env``, ``id_rsa``, ``*.pem``).
     """
 
-    def __init__(self, root: Path, files: Iterable[str], secret: Callable[[str], bool]) -> None:
-        self._ws = Workspace(root, frozenset(files), secret)
+    def __init__(
+        self,
+        root: Path,
+        files: Iterable[str] | None = None,
+        secret: Callable[[str], bool] = lambda path: False,
+        *,
+        load: Callable[[], Awaitable[Iterable[str]]] | None = None,
+    ) -> None:
+        if (files is None) == (load is None):
+            raise ValueError("give exactly one of files and load")
+        self._root = root
+        self._secret = secret
+        self._load = load
+        self._ws = None if files is None else Workspace(root, frozenset(files), secret)
+        self._loading = asyncio.Lock()
 
     def specs(self) -> Sequence[ToolSpec]:
         return SPECS
+
+    async def _workspace(self) -> Workspace:
+        async with self._loading:
+            if self._ws is None and self._load is not None:
+                self._ws = Workspace(self._root, frozenset(await self._load()), self._secret)
+        assert self._ws is not None
+        return self._ws
 
     async def call(
         self, name: str, arguments: Mapping[str, Any], limit: int = DEFAULT_LIMIT
@@ -137,7 +161,12 @@ class WorkspaceExplorer:
         if not isinstance(arguments, Mapping):
             return ToolResult(bound("refused: the arguments must be a JSON object", limit), True)
         try:
-            text = await asyncio.to_thread(tool, self._ws, arguments)
+            ws = await self._workspace()
+        except OSError as exc:
+            text = f"refused: the workspace's files cannot be listed ({exc.strerror or exc})"
+            return ToolResult(bound(text, limit), True)
+        try:
+            text = await asyncio.to_thread(tool, ws, arguments)
         except Refused as exc:
             return ToolResult(bound(f"refused: {exc}", limit), True)
         return ToolResult(bound(text, limit), False)
@@ -277,7 +306,10 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     per_file = most if len(scope) == 1 else PER_FILE
     hits: list[str] = []
     more = 0
+    clock = _Deadline(len(scope))
     for path in scope:
+        if clock.expired():
+            break
         matches = [
             f"{path}:{number}: {_clip(line.strip())}"
             for number, line in enumerate(_lines(ws, path) or (), start=1)
@@ -289,9 +321,10 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
             hits.append(f"[{path}: {len(matches) - len(shown)} more match(es) in this file]")
         elif len(matches) > len(shown):
             more += len(matches) - len(shown)
-    if not hits:
-        return f"no match for {pattern!r}"
     tail = [f"[{more} more match(es) not shown; narrow the search]"] if more else []
+    tail += clock.note()
+    if not hits:
+        return "\n".join([f"no match for {pattern!r}", *clock.note()])
     return "\n".join([*hits, *tail])
 
 
@@ -321,7 +354,11 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     definitions: list[str] = []
     references: list[str] = []
     total = 0
-    for path in _scope(ws, None):
+    scope = _scope(ws, None)
+    clock = _Deadline(len(scope))
+    for path in scope:
+        if clock.expired():
+            break
         lines = _lines(ws, path)
         if not lines or not any(short in line for line in lines):
             continue
@@ -342,7 +379,7 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
         if len(found) > PER_FILE:
             references.append(f"[{path}: {len(found) - PER_FILE} more reference(s) in this file]")
     if not definitions and not references:
-        return f"{name}: not found in the workspace's files"
+        return "\n".join([f"{name}: not found in the workspace's files", *clock.note()])
     out = [f"definitions of {short} ({len(definitions)}):", *definitions[:40]]
     if len(definitions) > 40:
         out.append(f"[{len(definitions) - 40} more definition(s) not shown]")
@@ -350,7 +387,7 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     out.extend(references[:100])
     if len(references) > 100:
         out.append(f"[{len(references) - 100} more reference(s) not shown]")
-    return "\n".join(out)
+    return "\n".join([*out, *clock.note()])
 
 
 def _python_definitions(lines: Sequence[str], name: str) -> set[int]:
@@ -395,6 +432,32 @@ def list_folder(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     if hidden:
         out.append(f"[{hidden} secret-looking file(s) not shown]")
     return "\n".join(out)
+
+
+class _Deadline:
+    """Stops a scan of many files after :data:`SCAN_SECONDS`, so a search of a huge
+    repository answers in time; the result then says how far it got."""
+
+    def __init__(self, files: int) -> None:
+        self._end = time.monotonic() + SCAN_SECONDS
+        self._files = files
+        self._seen = 0
+        self._stopped = False
+
+    def expired(self) -> bool:
+        if time.monotonic() > self._end:
+            self._stopped = True
+            return True
+        self._seen += 1
+        return False
+
+    def note(self) -> list[str]:
+        if not self._stopped:
+            return []
+        return [
+            f"[stopped after {SCAN_SECONDS:g} s: {self._seen} of {self._files} files "
+            "searched; give a path to narrow the search]"
+        ]
 
 
 def _clip(line: str, limit: int = 200) -> str:

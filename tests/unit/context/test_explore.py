@@ -276,3 +276,38 @@ async def test_ordinary_regexes_and_literals_still_work(explorer: WorkspaceExplo
     assert found.text == "src/pkg/core.py:13: def parse_args(argv):"
     literal = await call(explorer, SEARCH, pattern="(a+)+", path="src")
     assert not literal.refused and literal.text == "no match for '(a+)+'"
+
+
+async def test_a_scan_that_runs_out_of_time_says_how_far_it_got(
+    explorer: WorkspaceExplorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keel.context.explore.SCAN_SECONDS", -1.0)
+    for tool, arguments in ((SEARCH, {"pattern": "parse_args"}), (SYMBOL, {"name": "parse_args"})):
+        result = await explorer.call(tool, arguments, 8_000)
+        assert not result.refused
+        assert result.text.splitlines()[-1].startswith("[stopped after -1 s: 0 of ")
+        assert "give a path to narrow the search" in result.text
+
+
+async def test_the_inventory_is_listed_once_at_the_first_call(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    loads = []
+
+    async def load() -> list[str]:
+        loads.append(1)
+        return ["a.py"]
+
+    lazy = WorkspaceExplorer(tmp_path, secret=secret_looking, load=load)
+    assert loads == []
+    assert (await lazy.call(OPEN, {"path": "a.py"}, 1000)).text.endswith("    1  x = 1")
+    assert (await lazy.call(LIST, {}, 1000)).text.splitlines()[-1] == "a.py"
+    assert loads == [1]
+
+
+async def test_a_workspace_that_cannot_be_listed_is_a_refusal(tmp_path: Path) -> None:
+    async def load() -> list[str]:
+        raise PermissionError(13, "Permission denied")
+
+    broken = WorkspaceExplorer(tmp_path, secret=secret_looking, load=load)
+    result = await broken.call(SEARCH, {"pattern": "x"}, 1000)
+    assert result.refused and "cannot be listed (Permission denied)" in result.text
