@@ -157,8 +157,8 @@ async def open_engine(
 
 def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
     """The architect's read-only tools over the workspace's inventory (``None``: switched
-    off with ``[context] explore_turns = 0``)."""
-    if config.context.explore_turns <= 0:
+    off with ``[context] explore_turns = 0`` or ``explore_tokens = 0``)."""
+    if config.context.explore_turns <= 0 or config.context.explore_tokens <= 0:
         return None
 
     async def inventory() -> Inventory:  # listed when the architect first calls a tool

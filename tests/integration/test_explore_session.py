@@ -93,8 +93,9 @@ async def test_tool_calls_are_events_steps_and_logs(tmp_path: Path) -> None:
     assert 'search_code(pattern="parser"): ' in text
 
 
-async def test_explore_turns_zero_offers_no_tools(tmp_path: Path) -> None:
-    ws = workspace(tmp_path, "[context]\nexplore_turns = 0\n")
+@pytest.mark.parametrize("switch", ["explore_turns = 0", "explore_tokens = 0"])
+async def test_a_zero_budget_offers_no_tools(tmp_path: Path, switch: str) -> None:
+    ws = workspace(tmp_path, f"[context]\n{switch}\n")
     result, sink = await run_session(ws, entries(), task="Fix the notes")
     assert result.outcome == "success", result.reason
     assert sink.of("explore") == []  # the recorded tool calls were never offered to run

@@ -328,7 +328,8 @@ class Engine:
 
     def _exploration(self, events: EventLog) -> Exploration | None:
         """The architect's tools and budget; every call run is an ``explore`` event."""
-        if self.explorer is None or self.settings.explore_turns <= 0:
+        settings = self.settings
+        if self.explorer is None or settings.explore_turns <= 0 or settings.explore_tokens <= 0:
             return None
 
         async def explored(record: Mapping[str, object]) -> None:
