@@ -21,7 +21,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ PER_FILE = 10
 MAX_PATTERN = 200
 #: Seconds a search or symbol lookup may scan files before it answers with what it found.
 SCAN_SECONDS = 10.0
+#: Characters of file text an explorer keeps in memory between calls.
+CACHE_CHARS = 64_000_000
 #: Characters of a line a search looks at (minified lines would make patterns slow).
 MAX_LINE = 2_000
 
@@ -111,6 +113,12 @@ class Workspace:
     root: Path
     files: Collection[str]
     secret: Callable[[str], bool]
+    #: What the tools read, kept for the explorer's life (one planning phase, during which
+    #: nothing is written): file texts (``None``: unreadable) and readability verdicts.
+    texts: dict[str, str | None] = field(default_factory=dict)
+    readable: dict[str, bool] = field(default_factory=dict)
+    cached_chars: list[int] = field(default_factory=lambda: [0])
+    definitions: dict[str, dict[str, set[int]]] = field(default_factory=dict)
 
 
 class WorkspaceExplorer:
@@ -232,6 +240,13 @@ def _policy_reason(raw: str, message: str) -> str:
 
 def _readable(ws: Workspace, path: str) -> bool:
     """Whether a file of the inventory may be shown (not secret, resolves inside, small)."""
+    known = ws.readable.get(path)
+    if known is None:
+        known = ws.readable[path] = _check_readable(ws, path)
+    return known
+
+
+def _check_readable(ws: Workspace, path: str) -> bool:
     if ws.secret(path):
         return False
     try:
@@ -244,14 +259,26 @@ def _readable(ws: Workspace, path: str) -> bool:
         return False
 
 
-def _lines(ws: Workspace, path: str) -> list[str] | None:
+def _text(ws: Workspace, path: str) -> str | None:
+    """The file's text (``None``: binary, huge or unreadable), read once per explorer."""
+    if path in ws.texts:
+        return ws.texts[path]
     try:
         data = resolve_inside(ws.root, path).read_bytes()
     except (OSError, PathError):
         return None
-    if len(data) > MAX_FILE_BYTES or b"\0" in data[:8192]:
-        return None
-    return data.decode("utf-8", errors="replace").splitlines()
+    text = None
+    if len(data) <= MAX_FILE_BYTES and b"\0" not in data[:8192]:
+        text = data.decode("utf-8", errors="replace")
+    if ws.cached_chars[0] < CACHE_CHARS:
+        ws.texts[path] = text
+        ws.cached_chars[0] += len(text or "")
+    return text
+
+
+def _lines(ws: Workspace, path: str) -> list[str] | None:
+    text = _text(ws, path)
+    return None if text is None else text.splitlines()
 
 
 def _scope(ws: Workspace, raw: object) -> list[str]:
@@ -310,9 +337,12 @@ def search_code(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     for path in scope:
         if clock.expired():
             break
+        text = _text(ws, path)
+        if text is None or (literal and pattern not in text):
+            continue
         matches = [
             f"{path}:{number}: {_clip(line.strip())}"
-            for number, line in enumerate(_lines(ws, path) or (), start=1)
+            for number, line in enumerate(text.splitlines(), start=1)
             if regex.search(line, 0, MAX_LINE)
         ]
         shown = matches[: min(per_file, most - len(hits))]
@@ -359,11 +389,12 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     for path in scope:
         if clock.expired():
             break
-        lines = _lines(ws, path)
-        if not lines or not any(short in line for line in lines):
+        text = _text(ws, path)
+        if text is None or short not in text:
             continue
+        lines = text.splitlines()
         defined = (
-            _python_definitions(lines, short)
+            _python_definitions(ws, path, lines, short)
             if path.endswith(".py")
             else {n for n, line in enumerate(lines, 1) if textual.search(line)}
         )
@@ -390,23 +421,36 @@ def find_symbol(ws: Workspace, arguments: Mapping[str, Any]) -> str:
     return "\n".join([*out, *clock.note()])
 
 
-def _python_definitions(lines: Sequence[str], name: str) -> set[int]:
-    """Lines where ``name`` is defined (def, class, assignment, import-as) in Python source."""
+def _python_definitions(ws: Workspace, path: str, lines: Sequence[str], name: str) -> set[int]:
+    """Lines where ``name`` is defined (def, class, assignment) in Python source, from the
+    file's definition index (built once per file from ``ast``)."""
+    index = ws.definitions.get(path)
+    if index is None:
+        index = ws.definitions[path] = _python_index(lines)
+    if index is _UNPARSED:
+        pattern = re.compile(_DEFINITION.format(name=re.escape(name)))
+        return {n for n, line in enumerate(lines, 1) if pattern.search(line)}
+    return set(index.get(name, ()))
+
+
+_UNPARSED: dict[str, set[int]] = {}
+
+
+def _python_index(lines: Sequence[str]) -> dict[str, set[int]]:
     try:
         tree = ast.parse("\n".join(lines))
     except (SyntaxError, ValueError):
-        pattern = re.compile(_DEFINITION.format(name=re.escape(name)))
-        return {n for n, line in enumerate(lines, 1) if pattern.search(line)}
-    found: set[int] = set()
+        return _UNPARSED
+    index: dict[str, set[int]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if node.name == name:
-                found.add(node.lineno)
+            index.setdefault(node.name, set()).add(node.lineno)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                found.add(node.lineno)
-    return found
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    index.setdefault(target.id, set()).add(node.lineno)
+    return index
 
 
 def list_folder(ws: Workspace, arguments: Mapping[str, Any]) -> str:

@@ -311,3 +311,14 @@ async def test_a_workspace_that_cannot_be_listed_is_a_refusal(tmp_path: Path) ->
     broken = WorkspaceExplorer(tmp_path, secret=secret_looking, load=load)
     result = await broken.call(SEARCH, {"pattern": "x"}, 1000)
     assert result.refused and "cannot be listed (Permission denied)" in result.text
+
+
+async def test_python_that_does_not_parse_is_searched_as_text(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def helper(:\n    pass\n\nhelper()\n")
+    (tmp_path / "ok.py").write_text("from broken import helper\nclass helper2: ...\n")
+    explorer = WorkspaceExplorer(tmp_path, ["broken.py", "ok.py"], secret_looking)
+    for _ in range(2):  # the second lookup comes from the definition index
+        text = (await call(explorer, SYMBOL, name="helper")).text
+        assert "broken.py:1: def helper(:" in text.split("references")[0]
+        assert "ok.py:1: from broken import helper" in text.split("references")[1]
+        assert "ok.py:2" not in text
