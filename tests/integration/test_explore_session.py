@@ -8,6 +8,9 @@ checker or test runner starts.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from keel.store import SqliteStore, store_path
 from tests.fakes.model_server import FakeModelServer
 from tests.integration.conftest import (
     GIT_ENV,
+    KEEL,
     bundle,
     git,
     json_events,
@@ -143,3 +147,36 @@ def test_a_cli_session_explores_through_the_real_sdk(provider: str, tmp_path: Pa
     second = json.dumps(architect[1].body)
     assert "looks like it holds secrets" in second and "notes.txt:2: fix the parser" in second
     assert SECRET not in json.dumps([r.body for r in requests])
+
+
+def test_a_kill_while_the_model_holds_a_turn_reruns_no_tool(tmp_path: Path) -> None:
+    """SIGKILL while the second architect turn is in flight (held at the fake server): the
+    resume asks that unanswered turn again, once, and replays the first turn's reply and its
+    four tool results from the store; no tool runs twice."""
+    ws = workspace(tmp_path)
+    with FakeModelServer(entries()) as server:
+        env = {"OPENAI_API_KEY": "sk-test-0123456789", "OPENAI_BASE_URL": server.openai_base_url}
+        env.update(GIT_ENV, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+        command = [*KEEL, "agent", "-y", "--json", "--model", "openai:gpt-4.1", "-w", str(ws)]
+        server.hang_on("architect", None, 1, turn=2)
+        with subprocess.Popen(
+            [*command, "Fix it"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as agent:
+            try:
+                server.wait_for_requests(2, timeout=60)
+            finally:
+                agent.kill()
+            first_run, _ = agent.communicate(timeout=30)
+        assert agent.returncode == -signal.SIGKILL
+        resumed = run_keel("resume", "--last", "-y", "--json", "-w", str(ws), env=env)
+        keys = [(r.headers["X-Keel-Tier"], r.headers.get("X-Keel-Turn")) for r in server.requests]
+    assert resumed.returncode == 0, resumed.stderr
+    assert keys[:3] == [("architect", None), ("architect", "2"), ("architect", "2")]
+    assert keys.count(("architect", None)) == 1  # the answered first turn is not asked again
+    explored = [e for e in json_events(first_run + resumed.stdout) if e["type"] == "explore"]
+    assert len(explored) == 4  # all from the first run; the resume ran none again
+    assert json_events(resumed.stdout)[-1]["outcome"] == "success"
