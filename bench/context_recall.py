@@ -225,10 +225,9 @@ def timing(dev: Path, bench_dir: Path) -> None:
 
     budget = ContextConfig().map_tokens
     started = time.perf_counter()
-    import networkx  # noqa: F401
-    import scipy.sparse  # noqa: F401
+    import numpy  # noqa: F401
 
-    print(f"\nimporting networkx and scipy.sparse: {time.perf_counter() - started:.2f} s")
+    print(f"\nimporting numpy: {time.perf_counter() - started:.2f} s")
     m = dev_module(dev)
     cases = [json.loads(line) for line in (dev / "cases.jsonl").read_text().splitlines()]
     largest = max(

@@ -526,6 +526,7 @@ async def run_map(args: argparse.Namespace) -> int:
                     "tokens": ranked.tokens,
                     "included": list(ranked.included),
                     "summarised": list(ranked.summarised),
+                    "listed": list(ranked.listed),
                     "omitted": list(ranked.omitted),
                     "text": ranked.text,
                 }

@@ -74,7 +74,7 @@ class NetworkConfig(_Section):
 class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
-    map_tokens: int = Field(default=3500, ge=0, le=200_000)
+    map_tokens: int = Field(default=4000, ge=0, le=200_000)
     explore_turns: int = Field(default=6, ge=0, le=50)
     explore_tokens: int = Field(default=12_000, ge=0, le=200_000)
 

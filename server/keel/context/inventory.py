@@ -16,11 +16,12 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ SECRET_GLOBS = (
     "*credentials*.json",
 )
 SECRET_DIRS = frozenset({".ssh", ".gnupg", ".aws", ".docker"})
+SECRET_PATTERN = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in SECRET_GLOBS))
+GENERATED_PATTERN = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in GENERATED_GLOBS))
 
 
 def secret_looking(path: str) -> bool:
@@ -113,13 +116,13 @@ def secret_looking(path: str) -> bool:
     keys and certificates (``*.pem``, ``*.key``, ``id_rsa*``), credential and token files
     (``.netrc``, ``.pypirc``, ``credentials.json``...), anything under ``.ssh/`` or ``.aws/``.
     """
-    parts = PurePosixPath(path.replace("\\", "/")).parts
+    parts = [p for p in path.replace("\\", "/").split("/") if p and p != "."]
     if not parts:
         return False
-    if any(part in SECRET_DIRS for part in parts[:-1]):
+    if len(parts) > 1 and not SECRET_DIRS.isdisjoint(parts[:-1]):
         return True
     name = parts[-1].lower()
-    return name in SECRET_NAMES or any(fnmatch.fnmatchcase(name, g) for g in SECRET_GLOBS)
+    return name in SECRET_NAMES or SECRET_PATTERN.match(name) is not None
 
 
 def never_listed(path: str) -> bool:
@@ -280,7 +283,7 @@ def _verdict(path: Path) -> str:
     name = path.name.lower()
     if path.suffix.lower() in BINARY_SUFFIXES:
         return "binary"
-    if any(fnmatch.fnmatchcase(name, g) for g in GENERATED_GLOBS):
+    if GENERATED_PATTERN.match(name):
         return "generated"
     try:
         st = path.lstat()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SIGNATURE_CHARS = 110
@@ -27,12 +27,56 @@ class Definition:
     text: str  # the signature line, stripped and cut at SIGNATURE_CHARS
 
 
-@dataclass(frozen=True)
 class Facts:
-    defs: tuple[Definition, ...] = ()
-    refs: dict[str, int] = field(default_factory=dict)
-    imports: tuple[str, ...] = ()
-    parsed: bool = False
+    """What one file defines, uses, imports and binds.
+
+    Read back from the cache, the definitions stay raw lists until a renderer asks for them
+    (most files of a large repository never are), which keeps a warm map fast.
+    """
+
+    __slots__ = ("_defs", "_raw", "imports", "names", "parsed", "refs")
+
+    def __init__(
+        self,
+        defs: tuple[Definition, ...] = (),
+        refs: dict[str, int] | None = None,
+        imports: tuple[str, ...] = (),
+        parsed: bool = False,
+        names: tuple[str, ...] = (),
+        *,
+        raw: list[Any] | None = None,
+    ) -> None:
+        self._defs: tuple[Definition, ...] | None = None if raw is not None else defs
+        self._raw = raw
+        self.refs: dict[str, int] = refs or {}
+        self.imports = imports
+        self.parsed = parsed
+        #: Other names the file binds: attributes it assigns (``self.x = ``), parameters, and
+        #: module- and class-level variables; a task naming one points at this file.
+        self.names = names
+
+    @property
+    def defs(self) -> tuple[Definition, ...]:
+        if self._defs is None:
+            try:
+                self._defs = tuple(
+                    Definition(str(n), str(k), int(ln), int(dp), str(t))
+                    for n, k, ln, dp, t in self._raw or []
+                )
+            except (TypeError, ValueError):  # a damaged cache: no outline, listed by path
+                self._defs = ()
+            self._raw = None
+        return self._defs
+
+    @property
+    def def_names(self) -> set[str]:
+        if self._raw is not None:
+            return {str(d[0]) for d in self._raw if isinstance(d, list) and d}
+        return {d.name for d in self.defs}
+
+    @property
+    def has_defs(self) -> bool:
+        return bool(self._raw) if self._raw is not None else bool(self._defs)
 
     def to_json(self) -> list[Any]:
         return [
@@ -40,16 +84,21 @@ class Facts:
             self.refs,
             list(self.imports),
             self.parsed,
+            list(self.names),
         ]
 
     @classmethod
     def from_json(cls, data: Any) -> Facts:
-        defs, refs, imports, parsed = data
+        defs, refs, imports, parsed, names = data
+        if not isinstance(defs, list) or not isinstance(refs, dict):
+            raise TypeError("damaged facts")
         return cls(
-            tuple(Definition(str(n), str(k), int(ln), int(dp), str(t)) for n, k, ln, dp, t in defs),
+            (),
             {str(k): int(v) for k, v in refs.items()},
             tuple(str(i) for i in imports),
             bool(parsed),
+            tuple(str(n) for n in names),
+            raw=defs,
         )
 
 
@@ -98,12 +147,17 @@ def python_facts(source: str, module: str) -> Facts:
     visit(tree.body, 0)
     refs: Counter[str] = Counter()
     imports: set[str] = set()
+    bound: set[str] = set()
     package = module.rsplit(".", 1)[0] if "." in module else ""
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             refs[node.id] += 1
         elif isinstance(node, ast.Attribute):
             refs[node.attr] += 1
+            if isinstance(node.ctx, ast.Store):
+                bound.add(node.attr)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
         elif isinstance(node, ast.Import):
             imports.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -117,7 +171,20 @@ def python_facts(source: str, module: str) -> Facts:
                 imports.update(f"{base}.{alias.name}" for alias in node.names)
             for alias in node.names:
                 refs[alias.name] += 1
-    return Facts(tuple(defs), dict(refs), tuple(sorted(imports)), True)
+    for body in [tree.body, *(c.body for c in ast.walk(tree) if isinstance(c, ast.ClassDef))]:
+        for stmt in body:
+            targets = (
+                stmt.targets
+                if isinstance(stmt, ast.Assign)
+                else [stmt.target]
+                if isinstance(stmt, ast.AnnAssign)
+                else []
+            )
+            bound.update(t.id for t in targets if isinstance(t, ast.Name))
+    bound.discard("self")
+    bound.discard("cls")
+    names = tuple(sorted(bound - {d.name for d in defs}))
+    return Facts(tuple(defs), dict(refs), tuple(sorted(imports)), True, names)
 
 
 def module_name(path: str) -> str:

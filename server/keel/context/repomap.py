@@ -2,12 +2,12 @@
 
 Every Python file's definitions and references (``outline.py``, cached by content key in
 ``parses.json``) make a graph in which a file points at the files defining the names it uses.
-Personalised PageRank (networkx) over that graph, seeded by the identifiers and paths the task
-mentions, the files the editor is on and the recently changed files, ranks the files and, by
-the rank flowing along each name, the definitions in them. The map is rendered in tiers within
-the token budget (tokens = characters / 4): outlines (``line│signature``) for the best files,
-one-line summaries for the next, then the remaining paths, then a count per folder, so what is
-left out is always named. See docs/explanation/context.md.
+Personalised PageRank (a numpy power iteration) over that graph, seeded by the identifiers and
+paths the task mentions, the files the editor is on and the recently changed files, ranks the
+files and, by the rank flowing along each name, the definitions in them. The map is rendered
+in tiers within the token budget (tokens = characters / 4): outlines (``line│signature``) for
+the best files, one-line summaries for the next, then the remaining paths, then a count per
+folder, so what is left out is always named. See docs/explanation/context.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,26 @@ from keel.engine.ports import RepoMap
 log = logging.getLogger(__name__)
 
 PARSE_CACHE = "parses.json"
-PARSE_CACHE_VERSION = 1
+PARSE_CACHE_VERSION = 2
 RECENT_COMMITS = 30
 OUTLINE_SHARE = 0.72  # of the budget, for full outlines; the rest for summaries and paths
 SUMMARY_SHARE = 0.93  # outlines plus one-line summaries stop here; paths fill the rest
 SUMMARY_DEFS = 3
 DEF_DECAY = 0.62  # each further definition of a file is worth this much of the one before
 
+SEED_CODE_IDENT = 3.0
+SEED_WORD_IDENT = 1.0
+SEED_PATH = 3.0
+SEED_STEM = 1.0
+SEED_DIR = 0.5
+SEED_RECENT = 0.3
+SEED_BOUND = 1.0
+STEM_PIECE = 1.0
+TEST_FACTOR = 0.3
+SEED_BLEND = 2.0
+GENERIC_STEMS = frozenset({"__init__", "__main__", "main", "utils", "util", "helpers", "common"})
+
+BACKTICKS = re.compile(r"`([^`]+)`")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 FLAG = re.compile(r"(?<![\w-])--?([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[A-Za-z][A-Za-z0-9]+)")
 PATHLIKE = re.compile(r"[\w./-]+")
@@ -54,9 +67,9 @@ class _Index:
     facts: dict[str, Facts]
     defines: dict[str, list[str]]
     modules: dict[str, str]
-    graph: Any = None  # built once, on the first ranking
-    flows: list[tuple[str, str, str, float]] | None = None
-    out: dict[str, float] | None = None
+    binds: dict[str, list[str]]
+    users: dict[str, int]  # how many files refer to each name
+    graph: Any = None  # the _Graph, built once, on the first ranking
 
 
 class RepositoryMap:
@@ -160,14 +173,21 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
         _write_parses(cache_dir, fresh)
     defines: dict[str, list[str]] = defaultdict(list)
     for path, fact in facts.items():
-        for name in {d.name for d in fact.defs}:
+        for name in fact.def_names:
             defines[name].append(path)
     modules: dict[str, str] = {}
     for path in sorted(facts, key=lambda p: (p.count("/"), p)):
         parts = module_name(path).split(".")
         for start in range(len(parts)):
             modules.setdefault(".".join(parts[start:]), path)
-    return _Index(inventory, facts, dict(defines), modules)
+    binds: dict[str, list[str]] = defaultdict(list)
+    for path, fact in facts.items():
+        for name in fact.names:
+            binds[name].append(path)
+    users: Counter[str] = Counter()
+    for fact in facts.values():
+        users.update(fact.refs.keys())
+    return _Index(inventory, facts, dict(defines), modules, dict(binds), dict(users))
 
 
 def _read_parses(cache_dir: Path | None) -> dict[str, Any]:
@@ -201,19 +221,98 @@ def _write_parses(cache_dir: Path | None, files: Mapping[str, Any]) -> None:
 @dataclass
 class _Ranking:
     files: list[str]  # every inventory file, best first
-    defs: dict[str, list[Definition]]  # per file, best first
+    defs: Mapping[str, list[Definition]]  # per file, best first
     mentioned: set[str]
 
 
-def _task_words(task: str) -> tuple[set[str], set[str]]:
-    """Identifiers the task mentions (with ``--some-flag`` as ``some_flag``), and the
-    lower-cased words, path pieces and dotted pieces, to match file names."""
+def _task_words(task: str) -> tuple[set[str], set[str], set[str]]:
+    """Identifiers the task mentions (with ``--some-flag`` as ``some_flag``), those of them
+    written like code (in backticks, dotted, snake_case or camelCase), and the lower-cased
+    words, path pieces and dotted pieces, to match file names."""
     idents = set(IDENT.findall(task))
-    idents.update(m.replace("-", "_") for m in FLAG.findall(task))
+    flags = {m.replace("-", "_") for m in FLAG.findall(task)}
+    idents |= flags
+    code = set(flags)
+    for span in BACKTICKS.findall(task):
+        code.update(IDENT.findall(span))
+    for piece in PATHLIKE.findall(task):
+        if "." in piece.strip("."):
+            code.update(IDENT.findall(piece))
+    code.update(i for i in idents if "_" in i.strip("_") or i[1:] != i[1:].lower())
     words = {w.lower() for w in idents}
     for piece in PATHLIKE.findall(task):
         words.add(piece.strip("./").lower())
-    return idents, words
+    for w in list(words):
+        if len(w) > 4 and w.endswith("s"):
+            words.add(w[:-1])
+    return idents, code, words
+
+
+def is_test(path: str) -> bool:
+    parts = path.lower().split("/")
+    name = parts[-1].rsplit(".", 1)[0]
+    return (
+        any(p in ("test", "tests", "testing") for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test")
+        or name == "conftest"
+    )
+
+
+def _seed(index: _Index, task: str, recent: Sequence[str]) -> tuple[dict[str, float], set[str]]:
+    """The personalisation of the ranking: files defining the identifiers the task mentions
+    (shared by their definers; code-like names count more), files whose path pieces the task
+    names, and the recently changed files; test files count less."""
+    idents, code, words = _task_words(task)
+    mentioned = {i for i in idents if i in index.defines and len(i) >= 3}
+    personal: dict[str, float] = defaultdict(float)
+    files = max(2, len(index.facts))
+
+    def rarity(ident: str) -> float:
+        """1 for a name few files use, falling towards 0 for one every file uses."""
+        return math.log(files / (1 + index.users.get(ident, 0))) / math.log(files)
+
+    for ident in mentioned:
+        definers = index.defines[ident]
+        weight = (SEED_CODE_IDENT if ident in code else SEED_WORD_IDENT) * max(0.05, rarity(ident))
+        for path in definers:
+            personal[path] += weight / len(definers)
+    for ident in idents - mentioned:
+        binders = index.binds.get(ident, [])
+        if len(ident) < 4 or not binders or ident not in code:
+            continue
+        for path in binders:
+            personal[path] += SEED_BOUND / len(binders)
+    lowered_task = task.lower()
+    for path in index.inventory.files:
+        lowered = path.lower()
+        if lowered in words or (len(path) > 6 and lowered in lowered_task):
+            personal[path] += SEED_PATH
+            continue
+        if outlinable(path) and module_name(path).lower() in words:
+            personal[path] += SEED_PATH
+            continue
+        parts = lowered.split("/")
+        stem = parts[-1].rsplit(".", 1)[0]
+        hit = 0.0
+        pieces = [p for p in stem.split("_") if len(p) >= 3]
+        if (
+            len(stem) >= 3
+            and stem not in GENERIC_STEMS
+            and (stem in words or ("_" in stem and stem.replace("_", " ") in lowered_task))
+        ):
+            hit += SEED_STEM
+        elif len(pieces) > 1 and stem not in GENERIC_STEMS:
+            hit += SEED_STEM * sum(p in words for p in pieces) / len(pieces) * STEM_PIECE
+        hit += SEED_DIR * sum(1 for d in parts[:-1][-3:] if len(d) >= 3 and d in words)
+        if hit:
+            personal[path] += hit
+    for position, path in enumerate(recent):
+        personal[path] += SEED_RECENT / (1 + position / 10)
+    for path in list(personal):
+        if is_test(path):
+            personal[path] *= TEST_FACTOR
+    return personal, mentioned
 
 
 def _mul(ident: str, definers: int) -> float:
@@ -227,103 +326,183 @@ def _mul(ident: str, definers: int) -> float:
     return mul
 
 
-def _graph(index: _Index) -> tuple[Any, list[tuple[str, str, str, float]], dict[str, float]]:
-    """Which file uses which file's names (task-independent, so built once per index)."""
-    if index.graph is not None and index.flows is not None and index.out is not None:
-        return index.graph, index.flows, index.out
-    import networkx as nx  # lazily: only the map needs it
+@dataclass
+class _Graph:
+    """Which file uses which file's names, as arrays (task-independent: built once an index).
 
-    weights: dict[tuple[str, str], float] = defaultdict(float)
-    flows: list[tuple[str, str, str, float]] = []
+    Edges ``src -> dst`` with weight ``w`` (parallel edges summed by the iteration), and the
+    flows ``(src, key, w)`` along each name, ``keys[key]`` being ``(defining file, name)``.
+    """
+
+    files: list[str]
+    position: dict[str, int]
+    src: Any
+    dst: Any
+    weight: Any
+    out: Any
+    flow_src: Any
+    flow_key: Any
+    flow_weight: Any
+    keys: list[tuple[str, str]]
+    tests: Any
+
+
+def _graph(index: _Index) -> _Graph:
+    if index.graph is not None:
+        cached: _Graph = index.graph
+        return cached
+    import numpy as np  # lazily: only the map needs it
+
+    files = list(index.inventory.files)
+    position = {p: i for i, p in enumerate(files)}
+    src: list[int] = []
+    dst: list[int] = []
+    weight: list[float] = []
+    flow_src: list[int] = []
+    flow_key: list[int] = []
+    flow_weight: list[float] = []
+    keys: dict[tuple[str, str], int] = {}
     for source, fact in index.facts.items():
+        s = position[source]
         for ident, count in fact.refs.items():
             definers = index.defines.get(ident)
             if not definers:
                 continue
-            weight = _mul(ident, len(definers)) * math.sqrt(count)
+            w = _mul(ident, len(definers)) * math.sqrt(count)
             for target in definers:
                 if target != source:
-                    weights[source, target] += weight
-                    flows.append((source, target, ident, weight))
+                    src.append(s)
+                    dst.append(position[target])
+                    weight.append(w)
+                    flow_src.append(s)
+                    flow_key.append(keys.setdefault((target, ident), len(keys)))
+                    flow_weight.append(w)
         for module in fact.imports:
             imported = index.modules.get(module)
             if imported is not None and imported != source:
-                weights[source, imported] += 0.5
-    graph = nx.DiGraph()
-    graph.add_nodes_from(index.inventory.files)
-    graph.add_weighted_edges_from((s, t, w) for (s, t), w in weights.items())
-    out: dict[str, float] = defaultdict(float)
-    for (s, _t), w in weights.items():
-        out[s] += w
-    index.graph, index.flows, index.out = graph, flows, dict(out)
-    return graph, flows, index.out
+                src.append(s)
+                dst.append(position[imported])
+                weight.append(0.5)
+    n = len(files)
+    src_a = np.asarray(src, dtype=np.int64)
+    weight_a = np.asarray(weight, dtype=np.float64)
+    graph = _Graph(
+        files=files,
+        position=position,
+        src=src_a,
+        dst=np.asarray(dst, dtype=np.int64),
+        weight=weight_a,
+        out=np.bincount(src_a, weights=weight_a, minlength=n) if n else np.zeros(0),
+        flow_src=np.asarray(flow_src, dtype=np.int64),
+        flow_key=np.asarray(flow_key, dtype=np.int64),
+        flow_weight=np.asarray(flow_weight, dtype=np.float64),
+        keys=list(keys),
+        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+    )
+    index.graph = graph
+    return graph
+
+
+def pagerank(graph: _Graph, seed: Any, alpha: float = 0.85, tol: float = 1e-8) -> Any:
+    """Personalised PageRank by power iteration (the definition networkx uses): a walk that
+    follows an edge in proportion to its weight with probability ``alpha`` and otherwise, or
+    from a file with no edges, jumps to a file in proportion to ``seed``."""
+    import numpy as np
+
+    n = len(graph.files)
+    if n == 0:
+        return np.zeros(0)
+    jump = seed / seed.sum() if seed.sum() > 0 else np.full(n, 1.0 / n)
+    out = graph.out
+    share = np.divide(
+        graph.weight, out[graph.src], out=np.zeros_like(graph.weight), where=out[graph.src] > 0
+    )
+    dangling = out == 0
+    x = jump.copy()
+    for _ in range(200):
+        walked = np.bincount(graph.dst, weights=x[graph.src] * share, minlength=n)
+        following = alpha * (walked + x[dangling].sum() * jump) + (1 - alpha) * jump
+        if float(np.abs(following - x).sum()) < n * tol:
+            return following
+        x = following
+    return x
 
 
 def _rank(index: _Index, task: str, focus: Sequence[str], recent: Sequence[str]) -> _Ranking:
-    import networkx as nx  # lazily: only the map needs it
+    import numpy as np
 
-    idents, words = _task_words(task)
-    mentioned = {i for i in idents if i in index.defines and len(i) >= 3}
-    files = list(index.inventory.files)
-    personal: dict[str, float] = defaultdict(float)
-    for ident in mentioned:
-        definers = index.defines[ident]
-        for path in definers:
-            personal[path] += 1.0 / len(definers)
-    lowered_task = task.lower()
-    for path in files:
-        stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-        if path.lower() in words or (len(path) > 6 and path.lower() in lowered_task):
-            personal[path] += 3.0
-        elif outlinable(path) and module_name(path).lower() in words:
-            personal[path] += 2.0
-        elif (
-            len(stem) >= 4
-            and stem not in ("__init__", "main", "utils", "util")
-            and (stem in words or stem.replace("_", " ") in lowered_task)
-        ):
-            personal[path] += 0.5
-    for position, path in enumerate(recent):
-        personal[path] += 0.3 / (1 + position / 10)
+    personal, mentioned = _seed(index, task, recent)
     total = sum(personal.values()) or 1.0
     for path in focus:
         if path in index.inventory:
             personal[path] += 10.0 * total
-
-    graph, flows, out = _graph(index)
-    seed = {p: v for p, v in personal.items() if v > 0} or None
-    try:
-        rank: dict[str, float] = dict(nx.pagerank(graph, weight="weight", personalization=seed))
-    except (nx.PowerIterationFailedConvergence, ZeroDivisionError):
-        rank = {p: 1.0 / max(1, len(files)) for p in files}
-    # PageRank puts no mass on unreachable files; the seed still orders them.
-    score = {p: rank.get(p, 0.0) + 1e-3 * personal.get(p, 0.0) for p in files}
+    graph = _graph(index)
+    files = graph.files
+    seed = np.zeros(len(files))
+    for path, value in personal.items():
+        if value > 0 and path in graph.position:
+            seed[graph.position[path]] = value
+    rank = pagerank(graph, seed)
+    # The seed itself counts too: PageRank alone drifts to the hubs every file uses.
+    top_rank = float(rank.max()) if len(files) else 1.0
+    top_seed = float(seed.max()) if len(files) else 1.0
+    score = rank / (top_rank or 1.0) + SEED_BLEND * seed / (top_seed or 1.0)
+    score[graph.tests] *= TEST_FACTOR
     for path in focus:
-        if path in score:
-            score[path] += 10.0
+        if path in graph.position:
+            score[graph.position[path]] += 10.0
 
-    def_rank: dict[tuple[str, str], float] = defaultdict(float)
-    for source, target, ident, weight in flows:
-        def_rank[target, ident] += rank.get(source, 0.0) * weight / (out.get(source) or 1.0)
+    def_rank: dict[tuple[str, str], float] = {}
+    if len(graph.keys):
+        flow = rank[graph.flow_src] * graph.flow_weight / graph.out[graph.flow_src]
+        totals = np.bincount(graph.flow_key, weights=flow, minlength=len(graph.keys))
+        def_rank = dict(zip(graph.keys, totals.tolist(), strict=True))
 
-    defs: dict[str, list[Definition]] = {}
-    for path, fact in index.facts.items():
-        if not fact.defs:
-            continue
+    scores = score.tolist()
+    order = sorted(
+        range(len(files)), key=lambda i: (-scores[i], not outlinable(files[i]), files[i])
+    )
+    ordered = [files[i] for i in order]
+    return _Ranking(ordered, _RankedDefs(index, def_rank, mentioned), mentioned)
 
-        def priority(d: Definition, path: str = path) -> tuple[float, ...]:
+
+class _RankedDefs(Mapping[str, list[Definition]]):
+    """Each file's definitions, best first, sorted only when a file is looked at."""
+
+    def __init__(
+        self, index: _Index, def_rank: Mapping[tuple[str, str], float], mentioned: set[str]
+    ) -> None:
+        self._facts = index.facts
+        self._rank = def_rank
+        self._mentioned = mentioned
+        self._sorted: dict[str, list[Definition]] = {}
+
+    def __getitem__(self, path: str) -> list[Definition]:
+        found = self._sorted.get(path)
+        if found is not None:
+            return found
+        fact = self._facts.get(path)
+        if fact is None or not fact.has_defs or not fact.defs:
+            raise KeyError(path)
+
+        def priority(d: Definition) -> tuple[float, ...]:
             public = not d.name.startswith("_") or d.name == "__init__"
             return (
-                float(d.name in mentioned),
-                def_rank.get((path, d.name), 0.0),
+                float(d.name in self._mentioned),
+                self._rank.get((path, d.name), 0.0),
                 float(public),
                 -float(d.depth),
                 -float(d.line),
             )
 
-        defs[path] = sorted(fact.defs, key=priority, reverse=True)
-    ordered = sorted(files, key=lambda p: (-score[p], not outlinable(p), p))
-    return _Ranking(ordered, defs, mentioned)
+        found = self._sorted[path] = sorted(fact.defs, key=priority, reverse=True)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (p for p, f in self._facts.items() if f.has_defs)
+
+    def __len__(self) -> int:
+        return sum(1 for f in self._facts.values() if f.has_defs)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -374,13 +553,15 @@ def _render(
     for path in ranking.files[:400]:
         if ranking.defs.get(path):
             heapq.heappush(heap, (-_file_weight(ranking, order[path]), order[path], path, 0))
-    parents = {p: _parents(ds) for p, ds in ranking.defs.items()}
+    parents: dict[str, dict[int, Definition]] = {}
     limit = budget * OUTLINE_SHARE
     while heap:
         neg, position, path, k = heapq.heappop(heap)
         defs = ranking.defs[path]
         d = defs[k]
         add = [d] if d.line not in chosen[path] else []
+        if path not in parents:
+            parents[path] = _parents(defs)
         parent = parents[path].get(d.line)
         while parent is not None and parent.line not in chosen[path]:
             add.append(parent)
@@ -399,22 +580,22 @@ def _render(
             heapq.heappush(heap, (neg * bonus, position, path, k + 1))
 
     included = [p for p in ranking.files if chosen.get(p)]
-    outline_lines: list[str] = []
+    blocks: list[tuple[str, list[str]]] = []
     for path in included:
-        outline_lines.append(f"{path}:")
+        lines = [f"{path}:"]
         by_line = {d.line: d for d in ranking.defs[path]}
-        outline_lines.extend(_def_line(by_line[line]) for line in sorted(chosen[path]))
+        lines.extend(_def_line(by_line[line]) for line in sorted(chosen[path]))
         more = len(ranking.defs[path]) - len(chosen[path])
         if more:
-            outline_lines.append(f"      ⋮ {more} more definition{'s' if more > 1 else ''}")
-    used = len(header) + 1 + sum(len(x) + 1 for x in outline_lines)
+            lines.append(f"      ⋮ {more} more definition{'s' if more > 1 else ''}")
+        blocks.append((path, lines))
+    used = len(header) + 1 + sum(len(x) + 1 for _, lines in blocks for x in lines)
 
     rest = [p for p in ranking.files if p not in chosen or not chosen[p]]
     trailer_reserve = 60 + 24 * min(12, len({_folder(p) for p in rest}))
 
     # Tier 2: one line per file: the path and its best definitions.
-    summarised: list[str] = []
-    summary_lines: list[str] = []
+    summary: list[tuple[str, str]] = []
     limit = max(used, budget * SUMMARY_SHARE - trailer_reserve)
     for path in rest:
         defs = ranking.defs.get(path, [])
@@ -425,48 +606,71 @@ def _render(
         line = f"{path}: {names}" + (f", +{more} more" if more > 0 else "")
         if used + len(line) + 1 > limit:
             break
-        summary_lines.append(line)
-        summarised.append(path)
+        summary.append((path, line))
         used += len(line) + 1
 
     # Tier 3: bare paths, then a count per folder for whatever is still left.
-    shown = set(summarised)
-    left = [p for p in rest if p not in shown]
-    path_lines: list[str] = []
+    shown = {p for p, _ in summary}
+    listed: list[str] = []
     limit = budget - trailer_reserve
-    listed: set[str] = set()
-    for path in left:
+    for path in rest:
+        if path in shown:
+            continue
         if used + len(path) + 1 > limit:
             break
-        path_lines.append(path)
-        listed.add(path)
+        listed.append(path)
         used += len(path) + 1
-    omitted = [p for p in left if p not in listed]
 
-    parts = [header]
-    if outline_lines:
-        parts += outline_lines
-    if summary_lines:
-        parts += ["", "More files (best definitions):", *summary_lines]
-    if path_lines:
-        parts += ["", "Other files:", *path_lines]
-    if omitted:
-        folders = Counter(_folder(p) for p in omitted)
-        listed_folders = folders.most_common(12)
-        counts = ", ".join(f"{f} ({n})" for f, n in listed_folders)
-        extra = len(folders) - len(listed_folders)
-        tail = f", and {extra} more folders" if extra > 0 else ""
-        parts += ["", f"Not shown, for the budget: {len(omitted)} files in {counts}{tail}."]
-    if not ranking.files:
-        parts += ["  (empty workspace)"]
-    text = "\n".join(parts)
+    # The estimates above leave room for the closing count; if it still does not fit, the
+    # last listed paths, then summaries, then outlines move to the count until it does.
+    while True:
+        text = _assemble(header, blocks, summary, listed, ranking.files, not ranking.files)
+        if len(text) <= budget or not (listed or summary or blocks):
+            break
+        if listed:
+            listed.pop()
+        elif summary:
+            summary.pop()
+        else:
+            blocks.pop()
+    in_text = {p for p, _ in blocks} | {p for p, _ in summary} | set(listed)
     return RepoMap(
         text=text,
-        included=tuple(included),
-        omitted=tuple(omitted),
+        included=tuple(p for p, _ in blocks),
+        omitted=tuple(p for p in ranking.files if p not in in_text),
         tokens=tokens(text),
-        summarised=tuple(summarised),
+        summarised=tuple(p for p, _ in summary),
+        listed=tuple(listed),
     )
+
+
+def _assemble(
+    header: str,
+    blocks: list[tuple[str, list[str]]],
+    summary: list[tuple[str, str]],
+    listed: list[str],
+    files: list[str],
+    empty: bool,
+) -> str:
+    parts = [header]
+    for _, lines in blocks:
+        parts += lines
+    if summary:
+        parts += ["", "More files (best definitions):", *(line for _, line in summary)]
+    if listed:
+        parts += ["", "Other files:", *listed]
+    shown = {p for p, _ in blocks} | {p for p, _ in summary} | set(listed)
+    omitted = [p for p in files if p not in shown]
+    if omitted:
+        folders = Counter(_folder(p) for p in omitted)
+        top = folders.most_common(12)
+        counts = ", ".join(f"{f} ({n})" for f, n in top)
+        extra = len(folders) - len(top)
+        tail = f", and {extra} more folders" if extra > 0 else ""
+        parts += ["", f"Not shown, for the budget: {len(omitted)} files in {counts}{tail}."]
+    if empty:
+        parts += ["  (empty workspace)"]
+    return "\n".join(parts)
 
 
 def _file_weight(ranking: _Ranking, position: int) -> float:

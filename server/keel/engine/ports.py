@@ -455,8 +455,9 @@ class RepoMap:
     """The ranked repository map as a model gets it (see docs/explanation/context.md).
 
     ``included`` are the files shown with an outline, ``summarised`` those shown by one line,
-    ``omitted`` those left out for the budget (named in ``text`` or counted by folder);
-    ``tokens`` is ``len(text) // 4``.
+    ``listed`` those shown by path only, ``omitted`` those left out for the budget (counted by
+    folder in ``text``); together they are every file of the inventory. ``tokens`` is
+    ``len(text) // 4``.
     """
 
     text: str
@@ -464,6 +465,7 @@ class RepoMap:
     omitted: tuple[str, ...] = ()
     tokens: int = 0
     summarised: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
 
 
 class RepositoryContext(Protocol):

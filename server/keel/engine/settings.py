@@ -30,7 +30,7 @@ class EngineSettings:
     explore_turns: int = 6
     explore_tokens: int = 12_000
     #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
-    map_tokens: int = 3500
+    map_tokens: int = 4000
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""

@@ -168,3 +168,38 @@ async def test_unreadable_cache_dir_still_lists(repo: Path, tmp_path: Path) -> N
     blocker.write_text("")
     inv = await Inventory.load(repo, blocker / "cache")
     assert "src/app.py" in inv
+
+
+async def test_odd_file_names_survive(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    git(root, "init", "-q")
+    names = ["with space.py", "ünïcode.py", "-rf.py", "new\nline.py", 'quote".py', "tab\t.py"]
+    write(root, dict.fromkeys(names, "x = 1\n"))
+    git(root, "add", "--", "with space.py", "ünïcode.py")
+    inv = await Inventory.load(root, tmp_path / "cache")
+    assert set(inv.files) == set(names)
+    assert (await Inventory.load(root, tmp_path / "cache")).files == inv.files
+
+
+async def test_nested_repository_and_submodule_like_entries_are_not_files(
+    repo: Path,
+) -> None:
+    nested = repo / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    write(nested, {"inner.py": "y = 2\n"})
+    commit_all(nested)
+    inv = await Inventory.load(repo, None)
+    assert not any(p.startswith("vendor/") for p in inv.files)
+
+
+async def test_a_file_that_vanishes_or_turns_unreadable_is_left_out(
+    repo: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    await Inventory.load(repo, cache)
+    (repo / "src" / "new.py").unlink()
+    (repo / "src" / "gone").mkdir()
+    inv = await Inventory.load(repo, cache)
+    assert "src/new.py" not in inv and "src/gone" not in inv
