@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.config import KeelConfig
+from keel.context.explore import WorkspaceExplorer
+from keel.context.inventory import Inventory, secret_looking
 from keel.context.repomap import RepositoryMap
 from keel.engine.models import Tier
 from keel.engine.modes import ReadOnlyModes
 from keel.engine.planner import PlanScope
-from keel.engine.ports import Approver, EventSink, ModelClient, Sandbox
+from keel.engine.ports import Approver, EventSink, ExplorationTools, ModelClient, Sandbox
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
@@ -206,6 +208,7 @@ async def open_engine(
                 sandbox=sandbox.describe(),
                 environment=environment.record(),
                 environment_notes=environment.warnings(),
+                explorer=exploration_tools(workspace, config),
                 context=repository_context(workspace),
             )
     finally:
@@ -247,6 +250,20 @@ async def open_modes(
             close = getattr(client, "aclose", None)
             if close is not None:
                 await close()
+
+
+def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
+    """The architect's read-only tools over the workspace's inventory (``None``: switched
+    off with ``[context] explore_turns = 0`` or ``explore_tokens = 0``)."""
+    if config.context.explore_turns <= 0 or config.context.explore_tokens <= 0:
+        return None
+
+    async def inventory() -> Inventory:  # listed when the architect first calls a tool
+        keel_dir = workspace / ".keel"
+        cache = keel_dir / "context" if await asyncio.to_thread(keel_dir.is_dir) else None
+        return await Inventory.load(workspace, cache)
+
+    return WorkspaceExplorer(workspace, secret=secret_looking, load=inventory)
 
 
 class SharedWorkspace:
@@ -317,6 +334,7 @@ class SharedWorkspace:
                     sandbox=sandbox.describe(),
                     environment=environment.record(),
                     environment_notes=environment.warnings(),
+                    explorer=exploration_tools(self._workspace, config),
                     context=self._context,
                 )
             finally:

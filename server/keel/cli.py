@@ -113,6 +113,10 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
         )
     if kind == "baseline":
         return _baseline_line(event)
+    if kind == "explore":
+        arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in event["arguments"].items())
+        outcome = "refused" if event["refused"] else f"{event['chars']} chars"
+        return f"[explore] {event['tool']}({arguments[:120]}): {outcome}"
     if kind == "plan_invalid":
         return f"[plan] attempt {event['attempt']} invalid: " + "; ".join(event["errors"])
     if kind == "plan_ready":

@@ -100,6 +100,8 @@ class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
     map_tokens: int = Field(default=4000, ge=0, le=200_000)
+    explore_turns: int = Field(default=6, ge=0, le=50)
+    explore_tokens: int = Field(default=12_000, ge=0, le=200_000)
     max_prompt_tokens: int = Field(default=32_000, ge=2_000)
     instructions: str | None = None
 
@@ -140,6 +142,8 @@ class KeelConfig(_Section):
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
             speculate=e.speculate,
+            explore_turns=self.context.explore_turns,
+            explore_tokens=self.context.explore_tokens,
             map_tokens=self.context.map_tokens,
             max_prompt_tokens=self.context.max_prompt_tokens,
             instructions=self.context.instructions,
@@ -277,6 +281,9 @@ def session_layer(record: Mapping[str, Any]) -> dict[str, Any]:
         "budget": {"max_cost": record.get("max_cost"), "max_steps": record.get("max_steps")},
         "log_llm": bool(record.get("log_llm", False)),
     }
+    explore = {k: record[k] for k in ("explore_turns", "explore_tokens") if k in record}
+    if explore:
+        layer["context"] = explore
     if record.get("epsilon") is not None:
         layer["engine"]["stability_threshold"] = record["epsilon"]
     if record.get("weights") is not None:

@@ -21,6 +21,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
@@ -62,7 +63,11 @@ class PreparedReplay:
 
 
 def parse_step_id(step_id: str) -> tuple[str, str | None, int] | None:
-    """``model:<tier>:<node|->:<attempt>`` as (tier, node, attempt); None for other steps."""
+    """``model:<tier>:<node|->:<attempt>`` as (tier, node, attempt); None for other steps.
+
+    An exploration turn's step (``...:<attempt>:turn<N>``) gives the same key; its turn is
+    :func:`step_turn`'s."""
+    step_id = re.sub(r":turn\d+$", "", step_id)
     kind, _, rest = step_id.partition(":")
     tier, _, rest = rest.partition(":")
     node, _, attempt = rest.rpartition(":")
@@ -71,8 +76,18 @@ def parse_step_id(step_id: str) -> tuple[str, str | None, int] | None:
     return tier, None if node == "-" else node, int(attempt)
 
 
+def step_turn(step_id: str) -> int:
+    """The exploration turn of a model step (1 for the first request of an attempt)."""
+    found = re.search(r":turn(\d+)$", step_id)
+    return int(found.group(1)) if found else 1
+
+
 def transcript_entries(steps: Sequence[Row], calls: Sequence[Row]) -> list[Row]:
-    """One transcript line per answered model step, with its model and token usage."""
+    """One transcript line per answered model step, with its model and token usage.
+
+    A reply that called exploration tools becomes a line with its ``turn`` and
+    ``tool_calls`` (the tools run again on replay); the answer stays a line without a turn,
+    so it answers whichever turn asks for it."""
     usage = {(c["tier"], c["node_id"], c["attempt"]): c for c in calls if c["latency_s"] or c["ok"]}
     entries = []
     for step in steps:
@@ -81,6 +96,14 @@ def transcript_entries(steps: Sequence[Row], calls: Sequence[Row]) -> list[Row]:
             continue
         tier, node, attempt = key
         entry: Row = {"tier": tier, "node": node, "attempt": attempt}
+        tool_calls = step["result"].get("tool_calls")
+        if tool_calls:
+            entry["turn"] = step_turn(str(step["step_id"]))
+            entry["tool_calls"] = [
+                {"name": c["name"], "arguments": c.get("arguments") or {}} for c in tool_calls
+            ]
+            entries.append(entry)
+            continue
         entry["text"] = str(step["result"]["text"])
         model = str(step["result"].get("model") or "")
         if model and not model.startswith("replay:"):  # the price table's name for the model

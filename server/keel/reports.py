@@ -16,6 +16,7 @@ store, and a directory that is not a git repository is never made one.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -366,6 +367,7 @@ async def logs_report(
         if "tools" in views:
             plan = await store.plan(sid)
             out["tools"] = tool_rows(attempts, events, _plan_commands(plan))
+            out["explore"] = explore_rows(await store.steps(sid), node)
     return redact_row(out, redactor)
 
 
@@ -544,6 +546,32 @@ def tool_rows(
     return rows
 
 
+def explore_rows(steps: Sequence[Row], node: str | None = None) -> list[Row]:
+    """The read-only tool calls of the session (the architect's exploration), in order: the
+    tool, its arguments, whether the policy refused it and the result's size; a call that
+    never finished (a crash) is listed with ``finished`` false."""
+    rows = []
+    for step in steps:
+        if step["kind"] != "tool":
+            continue
+        intent, result = step["intent"] or {}, step["result"] or {}
+        if node is not None and result.get("node_id") != node:
+            continue
+        rows.append(
+            {
+                "step": step["step_id"],
+                "at": step["intent_at"],
+                "tool": intent.get("tool"),
+                "arguments": intent.get("arguments", {}),
+                "finished": bool(step["result"]),
+                "refused": bool(result.get("refused", False)),
+                "chars": result.get("chars"),
+                "result": _first_line(str(result.get("text", ""))),
+            }
+        )
+    return rows
+
+
 def _tool_row(attempt: Row, node_commands: list[str], degraded: list[str] | None) -> Row:
     bundle = attempt["bundle"] or {}
     evidence = attempt["evidence"]
@@ -609,6 +637,8 @@ def format_logs(data: Mapping[str, Any]) -> str:
         sections.append(_format_errors(data["errors"]))
     if "tools" in data:
         sections.append(_format_tools(data["tools"]))
+    if data.get("explore"):
+        sections.append(_format_explore(data["explore"]))
     title = f"session {data['session']}" + (f", node {data['node']}" if data["node"] else "")
     return "\n\n".join([title, *sections])
 
@@ -707,6 +737,20 @@ def _format_tools(rows: Sequence[Mapping[str, Any]]) -> str:
                 lines.append(f"  {source}: {_locate(item)}{_first_line(str(item.get('message')))}")
         if row["degraded"]:
             lines.append(f"  degraded: {', '.join(row['degraded'])}")
+    return "\n".join(lines)
+
+
+def _format_explore(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = [f"exploration: {len(rows)} tool call(s)"]
+    for row in rows:
+        arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["arguments"].items())
+        if not row["finished"]:
+            outcome = "did not finish"
+        elif row["refused"]:
+            outcome = row["result"]
+        else:
+            outcome = f"{row['chars']} chars"
+        lines.append(f"  {_clock(row['at'])} {row['tool']}({arguments}): {outcome}")
     return "\n".join(lines)
 
 

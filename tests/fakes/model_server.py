@@ -24,7 +24,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from keel.providers.replay import ReplyKey, TranscriptEntry, describe_key, index_entries
+from keel.providers.replay import (
+    EntryKey,
+    ReplyKey,
+    TranscriptEntry,
+    describe_key,
+    index_entries,
+    select_entry,
+)
 
 
 class Headers(Mapping[str, str]):
@@ -62,13 +69,13 @@ class FakeModelServer:
     def __init__(
         self, entries: Iterable[Mapping[str, Any]] = (), *, latency_s: float = 0.0
     ) -> None:
-        self._entries: dict[ReplyKey, TranscriptEntry] = index_entries(entries, "fake server")
+        self._entries: dict[EntryKey, TranscriptEntry] = index_entries(entries, "fake server")
         self.latency_s = latency_s
         self._lock = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._faults: deque[tuple[int, str | None]] = deque()
         self._hangs = 0
-        self._hang_keys: set[ReplyKey] = set()
+        self._hang_keys: set[EntryKey] = set()
         self._trickles: deque[float] = deque()
         self._usages: deque[tuple[object, object]] = deque()
         self._closing = threading.Event()
@@ -150,10 +157,11 @@ class FakeModelServer:
         with self._lock:
             self._usages.append((input_tokens, output_tokens))
 
-    def hang_on(self, tier: str, node: str | None, attempt: int) -> None:
-        """Never answer the next request for this (tier, node, attempt), wherever it comes."""
+    def hang_on(self, tier: str, node: str | None, attempt: int, turn: int | None = None) -> None:
+        """Never answer the next request for this (tier, node, attempt), wherever it comes;
+        with ``turn``, only that exploration turn's request (``X-Keel-Turn``, 1 when absent)."""
         with self._lock:
-            self._hang_keys.add((tier, node, attempt))
+            self._hang_keys.add((tier, node, attempt, turn))
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -180,9 +188,10 @@ class FakeModelServer:
         with self._lock:  # re-entrant: arrival order and fate are decided together
             self._remember(request)
             key = _key_of(request.headers)
-            if key in self._hang_keys:
-                self._hang_keys.discard(key)
-                return "hang", None, None
+            for hang in ((*key, None), (*key, _turn_of(request.headers))):
+                if hang in self._hang_keys:
+                    self._hang_keys.discard(hang)
+                    return "hang", None, None
             if self._hangs > 0:
                 self._hangs -= 1
                 return "hang", None, None
@@ -199,9 +208,11 @@ class FakeModelServer:
         with self._lock:
             return self._usages.popleft() if self._usages else None
 
-    def _entry_for(self, headers: Headers) -> TranscriptEntry | ReplyKey:
-        key = _key_of(headers)
-        return self._entries.get(key, key)
+    def _entry_for(self, request: RecordedRequest) -> TranscriptEntry | ReplyKey:
+        key = _key_of(request.headers)
+        turn = _turn_of(request.headers)
+        found = select_entry(self._entries, key, turn, _must_answer(request.body))
+        return key if found is None else found
 
     def _next_id(self) -> int:
         with self._lock:
@@ -260,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route not in ("/v1/chat/completions", "/v1/messages"):
             self._send_json(404, _error_body(route, 404, f"no route POST {request.path}"))
             return
-        found = self.server.fake._entry_for(request.headers)
+        found = self.server.fake._entry_for(request)
         if not isinstance(found, TranscriptEntry):
             text = f"no transcript reply for {describe_key(found)}"
             self._send_json(404, _error_body(request.path, 404, text))
@@ -316,6 +327,22 @@ def _key_of(headers: Headers) -> ReplyKey:
     )
 
 
+def _turn_of(headers: Headers) -> int:
+    turn = headers.get("X-Keel-Turn", "")
+    return int(turn) if turn.isdigit() else 1
+
+
+def _must_answer(body: object) -> bool:
+    """Whether the request offers no exploration tool to call (as a real API would see it):
+    OpenAI without ``tools`` or with ``tool_choice`` ``none``; Anthropic forcing one tool."""
+    if not isinstance(body, Mapping):
+        return True
+    choice = body.get("tool_choice")
+    if "messages" in body and "max_tokens" in body:  # Anthropic
+        return not isinstance(choice, Mapping) or choice.get("type") == "tool"
+    return not body.get("tools") or choice == "none"
+
+
 def _estimate_tokens(value: object) -> int:
     """A deterministic stand-in for a tokenizer: about four characters per token."""
     return max(1, len(json.dumps(value)) // 4)
@@ -343,8 +370,8 @@ def _openai_reply(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": entry.text, "refusal": None},
-                "finish_reason": "stop",
+                "message": _openai_message(entry, number),
+                "finish_reason": "tool_calls" if entry.tool_calls else "stop",
                 "logprobs": None,
             }
         ],
@@ -356,28 +383,47 @@ def _openai_reply(
     }
 
 
+def _openai_message(entry: TranscriptEntry, number: int) -> dict[str, Any]:
+    if not entry.tool_calls:
+        return {"role": "assistant", "content": entry.text, "refusal": None}
+    calls = [
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+        }
+        for call in entry.calls(f"call_fake_{number}")
+    ]
+    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
+
+
 def _anthropic_reply(
     entry: TranscriptEntry, body: Any, number: int, usage: tuple[object, object]
 ) -> dict[str, Any]:
     tokens_in, tokens_out = usage
     request = body if isinstance(body, dict) else {}
-    if entry.raw:
-        content: dict[str, Any] = {"type": "text", "text": entry.text}
-        stop_reason = "end_turn"
+    blocks: list[dict[str, Any]] = [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.arguments)}
+        for call in entry.calls(f"toolu_fake_{number}")
+    ]
+    if blocks:
+        content, stop_reason = blocks, "tool_use"
+    elif entry.raw:
+        content, stop_reason = [{"type": "text", "text": entry.text}], "end_turn"
     else:
-        content = {
+        answer = {
             "type": "tool_use",
             "id": f"toolu_fake_{number}",
             "name": _tool_name(request),
             "input": entry.reply,
         }
-        stop_reason = "tool_use"
+        content, stop_reason = [answer], "tool_use"
     return {
         "id": f"msg_fake_{number}",
         "type": "message",
         "role": "assistant",
         "model": request.get("model", "fake"),
-        "content": [content],
+        "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
@@ -385,12 +431,13 @@ def _anthropic_reply(
 
 
 def _tool_name(request: Mapping[str, Any]) -> str:
+    """The answer tool: the forced one, else the last offered (exploration tools come first)."""
     choice = request.get("tool_choice")
     if isinstance(choice, Mapping) and isinstance(choice.get("name"), str):
         return str(choice["name"])
     tools = request.get("tools")
-    if isinstance(tools, list) and tools and isinstance(tools[0], Mapping):
-        return str(tools[0].get("name", "reply"))
+    if isinstance(tools, list) and tools and isinstance(tools[-1], Mapping):
+        return str(tools[-1].get("name", "reply"))
     return "reply"
 
 

@@ -87,6 +87,16 @@ def test_demo_session_through_the_real_sdk(provider: str, tmp_path: Path) -> Non
             assert request.path == "/v1/chat/completions"
             assert body["response_format"]["type"] == "json_schema"
             assert body["response_format"]["json_schema"]["name"] == SCHEMA_BY_TIER[tier]
+            if tier == "architect":  # the architect may explore first: read-only tools
+                assert body["tool_choice"] == "auto"
+                assert "open_file" in [tool["function"]["name"] for tool in body["tools"]]
+            else:
+                assert "tools" not in body
+        elif tier == "architect":  # exploration tools, then the answer tool; one must be used
+            assert request.path == "/v1/messages"
+            assert body["tool_choice"] == {"type": "any"}
+            assert body["tools"][-1]["name"] == "task_plan"
+            assert "open_file" in [tool["name"] for tool in body["tools"]]
         else:
             assert request.path == "/v1/messages"
             assert body["tool_choice"] == {"type": "tool", "name": SCHEMA_BY_TIER[tier]}

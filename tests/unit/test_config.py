@@ -298,3 +298,26 @@ def test_bad_context_keys_are_config_errors(
     (workspace / "keel.toml").write_text(f"[context]\n{line}\n")
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         _load(workspace, env)
+
+
+def test_context_exploration_keys(workspace: Path, env: dict[str, str]) -> None:
+    settings = _load(workspace, env).engine_settings(auto_approve=False)
+    assert (settings.explore_turns, settings.explore_tokens) == (6, 12_000)
+    (workspace / "keel.toml").write_text("[context]\nexplore_turns = 0\nexplore_tokens = 500\n")
+    settings = _load(workspace, env).engine_settings(auto_approve=False)
+    assert (settings.explore_turns, settings.explore_tokens) == (0, 500)
+    for bad, key in (
+        ("explore_turns = -1", "explore_turns"),
+        ("explore_tokens = 'x'", "explore_tokens"),
+    ):
+        (workspace / "keel.toml").write_text(f"[context]\n{bad}\n")
+        with pytest.raises(ConfigError, match=f"context.{key}:"):
+            _load(workspace, env)
+
+
+def test_a_resumed_session_keeps_its_exploration_budget() -> None:
+    from keel.config import session_layer, validate
+
+    layer = session_layer({"explore_turns": 2, "explore_tokens": 300})
+    assert validate(layer).context.explore_turns == 2
+    assert validate(session_layer({})).context.explore_turns == 6  # sessions from before

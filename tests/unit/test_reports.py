@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from keel.providers.replay import index_entries, select_entry
 from keel.replay import parse_step_id, transcript_entries
 from keel.reports import (
     call_stats,
@@ -298,3 +299,31 @@ def test_escalation_evidence_already_failing_at_baseline_says_so() -> None:
     ]
     [row] = error_rows([], [], escalations, [])
     assert row["evidence"] == ["assert 1 == 3 (already failing at 0123456789ab)", "assert 2 == 5"]
+
+
+def test_exploration_turns_export_as_tool_call_lines_that_replay() -> None:
+    calls = [{"id": "c1", "name": "open_file", "arguments": {"path": "a.py"}}]
+    steps = [
+        {
+            "step_id": "model:architect:-:1",
+            "kind": "model",
+            "result": {"text": "", "tool_calls": calls},
+        },
+        {"step_id": "tool:architect:-:1:turn1:1", "kind": "tool", "result": {"text": "..."}},
+        {"step_id": "model:architect:-:1:turn2", "kind": "model", "result": {"text": "{}"}},
+    ]
+    assert parse_step_id("model:architect:-:1:turn2") == ("architect", None, 1)
+    entries = transcript_entries(steps, [])
+    assert entries == [
+        {
+            "tier": "architect",
+            "node": None,
+            "attempt": 1,
+            "turn": 1,
+            "tool_calls": [{"name": "open_file", "arguments": {"path": "a.py"}}],
+        },
+        {"tier": "architect", "node": None, "attempt": 1, "text": "{}"},
+    ]
+    indexed = index_entries(entries, "export")  # a valid transcript: turn 2 gets the answer
+    found = select_entry(indexed, ("architect", None, 1), 2, False)
+    assert found is not None and found.text == "{}"

@@ -10,8 +10,11 @@ caller feeds it back to the model as evidence for the next attempt.
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from keel.engine.bounds import CHARS_PER_TOKEN, bound_reason, cut_middle
 from keel.engine.models import SCHEMA_NAMES, Tier, Usage
 from keel.engine.ports import (
+    ExplorationTools,
     FaultPoint,
     KeelError,
     ModelClient,
@@ -27,10 +31,18 @@ from keel.engine.ports import (
     NoFaults,
     ProviderError,
     SessionStore,
+    ToolCall,
+    ToolResult,
+    ToolTurn,
 )
 from keel.engine.redaction import Redactor
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+#: Tool calls run per reply; more are refused (each still gets its result, as APIs require).
+MAX_CALLS_PER_TURN = 16
+#: How much of a call's arguments a step and the ``explore`` event keep.
+MAX_SHOWN_ARGUMENTS = 1_000
 
 
 class BudgetExceeded(KeelError):
@@ -169,37 +181,81 @@ class ModelGateway:
         prompt: str,
         node_id: str | None,
         attempt: int,
+        explore: Exploration | None = None,
     ) -> Reply[ReplyT]:
         """One structured request; raises ProviderError or BudgetExceeded, never on bad JSON.
 
         The request is a step with a deterministic id. Its intent is recorded before the call
         and its reply after it, in one transaction with the call's accounting, so a resumed
         session gets the recorded reply back instead of asking the model again.
+
+        With ``explore``, the model may call read-only tools before it answers: each turn of
+        calls is a model step, each tool call a ``tool`` step of its own (replayed on resume
+        like a reply), until the model answers or the budget of turns and result tokens is
+        spent; then it is told so and must answer.
         """
-        step_id = f"model:{tier.value}:{node_id or '-'}:{attempt}"
-        recorded = await self._store.step_result(self._session_id, step_id)
-        if recorded is not None:
-            return parse_reply(reply_type, str(recorded["text"]))
-        client = self._clients[tier]
         name = SCHEMA_NAMES[reply_type]
         prompt = self._bounded(system, prompt)
-        request = ModelRequest(
-            tier=tier,
-            schema_name=name,
-            schema=reply_type.model_json_schema(),
-            system=system,
-            prompt=prompt,
-            session_id=self._session_id,
-            node_id=node_id,
-            attempt=attempt,
-        )
+        turns: list[ToolTurn] = []
+        spent_tokens = 0
+        base = f"{tier.value}:{node_id or '-'}:{attempt}"
+        for turn in itertools.count(1):
+            must_answer = explore is not None and (
+                turn > explore.max_turns or spent_tokens >= explore.max_tokens
+            )
+            notice = explore.spent_notice(name) if explore is not None and must_answer else ""
+            request = ModelRequest(
+                tier=tier,
+                schema_name=name,
+                schema=reply_type.model_json_schema(),
+                system=system,
+                prompt=prompt,
+                session_id=self._session_id,
+                node_id=node_id,
+                attempt=attempt,
+                tools=tuple(explore.tools.specs()) if explore is not None else (),
+                turns=tuple(turns),
+                turn=turn,
+                must_answer=must_answer,
+                notice=notice,
+            )
+            step_id = f"model:{base}" + ("" if turn == 1 else f":turn{turn}")
+            text, calls = await self._model_step(step_id, request, reply_type)
+            if not calls:
+                return parse_reply(reply_type, text)
+            if explore is None or must_answer:
+                why = "the exploration budget is spent" if must_answer else "no tools are offered"
+                return Reply(None, f"the reply called tools but {why}: answer with a {name}", text)
+            results = []
+            for index, call in enumerate(calls, start=1):
+                if index > MAX_CALLS_PER_TURN:  # deterministic, so neither run nor recorded
+                    results.append(f"refused: at most {MAX_CALLS_PER_TURN} tool calls a reply")
+                    continue
+                left = max(0, explore.max_tokens - spent_tokens)
+                result = await self._tool_step(
+                    f"tool:{base}:turn{turn}:{index}", call, explore, left, tier, node_id
+                )
+                spent_tokens += math.ceil(len(result) / CHARS_PER_TOKEN)
+                results.append(result)
+            turns.append(ToolTurn(tuple(calls), tuple(results)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _model_step(
+        self, step_id: str, request: ModelRequest, reply_type: type[BaseModel]
+    ) -> tuple[str, list[ToolCall]]:
+        """The reply text and tool calls of one request, recorded, or replayed on resume."""
+        recorded = await self._store.step_result(self._session_id, step_id)
+        if recorded is not None:
+            return str(recorded["text"]), _calls_of(recorded.get("tool_calls"))
+        tier, system, prompt = request.tier, request.system, request.prompt
+        client = self._clients[tier]
         self._check_budget(client, request)
         call: dict[str, object] = {
             "tier": tier.value,
             "model": client.name,
-            "node_id": node_id,
-            "attempt": attempt,
-            "schema_name": name,
+            "node_id": request.node_id,
+            "attempt": request.attempt,
+            "schema_name": request.schema_name,
             "input_tokens": 0,
             "output_tokens": 0,
             "cost_usd": 0.0,
@@ -207,9 +263,11 @@ class ModelGateway:
             "latency_s": 0.0,
             "ok": False,
             "error": None,
-            "prompt": self._redact(system + "\n\n" + prompt) if self._log_llm else None,
+            "prompt": self._redact(system + "\n\n" + prompt + _turns_text(request))
+            if self._log_llm
+            else None,
             "response": None,
-            "prompt_chars": len(system) + len(prompt),
+            "prompt_chars": len(system) + len(prompt) + _turns_chars(request.turns),
             "reply_chars": None,
         }
         await self._store.begin_step(
@@ -227,22 +285,139 @@ class ModelGateway:
             raise
         usage = reply.usage
         self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
-        parsed = parse_reply(reply_type, reply.text)
+        calls = list(reply.tool_calls)
+        error = None
+        if not calls:
+            parsed = parse_reply(reply_type, reply.text)
+            error = parsed.error
+        shown = reply.text or json.dumps([_call_dict(c) for c in calls])
         call.update(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost_usd=usage.cost_usd,
             priced=usage.priced,
             latency_s=reply.latency_s,
-            ok=parsed.error is None,
-            error=parsed.error,
-            response=self._redact(reply.text) if self._log_llm else None,
-            reply_chars=len(reply.text),
+            ok=error is None,
+            error=error,
+            response=self._redact(shown) if self._log_llm else None,
+            reply_chars=len(shown),
         )
-        result = {"text": self._redact(reply.text), "model": reply.model}
+        result: dict[str, Any] = {"text": self._redact(reply.text), "model": reply.model}
+        if calls:
+            result["tool_calls"] = [_call_dict(c) for c in calls]
         await self._store.finish_step(self._session_id, step_id, result, call)
         self._faults.hit("model_result")
-        return parsed
+        return reply.text, calls
+
+    def _charge(self, call: dict[str, object], usage: Usage) -> None:
+        """Count a failed call that was still billed (a reply with an unbelievable usage)."""
+        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
+        call.update(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            priced=usage.priced,
+        )
+
+    async def _tool_step(
+        self,
+        step_id: str,
+        call: ToolCall,
+        explore: Exploration,
+        left_tokens: int,
+        tier: Tier,
+        node_id: str | None,
+    ) -> str:
+        """One tool call's result, recorded as a step (replayed on resume, never re-run)."""
+        recorded = await self._store.step_result(self._session_id, step_id)
+        if recorded is not None:
+            return str(recorded["text"])
+        limit = min(explore.max_result_chars, left_tokens * CHARS_PER_TOKEN)
+        arguments = _shown_arguments(call.arguments)
+        await self._store.begin_step(
+            self._session_id, step_id, "tool", {"tool": call.name, "arguments": arguments}
+        )
+        self._faults.hit("explore_tool")
+        if limit <= 0:
+            outcome = ToolResult("refused: the exploration budget is spent", True)
+        else:
+            outcome = await explore.tools.call(call.name, call.arguments, limit)
+        text = self._redact(outcome.text)
+        record: dict[str, Any] = {
+            "tool": call.name,
+            "arguments": arguments,
+            "text": text,
+            "refused": outcome.refused,
+            "chars": len(text),
+            "tier": tier.value,
+            "node_id": node_id,
+        }
+        await self._store.finish_step(self._session_id, step_id, record)
+        if explore.on_call is not None:
+            await explore.on_call(record)
+        return text
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Read-only tools a request may use before it answers, and their budget.
+
+    ``max_turns`` is how many replies may call tools; ``max_tokens`` bounds the results the
+    model reads in all (characters / 4), each result also at most ``max_result_chars``.
+    ``on_call`` hears of every tool call run (not of replayed ones), for the ``explore``
+    event.
+    """
+
+    tools: ExplorationTools
+    max_turns: int
+    max_tokens: int
+    max_result_chars: int = 8_000
+    on_call: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
+
+    def spent_notice(self, schema_name: str) -> str:
+        return (
+            f"The exploration budget is spent ({self.max_turns} tool turns, "
+            f"{self.max_tokens} tokens of results): no more tool calls. "
+            f"Answer now with the {schema_name}."
+        )
+
+
+def _shown_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as recorded and emitted: whole, or clipped when the model sent a lot."""
+    text = json.dumps(dict(arguments), default=str)
+    if len(text) <= MAX_SHOWN_ARGUMENTS:
+        return dict(arguments)
+    return {"_clipped": text[:MAX_SHOWN_ARGUMENTS]}
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+
+
+def _calls_of(value: object) -> list[ToolCall]:
+    if not isinstance(value, list):
+        return []
+    return [
+        ToolCall(str(item["id"]), str(item["name"]), dict(item.get("arguments") or {}))
+        for item in value
+        if isinstance(item, Mapping)
+    ]
+
+
+def _turns_text(request: ModelRequest) -> str:
+    """The exploration so far as ``--log-llm`` keeps it: each call and what it returned."""
+    parts = []
+    for turn in request.turns:
+        for call, result in zip(turn.calls, turn.results, strict=True):
+            arguments = json.dumps(dict(call.arguments), default=str)
+            parts.append(f"\n\n[tool call] {call.name} {arguments}\n[result]\n{result}")
+    if request.notice:
+        parts.append("\n\n" + request.notice)
+    return "".join(parts)
+
+
+def _turns_chars(turns: Sequence[ToolTurn]) -> int:
+    return sum(len(result) for turn in turns for result in turn.results)
 
     def _charge(self, call: dict[str, object], usage: Usage) -> None:
         """Count a failed call that was still billed (a reply with an unbelievable usage)."""

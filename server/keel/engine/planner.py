@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
-from keel.engine.gateway import ModelGateway
+from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
 from keel.engine.models import NodeKind, TaskPlan, Tier
 from keel.engine.ports import KeelError
@@ -205,12 +205,14 @@ class Planner:
         on_invalid: Callable[[int, list[str]], None],
         scope: PlanScope | None = None,
         root: Path | None = None,
+        explore: Exploration | None = None,
     ) -> None:
         """``root``: the workspace, for checking where the plan's paths lead."""
         self._gateway = gateway
         self._on_invalid = on_invalid
         self._scope = scope
         self._root = root
+        self._explore = explore
 
     async def plan(
         self,
@@ -226,6 +228,10 @@ class Planner:
             prompt = prompts.architect_prompt(
                 task, listing, key_files, languages, errors, repo_map=repo_map
             )
+            if self._explore is not None:
+                prompt += "\n\n" + prompts.explore_hint(
+                    self._explore.max_turns, self._explore.max_tokens
+                )
             reply = await self._gateway.ask(
                 Tier.ARCHITECT,
                 TaskPlan,
@@ -233,6 +239,7 @@ class Planner:
                 prompt=prompt,
                 node_id=None,
                 attempt=attempt,
+                explore=self._explore,
             )
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keel.bundles.paths import PathError, normalize
-from keel.engine.gateway import ModelGateway
+from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, read_for_prompt
 from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanScope
@@ -129,11 +129,13 @@ async def draft_plan(
     *,
     context: RepositoryContext | None = None,
     map_tokens: int = 0,
+    explore: Exploration | None = None,
 ) -> TaskPlan:
     """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
 
     ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``);
-    they come first in the listing and are the repository map's focus.
+    they come first in the listing and are the repository map's focus. ``explore`` lets the
+    architect call read-only tools before it answers.
     """
     view = await workspace_view(
         workspace,
@@ -143,7 +145,7 @@ async def draft_plan(
         context=context,
         map_tokens=map_tokens,
     )
-    planner = Planner(gateway, on_invalid, scope, root=workspace)
+    planner = Planner(gateway, on_invalid, scope, root=workspace, explore=explore)
     return await planner.plan(
         task, view.listing, view.key_files, view.languages, repo_map=view.repo_map
     )

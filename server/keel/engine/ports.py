@@ -66,6 +66,52 @@ class LedgerRefused(KeelError):
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A read-only tool offered to a model: its name, what it does, its JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call a model made; ``id`` is the provider's, echoed back with the result."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool returned (bounded text); ``refused`` when the policy said no."""
+
+    text: str
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    """One exploration turn of a conversation: the model's calls and each one's result."""
+
+    calls: Sequence[ToolCall]
+    results: Sequence[str]
+
+
+class ExplorationTools(Protocol):
+    """Read-only tools over the workspace (search, open, symbols, list), policy enforced.
+
+    ``call`` never raises for bad input: a refusal, with its reason, is the result the
+    model sees.
+    """
+
+    def specs(self) -> Sequence[ToolSpec]: ...
+
+    async def call(self, name: str, arguments: Mapping[str, Any], limit: int) -> ToolResult: ...
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     """One structured-output request (contract section 5).
 
@@ -82,6 +128,15 @@ class ModelRequest:
     session_id: str
     node_id: str | None
     attempt: int
+    #: Read-only tools the model may call before it answers (exploration), and the turns
+    #: so far: each the model's calls and their results. ``turn`` counts requests of one
+    #: attempt from 1; ``must_answer`` withholds the tools (the budget is spent), and
+    #: ``notice`` is said to the model after the last results.
+    tools: Sequence[ToolSpec] = ()
+    turns: Sequence[ToolTurn] = ()
+    turn: int = 1
+    must_answer: bool = False
+    notice: str = ""
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -91,6 +146,8 @@ class ModelRequest:
         }
         if self.node_id is not None:
             out["X-Keel-Node"] = self.node_id
+        if self.turn > 1:
+            out["X-Keel-Turn"] = str(self.turn)
         return out
 
 
@@ -102,6 +159,8 @@ class ModelReply:
     model: str
     usage: Usage
     latency_s: float
+    #: The tools the model called instead of answering (``text`` is then empty).
+    tool_calls: Sequence[ToolCall] = ()
 
 
 class ModelClient(Protocol):

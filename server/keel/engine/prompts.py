@@ -262,3 +262,14 @@ def explain_prompt(
     if errors:
         lines += ["", "Your previous reply was invalid:", *(f"- {error}" for error in errors)]
     return "\n".join(lines)
+
+
+def explore_hint(turns: int, tokens: int) -> str:
+    """Tells the architect it may look before it plans, and how much."""
+    return (
+        "Before you answer you may explore the workspace with read-only tools (search_code, "
+        "open_file, find_symbol, list_folder), for up to "
+        f"{turns} replies of tool calls and {tokens} tokens of results in all. Open the files "
+        "the task is about before you decide which files each node owns; then answer with the "
+        "task_plan."
+    )

@@ -26,7 +26,7 @@ from keel.engine.baseline import STEP_ID as BASELINE_STEP
 from keel.engine.baseline import Baseline, BaselineRecord
 from keel.engine.bounds import chars_for
 from keel.engine.events import EventLog
-from keel.engine.gateway import BudgetExceeded, ModelGateway, Totals
+from keel.engine.gateway import BudgetExceeded, Exploration, ModelGateway, Totals
 from keel.engine.instructions import load_instructions
 from keel.engine.models import (
     Energy,
@@ -47,6 +47,7 @@ from keel.engine.ports import (
     CommandRunner,
     EditorEvidence,
     EventSink,
+    ExplorationTools,
     FaultPoint,
     KeelError,
     LanguagePlugin,
@@ -107,6 +108,8 @@ class Engine:
     editor: EditorEvidence | None = None
     #: Limits on the plan beyond the contract's rules ("Fix with agent": one node).
     plan_scope: PlanScope | None = None
+    #: Read-only tools the architect may call before it plans (``None``: it may not).
+    explorer: ExplorationTools | None = None
     #: What confines the commands (``Sandbox.describe()``), said by session_started and status.
     sandbox: Mapping[str, object] = field(default_factory=lambda: {"mode": "off"})
     #: The project's environment per language (its interpreter, cargo's caches), JSON-ready;
@@ -255,6 +258,8 @@ class Engine:
             "log_llm": s.log_llm,
             "sandbox": dict(self.sandbox),
             "environment": dict(self.environment),
+            "explore_turns": s.explore_turns,
+            "explore_tokens": s.explore_tokens,
         }
 
     async def _run(
@@ -357,6 +362,29 @@ class Engine:
             await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED, entry.sha)
         return dict.fromkeys(latest, NodeState.COMMITTED)
 
+    def _exploration(self, events: EventLog) -> Exploration | None:
+        """The architect's tools and budget; every call run is an ``explore`` event."""
+        settings = self.settings
+        if self.explorer is None or settings.explore_turns <= 0 or settings.explore_tokens <= 0:
+            return None
+
+        async def explored(record: Mapping[str, object]) -> None:
+            await events.emit(
+                "explore",
+                tool=record["tool"],
+                arguments=record["arguments"],
+                chars=record["chars"],
+                refused=record["refused"],
+                tier=record["tier"],
+            )
+
+        return Exploration(
+            self.explorer,
+            max_turns=self.settings.explore_turns,
+            max_tokens=self.settings.explore_tokens,
+            on_call=explored,
+        )
+
     async def _plan(
         self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
@@ -375,6 +403,7 @@ class Engine:
                 self.plan_scope,
                 context=self.context,
                 map_tokens=self.settings.map_tokens,
+                explore=self._exploration(events),
             )
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))

@@ -25,6 +25,10 @@ class EngineSettings:
     log_llm: bool = False
     command_timeout_s: float = 120.0
     speculate: bool = True
+    #: The architect's read-only exploration before it plans: replies that may call tools
+    #: (0: none) and tokens of tool results in all.
+    explore_turns: int = 6
+    explore_tokens: int = 12_000
     #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
     map_tokens: int = 4000
     #: ``[context] max_prompt_tokens``: every prompt of every tier fits it (chars / 4).

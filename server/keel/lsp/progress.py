@@ -52,6 +52,8 @@ class ProgressReporter:
         if kind in ("session_started", "session_resumed"):
             title = "Keel: " + _short(str(event.get("task", "")))
             self._begin(session, session_id, title)
+        elif kind == "explore":
+            self._report(session, "exploring: " + _explored(event))
         elif kind == "plan_ready":
             self._report(session, f"planned {total} nodes", 0)
         elif kind in ("node_committed", "node_escalated", "node_failed"):
@@ -129,6 +131,14 @@ class ProgressReporter:
 def _short(text: str, limit: int = 60) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _explored(event: Mapping[str, Any]) -> str:
+    """``open_file click/core.py`` (the tool and its first argument), ``(refused)`` if so."""
+    arguments = event.get("arguments")
+    first = next(iter(arguments.values()), "") if isinstance(arguments, Mapping) else ""
+    refused = " (refused)" if event.get("refused") else ""
+    return _short(f"{event.get('tool')} {first}".strip()) + refused
 
 
 def _percent(done: int, total: int) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from keel.engine.models import Usage
-from keel.engine.ports import ConfigError, ModelReply, ModelRequest, ProviderError
+from keel.engine.ports import ConfigError, ModelReply, ModelRequest, ProviderError, ToolCall
 from keel.providers.prices import price
 
 _log = logging.getLogger("keel.providers")
@@ -100,6 +100,7 @@ class RawReply:
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class RetryingClient(ABC):
@@ -129,7 +130,13 @@ class RetryingClient(ABC):
                 charged=self.conservative_usage(request, raw.text),
             )
         usage = price(raw.model, raw.input_tokens, raw.output_tokens, self._settings.prices)
-        return ModelReply(text=raw.text, model=raw.model, usage=usage, latency_s=latency)
+        return ModelReply(
+            text=raw.text,
+            model=raw.model,
+            usage=usage,
+            latency_s=latency,
+            tool_calls=raw.tool_calls,
+        )
 
     async def _within_deadline(self, request: ModelRequest) -> RawReply:
         """One try, bounded as a whole: connecting, the headers and the last byte of the body.
@@ -170,6 +177,7 @@ class RetryingClient(ABC):
         be of the right size: the budget check uses it until a real call was made.
         """
         sent = len(request.system) + len(request.prompt) + len(json.dumps(request.schema))
+        sent += sum(len(result) for turn in request.turns for result in turn.results)
         input_tokens = math.ceil(sent / CHARS_PER_TOKEN)
         usage = price(self._name, input_tokens, ESTIMATED_REPLY_TOKENS, self._settings.prices)
         return usage.cost_usd

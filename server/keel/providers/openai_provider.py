@@ -4,15 +4,21 @@ One client serves both: the compatible flavour (Ollama, vLLM, llama.cpp, LM Stud
 OpenRouter, ...) differs only in where the base URL comes from and in not insisting on an API
 key, since most local servers ignore it. Structured output is asked for with a
 ``json_schema`` response format named after the schema; the reply text is returned as is for
-the engine to validate.
+the engine to validate. Exploration tools are function ``tools`` beside that response format:
+the model calls them (``tool_calls``) or answers with the schema, and once the budget is spent
+``tool_choice`` is ``none``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
 import openai
 from openai.types.chat import ChatCompletion
 
-from keel.engine.ports import ConfigError, ModelRequest, ProviderError
+from keel.engine.ports import ConfigError, ModelRequest, ProviderError, ToolCall
 from keel.providers.base import (
     Endpoint,
     ProviderSettings,
@@ -76,10 +82,8 @@ class OpenAIClient(RetryingClient):
         try:
             response = await self._sdk.chat.completions.create(
                 model=self._model,
-                messages=[
-                    {"role": "system", "content": request.system},
-                    {"role": "user", "content": request.prompt},
-                ],
+                messages=openai_messages(request),
+                **openai_tools(request),
                 response_format={
                     "type": "json_schema",
                     "json_schema": {
@@ -99,16 +103,88 @@ class OpenAIClient(RetryingClient):
             raise unreadable_reply(self._endpoint, "a chat completion") from exc
 
     def _read(self, response: ChatCompletion) -> RawReply:
-        content = response.choices[0].message.content if response.choices else None
-        if not content:
+        message = response.choices[0].message if response.choices else None
+        content = message.content if message is not None else None
+        calls = _tool_calls(message.tool_calls if message is not None else None)
+        if not content and not calls:
             raise ProviderError(f"{self.name}: empty reply from {self._endpoint.url}")
         usage = response.usage
         return RawReply(
-            text=content,
+            text="" if calls else content or "",
             model=self.name,
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
+            tool_calls=tuple(calls),
         )
+
+
+def openai_messages(request: ModelRequest) -> list[Any]:
+    """System, user, then each exploration turn: the assistant's calls and one tool message
+    per result; the budget notice, if any, is a last user message."""
+    messages: list[Any] = [
+        {"role": "system", "content": request.system},
+        {"role": "user", "content": request.prompt},
+    ]
+    for turn in request.turns:
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    }
+                    for call in turn.calls
+                ],
+            }
+        )
+        for call, result in zip(turn.calls, turn.results, strict=True):
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+    if request.notice:
+        messages.append({"role": "user", "content": request.notice})
+    return messages
+
+
+def openai_tools(request: ModelRequest) -> dict[str, Any]:
+    """The ``tools`` and ``tool_choice`` arguments: none without exploration; ``none`` once
+    the model must answer (the tools stay declared: the history refers to them)."""
+    if not request.tools:
+        return {}
+    return {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": spec.name,
+                    "description": spec.description,
+                    "parameters": dict(spec.parameters),
+                },
+            }
+            for spec in request.tools
+        ],
+        "tool_choice": "none" if request.must_answer else "auto",
+    }
+
+
+def _tool_calls(calls: Sequence[Any] | None) -> list[ToolCall]:
+    """The function calls of a reply; arguments that are not a JSON object become
+    ``{"_unparsed": text}``, which every tool refuses with a reason the model reads."""
+    out = []
+    for call in calls or ():
+        function = getattr(call, "function", None)
+        if function is None:
+            continue
+        raw = function.arguments or "{}"
+        try:
+            arguments = json.loads(raw)
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            arguments = {"_unparsed": raw[:500]}
+        out.append(ToolCall(id=call.id, name=function.name, arguments=arguments))
+    return out
 
 
 def _compatible_base_url(model: str, settings: ProviderSettings) -> str:

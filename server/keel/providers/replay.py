@@ -25,10 +25,14 @@ instead of a live model. A transcript is JSON Lines, one object per line:
   ``note`` (optional) is free text for people reading the file. Other keys are errors, so
   that a misspelt key is caught rather than ignored.
 
+Exploration turns (the architect's read-only tool calls) are lines with ``"turn": N`` and
+``"tool_calls": [{"name": ..., "arguments": {...}}]`` instead of ``reply``/``text``; the line
+without a ``turn`` is the answer, for whichever turn asks for it (:func:`select_entry`).
+
 A request is answered by the line whose (tier, node, attempt) equals the request's; two lines
-with the same key are an error. A request with no matching line fails with a non-retryable
-:class:`ProviderError`. A malformed file is a :class:`ConfigError` naming the file and line.
-The same entries drive the fake HTTP model server in the tests.
+with the same key (and turn) are an error. A request with no matching line fails with a
+non-retryable :class:`ProviderError`. A malformed file is a :class:`ConfigError` naming the
+file and line. The same entries drive the fake HTTP model server in the tests.
 """
 
 from __future__ import annotations
@@ -42,15 +46,29 @@ from pathlib import Path
 from typing import Any
 
 from keel.engine.models import Tier
-from keel.engine.ports import ConfigError, ModelRequest, ProviderError
+from keel.engine.ports import ConfigError, ModelRequest, ProviderError, ToolCall
 from keel.providers.base import ProviderSettings, RawReply, RetryingClient
 from keel.providers.prices import price
 
 #: (tier, node, attempt): what a request and a transcript line are matched by.
 ReplyKey = tuple[str, str | None, int]
+#: A reply key and the turn (``None``: the answer, whatever turn asks for it).
+EntryKey = tuple[str, str | None, int, int | None]
 
 _ENTRY_KEYS = frozenset(
-    {"tier", "node", "attempt", "reply", "text", "usage", "model", "delay_s", "note"}
+    {
+        "tier",
+        "node",
+        "attempt",
+        "turn",
+        "reply",
+        "text",
+        "tool_calls",
+        "usage",
+        "model",
+        "delay_s",
+        "note",
+    }
 )
 
 
@@ -72,10 +90,38 @@ class TranscriptEntry:
     output_tokens: int = 0
     model: str | None = None
     delay_s: float = 0.0
+    turn: int | None = None
+    #: Exploration tool calls (name, arguments) this turn makes instead of answering.
+    tool_calls: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
     @property
     def key(self) -> ReplyKey:
         return (self.tier.value, self.node, self.attempt)
+
+    @property
+    def entry_key(self) -> EntryKey:
+        return (self.tier.value, self.node, self.attempt, self.turn)
+
+    def calls(self, prefix: str) -> tuple[ToolCall, ...]:
+        """The tool calls with ids ``{prefix}_{n}`` (providers' ids are opaque too)."""
+        return tuple(
+            ToolCall(id=f"{prefix}_{n}", name=name, arguments=arguments)
+            for n, (name, arguments) in enumerate(self.tool_calls, start=1)
+        )
+
+
+def select_entry(
+    entries: Mapping[EntryKey, TranscriptEntry], key: ReplyKey, turn: int, must_answer: bool
+) -> TranscriptEntry | None:
+    """The entry answering turn ``turn`` of ``key``: the one recorded for that turn, else the
+    answer (no ``turn``). A request that must answer (its exploration budget is spent) gets
+    the answer even when a tool-calling entry was recorded for its turn, as a real model
+    offered no tools would."""
+    tier, node, attempt = key
+    exact = entries.get((tier, node, attempt, turn))
+    if exact is not None and not (must_answer and exact.tool_calls):
+        return exact
+    return entries.get((tier, node, attempt, None))
 
 
 def describe_key(key: ReplyKey) -> str:
@@ -97,9 +143,20 @@ def parse_entry(obj: object) -> TranscriptEntry | None:
     unknown = sorted(set(obj) - _ENTRY_KEYS)
     if unknown:
         raise TranscriptError(f"unknown key(s) {', '.join(unknown)}")
-    text, raw, reply = _reply_of(obj)
+    calls = _tool_calls_of(obj.get("tool_calls"))
+    turn = _turn_of(obj.get("turn"))
+    if calls:
+        if "reply" in obj or "text" in obj:
+            raise TranscriptError('"tool_calls" and "reply"/"text" exclude each other')
+        if turn is None:
+            raise TranscriptError('an entry with "tool_calls" needs its "turn"')
+        text, raw, reply = "", False, None
+    else:
+        text, raw, reply = _reply_of(obj)
     input_tokens, output_tokens = _usage_of(obj.get("usage"))
     return TranscriptEntry(
+        turn=turn,
+        tool_calls=calls,
         tier=_tier_of(obj.get("tier")),
         node=_node_of(obj.get("node")),
         attempt=_attempt_of(obj.get("attempt")),
@@ -113,23 +170,23 @@ def parse_entry(obj: object) -> TranscriptEntry | None:
     )
 
 
-def index_entries(entries: Iterable[object], source: str) -> dict[ReplyKey, TranscriptEntry]:
+def index_entries(entries: Iterable[object], source: str) -> dict[EntryKey, TranscriptEntry]:
     """Entries (decoded objects) by key; ConfigError naming ``source`` and the 1-based item."""
-    out: dict[ReplyKey, TranscriptEntry] = {}
-    first_seen: dict[ReplyKey, str] = {}
+    out: dict[EntryKey, TranscriptEntry] = {}
+    first_seen: dict[EntryKey, str] = {}
     for number, obj in enumerate(entries, start=1):
         _add(out, first_seen, obj, f"{source} entry {number}")
     return out
 
 
-def load_transcript(path: Path, shown: str) -> dict[ReplyKey, TranscriptEntry]:
+def load_transcript(path: Path, shown: str) -> dict[EntryKey, TranscriptEntry]:
     """Read and index a JSON Lines transcript; ``shown`` is the path as the user wrote it."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read transcript {shown}: {exc}") from exc
-    out: dict[ReplyKey, TranscriptEntry] = {}
-    first_seen: dict[ReplyKey, str] = {}
+    out: dict[EntryKey, TranscriptEntry] = {}
+    first_seen: dict[EntryKey, str] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -143,8 +200,8 @@ def load_transcript(path: Path, shown: str) -> dict[ReplyKey, TranscriptEntry]:
 
 
 def _add(
-    out: dict[ReplyKey, TranscriptEntry],
-    first_seen: dict[ReplyKey, str],
+    out: dict[EntryKey, TranscriptEntry],
+    first_seen: dict[EntryKey, str],
     obj: object,
     where: str,
 ) -> None:
@@ -154,13 +211,15 @@ def _add(
         raise ConfigError(f"{where}: {exc}") from exc
     if entry is None:
         return
-    if entry.key in out:
+    key = entry.entry_key
+    if key in out:
+        turn = "" if entry.turn is None else f" turn {entry.turn}"
         raise ConfigError(
-            f"{where}: a second reply for {describe_key(entry.key)} "
-            f"(the first is at {first_seen[entry.key]})"
+            f"{where}: a second reply for {describe_key(entry.key)}{turn} "
+            f"(the first is at {first_seen[key]})"
         )
-    out[entry.key] = entry
-    first_seen[entry.key] = where
+    out[key] = entry
+    first_seen[key] = where
 
 
 class ReplayClient(RetryingClient):
@@ -177,12 +236,20 @@ class ReplayClient(RetryingClient):
         self._entries = load_transcript(resolved, path)
 
     @property
-    def entries(self) -> Mapping[ReplyKey, TranscriptEntry]:
+    def entries(self) -> Mapping[EntryKey, TranscriptEntry]:
         return self._entries
+
+    def _entry(self, request: ModelRequest) -> TranscriptEntry | None:
+        return select_entry(
+            self._entries,
+            request_key(request),
+            request.turn,
+            request.must_answer or not request.tools,
+        )
 
     def estimate_cost(self, request: ModelRequest) -> float:
         """Exact: what the recorded reply costs (its model and usage); 0 without one."""
-        entry = self._entries.get(request_key(request))
+        entry = self._entry(request)
         if entry is None:
             return 0.0
         model = entry.model or self.name
@@ -191,9 +258,12 @@ class ReplayClient(RetryingClient):
 
     async def _attempt(self, request: ModelRequest) -> RawReply:
         key = request_key(request)
-        entry = self._entries.get(key)
+        entry = self._entry(request)
         if entry is None:
-            raise ProviderError(f"transcript {self._shown} has no reply for {describe_key(key)}")
+            turn = f" turn {request.turn}" if request.turn > 1 else ""
+            raise ProviderError(
+                f"transcript {self._shown} has no reply for {describe_key(key)}{turn}"
+            )
         if entry.delay_s > 0:
             await asyncio.sleep(entry.delay_s)
         return RawReply(
@@ -201,6 +271,7 @@ class ReplayClient(RetryingClient):
             model=entry.model or self.name,
             input_tokens=entry.input_tokens,
             output_tokens=entry.output_tokens,
+            tool_calls=entry.calls(f"call_{request.turn}"),
         )
 
 
@@ -214,6 +285,33 @@ def _reply_of(obj: Mapping[str, Any]) -> tuple[str, bool, Any]:
             raise TranscriptError('"text" must be a string')
         return text, True, None
     return json.dumps(obj["reply"]), False, obj["reply"]
+
+
+def _turn_of(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TranscriptError(f'"turn" must be an integer >= 1, not {value!r}')
+    return value
+
+
+def _tool_calls_of(value: object) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise TranscriptError('"tool_calls" must be a non-empty list')
+    calls = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise TranscriptError('each of "tool_calls" needs a "name" string')
+        arguments = item.get("arguments", {})
+        if not isinstance(arguments, Mapping):
+            raise TranscriptError('"arguments" of a tool call must be an object')
+        extra = sorted(set(item) - {"name", "arguments"})
+        if extra:
+            raise TranscriptError(f"unknown key(s) {', '.join(extra)} in a tool call")
+        calls.append((str(item["name"]), dict(arguments)))
+    return tuple(calls)
 
 
 def _tier_of(value: object) -> Tier:

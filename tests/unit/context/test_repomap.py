@@ -268,3 +268,13 @@ async def test_pagerank_follows_the_seed_and_the_edges(tmp_path: Path) -> None:
     assert b > c and a > c and c == 0.0
     uniform = pagerank(graph, np.zeros(3))
     assert float(uniform[graph.position["b.py"]]) > float(uniform[graph.position["c.py"]]) > 0
+
+
+async def test_hostile_focus_and_task_change_nothing_outside_the_inventory(repo: Path) -> None:
+    task = "(*[?\\ `unclosed " + "--flag-" * 5000 + " ../../etc/passwd .git/config"
+    ranked = await RepositoryMap(repo).render_map(
+        task, focus=["../../etc/passwd", ".git/config", "/etc/shadow", ""], budget_tokens=600
+    )
+    assert ranked.tokens <= 600
+    assert "passwd" not in ranked.text and ".git/" not in ranked.text
+    assert "shadow" not in ranked.text

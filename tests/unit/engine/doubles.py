@@ -7,17 +7,18 @@ from typing import Any
 
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import Tier, Usage
-from keel.engine.ports import ModelReply, ModelRequest
+from keel.engine.ports import ModelReply, ModelRequest, ToolCall
 from keel.engine.redaction import Redactor
 
 
 class ScriptedClient:
     """A ModelClient that answers from a script (text or an exception to raise) and records
-    every request it was sent."""
+    every request it was sent. A list of :class:`ToolCall` in the script is a reply that
+    calls those tools."""
 
     def __init__(
         self,
-        script: Iterable[str | Exception],
+        script: Iterable[str | Exception | list[ToolCall]],
         *,
         name: str = "fake:model",
         cost: float = 0.0,
@@ -44,6 +45,8 @@ class ScriptedClient:
         if isinstance(step, Exception):
             raise step
         usage = Usage(input_tokens=10, output_tokens=5, cost_usd=self._cost, priced=self._priced)
+        if isinstance(step, list):
+            return ModelReply("", self._name, usage, 0.01, tool_calls=tuple(step))
         return ModelReply(text=step, model=self._name, usage=usage, latency_s=0.01)
 
 
