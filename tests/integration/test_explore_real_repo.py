@@ -10,10 +10,11 @@ diff, computed here from the bundle with git and never put in the agent's worksp
 
 The repository is from 2015 and this machine's Python and pytest are not: at the parent, ty
 reports one error on a line the fix does not touch and one test (``test_compat``, which
-depends on warning order) fails. Keel has no baseline of such pre-existing findings, so the
-stability threshold is raised to tolerate exactly them (V = 1 + 2 = 3 at the parent); a
-failing ``test_pass_obj`` adds 2 and is not tolerated, which
-:func:`test_the_changed_tests_fail_without_the_fix` shows.
+depends on warning order) fails. Keel's baseline measures them at HEAD before the first node
+and does not count them (they are evidence "already failing at <sha>"), so the default
+threshold holds; a failing ``test_pass_obj`` is new and counts, which
+:func:`test_the_changed_tests_fail_without_the_fix` shows. The workspace is put on a branch
+first, as a user's checkout is: Keel refuses to commit onto a detached HEAD.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from tests.integration.small_session import keel_env, run
 DEV = Path(os.environ.get("KEEL_CONTEXT_DEV", "/work/shared/context-dev"))
 CASE = "click-c2933658"
 MODEL = "openai:gpt-4.1"
-#: The energy of the parent's pre-existing findings (see the module docstring), plus a margin.
-BASELINE_V = "3.5"
 
 pytestmark = pytest.mark.skipif(
     not (DEV / "make_dev_cases.py").is_file() or not (DEV / "cases.jsonl").is_file(),
@@ -117,13 +116,14 @@ def test_explore_plan_and_fix_a_real_repository(tmp_path: Path) -> None:
     case = load_case()
     patches = real_fix(case, tmp_path)
     workspace = dev_module().workspace(case["repo"], case["parent"], tmp_path / "ws")
+    subprocess.run(["git", "-C", str(workspace), "switch", "-q", "-c", "fix"], check=True)
     assert subprocess.run(
         ["git", "-C", str(workspace), "cat-file", "-e", case["commit"]], capture_output=True
     ).returncode  # the fix is not reachable from the workspace
     home = tmp_path / "home"
     home.mkdir()
     with FakeModelServer(transcript(case, patches)) as server:
-        env = {**keel_env(server, home), **GIT_ENV, "KEEL_STABILITY_THRESHOLD": BASELINE_V}
+        env = {**keel_env(server, home), **GIT_ENV}
         agent = [*KEEL, "agent", "-y", "--json", "--model", MODEL, "-w", str(workspace)]
         killed = run([*agent, case["task"]], {**env, "KEEL_FAULT": "explore_tool:2"})
         assert killed.returncode == -9, killed.stderr  # SIGKILL during the exploration
@@ -163,6 +163,8 @@ def test_explore_plan_and_fix_a_real_repository(tmp_path: Path) -> None:
 
     last = events[-1]
     assert last["type"] == "session_finished" and last["outcome"] == "success", last
+    [baseline] = [e for e in events if e["type"] == "baseline"]
+    assert baseline["failing"] >= 1  # the parent's own failures, measured and not counted
     checks = [e for e in events if e["type"] == "verification" and e["node"] == "fix-pass-obj"]
     assert checks and checks[-1]["stable"], checks
     tests_run = [

@@ -213,12 +213,21 @@ async def test_a_name_just_under_name_max_is_written_verified_and_committed(
     assert sorted(p.name for p in (ws / "src").iterdir()) == [name.removeprefix("src/")]
 
 
-async def test_context_paths_the_tree_cannot_hold_are_read_as_absent(tmp_path: Path) -> None:
-    """``context`` is read-only and may name files that do not exist: an impossible name is
-    one more of those, never a crash."""
+async def test_context_paths_the_tree_cannot_hold_are_refused_or_read_as_absent(
+    tmp_path: Path,
+) -> None:
+    """``context`` paths are checked like owned ones: names no file system can hold (over
+    NAME_MAX, a NUL) send the plan back to the architect, never a crash; a path under an
+    existing file is valid to name and is read as absent."""
     ws = repo(tmp_path / "ws", {"README.md": "# r\n"})
     reader = node("node-1", ["calc.py"])
-    reader["context"] = ["c" * 300 + ".md", "README.md/inner.md", "a\x00b"]
-    entries = [plan(reader), bundle("node-1", 1, writes={"calc.py": GOOD})]
+    reader["context"] = ["c" * 300 + ".md", "a\x00b"]
+    fixed = node("node-1", ["calc.py"])
+    fixed["context"] = ["README.md/inner.md"]
+    entries = [
+        plan(reader),
+        {**plan(fixed), "attempt": 2},
+        bundle("node-1", 1, writes={"calc.py": GOOD}),
+    ]
     result, _ = await run_session(ws, entries)
     assert result.outcome == "success", result.reason

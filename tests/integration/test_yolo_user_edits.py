@@ -112,17 +112,27 @@ def test_held_until_the_user_edited():
         start.write("verifying\\n")
     with open({release!r}) as release:
         release.read()
-    open({done!r}, "w").close()
 """
 
 
 def test_keel_agent_in_yolo_keeps_an_edit_made_while_verification_is_held(
     tmp_path: Path,
 ) -> None:
-    """The real ``keel agent --mode yolo``: its pytest run waits on a FIFO while the user edits."""
+    """The real ``keel agent --mode yolo``: its pytest run waits on a FIFO while the user edits.
+
+    The sandbox hides HOME and /tmp and binds the rest read-only, so the FIFOs live in a folder
+    the user's config lends it (``[sandbox] readonly_paths``); a FIFO opens for writing on a
+    read-only mount, and ``done``, made by this test, tells later runs not to wait.
+    """
     workspace = tmp_path / "ws"
     _repo(workspace)
-    start, release, done = tmp_path / "start", tmp_path / "release", tmp_path / "done"
+    holds, home = tmp_path / "hold", tmp_path / "home"
+    holds.mkdir()
+    (home / ".config" / "keel").mkdir(parents=True)
+    (home / ".config" / "keel" / "config.toml").write_text(
+        f"[sandbox]\nreadonly_paths = [{str(holds)!r}]\n"
+    )
+    start, release, done = holds / "start", holds / "release", holds / "done"
     os.mkfifo(start)
     os.mkfifo(release)
     proposed = BASE.replace("return a - b", "return a - b  # from the model")
@@ -134,7 +144,7 @@ def test_keel_agent_in_yolo_keeps_an_edit_made_while_verification_is_held(
             bundle("node-1", writes={"calc.py": proposed, "test_calc.py": hold}),
         ],
     )
-    env = {**os.environ, **GIT_ENV, "HOME": str(tmp_path)}
+    env = {**os.environ, **GIT_ENV, "HOME": str(home)}
     command = [*KEEL, "agent", "--mode", "yolo", "--json", "--model", f"replay:{transcript}"]
     process = subprocess.Popen(
         [*command, "-w", str(workspace), "task"],
@@ -155,6 +165,7 @@ def test_keel_agent_in_yolo_keeps_an_edit_made_while_verification_is_held(
     waiter.join(timeout=240)
     assert held.is_set(), process.stderr.read() if process.poll() is not None else "no pytest"
     (workspace / "calc.py").write_text(USER)  # the user's edit, while pytest is held
+    done.touch()
     with open(release, "w") as fifo:
         fifo.write("go\n")
     out, err = process.communicate(timeout=300)
