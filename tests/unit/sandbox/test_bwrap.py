@@ -327,3 +327,38 @@ def test_sandboxed_processes_die_when_keel_is_killed(layout: Layout) -> None:
         keel.kill()
         keel.wait()
     assert _until(lambda: _with_marker(marker) == []), "sandboxed processes outlived Keel"
+
+
+async def test_unix_sockets_in_hidden_places_and_abstract_ones_are_out_of_reach(
+    layout: Layout,
+) -> None:
+    """Docker's and D-Bus's sockets live under /run, others under /tmp or the home; abstract
+    sockets belong to the network namespace."""
+    path_socket = layout.home / "agent.sock"
+    abstract = f"\0keel-test-{os.getpid()}"
+    with (
+        socket.socket(socket.AF_UNIX) as by_path,
+        socket.socket(socket.AF_UNIX) as by_name,
+    ):
+        by_path.bind(str(path_socket))
+        by_path.listen()
+        by_name.bind(abstract)
+        by_name.listen()
+        code = (
+            "import socket, sys\n"
+            "for address in sys.argv[1:]:\n"
+            "    address = address.replace('@', chr(0), 1)\n"
+            "    try:\n"
+            "        socket.socket(socket.AF_UNIX).connect(address)\n"
+            "        print('CONNECTED')\n"
+            "    except OSError as exc:\n"
+            "        print('refused', exc)\n"
+        )
+        argv = [sys.executable, "-c", code, str(path_socket), "@" + abstract[1:]]
+        result = await layout.runner().run_argv(argv, layout.node, timeout_s=30)
+        lines = result.output.splitlines()
+        assert len(lines) == 2 and all(line.startswith("refused") for line in lines), lines
+        for listener in (by_path, by_name):
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
