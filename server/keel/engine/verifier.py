@@ -46,10 +46,17 @@ def tree_files(root: Path) -> list[str]:
 
 
 def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[str, str | None]:
-    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts."""
+    """Text of each path (``None`` when absent), cut at ``limit`` characters for prompts.
+
+    A path whose symbolic links lead outside ``root`` counts as absent: a sandboxed command
+    can leave a link to ``~/.ssh/id_rsa`` in its tree, and Keel reads the tree unconfined.
+    """
     texts: dict[str, str | None] = {}
+    base = root.resolve()
     for path in paths:
         try:
+            if not (root / path).resolve().is_relative_to(base):
+                raise FileNotFoundError(path)
             text = (root / path).read_text(errors="replace")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             texts[path] = None

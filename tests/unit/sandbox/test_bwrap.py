@@ -362,3 +362,18 @@ async def test_unix_sockets_in_hidden_places_and_abstract_ones_are_out_of_reach(
             listener.setblocking(False)
             with pytest.raises(BlockingIOError):
                 listener.accept()
+
+
+def test_keel_does_not_follow_a_link_a_command_left_to_a_file_outside(layout: Layout) -> None:
+    from keel.engine.verifier import read_texts
+    from keel.plugins.lsp_checker import _read_documents
+
+    secret = layout.home / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    (layout.node / "owned.py").symlink_to(secret)
+    (layout.node / "real.py").write_text("x = 1\n")
+    (layout.node / "alias.py").symlink_to(layout.node / "real.py")
+    texts = read_texts(layout.node, ["owned.py", "alias.py"])
+    assert texts == {"owned.py": None, "alias.py": "x = 1\n"}
+    _, documents = _read_documents(layout.node, ["owned.py", "alias.py"])
+    assert [d.text for d in documents] == ["", "x = 1\n"]
