@@ -377,3 +377,14 @@ def test_keel_does_not_follow_a_link_a_command_left_to_a_file_outside(layout: La
     assert texts == {"owned.py": None, "alias.py": "x = 1\n"}
     _, documents = _read_documents(layout.node, ["owned.py", "alias.py"])
     assert [d.text for d in documents] == ["", "x = 1\n"]
+
+
+def test_with_the_network_on_the_resolver_configuration_stays_readable(layout: Layout) -> None:
+    sandbox = layout.sandbox(network=True)
+    assert isinstance(sandbox, BwrapSandbox)
+    resolver = Path(os.path.realpath("/etc/resolv.conf")).parent
+    readable = sandbox.readable(layout.env(), ())
+    hidden = sandbox.hidden()
+    if any(resolver == h or h in resolver.parents for h in hidden):
+        assert resolver in readable  # e.g. /run/systemd/resolve
+    assert "--unshare-net" not in sandbox.wrap(["true"], layout.node, layout.env())
