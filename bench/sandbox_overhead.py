@@ -5,7 +5,10 @@
    options: network off, memory limit through ``prlimit``), alternating, ``COMMANDS`` times
    each: ``true`` (start-up cost alone) and ``python -c pass`` (Keel's interpreter, bound
    read-only from under ``/root``). The added time per command is the difference of the
-   medians; p90s are printed too.
+   medians; p90s are printed too. On a loaded machine the wall times mostly measure waiting
+   for a CPU (bwrap is three processes), so the CPU time the command's process tree used
+   (user + system, from ``RUSAGE_CHILDREN``) is printed as well: that is the figure an idle
+   machine approaches.
 2. **Per node.** ``keel demo`` (4 nodes, real ``ty`` over LSP and ``pytest``, a transcript
    that answers instantly) with the sandbox on and with ``KEEL_SANDBOX=off``, alternating;
    the added time per node is the difference of the median wall times divided by the 6
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +41,11 @@ VERIFICATIONS = 6  # the demo: 4 nodes, node-4 twice, and the sheaf check
 KEEL = [sys.executable, "-m", "keel"]
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -52,17 +61,22 @@ async def per_command(root: Path) -> None:
     boxed = SubprocessRunner(base_env=env, sandbox=sandbox)
     for label, argv in (("true", ["true"]), ("python -c pass", [sys.executable, "-c", "pass"])):
         times: dict[str, list[float]] = {"plain": [], "sandboxed": []}
+        cpu: dict[str, list[float]] = {"plain": [], "sandboxed": []}
         for _ in range(COMMANDS):
             for name, runner in (("plain", plain), ("sandboxed", boxed)):
+                before = _children_cpu()
                 started = time.perf_counter()
                 result = await runner.run_argv(argv, cwd, timeout_s=30)
                 times[name].append((time.perf_counter() - started) * 1000)
+                cpu[name].append((_children_cpu() - before) * 1000)
                 assert result.ok, result.output
         p, s = times["plain"], times["sandboxed"]
+        cp, cs = cpu["plain"], cpu["sandboxed"]
         print(
             f"{label:16s} plain p50 {_p(p, 0.5):6.1f} ms p90 {_p(p, 0.9):6.1f} | "
             f"sandboxed p50 {_p(s, 0.5):6.1f} ms p90 {_p(s, 0.9):6.1f} | "
-            f"added p50 {_p(s, 0.5) - _p(p, 0.5):5.1f} ms ({COMMANDS} runs each)"
+            f"added p50 {_p(s, 0.5) - _p(p, 0.5):5.1f} ms wall, "
+            f"{_p(cs, 0.5) - _p(cp, 0.5):5.1f} ms CPU ({COMMANDS} runs each)"
         )
 
 

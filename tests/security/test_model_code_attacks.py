@@ -11,9 +11,10 @@ tries to
 * reach a loopback listener the test opened (the network is off);
 * leave a daemon running;
 
-and its ``pyproject.toml`` sets ``addopts = --basetemp=<outside>``, which makes pytest wipe that
-directory. Each ``test_*`` of the attack asserts its attempt succeeded, so every blocked
-attempt becomes a failing test in the evidence with the reason it was blocked. Afterwards the
+and its ``pyproject.toml`` sets ``addopts = --basetemp=/var/tmp/<dir>/basetemp``, which makes
+pytest wipe that directory (a test uses ``tmp_path``). Each ``test_*`` of the attack asserts
+its attempt succeeded, so every blocked attempt becomes a failing test in the evidence with
+the reason it was blocked. Afterwards the
 workspace, its ``.git/`` and HOME hash as before, nothing reached the listener, no daemon is
 left, and the API key is nowhere the attack could write or report to. A control run with
 ``[sandbox] mode = "off"`` shows the same attack succeeding, so the assertions can fail.

@@ -56,8 +56,12 @@ def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[st
     A path naming a directory stands for the files under it (up to
     :data:`MAX_DIRECTORY_FILES`, as ``dir/file`` keys): a node owning ``pkg/`` owns, reads
     and is checked on every file in it. A directory with no file is absent (``None``).
+
+    A path whose symbolic links lead outside ``root`` counts as absent: a sandboxed command
+    can leave a link to ``~/.ssh/id_rsa`` in its tree, and Keel reads the tree unconfined.
     """
     texts: dict[str, str | None] = {}
+    base = root.resolve()
     for path in paths:
         try:
             if _is_directory(root / path):
@@ -67,6 +71,8 @@ def read_texts(root: Path, paths: Iterable[str], limit: int = 64_000) -> dict[st
                 for name in inside:
                     texts.update(read_texts(root, [f"{path}/{name}"], limit))
                 continue
+            if not (root / path).resolve().is_relative_to(base):
+                raise FileNotFoundError(path)
             text = (root / path).read_text(errors="replace")
         except (OSError, ValueError):  # absent, a directory, a name too long, a NUL byte
             texts[path] = None

@@ -229,12 +229,17 @@ class _Document:
 
 
 def _read_documents(root: Path, files: Sequence[str]) -> tuple[Path, list[_Document]]:
-    """The resolved root (URIs must match what the server sees) and each file's text."""
+    """The resolved root (URIs must match what the server sees) and each file's text.
+
+    A file whose links lead outside ``root`` is sent empty: Keel reads it unconfined, and a
+    sandboxed command may have left a link to a secret there.
+    """
     root = root.resolve()
     documents = []
     for relpath in files:
         path = root / relpath
-        text = path.read_text(encoding="utf-8", errors="replace")
+        inside = path.resolve().is_relative_to(root)
+        text = path.read_text(encoding="utf-8", errors="replace") if inside else ""
         documents.append(_Document(relpath, path.as_uri(), text))
     return root, documents
 

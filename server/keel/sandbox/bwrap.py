@@ -112,6 +112,8 @@ class BwrapSandbox:
         if self.home is not None:
             toolchains += [self.home / ".rustup", self.home / ".cargo"]
         wanted = [*interpreter, *on_path, *toolchains]
+        if self.options.network:  # name resolution, often a link into /run (systemd-resolved)
+            wanted.append(Path(os.path.realpath("/etc/resolv.conf")).parent)
         under_hidden = [p for p in wanted if any(_within(p, h) for h in hidden)]
         paths = _existing_unique([*under_hidden, *self.options.readonly_paths, *readonly])
         # A path holding a hidden directory would show it again (the workspace's .git/).

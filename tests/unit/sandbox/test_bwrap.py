@@ -327,3 +327,64 @@ def test_sandboxed_processes_die_when_keel_is_killed(layout: Layout) -> None:
         keel.kill()
         keel.wait()
     assert _until(lambda: _with_marker(marker) == []), "sandboxed processes outlived Keel"
+
+
+async def test_unix_sockets_in_hidden_places_and_abstract_ones_are_out_of_reach(
+    layout: Layout,
+) -> None:
+    """Docker's and D-Bus's sockets live under /run, others under /tmp or the home; abstract
+    sockets belong to the network namespace."""
+    path_socket = layout.home / "agent.sock"
+    abstract = f"\0keel-test-{os.getpid()}"
+    with (
+        socket.socket(socket.AF_UNIX) as by_path,
+        socket.socket(socket.AF_UNIX) as by_name,
+    ):
+        by_path.bind(str(path_socket))
+        by_path.listen()
+        by_name.bind(abstract)
+        by_name.listen()
+        code = (
+            "import socket, sys\n"
+            "for address in sys.argv[1:]:\n"
+            "    address = address.replace('@', chr(0), 1)\n"
+            "    try:\n"
+            "        socket.socket(socket.AF_UNIX).connect(address)\n"
+            "        print('CONNECTED')\n"
+            "    except OSError as exc:\n"
+            "        print('refused', exc)\n"
+        )
+        argv = [sys.executable, "-c", code, str(path_socket), "@" + abstract[1:]]
+        result = await layout.runner().run_argv(argv, layout.node, timeout_s=30)
+        lines = result.output.splitlines()
+        assert len(lines) == 2 and all(line.startswith("refused") for line in lines), lines
+        for listener in (by_path, by_name):
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+
+
+def test_keel_does_not_follow_a_link_a_command_left_to_a_file_outside(layout: Layout) -> None:
+    from keel.engine.verifier import read_texts
+    from keel.plugins.lsp_checker import _read_documents
+
+    secret = layout.home / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    (layout.node / "owned.py").symlink_to(secret)
+    (layout.node / "real.py").write_text("x = 1\n")
+    (layout.node / "alias.py").symlink_to(layout.node / "real.py")
+    texts = read_texts(layout.node, ["owned.py", "alias.py"])
+    assert texts == {"owned.py": None, "alias.py": "x = 1\n"}
+    _, documents = _read_documents(layout.node, ["owned.py", "alias.py"])
+    assert [d.text for d in documents] == ["", "x = 1\n"]
+
+
+def test_with_the_network_on_the_resolver_configuration_stays_readable(layout: Layout) -> None:
+    sandbox = layout.sandbox(network=True)
+    assert isinstance(sandbox, BwrapSandbox)
+    resolver = Path(os.path.realpath("/etc/resolv.conf")).parent
+    readable = sandbox.readable(layout.env(), ())
+    hidden = sandbox.hidden()
+    if any(resolver == h or h in resolver.parents for h in hidden):
+        assert resolver in readable  # e.g. /run/systemd/resolve
+    assert "--unshare-net" not in sandbox.wrap(["true"], layout.node, layout.env())
