@@ -570,9 +570,7 @@ def _render(
         if not chosen[path]:
             cost += len(path) + 2 + 24  # the path line and a "more definitions" line
         if add and used + cost > limit:
-            if not chosen[path]:
-                continue  # this file does not fit; smaller ones still may
-            continue
+            continue  # this file's outline stops here; other files' lines may still fit
         used += cost
         chosen[path].update(x.line for x in add)
         if k + 1 < len(defs):
