@@ -244,6 +244,7 @@ async def open_modes(
             scope=scope,
             # No cache: plan and explain write nothing, not even into an existing .keel/.
             context=RepositoryMap(workspace),
+            explorer=exploration_tools(workspace, config, cache=False),
         )
     finally:
         for client in {id(c): c for c in clients.values()}.values():
@@ -252,16 +253,20 @@ async def open_modes(
                 await close()
 
 
-def exploration_tools(workspace: Path, config: KeelConfig) -> ExplorationTools | None:
+def exploration_tools(
+    workspace: Path, config: KeelConfig, *, cache: bool = True
+) -> ExplorationTools | None:
     """The architect's read-only tools over the workspace's inventory (``None``: switched
-    off with ``[context] explore_turns = 0`` or ``explore_tokens = 0``)."""
+    off with ``[context] explore_turns = 0`` or ``explore_tokens = 0``). The inventory's
+    cache is used only when ``.keel/`` exists, and never with ``cache=False`` (``keel plan``
+    and ``keel explain`` write nothing, not even into an existing ``.keel/``)."""
     if config.context.explore_turns <= 0 or config.context.explore_tokens <= 0:
         return None
 
     async def inventory() -> Inventory:  # listed when the architect first calls a tool
         keel_dir = workspace / ".keel"
-        cache = keel_dir / "context" if await asyncio.to_thread(keel_dir.is_dir) else None
-        return await Inventory.load(workspace, cache)
+        kept = cache and await asyncio.to_thread(keel_dir.is_dir)
+        return await Inventory.load(workspace, keel_dir / "context" if kept else None)
 
     return WorkspaceExplorer(workspace, secret=secret_looking, load=inventory)
 

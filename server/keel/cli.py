@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from keel.engine.gateway import BudgetExceeded
 from keel.engine.instructions import describe as describe_instructions
 from keel.engine.instructions import load_instructions
 from keel.engine.models import LedgerEntry
-from keel.engine.modes import explanation_markdown, plan_markdown
+from keel.engine.modes import Explored, explanation_markdown, plan_markdown
 from keel.engine.planning import plan_dict
 from keel.engine.ports import ConfigError, KeelError
 from keel.engine.session import SessionResult
@@ -251,14 +251,31 @@ async def run_plan(args: argparse.Namespace) -> int:
     def invalid(attempt: int, errors: list[str]) -> None:
         print(f"keel: plan attempt {attempt} invalid: " + "; ".join(errors), file=sys.stderr)
 
+    explored: list[Explored] = []
     try:
         async with open_modes(args.workspace, config, task=args.task) as modes:
-            plan = await modes.plan(args.task, invalid)
+            plan = await modes.plan(args.task, invalid, on_explore=_heard(args.json, explored))
     except BudgetExceeded as exc:
         print(f"keel: {exc}", file=sys.stderr)
         return EXIT_BUDGET
-    print(json.dumps(plan_dict(plan)) if args.json else plan_markdown(args.task, plan))
+    if args.json:
+        print(json.dumps({**plan_dict(plan), "explore": [e.as_dict() for e in explored]}))
+    else:
+        print(plan_markdown(args.task, plan))
     return EXIT_OK
+
+
+def _heard(as_json: bool, into: list[Explored] | None = None) -> Callable[[Explored], None]:
+    """Hears of the architect's tool calls in ``plan``/``explain``: kept in ``into``, and
+    printed on stderr as they happen in text mode (``--json`` lists them in its object)."""
+
+    def heard(call: Explored) -> None:
+        if into is not None:
+            into.append(call)
+        if not as_json:
+            print(f"keel: explore {call.line()}", file=sys.stderr)
+
+    return heard
 
 
 async def run_explain(args: argparse.Namespace) -> int:
@@ -266,7 +283,7 @@ async def run_explain(args: argparse.Namespace) -> int:
     config = load_config(args.workspace, flags=_mode_flags(args))
     try:
         async with open_modes(args.workspace, config, task=args.question) as modes:
-            explained = await modes.explain(args.question)
+            explained = await modes.explain(args.question, on_explore=_heard(args.json))
     except BudgetExceeded as exc:
         print(f"keel: {exc}", file=sys.stderr)
         return EXIT_BUDGET

@@ -5,6 +5,11 @@ write nothing: no store, no ledger, no sandbox, no file. Their model calls go th
 same gateway as a session's (budgets, schema validation, redaction), over an in-memory
 :class:`EphemeralStore` that is dropped when the command ends.
 
+Both may explore first, like a session's architect: the read-only tools of
+:class:`~keel.engine.ports.ExplorationTools`, within ``[context] explore_turns`` and
+``explore_tokens`` (either 0: no tools are offered). Each call run is reported as an
+:class:`Explored` (``keel plan``/``keel explain`` print it; ``explore`` in their JSON).
+
 An explanation's citations are checked against the workspace: a citation of a file that is
 not there, outside the workspace, or past the file's end is dropped, and the reply says which
 and why.
@@ -13,6 +18,7 @@ and why.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -23,12 +29,18 @@ from typing import Any
 
 from keel.bundles.paths import PathError, normalize, resolve_inside
 from keel.engine import prompts
-from keel.engine.gateway import ModelGateway
+from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
 from keel.engine.planner import PlanScope
 from keel.engine.planning import draft_plan, present_focus, workspace_view
-from keel.engine.ports import KeelError, LanguagePlugin, ModelClient, RepositoryContext
-from keel.engine.redaction import Redactor
+from keel.engine.ports import (
+    ExplorationTools,
+    KeelError,
+    LanguagePlugin,
+    ModelClient,
+    RepositoryContext,
+)
+from keel.engine.redaction import Redactor, redact
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import read_texts
 
@@ -53,6 +65,36 @@ class Dropped:
 
 
 @dataclass(frozen=True)
+class Explored:
+    """One read-only tool call the architect made, as ``keel plan``/``explain`` report it."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    #: Characters of the result the model read (a refusal too).
+    chars: int
+    refused: bool
+    #: Why the policy refused it, as the model read it ("" when it ran).
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "arguments": dict(self.arguments),
+            "chars": self.chars,
+            "refused": self.refused,
+            "reason": self.reason,
+        }
+
+    def line(self) -> str:
+        """``open_file(path=".git/config"): refused: ...`` or ``search_code(...): 42 chars``."""
+        arguments = ", ".join(
+            f"{key}={json.dumps(value, default=str)}" for key, value in self.arguments.items()
+        )
+        outcome = f"refused: {self.reason}" if self.refused else f"{self.chars} chars"
+        return f"{self.tool}({arguments}): {outcome}"
+
+
+@dataclass(frozen=True)
 class Explained:
     """An answer with the citations that hold and the ones that did not."""
 
@@ -60,6 +102,8 @@ class Explained:
     answer: str
     citations: tuple[Citation, ...]
     dropped: tuple[Dropped, ...] = ()
+    #: The tool calls run before the answer, in order.
+    explored: tuple[Explored, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +111,7 @@ class Explained:
             "answer": self.answer,
             "citations": [c.model_dump() for c in self.citations],
             "dropped": [vars(d) for d in self.dropped],
+            "explore": [e.as_dict() for e in self.explored],
         }
 
 
@@ -82,6 +127,8 @@ class ReadOnlyModes:
     scope: PlanScope | None = None
     #: The ranked repository map, as a session's architect gets it (None: the plain listing).
     context: RepositoryContext | None = None
+    #: The architect's read-only tools (None: no exploration).
+    explorer: ExplorationTools | None = None
 
     def _gateway(self, kind: str) -> ModelGateway:
         label = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -94,19 +141,52 @@ class ReadOnlyModes:
             redact=Redactor(self.secrets),
         )
 
+    def _exploration(self, on_explore: Callable[[Explored], None] | None) -> Exploration | None:
+        """The tools and budget a session's architect gets; ``on_explore`` hears of each call."""
+        settings = self.settings
+        if self.explorer is None or settings.explore_turns <= 0 or settings.explore_tokens <= 0:
+            return None
+        redactor = Redactor(self.secrets)
+
+        async def explored(record: Mapping[str, Any]) -> None:
+            if on_explore is None:
+                return
+            refused = bool(record["refused"])
+            text = str(record["text"]).strip().removeprefix("refused:").strip()
+            reason = (text.splitlines() or [""])[0] if refused else ""
+            arguments = record["arguments"]
+            on_explore(
+                Explored(
+                    tool=redactor(str(record["tool"])),
+                    arguments=redact(arguments, redactor) if isinstance(arguments, Mapping) else {},
+                    chars=int(record["chars"]),
+                    refused=refused,
+                    reason=reason,
+                )
+            )
+
+        return Exploration(
+            self.explorer,
+            max_turns=settings.explore_turns,
+            max_tokens=settings.explore_tokens,
+            on_call=explored,
+        )
+
     async def plan(
         self,
         task: str,
         on_invalid: Callable[[int, list[str]], None] | None = None,
         focus: Sequence[str] = (),
+        on_explore: Callable[[Explored], None] | None = None,
     ) -> TaskPlan:
         """Explore and plan exactly as a session would; raises PlanningFailed. ``focus``:
-        files listed first (the editor's current file)."""
-        redact = Redactor(self.secrets)
+        files listed first (the editor's current file); ``on_explore`` hears of each tool
+        call the architect makes."""
+        redactor = Redactor(self.secrets)
 
         def invalid(attempt: int, errors: list[str]) -> None:
             if on_invalid is not None:
-                on_invalid(attempt, [redact(error) for error in errors])
+                on_invalid(attempt, [redactor(error) for error in errors])
 
         gateway = self._gateway("plan")
         return await draft_plan(
@@ -119,11 +199,18 @@ class ReadOnlyModes:
             focus,
             context=self.context,
             map_tokens=self.settings.map_tokens,
+            explore=self._exploration(on_explore),
         )
 
-    async def explain(self, question: str, focus: Sequence[str] = ()) -> Explained:
+    async def explain(
+        self,
+        question: str,
+        focus: Sequence[str] = (),
+        on_explore: Callable[[Explored], None] | None = None,
+    ) -> Explained:
         """A read-only answer; raises ExplainFailed after EXPLAIN_ATTEMPTS bad replies.
-        ``focus``: files shown first (the editor's current file)."""
+        ``focus``: files shown first (the editor's current file); the model may explore
+        first, and ``on_explore`` hears of each tool call (the answer lists them too)."""
         view = await workspace_view(
             self.workspace,
             self.plugins,
@@ -136,39 +223,55 @@ class ReadOnlyModes:
         candidates = list(dict.fromkeys([*view.ranked, *view.listing]))
         relevant = await _relevant_files(self.workspace, question, candidates, focus)
         gateway = self._gateway("explain")
-        redact = Redactor(self.secrets)
+        redactor = Redactor(self.secrets)
+        explored: list[Explored] = []
+
+        def heard(call: Explored) -> None:
+            explored.append(call)
+            if on_explore is not None:
+                on_explore(call)
+
+        explore = self._exploration(heard)
         errors: list[str] = []
         for attempt in range(1, EXPLAIN_ATTEMPTS + 1):
+            prompt = prompts.explain_prompt(
+                question,
+                view.listing,
+                view.key_files,
+                relevant,
+                view.languages,
+                errors,
+                repo_map=view.repo_map,
+            )
+            if explore is not None:
+                prompt += "\n\n" + prompts.explain_explore_hint(
+                    explore.max_turns, explore.max_tokens
+                )
             reply = await gateway.ask(
                 Tier.ARCHITECT,
                 Explanation,
                 system=prompts.EXPLAIN_SYSTEM,
-                prompt=prompts.explain_prompt(
-                    question,
-                    view.listing,
-                    view.key_files,
-                    relevant,
-                    view.languages,
-                    errors,
-                    repo_map=view.repo_map,
-                ),
+                prompt=prompt,
                 node_id=None,
                 attempt=attempt,
+                explore=explore,
             )
             if reply.value is not None:
-                return await _checked(self.workspace, question, reply.value, redact)
+                kept, dropped = await asyncio.to_thread(
+                    check_citations, self.workspace, reply.value.citations
+                )
+                return Explained(
+                    question,
+                    redactor(reply.value.answer),
+                    tuple(kept),
+                    tuple(dropped),
+                    tuple(explored),
+                )
             errors = [reply.error or "the reply was not an explanation"]
         raise ExplainFailed(
             f"no valid explanation after {EXPLAIN_ATTEMPTS} attempts: "
-            + "; ".join(redact(e) for e in errors)
+            + "; ".join(redactor(e) for e in errors)
         )
-
-
-async def _checked(
-    workspace: Path, question: str, reply: Explanation, redact: Redactor
-) -> Explained:
-    kept, dropped = await asyncio.to_thread(check_citations, workspace, reply.citations)
-    return Explained(question, redact(reply.answer), tuple(kept), tuple(dropped))
 
 
 def check_citations(

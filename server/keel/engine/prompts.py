@@ -273,3 +273,14 @@ def explore_hint(turns: int, tokens: int) -> str:
         "the task is about before you decide which files each node owns; then answer with the "
         "task_plan."
     )
+
+
+def explain_explore_hint(turns: int, tokens: int) -> str:
+    """Tells the model answering ``keel explain`` it may look before it answers, and how much."""
+    return (
+        "Before you answer you may explore the workspace with read-only tools (search_code, "
+        "open_file, find_symbol, list_folder), for up to "
+        f"{turns} replies of tool calls and {tokens} tokens of results in all. Open the lines "
+        "your answer rests on when the files shown do not hold them: open_file numbers its "
+        "lines, and you may cite them. Then answer with the explanation."
+    )

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as T
 
-from keel.engine.modes import Explained, explanation_markdown, plan_markdown
+from keel.engine.modes import Explained, Explored, explanation_markdown, plan_markdown
 from keel.engine.planning import plan_dict
 from keel.engine.ports import KeelError
 from keel.lsp.convert import path_to_uri, uri_to_path
@@ -50,8 +50,11 @@ def _focus(server: KeelLanguageServer, root: Path, uri: str | None) -> tuple[str
 
 
 @asynccontextmanager
-async def _progress(server: KeelLanguageServer, title: str) -> AsyncIterator[None]:
-    """Begin and end a work-done progress around the work (when the client takes one)."""
+async def _progress(
+    server: KeelLanguageServer, title: str
+) -> AsyncIterator[Callable[[Explored], None]]:
+    """Begin and end a work-done progress around the work (when the client takes one); what
+    it yields reports each of the architect's tool calls on it ("exploring: ...")."""
     token: str | None = None
     if server.supports("window.work_done_progress", False):
         token = f"keel-mode-{next(_tokens)}"
@@ -63,8 +66,19 @@ async def _progress(server: KeelLanguageServer, title: str) -> AsyncIterator[Non
     if token is not None:
         server.notify(T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressBegin(title=title)))
     outcome = "failed"
+
+    def explored(call: Explored) -> None:
+        if token is None:
+            return
+        first = next(iter(call.arguments.values()), "")
+        refused = " (refused)" if call.refused else ""
+        message = f"exploring: {call.tool} {first}".strip()[:80] + refused
+        server.notify(
+            T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressReport(message=message))
+        )
+
     try:
-        yield
+        yield explored
         outcome = "done"
     finally:
         if token is not None:
@@ -85,13 +99,20 @@ async def plan(server: KeelLanguageServer, task: str, file: str | None) -> dict[
         invalid_attempts.append({"attempt": attempt, "errors": errors})
 
     assert server.open_modes is not None
-    async with _progress(server, "Keel: planning"):
+    explored: list[Explored] = []
+    async with _progress(server, "Keel: planning") as report:
+
+        def on_explore(call: Explored) -> None:
+            explored.append(call)
+            report(call)
+
         async with server.open_modes(root, settings.config, task, server.env) as modes:
-            result = await modes.plan(task, on_invalid, focus)
+            result = await modes.plan(task, on_invalid, focus, on_explore)
     return {
         "task": task,
         "plan": plan_dict(result),
         "invalidAttempts": invalid_attempts,
+        "explore": [call.as_dict() for call in explored],
         "markdown": plan_markdown(task, result),
     }
 
@@ -102,9 +123,9 @@ async def explain(server: KeelLanguageServer, question: str, file: str | None) -
     settings = await server.resolve_settings()
     server.report_problems(settings.problems)
     assert server.open_modes is not None
-    async with _progress(server, "Keel: explaining"):
+    async with _progress(server, "Keel: explaining") as report:
         async with server.open_modes(root, settings.config, question, server.env) as modes:
-            explained: Explained = await modes.explain(question, focus)
+            explained: Explained = await modes.explain(question, focus, report)
     data = explained.as_dict()
 
     def link(path: str, line: int) -> str:
