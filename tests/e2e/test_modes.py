@@ -144,3 +144,58 @@ async def test_plan_runs_beside_a_session_that_holds_the_workspace(
     assert [b["bundleId"] for b in status["pendingBundles"]] == [proposal["bundleId"]]
     assert not (workspace / "notes.txt").exists()
     assert (await keel.command("keel.server.abort", {}))["aborted"] == [started["sessionId"]]
+
+
+EXPLORE = {
+    "tier": "architect",
+    "node": None,
+    "attempt": 1,
+    "turn": 1,
+    "tool_calls": [
+        {"name": "open_file", "arguments": {"path": "calc.py"}},
+        {"name": "open_file", "arguments": {"path": ".git/config"}},
+    ],
+}
+
+
+def progress_messages(keel: Keel) -> list[str | None]:
+    return [
+        report.message
+        for reports in keel.client.progress_reports.values()
+        for report in reports
+        if isinstance(report, T.WorkDoneProgressReport)
+    ]
+
+
+async def test_plan_explores_and_says_so(start_keel: Starter, workspace: Path) -> None:
+    """The architect's tool calls reach the model; the result lists them and the progress
+    reports each one, a refusal marked as such."""
+    (workspace / "calc.py").write_text(CALC)
+    before = workspace_digest(workspace)
+    keel = await start_keel([EXPLORE, plan(node("sub", ["calc.py"], title="Subtract"))])
+    planned = await keel.command("keel.server.plan", {"task": "Add subtract"})
+    assert [n["id"] for n in planned["plan"]["nodes"]] == ["sub"]
+    assert [(e["tool"], e["arguments"], e["refused"]) for e in planned["explore"]] == [
+        ("open_file", {"path": "calc.py"}, False),
+        ("open_file", {"path": ".git/config"}, True),
+    ]
+    assert "never read" in planned["explore"][1]["reason"]
+    second = [r for r in keel.model.requests if r.method == "POST"][1]
+    assert "1  def add(a, b):" in str(second.body)
+    assert progress_messages(keel) == [
+        "exploring: open_file calc.py",
+        "exploring: open_file .git/config (refused)",
+    ]
+    assert workspace_digest(workspace) == before
+
+
+async def test_explain_explores_and_lists_the_calls(start_keel: Starter, workspace: Path) -> None:
+    (workspace / "calc.py").write_text(CALC)
+    before = workspace_digest(workspace)
+    answer = explanation(answer="Sums.", citations=[{"path": "calc.py", "line": 2}])
+    keel = await start_keel([EXPLORE, answer])
+    explained = await keel.command("keel.server.explain", {"question": "what sums?"})
+    assert explained["citations"] == [{"path": "calc.py", "line": 2, "uri": keel.uri("calc.py")}]
+    assert [e["refused"] for e in explained["explore"]] == [False, True]
+    assert len(progress_messages(keel)) == 2
+    assert workspace_digest(workspace) == before

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from keel.engine.models import Citation, TaskPlan, Tier
 from keel.engine.modes import (
     EphemeralStore,
     Explained,
+    Explored,
     ReadOnlyModes,
     check_citations,
     explanation_markdown,
@@ -16,8 +19,10 @@ from keel.engine.modes import (
 )
 from keel.engine.planner import PlanScope
 from keel.engine.planning import LISTING_LIMIT, focus_first, focus_of, workspace_view
+from keel.engine.ports import ToolCall, ToolResult
 from keel.engine.settings import EngineSettings
 from tests.unit.engine.doubles import ScriptedClient
+from tests.unit.engine.test_exploration import Tools
 
 
 def test_focus_files_come_first_and_unknown_or_invalid_ones_are_ignored() -> None:
@@ -169,3 +174,60 @@ async def test_explain_of_a_bare_symbol_shows_the_file_defining_it(tmp_path: Pat
     (request,) = client.requests
     assert "4| async def normalize(path):" in request.prompt
     assert "import b" not in request.prompt  # a.py does not define it
+
+
+class RefusingTools(Tools):
+    """Opens anything but ``.git/`` paths, which it refuses as the real policy does."""
+
+    async def call(self, name: str, arguments: Mapping[str, Any], limit: int) -> ToolResult:
+        if str(arguments.get("path", "")).startswith(".git/"):
+            return ToolResult("refused: .git/config: .git/ is git's own data\nand more", True)
+        return await super().call(name, arguments, limit)
+
+
+async def test_explain_explores_and_reports_each_call_redacted(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    secret = "sk-secret-value-123456"
+    calls = [
+        ToolCall("c1", "open_file", {"path": "a.py", "note": f"key {secret}"}),
+        ToolCall("c2", "open_file", {"path": ".git/config"}),
+    ]
+    reply = {"answer": "One.", "citations": [{"path": "a.py", "line": 1}]}
+    client = ScriptedClient([calls, json.dumps(reply)])
+    heard: list[Explored] = []
+    modes = ReadOnlyModes(
+        tmp_path,
+        dict.fromkeys(Tier, client),
+        [],
+        EngineSettings(explore_turns=2, explore_tokens=500),
+        secrets={"OPENAI_API_KEY": secret},
+        explorer=RefusingTools(),
+    )
+    explained = await modes.explain("what is x?", on_explore=heard.append)
+    first, second = client.requests
+    assert [t.name for t in first.tools] == ["open_file"]
+    assert "up to 2 replies of tool calls and 500 tokens" in first.prompt
+    assert second.turns[0].results[1].startswith("refused: .git/config")
+    assert explained.explored == tuple(heard)
+    opened, refused = heard
+    assert opened.arguments == {"path": "a.py", "note": "key [redacted]"}
+    assert not opened.refused and opened.chars == 40 and opened.reason == ""
+    assert refused.refused and refused.reason == ".git/config: .git/ is git's own data"
+    assert refused.line() == (
+        'open_file(path=".git/config"): refused: .git/config: .git/ is git\'s own data'
+    )
+    assert opened.line() == 'open_file(path="a.py", note="key [redacted]"): 40 chars'
+    assert explained.as_dict()["explore"][1]["refused"] is True
+
+
+async def test_modes_offer_no_tools_when_a_budget_is_zero(tmp_path: Path) -> None:
+    plan_reply = {"nodes": [{"id": "fix", "title": "Fix", "kind": "code", "owns": ["a.py"]}]}
+    for settings in (EngineSettings(explore_turns=0), EngineSettings(explore_tokens=0)):
+        client = ScriptedClient([json.dumps(plan_reply), '{"answer": "-", "citations": []}'])
+        tools = Tools()
+        modes = ReadOnlyModes(tmp_path, dict.fromkeys(Tier, client), [], settings, explorer=tools)
+        await modes.plan("fix a")
+        explained = await modes.explain("why?")
+        assert [r.tools for r in client.requests] == [(), ()]
+        assert "read-only tools" not in client.requests[0].prompt + client.requests[1].prompt
+        assert explained.explored == () and tools.ran == []
