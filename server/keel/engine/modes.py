@@ -21,6 +21,7 @@ import asyncio
 import json
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,8 +91,15 @@ class Explored:
         arguments = ", ".join(
             f"{key}={json.dumps(value, default=str)}" for key, value in self.arguments.items()
         )
-        outcome = f"refused: {self.reason}" if self.refused else f"{self.chars} chars"
-        return f"{self.tool}({arguments}): {outcome}"
+        outcome = f"refused: {_printable(self.reason)}" if self.refused else f"{self.chars} chars"
+        return f"{_printable(self.tool)}({arguments}): {outcome}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: the model chose it, and a terminal shows it."""
+    return "".join(
+        ascii(char)[1:-1] if unicodedata.category(char).startswith("C") else char for char in text
+    )
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,10 @@ async def test_modes_offer_no_tools_when_a_budget_is_zero(tmp_path: Path) -> Non
         assert [r.tools for r in client.requests] == [(), ()]
         assert "read-only tools" not in client.requests[0].prompt + client.requests[1].prompt
         assert explained.explored == () and tools.ran == []
+
+
+def test_an_explored_line_escapes_what_a_terminal_would_obey() -> None:
+    call = Explored("open\x1b[2Jfile", {"path": "a\nb\x1b[31m"}, 0, True, "a\rb\x07: nope")
+    line = call.line()
+    assert line == 'open\\x1b[2Jfile(path="a\\nb\\u001b[31m"): refused: a\\rb\\x07: nope'
+    assert not any(ord(char) < 32 for char in line)
