@@ -5,13 +5,14 @@ refusals are reported, ``[context]`` switches them off, and the workspace stays 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes.model_server import FakeModelServer
-from tests.integration.conftest import KEEL, git, node, plan
+from tests.integration.conftest import KEEL, git, node, plan, write_transcript
 from tests.integration.small_session import MODEL, keel_env, run
 from tests.integration.test_modes import workspace_digest
 
@@ -250,3 +251,56 @@ def test_plan_explores_through_anthropic_tool_use(workspace: Path, tmp_path: Pat
     assert "open_file" in {t["name"] for t in requests[0].body["tools"]}
     assert "1  def add(a, b):" in json.dumps(requests[1].body)
     assert [e["tool"] for e in json.loads(proc.stdout)["explore"]] == ["open_file"]
+
+
+def test_plan_explores_through_a_replay_transcript(workspace: Path, tmp_path: Path) -> None:
+    transcript = write_transcript(
+        tmp_path / "plan.jsonl", [turn(("find_symbol", {"name": "Calculator"})), FIX]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env["HOME"] = str(tmp_path / "home")
+    before = workspace_digest(workspace)
+    command = [*KEEL, "plan", "--json", "--model", f"replay:{transcript}", "-w", str(workspace)]
+    proc = run([*command, TASK], env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [n["id"] for n in data["nodes"]] == ["sub"]
+    assert [(e["tool"], e["refused"]) for e in data["explore"]] == [("find_symbol", False)]
+    assert workspace_digest(workspace) == before
+
+
+def test_the_step_budget_stops_an_exploring_plan_with_status_3(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Each model turn of the exploration is a step: with one step, the tool calls run but
+    the turn that would read their results is never asked."""
+    entries = [turn(("open_file", {"path": "src/calc.py"})), FIX]
+    with FakeModelServer(entries) as server:
+        proc = keel(server, tmp_path, "plan", "--max-steps", "1", "-w", str(workspace), TASK)
+        requests = posts(server)
+    assert proc.returncode == 3, proc.stderr
+    assert len(requests) == 1
+    assert "step budget reached: 1 of 1 model calls" in proc.stderr
+    assert explore_lines(proc.stderr)[0].startswith('keel: explore open_file(path="src/calc.py")')
+    assert proc.stdout == ""
+
+
+def test_a_spent_token_budget_refuses_the_next_call_and_the_model_must_answer(
+    workspace: Path, tmp_path: Path
+) -> None:
+    (workspace / "keel.toml").write_text("[context]\nexplore_tokens = 10\n")
+    entries = [
+        turn(("open_file", {"path": "src/calc.py"}), ("list_folder", {})),
+        turn(("list_folder", {}), n=2),
+        FIX,
+    ]
+    with FakeModelServer(entries) as server:
+        proc = keel(server, tmp_path, "plan", "--json", "-w", str(workspace), TASK)
+        requests = posts(server)
+    assert proc.returncode == 0, proc.stderr
+    opened, listed = json.loads(proc.stdout)["explore"]
+    assert not opened["refused"] and opened["chars"] <= 40
+    assert listed["refused"] and listed["reason"] == "the exploration budget is spent"
+    # The second request withholds the tools and says why; the model answers with the plan.
+    assert len(requests) == 2 and requests[1].body.get("tool_choice") == "none"
+    assert "The exploration budget is spent" in json.dumps(requests[1].body)
