@@ -67,7 +67,7 @@ end
 
 ---Explore and plan `task` like a session (`keel.server.plan`) and show the plan in a
 ---scratch buffer; nothing is changed. `opts.quiet` skips the buffer; the callback gets
----`{task, plan, invalidAttempts, markdown}`.
+---`{task, plan, invalidAttempts, explore, markdown}`.
 ---@param task string
 ---@param opts { callback: keel.Callback?, quiet: boolean? }?
 function M.plan(task, opts)
@@ -75,7 +75,7 @@ function M.plan(task, opts)
 end
 
 ---A read-only answer to `question` citing path:line (`keel.server.explain`), in a scratch
----buffer. The callback gets `{question, answer, citations, dropped, markdown}`.
+---buffer. The callback gets `{question, answer, citations, dropped, explore, markdown}`.
 ---@param question string
 ---@param opts { callback: keel.Callback?, quiet: boolean? }?
 function M.explain(question, opts)
