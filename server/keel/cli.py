@@ -251,27 +251,25 @@ async def run_plan(args: argparse.Namespace) -> int:
     def invalid(attempt: int, errors: list[str]) -> None:
         print(f"keel: plan attempt {attempt} invalid: " + "; ".join(errors), file=sys.stderr)
 
-    explored: list[Explored] = []
     try:
         async with open_modes(args.workspace, config, task=args.task) as modes:
-            plan = await modes.plan(args.task, invalid, on_explore=_heard(args.json, explored))
+            plan = await modes.plan(args.task, invalid, on_explore=_heard(False))
     except BudgetExceeded as exc:
         print(f"keel: {exc}", file=sys.stderr)
         return EXIT_BUDGET
     if args.json:
-        print(json.dumps({**plan_dict(plan), "explore": [e.as_dict() for e in explored]}))
+        print(json.dumps(plan_dict(plan)))  # the plan exactly; the calls went to stderr
     else:
         print(plan_markdown(args.task, plan))
     return EXIT_OK
 
 
-def _heard(as_json: bool, into: list[Explored] | None = None) -> Callable[[Explored], None]:
-    """Hears of the architect's tool calls in ``plan``/``explain``: kept in ``into``, and
-    printed on stderr as they happen in text mode (``--json`` lists them in its object)."""
+def _heard(as_json: bool) -> Callable[[Explored], None]:
+    """Prints the architect's tool calls in ``plan``/``explain`` on stderr as they happen
+    (except ``explain --json``, whose object lists them; ``plan --json`` prints the plan
+    exactly, so its calls stay on stderr)."""
 
     def heard(call: Explored) -> None:
-        if into is not None:
-            into.append(call)
         if not as_json:
             print(f"keel: explore {call.line()}", file=sys.stderr)
 

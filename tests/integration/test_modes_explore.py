@@ -106,25 +106,22 @@ def test_plan_explores_then_plans_and_reports_each_call(workspace: Path, tmp_pat
     assert not (workspace / ".keel").exists()
 
 
-def test_plan_json_lists_the_exploration(workspace: Path, tmp_path: Path) -> None:
+def test_plan_json_prints_the_plan_exactly_and_the_calls_on_stderr(
+    workspace: Path, tmp_path: Path
+) -> None:
     entries = [turn(("list_folder", {}), ("open_file", {"path": ".env"})), FIX]
     with FakeModelServer(entries) as server:
         proc = keel(server, tmp_path, "plan", "--json", "-w", str(workspace), TASK)
         bodies = json.dumps([r.body for r in posts(server)])
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert [n["id"] for n in data["nodes"]] == ["sub"]
-    listed, secret = data["explore"]
-    assert listed["tool"] == "list_folder" and listed["arguments"] == {}
-    assert not listed["refused"] and listed["chars"] > 0 and listed["reason"] == ""
-    assert secret == {
-        "tool": "open_file",
-        "arguments": {"path": ".env"},
-        "chars": secret["chars"],
-        "refused": True,
-        "reason": ".env: looks like it holds secrets; its content is never shown",
-    }
-    assert explore_lines(proc.stderr) == []  # --json: stdout holds it all
+    assert list(data) == ["nodes"] and [n["id"] for n in data["nodes"]] == ["sub"]
+    listed, secret = explore_lines(proc.stderr)
+    assert listed.startswith("keel: explore list_folder(): ") and listed.endswith(" chars")
+    assert secret == (
+        'keel: explore open_file(path=".env"): refused: '
+        ".env: looks like it holds secrets; its content is never shown"
+    )
     assert SECRET not in bodies and SECRET not in proc.stdout + proc.stderr
 
 
@@ -213,7 +210,8 @@ def test_a_zero_budget_offers_no_tools(
     assert proc.returncode == 0, proc.stderr
     assert len(requests) == 1 and "tools" not in requests[0].body
     assert "read-only tools" not in json.dumps(requests[0].body)
-    assert json.loads(proc.stdout)["explore"] == []
+    assert explore_lines(proc.stderr) == []
+    assert mode == "plan" or json.loads(proc.stdout)["explore"] == []
     assert workspace_digest(workspace) == before
 
 
@@ -229,7 +227,8 @@ def test_exploring_writes_nothing_into_an_existing_keel_folder(
     with FakeModelServer(entries) as server:
         proc = keel(server, tmp_path, "plan", "--json", "-w", str(workspace), TASK)
     assert proc.returncode == 0, proc.stderr
-    assert [e["refused"] for e in json.loads(proc.stdout)["explore"]] == [False, False]
+    calls = explore_lines(proc.stderr)
+    assert len(calls) == 2 and not [c for c in calls if ": refused: " in c], calls
     assert workspace_digest(workspace) == before
     assert sorted(p.name for p in (workspace / ".keel").iterdir()) == ["keel.db"]
 
@@ -250,7 +249,8 @@ def test_plan_explores_through_anthropic_tool_use(workspace: Path, tmp_path: Pat
     assert len(requests) == 2
     assert "open_file" in {t["name"] for t in requests[0].body["tools"]}
     assert "1  def add(a, b):" in json.dumps(requests[1].body)
-    assert [e["tool"] for e in json.loads(proc.stdout)["explore"]] == ["open_file"]
+    [call] = explore_lines(proc.stderr)
+    assert call.startswith("keel: explore open_file(") and ": refused: " not in call
 
 
 def test_plan_explores_through_a_replay_transcript(workspace: Path, tmp_path: Path) -> None:
@@ -265,7 +265,8 @@ def test_plan_explores_through_a_replay_transcript(workspace: Path, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert [n["id"] for n in data["nodes"]] == ["sub"]
-    assert [(e["tool"], e["refused"]) for e in data["explore"]] == [("find_symbol", False)]
+    [call] = explore_lines(proc.stderr)
+    assert call.startswith("keel: explore find_symbol(") and ": refused: " not in call
     assert workspace_digest(workspace) == before
 
 
@@ -298,9 +299,9 @@ def test_a_spent_token_budget_refuses_the_next_call_and_the_model_must_answer(
         proc = keel(server, tmp_path, "plan", "--json", "-w", str(workspace), TASK)
         requests = posts(server)
     assert proc.returncode == 0, proc.stderr
-    opened, listed = json.loads(proc.stdout)["explore"]
-    assert not opened["refused"] and opened["chars"] <= 40
-    assert listed["refused"] and listed["reason"] == "the exploration budget is spent"
+    opened, listed = explore_lines(proc.stderr)
+    assert ": refused: " not in opened and int(opened.rsplit(" ", 2)[-2]) <= 40
+    assert listed.endswith(": refused: the exploration budget is spent"), listed
     # The second request withholds the tools and says why; the model answers with the plan.
     assert len(requests) == 2 and requests[1].body.get("tool_choice") == "none"
     assert "The exploration budget is spent" in json.dumps(requests[1].body)
