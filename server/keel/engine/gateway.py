@@ -419,16 +419,6 @@ def _turns_text(request: ModelRequest) -> str:
 def _turns_chars(turns: Sequence[ToolTurn]) -> int:
     return sum(len(result) for turn in turns for result in turn.results)
 
-    def _charge(self, call: dict[str, object], usage: Usage) -> None:
-        """Count a failed call that was still billed (a reply with an unbelievable usage)."""
-        self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
-        call.update(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=usage.cost_usd,
-            priced=usage.priced,
-        )
-
 
 def parse_reply(reply_type: type[ReplyT], text: str) -> Reply[ReplyT]:
     """Validate ``text`` as ``reply_type``; a fenced ```json block is accepted too."""

@@ -38,6 +38,29 @@ are likely to go wrong, note interface contracts, pitfalls and edge cases the ac
 keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}."""
 
 
+def _workspace_lines(
+    listing: Sequence[str],
+    key_files: Sequence[PromptFile],
+    languages: Sequence[str],
+    repo_map: str | None,
+) -> list[str]:
+    """The workspace as the architect sees it: the ranked map (else the plain listing), the
+    languages and the key files."""
+    files = (
+        [repo_map]
+        if repo_map is not None
+        else ["Workspace files:", *([f"  {path}" for path in listing] or ["  (empty workspace)"])]
+    )
+    return [
+        f"Languages detected: {', '.join(languages) or 'none'}",
+        "",
+        *files,
+        "",
+        "Key files:",
+        render_files(key_files),
+    ]
+
+
 def architect_prompt(
     task: str,
     listing: Sequence[str],
@@ -48,21 +71,7 @@ def architect_prompt(
     repo_map: str | None = None,
 ) -> str:
     """The architect's prompt; ``repo_map`` (the ranked map) replaces the plain listing."""
-    files = (
-        [repo_map]
-        if repo_map is not None
-        else ["Workspace files:", *([f"  {path}" for path in listing] or ["  (empty workspace)"])]
-    )
-    lines = [
-        f"Task: {task}",
-        "",
-        f"Languages detected: {', '.join(languages) or 'none'}",
-        "",
-        *files,
-        "",
-        "Key files:",
-        render_files(key_files),
-    ]
+    lines = [f"Task: {task}", "", *_workspace_lines(listing, key_files, languages, repo_map)]
     if errors:
         lines += [
             "",
@@ -241,20 +250,10 @@ def explain_prompt(
         for path, text in relevant.items()
         if text is not None
     ]
-    files = (
-        [repo_map]
-        if repo_map is not None
-        else ["Workspace files:", *([f"  {path}" for path in listing] or ["  (empty workspace)"])]
-    )
     lines = [
         f"Question: {question}",
         "",
-        f"Languages detected: {', '.join(languages) or 'none'}",
-        "",
-        *files,
-        "",
-        "Key files:",
-        render_files(key_files),
+        *_workspace_lines(listing, key_files, languages, repo_map),
         "",
         "Files the question names or that define its symbols (line-numbered):",
         render_files(shown),
