@@ -13,12 +13,14 @@ folder, so what is left out is always named. See docs/explanation/context.md.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import json
 import logging
 import math
 import os
 import re
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PARSE_CACHE = "parses.json"
 PARSE_CACHE_VERSION = 2
+INDEX_CACHE = "map-index.npz"
+INDEX_CACHE_VERSION = 1
 RECENT_COMMITS = 30
 OUTLINE_SHARE = 0.72  # of the budget, for full outlines; the rest for summaries and paths
 SUMMARY_SHARE = 0.93  # outlines plus one-line summaries stop here; paths fill the rest
@@ -70,6 +74,7 @@ class _Index:
     binds: dict[str, list[str]]
     users: dict[str, int]  # how many files refer to each name
     graph: Any = None  # the _Graph, built once, on the first ranking
+    complete: bool = True  # False when read from the index cache: no refs, imports, names
 
 
 class RepositoryMap:
@@ -99,16 +104,23 @@ class RepositoryMap:
         return await asyncio.to_thread(_render, index, task, list(focus), recent, budget_tokens)
 
     async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
-        index = await self.index()
+        index = await self.index(complete=True)
         return await asyncio.to_thread(_related, index, list(paths), budget_tokens)
 
-    async def index(self) -> _Index:
+    async def index(self, *, complete: bool = False) -> _Index:
+        """The workspace's index; ``complete`` also loads every file's references (the index
+        cache, enough to rank and render, has only definitions)."""
         cache_dir = await asyncio.to_thread(lambda: self.cache_dir)
         inventory = await Inventory.load(self.root, cache_dir)
         previous = self._index
-        if previous is not None and previous.inventory.keys == inventory.keys:
+        if (
+            previous is not None
+            and previous.inventory.keys == inventory.keys
+            and previous.inventory.files == inventory.files
+            and (previous.complete or not complete)
+        ):
             return previous
-        self._index = await asyncio.to_thread(_build_index, inventory, cache_dir)
+        self._index = await asyncio.to_thread(_load_index, inventory, cache_dir, complete)
         return self._index
 
     async def _recent(self, inventory: Inventory) -> list[str]:
@@ -143,6 +155,20 @@ class RepositoryMap:
         return list(seen)
 
 
+def _load_index(inventory: Inventory, cache_dir: Path | None, complete: bool) -> _Index:
+    """The index from the index cache when it was built from exactly these files and
+    contents, else from the parses (and the index cache rewritten)."""
+    digest = _digest(inventory)
+    if not complete:
+        cached = _read_index(cache_dir, inventory, digest)
+        if cached is not None:
+            return cached
+    index = _build_index(inventory, cache_dir)
+    if cache_dir is not None:
+        _write_index(cache_dir, index, digest)
+    return index
+
+
 def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     cached = _read_parses(cache_dir)
     facts: dict[str, Facts] = {}
@@ -175,11 +201,6 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     for path, fact in facts.items():
         for name in fact.def_names:
             defines[name].append(path)
-    modules: dict[str, str] = {}
-    for path in sorted(facts, key=lambda p: (p.count("/"), p)):
-        parts = module_name(path).split(".")
-        for start in range(len(parts)):
-            modules.setdefault(".".join(parts[start:]), path)
     binds: dict[str, list[str]] = defaultdict(list)
     for path, fact in facts.items():
         for name in fact.names:
@@ -187,7 +208,141 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     users: Counter[str] = Counter()
     for fact in facts.values():
         users.update(fact.refs.keys())
-    return _Index(inventory, facts, dict(defines), modules, dict(binds), dict(users))
+    return _Index(inventory, facts, dict(defines), _modules(facts), dict(binds), dict(users))
+
+
+def _modules(paths: Iterable[str]) -> dict[str, str]:
+    """Each dotted module name (and every dotted suffix of it) to the shallowest file."""
+    modules: dict[str, str] = {}
+    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
+        parts = module_name(path).split(".")
+        for start in range(len(parts)):
+            modules.setdefault(".".join(parts[start:]), path)
+    return modules
+
+
+# -- the index cache -------------------------------------------------------------------------
+#
+# What a warm map needs, in one file keyed by a digest of the inventory's paths and content
+# keys: the graph's arrays, each parsed file's definitions (raw, built only when rendered) and
+# the name tables the seed reads. Files' references stay in the parse cache: only
+# ``related_definitions`` reads them.
+
+_GRAPH_ARRAYS = ("src", "dst", "weight", "flow_src", "flow_key", "flow_weight")
+
+
+def _digest(inventory: Inventory) -> str:
+    h = hashlib.sha256(f"{INDEX_CACHE_VERSION}\0".encode())
+    for path in inventory.files:
+        h.update(
+            f"{path}\0{inventory.content_key(path) or ''}\0".encode("utf-8", "surrogateescape")
+        )
+    return h.hexdigest()
+
+
+def _stored_digest(cache_dir: Path) -> str | None:
+    try:
+        with np_load(cache_dir / INDEX_CACHE) as data:
+            return str(data["digest"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def np_load(path: Path) -> Any:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _Index | None:
+    """The cached index, or ``None`` when it is missing, stale, damaged or from another
+    version (the caller then rebuilds it)."""
+    if cache_dir is None:
+        return None
+    import numpy as np
+
+    try:
+        with np_load(cache_dir / INDEX_CACHE) as data:
+            if str(data["digest"]) != digest:
+                return None
+            tables = json.loads(data["tables"].tobytes())
+            arrays = {name: data[name] for name in _GRAPH_ARRAYS}
+            blob = data["defs"].tobytes()
+            offsets = data["offsets"].tolist()
+        paths: list[str] = tables["paths"]
+        files = list(inventory.files)
+        n = len(files)
+        src, dst, weight = arrays["src"], arrays["dst"], arrays["weight"]
+        flow_src, flow_key, flow_weight = (arrays[k] for k in _GRAPH_ARRAYS[3:])
+        keys = [(files[pos], str(name)) for pos, name in tables["keys"]]
+        lengths = (
+            {len(src), len(dst), len(weight)},
+            {len(flow_src), len(flow_key), len(flow_weight)},
+        )
+        ints = (src, dst, flow_src, flow_key)
+        if (
+            len(offsets) != len(paths) + 1
+            or offsets != sorted(offsets)
+            or (offsets and (offsets[0] != 0 or offsets[-1] != len(blob)))
+            or len(lengths[0]) != 1
+            or len(lengths[1]) != 1
+            or any(a.dtype != np.int64 or a.ndim != 1 for a in ints)
+            or any(a.dtype != np.float64 or a.ndim != 1 for a in (weight, flow_weight))
+            or any(len(a) and (int(a.min()) < 0 or int(a.max()) >= n) for a in ints[:3])
+            or (len(flow_key) and (int(flow_key.min()) < 0 or int(flow_key.max()) >= len(keys)))
+            or not all(p in inventory for p in paths)
+        ):
+            return None
+        facts = {p: Facts(raw=blob[offsets[i] : offsets[i + 1]]) for i, p in enumerate(paths)}
+        defines = {str(k): [paths[i] for i in v] for k, v in tables["defines"].items()}
+        binds = {str(k): [paths[i] for i in v] for k, v in tables["binds"].items()}
+        users = {str(k): int(v) for k, v in tables["users"].items()}
+    except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError):
+        return None
+    except zipfile.BadZipFile:
+        return None
+    index = _Index(inventory, facts, defines, _modules(facts), binds, users, complete=False)
+    index.graph = _new_graph(files, src, dst, weight, flow_src, flow_key, flow_weight, keys)
+    return index
+
+
+def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
+    if _stored_digest(cache_dir) == digest:
+        return
+    import numpy as np
+
+    graph = _graph(index)
+    paths = list(index.facts)
+    at = {p: i for i, p in enumerate(paths)}
+    defs = [
+        json.dumps([[d.name, d.kind, d.line, d.depth, d.text] for d in f.defs]).encode()
+        for f in index.facts.values()
+    ]
+    offsets = [0]
+    for raw in defs:
+        offsets.append(offsets[-1] + len(raw))
+    tables = {
+        "paths": paths,
+        "defines": {k: [at[p] for p in v] for k, v in index.defines.items()},
+        "binds": {k: [at[p] for p in v] for k, v in index.binds.items()},
+        "users": index.users,
+        "keys": [[graph.position[p], name] for p, name in graph.keys],
+    }
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f".{INDEX_CACHE}.{os.getpid()}.tmp"
+        with tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                digest=np.array(digest),
+                tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
+                defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
+                offsets=np.asarray(offsets, dtype=np.int64),
+                **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
+            )
+        os.replace(tmp, cache_dir / INDEX_CACHE)
+    except OSError as exc:
+        log.warning("repository map index not cached: %s", exc)
 
 
 def _read_parses(cache_dir: Path | None) -> dict[str, Any]:
@@ -383,24 +538,46 @@ def _graph(index: _Index) -> _Graph:
                 src.append(s)
                 dst.append(position[imported])
                 weight.append(0.5)
-    n = len(files)
-    src_a = np.asarray(src, dtype=np.int64)
-    weight_a = np.asarray(weight, dtype=np.float64)
-    graph = _Graph(
-        files=files,
-        position=position,
-        src=src_a,
-        dst=np.asarray(dst, dtype=np.int64),
-        weight=weight_a,
-        out=np.bincount(src_a, weights=weight_a, minlength=n) if n else np.zeros(0),
-        flow_src=np.asarray(flow_src, dtype=np.int64),
-        flow_key=np.asarray(flow_key, dtype=np.int64),
-        flow_weight=np.asarray(flow_weight, dtype=np.float64),
-        keys=list(keys),
-        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+    graph = _new_graph(
+        files,
+        np.asarray(src, dtype=np.int64),
+        np.asarray(dst, dtype=np.int64),
+        np.asarray(weight, dtype=np.float64),
+        np.asarray(flow_src, dtype=np.int64),
+        np.asarray(flow_key, dtype=np.int64),
+        np.asarray(flow_weight, dtype=np.float64),
+        list(keys),
     )
     index.graph = graph
     return graph
+
+
+def _new_graph(
+    files: list[str],
+    src: Any,
+    dst: Any,
+    weight: Any,
+    flow_src: Any,
+    flow_key: Any,
+    flow_weight: Any,
+    keys: list[tuple[str, str]],
+) -> _Graph:
+    import numpy as np
+
+    n = len(files)
+    return _Graph(
+        files=files,
+        position={p: i for i, p in enumerate(files)},
+        src=src,
+        dst=dst,
+        weight=weight,
+        out=np.bincount(src, weights=weight, minlength=n) if n else np.zeros(0),
+        flow_src=flow_src,
+        flow_key=flow_key,
+        flow_weight=flow_weight,
+        keys=keys,
+        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+    )
 
 
 def pagerank(graph: _Graph, seed: Any, alpha: float = 0.85, tol: float = 1e-8) -> Any:
