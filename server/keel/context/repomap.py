@@ -229,6 +229,16 @@ def _modules(paths: Iterable[str]) -> dict[str, str]:
 # ``related_definitions`` reads them.
 
 _GRAPH_ARRAYS = ("src", "dst", "weight", "flow_src", "flow_key", "flow_weight")
+_DAMAGED = (
+    OSError,
+    ValueError,  # also a member that would need pickle
+    KeyError,
+    EOFError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    zipfile.BadZipFile,
+)
 
 
 def _digest(inventory: Inventory) -> str:
@@ -242,13 +252,13 @@ def _digest(inventory: Inventory) -> str:
 
 def _stored_digest(cache_dir: Path) -> str | None:
     try:
-        with np_load(cache_dir / INDEX_CACHE) as data:
+        with _np_load(cache_dir / INDEX_CACHE) as data:
             return str(data["digest"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except _DAMAGED:
         return None
 
 
-def np_load(path: Path) -> Any:
+def _np_load(path: Path) -> Any:
     import numpy as np
 
     return np.load(path, allow_pickle=False)
@@ -262,7 +272,7 @@ def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _I
     import numpy as np
 
     try:
-        with np_load(cache_dir / INDEX_CACHE) as data:
+        with _np_load(cache_dir / INDEX_CACHE) as data:
             if str(data["digest"]) != digest:
                 return None
             tables = json.loads(data["tables"].tobytes())
@@ -297,9 +307,7 @@ def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _I
         defines = {str(k): [paths[i] for i in v] for k, v in tables["defines"].items()}
         binds = {str(k): [paths[i] for i in v] for k, v in tables["binds"].items()}
         users = {str(k): int(v) for k, v in tables["users"].items()}
-    except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError):
-        return None
-    except zipfile.BadZipFile:
+    except _DAMAGED:
         return None
     index = _Index(inventory, facts, defines, _modules(facts), binds, users, complete=False)
     index.graph = _new_graph(files, src, dst, weight, flow_src, flow_key, flow_weight, keys)
@@ -331,16 +339,19 @@ def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir / f".{INDEX_CACHE}.{os.getpid()}.tmp"
-        with tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                digest=np.array(digest),
-                tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
-                defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
-                offsets=np.asarray(offsets, dtype=np.int64),
-                **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
-            )
-        os.replace(tmp, cache_dir / INDEX_CACHE)
+        try:
+            with tmp.open("wb") as handle:
+                np.savez(
+                    handle,
+                    digest=np.array(digest),
+                    tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
+                    defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
+                    offsets=np.asarray(offsets, dtype=np.int64),
+                    **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
+                )
+            os.replace(tmp, cache_dir / INDEX_CACHE)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("repository map index not cached: %s", exc)
 
@@ -364,8 +375,11 @@ def _write_parses(cache_dir: Path | None, files: Mapping[str, Any]) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir / f".{PARSE_CACHE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": PARSE_CACHE_VERSION, "files": files}))
-        os.replace(tmp, cache_dir / PARSE_CACHE)
+        try:
+            tmp.write_text(json.dumps({"version": PARSE_CACHE_VERSION, "files": files}))
+            os.replace(tmp, cache_dir / PARSE_CACHE)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("repository map cache not written: %s", exc)
 
