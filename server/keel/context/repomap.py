@@ -24,6 +24,7 @@ import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +69,22 @@ def tokens(text: str) -> int:
 @dataclass
 class _Index:
     inventory: Inventory
-    facts: dict[str, Facts]
-    defines: dict[str, list[str]]
-    modules: dict[str, str]
-    binds: dict[str, list[str]]
-    users: dict[str, int]  # how many files refer to each name
+    facts: Mapping[str, Facts]
+    defines: Mapping[str, list[str]]
+    binds: Mapping[str, list[str]]
+    users: Mapping[str, int]  # how many files refer to each name
     graph: Any = None  # the _Graph, built once, on the first ranking
     complete: bool = True  # False when read from the index cache: no refs, imports, names
+
+    @cached_property
+    def modules(self) -> dict[str, str]:
+        """Each dotted module name (and every dotted suffix of it) to the shallowest file."""
+        modules: dict[str, str] = {}
+        for path in sorted(self.facts, key=lambda p: (p.count("/"), p)):
+            parts = module_name(path).split(".")
+            for start in range(len(parts)):
+                modules.setdefault(".".join(parts[start:]), path)
+        return modules
 
 
 class RepositoryMap:
@@ -164,7 +174,7 @@ def _load_index(inventory: Inventory, cache_dir: Path | None, complete: bool) ->
         if cached is not None:
             return cached
     index = _build_index(inventory, cache_dir)
-    if cache_dir is not None:
+    if cache_dir is not None and not (complete and _stored_digest(cache_dir) == digest):
         _write_index(cache_dir, index, digest)
     return index
 
@@ -208,17 +218,7 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     users: Counter[str] = Counter()
     for fact in facts.values():
         users.update(fact.refs.keys())
-    return _Index(inventory, facts, dict(defines), _modules(facts), dict(binds), dict(users))
-
-
-def _modules(paths: Iterable[str]) -> dict[str, str]:
-    """Each dotted module name (and every dotted suffix of it) to the shallowest file."""
-    modules: dict[str, str] = {}
-    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
-        parts = module_name(path).split(".")
-        for start in range(len(parts)):
-            modules.setdefault(".".join(parts[start:]), path)
-    return modules
+    return _Index(inventory, facts, dict(defines), dict(binds), dict(users))
 
 
 # -- the index cache -------------------------------------------------------------------------
@@ -264,6 +264,56 @@ def _np_load(path: Path) -> Any:
     return np.load(path, allow_pickle=False)
 
 
+class _CachedFacts(Mapping[str, Facts]):
+    """The index cache's files, each one's definitions a slice of one JSON blob, made into
+    ``Facts`` only when looked at (without references: ``related_definitions`` reads the
+    parses)."""
+
+    def __init__(self, paths: list[str], blob: bytes, offsets: list[int]) -> None:
+        self._at = {p: i for i, p in enumerate(paths)}
+        self._blob = blob
+        self._offsets = offsets
+        self._made: dict[str, Facts] = {}
+
+    def __getitem__(self, path: str) -> Facts:
+        made = self._made.get(path)
+        if made is None:
+            i = self._at[path]
+            made = self._made[path] = Facts(raw=self._blob[self._offsets[i] : self._offsets[i + 1]])
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
+class _CachedRows(Mapping[str, list[str]]):
+    """A cached ``name -> files`` table (files by their place in ``paths``), turned into
+    paths only for the names looked up; a damaged row reads as empty."""
+
+    def __init__(self, rows: dict[str, Any], paths: list[str]) -> None:
+        self._rows = rows
+        self._paths = paths
+
+    def __getitem__(self, name: str) -> list[str]:
+        row = self._rows[name]
+        try:
+            return [self._paths[i] for i in row if i >= 0]
+        except (TypeError, IndexError):
+            return []
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _Index | None:
     """The cached index, or ``None`` when it is missing, stale, damaged or from another
     version (the caller then rebuilds it)."""
@@ -279,6 +329,7 @@ def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _I
             arrays = {name: data[name] for name in _GRAPH_ARRAYS}
             blob = data["defs"].tobytes()
             offsets = data["offsets"].tolist()
+            tests = data["tests"]
         paths: list[str] = tables["paths"]
         files = list(inventory.files)
         n = len(files)
@@ -300,23 +351,25 @@ def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _I
             or any(a.dtype != np.float64 or a.ndim != 1 for a in (weight, flow_weight))
             or any(len(a) and (int(a.min()) < 0 or int(a.max()) >= n) for a in ints[:3])
             or (len(flow_key) and (int(flow_key.min()) < 0 or int(flow_key.max()) >= len(keys)))
+            or tests.dtype != np.bool_
+            or tests.shape != (n,)
             or not all(p in inventory for p in paths)
+            or not all(type(v) is int for v in tables["users"].values())
         ):
             return None
-        facts = {p: Facts(raw=blob[offsets[i] : offsets[i + 1]]) for i, p in enumerate(paths)}
-        defines = {str(k): [paths[i] for i in v] for k, v in tables["defines"].items()}
-        binds = {str(k): [paths[i] for i in v] for k, v in tables["binds"].items()}
-        users = {str(k): int(v) for k, v in tables["users"].items()}
+        facts = _CachedFacts(paths, blob, offsets)
+        defines = _CachedRows(tables["defines"], paths)
+        binds = _CachedRows(tables["binds"], paths)
+        users: dict[str, int] = tables["users"]
     except _DAMAGED:
         return None
-    index = _Index(inventory, facts, defines, _modules(facts), binds, users, complete=False)
-    index.graph = _new_graph(files, src, dst, weight, flow_src, flow_key, flow_weight, keys)
+    index = _Index(inventory, facts, defines, binds, users, complete=False)
+    graph = _new_graph(files, src, dst, weight, flow_src, flow_key, flow_weight, keys, tests)
+    index.graph = graph
     return index
 
 
 def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
-    if _stored_digest(cache_dir) == digest:
-        return
     import numpy as np
 
     graph = _graph(index)
@@ -347,6 +400,7 @@ def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
                     tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
                     defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
                     offsets=np.asarray(offsets, dtype=np.int64),
+                    tests=graph.tests,
                     **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
                 )
             os.replace(tmp, cache_dir / INDEX_CACHE)
@@ -575,10 +629,13 @@ def _new_graph(
     flow_key: Any,
     flow_weight: Any,
     keys: list[tuple[str, str]],
+    tests: Any = None,
 ) -> _Graph:
     import numpy as np
 
     n = len(files)
+    if tests is None:
+        tests = np.asarray([is_test(p) for p in files], dtype=bool)
     return _Graph(
         files=files,
         position={p: i for i, p in enumerate(files)},
@@ -590,7 +647,7 @@ def _new_graph(
         flow_key=flow_key,
         flow_weight=flow_weight,
         keys=keys,
-        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+        tests=tests,
     )
 
 

@@ -258,7 +258,7 @@ async def test_warm_map_reads_only_the_index_cache(
     ["garbage", "truncated", "empty", "other digest", "pickled member", "indices out of range"],
 )
 async def test_damaged_index_cache_is_ignored_and_rebuilt(
-    repo: Path, tmp_path: Path, damage: str
+    repo: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import numpy as np
 
@@ -283,9 +283,12 @@ async def test_damaged_index_cache_is_ignored_and_rebuilt(
         np.savez(path.open("wb"), **{**members, "dst": members["dst"] + 1000})
     again = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
     assert again == first
-    assert stored_digest(cache) == digest  # rewritten whole
+    assert stored_digest(cache) == digest
+    # Rewritten whole: the next warm map needs neither the parses nor a parse.
+    (cache / PARSE_CACHE).unlink()
+    parsed = counting_parses(monkeypatch)
     warm = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
-    assert warm == first
+    assert warm == first and parsed == []
 
 
 async def test_a_changed_file_invalidates_exactly_its_parse_and_the_index(
