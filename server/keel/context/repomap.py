@@ -109,8 +109,8 @@ class RepositoryMap:
     async def render_map(
         self, task: str, *, focus: Sequence[str] = (), budget_tokens: int
     ) -> RepoMap:
-        index = await self.index()
-        recent = await self._recent(index.inventory)
+        index, changed = await asyncio.gather(self.index(), self._recent())
+        recent = [p for p in changed if p in index.inventory] if index.inventory.git else []
         return await asyncio.to_thread(_render, index, task, list(focus), recent, budget_tokens)
 
     async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
@@ -133,15 +133,14 @@ class RepositoryMap:
         self._index = await asyncio.to_thread(_load_index, inventory, cache_dir, complete)
         return self._index
 
-    async def _recent(self, inventory: Inventory) -> list[str]:
-        """Files the last commits touched, newest first (empty outside git)."""
-        if not inventory.git:
-            return []
+    async def _recent(self) -> list[str]:
+        """Files the last commits touched, newest first (empty outside git; asked while the
+        index loads, so the caller keeps those still in the inventory)."""
         try:
             proc = await asyncio.create_subprocess_exec(
                 "git",
                 "-C",
-                str(inventory.root),
+                str(self.root),
                 "log",
                 f"-n{RECENT_COMMITS}",
                 "--no-merges",
@@ -160,7 +159,7 @@ class RepositoryMap:
             return []
         seen: dict[str, None] = {}
         for raw in out.decode("utf-8", "surrogateescape").replace("\n", "\0").split("\0"):
-            if raw and raw in inventory:
+            if raw:
                 seen.setdefault(raw, None)
         return list(seen)
 
