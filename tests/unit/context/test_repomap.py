@@ -291,6 +291,33 @@ async def test_damaged_index_cache_is_ignored_and_rebuilt(
     assert warm == first and parsed == []
 
 
+async def test_crafted_index_cache_with_the_current_digest_cannot_break_the_map(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Rows of the wrong type read as empty, bad counts make the cache rebuilt: the map is
+    still made, within its budget."""
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    path = cache / INDEX_CACHE
+    with np.load(path, allow_pickle=False) as data:
+        members = {k: data[k] for k in data.files}
+    tables = json.loads(members["tables"].tobytes())
+    tables["defines"] = {name: ["x", None, -5, 10**9] for name in tables["defines"]}
+    tables["binds"] = {name: 3 for name in tables["binds"]}
+    crafted = np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8)
+    np.savez(path.open("wb"), **{**members, "tables": crafted})
+    ranked = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert ranked.tokens <= 900 and "geometry/shapes.py" in ranked.text
+
+    tables["users"] = {name: "many" for name in tables["users"]}
+    crafted = np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8)
+    np.savez(path.open("wb"), **{**members, "tables": crafted})
+    rebuilt = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert "geometry/shapes.py:" in rebuilt.text.splitlines()[1]
+
+
 async def test_a_changed_file_invalidates_exactly_its_parse_and_the_index(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
