@@ -7,7 +7,9 @@ paths the task mentions, the files the editor is on and the recently changed fil
 files and, by the rank flowing along each name, the definitions in them. The map is rendered
 in tiers within the token budget (tokens = characters / 4): outlines (``line│signature``) for
 the best files, one-line summaries for the next, then the remaining paths, then a count per
-folder, so what is left out is always named. See docs/explanation/context.md.
+folder, so what is left out is always named. A warm map reads one index cache
+(``map-index.npz``: the graph, the name tables, the definitions) keyed by the inventory's
+digest, not the parses. See docs/explanation/context.md.
 """
 
 from __future__ import annotations
