@@ -10,10 +10,12 @@ recall, content recall and size (characters / 4) of the gold files, per reposito
 
 Then the map's build time: cold (no cache) and warm (a new map object over the disk cache, as a
 new ``keel`` process finds it), and hot (the same object again, as in the language server),
-on the largest dev workspace and on generated repositories of 5,000 and 50,000 files. Times are
+on the largest dev workspace and on generated repositories of 5,000 and 50,000 files, with
+the warm build's stages (inventory, index from the caches, ranking and rendering). Times are
 in-process with the libraries already imported; the import cost is printed apart.
 
-Run: ``.venv/bin/python bench/context_recall.py [--cases N] [--only SUBSTRING] [--no-timing]``
+Run: ``.venv/bin/python bench/context_recall.py [--cases N] [--only SUBSTRING] [--no-timing]
+[--no-recall]`` (``--no-recall``: the build times only)
 (prints figures; no assertions). Case workspaces are kept in ``KEEL_BENCH_DIR`` (default: a
 folder in the system's temporary directory) so a second run skips the cloning.
 """
@@ -136,6 +138,10 @@ def recall(dev: Path, bench_dir: Path, limit: int | None, only: str, dump: Path 
         workspace = runs / case["id"]
         shutil.rmtree(workspace, ignore_errors=True)
         shutil.copytree(layout, workspace, symlinks=True)
+        # The layout is detached at the parent commit; Keel commits only onto a branch.
+        subprocess.run(
+            ["git", "-C", str(workspace), "switch", "-q", "-c", "keel-bench"], check=True
+        )
         prompt = first_architect_request(workspace, case["task"], home)
         score = m.score(prompt, case["task"], workspace, case["gold"])
         if dump is not None:
@@ -199,6 +205,8 @@ def generated_repository(root: Path, files: int) -> Path:
 
 
 async def build_times(workspace: Path, task: str, budget: int) -> dict[str, float]:
+    from keel.context import repomap
+    from keel.context.inventory import Inventory
     from keel.context.repomap import RepositoryMap
 
     cache = workspace / ".keel-bench-cache"
@@ -206,18 +214,24 @@ async def build_times(workspace: Path, task: str, budget: int) -> dict[str, floa
     started = time.perf_counter()
     await RepositoryMap(workspace, cache_dir=cache).render_map(task, budget_tokens=budget)
     cold = time.perf_counter() - started
-    warm: list[float] = []
-    hot: list[float] = []
+    runs: dict[str, list[float]] = {"warm": [], "hot": [], "inventory": [], "index": []}
     for _ in range(3):
         repo_map = RepositoryMap(workspace, cache_dir=cache)
         started = time.perf_counter()
         await repo_map.render_map(task, budget_tokens=budget)
-        warm.append(time.perf_counter() - started)
+        runs["warm"].append(time.perf_counter() - started)
         started = time.perf_counter()
         await repo_map.render_map(task, budget_tokens=budget)
-        hot.append(time.perf_counter() - started)
+        runs["hot"].append(time.perf_counter() - started)
+        # The warm build's first two stages alone (the rest is ranking and rendering).
+        started = time.perf_counter()
+        inventory = await Inventory.load(workspace, cache)
+        runs["inventory"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        repomap._load_index(inventory, cache, False)
+        runs["index"].append(time.perf_counter() - started)
     shutil.rmtree(cache, ignore_errors=True)
-    return {"cold": cold, "warm": statistics.median(warm), "hot": statistics.median(hot)}
+    return {"cold": cold, **{k: statistics.median(v) for k, v in runs.items()}}
 
 
 def timing(dev: Path, bench_dir: Path) -> None:
@@ -244,7 +258,11 @@ def timing(dev: Path, bench_dir: Path) -> None:
         repo = generated_repository(bench_dir / f"generated-{files}", files)
         print(f"generated {files} files in {time.perf_counter() - started:.0f} s (once)")
         targets.append((f"generated {files:,} files", repo, task))
-    print(f"\n{'repository':<28} {'files':>6} {'cold s':>7} {'warm ms':>8} {'hot ms':>7}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"\n{'repository':<28} {'files':>6} {'cold s':>7} {'warm ms':>8} {'hot ms':>7}"
+        f" {'(warm: inventory':>17} {'index':>6} {'rank+render)':>13}"
+    )
     for name, repo, text in targets:
         count = len(
             subprocess.run(
@@ -252,11 +270,14 @@ def timing(dev: Path, bench_dir: Path) -> None:
             ).stdout.split()
         )
         t = asyncio.run(build_times(repo, text, budget))
+        rest = t["warm"] - t["inventory"] - t["index"]
         print(
             f"{name:<28} {count:>6} {t['cold']:>7.2f} {t['warm'] * 1000:>8.0f} "
-            f"{t['hot'] * 1000:>7.0f}",
+            f"{t['hot'] * 1000:>7.0f} {t['inventory'] * 1000:>17.0f} {t['index'] * 1000:>6.0f} "
+            f"{rest * 1000:>13.0f}",
             flush=True,
         )
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:

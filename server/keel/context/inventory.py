@@ -321,7 +321,10 @@ def _write_cache(cache_dir: Path | None, files: Mapping[str, list[str]]) -> None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": files}))
-        os.replace(tmp, cache_dir / CACHE_NAME)
+        try:
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": files}))
+            os.replace(tmp, cache_dir / CACHE_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:  # a read-only workspace still gets its inventory
         log.warning("inventory cache not written: %s", exc)

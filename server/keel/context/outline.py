@@ -9,6 +9,7 @@ imports. Other languages get no outline: the map lists them by path.
 from __future__ import annotations
 
 import ast
+import json
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ class Definition:
 class Facts:
     """What one file defines, uses, imports and binds.
 
-    Read back from the cache, the definitions stay raw lists until a renderer asks for them
-    (most files of a large repository never are), which keeps a warm map fast.
+    Read back from a cache, the definitions stay raw (lists, or their JSON text) until a
+    renderer asks for them (most files of a large repository never are), which keeps a warm
+    map fast.
     """
 
     __slots__ = ("_defs", "_raw", "imports", "names", "parsed", "refs")
@@ -44,7 +46,7 @@ class Facts:
         parsed: bool = False,
         names: tuple[str, ...] = (),
         *,
-        raw: list[Any] | None = None,
+        raw: list[Any] | bytes | None = None,
     ) -> None:
         self._defs: tuple[Definition, ...] | None = None if raw is not None else defs
         self._raw = raw
@@ -59,9 +61,10 @@ class Facts:
     def defs(self) -> tuple[Definition, ...]:
         if self._defs is None:
             try:
+                raw = json.loads(self._raw) if isinstance(self._raw, bytes) else self._raw
                 self._defs = tuple(
                     Definition(str(n), str(k), int(ln), int(dp), str(t))
-                    for n, k, ln, dp, t in self._raw or []
+                    for n, k, ln, dp, t in raw or []
                 )
             except (TypeError, ValueError):  # a damaged cache: no outline, listed by path
                 self._defs = ()
@@ -70,12 +73,14 @@ class Facts:
 
     @property
     def def_names(self) -> set[str]:
-        if self._raw is not None:
+        if isinstance(self._raw, list):
             return {str(d[0]) for d in self._raw if isinstance(d, list) and d}
         return {d.name for d in self.defs}
 
     @property
     def has_defs(self) -> bool:
+        if isinstance(self._raw, bytes):
+            return self._raw.strip() not in (b"", b"[]")
         return bool(self._raw) if self._raw is not None else bool(self._defs)
 
     def to_json(self) -> list[Any]:

@@ -7,21 +7,26 @@ paths the task mentions, the files the editor is on and the recently changed fil
 files and, by the rank flowing along each name, the definitions in them. The map is rendered
 in tiers within the token budget (tokens = characters / 4): outlines (``line│signature``) for
 the best files, one-line summaries for the next, then the remaining paths, then a count per
-folder, so what is left out is always named. See docs/explanation/context.md.
+folder, so what is left out is always named. A warm map reads one index cache
+(``map-index.npz``: the graph, the name tables, the definitions) keyed by the inventory's
+digest, not the parses. See docs/explanation/context.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import json
 import logging
 import math
 import os
 import re
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PARSE_CACHE = "parses.json"
 PARSE_CACHE_VERSION = 2
+INDEX_CACHE = "map-index.npz"
+INDEX_CACHE_VERSION = 1
 RECENT_COMMITS = 30
 OUTLINE_SHARE = 0.72  # of the budget, for full outlines; the rest for summaries and paths
 SUMMARY_SHARE = 0.93  # outlines plus one-line summaries stop here; paths fill the rest
@@ -64,12 +71,22 @@ def tokens(text: str) -> int:
 @dataclass
 class _Index:
     inventory: Inventory
-    facts: dict[str, Facts]
-    defines: dict[str, list[str]]
-    modules: dict[str, str]
-    binds: dict[str, list[str]]
-    users: dict[str, int]  # how many files refer to each name
+    facts: Mapping[str, Facts]
+    defines: Mapping[str, list[str]]
+    binds: Mapping[str, list[str]]
+    users: Mapping[str, int]  # how many files refer to each name
     graph: Any = None  # the _Graph, built once, on the first ranking
+    complete: bool = True  # False when read from the index cache: no refs, imports, names
+
+    @cached_property
+    def modules(self) -> dict[str, str]:
+        """Each dotted module name (and every dotted suffix of it) to the shallowest file."""
+        modules: dict[str, str] = {}
+        for path in sorted(self.facts, key=lambda p: (p.count("/"), p)):
+            parts = module_name(path).split(".")
+            for start in range(len(parts)):
+                modules.setdefault(".".join(parts[start:]), path)
+        return modules
 
 
 class RepositoryMap:
@@ -94,32 +111,38 @@ class RepositoryMap:
     async def render_map(
         self, task: str, *, focus: Sequence[str] = (), budget_tokens: int
     ) -> RepoMap:
-        index = await self.index()
-        recent = await self._recent(index.inventory)
+        index, changed = await asyncio.gather(self.index(), self._recent())
+        recent = [p for p in changed if p in index.inventory] if index.inventory.git else []
         return await asyncio.to_thread(_render, index, task, list(focus), recent, budget_tokens)
 
     async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
-        index = await self.index()
+        index = await self.index(complete=True)
         return await asyncio.to_thread(_related, index, list(paths), budget_tokens)
 
-    async def index(self) -> _Index:
+    async def index(self, *, complete: bool = False) -> _Index:
+        """The workspace's index; ``complete`` also loads every file's references (the index
+        cache, enough to rank and render, has only definitions)."""
         cache_dir = await asyncio.to_thread(lambda: self.cache_dir)
         inventory = await Inventory.load(self.root, cache_dir)
         previous = self._index
-        if previous is not None and previous.inventory.keys == inventory.keys:
+        if (
+            previous is not None
+            and previous.inventory.keys == inventory.keys
+            and previous.inventory.files == inventory.files
+            and (previous.complete or not complete)
+        ):
             return previous
-        self._index = await asyncio.to_thread(_build_index, inventory, cache_dir)
+        self._index = await asyncio.to_thread(_load_index, inventory, cache_dir, complete)
         return self._index
 
-    async def _recent(self, inventory: Inventory) -> list[str]:
-        """Files the last commits touched, newest first (empty outside git)."""
-        if not inventory.git:
-            return []
+    async def _recent(self) -> list[str]:
+        """Files the last commits touched, newest first (empty outside git; asked while the
+        index loads, so the caller keeps those still in the inventory)."""
         try:
             proc = await asyncio.create_subprocess_exec(
                 "git",
                 "-C",
-                str(inventory.root),
+                str(self.root),
                 "log",
                 f"-n{RECENT_COMMITS}",
                 "--no-merges",
@@ -138,9 +161,23 @@ class RepositoryMap:
             return []
         seen: dict[str, None] = {}
         for raw in out.decode("utf-8", "surrogateescape").replace("\n", "\0").split("\0"):
-            if raw and raw in inventory:
+            if raw:
                 seen.setdefault(raw, None)
         return list(seen)
+
+
+def _load_index(inventory: Inventory, cache_dir: Path | None, complete: bool) -> _Index:
+    """The index from the index cache when it was built from exactly these files and
+    contents, else from the parses (and the index cache rewritten)."""
+    digest = _digest(inventory)
+    if not complete:
+        cached = _read_index(cache_dir, inventory, digest)
+        if cached is not None:
+            return cached
+    index = _build_index(inventory, cache_dir)
+    if cache_dir is not None and not (complete and _stored_digest(cache_dir) == digest):
+        _write_index(cache_dir, index, digest)
+    return index
 
 
 def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
@@ -175,11 +212,6 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     for path, fact in facts.items():
         for name in fact.def_names:
             defines[name].append(path)
-    modules: dict[str, str] = {}
-    for path in sorted(facts, key=lambda p: (p.count("/"), p)):
-        parts = module_name(path).split(".")
-        for start in range(len(parts)):
-            modules.setdefault(".".join(parts[start:]), path)
     binds: dict[str, list[str]] = defaultdict(list)
     for path, fact in facts.items():
         for name in fact.names:
@@ -187,7 +219,196 @@ def _build_index(inventory: Inventory, cache_dir: Path | None) -> _Index:
     users: Counter[str] = Counter()
     for fact in facts.values():
         users.update(fact.refs.keys())
-    return _Index(inventory, facts, dict(defines), modules, dict(binds), dict(users))
+    return _Index(inventory, facts, dict(defines), dict(binds), dict(users))
+
+
+# -- the index cache -------------------------------------------------------------------------
+#
+# What a warm map needs, in one file keyed by a digest of the inventory's paths and content
+# keys: the graph's arrays, each parsed file's definitions (raw, built only when rendered) and
+# the name tables the seed reads. Files' references stay in the parse cache: only
+# ``related_definitions`` reads them.
+
+_GRAPH_ARRAYS = ("src", "dst", "weight", "flow_src", "flow_key", "flow_weight")
+_DAMAGED = (
+    OSError,
+    ValueError,  # also a member that would need pickle
+    KeyError,
+    EOFError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    zipfile.BadZipFile,
+)
+
+
+def _digest(inventory: Inventory) -> str:
+    h = hashlib.sha256(f"{INDEX_CACHE_VERSION}\0".encode())
+    for path in inventory.files:
+        h.update(
+            f"{path}\0{inventory.content_key(path) or ''}\0".encode("utf-8", "surrogateescape")
+        )
+    return h.hexdigest()
+
+
+def _stored_digest(cache_dir: Path) -> str | None:
+    try:
+        with _np_load(cache_dir / INDEX_CACHE) as data:
+            return str(data["digest"])
+    except _DAMAGED:
+        return None
+
+
+def _np_load(path: Path) -> Any:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+class _CachedFacts(Mapping[str, Facts]):
+    """The index cache's files, each one's definitions a slice of one JSON blob, made into
+    ``Facts`` only when looked at (without references: ``related_definitions`` reads the
+    parses)."""
+
+    def __init__(self, paths: list[str], blob: bytes, offsets: list[int]) -> None:
+        self._at = {p: i for i, p in enumerate(paths)}
+        self._blob = blob
+        self._offsets = offsets
+        self._made: dict[str, Facts] = {}
+
+    def __getitem__(self, path: str) -> Facts:
+        made = self._made.get(path)
+        if made is None:
+            i = self._at[path]
+            made = self._made[path] = Facts(raw=self._blob[self._offsets[i] : self._offsets[i + 1]])
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
+class _CachedRows(Mapping[str, list[str]]):
+    """A cached ``name -> files`` table (files by their place in ``paths``), turned into
+    paths only for the names looked up; a damaged row reads as empty."""
+
+    def __init__(self, rows: dict[str, Any], paths: list[str]) -> None:
+        self._rows = rows
+        self._paths = paths
+
+    def __getitem__(self, name: str) -> list[str]:
+        row = self._rows[name]
+        try:
+            return [self._paths[i] for i in row if i >= 0]
+        except (TypeError, IndexError):
+            return []
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _read_index(cache_dir: Path | None, inventory: Inventory, digest: str) -> _Index | None:
+    """The cached index, or ``None`` when it is missing, stale, damaged or from another
+    version (the caller then rebuilds it)."""
+    if cache_dir is None:
+        return None
+    import numpy as np
+
+    try:
+        with _np_load(cache_dir / INDEX_CACHE) as data:
+            if str(data["digest"]) != digest:
+                return None
+            tables = json.loads(data["tables"].tobytes())
+            arrays = {name: data[name] for name in _GRAPH_ARRAYS}
+            blob = data["defs"].tobytes()
+            offsets = data["offsets"].tolist()
+            tests = data["tests"]
+        paths: list[str] = tables["paths"]
+        files = list(inventory.files)
+        n = len(files)
+        src, dst, weight = arrays["src"], arrays["dst"], arrays["weight"]
+        flow_src, flow_key, flow_weight = (arrays[k] for k in _GRAPH_ARRAYS[3:])
+        keys = [(files[pos], str(name)) for pos, name in tables["keys"]]
+        lengths = (
+            {len(src), len(dst), len(weight)},
+            {len(flow_src), len(flow_key), len(flow_weight)},
+        )
+        ints = (src, dst, flow_src, flow_key)
+        if (
+            len(offsets) != len(paths) + 1
+            or offsets != sorted(offsets)
+            or (offsets and (offsets[0] != 0 or offsets[-1] != len(blob)))
+            or len(lengths[0]) != 1
+            or len(lengths[1]) != 1
+            or any(a.dtype != np.int64 or a.ndim != 1 for a in ints)
+            or any(a.dtype != np.float64 or a.ndim != 1 for a in (weight, flow_weight))
+            or any(len(a) and (int(a.min()) < 0 or int(a.max()) >= n) for a in ints[:3])
+            or (len(flow_key) and (int(flow_key.min()) < 0 or int(flow_key.max()) >= len(keys)))
+            or tests.dtype != np.bool_
+            or tests.shape != (n,)
+            or not all(p in inventory for p in paths)
+            or not all(type(v) is int for v in tables["users"].values())
+        ):
+            return None
+        facts = _CachedFacts(paths, blob, offsets)
+        defines = _CachedRows(tables["defines"], paths)
+        binds = _CachedRows(tables["binds"], paths)
+        users: dict[str, int] = tables["users"]
+    except _DAMAGED:
+        return None
+    index = _Index(inventory, facts, defines, binds, users, complete=False)
+    graph = _new_graph(files, src, dst, weight, flow_src, flow_key, flow_weight, keys, tests)
+    index.graph = graph
+    return index
+
+
+def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
+    import numpy as np
+
+    graph = _graph(index)
+    paths = list(index.facts)
+    at = {p: i for i, p in enumerate(paths)}
+    defs = [
+        json.dumps([[d.name, d.kind, d.line, d.depth, d.text] for d in f.defs]).encode()
+        for f in index.facts.values()
+    ]
+    offsets = [0]
+    for raw in defs:
+        offsets.append(offsets[-1] + len(raw))
+    tables = {
+        "paths": paths,
+        "defines": {k: [at[p] for p in v] for k, v in index.defines.items()},
+        "binds": {k: [at[p] for p in v] for k, v in index.binds.items()},
+        "users": index.users,
+        "keys": [[graph.position[p], name] for p, name in graph.keys],
+    }
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f".{INDEX_CACHE}.{os.getpid()}.tmp"
+        try:
+            with tmp.open("wb") as handle:
+                np.savez(
+                    handle,
+                    digest=np.array(digest),
+                    tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
+                    defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
+                    offsets=np.asarray(offsets, dtype=np.int64),
+                    tests=graph.tests,
+                    **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
+                )
+            os.replace(tmp, cache_dir / INDEX_CACHE)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("repository map index not cached: %s", exc)
 
 
 def _read_parses(cache_dir: Path | None) -> dict[str, Any]:
@@ -209,8 +430,11 @@ def _write_parses(cache_dir: Path | None, files: Mapping[str, Any]) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir / f".{PARSE_CACHE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": PARSE_CACHE_VERSION, "files": files}))
-        os.replace(tmp, cache_dir / PARSE_CACHE)
+        try:
+            tmp.write_text(json.dumps({"version": PARSE_CACHE_VERSION, "files": files}))
+            os.replace(tmp, cache_dir / PARSE_CACHE)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("repository map cache not written: %s", exc)
 
@@ -383,24 +607,49 @@ def _graph(index: _Index) -> _Graph:
                 src.append(s)
                 dst.append(position[imported])
                 weight.append(0.5)
-    n = len(files)
-    src_a = np.asarray(src, dtype=np.int64)
-    weight_a = np.asarray(weight, dtype=np.float64)
-    graph = _Graph(
-        files=files,
-        position=position,
-        src=src_a,
-        dst=np.asarray(dst, dtype=np.int64),
-        weight=weight_a,
-        out=np.bincount(src_a, weights=weight_a, minlength=n) if n else np.zeros(0),
-        flow_src=np.asarray(flow_src, dtype=np.int64),
-        flow_key=np.asarray(flow_key, dtype=np.int64),
-        flow_weight=np.asarray(flow_weight, dtype=np.float64),
-        keys=list(keys),
-        tests=np.asarray([is_test(p) for p in files], dtype=bool),
+    graph = _new_graph(
+        files,
+        np.asarray(src, dtype=np.int64),
+        np.asarray(dst, dtype=np.int64),
+        np.asarray(weight, dtype=np.float64),
+        np.asarray(flow_src, dtype=np.int64),
+        np.asarray(flow_key, dtype=np.int64),
+        np.asarray(flow_weight, dtype=np.float64),
+        list(keys),
     )
     index.graph = graph
     return graph
+
+
+def _new_graph(
+    files: list[str],
+    src: Any,
+    dst: Any,
+    weight: Any,
+    flow_src: Any,
+    flow_key: Any,
+    flow_weight: Any,
+    keys: list[tuple[str, str]],
+    tests: Any = None,
+) -> _Graph:
+    import numpy as np
+
+    n = len(files)
+    if tests is None:
+        tests = np.asarray([is_test(p) for p in files], dtype=bool)
+    return _Graph(
+        files=files,
+        position={p: i for i, p in enumerate(files)},
+        src=src,
+        dst=dst,
+        weight=weight,
+        out=np.bincount(src, weights=weight, minlength=n) if n else np.zeros(0),
+        flow_src=flow_src,
+        flow_key=flow_key,
+        flow_weight=flow_weight,
+        keys=keys,
+        tests=tests,
+    )
 
 
 def pagerank(graph: _Graph, seed: Any, alpha: float = 0.85, tol: float = 1e-8) -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from keel.context import repomap as repomap_module
 from keel.context.outline import python_facts
-from keel.context.repomap import PARSE_CACHE, RepositoryMap
+from keel.context.repomap import INDEX_CACHE, PARSE_CACHE, RepositoryMap
 
 from .conftest import commit_all, git, write
 
@@ -216,6 +216,163 @@ async def test_corrupt_parse_cache_is_rebuilt(repo: Path, tmp_path: Path) -> Non
     )
     ranked = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
     assert "geometry/shapes.py:" in ranked.text
+
+
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    parsed: list[str] = []
+    real = repomap_module.python_facts
+
+    def counting(source: str, module: str) -> object:
+        parsed.append(module)
+        return real(source, module)
+
+    monkeypatch.setattr(repomap_module, "python_facts", counting)
+    return parsed
+
+
+def stored_digest(cache: Path) -> str:
+    import numpy as np
+
+    with np.load(cache / INDEX_CACHE, allow_pickle=False) as data:
+        return str(data["digest"])
+
+
+async def test_warm_map_reads_only_the_index_cache(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    first = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    (cache / PARSE_CACHE).write_text("not json")  # a warm map does not need the parses
+    parsed = counting_parses(monkeypatch)
+    warm = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert warm == first and parsed == []
+    # Related definitions need every file's references: read from the parses (rebuilt here).
+    text = await RepositoryMap(repo, cache_dir=cache).related_definitions(
+        ["reports/report.py"], budget_tokens=500
+    )
+    assert "def triangulate(polygon):" in text and parsed != []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "truncated", "empty", "other digest", "pickled member", "indices out of range"],
+)
+async def test_damaged_index_cache_is_ignored_and_rebuilt(
+    repo: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    first = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    path = cache / INDEX_CACHE
+    good = path.read_bytes()
+    digest = stored_digest(cache)
+    with np.load(path, allow_pickle=False) as data:
+        members = {k: data[k] for k in data.files}
+    if damage == "garbage":
+        path.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    elif damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "other digest":
+        np.savez(path.open("wb"), **{**members, "digest": np.array("0" * 64)})
+    elif damage == "pickled member":
+        np.savez(path.open("wb"), **{**members, "tables": np.array([{"x": 1}], dtype=object)})
+    else:
+        np.savez(path.open("wb"), **{**members, "dst": members["dst"] + 1000})
+    again = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert again == first
+    assert stored_digest(cache) == digest
+    # Rewritten whole: the next warm map needs neither the parses nor a parse.
+    (cache / PARSE_CACHE).unlink()
+    parsed = counting_parses(monkeypatch)
+    warm = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert warm == first and parsed == []
+
+
+async def test_crafted_index_cache_with_the_current_digest_cannot_break_the_map(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Rows of the wrong type read as empty, bad counts make the cache rebuilt: the map is
+    still made, within its budget."""
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    path = cache / INDEX_CACHE
+    with np.load(path, allow_pickle=False) as data:
+        members = {k: data[k] for k in data.files}
+    tables = json.loads(members["tables"].tobytes())
+    tables["defines"] = {name: ["x", None, -5, 10**9] for name in tables["defines"]}
+    tables["binds"] = {name: 3 for name in tables["binds"]}
+    crafted = np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8)
+    np.savez(path.open("wb"), **{**members, "tables": crafted})
+    ranked = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert ranked.tokens <= 900 and "geometry/shapes.py" in ranked.text
+
+    tables["users"] = {name: "many" for name in tables["users"]}
+    crafted = np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8)
+    np.savez(path.open("wb"), **{**members, "tables": crafted})
+    rebuilt = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert "geometry/shapes.py:" in rebuilt.text.splitlines()[1]
+
+
+async def test_a_changed_file_invalidates_exactly_its_parse_and_the_index(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    before = json.loads((cache / PARSE_CACHE).read_text())["files"]
+    digest = stored_digest(cache)
+    parsed = counting_parses(monkeypatch)
+    write(repo, {"geometry/units.py": UNITS + "\n\ndef to_feet(value):\n    return value\n"})
+    ranked = await RepositoryMap(repo, cache_dir=cache).render_map("to_feet", budget_tokens=900)
+    assert "def to_feet(value):" in ranked.text and parsed == ["geometry.units"]
+    after = json.loads((cache / PARSE_CACHE).read_text())["files"]
+    assert set(after) == set(before)
+    assert [p for p in after if after[p] != before[p]] == ["geometry/units.py"]
+    assert stored_digest(cache) != digest
+    # A new file (not a changed one) is a new entry; the others stay as they were.
+    write(repo, {"extra.py": "def extra_thing():\n    return 1\n"})
+    await RepositoryMap(repo, cache_dir=cache).render_map("extra_thing", budget_tokens=900)
+    grown = json.loads((cache / PARSE_CACHE).read_text())["files"]
+    assert set(grown) - set(after) == {"extra.py"}
+    assert all(grown[p] == after[p] for p in after)
+
+
+async def test_cache_writes_are_atomic(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails half way leaves the previous caches whole and no temporary file
+    (the inventory's cache too)."""
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    first = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    index, parses = (cache / INDEX_CACHE).read_bytes(), (cache / PARSE_CACHE).read_bytes()
+
+    def half_written(handle: object, **arrays: object) -> None:
+        handle.write(b"PK\x03\x04 half")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    def failing_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    monkeypatch.setattr(repomap_module.os, "replace", failing_replace)
+    write(repo, {"geometry/units.py": UNITS + "\n\ndef to_feet(value):\n    return value\n"})
+    ranked = await RepositoryMap(repo, cache_dir=cache).render_map("to_feet", budget_tokens=900)
+    assert "def to_feet(value):" in ranked.text  # the map itself does not need the cache
+    assert (cache / INDEX_CACHE).read_bytes() == index
+    assert (cache / PARSE_CACHE).read_bytes() == parses
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["inventory.json", INDEX_CACHE, PARSE_CACHE]
+    )
+    monkeypatch.undo()
+    write(repo, {"geometry/units.py": UNITS})
+    again = await RepositoryMap(repo, cache_dir=cache).render_map("Polygon", budget_tokens=900)
+    assert again == first
 
 
 async def test_map_never_creates_a_missing_keel_folder(repo: Path) -> None:
