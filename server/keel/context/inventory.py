@@ -23,6 +23,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# One list of secret-looking names for the map, the explorer and plan validation.
+from keel.engine.guard import secret_looking
+
+__all__ = ["Inventory", "never_listed", "secret_looking"]
+
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 1_000_000
@@ -52,77 +57,7 @@ BINARY_SUFFIXES = frozenset(
 )
 GENERATED_GLOBS = ("*.min.js", "*.min.css", "*.js.map", "*.css.map", "*.map")
 
-SECRET_NAMES = frozenset(
-    {
-        ".env",
-        ".netrc",
-        "_netrc",
-        ".npmrc",
-        ".pypirc",
-        ".pgpass",
-        ".htpasswd",
-        ".git-credentials",
-        ".dockercfg",
-        "credentials",
-        "credentials.json",
-        "credentials.yml",
-        "credentials.yaml",
-        "credentials.xml",
-        "secrets.json",
-        "secrets.yml",
-        "secrets.yaml",
-        "secrets.toml",
-        "secrets.env",
-        "client_secret.json",
-        "service-account.json",
-        "known_hosts",
-        "authorized_keys",
-        "terraform.tfstate",
-        "terraform.tfvars",
-    }
-)
-SECRET_GLOBS = (
-    ".env.*",
-    "*.env",
-    "id_rsa*",
-    "id_dsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "*.jks",
-    "*.keystore",
-    "*.kdbx",
-    "*.asc",
-    "*.gpg",
-    "*.ovpn",
-    "*.tfstate",
-    "*.tfstate.*",
-    "client_secret*.json",
-    "service-account*.json",
-    "*credentials*.json",
-)
-SECRET_DIRS = frozenset({".ssh", ".gnupg", ".aws", ".docker"})
-SECRET_PATTERN = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in SECRET_GLOBS))
 GENERATED_PATTERN = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in GENERATED_GLOBS))
-
-
-def secret_looking(path: str) -> bool:
-    """Whether ``path`` (workspace-relative) names a file that probably holds a secret.
-
-    Decided from the name alone, so the file is never opened: ``.env`` and ``.env.*``, private
-    keys and certificates (``*.pem``, ``*.key``, ``id_rsa*``), credential and token files
-    (``.netrc``, ``.pypirc``, ``credentials.json``...), anything under ``.ssh/`` or ``.aws/``.
-    """
-    parts = [p for p in path.replace("\\", "/").split("/") if p and p != "."]
-    if not parts:
-        return False
-    if len(parts) > 1 and not SECRET_DIRS.isdisjoint(parts[:-1]):
-        return True
-    name = parts[-1].lower()
-    return name in SECRET_NAMES or SECRET_PATTERN.match(name) is not None
 
 
 def never_listed(path: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 from keel.bundles.paths import PathError, normalize, resolve_inside
 from keel.engine import prompts
 from keel.engine.gateway import Exploration, ModelGateway
+from keel.engine.guard import secret_looking
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
 from keel.engine.planner import PlanScope
 from keel.engine.planning import draft_plan, present_focus, workspace_view
@@ -343,22 +344,6 @@ async def _relevant_files(
     first = present_focus(listing, focus)
     chosen = list(dict.fromkeys([*named, *defining, *first]))[:RELEVANT_FILES]
     return await asyncio.to_thread(read_texts, workspace, chosen, 24_000)
-
-
-#: Names of files whose content is never shown to a model: credentials, keys, environments.
-_SECRET_NAME = re.compile(
-    r"(^|/)(\.env(\..*)?|\.netrc|\.pgpass|\.npmrc|\.pypirc|id_(rsa|dsa|ecdsa|ed25519)"
-    r"|credentials(\.\w+)?|secrets?(\.\w+)?)$|\.(pem|key|p12|pfx|keystore|jks)$",
-    re.IGNORECASE,
-)
-
-
-def secret_looking(path: str) -> bool:
-    """A path whose content is likely a credential (``.env``, ``id_rsa``, ``*.pem``...).
-
-    Until the shared read-only policy lands, explain keeps such files out of its prompt.
-    """
-    return _SECRET_NAME.search(path) is not None
 
 
 def _may_show(workspace: Path, path: str) -> bool:
