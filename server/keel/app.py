@@ -34,7 +34,7 @@ from keel.plugins.registry import detect_languages, detect_plugins
 from keel.process import SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
-from keel.sandbox import SandboxOptions, open_sandbox
+from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
 from keel.store import SqliteStore
 from keel.store.lock import WorkspaceLock
 
@@ -126,6 +126,15 @@ async def session_sandbox(workspace: Path, config: KeelConfig, env: Mapping[str,
     if sandbox.mode == "off":
         log.warning("%s: %s", workspace, sandbox.describe()["warning"])
     return sandbox
+
+
+async def sandbox_missing(workspace: Path, config: KeelConfig) -> str | None:
+    """Why no sandbox can be made here (the message names the fix), or ``None``."""
+    try:
+        await session_sandbox(workspace, config, os.environ)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return None
 
 
 async def project_environment(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from keel import __version__, replay, reports
-from keel.app import open_engine, open_ledger, open_modes, repository_context
+from keel.app import open_engine, open_ledger, open_modes, repository_context, sandbox_missing
 from keel.bundles.paths import escape
 from keel.config import load_config
 from keel.engine.gateway import BudgetExceeded
@@ -442,7 +442,17 @@ async def run_demo(args: argparse.Namespace) -> int:
         # A new project gets its own repository, even inside another checkout.
         init = git_command("init", "-q", str(workspace))
         await asyncio.to_thread(subprocess.run, init, env=git_environment(), check=True)
-    flags = {"model": f"replay:{demo_transcript()}"}
+    flags: dict[str, Any] = {"model": f"replay:{demo_transcript()}"}
+    config = load_config(workspace, flags=flags)
+    if config.sandbox.mode == "auto" and (why := await sandbox_missing(workspace, config)):
+        # The demo's code is Keel's own recorded transcript, not a model's: it may run
+        # unconfined, so the README's first command works where bubblewrap is not installed.
+        print(
+            f"keel demo: {why}\nkeel demo: the demo runs Keel's own recorded transcript, so it "
+            "runs unconfined here; `keel agent` refuses to run model code without a sandbox.",
+            file=sys.stderr,
+        )
+        flags["sandbox_mode"] = "off"
     args.yes = True
     return await run_agent(args, DEMO_TASK, flags)
 

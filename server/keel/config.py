@@ -240,6 +240,8 @@ def flags_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
     budget = {key: flags[key] for key in ("max_cost", "max_steps") if flags.get(key) is not None}
     if budget:
         layer["budget"] = budget
+    if flags.get("sandbox_mode") is not None:
+        layer["sandbox"] = {"mode": flags["sandbox_mode"]}
     if flags.get("log_llm"):
         layer["log_llm"] = True
     return layer

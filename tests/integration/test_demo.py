@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,25 @@ def test_demo_corrects_the_failing_test(demo: tuple[Path, list[dict[str, object]
     assert second["v"] < second["epsilon"] and second["stable"]
     sheaf = [e for e in events if e["type"] == "verification" and e.get("stage") == "sheaf"]
     assert sheaf and sheaf[0]["stable"]
+
+
+def test_the_demo_runs_where_no_sandbox_can_be_made_and_says_so(tmp_path: Path) -> None:
+    """The README's first command must work on a fresh machine without bubblewrap: the demo's
+    code is Keel's own recorded transcript, so it runs unconfined and says why; ``keel agent``
+    on the same machine still refuses to run model code."""
+    tools = tmp_path / "bin"  # git and a shell, but no bwrap
+    tools.mkdir()
+    for name in ("git", "sh"):
+        found = shutil.which(name)
+        assert found is not None
+        (tools / name).symlink_to(found)
+    env = {"PATH": str(tools), "HOME": str(tmp_path / "home")}
+    workspace = tmp_path / "keel-demo"
+    proc = run_keel("demo", "-w", str(workspace), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "bwrap not found" in proc.stderr and "runs unconfined here" in proc.stderr
+    events = json_events(proc.stdout)
+    assert events[0]["sandbox"]["mode"] == "off"
+    assert events[-1]["outcome"] == "success"
+    refused = run_keel("agent", "-w", str(tmp_path / "other"), "task", env=env)
+    assert refused.returncode != 0 and "bwrap not found" in refused.stderr
