@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import socket
@@ -62,8 +61,6 @@ from keel.engine.redaction import Redactor
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
