@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import json
 import logging
 import os
 import re
@@ -22,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from keel.context import cache
 
 # One list of secret-looking names for the map, the explorer and plan validation.
 from keel.engine.guard import secret_looking
@@ -238,28 +239,9 @@ def _verdict(path: Path) -> str:
 
 
 def _read_cache(cache_dir: Path | None) -> dict[str, list[str]]:
-    if cache_dir is None:
-        return {}
-    try:
-        data = json.loads((cache_dir / CACHE_NAME).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-        return {}
-    files = data.get("files")
-    return files if isinstance(files, dict) else {}
+    return {} if cache_dir is None else cache.read_files(cache_dir / CACHE_NAME, CACHE_VERSION)
 
 
 def _write_cache(cache_dir: Path | None, files: Mapping[str, list[str]]) -> None:
-    if cache_dir is None:
-        return
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
-        try:
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": files}))
-            os.replace(tmp, cache_dir / CACHE_NAME)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:  # a read-only workspace still gets its inventory
-        log.warning("inventory cache not written: %s", exc)
+    if cache_dir is not None:
+        cache.write_files(cache_dir / CACHE_NAME, CACHE_VERSION, files)

@@ -20,7 +20,6 @@ import heapq
 import json
 import logging
 import math
-import os
 import re
 import zipfile
 from collections import Counter, defaultdict
@@ -28,8 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from keel.context import cache
 from keel.context.inventory import Inventory
 from keel.context.outline import Definition, Facts, module_name, outlinable, python_facts
 from keel.engine.ports import RepoMap
@@ -390,53 +390,30 @@ def _write_index(cache_dir: Path, index: _Index, digest: str) -> None:
         "users": index.users,
         "keys": [[graph.position[p], name] for p, name in graph.keys],
     }
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{INDEX_CACHE}.{os.getpid()}.tmp"
-        try:
-            with tmp.open("wb") as handle:
-                np.savez(
-                    handle,
-                    digest=np.array(digest),
-                    tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
-                    defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
-                    offsets=np.asarray(offsets, dtype=np.int64),
-                    tests=graph.tests,
-                    **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
-                )
-            os.replace(tmp, cache_dir / INDEX_CACHE)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("repository map index not cached: %s", exc)
+
+    def write(handle: IO[bytes]) -> None:
+        np.savez(
+            handle,
+            digest=np.array(digest),
+            tables=np.frombuffer(json.dumps(tables).encode(), dtype=np.uint8),
+            defs=np.frombuffer(b"".join(defs), dtype=np.uint8),
+            offsets=np.asarray(offsets, dtype=np.int64),
+            tests=graph.tests,
+            **{name: getattr(graph, name) for name in _GRAPH_ARRAYS},
+        )
+
+    cache.write_atomic(cache_dir / INDEX_CACHE, write)
 
 
 def _read_parses(cache_dir: Path | None) -> dict[str, Any]:
     if cache_dir is None:
         return {}
-    try:
-        data = json.loads((cache_dir / PARSE_CACHE).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != PARSE_CACHE_VERSION:
-        return {}
-    files = data.get("files")
-    return files if isinstance(files, dict) else {}
+    return cache.read_files(cache_dir / PARSE_CACHE, PARSE_CACHE_VERSION)
 
 
 def _write_parses(cache_dir: Path | None, files: Mapping[str, Any]) -> None:
-    if cache_dir is None:
-        return
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{PARSE_CACHE}.{os.getpid()}.tmp"
-        try:
-            tmp.write_text(json.dumps({"version": PARSE_CACHE_VERSION, "files": files}))
-            os.replace(tmp, cache_dir / PARSE_CACHE)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("repository map cache not written: %s", exc)
+    if cache_dir is not None:
+        cache.write_files(cache_dir / PARSE_CACHE, PARSE_CACHE_VERSION, files)
 
 
 # -- ranking -------------------------------------------------------------------------------

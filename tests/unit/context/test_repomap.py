@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from keel.context import cache as cache_module
 from keel.context import repomap as repomap_module
 from keel.context.outline import python_facts
 from keel.context.repomap import INDEX_CACHE, PARSE_CACHE, RepositoryMap
@@ -360,7 +361,7 @@ async def test_cache_writes_are_atomic(
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", half_written)
-    monkeypatch.setattr(repomap_module.os, "replace", failing_replace)
+    monkeypatch.setattr(cache_module.os, "replace", failing_replace)  # every cache writes here
     write(repo, {"geometry/units.py": UNITS + "\n\ndef to_feet(value):\n    return value\n"})
     ranked = await RepositoryMap(repo, cache_dir=cache).render_map("to_feet", budget_tokens=900)
     assert "def to_feet(value):" in ranked.text  # the map itself does not need the cache
