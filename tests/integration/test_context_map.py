@@ -101,3 +101,19 @@ def test_first_architect_request_holds_the_ranked_map(tmp_path: Path) -> None:
     assert "API_TOKEN" not in prompt and ".env" not in lines
     assert "generated/parse_duration_cache.py" not in prompt
     assert "Not shown, for the budget:" in map_text  # 60 features do not fit in 700 tokens
+
+
+def test_keel_map_focus_ranks_a_file_first_and_tokens_sets_the_budget(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    focus = "app/part3/feature_37.py"
+    printed = run_keel(
+        "map", TASK, "-w", str(ws), "--json", "--focus", focus, "--tokens", "300", env=env
+    )
+    assert printed.returncode == 0, printed.stderr
+    shown = json.loads(printed.stdout)
+    assert shown["budget_tokens"] == 300 and shown["tokens"] <= 300
+    assert shown["included"][0] == focus  # the editor's file outranks the task's own match
+    default = json.loads(run_keel("map", TASK, "-w", str(ws), "--json", env=env).stdout)
+    assert default["budget_tokens"] == 4000 and default["included"][0] == "units/durations.py"
