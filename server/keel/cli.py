@@ -31,6 +31,7 @@ from keel.engine.models import LedgerEntry
 from keel.engine.modes import Explored, explanation_markdown, plan_markdown
 from keel.engine.planning import plan_dict
 from keel.engine.ports import ConfigError, KeelError
+from keel.engine.records import SessionRecord
 from keel.engine.session import SessionResult
 from keel.ledger import git_command, git_environment
 from keel.store import SqliteStore
@@ -301,7 +302,7 @@ async def run_resume(args: argparse.Namespace) -> int:
     store = await reports.open_store(args.workspace)
     try:
         session_id = args.session or await store.latest_session_id()
-        session = await store.session(session_id) if session_id else None
+        session = await store.session(session_id).record() if session_id else None
         if session is None:
             raise ConfigError(
                 f"no session {args.session} in {args.workspace}"
@@ -314,32 +315,32 @@ async def run_resume(args: argparse.Namespace) -> int:
     print(visible(context), file=sys.stderr if args.json else sys.stdout, flush=True)
     flags = {key: getattr(args, key) for key in ("mode", "complexity_k", "max_cost", "max_steps")}
     return await run_agent(
-        args, session["task"], flags, resume=session["id"], session_config=session["config"]
+        args, session.task, flags, resume=session.id, session_config=session.config
     )
 
 
-async def trust_context(store: SqliteStore, session: Mapping[str, Any]) -> str:
+async def trust_context(store: SqliteStore, session: SessionRecord) -> str:
     """What a person should know before letting a stored session continue."""
-    sid = session["id"]
-    nodes = await store.nodes(sid)
-    attempts = await store.attempts(sid)
-    escalations = await store.escalations(sid)
-    latest: dict[str, Mapping[str, Any]] = {}
+    sid, records = session.id, store.session(session.id)
+    nodes = await records.nodes()
+    attempts = await records.attempts()
+    escalations = await records.escalations()
+    latest: dict[str, Mapping[str, float]] = {}
     for attempt in attempts:
-        latest[attempt["node_id"]] = attempt
-    retries = sum(1 for a in attempts if a["attempt"] > 1)
+        latest[attempt.node_id] = attempt.energy
+    retries = sum(1 for a in attempts if a.attempt > 1)
     lines = [
-        f"Resuming {sid}: {session['task']}",
-        f"  started {session['started_at']}, last outcome {session.get('outcome') or 'unfinished'}",
+        f"Resuming {sid}: {session.task}",
+        f"  started {session.started_at}, last outcome {session.outcome or 'unfinished'}",
         f"  {retries} retries, {len(escalations)} escalations",
     ]
     for node in nodes:
-        energy = latest.get(node["node_id"], {}).get("energy") or {}
+        energy = latest.get(node.node_id) or {}
         v = f"V={energy['v']:.3f}" if "v" in energy else "V=-"
-        lines.append(f"  {node['node_id']:<12} {node['state']:<18} {v}  {node['title']}")
+        lines.append(f"  {node.node_id:<12} {node.state:<18} {v}  {node.title}")
     for escalation in escalations:
-        report = escalation["report"]
-        lines.append(f"  escalated {escalation['node_id']}: {report.get('reason', '')}")
+        report = escalation.report
+        lines.append(f"  escalated {escalation.node_id}: {report.get('reason', '')}")
         for item in report.get("evidence", [])[:3]:
             lines.append(f"    {item.get('source')}: {_first_line(str(item.get('message', '')))}")
     return "\n".join(lines)
@@ -352,16 +353,17 @@ async def run_abort(args: argparse.Namespace) -> int:
         if session_id is None:
             print("keel: no session in this workspace", file=sys.stderr)
             return EXIT_FAILED
-        runs = await store.request_abort(session_id)
+        records = store.session(session_id)
+        runs = await records.request_abort()
         signalled = []
         for run in runs:
-            if run["host"] != socket.gethostname():
+            if run.host != socket.gethostname():
                 continue
             try:
-                os.kill(int(run["pid"]), signal.SIGTERM)
-                signalled.append(int(run["pid"]))
+                os.kill(run.pid, signal.SIGTERM)
+                signalled.append(run.pid)
             except ProcessLookupError:
-                await store.end_run(int(run["id"]))  # it died without saying so
+                await records.end_run(run.id)  # it died without saying so
     finally:
         await store.close()
     if args.json:
@@ -377,7 +379,7 @@ async def run_status(args: argparse.Namespace) -> int:
     store = await reports.open_store(args.workspace)
     try:
         session = await reports.find_session(store, args.session)
-        ledger = await reports.ledger_entries(args.workspace, session["id"])
+        ledger = await reports.ledger_entries(args.workspace, session.id)
         data = await reports.status_report(store, session, ledger=ledger)
     finally:
         await store.close()
@@ -404,17 +406,17 @@ async def run_replay(args: argparse.Namespace) -> int:
         if args.transcript:
             path = replay.absolute(args.transcript)
             count = await replay.export_transcript(store, session, path)
-            done = {"session": session["id"], "transcript": str(path), "entries": count}
+            done = {"session": session.id, "transcript": str(path), "entries": count}
             print(json.dumps(done) if args.json else f"wrote {count} replies to {path}")
             return EXIT_OK
-        target = replay.target_for(args.into, args.workspace, session["id"])
+        target = replay.target_for(args.into, args.workspace, session.id)
         prepared = await replay.prepare(store, session, args.workspace, target)
     finally:
         await store.close()
-    print(visible(prepared.describe(session["id"])), file=sys.stderr if args.json else sys.stdout)
+    print(visible(prepared.describe(session.id)), file=sys.stderr if args.json else sys.stdout)
     args.workspace, args.yes = prepared.workspace, True
     flags = {"model": f"replay:{prepared.transcript}"}
-    return await run_agent(args, session["task"], flags, session_config=session["config"])
+    return await run_agent(args, session.task, flags, session_config=session.config)
 
 
 def demo_transcript() -> Path:

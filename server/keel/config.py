@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.bundles.paths import PathError
+from keel.engine import defaults
 from keel.engine.energy import weights_from
 from keel.engine.gateway import Budget
 from keel.engine.instructions import instruction_path
@@ -46,13 +47,13 @@ class ProviderConfig(_Section):
 
 
 class EngineConfig(_Section):
-    mode: Literal["cautious", "balanced", "yolo"] = "balanced"
-    complexity_k: int = Field(default=3, ge=0)
-    energy_weights: list[float] = Field(default_factory=lambda: [1.0, 0.5, 2.0, 1.0, 1.0])
-    stability_threshold: float = Field(default=0.1, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=20)
+    mode: Literal["cautious", "balanced", "yolo"] = defaults.MODE
+    complexity_k: int = Field(default=defaults.COMPLEXITY_K, ge=0)
+    energy_weights: list[float] = Field(default_factory=lambda: list(defaults.WEIGHTS))
+    stability_threshold: float = Field(default=defaults.EPSILON, gt=0)
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=20)
     defer_tests: bool = False
-    command_timeout_s: float = Field(default=120.0, gt=0)
+    command_timeout_s: float = Field(default=defaults.COMMAND_TIMEOUT_S, gt=0)
     speculate: bool = True
 
     @field_validator("energy_weights")
@@ -64,13 +65,13 @@ class EngineConfig(_Section):
 
 class BudgetConfig(_Section):
     max_cost: float | None = Field(default=None, ge=0)
-    max_steps: int | None = Field(default=100, ge=1)
+    max_steps: int | None = Field(default=defaults.MAX_STEPS, ge=1)
 
 
 class NetworkConfig(_Section):
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    retry_base_delay_s: float = Field(default=0.5, ge=0)
+    timeout_s: float = Field(default=defaults.NETWORK_TIMEOUT_S, gt=0)
+    max_retries: int = Field(default=defaults.MAX_RETRIES, ge=0)
+    retry_base_delay_s: float = Field(default=defaults.RETRY_BASE_DELAY_S, ge=0)
 
 
 class SandboxConfig(_Section):
@@ -99,10 +100,10 @@ class PythonConfig(_Section):
 class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
-    map_tokens: int = Field(default=4000, ge=0, le=200_000)
-    explore_turns: int = Field(default=6, ge=0, le=50)
-    explore_tokens: int = Field(default=12_000, ge=0, le=200_000)
-    max_prompt_tokens: int = Field(default=32_000, ge=2_000)
+    map_tokens: int = Field(default=defaults.MAP_TOKENS, ge=0, le=200_000)
+    explore_turns: int = Field(default=defaults.EXPLORE_TURNS, ge=0, le=50)
+    explore_tokens: int = Field(default=defaults.EXPLORE_TOKENS, ge=0, le=200_000)
+    max_prompt_tokens: int = Field(default=defaults.MAX_PROMPT_TOKENS, ge=2_000)
     instructions: str | None = None
 
     @field_validator("instructions")

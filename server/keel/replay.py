@@ -24,12 +24,13 @@ import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keel.engine.ports import ConfigError, KeelError
+from keel.engine.records import ModelCall, SessionRecord, StepRecord
 from keel.ledger import GitLedger, git_command, git_environment
 from keel.store import SqliteStore
 
@@ -82,49 +83,50 @@ def step_turn(step_id: str) -> int:
     return int(found.group(1)) if found else 1
 
 
-def transcript_entries(steps: Sequence[Row], calls: Sequence[Row]) -> list[Row]:
+def transcript_entries(steps: Sequence[StepRecord], calls: Sequence[ModelCall]) -> list[Row]:
     """One transcript line per answered model step, with its model and token usage.
 
     A reply that called exploration tools becomes a line with its ``turn`` and
     ``tool_calls`` (the tools run again on replay); the answer stays a line without a turn,
     so it answers whichever turn asks for it."""
-    usage = {(c["tier"], c["node_id"], c["attempt"]): c for c in calls if c["latency_s"] or c["ok"]}
+    usage = {(c.tier, c.node_id, c.attempt): c for c in calls if c.latency_s or c.ok}
     entries = []
     for step in steps:
-        key = parse_step_id(str(step["step_id"])) if step["kind"] == "model" else None
-        if key is None or not step["result"]:
+        key = parse_step_id(step.step_id) if step.kind == "model" else None
+        if key is None or not step.result:
             continue
+        result = step.result
         tier, node, attempt = key
         entry: Row = {"tier": tier, "node": node, "attempt": attempt}
-        tool_calls = step["result"].get("tool_calls")
+        tool_calls = result.get("tool_calls")
         if tool_calls:
-            entry["turn"] = step_turn(str(step["step_id"]))
+            entry["turn"] = step_turn(step.step_id)
             entry["tool_calls"] = [
                 {"name": c["name"], "arguments": c.get("arguments") or {}} for c in tool_calls
             ]
             entries.append(entry)
             continue
-        entry["text"] = str(step["result"]["text"])
-        model = str(step["result"].get("model") or "")
+        entry["text"] = str(result["text"])
+        model = str(result.get("model") or "")
         if model and not model.startswith("replay:"):  # the price table's name for the model
             entry["model"] = model
         call = usage.get(key)
         if call is not None:
             entry["usage"] = {
-                "input_tokens": int(call["input_tokens"]),
-                "output_tokens": int(call["output_tokens"]),
+                "input_tokens": int(call.input_tokens),
+                "output_tokens": int(call.output_tokens),
             }
         entries.append(entry)
     return entries
 
 
-async def export_transcript(store: SqliteStore, session: Mapping[str, Any], path: Path) -> int:
+async def export_transcript(store: SqliteStore, session: SessionRecord, path: Path) -> int:
     """Write the session's recorded replies to ``path`` (JSON Lines); returns how many."""
-    sid = str(session["id"])
-    entries = transcript_entries(await store.steps(sid), await store.model_calls(sid))
+    sid, records = session.id, store.session(session.id)
+    entries = transcript_entries(await records.steps(), await records.model_calls())
     header = {
         "keel_transcript": 1,
-        "task": session["task"],
+        "task": session.task,
         "note": f"recorded replies of session {sid}, exported by keel replay",
     }
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in [header, *entries])
@@ -168,10 +170,10 @@ async def base_revision(workspace: Path, session_id: str) -> str | None:
 
 
 async def prepare(
-    store: SqliteStore, session: Mapping[str, Any], workspace: Path, target: Path
+    store: SqliteStore, session: SessionRecord, workspace: Path, target: Path
 ) -> PreparedReplay:
     """Create ``target`` with the session's starting tree and its transcript."""
-    sid = str(session["id"])
+    sid = session.id
     await asyncio.to_thread(_require_empty, target)
     base = await base_revision(workspace, sid)
     await _git(target.parent, "init", "-q", "-b", "main", str(target))

@@ -23,23 +23,27 @@ import statistics
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from keel.engine.models import NodeState
 from keel.engine.ports import ConfigError
+from keel.engine.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    EscalationRecord,
+    EventRecord,
+    JsonObject,
+    ModelCall,
+    NodeRecord,
+    PlanRecord,
+    SessionRecord,
+    StepRecord,
+)
 from keel.engine.redaction import Redactor, redact, secrets_in
 from keel.ledger import GitLedger, git_command, git_environment
 from keel.store import SqliteStore, store_path
 
-STATES = (
-    "queued",
-    "running",
-    "verifying",
-    "retrying",
-    "awaiting_approval",
-    "committed",
-    "failed",
-    "escalated",
-)
+STATES = tuple(state.value for state in NodeState)
 COMPONENTS = ("v_syn", "v_str", "v_log", "v_boot", "v_sheaf", "v")
 _INVALID_REPLY = "the reply is not a valid"
 
@@ -57,10 +61,10 @@ async def open_store(workspace: Path) -> SqliteStore:
     return await SqliteStore.open(path)
 
 
-async def find_session(store: SqliteStore, session_id: str | None) -> Row:
+async def find_session(store: SqliteStore, session_id: str | None) -> SessionRecord:
     """The named session, or the latest one."""
     chosen = session_id or await store.latest_session_id()
-    session = await store.session(chosen) if chosen else None
+    session = await store.session(chosen).record() if chosen else None
     if session is None:
         raise ConfigError(
             f"no session {session_id} in this workspace"
@@ -122,34 +126,38 @@ def pid_alive(pid: int, host: str) -> bool:
 
 async def status_report(
     store: SqliteStore,
-    session: Row,
+    session: SessionRecord,
     *,
     ledger: Sequence[Row] | None = None,
     alive: Callable[[int, str], bool] = pid_alive,
     redactor: Callable[[str], str] | None = None,
 ) -> Row:
     """The session summary ``keel status`` shows (JSON-ready, redacted)."""
-    sid = session["id"]
-    nodes = await store.nodes(sid)
-    attempts = await store.attempts(sid)
-    escalations = await store.escalations(sid)
-    approvals = await store.approvals(sid)
-    totals = await store.call_totals(sid)
-    runs = [r for r in await store.live_runs(sid) if alive(int(r["pid"]), str(r["host"]))]
-    config = session.get("config") or {}
-    keys = ("calls", "input_tokens", "output_tokens", "cost_usd", "unpriced")
-    spent = {key: totals[key] for key in keys}
-    spent["cost_usd"] = round(float(spent["cost_usd"]), 6)
+    sid, records = session.id, store.session(session.id)
+    nodes = await records.nodes()
+    attempts = await records.attempts()
+    escalations = await records.escalations()
+    approvals = await records.approvals()
+    totals = await records.call_totals()
+    runs = [r for r in await records.live_runs() if alive(r.pid, r.host)]
+    config = session.config or {}
+    spent: Row = {
+        "calls": totals.calls,
+        "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens,
+        "cost_usd": round(float(totals.cost_usd), 6),
+        "unpriced": totals.unpriced,
+    }
     node_rows = [_node_status(n, attempts, escalations, approvals) for n in nodes]
     report = {
         "session": sid,
-        "task": session["task"],
-        "started_at": session["started_at"],
-        "finished_at": session.get("finished_at"),
-        "outcome": session.get("outcome"),
-        "reason": (session.get("totals") or {}).get("reason", ""),
+        "task": session.task,
+        "started_at": session.started_at,
+        "finished_at": session.finished_at,
+        "outcome": session.outcome,
+        "reason": session.reason,
         "running": bool(runs),
-        "pids": [int(r["pid"]) for r in runs],
+        "pids": [r.pid for r in runs],
         "mode": config.get("mode"),
         "epsilon": config.get("epsilon"),
         "sandbox": config.get("sandbox"),
@@ -161,14 +169,14 @@ async def status_report(
         "budget": _budget(config, spent),
         "ledger_entries": None if ledger is None else len(ledger),
         "environment": config.get("environment") or {},
-        "baseline": _baseline_summary(await store.events(sid)),
+        "baseline": _baseline_summary(await records.events()),
     }
     return redact_row(report, redactor)
 
 
-def _baseline_summary(events: Sequence[Row]) -> Row | None:
+def _baseline_summary(events: Sequence[EventRecord]) -> Row | None:
     """The session's ``baseline`` event, in short: the commit and what already failed there."""
-    found = [e["payload"] for e in events if e["type"] == "baseline"]
+    found = [e.payload for e in events if e.type == "baseline"]
     if not found or not isinstance(found[-1], Mapping):
         return None
     event = found[-1]
@@ -184,43 +192,42 @@ def _baseline_summary(events: Sequence[Row]) -> Row | None:
     }
 
 
-def _counts(nodes: Iterable[Row]) -> dict[str, int]:
+def _counts(nodes: Iterable[NodeRecord]) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     for node in nodes:
-        counts[str(node["state"])] = counts.get(str(node["state"]), 0) + 1
+        counts[node.state] = counts.get(node.state, 0) + 1
     return counts
 
 
 def _node_status(
-    node: Row, attempts: Sequence[Row], escalations: Sequence[Row], approvals: Sequence[Row]
+    node: NodeRecord,
+    attempts: Sequence[AttemptRecord],
+    escalations: Sequence[EscalationRecord],
+    approvals: Sequence[ApprovalRecord],
 ) -> Row:
-    nid = node["node_id"]
-    mine = [a for a in attempts if a["node_id"] == nid]
-    latest = max(mine, key=lambda a: (a["attempt"], a["at"])) if mine else None
-    energy = latest["energy"] if latest else None
-    shas = [a["ledger_sha"] for a in approvals if a["node_id"] == nid and a["ledger_sha"]]
-    last = next((a for a in reversed(approvals) if a["node_id"] == nid), None)
-    refused = (
-        str(last["note"])
-        if last and last["decision"] == "refused" and last["actor"] == "ledger"
-        else None
-    )
+    nid = node.node_id
+    mine = [a for a in attempts if a.node_id == nid]
+    latest = max(mine, key=lambda a: (a.attempt, a.at)) if mine else None
+    energy = latest.energy if latest else None
+    shas = [a.ledger_sha for a in approvals if a.node_id == nid and a.ledger_sha]
+    last = next((a for a in reversed(approvals) if a.node_id == nid), None)
+    refused = last.note if last and last.decision == "refused" and last.actor == "ledger" else None
     return {
         "id": nid,
-        "title": node["title"],
-        "kind": node["kind"],
-        "state": node["state"],
-        "attempts": max((a["attempt"] for a in mine), default=0),
-        "retries": max(0, max((a["attempt"] for a in mine), default=0) - 1),
-        "escalations": sum(1 for e in escalations if e["node_id"] == nid),
+        "title": node.title,
+        "kind": node.kind,
+        "state": node.state,
+        "attempts": max((a.attempt for a in mine), default=0),
+        "retries": max(0, max((a.attempt for a in mine), default=0) - 1),
+        "escalations": sum(1 for e in escalations if e.node_id == nid),
         "energy": {key: float(energy.get(key, 0.0)) for key in COMPONENTS} if energy else None,
-        "stable": latest["stable"] if latest else None,
+        "stable": latest.stable if latest else None,
         "ledger": shas[-1] if shas else None,
         "already_failing": sum(
-            1 for item in (latest["evidence"] or [] if latest else []) if item.get("baseline")
+            1 for item in (latest.evidence or [] if latest else []) if item.get("baseline")
         ),
         # why the node waits, when git refused its approved bundle (a hook, signing, a merge)
-        "ledger_refused": refused if node["state"] == "awaiting_approval" else None,
+        "ledger_refused": refused if node.state == "awaiting_approval" else None,
     }
 
 
@@ -341,62 +348,64 @@ def _node_line(node: Mapping[str, Any]) -> str:
 
 async def logs_report(
     store: SqliteStore,
-    session: Row,
+    session: SessionRecord,
     views: Sequence[str],
     node: str | None = None,
     redactor: Callable[[str], str] | None = None,
 ) -> Row:
     """The requested views of a session's log (redacted); ``node`` keeps that node's records."""
-    sid = session["id"]
-    calls = [c for c in await store.model_calls(sid) if node is None or c["node_id"] == node]
+    sid, records = session.id, store.session(session.id)
+    calls = [c for c in await records.model_calls() if node is None or c.node_id == node]
     out: Row = {"session": sid, "node": node}
     if "calls" in views:
-        out["calls"] = [_call_row(call) for call in calls]
+        out["calls"] = [call_row(call) for call in calls]
     if "stats" in views:
         out["stats"] = call_stats(calls)
     if "errors" in views or "tools" in views:
-        attempts = await store.attempts(sid, node)
+        attempts = await records.attempts(node)
         events = [
-            e["payload"]
-            for e in await store.events(sid)
-            if node is None or e["payload"].get("node") == node
+            e.payload
+            for e in await records.events()
+            if node is None or e.payload.get("node") == node
         ]
         if "errors" in views:
-            escalations = [e for e in await store.escalations(sid) if node in (None, e["node_id"])]
+            escalations = [e for e in await records.escalations() if node in (None, e.node_id)]
             out["errors"] = error_rows(calls, attempts, escalations, events)
         if "tools" in views:
-            plan = await store.plan(sid)
+            plan = await records.plan()
             out["tools"] = tool_rows(attempts, events, _plan_commands(plan))
-            out["explore"] = explore_rows(await store.steps(sid), node)
+            out["explore"] = explore_rows(await records.steps(), node)
     return redact_row(out, redactor)
 
 
-def _call_row(call: Row) -> Row:
-    row = {
-        "at": call["at"],
-        "tier": call["tier"],
-        "model": call["model"],
-        "node": call["node_id"],
-        "attempt": call["attempt"],
-        "schema": call["schema_name"],
-        "input_tokens": call["input_tokens"],
-        "output_tokens": call["output_tokens"],
-        "cost_usd": round(float(call["cost_usd"]), 6),
-        "priced": call["priced"],
-        "latency_s": round(float(call["latency_s"]), 3),
-        "ok": call["ok"],
-        "error": call["error"],
+def call_row(call: ModelCall) -> Row:
+    row: Row = {
+        "at": call.at,
+        "tier": call.tier,
+        "model": call.model,
+        "node": call.node_id,
+        "attempt": call.attempt,
+        "schema": call.schema_name,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cost_usd": round(float(call.cost_usd), 6),
+        "priced": call.priced,
+        "latency_s": round(float(call.latency_s), 3),
+        "ok": call.ok,
+        "error": call.error,
         # Characters sent and received; stored for every call (None: recorded before sizes).
-        "prompt_chars": call.get("prompt_chars"),
-        "reply_chars": call.get("reply_chars"),
+        "prompt_chars": call.prompt_chars,
+        "reply_chars": call.reply_chars,
     }
-    for key in ("prompt", "response"):  # stored only when the session ran with --log-llm
-        if call.get(key) is not None:
-            row[key] = call[key]
+    # stored only when the session ran with --log-llm
+    if call.prompt is not None:
+        row["prompt"] = call.prompt
+    if call.response is not None:
+        row["response"] = call.response
     return row
 
 
-def call_stats(calls: Sequence[Row]) -> Row:
+def call_stats(calls: Sequence[ModelCall]) -> Row:
     """Calls, tokens, cost and latency (mean, p50, max): in total, per tier, per model."""
     return {
         "total": _aggregate(calls),
@@ -405,24 +414,24 @@ def call_stats(calls: Sequence[Row]) -> Row:
     }
 
 
-def _group(calls: Sequence[Row], key: str) -> dict[str, list[Row]]:
-    groups: dict[str, list[Row]] = {}
+def _group(calls: Sequence[ModelCall], key: Literal["tier", "model"]) -> dict[str, list[ModelCall]]:
+    groups: dict[str, list[ModelCall]] = {}
     for call in calls:
-        groups.setdefault(str(call[key]), []).append(call)
+        groups.setdefault(call.tier if key == "tier" else call.model, []).append(call)
     return groups
 
 
-def _aggregate(calls: Sequence[Row]) -> Row:
-    latencies = [float(c["latency_s"]) for c in calls]
+def _aggregate(calls: Sequence[ModelCall]) -> Row:
+    latencies = [float(c.latency_s) for c in calls]
     return {
         "calls": len(calls),
-        "failed": sum(1 for c in calls if not c["ok"]),
-        "input_tokens": sum(int(c["input_tokens"]) for c in calls),
-        "output_tokens": sum(int(c["output_tokens"]) for c in calls),
-        "cost_usd": round(sum(float(c["cost_usd"]) for c in calls), 6),
-        "unpriced": sum(1 for c in calls if not c["priced"]),
-        "prompt_chars": sum(int(c.get("prompt_chars") or 0) for c in calls),
-        "reply_chars": sum(int(c.get("reply_chars") or 0) for c in calls),
+        "failed": sum(1 for c in calls if not c.ok),
+        "input_tokens": sum(int(c.input_tokens) for c in calls),
+        "output_tokens": sum(int(c.output_tokens) for c in calls),
+        "cost_usd": round(sum(float(c.cost_usd) for c in calls), 6),
+        "unpriced": sum(1 for c in calls if not c.priced),
+        "prompt_chars": sum(int(c.prompt_chars or 0) for c in calls),
+        "reply_chars": sum(int(c.reply_chars or 0) for c in calls),
         "latency_s": {
             "mean": round(statistics.fmean(latencies), 3) if latencies else 0.0,
             "p50": round(statistics.median(latencies), 3) if latencies else 0.0,
@@ -432,27 +441,27 @@ def _aggregate(calls: Sequence[Row]) -> Row:
 
 
 def error_rows(
-    calls: Sequence[Row],
-    attempts: Sequence[Row],
-    escalations: Sequence[Row],
-    events: Sequence[Row],
+    calls: Sequence[ModelCall],
+    attempts: Sequence[AttemptRecord],
+    escalations: Sequence[EscalationRecord],
+    events: Sequence[JsonObject],
 ) -> list[Row]:
     """Failed calls, invalid replies, bad bundles, failed/refused/timed-out commands,
-    escalations and session-level stops, in that order."""
-    rows = [_call_error(call) for call in calls if not call["ok"]]
+    escalations and session-level stops, in that order (``events`` are their payloads)."""
+    rows = [_call_error(call) for call in calls if not call.ok]
     for attempt in attempts:
-        for item in attempt["evidence"]:
+        for item in attempt.evidence:
             kind = _evidence_error_kind(item)
             if kind:
                 rows.append(_evidence_error(kind, attempt, item))
     for escalation in escalations:
-        report = escalation["report"]
+        report = escalation.report
         rows.append(
             {
                 "kind": "escalation",
-                "node": escalation["node_id"],
+                "node": escalation.node_id,
                 "attempt": report.get("attempts"),
-                "at": escalation["at"],
+                "at": escalation.at,
                 "message": str(report.get("reason", "")),
                 "evidence": [_escalation_evidence(e) for e in report.get("evidence", [])][:10],
             }
@@ -478,17 +487,17 @@ def _escalation_evidence(item: Mapping[str, Any]) -> str:
     return message
 
 
-def _call_error(call: Row) -> Row:
+def _call_error(call: ModelCall) -> Row:
     # A reply that arrived but failed validation has a latency; a failed request has none.
-    invalid = str(call["error"] or "").startswith(_INVALID_REPLY) or call["latency_s"] > 0
+    invalid = str(call.error or "").startswith(_INVALID_REPLY) or call.latency_s > 0
     return {
         "kind": "invalid_reply" if invalid else "call_failed",
-        "node": call["node_id"],
-        "attempt": call["attempt"],
-        "at": call["at"],
-        "tier": call["tier"],
-        "model": call["model"],
-        "message": str(call["error"] or ""),
+        "node": call.node_id,
+        "attempt": call.attempt,
+        "at": call.at,
+        "tier": call.tier,
+        "model": call.model,
+        "message": str(call.error or ""),
     }
 
 
@@ -506,12 +515,12 @@ def _evidence_error_kind(item: Mapping[str, Any]) -> str | None:
     return "command_failed"
 
 
-def _evidence_error(kind: str, attempt: Row, item: Mapping[str, Any]) -> Row:
+def _evidence_error(kind: str, attempt: AttemptRecord, item: Mapping[str, Any]) -> Row:
     row = {
         "kind": kind,
-        "node": attempt["node_id"],
-        "attempt": attempt["attempt"],
-        "at": attempt["at"],
+        "node": attempt.node_id,
+        "attempt": attempt.attempt,
+        "at": attempt.at,
         "message": str(item.get("message", "")),
     }
     for key in ("command", "exit_code", "path"):
@@ -520,13 +529,15 @@ def _evidence_error(kind: str, attempt: Row, item: Mapping[str, Any]) -> Row:
     return row
 
 
-def _plan_commands(plan: Row | None) -> dict[str, list[str]]:
-    nodes = (plan or {}).get("plan", {}).get("nodes", [])
+def _plan_commands(plan: PlanRecord | None) -> dict[str, list[str]]:
+    nodes = plan.plan.get("nodes", []) if plan else []
     return {str(n["id"]): list(n.get("commands") or []) for n in nodes}
 
 
 def tool_rows(
-    attempts: Sequence[Row], events: Sequence[Row], plan_commands: Mapping[str, list[str]]
+    attempts: Sequence[AttemptRecord],
+    events: Sequence[JsonObject],
+    plan_commands: Mapping[str, list[str]],
 ) -> list[Row]:
     """Per attempt: the commands run and how they ended, and each sensor's evidence."""
     degraded = {
@@ -535,9 +546,7 @@ def tool_rows(
         if e.get("type") == "verification"
     }
     rows = [
-        _tool_row(
-            a, plan_commands.get(a["node_id"], []), degraded.get((a["node_id"], a["attempt"]))
-        )
+        _tool_row(a, plan_commands.get(a.node_id, []), degraded.get((a.node_id, a.attempt)))
         for a in attempts
     ]
     for event in events:
@@ -546,24 +555,24 @@ def tool_rows(
     return rows
 
 
-def explore_rows(steps: Sequence[Row], node: str | None = None) -> list[Row]:
+def explore_rows(steps: Sequence[StepRecord], node: str | None = None) -> list[Row]:
     """The read-only tool calls of the session (the architect's exploration), in order: the
     tool, its arguments, whether the policy refused it and the result's size; a call that
     never finished (a crash) is listed with ``finished`` false."""
     rows = []
     for step in steps:
-        if step["kind"] != "tool":
+        if step.kind != "tool":
             continue
-        intent, result = step["intent"] or {}, step["result"] or {}
+        intent, result = step.intent or {}, step.result or {}
         if node is not None and result.get("node_id") != node:
             continue
         rows.append(
             {
-                "step": step["step_id"],
-                "at": step["intent_at"],
+                "step": step.step_id,
+                "at": step.intent_at,
                 "tool": intent.get("tool"),
                 "arguments": intent.get("arguments", {}),
-                "finished": bool(step["result"]),
+                "finished": bool(step.result),
                 "refused": bool(result.get("refused", False)),
                 "chars": result.get("chars"),
                 "result": _first_line(str(result.get("text", ""))),
@@ -572,20 +581,20 @@ def explore_rows(steps: Sequence[Row], node: str | None = None) -> list[Row]:
     return rows
 
 
-def _tool_row(attempt: Row, node_commands: list[str], degraded: list[str] | None) -> Row:
-    bundle = attempt["bundle"] or {}
-    evidence = attempt["evidence"]
+def _tool_row(attempt: AttemptRecord, node_commands: list[str], degraded: list[str] | None) -> Row:
+    bundle = attempt.bundle or {}
+    evidence = attempt.evidence
     failed = {str(e.get("command")): e for e in evidence if e.get("source") == "command"}
     commands = [
         _command_row(command, failed.get(command))
         for command in [*node_commands, *(bundle.get("commands") or [])]
     ]
     return {
-        "node": attempt["node_id"],
-        "attempt": attempt["attempt"],
-        "at": attempt["at"],
-        "stable": attempt["stable"],
-        "energy": {key: float(attempt["energy"].get(key, 0.0)) for key in COMPONENTS},
+        "node": attempt.node_id,
+        "attempt": attempt.attempt,
+        "at": attempt.at,
+        "stable": attempt.stable,
+        "energy": {key: float(attempt.energy.get(key, 0.0)) for key in COMPONENTS},
         "commands": commands,
         "sensors": _by_source(e for e in evidence if e.get("source") != "command"),
         "degraded": degraded or [],

@@ -52,12 +52,12 @@ async def test_deferred_tests_run_in_the_sheaf_and_reopen_the_responsible_nodes(
     assert (workspace / "calc.py").read_text() == RIGHT
     store = await SqliteStore.open(workspace / ".keel" / "keel.db")
     try:
-        calls = await store.model_calls(result.session_id)
+        calls = await store.session(result.session_id).model_calls()
     finally:
         await store.close()
     reopen_prompt = next(
-        c["prompt"]
+        str(c.prompt)
         for c in calls
-        if c["tier"] == "actuator" and c["node_id"] == "node-1" and c["attempt"] == 2
+        if c.tier == "actuator" and c.node_id == "node-1" and c.attempt == 2
     )
     assert "tests/test_calc.py::test_add" in reopen_prompt

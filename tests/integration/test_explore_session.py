@@ -78,12 +78,12 @@ async def test_tool_calls_are_events_steps_and_logs(tmp_path: Path) -> None:
     ]
     store = await SqliteStore.open(store_path(ws))
     try:
-        steps = await store.steps(result.session_id)
+        steps = await store.session(result.session_id).steps()
         session = await reports.find_session(store, result.session_id)
         logs = await reports.logs_report(store, session, ["tools"])
     finally:
         await store.close()
-    results = {s["step_id"]: s["result"] for s in steps if s["kind"] == "tool"}
+    results = {s.step_id: s.result or {} for s in steps if s.kind == "tool"}
     assert "looks like it holds secrets" in results["tool:architect:-:1:turn1:1"]["text"]
     assert "ignored by git" in results["tool:architect:-:1:turn1:3"]["text"]
     search = results["tool:architect:-:1:turn1:2"]["text"]

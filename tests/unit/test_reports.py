@@ -1,15 +1,18 @@
-"""The report functions behind ``keel status``, ``keel logs`` and ``keel replay``, on rows shaped
-like the store's. The commands themselves run on real sessions in tests/integration."""
+"""The report functions behind ``keel status``, ``keel logs`` and ``keel replay``, on the
+store's records. The commands themselves run on real sessions in tests/integration."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
+from keel.engine.records import AttemptRecord, EscalationRecord, ModelCall, StepRecord
 from keel.providers.replay import index_entries, select_entry
 from keel.replay import parse_step_id, transcript_entries
 from keel.reports import (
+    call_row,
     call_stats,
     default_redactor,
     error_rows,
@@ -20,23 +23,32 @@ from keel.reports import (
 )
 
 
-def _call(tier: str, model: str, latency: float, **extra: Any) -> dict[str, Any]:
-    row = {
-        "at": "2026-11-22T10:15:00.123+00:00",
-        "tier": tier,
-        "model": model,
-        "node_id": extra.pop("node", None),
-        "attempt": extra.pop("attempt", 1),
-        "schema_name": "artifact_bundle",
-        "input_tokens": 100,
-        "output_tokens": 10,
-        "cost_usd": 0.01,
-        "priced": True,
-        "latency_s": latency,
-        "ok": True,
-        "error": None,
-    }
-    return {**row, **extra}
+def _call(tier: str, model: str, latency: float, **extra: Any) -> ModelCall:
+    node, attempt = extra.pop("node", None), extra.pop("attempt", 1)
+    call = ModelCall(
+        at="2026-11-22T10:15:00.123+00:00",
+        tier=tier,
+        model=model,
+        node_id=node,
+        attempt=attempt,
+        schema_name="artifact_bundle",
+        input_tokens=100,
+        output_tokens=10,
+        cost_usd=0.01,
+        priced=True,
+        latency_s=latency,
+        ok=True,
+        error=None,
+    )
+    return dataclasses.replace(call, **extra)
+
+
+def _step(step_id: str, result: dict[str, Any] | None, kind: str = "model") -> StepRecord:
+    return StepRecord(step_id, kind, {}, result, "t")
+
+
+def _escalation(report: dict[str, Any]) -> EscalationRecord:
+    return EscalationRecord(1, "n1", report, "t")
 
 
 def test_call_stats_per_tier_and_model_with_latency_mean_p50_max() -> None:
@@ -69,14 +81,8 @@ def test_error_rows_tell_failed_calls_from_invalid_replies_and_commands_apart() 
         {"source": "bundle", "path": "../x", "message": "escapes the workspace"},
         {"source": "pytest", "test_id": "t::a", "message": "assert 1 == 2"},
     ]
-    attempts = [{"node_id": "n1", "attempt": 3, "at": "t", "evidence": evidence}]
-    escalations = [
-        {
-            "node_id": "n1",
-            "at": "t",
-            "report": {"attempts": 3, "reason": "no", "evidence": [{"message": "e"}]},
-        }
-    ]
+    attempts = [AttemptRecord("n1", 3, None, {}, evidence, False, "t")]
+    escalations = [_escalation({"attempts": 3, "reason": "no", "evidence": [{"message": "e"}]})]
     events = [{"type": "budget_exceeded", "message": "cost budget reached", "ts": "t"}]
     kinds = [row["kind"] for row in error_rows(calls, attempts, escalations, events)]
     assert kinds == [
@@ -166,11 +172,8 @@ def _no_limits() -> dict[str, None]:
 
 def test_logs_text_shows_prompts_only_when_stored() -> None:
     with_llm = _call("actuator", "m", 1.5, node="node-1", prompt="PROMPT", response="REPLY")
-    rows = [
-        {k: v for k, v in with_llm.items() if k != "node_id"} | {"node": "node-1", "schema": "s"},
-        {k: v for k, v in _call("architect", "m", 0.5).items() if k != "node_id"}
-        | {"node": None, "schema": "s", "ok": False, "error": "no route\nmore"},
-    ]
+    failed = _call("architect", "m", 0.5, ok=False, error="no route\nmore")
+    rows = [call_row(with_llm), call_row(failed)]
     text = format_logs({"session": "s-1", "node": None, "calls": rows})
     assert "--- prompt ---\n  PROMPT" in text and "--- response ---\n  REPLY" in text
     assert "ERROR no route" in text and "more" not in text
@@ -184,8 +187,10 @@ def test_text_outputs_say_when_calls_were_unpriced() -> None:
     assert "unpriced" not in format_status(
         {**STATUS, "totals": {**STATUS["totals"], "unpriced": 0}}
     )
-    calls = [_call("actuator", "openai:gpt-4.1", 1.0), _call("architect", "local:x", 1.0)]
-    calls[1].update(priced=False, cost_usd=0.0)
+    calls = [
+        _call("actuator", "openai:gpt-4.1", 1.0),
+        _call("architect", "local:x", 1.0, priced=False, cost_usd=0.0),
+    ]
     text = format_logs({"session": "s-1", "node": None, "stats": call_stats(calls)})
     total, *groups = text.splitlines()[3:]
     assert total.startswith("total") and total.endswith("(1 call unpriced)")
@@ -195,10 +200,7 @@ def test_text_outputs_say_when_calls_were_unpriced() -> None:
 def test_logs_show_prompt_and_reply_sizes() -> None:
     sized = _call("actuator", "m", 1.0, prompt_chars=812, reply_chars=12_345)
     old = _call("actuator", "m", 1.0)  # recorded before sizes were: unknown, not 0
-    rows = [
-        {k: v for k, v in call.items() if k != "node_id"} | {"node": "n1", "schema": "s"}
-        for call in (sized, old)
-    ]
+    rows = [call_row(call) for call in (sized, old)]
     text = format_logs({"session": "s-1", "node": None, "calls": rows})
     header, first, second = text.splitlines()[2:]
     assert "prompt" in header and "reply" in header
@@ -217,14 +219,10 @@ def test_step_ids_parse_back_to_transcript_keys() -> None:
 
 def test_transcript_entries_keep_answered_steps_with_model_and_usage() -> None:
     steps = [
-        {"step_id": "model:architect:-:1", "kind": "model", "result": {"text": "{}", "model": "m"}},
-        {"step_id": "model:actuator:n1:1", "kind": "model", "result": None},  # never answered
-        {"step_id": "model:actuator:n2:1", "kind": "model", "result": {"text": "x", "model": ""}},
-        {
-            "step_id": "model:verifier:n2:1",
-            "kind": "model",
-            "result": {"text": "y", "model": "replay:/t.jsonl"},
-        },
+        _step("model:architect:-:1", {"text": "{}", "model": "m"}),
+        _step("model:actuator:n1:1", None),  # never answered
+        _step("model:actuator:n2:1", {"text": "x", "model": ""}),
+        _step("model:verifier:n2:1", {"text": "y", "model": "replay:/t.jsonl"}),
     ]
     calls = [_call("architect", "m", 0.3, input_tokens=7, output_tokens=3)]
     assert transcript_entries(steps, calls) == [
@@ -290,13 +288,7 @@ def test_escalation_evidence_already_failing_at_baseline_says_so() -> None:
         {"message": "assert 1 == 3", "baseline": True, "baseline_at": "0123456789abcdef"},
         {"message": "assert 2 == 5"},
     ]
-    escalations = [
-        {
-            "node_id": "n1",
-            "at": "t",
-            "report": {"attempts": 1, "reason": "no", "evidence": evidence},
-        }
-    ]
+    escalations = [_escalation({"attempts": 1, "reason": "no", "evidence": evidence})]
     [row] = error_rows([], [], escalations, [])
     assert row["evidence"] == ["assert 1 == 3 (already failing at 0123456789ab)", "assert 2 == 5"]
 
@@ -304,13 +296,9 @@ def test_escalation_evidence_already_failing_at_baseline_says_so() -> None:
 def test_exploration_turns_export_as_tool_call_lines_that_replay() -> None:
     calls = [{"id": "c1", "name": "open_file", "arguments": {"path": "a.py"}}]
     steps = [
-        {
-            "step_id": "model:architect:-:1",
-            "kind": "model",
-            "result": {"text": "", "tool_calls": calls},
-        },
-        {"step_id": "tool:architect:-:1:turn1:1", "kind": "tool", "result": {"text": "..."}},
-        {"step_id": "model:architect:-:1:turn2", "kind": "model", "result": {"text": "{}"}},
+        _step("model:architect:-:1", {"text": "", "tool_calls": calls}),
+        _step("tool:architect:-:1:turn1:1", {"text": "..."}, kind="tool"),
+        _step("model:architect:-:1:turn2", {"text": "{}"}),
     ]
     assert parse_step_id("model:architect:-:1:turn2") == ("architect", None, 1)
     entries = transcript_entries(steps, [])

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from keel.engine.ports import EventSink, SessionStore
+from keel.engine.ports import EventSink, SessionRecords
 from keel.engine.redaction import redact
 
 
@@ -24,7 +24,7 @@ class EventLog:
     def __init__(
         self,
         session_id: str,
-        store: SessionStore,
+        store: SessionRecords,
         sink: EventSink,
         redactor: Callable[[str], str] | None = None,
     ) -> None:
@@ -41,5 +41,5 @@ class EventLog:
         if self._redactor is not None:
             fields = redact(fields, self._redactor)
         event = {"ts": now_iso(), "session": self._session_id, "type": type_, **fields}
-        await self._store.record_event(self._session_id, event)
+        await self._store.record_event(event)
         self._sink.emit(event)

@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -30,11 +30,12 @@ from keel.engine.ports import (
     ModelRequest,
     NoFaults,
     ProviderError,
-    SessionStore,
+    SessionRecords,
     ToolCall,
     ToolResult,
     ToolTurn,
 )
+from keel.engine.records import CallTotals, ModelCall
 from keel.engine.redaction import Redactor
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -76,15 +77,15 @@ class Totals:
         self.unpriced += 0 if priced else 1
 
     @classmethod
-    def restore(cls, recorded: Mapping[str, Any]) -> Totals:
+    def restore(cls, recorded: CallTotals) -> Totals:
         """The account of a session so far, from the store (for resume)."""
         return cls(
-            calls=int(recorded.get("calls", 0)),
-            input_tokens=int(recorded.get("input_tokens", 0)),
-            output_tokens=int(recorded.get("output_tokens", 0)),
-            cost_usd=float(recorded.get("cost_usd", 0.0)),
-            largest_call_usd=float(recorded.get("largest_call_usd", 0.0)),
-            unpriced=int(recorded.get("unpriced", 0)),
+            calls=int(recorded.calls),
+            input_tokens=int(recorded.input_tokens),
+            output_tokens=int(recorded.output_tokens),
+            cost_usd=float(recorded.cost_usd),
+            largest_call_usd=float(recorded.largest_call_usd),
+            unpriced=int(recorded.unpriced),
         )
 
     def as_dict(self) -> dict[str, float | int]:
@@ -112,8 +113,7 @@ class ModelGateway:
     def __init__(
         self,
         clients: Mapping[Tier, ModelClient],
-        store: SessionStore,
-        session_id: str,
+        store: SessionRecords,
         *,
         budget: Budget,
         log_llm: bool,
@@ -127,7 +127,7 @@ class ModelGateway:
         (the project's, already bounded) open every prompt of every tier."""
         self._clients = clients
         self._store = store
-        self._session_id = session_id
+        self._session_id = store.session_id
         self._budget = budget
         self._log_llm = log_llm
         self._redact = redact
@@ -244,44 +244,33 @@ class ModelGateway:
         self, step_id: str, request: ModelRequest, reply_type: type[BaseModel]
     ) -> tuple[str, list[ToolCall]]:
         """The reply text and tool calls of one request, recorded, or replayed on resume."""
-        recorded = await self._store.step_result(self._session_id, step_id)
+        recorded = await self._store.step_result(step_id)
         if recorded is not None:
             return str(recorded["text"]), _calls_of(recorded.get("tool_calls"))
         tier, system, prompt = request.tier, request.system, request.prompt
         client = self._clients[tier]
         self._check_budget(client, request)
-        call: dict[str, object] = {
-            "tier": tier.value,
-            "model": client.name,
-            "node_id": request.node_id,
-            "attempt": request.attempt,
-            "schema_name": request.schema_name,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cost_usd": 0.0,
-            "priced": True,
-            "latency_s": 0.0,
-            "ok": False,
-            "error": None,
-            "prompt": self._redact(system + "\n\n" + prompt + _turns_text(request))
+        call = ModelCall(
+            tier=tier.value,
+            model=client.name,
+            node_id=request.node_id,
+            attempt=request.attempt,
+            schema_name=request.schema_name,
+            prompt=self._redact(system + "\n\n" + prompt + _turns_text(request))
             if self._log_llm
             else None,
-            "response": None,
-            "prompt_chars": len(system) + len(prompt) + _turns_chars(request.turns),
-            "reply_chars": None,
-        }
-        await self._store.begin_step(
-            self._session_id, step_id, "model", {"tier": tier.value, "model": client.name}
+            prompt_chars=len(system) + len(prompt) + _turns_chars(request.turns),
         )
+        await self._store.begin_step(step_id, "model", {"tier": tier.value, "model": client.name})
         self._faults.hit("model_intent")
         self.totals.calls += 1
         try:
             reply = await client.complete(request)
         except ProviderError as exc:
-            call["error"] = self._redact(str(exc))
+            call = replace(call, error=self._redact(str(exc)))
             if exc.charged is not None:
-                self._charge(call, exc.charged)
-            await self._store.record_model_call(self._session_id, call)
+                call = self._charge(call, exc.charged)
+            await self._store.record_model_call(call)
             raise
         usage = reply.usage
         self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
@@ -291,7 +280,8 @@ class ModelGateway:
             parsed = parse_reply(reply_type, reply.text)
             error = parsed.error
         shown = reply.text or json.dumps([_call_dict(c) for c in calls])
-        call.update(
+        call = replace(
+            call,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost_usd=usage.cost_usd,
@@ -305,14 +295,15 @@ class ModelGateway:
         result: dict[str, Any] = {"text": self._redact(reply.text), "model": reply.model}
         if calls:
             result["tool_calls"] = [_call_dict(c) for c in calls]
-        await self._store.finish_step(self._session_id, step_id, result, call)
+        await self._store.finish_step(step_id, result, call)
         self._faults.hit("model_result")
         return reply.text, calls
 
-    def _charge(self, call: dict[str, object], usage: Usage) -> None:
+    def _charge(self, call: ModelCall, usage: Usage) -> ModelCall:
         """Count a failed call that was still billed (a reply with an unbelievable usage)."""
         self.totals.add(usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.priced)
-        call.update(
+        return replace(
+            call,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost_usd=usage.cost_usd,
@@ -329,14 +320,12 @@ class ModelGateway:
         node_id: str | None,
     ) -> str:
         """One tool call's result, recorded as a step (replayed on resume, never re-run)."""
-        recorded = await self._store.step_result(self._session_id, step_id)
+        recorded = await self._store.step_result(step_id)
         if recorded is not None:
             return str(recorded["text"])
         limit = min(explore.max_result_chars, left_tokens * CHARS_PER_TOKEN)
         arguments = _shown_arguments(call.arguments)
-        await self._store.begin_step(
-            self._session_id, step_id, "tool", {"tool": call.name, "arguments": arguments}
-        )
+        await self._store.begin_step(step_id, "tool", {"tool": call.name, "arguments": arguments})
         self._faults.hit("explore_tool")
         if limit <= 0:
             outcome = ToolResult("refused: the exploration budget is spent", True)
@@ -352,7 +341,7 @@ class ModelGateway:
             "tier": tier.value,
             "node_id": node_id,
         }
-        await self._store.finish_step(self._session_id, step_id, record)
+        await self._store.finish_step(step_id, record)
         if explore.on_call is not None:
             await explore.on_call(record)
         return text

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from keel.bundles.model import ArtifactBundle as ArtifactBundle
 from keel.bundles.model import FileDiff as FileDiff
 from keel.bundles.model import FileWrite as FileWrite
+from keel.engine import defaults
 
 
 class Tier(StrEnum):
@@ -171,11 +172,11 @@ class SensorReport:
 
 @dataclass(frozen=True)
 class EnergyWeights:
-    syn: float = 1.0
-    str: float = 0.5
-    log: float = 2.0
-    boot: float = 1.0
-    sheaf: float = 1.0
+    syn: float = defaults.WEIGHTS[0]
+    str: float = defaults.WEIGHTS[1]
+    log: float = defaults.WEIGHTS[2]
+    boot: float = defaults.WEIGHTS[3]
+    sheaf: float = defaults.WEIGHTS[4]
 
     def of(self, component: Component) -> float:
         return float(getattr(self, component.value))

@@ -42,6 +42,7 @@ from keel.engine.ports import (
     ModelClient,
     RepositoryContext,
 )
+from keel.engine.records import ApprovalRecord, AttemptRecord, CallTotals, JsonObject, ModelCall
 from keel.engine.redaction import Redactor, redact
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import read_texts
@@ -143,8 +144,7 @@ class ReadOnlyModes:
         label = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         return ModelGateway(
             self.clients,
-            EphemeralStore(),
-            label,
+            EphemeralStore(label),
             budget=self.settings.budget,
             log_llm=False,
             redact=Redactor(self.secrets),
@@ -441,51 +441,44 @@ def explanation_markdown(
 
 
 class EphemeralStore:
-    """A session store in memory: the read-only modes' model calls are kept nowhere.
+    """One command's records in memory: the read-only modes' model calls are kept nowhere.
 
     Only what the gateway uses holds data (steps and calls, for this one command); every
     other record is accepted and dropped.
     """
 
-    def __init__(self) -> None:
-        self.steps: dict[str, Mapping[str, Any]] = {}
-        self.calls: list[Mapping[str, Any]] = []
+    def __init__(self, session_id: str = "ephemeral") -> None:
+        self._session_id = session_id
+        self.steps: dict[str, JsonObject] = {}
+        self.calls: list[ModelCall] = []
 
-    async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    async def create_session(self, task: str, config: JsonObject) -> None:
         return None
 
-    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
+    async def update_session_config(self, values: JsonObject) -> None:
         return None
 
-    async def node_states(self, session_id: str) -> Mapping[str, str]:
+    async def node_states(self) -> Mapping[str, str]:
         return {}
 
-    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
+    async def record_plan(self, plan: JsonObject) -> None:
         return None
 
-    async def set_node_state(
-        self, session_id: str, node_id: str, state: str, detail: str = ""
-    ) -> None:
+    async def set_node_state(self, node_id: str, state: str, detail: str = "") -> None:
         return None
 
-    async def record_attempt(
-        self,
-        session_id: str,
-        node_id: str,
-        attempt: int,
-        bundle: Mapping[str, Any] | None,
-        energy: Mapping[str, float],
-        evidence: Sequence[Mapping[str, Any]],
-        stable: bool,
-    ) -> None:
+    async def record_attempt(self, attempt: AttemptRecord) -> None:
         return None
 
-    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
+    async def record_model_call(self, call: ModelCall) -> None:
         self.calls.append(call)
 
     async def record_approval(
         self,
-        session_id: str,
         node_id: str,
         decision: str,
         actor: str,
@@ -497,65 +490,42 @@ class EphemeralStore:
     ) -> None:
         return None
 
-    async def confirm_approval(
-        self, session_id: str, node_id: str, ledger_sha: str, actor: str
-    ) -> None:
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
         return None
 
-    async def pending_approval(
-        self, session_id: str, node_id: str, bundle: str
-    ) -> Mapping[str, Any] | None:
+    async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
         return None
 
-    async def record_escalation(
-        self, session_id: str, node_id: str, report: Mapping[str, Any]
-    ) -> None:
+    async def record_escalation(self, node_id: str, report: JsonObject) -> None:
         return None
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
+    async def record_event(self, event: JsonObject) -> None:
         return None
 
-    async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:
+    async def finish_session(self, outcome: str, totals: JsonObject) -> None:
         return None
 
-    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
-        return None
-
-    async def finish_session(
-        self, session_id: str, outcome: str, totals: Mapping[str, Any]
-    ) -> None:
-        return None
-
-    async def begin_step(
-        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
-    ) -> None:
+    async def begin_step(self, step_id: str, kind: str, detail: JsonObject) -> None:
         return None
 
     async def finish_step(
-        self,
-        session_id: str,
-        step_id: str,
-        result: Mapping[str, Any],
-        call: Mapping[str, Any] | None = None,
+        self, step_id: str, result: JsonObject, call: ModelCall | None = None
     ) -> None:
         self.steps[step_id] = result
         if call is not None:
             self.calls.append(call)
 
-    async def call_totals(self, session_id: str) -> Mapping[str, Any]:
-        return {"calls": len(self.calls)}
+    async def call_totals(self) -> CallTotals:
+        return CallTotals(calls=len(self.calls))
 
-    async def step_result(self, session_id: str, step_id: str) -> Mapping[str, Any] | None:
+    async def step_result(self, step_id: str) -> JsonObject | None:
         return self.steps.get(step_id)
 
-    async def begin_run(self, session_id: str, pid: int, host: str) -> int:
+    async def begin_run(self, pid: int, host: str) -> int:
         return 0
 
     async def end_run(self, run_id: int) -> None:
         return None
 
-    async def abort_requested(self, session_id: str) -> bool:
+    async def abort_requested(self) -> bool:
         return False
-
-    async def close(self) -> None:
-        return None

@@ -49,9 +49,10 @@ from keel.engine.ports import (
     LedgerRefused,
     NoFaults,
     RepositoryContext,
-    SessionStore,
+    SessionRecords,
     Settlement,
 )
+from keel.engine.records import AttemptRecord
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
 
@@ -88,7 +89,7 @@ class NodeContext:
     verifier: Verifier
     plugins: list[LanguagePlugin]
     ledger: Ledger
-    store: SessionStore
+    store: SessionRecords
     runner: CommandRunner
     approver: Approver
     events: EventLog
@@ -126,7 +127,7 @@ class NodeRunner:
         self._checks = 0
 
     async def _state(self, state: NodeState, detail: str = "") -> None:
-        await self.ctx.store.set_node_state(self.ctx.session_id, self.node.id, state.value, detail)
+        await self.ctx.store.set_node_state(self.node.id, state.value, detail)
 
     async def run(self) -> NodeState:
         ctx, node = self.ctx, self.node
@@ -296,7 +297,7 @@ class NodeRunner:
         bundle = attempt.bundle.model_dump() if attempt.bundle else None
         evidence = evidence_dicts(energy.evidence)
         await ctx.store.record_attempt(
-            ctx.session_id, self.node.id, attempt.number, bundle, energy.as_dict(), evidence, stable
+            AttemptRecord(self.node.id, attempt.number, bundle, energy.as_dict(), evidence, stable)
         )
         await ctx.events.emit(
             "verification",
@@ -364,13 +365,13 @@ class NodeRunner:
         it stands, so a resumed session does not ask again. An approval by policy alone (the
         mode) does not stand for a reviewer's."""
         ctx = self.ctx
-        row = await ctx.store.pending_approval(ctx.session_id, self.node.id, request.bundle_id)
-        if row is None or row["actor"] in MODES:
+        row = await ctx.store.pending_approval(self.node.id, request.bundle_id)
+        if row is None or row.actor in MODES:
             return None
-        files = row.get("files")
+        files = row.files
         return Decision(
             approved=True,
-            actor=str(row["actor"]),
+            actor=row.actor,
             feedback="recorded before the session stopped",
             files=None if files is None else [str(f) for f in files],
         )
@@ -411,7 +412,6 @@ class NodeRunner:
             return ChangeSet(changes=kept, base=base)
         if not decision.approved:
             await ctx.store.record_approval(
-                ctx.session_id,
                 node.id,
                 "rejected",
                 decision.actor,
@@ -458,9 +458,8 @@ class NodeRunner:
         # The decision is an intent, durable before the commit: a crash after it leaves an
         # approval a resumed session honours (or, if git has the commit, completes). A resumed
         # commit of the same bundle keeps the intent recorded before the crash.
-        if await ctx.store.pending_approval(ctx.session_id, node.id, request.bundle_id) is None:
+        if await ctx.store.pending_approval(node.id, request.bundle_id) is None:
             await ctx.store.record_approval(
-                ctx.session_id,
                 node.id,
                 "approved",
                 decision.actor,
@@ -473,7 +472,6 @@ class NodeRunner:
         except ConflictError as exc:
             # Closes the intent: this bundle as approved can no longer be committed.
             await ctx.store.record_approval(
-                ctx.session_id,
                 node.id,
                 "refused",
                 "ledger",
@@ -486,7 +484,7 @@ class NodeRunner:
         except LedgerRefused as exc:
             return await self._refused(request, exc)
         ctx.faults.hit("node_ledger_committed")
-        await ctx.store.confirm_approval(ctx.session_id, node.id, sha, decision.actor)
+        await ctx.store.confirm_approval(node.id, sha, decision.actor)
         await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
         await ctx.events.emit(
             "node_committed" if not rest.changes else "bundle_partially_committed",
@@ -509,7 +507,7 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         reason = str(exc)
         await ctx.store.record_approval(
-            ctx.session_id, node.id, "refused", "ledger", None, reason, bundle=request.bundle_id
+            node.id, "refused", "ledger", None, reason, bundle=request.bundle_id
         )
         await ctx.approver.settled(request, Settlement(None, reason))
         await ctx.events.emit(
@@ -580,7 +578,7 @@ class NodeRunner:
             "degraded": list(energy.degraded_sensors) if energy else [],
             "reason": "did not reach V < epsilon within the attempts",
         }
-        await ctx.store.record_escalation(ctx.session_id, node.id, report)
+        await ctx.store.record_escalation(node.id, report)
         await self._state(NodeState.ESCALATED, str(report["reason"]))
         await ctx.events.emit("node_escalated", **report)
         return NodeState.ESCALATED

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from keel.engine.models import (
     CommandResult,
@@ -19,6 +19,13 @@ from keel.engine.models import (
     SensorReport,
     Tier,
     Usage,
+)
+from keel.engine.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    CallTotals,
+    JsonObject,
+    ModelCall,
 )
 
 
@@ -71,7 +78,7 @@ class ToolSpec:
 
     name: str
     description: str
-    parameters: Mapping[str, Any]
+    parameters: JsonObject
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ class ToolCall:
 
     id: str
     name: str
-    arguments: Mapping[str, Any]
+    arguments: JsonObject
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class ExplorationTools(Protocol):
 
     def specs(self) -> Sequence[ToolSpec]: ...
 
-    async def call(self, name: str, arguments: Mapping[str, Any], limit: int) -> ToolResult: ...
+    async def call(self, name: str, arguments: JsonObject, limit: int) -> ToolResult: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class ModelRequest:
 
     tier: Tier
     schema_name: str
-    schema: Mapping[str, Any]
+    schema: JsonObject
     system: str
     prompt: str
     session_id: str
@@ -273,43 +280,35 @@ class Ledger(Protocol):
         ...
 
 
-class SessionStore(Protocol):
-    """The session record (contract section 8); written as the session goes."""
+class SessionRecords(Protocol):
+    """The session store scoped to one session (``SessionStore.session``): what the engine
+    records as a session goes, and the little it reads back to resume (docs/reference/store.md)."""
 
-    async def create_session(
-        self, session_id: str, task: str, config: Mapping[str, Any]
-    ) -> None: ...
+    @property
+    def session_id(self) -> str: ...
 
-    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
+    async def create_session(self, task: str, config: JsonObject) -> None: ...
+
+    async def update_session_config(self, values: JsonObject) -> None:
         """Change keys of the stored configuration (a resume raising the budgets)."""
         ...
 
-    async def node_states(self, session_id: str) -> Mapping[str, str]:
+    async def node_states(self) -> Mapping[str, str]:
         """Each recorded node's current state."""
         ...
 
-    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None: ...
+    async def record_plan(self, plan: JsonObject) -> None: ...
 
-    async def set_node_state(
-        self, session_id: str, node_id: str, state: str, detail: str = ""
-    ) -> None: ...
+    async def set_node_state(self, node_id: str, state: str, detail: str = "") -> None: ...
 
-    async def record_attempt(
-        self,
-        session_id: str,
-        node_id: str,
-        attempt: int,
-        bundle: Mapping[str, Any] | None,
-        energy: Mapping[str, float],
-        evidence: Sequence[Mapping[str, Any]],
-        stable: bool,
-    ) -> None: ...
+    async def record_attempt(self, attempt: AttemptRecord) -> None:
+        """Record one attempt; recording the same attempt again (a resume) replaces it."""
+        ...
 
-    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None: ...
+    async def record_model_call(self, call: ModelCall) -> None: ...
 
     async def record_approval(
         self,
-        session_id: str,
         node_id: str,
         decision: str,
         actor: str,
@@ -323,63 +322,58 @@ class SessionStore(Protocol):
         the ``bundle`` id it approves and the ``files`` chosen (None: all of them)."""
         ...
 
-    async def confirm_approval(
-        self, session_id: str, node_id: str, ledger_sha: str, actor: str
-    ) -> None:
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
         """The node's pending approval was committed as ``ledger_sha``."""
         ...
 
-    async def pending_approval(
-        self, session_id: str, node_id: str, bundle: str
-    ) -> Mapping[str, Any] | None:
+    async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
         """A recorded approval of ``bundle`` whose commit never happened (a crash), if any."""
         ...
 
-    async def record_escalation(
-        self, session_id: str, node_id: str, report: Mapping[str, Any]
-    ) -> None: ...
+    async def record_escalation(self, node_id: str, report: JsonObject) -> None: ...
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None: ...
+    async def record_event(self, event: JsonObject) -> None: ...
 
-    async def finish_session(
-        self, session_id: str, outcome: str, totals: Mapping[str, Any]
-    ) -> None: ...
+    async def finish_session(self, outcome: str, totals: JsonObject) -> None: ...
 
-    async def begin_step(
-        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
-    ) -> None:
+    async def begin_step(self, step_id: str, kind: str, detail: JsonObject) -> None:
         """The intent record of a side-effecting step, durable before the step runs."""
         ...
 
     async def finish_step(
-        self,
-        session_id: str,
-        step_id: str,
-        result: Mapping[str, Any],
-        call: Mapping[str, Any] | None = None,
+        self, step_id: str, result: JsonObject, call: ModelCall | None = None
     ) -> None:
         """The result record; a model ``call`` is recorded in the same transaction."""
         ...
 
-    async def call_totals(self, session_id: str) -> Mapping[str, Any]:
+    async def call_totals(self) -> CallTotals:
         """Calls, tokens, cost and the largest call's cost recorded for the session."""
         ...
 
-    async def step_result(self, session_id: str, step_id: str) -> Mapping[str, Any] | None:
+    async def step_result(self, step_id: str) -> JsonObject | None:
         """A finished step's recorded result (a resumed session replays it), else None."""
         ...
 
-    async def begin_run(self, session_id: str, pid: int, host: str) -> int: ...
+    async def begin_run(self, pid: int, host: str) -> int: ...
 
     async def end_run(self, run_id: int) -> None: ...
 
-    async def abort_requested(self, session_id: str) -> bool: ...
+    async def abort_requested(self) -> bool: ...
 
-    async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:
+
+class SessionStore(Protocol):
+    """The session store (docs/reference/store.md): per-session records through
+    :meth:`session`, and the workspace's baselines, which belong to no session."""
+
+    def session(self, session_id: str) -> SessionRecords:
+        """The store scoped to ``session_id`` (the session need not exist yet)."""
+        ...
+
+    async def baseline(self, head: str, environment: str) -> JsonObject | None:
         """The baseline measured at commit ``head`` in ``environment``, if one was stored."""
         ...
 
-    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
+    async def record_baseline(self, head: str, environment: str, record: JsonObject) -> None:
         """Store (or replace) the baseline of commit ``head`` in ``environment``."""
         ...
 
@@ -415,7 +409,7 @@ class EditorEvidence(Protocol):
 class EventSink(Protocol):
     """Receives every engine event (contract section 10) as a JSON-ready dict."""
 
-    def emit(self, event: Mapping[str, Any]) -> None: ...
+    def emit(self, event: JsonObject) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -436,7 +430,7 @@ class ApprovalRequest:
     complexity: int
     changes: Mapping[str, bytes | None] = field(default_factory=dict)
     base: Mapping[str, bytes | None] = field(default_factory=dict)
-    evidence: Sequence[Mapping[str, Any]] = ()
+    evidence: Sequence[JsonObject] = ()
     owns: Sequence[str] = ()
 
 

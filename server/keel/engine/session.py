@@ -55,6 +55,7 @@ from keel.engine.ports import (
     NoFaults,
     ProviderError,
     RepositoryContext,
+    SessionRecords,
     SessionStore,
 )
 from keel.engine.redaction import Redactor
@@ -130,16 +131,16 @@ class Engine:
         session_id = session_id or new_session_id()
         started = time.monotonic()
         redactor = Redactor(self.secrets)
-        events = EventLog(session_id, self.store, self.sink, redactor)
-        totals = Totals.restore(await self.store.call_totals(session_id)) if resume else Totals()
+        records = self.store.session(session_id)
+        events = EventLog(session_id, records, self.sink, redactor)
+        totals = Totals.restore(await records.call_totals()) if resume else Totals()
         max_tokens = self.settings.max_prompt_tokens
         instructions = await asyncio.to_thread(
             load_instructions, self.workspace, self.settings.instructions, chars_for(max_tokens)
         )
         gateway = ModelGateway(
             self.clients,
-            self.store,
-            session_id,
+            records,
             budget=self.settings.budget,
             log_llm=self.settings.log_llm,
             redact=redactor,
@@ -149,13 +150,12 @@ class Engine:
             instructions=instructions.block(),
         )
         if not resume:
-            await self.store.create_session(session_id, task, self.config_record())
+            await records.create_session(task, self.config_record())
         else:
             # Budgets given to a resume are the session's from now on: status shows them and
             # a later plain resume keeps them (they equal the stored ones when none were given).
             budget = self.settings.budget
-            await self.store.update_session_config(
-                session_id,
+            await records.update_session_config(
                 {
                     "max_cost": budget.max_cost,
                     "max_steps": budget.max_steps,
@@ -176,41 +176,46 @@ class Engine:
         )
         for note in [*self.environment_notes, *instructions.warnings]:
             await events.emit("warning", message=note)
-        run_id = await self.store.begin_run(session_id, os.getpid(), socket.gethostname())
+        run_id = await records.begin_run(os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
             await self.ledger.check_ready()  # git mid-rebase or a detached HEAD: stop now
-            await self._run(task, session_id, gateway, events, result, resume)
+            await self._run(task, records, gateway, events, result, resume)
         except BudgetExceeded as exc:
             result.budget_stop, result.reason = True, str(exc)
             await events.emit(
                 "budget_exceeded", reason=exc.reason, message=str(exc), **gateway.totals.as_dict()
             )
-            await self._requeue(session_id, f"stopped by the {exc.reason} budget")
+            await self._requeue(records, f"stopped by the {exc.reason} budget")
         except KeelError as exc:  # no plan, an unreachable model, a failing disk or git
             result.reason = str(exc)
         except asyncio.CancelledError:
             _uncancel()
             result.outcome, result.reason = "aborted", "aborted by the user"
-            await self._requeue(session_id, "aborted")
+            await self._requeue(records, "aborted")
         finally:
             sandboxes = self.workspace / ".keel" / "sandboxes" / session_id
             await asyncio.to_thread(shutil.rmtree, sandboxes, True)
-            await self.store.end_run(run_id)
-        await self._finish(result, gateway, events, started)
+            await records.end_run(run_id)
+        await self._finish(records, result, gateway, events, started)
         return result
 
-    async def _requeue(self, session_id: str, why: str) -> None:
+    async def _requeue(self, records: SessionRecords, why: str) -> None:
         """Nodes cut off mid-work go back to ``queued``: a resume runs them again, and status
         must not show them running in a session that has stopped."""
         in_flight = {NodeState.RUNNING, NodeState.VERIFYING, NodeState.RETRYING}
-        for node_id, state in (await self.store.node_states(session_id)).items():
+        for node_id, state in (await records.node_states()).items():
             if state in in_flight:
                 detail = f"{why} while {state}; `keel resume` runs it again"
-                await self.store.set_node_state(session_id, node_id, NodeState.QUEUED, detail)
+                await records.set_node_state(node_id, NodeState.QUEUED, detail)
 
     async def _finish(
-        self, result: SessionResult, gateway: ModelGateway, events: EventLog, started: float
+        self,
+        records: SessionRecords,
+        result: SessionResult,
+        gateway: ModelGateway,
+        events: EventLog,
+        started: float,
     ) -> None:
         committed = sum(state is NodeState.COMMITTED for state in result.nodes.values())
         if result.outcome not in ("success", "aborted"):
@@ -221,9 +226,7 @@ class Engine:
             "nodes": len(result.nodes),
             "committed": committed,
         }
-        await self.store.finish_session(
-            result.session_id, result.outcome, {**result.totals, "reason": result.reason}
-        )
+        await records.finish_session(result.outcome, {**result.totals, "reason": result.reason})
         await events.emit(
             "session_finished",
             outcome=result.outcome,
@@ -262,17 +265,18 @@ class Engine:
     async def _run(
         self,
         task: str,
-        session_id: str,
+        records: SessionRecords,
         gateway: ModelGateway,
         events: EventLog,
         result: SessionResult,
         resume: bool,
     ) -> None:
-        plan = await self._plan(task, session_id, gateway, events)
+        session_id = records.session_id
+        plan = await self._plan(task, records, gateway, events)
         result.nodes = {node.id: NodeState.QUEUED for node in plan.nodes}
-        done = await self._committed_nodes(session_id, events) if resume else {}
+        done = await self._committed_nodes(records, events) if resume else {}
         result.nodes.update(done)
-        baseline = await self._baseline(plan, session_id, events, resume)
+        baseline = await self._baseline(plan, records, events, resume)
         hints = await self._speculate(task, plan, gateway, events)
         verifier = Verifier(
             self.plugins,
@@ -289,7 +293,7 @@ class Engine:
             verifier,
             list(self.plugins),
             self.ledger,
-            self.store,
+            records,
             self.runner,
             self.approver,
             events,
@@ -309,7 +313,7 @@ class Engine:
 
         async def blocked(node: PlanNode, state: NodeState, reason: str) -> None:
             result.nodes[node.id] = state
-            await self.store.set_node_state(session_id, node.id, state.value, reason)
+            await records.set_node_state(node.id, state.value, reason)
             await events.emit(
                 "node_failed" if state is NodeState.FAILED else "node_waiting",
                 node=node.id,
@@ -331,23 +335,26 @@ class Engine:
                 f"{n} ({result.nodes[n].value})" for n in undone
             )
 
-    async def _committed_nodes(self, session_id: str, events: EventLog) -> dict[str, NodeState]:
+    async def _committed_nodes(
+        self, records: SessionRecords, events: EventLog
+    ) -> dict[str, NodeState]:
         """Nodes of this session the ledger (git, the source of truth) already holds.
 
         A kill between a commit and its store records leaves the store behind git; those
         records (the approval's sha, the ``node_committed`` event, the state) are completed
         here from the commit itself, so status, the ledger and git agree.
         """
+        session_id = records.session_id
         entries = [e for e in await self.ledger.entries(None) if e.session == session_id]
         await self.ledger.settle_index([path for e in entries for path in e.files])
         latest: dict[str, LedgerEntry] = {}
         for entry in entries:  # newest first
             latest.setdefault(entry.node, entry)
-        states = await self.store.node_states(session_id)
+        states = await records.node_states()
         for node_id, entry in latest.items():
             if states.get(node_id) == NodeState.COMMITTED:
                 continue
-            await self.store.confirm_approval(session_id, node_id, entry.sha, entry.approved_by)
+            await records.confirm_approval(node_id, entry.sha, entry.approved_by)
             await events.emit(
                 "node_committed",
                 node=node_id,
@@ -356,7 +363,7 @@ class Engine:
                 v=trailer_v(entry.energy),
                 recovered=True,
             )
-            await self.store.set_node_state(session_id, node_id, NodeState.COMMITTED, entry.sha)
+            await records.set_node_state(node_id, NodeState.COMMITTED, entry.sha)
         return dict.fromkeys(latest, NodeState.COMMITTED)
 
     def _exploration(self, events: EventLog) -> Exploration | None:
@@ -383,7 +390,7 @@ class Engine:
         )
 
     async def _plan(
-        self, task: str, session_id: str, gateway: ModelGateway, events: EventLog
+        self, task: str, records: SessionRecords, gateway: ModelGateway, events: EventLog
     ) -> TaskPlan:
         def invalid(attempt: int, errors: list[str]) -> None:
             # Printed only, not stored; redacted like every event, since errors quote the reply.
@@ -405,7 +412,7 @@ class Engine:
         except PlanningFailed as exc:
             await events.emit("plan_failed", reason=str(exc))
             raise
-        await self.store.record_plan(session_id, plan.model_dump(mode="json"))
+        await records.record_plan(plan.model_dump(mode="json"))
         await events.emit(
             "plan_ready",
             nodes=[
@@ -491,14 +498,14 @@ class Engine:
         return (await self._sheaf(plan, ctx, ctx.events)).stable(self.settings.epsilon)
 
     async def _baseline(
-        self, plan: TaskPlan, session_id: str, events: EventLog, resume: bool
+        self, plan: TaskPlan, records: SessionRecords, events: EventLog, resume: bool
     ) -> Baseline | None:
         """Measure (or reuse) the workspace at HEAD before the first node; see
         :mod:`keel.engine.baseline`. A resumed session keeps the baseline of its first run."""
         environment = json.dumps(
             {"plugins": [p.name for p in self.plugins], **self.environment}, sort_keys=True
         )
-        recorded = await self.store.step_result(session_id, BASELINE_STEP) if resume else None
+        recorded = await records.step_result(BASELINE_STEP) if resume else None
         if recorded is not None:
             head = recorded.get("head")
             if not isinstance(head, str):
@@ -508,9 +515,9 @@ class Engine:
             await self._emit_baseline(events, kept, sorted(record.checked) if record else [], [])
             return kept
         head = await self.ledger.head()
-        await self.store.begin_step(session_id, BASELINE_STEP, "baseline", {})
+        await records.begin_step(BASELINE_STEP, "baseline", {})
         if head is None:
-            await self.store.finish_step(session_id, BASELINE_STEP, {"head": None})
+            await records.finish_step(BASELINE_STEP, {"head": None})
             await self._emit_baseline(events, None, [], [])
             return None
         files = sorted({path for node in plan.nodes for path in node.owns})
@@ -518,10 +525,10 @@ class Engine:
         reused = record is not None and record.tested
         measured = [f for f in files if record is None or f not in record.checked]
         if not reused or measured:
-            record = await self._measure_baseline(session_id, files, record)
+            record = await self._measure_baseline(records.session_id, files, record)
             await self.store.record_baseline(head, environment, record.dump())
         assert record is not None
-        await self.store.finish_step(session_id, BASELINE_STEP, {"head": head})
+        await records.finish_step(BASELINE_STEP, {"head": head})
         baseline = record.baseline(head, reused=reused)
         await self._emit_baseline(events, baseline, sorted(record.checked), measured)
         return baseline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keel.engine import defaults
 from keel.engine.gateway import Budget
 from keel.engine.models import EnergyWeights
 
@@ -15,24 +16,24 @@ class EngineSettings:
     """Everything that changes how a session runs; stored with the session for resume."""
 
     weights: EnergyWeights = field(default_factory=EnergyWeights)
-    epsilon: float = 0.1
-    max_attempts: int = 3
-    mode: str = "balanced"
-    complexity_k: int = 3
+    epsilon: float = defaults.EPSILON
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    mode: str = defaults.MODE
+    complexity_k: int = defaults.COMPLEXITY_K
     auto_approve: bool = False
     defer_tests: bool = False
     budget: Budget = field(default_factory=Budget)
     log_llm: bool = False
-    command_timeout_s: float = 120.0
+    command_timeout_s: float = defaults.COMMAND_TIMEOUT_S
     speculate: bool = True
     #: The architect's read-only exploration before it plans: replies that may call tools
     #: (0: none) and tokens of tool results in all.
-    explore_turns: int = 6
-    explore_tokens: int = 12_000
+    explore_turns: int = defaults.EXPLORE_TURNS
+    explore_tokens: int = defaults.EXPLORE_TOKENS
     #: The architect's repository map budget (``[context] map_tokens``; tokens = chars / 4).
-    map_tokens: int = 4000
+    map_tokens: int = defaults.MAP_TOKENS
     #: ``[context] max_prompt_tokens``: every prompt of every tier fits it (chars / 4).
-    max_prompt_tokens: int = 32_000
+    max_prompt_tokens: int = defaults.MAX_PROMPT_TOKENS
     #: ``[context] instructions``: Keel's instructions file (None: ``.keel/instructions.md``).
     instructions: str | None = None
 

@@ -12,30 +12,35 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from keel.config import KeelConfig
 from keel.engine.modes import ReadOnlyModes
-from keel.engine.ports import Approver, EventSink, Ledger, SessionStore
+from keel.engine.ports import Approver, EventSink, Ledger, SessionRecords, SessionStore
+from keel.engine.records import AttemptRecord, NodeRecord, PlanRecord, SessionRecord
 from keel.engine.session import Engine
+
+
+class SessionReader(SessionRecords, Protocol):
+    """One session's records: the engine's write port plus the reads the server shows."""
+
+    async def record(self) -> SessionRecord | None: ...
+
+    async def plan(self) -> PlanRecord | None: ...
+
+    async def nodes(self) -> list[NodeRecord]: ...
+
+    async def attempts(self, node_id: str | None = None) -> list[AttemptRecord]: ...
 
 
 class StoreReader(SessionStore, Protocol):
     """The session store's write port plus the reads the server shows (status, hover)."""
 
-    async def sessions(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+    def session(self, session_id: str) -> SessionReader: ...
 
-    async def session(self, session_id: str) -> dict[str, Any] | None: ...
+    async def sessions(self, limit: int | None = None) -> list[SessionRecord]: ...
 
     async def latest_session_id(self) -> str | None: ...
-
-    async def plan(self, session_id: str) -> dict[str, Any] | None: ...
-
-    async def nodes(self, session_id: str) -> list[dict[str, Any]]: ...
-
-    async def attempts(
-        self, session_id: str, node_id: str | None = None
-    ) -> list[dict[str, Any]]: ...
 
 
 class WorkspaceHost(Protocol):

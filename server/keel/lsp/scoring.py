@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from keel.engine import defaults
 from keel.engine.energy import energy_from_record, rescore
 from keel.engine.models import Energy, EnergyWeights, SensorReport
 from keel.lsp.bundles import PendingBundle
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 def _weights(server: KeelLanguageServer, session_id: str) -> tuple[EnergyWeights, float]:
     view = server.views.get(session_id)
-    return (view.weights, view.epsilon) if view else (EnergyWeights(), 0.1)
+    return (view.weights, view.epsilon) if view else (EnergyWeights(), defaults.EPSILON)
 
 
 def editor_sources(server: KeelLanguageServer, bundle: PendingBundle) -> dict[str, SensorReport]:

@@ -22,6 +22,7 @@ from lsprotocol import types as T
 from keel.config import session_layer
 from keel.engine.planner import PlanScope
 from keel.engine.ports import ApprovalRequest, Decision, KeelError, Settlement
+from keel.engine.records import SessionRecord
 from keel.engine.session import SessionResult, new_session_id
 from keel.lsp import scoring
 from keel.lsp.args import ScopeArgs
@@ -110,13 +111,13 @@ async def start(
     *,
     mode: str | None = None,
     scope: PlanScope | None = None,
-    resume: Mapping[str, Any] | None = None,
+    resume: SessionRecord | None = None,
 ) -> str:
     """Start (or, with a stored ``resume`` record, continue) a session; returns its id."""
     host = await server.host()
     if resume is not None:
-        settings = await server.resolve_settings(session_layer(resume["config"]))
-        session_id = str(resume["id"])
+        settings = await server.resolve_settings(session_layer(resume.config))
+        session_id = resume.id
     else:
         settings = await server.resolve_settings({"engine": {"mode": mode}} if mode else None)
         session_id = new_session_id()
@@ -167,12 +168,12 @@ def _ended(server: KeelLanguageServer, view: SessionView) -> None:
 async def resume(server: KeelLanguageServer, session_id: str | None) -> str:
     host = await server.host()
     session_id = session_id or await host.store.latest_session_id()
-    record = await host.store.session(session_id) if session_id else None
+    record = await host.store.session(session_id).record() if session_id else None
     if record is None:
         raise KeelError(f"no session {session_id} to resume" if session_id else "no session yet")
-    if record["id"] in server.runs:
-        raise KeelError(f"session {record['id']} is already running")
-    return await start(server, str(record["task"]), resume=record)
+    if record.id in server.runs:
+        raise KeelError(f"session {record.id} is already running")
+    return await start(server, record.task, resume=record)
 
 
 def abort(server: KeelLanguageServer, session_id: str | None = None) -> list[str]:
@@ -196,11 +197,12 @@ async def load_latest(server: KeelLanguageServer) -> None:
     session_id = await store.latest_session_id()
     if session_id is None or session_id in server.views:
         return
-    record = await store.session(session_id)
+    records = store.session(session_id)
+    record = await records.record()
     if record is None:
         return
     plan, nodes, attempts = await asyncio.gather(
-        store.plan(session_id), store.nodes(session_id), store.attempts(session_id)
+        records.plan(), records.nodes(), records.attempts()
     )
     server.views.setdefault(session_id, hydrate(record, plan, nodes, attempts))
     server.refresh.schedule()

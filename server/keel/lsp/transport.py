@@ -343,7 +343,7 @@ async def _terminate(server: KeelLanguageServer, stopped: asyncio.Future[None]) 
     host = server.opened_host
     requested = []
     for session_id in list(server.runs):
-        if host is not None and await host.store.abort_requested(session_id):
+        if host is not None and await host.store.session(session_id).abort_requested():
             requested.append(session_id)
             server.runs[session_id].cancel("aborted with keel abort")
     if not requested and not stopped.done():

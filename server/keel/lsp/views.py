@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.engine import defaults
 from keel.engine.energy import energy_from_record, weights_from
 from keel.engine.models import Energy, EnergyWeights
+from keel.engine.records import AttemptRecord, NodeRecord, PlanRecord, SessionRecord
 
 
 @dataclass
@@ -40,7 +42,7 @@ class SessionView:
     id: str
     task: str = ""
     mode: str = ""
-    epsilon: float = 0.1
+    epsilon: float = defaults.EPSILON
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     running: bool = False
     outcome: str | None = None
@@ -107,31 +109,31 @@ class SessionView:
 
 
 def hydrate(
-    session: Mapping[str, Any],
-    plan: Mapping[str, Any] | None,
-    nodes: Sequence[Mapping[str, Any]],
-    attempts: Sequence[Mapping[str, Any]],
+    session: SessionRecord,
+    plan: PlanRecord | None,
+    nodes: Sequence[NodeRecord],
+    attempts: Sequence[AttemptRecord],
 ) -> SessionView:
-    """A view of a stored session, from the store's rows."""
-    config = session.get("config") or {}
-    view = SessionView(str(session["id"]), task=str(session.get("task", "")))
+    """A view of a stored session, from the store's records."""
+    config = session.config
+    view = SessionView(session.id, task=session.task)
     view.mode = str(config.get("mode", ""))
-    view.epsilon = float(config.get("epsilon", 0.1))
+    view.epsilon = float(config.get("epsilon", defaults.EPSILON))
     try:
-        view.weights = weights_from([float(w) for w in config.get("weights") or [1, 0.5, 2]])
+        view.weights = weights_from([float(w) for w in config.get("weights") or defaults.WEIGHTS])
     except (TypeError, ValueError):
         view.weights = EnergyWeights()
-    view.outcome = session.get("outcome")
-    for item in (plan or {}).get("plan", {}).get("nodes", []):
+    view.outcome = session.outcome
+    for item in (plan.plan if plan else {}).get("nodes", []):
         node = view.node(str(item["id"]))
         node.title, node.kind = str(item.get("title", "")), str(item.get("kind", ""))
         node.owns = [str(p) for p in item.get("owns", [])]
     for row in nodes:
-        node = view.node(str(row["node_id"]))
-        node.state = str(row["state"])
-        node.title = node.title or str(row.get("title", ""))
-    for row in attempts:
-        node = view.node(str(row["node_id"]))
-        node.attempts = max(node.attempts, int(row["attempt"]))
-        node.energy = energy_from_record(row.get("energy") or {}, row.get("evidence") or [])
+        node = view.node(row.node_id)
+        node.state = row.state
+        node.title = node.title or row.title
+    for attempt in attempts:
+        node = view.node(attempt.node_id)
+        node.attempts = max(node.attempts, attempt.attempt)
+        node.energy = energy_from_record(attempt.energy, attempt.evidence)
     return view

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from keel.engine import defaults
 from keel.engine.models import Usage
 from keel.engine.ports import ConfigError, ModelReply, ModelRequest, ProviderError, ToolCall
 from keel.providers.prices import price
@@ -62,9 +63,9 @@ class ProviderSettings:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     openai_compatible_base_url: str | None = None
     api_key_env: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_API_KEY_ENV))
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    retry_base_delay_s: float = 0.5
+    timeout_s: float = defaults.NETWORK_TIMEOUT_S
+    max_retries: int = defaults.MAX_RETRIES
+    retry_base_delay_s: float = defaults.RETRY_BASE_DELAY_S
     retry_max_delay_s: float = 8.0
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 

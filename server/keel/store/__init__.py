@@ -1,5 +1,5 @@
 """The session store (contract section 8): SQLite at ``<workspace>/.keel/keel.db``."""
 
-from keel.store.db import MIGRATIONS, SqliteStore, store_path
+from keel.store.db import MIGRATIONS, SqliteSessionRecords, SqliteStore, store_path
 
-__all__ = ["MIGRATIONS", "SqliteStore", "store_path"]
+__all__ = ["MIGRATIONS", "SqliteSessionRecords", "SqliteStore", "store_path"]

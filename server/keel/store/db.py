@@ -23,14 +23,30 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from keel.engine.ports import KeelError
+from keel.engine.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    CallTotals,
+    EscalationRecord,
+    EventRecord,
+    JsonObject,
+    ModelCall,
+    NodeRecord,
+    PlanRecord,
+    RunRecord,
+    SessionRecord,
+    StepRecord,
+    TransitionRecord,
+)
 from keel.engine.redaction import Redactor, redact
 
 STORE_DIR = ".keel"
@@ -197,6 +213,7 @@ _JSON_COLUMNS = frozenset(
 )
 _BOOL_COLUMNS = frozenset({"stable", "priced", "ok", "abort_requested"})
 _Statement = tuple[str, Sequence[Any]]
+R = TypeVar("R")
 
 
 def store_path(workspace: Path) -> Path:
@@ -205,8 +222,9 @@ def store_path(workspace: Path) -> Path:
 
 
 class SqliteStore:
-    """The :class:`keel.engine.ports.SessionStore` over aiosqlite, plus the reads for
-    ``keel status``/``logs``/``resume``. Construct with :meth:`open`."""
+    """The :class:`keel.engine.ports.SessionStore` over aiosqlite. :meth:`session` scopes it
+    to one session (:class:`SqliteSessionRecords`, which also has the reads ``keel status``,
+    ``logs`` and ``resume`` use). Construct with :meth:`open`."""
 
     def __init__(
         self, db: aiosqlite.Connection, path: Path, redactor: Redactor | None = None
@@ -249,7 +267,9 @@ class SqliteStore:
             self._closed = True
             await self._db.close()
 
-    # ----------------------------------------------------------------- writes
+    def session(self, session_id: str) -> SqliteSessionRecords:
+        """The store scoped to one session (which need not exist yet)."""
+        return SqliteSessionRecords(self, session_id)
 
     def _text(self, value: str | None) -> str | None:
         """A free-text column, redacted."""
@@ -259,339 +279,20 @@ class SqliteStore:
         """A JSON column: every string inside redacted, then serialised."""
         return _dump(redact(value, self._redactor))
 
-    async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
-        await self._write(
-            [
-                (
-                    "INSERT INTO sessions (id, task, config, started_at) VALUES (?, ?, ?, ?)",
-                    (session_id, self._text(task), self._json(config), _now()),
-                )
-            ]
-        )
+    # ----------------------------------------------------------------- sessions
 
-    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
-        """Set keys of the session's stored configuration (budgets raised by a resume)."""
-        statements: list[_Statement] = [
-            (
-                "UPDATE sessions SET config = json_set(config, ?, json(?)) WHERE id = ?",
-                (f"$.{key}", self._json(value), session_id),
-            )
-            for key, value in values.items()
-        ]
-        await self._write(statements)
-
-    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
-        """Store the plan and one ``nodes`` row per planned node (state ``queued``).
-
-        A node already known (a re-plan or a resume) keeps its state; title and kind follow
-        the new plan.
-        """
-        now = _now()
-        statements: list[_Statement] = [
-            (
-                "INSERT INTO plan (session_id, plan, created_at) VALUES (?, ?, ?)",
-                (session_id, self._json(plan), now),
-            )
-        ]
-        for node in plan.get("nodes", ()):
-            title = self._text(node.get("title", ""))
-            statements.append(
-                (
-                    "INSERT INTO nodes (session_id, node_id, title, kind, state, updated_at)"
-                    " VALUES (?, ?, ?, ?, 'queued', ?) ON CONFLICT (session_id, node_id)"
-                    " DO UPDATE SET title = excluded.title, kind = excluded.kind",
-                    (session_id, str(node["id"]), title, _kind(node), now),
-                )
-            )
-        await self._write(statements)
-
-    async def set_node_state(
-        self, session_id: str, node_id: str, state: str, detail: str = ""
-    ) -> None:
-        now = _now()
-        await self._write(
-            [
-                (
-                    "INSERT INTO nodes (session_id, node_id, state, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (session_id, node_id)"
-                    " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                    (session_id, node_id, str(state), now),
-                ),
-                (
-                    "INSERT INTO node_transitions (session_id, node_id, state, detail, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (session_id, node_id, str(state), self._text(detail), now),
-                ),
-            ]
-        )
-
-    async def record_attempt(
-        self,
-        session_id: str,
-        node_id: str,
-        attempt: int,
-        bundle: Mapping[str, Any] | None,
-        energy: Mapping[str, float],
-        evidence: Sequence[Mapping[str, Any]],
-        stable: bool,
-    ) -> None:
-        """Record one attempt; recording the same attempt again (after a resume) replaces it."""
-        sql = (
-            "INSERT OR REPLACE INTO attempts"
-            " (session_id, node_id, attempt, bundle, energy, evidence, stable, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        bundle_json = None if bundle is None else self._json(bundle)
-        params = (session_id, node_id, attempt, bundle_json, _dump(energy), self._json(evidence))
-        await self._write([(sql, (*params, int(stable), _now()))])
-
-    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
-        await self._write([self._model_call_statement(session_id, call)])
-
-    def _model_call_statement(self, session_id: str, call: Mapping[str, Any]) -> _Statement:
-        sql = (
-            "INSERT INTO model_calls (session_id, tier, model, node_id, attempt, schema_name,"
-            " input_tokens, output_tokens, cost_usd, priced, latency_s, ok, error, prompt,"
-            " response, prompt_chars, reply_chars, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        params = (
-            session_id,
-            str(call["tier"]),
-            str(call["model"]),
-            call.get("node_id"),
-            call.get("attempt"),
-            call.get("schema_name"),
-            int(call.get("input_tokens") or 0),
-            int(call.get("output_tokens") or 0),
-            float(call.get("cost_usd") or 0.0),
-            int(bool(call.get("priced", True))),
-            float(call.get("latency_s") or 0.0),
-            int(bool(call.get("ok", True))),
-            self._text(call.get("error")),
-            self._text(call.get("prompt")),
-            self._text(call.get("response")),
-            call.get("prompt_chars"),
-            call.get("reply_chars"),
-            _now(),
-        )
-        return (sql, params)
-
-    async def record_approval(
-        self,
-        session_id: str,
-        node_id: str,
-        decision: str,
-        actor: str,
-        ledger_sha: str | None,
-        note: str = "",
-        *,
-        bundle: str | None = None,
-        files: Sequence[str] | None = None,
-    ) -> None:
-        sql = (
-            "INSERT INTO approvals (session_id, node_id, decision, actor, ledger_sha, note,"
-            " bundle_id, files, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        chosen = None if files is None else _dump(list(files))
-        params = (session_id, node_id, decision, actor, ledger_sha, self._text(note), bundle)
-        await self._write([(sql, (*params, chosen, _now()))])
-
-    async def confirm_approval(
-        self, session_id: str, node_id: str, ledger_sha: str, actor: str
-    ) -> None:
-        """The node's approved intent now has its commit, and the commit's approver; without
-        one (a store from before approvals were intents), an approval row is added."""
-        pending = await self._pending(session_id, node_id)
-        if pending is not None:
-            sql = "UPDATE approvals SET ledger_sha = ?, actor = ? WHERE id = ?"
-            await self._write([(sql, (ledger_sha, actor, pending["id"]))])
-        else:
-            await self.record_approval(session_id, node_id, "approved", actor, ledger_sha)
-
-    async def pending_approval(
-        self, session_id: str, node_id: str, bundle: str
-    ) -> dict[str, Any] | None:
-        """The node's newest approval row, if it approved ``bundle`` and has no commit yet."""
-        row = await self._pending(session_id, node_id)
-        return row if row is not None and row["bundle_id"] == bundle else None
-
-    async def _pending(self, session_id: str, node_id: str) -> dict[str, Any] | None:
-        rows = await self._query(
-            "SELECT * FROM approvals WHERE session_id = ? AND node_id = ? ORDER BY id DESC LIMIT 1",
-            (session_id, node_id),
-        )
-        if rows and rows[0]["decision"] == "approved" and rows[0]["ledger_sha"] is None:
-            return rows[0]
-        return None
-
-    async def record_escalation(
-        self, session_id: str, node_id: str, report: Mapping[str, Any]
-    ) -> None:
-        sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
-        await self._write([(sql, (session_id, node_id, self._json(report), _now()))])
-
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
-        """Store one engine event (contract section 10) whole, keyed by its ``type``."""
-        sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
-        at = str(event.get("ts") or _now())
-        kind = str(event.get("type", ""))
-        await self._write([(sql, (session_id, kind, self._json(event), at))])
-
-    async def finish_session(
-        self, session_id: str, outcome: str, totals: Mapping[str, Any]
-    ) -> None:
-        sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"
-        await self._write([(sql, (_now(), outcome, self._json(totals), session_id))])
-
-    async def begin_step(
-        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
-    ) -> None:
-        """The intent record: written (and synced) before the step's side effect."""
-        sql = (
-            "INSERT INTO steps (session_id, step_id, kind, intent, intent_at)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (session_id, step_id) DO UPDATE SET intent = excluded.intent"
-        )
-        await self._write([(sql, (session_id, step_id, kind, self._json(detail), _now()))])
-
-    async def finish_step(
-        self,
-        session_id: str,
-        step_id: str,
-        result: Mapping[str, Any],
-        call: Mapping[str, Any] | None = None,
-    ) -> None:
-        """The result record; with ``call``, the model call is recorded in the same transaction."""
-        sql = "UPDATE steps SET result = ?, result_at = ? WHERE session_id = ? AND step_id = ?"
-        statements: list[_Statement] = [(sql, (self._json(result), _now(), session_id, step_id))]
-        if call is not None:
-            statements.append(self._model_call_statement(session_id, call))
-        await self._write(statements)
-
-    async def call_totals(self, session_id: str) -> dict[str, Any]:
-        """Calls, tokens and cost so far, so a resumed session keeps one account."""
-        rows = await self._query(
-            "SELECT count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,"
-            " coalesce(sum(output_tokens), 0) AS output_tokens,"
-            " coalesce(sum(cost_usd), 0.0) AS cost_usd,"
-            " coalesce(max(cost_usd), 0.0) AS largest_call_usd,"
-            " coalesce(sum(priced = 0), 0) AS unpriced"
-            " FROM model_calls WHERE session_id = ?",
-            (session_id,),
-        )
-        return rows[0]
-
-    async def step_result(self, session_id: str, step_id: str) -> dict[str, Any] | None:
-        rows = await self._query(
-            "SELECT result FROM steps WHERE session_id = ? AND step_id = ? AND result IS NOT NULL",
-            (session_id, step_id),
-        )
-        return rows[0]["result"] if rows else None
-
-    async def steps(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM steps WHERE session_id = ? ORDER BY intent_at, step_id", (session_id,)
-        )
-
-    async def begin_run(self, session_id: str, pid: int, host: str) -> int:
-        """Record the process now driving the session (for ``keel abort`` and status)."""
-        sql = "INSERT INTO runs (session_id, pid, host, started_at) VALUES (?, ?, ?, ?)"
-        await self._write([(sql, (session_id, pid, host, _now()))])
-        rows = await self._query(
-            "SELECT max(id) AS id FROM runs WHERE session_id = ?", (session_id,)
-        )
-        return int(rows[0]["id"])
-
-    async def end_run(self, run_id: int) -> None:
-        await self._write([("UPDATE runs SET ended_at = ? WHERE id = ?", (_now(), run_id))])
-
-    async def request_abort(self, session_id: str) -> list[dict[str, Any]]:
-        """Flag the session's live runs for abort; returns them (pid, host) for signalling."""
-        await self._write(
-            [
-                (
-                    "UPDATE runs SET abort_requested = 1 WHERE session_id = ? AND ended_at IS NULL",
-                    (session_id,),
-                )
-            ]
-        )
-        return await self.live_runs(session_id)
-
-    async def live_runs(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM runs WHERE session_id = ? AND ended_at IS NULL ORDER BY id",
-            (session_id,),
-        )
-
-    async def abort_requested(self, session_id: str) -> bool:
-        rows = await self._query(
-            "SELECT 1 FROM runs WHERE session_id = ? AND ended_at IS NULL AND abort_requested = 1",
-            (session_id,),
-        )
-        return bool(rows)
-
-    # ----------------------------------------------------------------- reads
-
-    async def sessions(self, limit: int | None = None) -> list[dict[str, Any]]:
+    async def sessions(self, limit: int | None = None) -> list[SessionRecord]:
         """Sessions, newest first."""
         sql = "SELECT * FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT ?"
-        return await self._query(sql, (-1 if limit is None else limit,))
-
-    async def session(self, session_id: str) -> dict[str, Any] | None:
-        rows = await self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
-        return rows[0] if rows else None
+        return _records(SessionRecord, await self._query(sql, (-1 if limit is None else limit,)))
 
     async def latest_session_id(self) -> str | None:
         rows = await self.sessions(limit=1)
-        return str(rows[0]["id"]) if rows else None
+        return rows[0].id if rows else None
 
-    async def plan(self, session_id: str) -> dict[str, Any] | None:
-        """The session's latest plan."""
-        sql = "SELECT * FROM plan WHERE session_id = ? ORDER BY id DESC LIMIT 1"
-        rows = await self._query(sql, (session_id,))
-        return rows[0] if rows else None
+    # ----------------------------------------------------------------- baselines
 
-    async def nodes(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's nodes in plan order."""
-        return await self._query(
-            "SELECT * FROM nodes WHERE session_id = ? ORDER BY rowid", (session_id,)
-        )
-
-    async def node_states(self, session_id: str) -> dict[str, str]:
-        """Each node's current state, by id."""
-        rows = await self.nodes(session_id)
-        return {str(row["node_id"]): str(row["state"]) for row in rows}
-
-    async def transitions(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM node_transitions WHERE session_id = ? ORDER BY id", (session_id,)
-        )
-
-    async def attempts(self, session_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM attempts WHERE session_id = ?"
-        params: tuple[Any, ...] = (session_id,)
-        if node_id is not None:
-            sql += " AND node_id = ?"
-            params += (node_id,)
-        return await self._query(sql + " ORDER BY rowid", params)
-
-    async def model_calls(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM model_calls WHERE session_id = ? ORDER BY id", (session_id,)
-        )
-
-    async def approvals(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM approvals WHERE session_id = ? ORDER BY id", (session_id,)
-        )
-
-    async def escalations(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM escalations WHERE session_id = ? ORDER BY id", (session_id,)
-        )
-
-    async def baseline(self, head: str, environment: str) -> dict[str, Any] | None:
+    async def baseline(self, head: str, environment: str) -> JsonObject | None:
         """The stored baseline; an unreadable one is ``None`` (measured again), not an error."""
         rows = await self._query(
             "SELECT record AS raw FROM baselines WHERE head = ? AND environment = ?",
@@ -605,17 +306,12 @@ class SqliteStore:
             return None
         return record if isinstance(record, dict) else None
 
-    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
+    async def record_baseline(self, head: str, environment: str, record: JsonObject) -> None:
         sql = (
             "INSERT OR REPLACE INTO baselines (head, environment, record, measured_at)"
             " VALUES (?, ?, ?, ?)"
         )
         await self._write([(sql, (head, environment, self._json(record), _now()))])
-
-    async def events(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            "SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,)
-        )
 
     # ----------------------------------------------------------------- plumbing
 
@@ -659,6 +355,312 @@ class SqliteStore:
                 f"cannot read the session store {self._path}: {_describe(err)}"
             ) from err
         return [_decode(row) for row in rows]
+
+
+class SqliteSessionRecords:
+    """The store scoped to one session: the :class:`keel.engine.ports.SessionRecords` port
+    (what the engine writes) and the reads of ``keel status``, ``logs``, ``resume`` and the
+    editor. Every read returns records of :mod:`keel.engine.records`."""
+
+    def __init__(self, store: SqliteStore, session_id: str) -> None:
+        self._store = store
+        self._id = session_id
+
+    @property
+    def session_id(self) -> str:
+        return self._id
+
+    # ----------------------------------------------------------------- writes
+
+    async def create_session(self, task: str, config: JsonObject) -> None:
+        s = self._store
+        sql = "INSERT INTO sessions (id, task, config, started_at) VALUES (?, ?, ?, ?)"
+        await s._write([(sql, (self._id, s._text(task), s._json(config), _now()))])
+
+    async def update_session_config(self, values: JsonObject) -> None:
+        """Set keys of the session's stored configuration (budgets raised by a resume)."""
+        sql = "UPDATE sessions SET config = json_set(config, ?, json(?)) WHERE id = ?"
+        s = self._store
+        await s._write([(sql, (f"$.{k}", s._json(v), self._id)) for k, v in values.items()])
+
+    async def record_plan(self, plan: JsonObject) -> None:
+        """Store the plan and one ``nodes`` row per planned node (state ``queued``).
+
+        A node already known (a re-plan or a resume) keeps its state; title and kind follow
+        the new plan.
+        """
+        s, now = self._store, _now()
+        statements: list[_Statement] = [
+            (
+                "INSERT INTO plan (session_id, plan, created_at) VALUES (?, ?, ?)",
+                (self._id, s._json(plan), now),
+            )
+        ]
+        for node in plan.get("nodes", ()):
+            title = s._text(node.get("title", ""))
+            statements.append(
+                (
+                    "INSERT INTO nodes (session_id, node_id, title, kind, state, updated_at)"
+                    " VALUES (?, ?, ?, ?, 'queued', ?) ON CONFLICT (session_id, node_id)"
+                    " DO UPDATE SET title = excluded.title, kind = excluded.kind",
+                    (self._id, str(node["id"]), title, _kind(node), now),
+                )
+            )
+        await s._write(statements)
+
+    async def set_node_state(self, node_id: str, state: str, detail: str = "") -> None:
+        now = _now()
+        await self._store._write(
+            [
+                (
+                    "INSERT INTO nodes (session_id, node_id, state, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (session_id, node_id)"
+                    " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    (self._id, node_id, str(state), now),
+                ),
+                (
+                    "INSERT INTO node_transitions (session_id, node_id, state, detail, at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (self._id, node_id, str(state), self._store._text(detail), now),
+                ),
+            ]
+        )
+
+    async def record_attempt(self, attempt: AttemptRecord) -> None:
+        """Record one attempt; recording the same attempt again (after a resume) replaces it."""
+        s, a = self._store, attempt
+        sql = (
+            "INSERT OR REPLACE INTO attempts"
+            " (session_id, node_id, attempt, bundle, energy, evidence, stable, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        bundle = None if a.bundle is None else s._json(a.bundle)
+        params = (self._id, a.node_id, a.attempt, bundle, _dump(a.energy), s._json(a.evidence))
+        await s._write([(sql, (*params, int(a.stable), _now()))])
+
+    async def record_model_call(self, call: ModelCall) -> None:
+        await self._store._write([self._model_call_statement(call)])
+
+    def _model_call_statement(self, call: ModelCall) -> _Statement:
+        s = self._store
+        sql = (
+            "INSERT INTO model_calls (session_id, tier, model, node_id, attempt, schema_name,"
+            " input_tokens, output_tokens, cost_usd, priced, latency_s, ok, error, prompt,"
+            " response, prompt_chars, reply_chars, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        params = (
+            self._id,
+            str(call.tier),
+            str(call.model),
+            call.node_id,
+            call.attempt,
+            call.schema_name,
+            int(call.input_tokens or 0),
+            int(call.output_tokens or 0),
+            float(call.cost_usd or 0.0),
+            int(bool(call.priced)),
+            float(call.latency_s or 0.0),
+            int(bool(call.ok)),
+            s._text(call.error),
+            s._text(call.prompt),
+            s._text(call.response),
+            call.prompt_chars,
+            call.reply_chars,
+            _now(),
+        )
+        return (sql, params)
+
+    async def record_approval(
+        self,
+        node_id: str,
+        decision: str,
+        actor: str,
+        ledger_sha: str | None,
+        note: str = "",
+        *,
+        bundle: str | None = None,
+        files: Sequence[str] | None = None,
+    ) -> None:
+        sql = (
+            "INSERT INTO approvals (session_id, node_id, decision, actor, ledger_sha, note,"
+            " bundle_id, files, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        chosen = None if files is None else _dump(list(files))
+        params = (self._id, node_id, decision, actor, ledger_sha, self._store._text(note), bundle)
+        await self._store._write([(sql, (*params, chosen, _now()))])
+
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
+        """The node's approved intent now has its commit, and the commit's approver; without
+        one (a store from before approvals were intents), an approval row is added."""
+        pending = await self._pending(node_id)
+        if pending is not None:
+            sql = "UPDATE approvals SET ledger_sha = ?, actor = ? WHERE id = ?"
+            await self._store._write([(sql, (ledger_sha, actor, pending.id))])
+        else:
+            await self.record_approval(node_id, "approved", actor, ledger_sha)
+
+    async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
+        """The node's newest approval, if it approved ``bundle`` and has no commit yet."""
+        row = await self._pending(node_id)
+        return row if row is not None and row.bundle_id == bundle else None
+
+    async def _pending(self, node_id: str) -> ApprovalRecord | None:
+        rows = await self._read(
+            ApprovalRecord,
+            "SELECT * FROM approvals WHERE session_id = ? AND node_id = ? ORDER BY id DESC LIMIT 1",
+            (node_id,),
+        )
+        if rows and rows[0].decision == "approved" and rows[0].ledger_sha is None:
+            return rows[0]
+        return None
+
+    async def record_escalation(self, node_id: str, report: JsonObject) -> None:
+        sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
+        await self._store._write([(sql, (self._id, node_id, self._store._json(report), _now()))])
+
+    async def record_event(self, event: JsonObject) -> None:
+        """Store one engine event whole, keyed by its ``type``."""
+        sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
+        at = str(event.get("ts") or _now())
+        kind = str(event.get("type", ""))
+        await self._store._write([(sql, (self._id, kind, self._store._json(event), at))])
+
+    async def finish_session(self, outcome: str, totals: JsonObject) -> None:
+        sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"
+        params = (_now(), outcome, self._store._json(totals), self._id)
+        await self._store._write([(sql, params)])
+
+    async def begin_step(self, step_id: str, kind: str, detail: JsonObject) -> None:
+        """The intent record: written (and synced) before the step's side effect."""
+        sql = (
+            "INSERT INTO steps (session_id, step_id, kind, intent, intent_at)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (session_id, step_id) DO UPDATE SET intent = excluded.intent"
+        )
+        params = (self._id, step_id, kind, self._store._json(detail), _now())
+        await self._store._write([(sql, params)])
+
+    async def finish_step(
+        self, step_id: str, result: JsonObject, call: ModelCall | None = None
+    ) -> None:
+        """The result record; with ``call``, the model call is recorded in the same transaction."""
+        sql = "UPDATE steps SET result = ?, result_at = ? WHERE session_id = ? AND step_id = ?"
+        params = (self._store._json(result), _now(), self._id, step_id)
+        statements: list[_Statement] = [(sql, params)]
+        if call is not None:
+            statements.append(self._model_call_statement(call))
+        await self._store._write(statements)
+
+    async def begin_run(self, pid: int, host: str) -> int:
+        """Record the process now driving the session (for ``keel abort`` and status)."""
+        sql = "INSERT INTO runs (session_id, pid, host, started_at) VALUES (?, ?, ?, ?)"
+        await self._store._write([(sql, (self._id, pid, host, _now()))])
+        rows = await self._store._query(
+            "SELECT max(id) AS id FROM runs WHERE session_id = ?", (self._id,)
+        )
+        return int(rows[0]["id"])
+
+    async def end_run(self, run_id: int) -> None:
+        sql = "UPDATE runs SET ended_at = ? WHERE id = ? AND session_id = ?"
+        await self._store._write([(sql, (_now(), run_id, self._id))])
+
+    async def request_abort(self) -> list[RunRecord]:
+        """Flag the session's live runs for abort; returns them (pid, host) for signalling."""
+        sql = "UPDATE runs SET abort_requested = 1 WHERE session_id = ? AND ended_at IS NULL"
+        await self._store._write([(sql, (self._id,))])
+        return await self.live_runs()
+
+    # ----------------------------------------------------------------- reads
+
+    async def record(self) -> SessionRecord | None:
+        """The session itself (None: no such session)."""
+        rows = await self._read(SessionRecord, "SELECT * FROM sessions WHERE id = ?")
+        return rows[0] if rows else None
+
+    async def call_totals(self) -> CallTotals:
+        """Calls, tokens and cost so far, so a resumed session keeps one account."""
+        rows = await self._read(
+            CallTotals,
+            "SELECT count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(output_tokens), 0) AS output_tokens,"
+            " coalesce(sum(cost_usd), 0.0) AS cost_usd,"
+            " coalesce(max(cost_usd), 0.0) AS largest_call_usd,"
+            " coalesce(sum(priced = 0), 0) AS unpriced"
+            " FROM model_calls WHERE session_id = ?",
+        )
+        return rows[0]
+
+    async def step_result(self, step_id: str) -> JsonObject | None:
+        rows = await self._store._query(
+            "SELECT result FROM steps WHERE session_id = ? AND step_id = ? AND result IS NOT NULL",
+            (self._id, step_id),
+        )
+        result = rows[0]["result"] if rows else None
+        return result if isinstance(result, dict) else None
+
+    async def steps(self) -> list[StepRecord]:
+        sql = "SELECT * FROM steps WHERE session_id = ? ORDER BY intent_at, step_id"
+        return await self._read(StepRecord, sql)
+
+    async def live_runs(self) -> list[RunRecord]:
+        sql = "SELECT * FROM runs WHERE session_id = ? AND ended_at IS NULL ORDER BY id"
+        return await self._read(RunRecord, sql)
+
+    async def abort_requested(self) -> bool:
+        rows = await self._store._query(
+            "SELECT 1 FROM runs WHERE session_id = ? AND ended_at IS NULL AND abort_requested = 1",
+            (self._id,),
+        )
+        return bool(rows)
+
+    async def plan(self) -> PlanRecord | None:
+        """The session's latest plan."""
+        sql = "SELECT * FROM plan WHERE session_id = ? ORDER BY id DESC LIMIT 1"
+        rows = await self._read(PlanRecord, sql)
+        return rows[0] if rows else None
+
+    async def nodes(self) -> list[NodeRecord]:
+        """The session's nodes in plan order."""
+        return await self._read(
+            NodeRecord, "SELECT * FROM nodes WHERE session_id = ? ORDER BY rowid"
+        )
+
+    async def node_states(self) -> dict[str, str]:
+        """Each node's current state, by id."""
+        return {node.node_id: node.state for node in await self.nodes()}
+
+    async def transitions(self) -> list[TransitionRecord]:
+        sql = "SELECT * FROM node_transitions WHERE session_id = ? ORDER BY id"
+        return await self._read(TransitionRecord, sql)
+
+    async def attempts(self, node_id: str | None = None) -> list[AttemptRecord]:
+        if node_id is None:
+            sql = "SELECT * FROM attempts WHERE session_id = ? ORDER BY rowid"
+            return await self._read(AttemptRecord, sql)
+        sql = "SELECT * FROM attempts WHERE session_id = ? AND node_id = ? ORDER BY rowid"
+        return await self._read(AttemptRecord, sql, (node_id,))
+
+    async def model_calls(self) -> list[ModelCall]:
+        sql = "SELECT * FROM model_calls WHERE session_id = ? ORDER BY id"
+        return await self._read(ModelCall, sql)
+
+    async def approvals(self) -> list[ApprovalRecord]:
+        sql = "SELECT * FROM approvals WHERE session_id = ? ORDER BY id"
+        return await self._read(ApprovalRecord, sql)
+
+    async def escalations(self) -> list[EscalationRecord]:
+        sql = "SELECT * FROM escalations WHERE session_id = ? ORDER BY id"
+        return await self._read(EscalationRecord, sql)
+
+    async def events(self) -> list[EventRecord]:
+        return await self._read(
+            EventRecord, "SELECT * FROM events WHERE session_id = ? ORDER BY id"
+        )
+
+    async def _read(self, kind: type[R], sql: str, params: Sequence[Any] = ()) -> list[R]:
+        """Rows of ``sql`` (its first parameter is the session id) as ``kind`` records."""
+        return _records(kind, await self._store._query(sql, (self._id, *params)))
 
 
 # --------------------------------------------------------------------- opening
@@ -763,6 +765,13 @@ def _kind(node: Mapping[str, Any]) -> str:
     return str(getattr(kind, "value", kind))
 
 
+def _records(kind: type[R], rows: Iterable[Mapping[str, Any]]) -> list[R]:
+    """Decoded rows as records: each a ``kind`` built from the columns it names."""
+    names = [f.name for f in fields(kind)]  # type: ignore[arg-type]
+    build = cast("Callable[..., R]", kind)
+    return [build(**{name: row[name] for name in names if name in row}) for row in rows]
+
+
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in row.keys():
@@ -775,4 +784,4 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MIGRATIONS", "SqliteStore", "store_path"]
+__all__ = ["MIGRATIONS", "SqliteSessionRecords", "SqliteStore", "store_path"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import Tier, Usage
 from keel.engine.ports import ModelReply, ModelRequest, ToolCall
+from keel.engine.records import ApprovalRecord, AttemptRecord, CallTotals, JsonObject, ModelCall
 from keel.engine.redaction import Redactor
 
 
@@ -51,57 +53,69 @@ class ScriptedClient:
 
 
 class RecordingStore:
-    """A SessionStore whose methods do nothing but remember how they were called."""
+    """The engine's :class:`~keel.engine.ports.SessionRecords` in memory: it keeps every
+    record typed, as the SQLite store would return it, and remembers each call in ``calls``
+    (method name and arguments) for tests of the order of writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_id: str = "sess-1") -> None:
+        self._session_id = session_id
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.task: str | None = None
+        self.config: dict[str, Any] = {}
+        self.outcome: str | None = None
+        self.totals: JsonObject | None = None
+        self.plans: list[JsonObject] = []
+        self.states: dict[str, str] = {}
+        self.transitions: list[tuple[str, str, str]] = []
+        self.attempts: dict[tuple[str, int], AttemptRecord] = {}
+        self.model_calls: list[ModelCall] = []
+        self.approvals: list[ApprovalRecord] = []
+        self.escalations: list[tuple[str, JsonObject]] = []
+        self.events: list[JsonObject] = []
+        self.intents: dict[str, tuple[str, JsonObject]] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        self.runs: dict[int, bool] = {}  # run id -> still running
+        self.abort = False
 
     @property
-    def model_calls(self) -> list[Mapping[str, Any]]:
-        return [args[1] for name, args in self.calls if name == "record_model_call"]
+    def session_id(self) -> str:
+        return self._session_id
 
-    async def create_session(self, session_id: str, task: str, config: Mapping[str, Any]) -> None:
-        self.calls.append(("create_session", (session_id, task, config)))
+    def _log(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
 
-    async def update_session_config(self, session_id: str, values: Mapping[str, Any]) -> None:
-        self.calls.append(("update_session_config", (session_id, values)))
+    async def create_session(self, task: str, config: JsonObject) -> None:
+        self._log("create_session", task, config)
+        self.task, self.config = task, dict(config)
 
-    async def node_states(self, session_id: str) -> Mapping[str, str]:
-        states: dict[str, str] = {}
-        for name, args in self.calls:
-            if name == "set_node_state":
-                states[args[1]] = args[2]
-        return states
+    async def update_session_config(self, values: JsonObject) -> None:
+        self._log("update_session_config", values)
+        self.config.update(values)
 
-    async def record_plan(self, session_id: str, plan: Mapping[str, Any]) -> None:
-        self.calls.append(("record_plan", (session_id, plan)))
+    async def node_states(self) -> Mapping[str, str]:
+        return dict(self.states)
 
-    async def set_node_state(
-        self, session_id: str, node_id: str, state: str, detail: str = ""
-    ) -> None:
-        self.calls.append(("set_node_state", (session_id, node_id, state, detail)))
+    async def record_plan(self, plan: JsonObject) -> None:
+        self._log("record_plan", plan)
+        self.plans.append(plan)
+        for node in plan.get("nodes", ()):
+            self.states.setdefault(str(node["id"]), "queued")
 
-    async def record_attempt(
-        self,
-        session_id: str,
-        node_id: str,
-        attempt: int,
-        bundle: Mapping[str, Any] | None,
-        energy: Mapping[str, float],
-        evidence: Sequence[Mapping[str, Any]],
-        stable: bool,
-    ) -> None:
-        self.calls.append(
-            ("record_attempt", (session_id, node_id, attempt, bundle, energy, evidence, stable))
-        )
+    async def set_node_state(self, node_id: str, state: str, detail: str = "") -> None:
+        self._log("set_node_state", node_id, str(state), detail)
+        self.states[node_id] = str(state)
+        self.transitions.append((node_id, str(state), detail))
 
-    async def record_model_call(self, session_id: str, call: Mapping[str, Any]) -> None:
-        self.calls.append(("record_model_call", (session_id, dict(call))))
+    async def record_attempt(self, attempt: AttemptRecord) -> None:
+        self._log("record_attempt", attempt)
+        self.attempts[(attempt.node_id, attempt.attempt)] = attempt
+
+    async def record_model_call(self, call: ModelCall) -> None:
+        self._log("record_model_call", call)
+        self.model_calls.append(call)
 
     async def record_approval(
         self,
-        session_id: str,
         node_id: str,
         decision: str,
         actor: str,
@@ -111,79 +125,102 @@ class RecordingStore:
         bundle: str | None = None,
         files: Sequence[str] | None = None,
     ) -> None:
-        self.calls.append(
-            ("record_approval", (session_id, node_id, decision, actor, ledger_sha, note))
+        self._log("record_approval", node_id, decision, actor, ledger_sha, note)
+        chosen = None if files is None else list(files)
+        number = len(self.approvals) + 1
+        self.approvals.append(
+            ApprovalRecord(number, node_id, decision, actor, ledger_sha, note, bundle, chosen)
         )
 
-    async def confirm_approval(
-        self, session_id: str, node_id: str, ledger_sha: str, actor: str
-    ) -> None:
-        self.calls.append(("confirm_approval", (session_id, node_id, ledger_sha, actor)))
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
+        self._log("confirm_approval", node_id, ledger_sha, actor)
+        pending = self._pending(node_id)
+        if pending is None:
+            await self.record_approval(node_id, "approved", actor, ledger_sha)
+            return
+        index = self.approvals.index(pending)
+        self.approvals[index] = dataclasses.replace(pending, ledger_sha=ledger_sha, actor=actor)
 
-    async def pending_approval(
-        self, session_id: str, node_id: str, bundle: str
-    ) -> Mapping[str, Any] | None:
+    def _pending(self, node_id: str) -> ApprovalRecord | None:
+        mine = [a for a in self.approvals if a.node_id == node_id]
+        if mine and mine[-1].decision == "approved" and mine[-1].ledger_sha is None:
+            return mine[-1]
         return None
 
-    async def record_escalation(
-        self, session_id: str, node_id: str, report: Mapping[str, Any]
-    ) -> None:
-        self.calls.append(("record_escalation", (session_id, node_id, report)))
+    async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
+        pending = self._pending(node_id)
+        return pending if pending is not None and pending.bundle_id == bundle else None
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
-        self.calls.append(("record_event", (session_id, event)))
+    async def record_escalation(self, node_id: str, report: JsonObject) -> None:
+        self._log("record_escalation", node_id, report)
+        self.escalations.append((node_id, report))
 
-    async def finish_session(
-        self, session_id: str, outcome: str, totals: Mapping[str, Any]
-    ) -> None:
-        self.calls.append(("finish_session", (session_id, outcome, totals)))
+    async def record_event(self, event: JsonObject) -> None:
+        self._log("record_event", event)
+        self.events.append(event)
 
-    async def begin_step(
-        self, session_id: str, step_id: str, kind: str, detail: Mapping[str, Any]
-    ) -> None:
-        self.calls.append(("begin_step", (session_id, step_id, kind, detail)))
+    async def finish_session(self, outcome: str, totals: JsonObject) -> None:
+        self._log("finish_session", outcome, totals)
+        self.outcome, self.totals = outcome, totals
+
+    async def begin_step(self, step_id: str, kind: str, detail: JsonObject) -> None:
+        self._log("begin_step", step_id, kind, detail)
+        self.intents[step_id] = (kind, detail)
 
     async def finish_step(
-        self,
-        session_id: str,
-        step_id: str,
-        result: Mapping[str, Any],
-        call: Mapping[str, Any] | None = None,
+        self, step_id: str, result: JsonObject, call: ModelCall | None = None
     ) -> None:
-        self.calls.append(("finish_step", (session_id, step_id, result)))
+        self._log("finish_step", step_id, result)
         self.results[step_id] = dict(result)
         if call is not None:
-            self.calls.append(("record_model_call", (session_id, call)))
+            await self.record_model_call(call)
 
-    async def call_totals(self, session_id: str) -> Mapping[str, Any]:
-        return {
-            "calls": 0,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cost_usd": 0.0,
-            "largest_call_usd": 0.0,
-        }
+    async def call_totals(self) -> CallTotals:
+        calls = self.model_calls
+        return CallTotals(
+            calls=len(calls),
+            input_tokens=sum(c.input_tokens for c in calls),
+            output_tokens=sum(c.output_tokens for c in calls),
+            cost_usd=sum(c.cost_usd for c in calls),
+            largest_call_usd=max((c.cost_usd for c in calls), default=0.0),
+            unpriced=sum(1 for c in calls if not c.priced),
+        )
 
-    async def step_result(self, session_id: str, step_id: str) -> Mapping[str, Any] | None:
+    async def step_result(self, step_id: str) -> JsonObject | None:
         return self.results.get(step_id)
 
-    async def begin_run(self, session_id: str, pid: int, host: str) -> int:
-        return 1
+    async def begin_run(self, pid: int, host: str) -> int:
+        run_id = len(self.runs) + 1
+        self.runs[run_id] = True
+        return run_id
 
     async def end_run(self, run_id: int) -> None:
-        return None
+        self.runs[run_id] = False
 
-    async def abort_requested(self, session_id: str) -> bool:
-        return False
+    async def abort_requested(self) -> bool:
+        return self.abort and any(self.runs.values())
 
-    async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:
-        return None
 
-    async def record_baseline(self, head: str, environment: str, record: Mapping[str, Any]) -> None:
-        self.calls.append(("record_baseline", (head, environment, record)))
+class MemoryStore:
+    """The :class:`~keel.engine.ports.SessionStore` in memory: one :class:`RecordingStore`
+    per session, and the baselines."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, RecordingStore] = {}
+        self.baselines: dict[tuple[str, str], JsonObject] = {}
+        self.closed = False
+
+    def session(self, session_id: str) -> RecordingStore:
+        return self.records.setdefault(session_id, RecordingStore(session_id))
+
+    async def baseline(self, head: str, environment: str) -> JsonObject | None:
+        return self.baselines.get((head, environment))
+
+    async def record_baseline(self, head: str, environment: str, record: JsonObject) -> None:
+        self.baselines[(head, environment)] = record
 
     async def close(self) -> None:
-        self.calls.append(("close", ()))
+        self.closed = True
 
 
 def make_gateway(
@@ -193,13 +230,11 @@ def make_gateway(
     budget: Budget | None = None,
     log_llm: bool = False,
     secrets: Mapping[str, str] | None = None,
-    session_id: str = "sess-1",
 ) -> ModelGateway:
     """A gateway that sends every tier to ``client``."""
     return ModelGateway(
         dict.fromkeys(Tier, client),
         store,
-        session_id,
         budget=budget or Budget(),
         log_llm=log_llm,
         redact=Redactor(secrets or {}),

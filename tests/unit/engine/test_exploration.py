@@ -170,8 +170,8 @@ async def test_log_llm_keeps_what_the_model_read_in_each_turn() -> None:
     store = RecordingStore()
     await ask(make_gateway(client, store, log_llm=True), Exploration(Tools(), 1, 1000))
     first, second = store.model_calls
-    assert "[tool call]" not in str(first["prompt"])
-    assert '[tool call] open_file {"path": "a.py"}' in str(second["prompt"])
-    assert "[result]\nopen_file a.py" in str(second["prompt"])
-    assert "exploration budget is spent" in str(second["prompt"])
-    assert second["prompt_chars"] > first["prompt_chars"]
+    assert "[tool call]" not in str(first.prompt)
+    assert '[tool call] open_file {"path": "a.py"}' in str(second.prompt)
+    assert "[result]\nopen_file a.py" in str(second.prompt)
+    assert "exploration budget is spent" in str(second.prompt)
+    assert second.prompt_chars > first.prompt_chars

@@ -176,13 +176,13 @@ async def test_every_call_is_recorded_with_its_outcome() -> None:
     assert bad.error is not None
 
     first, second = store.model_calls
-    assert first["ok"] is True and first["error"] is None
-    assert first["tier"] == "verifier"
-    assert first["schema_name"] == "verifier_report"
-    assert first["node_id"] == "n1"
-    assert first["cost_usd"] == 0.1
-    assert second["ok"] is False
-    assert "Invalid JSON" in second["error"]
+    assert first.ok is True and first.error is None
+    assert first.tier == "verifier"
+    assert first.schema_name == "verifier_report"
+    assert first.node_id == "n1"
+    assert first.cost_usd == 0.1
+    assert second.ok is False
+    assert "Invalid JSON" in second.error
 
 
 async def test_a_provider_error_is_recorded_and_re_raised() -> None:
@@ -192,9 +192,9 @@ async def test_a_provider_error_is_recorded_and_re_raised() -> None:
     with pytest.raises(ProviderError, match="overloaded"):
         await _ask(gateway)
     [call] = store.model_calls
-    assert call["ok"] is False
-    assert call["error"] == "upstream 503: overloaded"
-    assert store.calls[0][1][0] == "sess-1"
+    assert call.ok is False
+    assert call.error == "upstream 503: overloaded"
+    assert client.requests[0].session_id == store.session_id == "sess-1"
 
 
 async def test_a_provider_error_message_is_redacted_before_it_is_stored() -> None:
@@ -202,7 +202,7 @@ async def test_a_provider_error_message_is_redacted_before_it_is_stored() -> Non
     client = ScriptedClient([ProviderError("bad key sk-abcdefghijklmnop")])
     with pytest.raises(ProviderError):
         await _ask(make_gateway(client, store))
-    assert "sk-abcdefghijklmnop" not in store.model_calls[0]["error"]
+    assert "sk-abcdefghijklmnop" not in store.model_calls[0].error
 
 
 def test_redactor_removes_known_key_values_and_key_shaped_strings() -> None:
@@ -224,8 +224,8 @@ async def test_without_log_llm_no_prompt_or_response_is_stored() -> None:
     gateway = make_gateway(ScriptedClient([REPORT]), store, log_llm=False)
     await _ask(gateway, prompt="the secret sauce")
     [call] = store.model_calls
-    assert call["prompt"] is None
-    assert call["response"] is None
+    assert call.prompt is None
+    assert call.response is None
     assert "the secret sauce" not in repr(store.calls)
 
 
@@ -237,7 +237,7 @@ async def test_sizes_are_recorded_with_and_without_log_llm() -> None:
             Tier.VERIFIER, VerifierReport, system="sys", prompt="x" * 50, node_id=None, attempt=1
         )
         [call] = store.model_calls
-        assert call["prompt_chars"] == 53 and call["reply_chars"] == len(REPORT)
+        assert call.prompt_chars == 53 and call.reply_chars == len(REPORT)
 
 
 async def test_with_log_llm_prompt_and_response_are_stored_redacted() -> None:
@@ -248,10 +248,10 @@ async def test_with_log_llm_prompt_and_response_are_stored_redacted() -> None:
     )
     await _ask(gateway, prompt="use hunter2hunter2 to log in")
     [call] = store.model_calls
-    assert call["prompt"] == "sys\n\nuse [redacted] to log in"
-    assert "hunter2hunter2" not in call["response"]
-    assert "sk-live0123456789abc" not in call["response"]
-    assert "[redacted]" in call["response"]
+    assert call.prompt == "sys\n\nuse [redacted] to log in"
+    assert "hunter2hunter2" not in call.response
+    assert "sk-live0123456789abc" not in call.response
+    assert "[redacted]" in call.response
 
 
 async def test_an_answered_step_is_replayed_without_a_second_call() -> None:
@@ -276,7 +276,7 @@ async def test_a_billed_reply_that_is_not_believed_still_counts_against_max_cost
         await _ask(gateway)
     assert gateway.totals.cost_usd == pytest.approx(0.7)
     [call] = store.model_calls
-    assert (call["input_tokens"], call["output_tokens"], call["cost_usd"]) == (300, 1000, 0.7)
+    assert (call.input_tokens, call.output_tokens, call.cost_usd) == (300, 1000, 0.7)
     with pytest.raises(BudgetExceeded):
         await _ask(gateway)  # 0.7 spent + 0.7 largest > 1.0: the lie bought nothing
     assert len(client.requests) == 1

@@ -20,6 +20,7 @@ from keel.engine.modes import (
 from keel.engine.planner import PlanScope
 from keel.engine.planning import LISTING_LIMIT, focus_first, focus_of, workspace_view
 from keel.engine.ports import ToolCall, ToolResult
+from keel.engine.records import ModelCall
 from keel.engine.settings import EngineSettings
 from tests.unit.engine.doubles import ScriptedClient
 from tests.unit.engine.test_exploration import Tools
@@ -125,11 +126,13 @@ async def test_plan_mode_asks_the_architect_with_the_focus_first(tmp_path: Path)
 
 
 async def test_the_ephemeral_store_replays_a_step_and_keeps_nothing_else() -> None:
-    store = EphemeralStore()
-    await store.finish_step("s", "model:architect:-:1", {"text": "{}"}, {"ok": True})
-    assert await store.step_result("s", "model:architect:-:1") == {"text": "{}"}
-    assert await store.node_states("s") == {}
-    assert (await store.call_totals("s"))["calls"] == 1
+    store = EphemeralStore("s")
+    call = ModelCall(tier="architect", model="m", ok=True)
+    await store.finish_step("model:architect:-:1", {"text": "{}"}, call)
+    assert await store.step_result("model:architect:-:1") == {"text": "{}"}
+    assert await store.node_states() == {}
+    assert (await store.call_totals()).calls == 1
+    assert store.session_id == "s"
 
 
 async def test_explain_never_shows_secret_files_or_files_outside_the_workspace(

@@ -97,8 +97,7 @@ async def test_the_gateway_opens_every_prompt_with_the_instructions_and_bounds_i
     client = ScriptedClient(['{"hints": []}'] * 2)
     gateway = ModelGateway(
         dict.fromkeys(Tier, client),
-        RecordingStore(),
-        "s",
+        RecordingStore("s"),
         budget=Budget(),
         log_llm=False,
         redact=Redactor({}),

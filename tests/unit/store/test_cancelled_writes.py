@@ -13,13 +13,14 @@ from keel.store import SqliteStore
 async def test_a_cancelled_write_does_not_break_the_next(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "keel.db")
     try:
-        await store.create_session("s1", "task", {})
-        first = asyncio.ensure_future(store.record_event("s1", {"type": "first"}))
+        s1 = store.session("s1")
+        await s1.create_session("task", {})
+        first = asyncio.ensure_future(s1.record_event({"type": "first"}))
         await asyncio.sleep(0)  # let it start its transaction
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first
-        await store.record_event("s1", {"type": "second"})  # raised "within a transaction"
-        assert [e["type"] for e in await store.events("s1")] == ["first", "second"]
+        await s1.record_event({"type": "second"})  # raised "within a transaction"
+        assert [e.type for e in await s1.events()] == ["first", "second"]
     finally:
         await store.close()

@@ -1,9 +1,11 @@
-"""The session store against real SQLite: every record round-trips, the file is WAL and
-versioned, data survives a reopen, and a file that is not a store is refused untouched.
+"""The session store against real SQLite: every record round-trips as a typed record, a
+handle scoped to one session sees only that session, the file is WAL and versioned, data
+survives a reopen, and a file that is not a store is refused untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from keel.engine.ports import KeelError
+from keel.engine.ports import KeelError, SessionStore
+from keel.engine.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    CallTotals,
+    ModelCall,
+    NodeRecord,
+    SessionRecord,
+)
 from keel.engine.redaction import Redactor
-from keel.store import MIGRATIONS, SqliteStore, store_path
+from keel.store import MIGRATIONS, SqliteSessionRecords, SqliteStore, store_path
 
 PLAN = {
     "nodes": [
@@ -21,28 +31,33 @@ PLAN = {
         {"id": "n2", "title": "test it", "kind": "unit_test", "depends_on": ["n1"]},
     ]
 }
-CALL = {
-    "tier": "actuator",
-    "model": "gpt-test",
-    "node_id": "n1",
-    "attempt": 1,
-    "schema_name": "artifact_bundle",
-    "input_tokens": 120,
-    "output_tokens": 40,
-    "cost_usd": 0.0012,
-    "priced": True,
-    "latency_s": 1.5,
-    "ok": True,
-    "error": None,
-}
+CALL = ModelCall(
+    tier="actuator",
+    model="gpt-test",
+    node_id="n1",
+    attempt=1,
+    schema_name="artifact_bundle",
+    input_tokens=120,
+    output_tokens=40,
+    cost_usd=0.0012,
+    priced=True,
+    latency_s=1.5,
+    ok=True,
+    error=None,
+)
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     opened = await SqliteStore.open(tmp_path)
-    await opened.create_session("s1", "build a thing", {"mode": "headless", "epsilon": 0.1})
+    await opened.session("s1").create_session("build a thing", {"mode": "headless", "epsilon": 0.1})
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+def s1(store: SqliteStore) -> SqliteSessionRecords:
+    return store.session("s1")
 
 
 def sqlite_value(path: Path, sql: str) -> object:
@@ -66,101 +81,146 @@ async def test_open_accepts_the_database_file_itself(tmp_path: Path) -> None:
     assert (tmp_path / "elsewhere" / "my.db").is_file()
 
 
-async def test_session_round_trip(store: SqliteStore) -> None:
-    session = await store.session("s1")
+async def test_session_round_trip(store: SqliteStore, s1: SqliteSessionRecords) -> None:
+    session = await s1.record()
+    assert isinstance(session, SessionRecord)
+    assert session.id == s1.session_id == "s1"
+    assert session.task == "build a thing"
+    assert session.config == {"mode": "headless", "epsilon": 0.1}
+    assert session.started_at and session.finished_at is None and session.reason == ""
+
+    totals = {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01, "reason": "why"}
+    await s1.finish_session("success", totals)
+    session = await s1.record()
     assert session is not None
-    assert session["task"] == "build a thing"
-    assert session["config"] == {"mode": "headless", "epsilon": 0.1}
-    assert session["started_at"] and session["finished_at"] is None
+    assert (session.outcome, session.totals, session.reason) == ("success", totals, "why")
+    assert session.finished_at
+    assert await store.session("nope").record() is None
 
-    totals = {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.01, "wall_s": 3.2}
-    await store.finish_session("s1", "success", totals)
-    session = await store.session("s1")
+
+async def test_records_are_frozen(s1: SqliteSessionRecords) -> None:
+    session = await s1.record()
     assert session is not None
-    assert (session["outcome"], session["totals"]) == ("success", totals)
-    assert session["finished_at"]
-    assert await store.session("nope") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        session.task = "something else"  # type: ignore[misc]
 
 
-async def test_plan_and_node_lifecycle(store: SqliteStore) -> None:
-    await store.record_plan("s1", PLAN)
-    plan = await store.plan("s1")
-    assert plan is not None and plan["plan"] == PLAN
-    nodes = await store.nodes("s1")
-    assert [(n["node_id"], n["title"], n["kind"], n["state"]) for n in nodes] == [
+async def test_plan_and_node_lifecycle(s1: SqliteSessionRecords) -> None:
+    await s1.record_plan(PLAN)
+    plan = await s1.plan()
+    assert plan is not None and plan.plan == PLAN
+    nodes = await s1.nodes()
+    assert all(isinstance(n, NodeRecord) and n.updated_at for n in nodes)
+    assert [(n.node_id, n.title, n.kind, n.state) for n in nodes] == [
         ("n1", "write the module", "code", "queued"),
         ("n2", "test it", "unit_test", "queued"),
     ]
 
-    await store.set_node_state("s1", "n1", "running")
-    await store.set_node_state("s1", "n1", "committed", "abc123")
-    nodes = {n["node_id"]: n for n in await store.nodes("s1")}
-    assert nodes["n1"]["state"] == "committed"
-    assert nodes["n2"]["state"] == "queued"
-    transitions = await store.transitions("s1")
-    assert [(t["node_id"], t["state"], t["detail"]) for t in transitions] == [
+    await s1.set_node_state("n1", "running")
+    await s1.set_node_state("n1", "committed", "abc123")
+    nodes = {n.node_id: n for n in await s1.nodes()}
+    assert nodes["n1"].state == "committed"
+    assert nodes["n2"].state == "queued"
+    transitions = await s1.transitions()
+    assert [(t.node_id, t.state, t.detail) for t in transitions] == [
         ("n1", "running", ""),
         ("n1", "committed", "abc123"),
     ]
 
-    await store.record_plan("s1", PLAN)  # a re-plan keeps known nodes' states
-    nodes = {n["node_id"]: n for n in await store.nodes("s1")}
-    assert nodes["n1"]["state"] == "committed"
+    await s1.record_plan(PLAN)  # a re-plan keeps known nodes' states
+    nodes = {n.node_id: n for n in await s1.nodes()}
+    assert nodes["n1"].state == "committed"
 
 
-async def test_attempts_round_trip(store: SqliteStore) -> None:
+async def test_attempts_round_trip(s1: SqliteSessionRecords) -> None:
     bundle = {"writes": [{"path": "m.py", "content": "x = 1\n"}], "diffs": [], "deletes": []}
     energy = {"v_syn": 1.0, "v_str": 0.0, "v_log": 2.0, "v_boot": 0.0, "v_sheaf": 0.0, "v": 3.0}
     evidence = [{"component": "log", "message": "test_x failed", "source": "pytest"}]
-    await store.record_attempt("s1", "n1", 1, bundle, energy, evidence, False)
-    await store.record_attempt("s1", "n1", 2, None, {"v": 0.0}, [], True)
-    await store.record_attempt("s1", "n2", 1, None, {"v": 0.0}, [], True)
+    await s1.record_attempt(AttemptRecord("n1", 1, bundle, energy, evidence, False))
+    await s1.record_attempt(AttemptRecord("n1", 2, None, {"v": 0.0}, [], True))
+    await s1.record_attempt(AttemptRecord("n2", 1, None, {"v": 0.0}, [], True))
 
-    attempts = await store.attempts("s1", "n1")
-    assert [(a["attempt"], a["stable"]) for a in attempts] == [(1, False), (2, True)]
+    attempts = await s1.attempts("n1")
+    assert all(isinstance(a, AttemptRecord) for a in attempts)
+    assert [(a.attempt, a.stable) for a in attempts] == [(1, False), (2, True)]
     first = attempts[0]
-    assert (first["bundle"], first["energy"], first["evidence"]) == (bundle, energy, evidence)
-    assert attempts[1]["bundle"] is None
-    assert len(await store.attempts("s1")) == 3
+    assert (first.bundle, first.energy, first.evidence) == (bundle, energy, evidence)
+    assert first.at and attempts[1].bundle is None
+    assert len(await s1.attempts()) == 3
+    # recording the same attempt again (a resume) replaces it
+    await s1.record_attempt(AttemptRecord("n1", 2, None, {"v": 0.5}, [], False))
+    assert [(a.attempt, a.stable) for a in await s1.attempts("n1")] == [(1, False), (2, False)]
 
 
-async def test_model_calls_round_trip(store: SqliteStore) -> None:
-    await store.record_model_call("s1", CALL)
-    logged = {**CALL, "ok": False, "error": "timeout", "prompt": "p", "response": "r"}
-    await store.record_model_call("s1", logged)
-    calls = await store.model_calls("s1")
+async def test_model_calls_round_trip(s1: SqliteSessionRecords) -> None:
+    await s1.record_model_call(CALL)
+    logged = dataclasses.replace(CALL, ok=False, error="timeout", prompt="p", response="r")
+    await s1.record_model_call(logged)
+    calls = await s1.model_calls()
     assert len(calls) == 2
     for got, want in zip(calls, [CALL, logged], strict=True):
-        assert {key: got[key] for key in want} == want
-    assert calls[0]["prompt"] is None and calls[0]["response"] is None
+        assert got.id is not None and got.at
+        assert dataclasses.replace(got, id=None, at="") == want
+    assert calls[0].prompt is None and calls[0].response is None
 
 
-async def test_approvals_escalations_and_events(store: SqliteStore) -> None:
-    await store.record_approval("s1", "n1", "approved", "user", "f" * 40)
-    await store.record_approval("s1", "n2", "rejected", "user", None, "wrong approach")
-    approvals = await store.approvals("s1")
-    assert [(a["decision"], a["ledger_sha"], a["note"]) for a in approvals] == [
+async def test_approvals_escalations_and_events(s1: SqliteSessionRecords) -> None:
+    await s1.record_approval("n1", "approved", "user", "f" * 40)
+    await s1.record_approval("n2", "rejected", "user", None, "wrong approach")
+    approvals = await s1.approvals()
+    assert all(isinstance(a, ApprovalRecord) for a in approvals)
+    assert [(a.decision, a.ledger_sha, a.note) for a in approvals] == [
         ("approved", "f" * 40, ""),
         ("rejected", None, "wrong approach"),
     ]
 
     report = {"node": "n2", "attempts": 3, "energy": {"v": 2.0}, "evidence": ["failing"]}
-    await store.record_escalation("s1", "n2", report)
-    assert [e["report"] for e in await store.escalations("s1")] == [report]
+    await s1.record_escalation("n2", report)
+    assert [e.report for e in await s1.escalations()] == [report]
 
     event = {"ts": "2026-01-01T00:00:00+00:00", "session": "s1", "type": "plan_ready", "nodes": 2}
-    await store.record_event("s1", event)
-    await store.record_event("s1", {"type": "node_started", "node": "n1"})
-    events = await store.events("s1")
-    assert [e["type"] for e in events] == ["plan_ready", "node_started"]
-    assert events[0]["payload"] == event
-    assert events[0]["at"] == event["ts"]
+    await s1.record_event(event)
+    await s1.record_event({"type": "node_started", "node": "n1"})
+    events = await s1.events()
+    assert [e.type for e in events] == ["plan_ready", "node_started"]
+    assert events[0].payload == event
+    assert events[0].at == event["ts"]
+
+
+async def test_a_scoped_handle_sees_only_its_session(store: SqliteStore) -> None:
+    """Two sessions' records never mix: every read and write of a handle is its session's."""
+    s1, s2 = store.session("s1"), store.session("s2")
+    await s2.create_session("second", {})
+    await s1.record_plan(PLAN)
+    await s2.record_plan({"nodes": [{"id": "n1", "title": "other", "kind": "code"}]})
+    await s2.set_node_state("n1", "failed", "no")
+    await s1.record_model_call(CALL)
+    await s1.record_event({"type": "only-s1"})
+    await s2.record_approval("n1", "approved", "user", None, bundle="b1")
+    run = await s2.begin_run(123, "host")
+    await s2.request_abort()
+    assert await s1.node_states() == {"n1": "queued", "n2": "queued"}
+    assert await s2.node_states() == {"n1": "failed"}
+    assert (await s1.call_totals()).calls == 1 and (await s2.call_totals()).calls == 0
+    assert [e.type for e in await s2.events()] == []
+    assert await s1.pending_approval("n1", "b1") is None
+    assert await s2.pending_approval("n1", "b1") is not None
+    assert not await s1.abort_requested() and await s2.abort_requested()
+    await s1.end_run(run)  # another session's run id ends nothing
+    assert [r.id for r in await s2.live_runs()] == [run]
+    await s2.end_run(run)
+    assert await s2.live_runs() == []
+
+
+async def test_the_sqlite_store_implements_the_port(store: SqliteStore) -> None:
+    port: SessionStore = store  # checked by mypy; the handle is the engine's SessionRecords
+    assert port.session("s1").session_id == "s1"
 
 
 async def test_sessions_listing(store: SqliteStore) -> None:
-    await store.create_session("s2", "second", {})
-    assert [s["id"] for s in await store.sessions()] == ["s2", "s1"]
-    assert [s["id"] for s in await store.sessions(limit=1)] == ["s2"]
+    await store.session("s2").create_session("second", {})
+    assert [s.id for s in await store.sessions()] == ["s2", "s1"]
+    assert [s.id for s in await store.sessions(limit=1)] == ["s2"]
     assert await store.latest_session_id() == "s2"
 
 
@@ -175,24 +235,26 @@ async def test_empty_store_has_no_latest_session(tmp_path: Path) -> None:
 
 async def test_reopen_keeps_data(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path)
-    await store.create_session("s1", "task", {"a": 1})
-    await store.record_plan("s1", PLAN)
+    await store.session("s1").create_session("task", {"a": 1})
+    await store.session("s1").record_plan(PLAN)
     await store.close()
 
     reopened = await SqliteStore.open(tmp_path)
     try:
         assert await reopened.latest_session_id() == "s1"
-        assert len(await reopened.nodes("s1")) == 2
+        assert len(await reopened.session("s1").nodes()) == 2
     finally:
         await reopened.close()
     assert sqlite_value(store_path(tmp_path), "PRAGMA user_version") == len(MIGRATIONS)
 
 
-async def test_write_for_unknown_session_is_a_keel_error(store: SqliteStore) -> None:
+async def test_write_for_unknown_session_is_a_keel_error(
+    store: SqliteStore, s1: SqliteSessionRecords
+) -> None:
     with pytest.raises(KeelError, match="session store"):
-        await store.record_event("missing", {"type": "x"})
-    await store.record_event("s1", {"type": "still works"})
-    assert len(await store.events("s1")) == 1
+        await store.session("missing").record_event({"type": "x"})
+    await s1.record_event({"type": "still works"})
+    assert len(await s1.events()) == 1
 
 
 async def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -209,7 +271,7 @@ async def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> Non
 
 async def test_truncated_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path)
-    await store.create_session("s1", "task", {})
+    await store.session("s1").create_session("task", {})
     await store.close()
     path = store_path(tmp_path)
     truncated = path.read_bytes()[:2000]
@@ -240,22 +302,23 @@ async def test_every_record_is_redacted_before_it_is_written(tmp_path: Path) -> 
     store = await SqliteStore.open(tmp_path, Redactor({"DEPLOY_TOKEN": SECRET}))
     leak = f"token {SECRET} and sk-proj-ABCDEFGH12345678"
     try:
-        await store.create_session("s1", f"task {SECRET}", {"note": leak})
-        await store.record_plan("s1", {"nodes": [{"id": "n1", "title": leak, "kind": "code"}]})
-        await store.set_node_state("s1", "n1", "running", leak)
-        await store.record_attempt(
-            "s1", "n1", 1, {"writes": [leak]}, {"v": 1.0}, [{"m": leak}], False
+        s1 = store.session("s1")
+        await s1.create_session(f"task {SECRET}", {"note": leak})
+        await s1.record_plan({"nodes": [{"id": "n1", "title": leak, "kind": "code"}]})
+        await s1.set_node_state("n1", "running", leak)
+        await s1.record_attempt(
+            AttemptRecord("n1", 1, {"writes": [leak]}, {"v": 1.0}, [{"m": leak}], False)
         )
-        await store.record_model_call(
-            "s1", {**CALL, "error": leak, "prompt": leak, "response": leak}
+        await s1.record_model_call(
+            dataclasses.replace(CALL, error=leak, prompt=leak, response=leak)
         )
-        await store.record_approval("s1", "n1", "rejected", "user", None, leak)
-        await store.record_escalation("s1", "n1", {"reason": leak})
-        await store.record_event("s1", {"type": "x", "nested": {"list": [leak]}})
-        await store.begin_step("s1", "model:actuator:n1:1", "model", {"d": leak})
-        await store.finish_step("s1", "model:actuator:n1:1", {"text": leak}, CALL)
-        await store.finish_session("s1", "failed", {"reason": leak})
-        assert await store.step_result("s1", "model:actuator:n1:1") == {
+        await s1.record_approval("n1", "rejected", "user", None, leak)
+        await s1.record_escalation("n1", {"reason": leak})
+        await s1.record_event({"type": "x", "nested": {"list": [leak]}})
+        await s1.begin_step("model:actuator:n1:1", "model", {"d": leak})
+        await s1.finish_step("model:actuator:n1:1", {"text": leak}, CALL)
+        await s1.finish_session("failed", {"reason": leak})
+        assert await s1.step_result("model:actuator:n1:1") == {
             "text": "token [redacted] and [redacted]"
         }
     finally:
@@ -268,40 +331,40 @@ async def test_every_record_is_redacted_before_it_is_written(tmp_path: Path) -> 
 async def test_words_that_merely_contain_sk_are_not_redacted(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path)
     try:
-        await store.create_session("s1", "risk-assessment of task-runner", {})
-        session = await store.session("s1")
+        await store.session("s1").create_session("risk-assessment of task-runner", {})
+        session = await store.session("s1").record()
     finally:
         await store.close()
-    assert session is not None and session["task"] == "risk-assessment of task-runner"
+    assert session is not None and session.task == "risk-assessment of task-runner"
 
 
-async def test_an_approval_is_an_intent_until_its_commit_confirms_it(store: SqliteStore) -> None:
-    await store.record_approval("s1", "n1", "approved", "user", None, bundle="b1", files=["a.py"])
-    pending = await store.pending_approval("s1", "n1", "b1")
-    assert pending is not None and pending["actor"] == "user" and pending["files"] == ["a.py"]
-    assert await store.pending_approval("s1", "n1", "other-bundle") is None
-    await store.confirm_approval("s1", "n1", "a" * 40, "user")
-    assert await store.pending_approval("s1", "n1", "b1") is None
+async def test_an_approval_is_an_intent_until_its_commit_confirms_it(
+    s1: SqliteSessionRecords,
+) -> None:
+    await s1.record_approval("n1", "approved", "user", None, bundle="b1", files=["a.py"])
+    pending = await s1.pending_approval("n1", "b1")
+    assert pending is not None and pending.actor == "user" and pending.files == ["a.py"]
+    assert pending.bundle_id == "b1" and pending.ledger_sha is None
+    assert await s1.pending_approval("n1", "other-bundle") is None
+    await s1.confirm_approval("n1", "a" * 40, "user")
+    assert await s1.pending_approval("n1", "b1") is None
     # a commit the store never heard of (an older store): the approval row is added
-    await store.confirm_approval("s1", "n2", "b" * 40, "balanced")
-    rows = [
-        (a["node_id"], a["decision"], a["actor"], a["ledger_sha"])
-        for a in await store.approvals("s1")
-    ]
+    await s1.confirm_approval("n2", "b" * 40, "balanced")
+    rows = [(a.node_id, a.decision, a.actor, a.ledger_sha) for a in await s1.approvals()]
     assert rows == [("n1", "approved", "user", "a" * 40), ("n2", "approved", "balanced", "b" * 40)]
 
 
-async def test_a_refused_commit_closes_the_intent(store: SqliteStore) -> None:
-    await store.record_approval("s1", "n1", "approved", "user", None, bundle="b1")
-    await store.record_approval("s1", "n1", "refused", "ledger", None, "a.py changed", bundle="b1")
-    assert await store.pending_approval("s1", "n1", "b1") is None
+async def test_a_refused_commit_closes_the_intent(s1: SqliteSessionRecords) -> None:
+    await s1.record_approval("n1", "approved", "user", None, bundle="b1")
+    await s1.record_approval("n1", "refused", "ledger", None, "a.py changed", bundle="b1")
+    assert await s1.pending_approval("n1", "b1") is None
 
 
-async def test_session_config_keys_can_be_updated(store: SqliteStore) -> None:
-    await store.update_session_config("s1", {"max_cost": 2.5, "max_steps": None})
-    session = await store.session("s1")
+async def test_session_config_keys_can_be_updated(s1: SqliteSessionRecords) -> None:
+    await s1.update_session_config({"max_cost": 2.5, "max_steps": None})
+    session = await s1.record()
     assert session is not None
-    assert session["config"] == {
+    assert session.config == {
         "mode": "headless",
         "epsilon": 0.1,
         "max_cost": 2.5,
@@ -309,14 +372,16 @@ async def test_session_config_keys_can_be_updated(store: SqliteStore) -> None:
     }
 
 
-async def test_node_states_and_unpriced_totals(store: SqliteStore) -> None:
-    await store.record_plan("s1", PLAN)
-    await store.set_node_state("s1", "n1", "running")
-    assert await store.node_states("s1") == {"n1": "running", "n2": "queued"}
-    await store.record_model_call("s1", CALL)
-    await store.record_model_call("s1", {**CALL, "priced": False, "cost_usd": 0.0})
-    totals = await store.call_totals("s1")
-    assert totals["calls"] == 2 and totals["unpriced"] == 1
+async def test_node_states_and_unpriced_totals(s1: SqliteSessionRecords) -> None:
+    assert await s1.call_totals() == CallTotals()
+    await s1.record_plan(PLAN)
+    await s1.set_node_state("n1", "running")
+    assert await s1.node_states() == {"n1": "running", "n2": "queued"}
+    await s1.record_model_call(CALL)
+    await s1.record_model_call(dataclasses.replace(CALL, priced=False, cost_usd=0.0))
+    totals = await s1.call_totals()
+    assert (totals.calls, totals.unpriced, totals.input_tokens) == (2, 1, 240)
+    assert totals.cost_usd == totals.largest_call_usd == pytest.approx(0.0012)
 
 
 async def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -335,10 +400,11 @@ async def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
         )
     store = await SqliteStore.open(tmp_path)
     try:
-        [call] = await store.model_calls("s1")
-        assert call["prompt_chars"] is None and call["reply_chars"] is None
-        await store.record_model_call("s1", {**CALL, "prompt_chars": 10, "reply_chars": 4})
-        assert (await store.model_calls("s1"))[1]["prompt_chars"] == 10
+        s1 = store.session("s1")
+        [call] = await s1.model_calls()
+        assert call.prompt_chars is None and call.reply_chars is None
+        await s1.record_model_call(dataclasses.replace(CALL, prompt_chars=10, reply_chars=4))
+        assert (await s1.model_calls())[1].prompt_chars == 10
     finally:
         await store.close()
     assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 4
