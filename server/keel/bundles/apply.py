@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keel.bundles.atomic import write_atomically
 from keel.bundles.model import ArtifactBundle
 from keel.bundles.patch import PatchError, apply_patch
 from keel.bundles.paths import (
-    NAME_MAX,
     PathError,
     check_location,
     normalize,
@@ -160,27 +158,8 @@ def _new_content(kind: str, path: str, before: bytes | None, payload: str | None
     return None if after is None else after.encode()
 
 
-def write_atomically(location: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename over the target."""
-    location.parent.mkdir(parents=True, exist_ok=True)
-    mode = location.stat().st_mode & 0o777 if location.exists() else 0o644
-    fd, temporary = tempfile.mkstemp(dir=location.parent, prefix=_temporary_prefix(location.name))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, location)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _temporary_prefix(name: str) -> str:
-    """``.<name>.`` beside the target, or ``.keel-`` when that would pass NAME_MAX (a name
-    of up to 255 bytes is valid, its temporary sibling must be too)."""
-    return f".{name}." if len(os.fsencode(name)) <= NAME_MAX - 16 else ".keel-"
+#: The mode of a file a bundle creates in a sandbox (an existing file keeps its own).
+NEW_FILE_MODE = 0o644
 
 
 def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:
@@ -192,4 +171,4 @@ def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:
         if data is None:
             location.unlink(missing_ok=True)
         else:
-            write_atomically(location, data)
+            write_atomically(location, data, new_mode=NEW_FILE_MODE)

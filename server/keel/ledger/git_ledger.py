@@ -10,9 +10,9 @@ its staged content.
 Why the ledger is read back from git (``git log`` trailers) rather than from the session
 store: a clone, push or pull carries it, and the repository stays the single source of truth.
 
-Files are written atomically (temporary file, fsync, rename, directory fsync) so a crash never
-leaves one half written. A retried approval whose files were already written before a crash is
-accepted, so ``keel resume`` can finish it.
+Files are written atomically (``keel.bundles.atomic``: temporary file, fsync, rename, directory
+fsync) so a crash never leaves one half written. A retried approval whose files were already
+written before a crash is accepted, so ``keel resume`` can finish it.
 
 All git work runs in worker threads; a single :class:`asyncio.Lock` serialises writes in this
 process and the ``update-ref`` compare-and-swap guards against anyone else moving ``HEAD``.
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import hashlib
 import logging
 import os
@@ -48,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from keel.bundles.atomic import fsync_directory, stale_temporaries, write_atomically
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import (
     ConfigError,
@@ -1024,17 +1024,8 @@ def _ensure_excluded(exclude: Path) -> None:
 
 def _remove_stale_temporaries(target: Path) -> None:
     """Temporary files a killed Keel left beside ``target`` (the write never happened)."""
-    with contextlib.suppress(FileNotFoundError):
-        for stale in target.parent.glob(f".{glob.escape(_temporary_stem(target.name))}.keel-*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def _temporary_stem(name: str) -> str:
-    """The target's name in its temporary sibling's, or a digest of it when the sibling's
-    name would pass NAME_MAX (255 bytes): every valid name has a valid temporary file."""
-    if len(os.fsencode(name)) <= 255 - 24:
-        return name
-    return hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    for stale in stale_temporaries(target):
+        stale.unlink(missing_ok=True)
 
 
 class _Moved(Exception):
@@ -1060,51 +1051,24 @@ def _write_atomic(
             raise _Moved(target)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        _fsync_dir(target.parent)
+        fsync_directory(target.parent)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        old_mode: int | None = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        old_mode = None
-    tmp = target.with_name(f".{_temporary_stem(target.name)}.keel-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            half = len(content) // 2
-            fh.write(content[:half])
-            if faults is not None:
-                fh.flush()
-                faults.hit("ledger_mid_file")
-            fh.write(content[half:])
-            fh.flush()
-            os.fsync(fh.fileno())
-        _set_mode(tmp, old_mode, executable)
+
+    def check() -> None:
         if unchanged is not None and not unchanged():
             raise _Moved(target)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
 
+    def midway() -> None:
+        if faults is not None:
+            faults.hit("ledger_mid_file")
 
-def _set_mode(path: Path, old_mode: int | None, executable: bool | None) -> None:
-    mode = old_mode if old_mode is not None else stat.S_IMODE(path.stat().st_mode)
-    if executable is True:
-        mode |= (mode & 0o444) >> 2  # x wherever r
-    elif executable is False:
-        mode &= ~0o111
-    os.chmod(path, mode)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomically(
+        target,
+        content,
+        executable=executable,
+        midway=midway if faults is not None else None,
+        before_replace=check,
+    )
 
 
 def _message(message: str, trailers: Mapping[str, str]) -> str:

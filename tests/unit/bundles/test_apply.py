@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keel.bundles.apply import ChangeSet, plan_changes, write_atomically, write_changes
+from keel.bundles.apply import ChangeSet, plan_changes, write_changes
+from keel.bundles.atomic import write_atomically
 from keel.bundles.model import ArtifactBundle, FileDiff, FileWrite
 
 CALC = "def add(a, b):\n    return a - b\n"
