@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from keel.engine.gateway import Budget, ModelGateway
-from keel.engine.models import Tier, Usage
-from keel.engine.ports import ModelReply, ModelRequest, ToolCall
+from keel.engine.models import (
+    CommandResult,
+    Component,
+    LedgerEntry,
+    Residual,
+    SensorReport,
+    Tier,
+    Usage,
+)
+from keel.engine.ports import (
+    ApprovalRequest,
+    ConflictError,
+    Decision,
+    ModelReply,
+    ModelRequest,
+    ProviderError,
+    Settlement,
+    ToolCall,
+)
 from keel.engine.records import ApprovalRecord, AttemptRecord, CallTotals, JsonObject, ModelCall
 from keel.engine.redaction import Redactor
 
@@ -239,3 +259,225 @@ def make_gateway(
         log_llm=log_llm,
         redact=Redactor(secrets or {}),
     )
+
+
+# ----------------------------------------------------------------- a whole engine in memory
+
+
+class KeyedClient:
+    """A ModelClient answering by (tier, node, attempt), like a transcript: a reply is JSON
+    text, an object (sent as JSON) or an exception to raise. A key without a reply fails the
+    call (a :class:`ProviderError`), which the speculator and the verifier tier survive."""
+
+    def __init__(self, replies: Mapping[tuple[str, str | None, int], object]) -> None:
+        self.replies = dict(replies)
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def name(self) -> str:
+        return "fake:keyed"
+
+    def estimate_cost(self, request: ModelRequest) -> float:
+        return 0.0
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        self.requests.append(request)
+        key = (request.tier.value, request.node_id, request.attempt)
+        if key not in self.replies:
+            raise ProviderError(f"no scripted reply for {key}")
+        reply = self.replies[key]
+        if isinstance(reply, Exception):
+            raise reply
+        text = reply if isinstance(reply, str) else json.dumps(reply)
+        return ModelReply(text, self.name, Usage(10, 5, 0.001), 0.01)
+
+    def asked(self, tier: str, node: str | None = None) -> list[int]:
+        """The attempts asked of ``tier`` (for ``node``), in order."""
+        return [r.attempt for r in self.requests if r.tier.value == tier and r.node_id == node]
+
+
+def plan_reply(*nodes: Mapping[str, object]) -> dict[str, object]:
+    return {"nodes": list(nodes)}
+
+
+def node_spec(node_id: str, owns: list[str], **extra: object) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "id": node_id,
+        "title": f"Node {node_id}",
+        "kind": "code",
+        "owns": owns,
+        "context": [],
+        "depends_on": [],
+        "commands": [],
+        "contract": {"symbols": [], "forbidden": []},
+    }
+    return {**spec, **extra}
+
+
+def bundle_reply(writes: Mapping[str, str], commands: Sequence[str] = ()) -> dict[str, object]:
+    return {
+        "writes": [{"path": p, "content": c} for p, c in writes.items()],
+        "diffs": [],
+        "deletes": [],
+        "commands": list(commands),
+    }
+
+
+class ToyPlugin:
+    """A language plugin over ``.py`` files with sensors anyone can read: a file holding
+    ``SYNTAX`` has a checker error (V_syn), a test file holding ``FAIL`` a failing test
+    (V_log). Every command is allowed."""
+
+    name = "toy"
+
+    def owns_file(self, path: str) -> bool:
+        return path.endswith(".py")
+
+    def is_test_file(self, path: str) -> bool:
+        return Path(path).name.startswith("test_")
+
+    def command_allowed(self, command: str) -> bool:
+        return True
+
+    async def check(self, root: Path, files: Sequence[str]) -> SensorReport:
+        found = [
+            Residual(Component.SYN, "syntax error", "toy-check", path=path)
+            for path in files
+            if "SYNTAX" in (root / path).read_text()
+        ]
+        return SensorReport("toy-check", tuple(found))
+
+    async def run_tests(self, root: Path, files: Sequence[str] | None) -> SensorReport:
+        found = [
+            Residual(Component.LOG, "test failed", "toy-test", path=path, test_id=f"{path}::t")
+            for path in files or []
+            if "FAIL" in (root / path).read_text()
+        ]
+        return SensorReport("toy-test", tuple(found))
+
+    async def bootstrap(self, root: Path) -> SensorReport:
+        return SensorReport("toy-boot")
+
+    async def cross_check(self, root: Path, files: Sequence[str]) -> SensorReport:
+        return SensorReport("toy-cross")
+
+
+class MemoryLedger:
+    """The Ledger port over a dict: ``files`` is the workspace (the user may edit it),
+    ``log`` the commits, newest last. A commit refuses a file that differs from its base."""
+
+    def __init__(self, files: Mapping[str, bytes] | None = None) -> None:
+        self.files: dict[str, bytes] = dict(files or {})
+        self.log: list[LedgerEntry] = []
+
+    async def export(self, dest: Path) -> None:
+        for path, data in self.files.items():
+            (dest / path).parent.mkdir(parents=True, exist_ok=True)
+            (dest / path).write_bytes(data)
+
+    async def read(self, path: str) -> bytes | None:
+        return self.files.get(path)
+
+    async def head(self) -> str | None:
+        return self.log[-1].sha if self.log else None
+
+    async def check_ready(self) -> None:
+        return None
+
+    async def commit(
+        self,
+        changes: Mapping[str, bytes | None],
+        base: Mapping[str, bytes | None],
+        message: str,
+        trailers: Mapping[str, str],
+    ) -> str:
+        moved = [p for p in changes if self.files.get(p) != base.get(p)]
+        if moved:
+            raise ConflictError(f"changed since the bundle was made: {moved}", moved)
+        for path, data in changes.items():
+            if data is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = data
+        sha = f"{len(self.log) + 1:040x}"
+        entry = LedgerEntry(
+            sha,
+            message,
+            trailers["Keel-Session"],
+            trailers["Keel-Node"],
+            trailers["Keel-Bundle"],
+            trailers["Keel-Energy"],
+            trailers["Keel-Approved-By"],
+            "2026-01-01T00:00:00Z",
+            tuple(sorted(changes)),
+        )
+        self.log.append(entry)
+        return sha
+
+    async def settle_index(self, paths: Sequence[str]) -> None:
+        return None
+
+    async def merge(
+        self, base: bytes | None, ours: bytes | None, theirs: bytes | None
+    ) -> bytes | None:
+        return None
+
+    async def entries(self, limit: int | None = None) -> list[LedgerEntry]:
+        return list(reversed(self.log))[:limit]
+
+    async def show(self, entry: str) -> tuple[LedgerEntry, str]:
+        return next(e for e in self.log if e.sha == entry), ""
+
+    async def rollback(self, entry: str) -> str:
+        raise NotImplementedError
+
+
+class FakeRunner:
+    """Runs nothing: a command in ``failing`` exits 1, others 0. With ``hold``, every run
+    waits for ``release`` after setting ``started`` (to abort a session mid-command)."""
+
+    def __init__(self, failing: Iterable[str] = (), *, hold: bool = False) -> None:
+        self.failing = set(failing)
+        self.hold = hold
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.ran: list[str] = []
+
+    async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult:
+        self.ran.append(command)
+        if self.hold:
+            self.started.set()
+            await self.release.wait()
+        return CommandResult(command, 1 if command in self.failing else 0, "")
+
+
+class EventList:
+    """An EventSink keeping every event."""
+
+    def __init__(self) -> None:
+        self.events: list[JsonObject] = []
+
+    def emit(self, event: JsonObject) -> None:
+        self.events.append(dict(event))
+
+    def of(self, kind: str) -> list[JsonObject]:
+        return [e for e in self.events if e.get("type") == kind]
+
+
+class ScriptedApprover:
+    """An Approver answering reviews from a list of decisions (None: nobody can decide)."""
+
+    def __init__(self, decisions: Iterable[Decision | None] = ()) -> None:
+        self.decisions = list(decisions)
+        self.reviewed: list[ApprovalRequest] = []
+        self.settlements: list[Settlement] = []
+
+    async def review(self, request: ApprovalRequest) -> Decision | None:
+        self.reviewed.append(request)
+        return self.decisions.pop(0) if self.decisions else None
+
+    async def approve_command(self, node_id: str, command: str) -> bool:
+        return True
+
+    async def settled(self, request: ApprovalRequest, settlement: Settlement) -> None:
+        self.settlements.append(settlement)

@@ -1,0 +1,376 @@
+"""``Engine`` and ``NodeRunner`` with in-memory doubles of every port (tests/unit/engine/
+doubles.py): a store that keeps typed records, a model client answering by (tier, node,
+attempt), a toy plugin whose sensors read the files, a ledger over a dict. Fast, and below
+the level of the end-to-end suites: what the engine decides and records, not what git,
+SQLite or a real checker do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from keel.engine.events import EventLog
+from keel.engine.gateway import Budget, ModelGateway
+from keel.engine.models import NodeState, PlanNode, Tier
+from keel.engine.node import NodeContext, NodeRunner
+from keel.engine.ports import Decision, SessionRecords, SessionStore
+from keel.engine.redaction import Redactor
+from keel.engine.session import Engine, SessionResult
+from keel.engine.settings import EngineSettings
+from keel.engine.verifier import Verifier
+from tests.unit.engine.doubles import (
+    EventList,
+    FakeRunner,
+    KeyedClient,
+    MemoryLedger,
+    MemoryStore,
+    RecordingStore,
+    ScriptedApprover,
+    ToyPlugin,
+    bundle_reply,
+    node_spec,
+    plan_reply,
+)
+
+GOOD = "def add(a, b):\n    return a + b\n"
+BAD = "def add(a, b):\n    return a +  # SYNTAX\n"
+SESSION = "sess-unit"
+
+Replies = dict[tuple[str, str | None, int], object]
+
+
+def settings(**changes: object) -> EngineSettings:
+    base = {"mode": "yolo", "speculate": False, "max_attempts": 3}
+    return EngineSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def make_engine(
+    workspace: Path,
+    replies: Replies,
+    *,
+    store: MemoryStore | None = None,
+    ledger: MemoryLedger | None = None,
+    runner: FakeRunner | None = None,
+    approver: ScriptedApprover | None = None,
+    **changes: object,
+) -> tuple[Engine, KeyedClient, EventList]:
+    client, sink = KeyedClient(replies), EventList()
+    port: SessionStore = store if store is not None else MemoryStore()
+    engine = Engine(
+        workspace=workspace,
+        clients=dict.fromkeys(Tier, client),
+        plugins=[ToyPlugin()],
+        ledger=ledger or MemoryLedger(),
+        store=port,
+        runner=runner or FakeRunner(),
+        sink=sink,
+        approver=approver or ScriptedApprover(),
+        settings=settings(**changes),
+    )
+    return engine, client, sink
+
+
+def two_nodes() -> dict[str, object]:
+    return plan_reply(
+        node_spec("n1", ["calc.py"]),
+        node_spec("n2", ["report.py"], depends_on=["n1"]),
+    )
+
+
+async def run(engine: Engine, *, resume: bool = False) -> SessionResult:
+    return await engine.run("add numbers", SESSION, resume=resume)
+
+
+# ----------------------------------------------------------------- Engine
+
+
+async def test_a_session_commits_every_node_and_records_it(tmp_path: Path) -> None:
+    store, ledger = MemoryStore(), MemoryLedger()
+    replies: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n2", 1): bundle_reply({"report.py": "print(1)\n"}),
+    }
+    engine, client, sink = make_engine(tmp_path, replies, store=store, ledger=ledger)
+    result = await run(engine)
+    assert (result.outcome, result.reason) == ("success", "")
+    assert result.nodes == {"n1": NodeState.COMMITTED, "n2": NodeState.COMMITTED}
+    assert ledger.files == {"calc.py": GOOD.encode(), "report.py": b"print(1)\n"}
+    assert [e.node for e in ledger.log] == ["n1", "n2"]  # dependency order
+    records = store.session(SESSION)
+    assert records.task == "add numbers" and records.outcome == "success"
+    assert records.config["mode"] == "yolo" and records.config["epsilon"] == 0.1
+    assert await records.node_states() == {"n1": "committed", "n2": "committed"}
+    assert [(a.actor, a.ledger_sha) for a in records.approvals] == [
+        ("yolo", ledger.log[0].sha),
+        ("yolo", ledger.log[1].sha),
+    ]
+    assert all(a.stable for a in records.attempts.values())
+    assert (await records.call_totals()).calls == len(client.requests) == 3
+    assert records.runs == {1: False}  # the run ended
+    kinds = [e["type"] for e in sink.events]
+    assert kinds[0] == "session_started" and kinds[-1] == "session_finished"
+    assert [e["type"] for e in records.events] == kinds  # stored as sent, in order
+    assert not (tmp_path / ".keel" / "sandboxes" / SESSION).exists()
+
+
+async def test_a_failed_attempt_is_corrected_with_its_evidence(tmp_path: Path) -> None:
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BAD}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD}),
+    }
+    store = MemoryStore()
+    engine, client, sink = make_engine(tmp_path, replies, store=store)
+    result = await run(engine)
+    assert result.outcome == "success"
+    assert client.asked("actuator", "n1") == [1, 2]
+    second = [r for r in client.requests if r.tier is Tier.ACTUATOR][1]
+    assert "syntax error" in second.prompt  # the first attempt's evidence
+    records = store.session(SESSION)
+    first, again = records.attempts[("n1", 1)], records.attempts[("n1", 2)]
+    assert (first.stable, again.stable) == (False, True)
+    assert first.energy["v_syn"] > 0 and first.evidence[0]["source"] == "toy-check"
+    assert ("n1", "retrying", "attempt 1 V=1.000") in records.transitions
+    assert [e["attempt"] for e in sink.of("node_retrying")] == [2]
+
+
+async def test_a_node_that_never_stabilises_escalates_and_its_dependents_wait(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BAD}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": BAD}),
+    }
+    store, ledger = MemoryStore(), MemoryLedger()
+    engine, client, sink = make_engine(
+        tmp_path, replies, store=store, ledger=ledger, max_attempts=2
+    )
+    result = await run(engine)
+    assert result.outcome == "failed"
+    assert result.nodes["n1"] is NodeState.ESCALATED
+    assert result.nodes["n2"] is not NodeState.COMMITTED
+    assert "n1 (escalated)" in result.reason
+    assert ledger.log == [] and client.asked("actuator", "n2") == []
+    records = store.session(SESSION)
+    [(node, report)] = records.escalations
+    assert node == "n1" and report["attempts"] == 2 and report["evidence"]
+    assert records.states["n1"] == "escalated"
+    assert [e["node"] for e in sink.of("node_escalated")] == ["n1"]
+
+
+async def test_the_step_budget_stops_the_session_and_requeues_nothing_half_done(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n2", 1): bundle_reply({"report.py": "x = 1\n"}),
+    }
+    store = MemoryStore()
+    engine, client, sink = make_engine(tmp_path, replies, store=store, budget=Budget(max_steps=2))
+    result = await run(engine)
+    assert result.budget_stop and result.reason == "step budget reached: 2 of 2 model calls"
+    assert result.outcome == "partial"  # n1 was committed before the budget ran out
+    assert len(client.requests) == 2  # the third call was never sent
+    records = store.session(SESSION)
+    assert records.states == {"n1": "committed", "n2": "queued"}
+    assert records.outcome == "partial" and records.totals is not None
+    assert records.totals["reason"] == result.reason
+    [stop] = sink.of("budget_exceeded")
+    assert stop["reason"] == "max_steps" and stop["calls"] == 2
+
+
+async def test_an_abort_mid_command_ends_the_session_aborted_and_requeues_the_node(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}, commands=["make check"]),
+    }
+    store, runner = MemoryStore(), FakeRunner(hold=True)
+    engine, _, sink = make_engine(tmp_path, replies, store=store, runner=runner)
+    task = asyncio.create_task(run(engine))
+    await runner.started.wait()
+    assert store.session(SESSION).states == {"n1": "verifying"}
+    task.cancel()
+    result = await task
+    assert (result.outcome, result.reason) == ("aborted", "aborted by the user")
+    records = store.session(SESSION)
+    assert records.states == {"n1": "queued"}
+    assert "`keel resume` runs it again" in records.transitions[-1][2]
+    assert records.outcome == "aborted" and records.runs == {1: False}
+    assert sink.of("session_finished")[0]["outcome"] == "aborted"
+    assert not (tmp_path / ".keel" / "sandboxes" / SESSION).exists()
+
+
+async def test_a_resume_skips_committed_nodes_and_replays_recorded_replies(
+    tmp_path: Path,
+) -> None:
+    """The first run commits n1 and leaves n2 awaiting a reviewer; the resume asks no model
+    again for the plan or n1, and finishes n2 alone."""
+    store, ledger = MemoryStore(), MemoryLedger()
+    first: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n2", 1): bundle_reply({"report.py": "a = 1\nb = 2\n"}),
+    }
+    approver = ScriptedApprover([Decision(approved=True, actor="alice"), None])
+    engine, _, _ = make_engine(
+        tmp_path, first, store=store, ledger=ledger, approver=approver, mode="cautious"
+    )
+    result = await run(engine)
+    assert result.nodes == {"n1": NodeState.COMMITTED, "n2": NodeState.AWAITING_APPROVAL}
+    assert [e.node for e in ledger.log] == ["n1"]
+
+    again = ScriptedApprover([Decision(approved=True, actor="bob")])
+    engine, client, sink = make_engine(
+        tmp_path, {}, store=store, ledger=ledger, approver=again, mode="cautious"
+    )
+    result = await run(engine, resume=True)
+    assert result.outcome == "success", result.reason
+    assert client.requests == []  # the plan and both bundles were replayed from the store
+    assert [r.node_id for r in again.reviewed] == ["n2"]
+    assert [(e.node, e.approved_by) for e in ledger.log] == [("n1", "alice"), ("n2", "bob")]
+    records = store.session(SESSION)
+    assert await records.node_states() == {"n1": "committed", "n2": "committed"}
+    assert sink.events[0]["type"] == "session_resumed"
+    assert [n["node"] for n in sink.of("node_started")] == ["n2"]
+
+
+async def test_a_resume_completes_a_commit_the_store_never_heard_of(tmp_path: Path) -> None:
+    """Killed between the ledger commit and its records: git is the truth, the store is
+    completed from the commit, and the node is not run again."""
+    store, ledger = MemoryStore(), MemoryLedger()
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+    }
+    engine, _, _ = make_engine(tmp_path, replies, store=store, ledger=ledger)
+    assert (await run(engine)).outcome == "success"
+    records = store.session(SESSION)
+    records.states["n1"] = "verifying"  # as if the process died before recording the commit
+    records.approvals.clear()
+    engine, client, sink = make_engine(tmp_path, {}, store=store, ledger=ledger)
+    result = await run(engine, resume=True)
+    assert result.outcome == "success" and client.requests == []
+    assert records.states["n1"] == "committed"
+    assert [(a.node_id, a.ledger_sha) for a in records.approvals] == [("n1", ledger.log[0].sha)]
+    assert sink.of("node_committed")[0]["recovered"] is True
+
+
+# ----------------------------------------------------------------- NodeRunner
+
+
+def node_context(
+    tmp_path: Path,
+    replies: Replies,
+    *,
+    approver: ScriptedApprover | None = None,
+    ledger: MemoryLedger | None = None,
+    **changes: object,
+) -> tuple[NodeContext, RecordingStore, KeyedClient]:
+    records, client = RecordingStore(SESSION), KeyedClient(replies)
+    handle: SessionRecords = records
+    chosen = settings(**changes)
+    gateway = ModelGateway(
+        dict.fromkeys(Tier, client), handle, budget=Budget(), log_llm=False, redact=Redactor({})
+    )
+    ctx = NodeContext(
+        SESSION,
+        "add numbers",
+        tmp_path,
+        chosen,
+        gateway,
+        Verifier([ToyPlugin()], chosen.weights, defer_tests=False),
+        [ToyPlugin()],
+        ledger or MemoryLedger(),
+        handle,
+        FakeRunner(),
+        approver or ScriptedApprover(),
+        EventLog(SESSION, handle, EventList()),
+    )
+    return ctx, records, client
+
+
+def plan_node(node_id: str = "n1", owns: tuple[str, ...] = ("calc.py",)) -> PlanNode:
+    return PlanNode.model_validate(node_spec(node_id, list(owns)))
+
+
+async def test_a_rejection_with_feedback_reaches_the_next_attempt(tmp_path: Path) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD + "# typed\n"}),
+    }
+    approver = ScriptedApprover(
+        [Decision(approved=False, feedback="add type hints"), Decision(approved=True)]
+    )
+    ctx, records, client = node_context(tmp_path, replies, approver=approver, mode="cautious")
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.COMMITTED
+    second = [r for r in client.requests if r.tier is Tier.ACTUATOR][1]
+    assert "add type hints" in second.prompt
+    assert [(a.decision, a.note) for a in records.approvals] == [
+        ("rejected", "add type hints"),
+        ("approved", ""),
+    ]
+    assert records.approvals[1].ledger_sha is not None
+
+
+async def test_a_recorded_approval_stands_after_a_crash(tmp_path: Path) -> None:
+    """A reviewer's approval recorded before its commit is honoured without asking again."""
+    replies: Replies = {("actuator", "n1", 1): bundle_reply({"calc.py": GOOD})}
+    approver = ScriptedApprover()  # would leave the node waiting if asked
+    ctx, records, _ = node_context(tmp_path, replies, approver=approver, mode="cautious")
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    bundle_id = approver.reviewed[0].bundle_id
+    await records.record_approval("n1", "approved", "carol", None, bundle=bundle_id)
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.COMMITTED
+    assert len(approver.reviewed) == 1  # not asked again
+    assert records.approvals[-1].actor == "carol" and records.approvals[-1].ledger_sha
+
+
+async def test_a_user_edit_while_waiting_refuses_the_commit_and_regenerates(
+    tmp_path: Path,
+) -> None:
+    """The ledger refuses a bundle made against content the user has since changed; the
+    refusal is recorded and the next attempt is made on top of the user's version."""
+    ledger = MemoryLedger({"calc.py": b"old\n"})
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD + "# mine kept\n"}),
+    }
+
+    class EditingApprover(ScriptedApprover):
+        async def review(self, request):  # type: ignore[no-untyped-def]
+            if not self.reviewed:
+                ledger.files["calc.py"] = b"user edit\n"
+            return await super().review(request)
+
+    approver = EditingApprover([Decision(approved=True), Decision(approved=True)])
+    ctx, records, client = node_context(
+        tmp_path, replies, approver=approver, ledger=ledger, mode="cautious"
+    )
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.COMMITTED
+    assert [a.decision for a in records.approvals] == ["approved", "refused", "approved"]
+    assert records.approvals[1].actor == "ledger"
+    second = [r for r in client.requests if r.tier is Tier.ACTUATOR][1]
+    assert "user edit" in second.prompt  # regenerated on the user's content
+    assert ledger.files["calc.py"] == (GOOD + "# mine kept\n").encode()
+
+
+@pytest.mark.parametrize("reply", ["not json", '{"writes": 3}'])
+async def test_an_invalid_reply_is_evidence_not_a_crash(tmp_path: Path, reply: str) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): reply,
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD}),
+    }
+    ctx, records, _ = node_context(tmp_path, replies)
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.COMMITTED
+    first = records.attempts[("n1", 1)]
+    assert first.bundle is None and not first.stable
+    assert first.evidence[0]["source"] == "schema"
+    assert records.model_calls[0].ok is False and records.model_calls[0].error
