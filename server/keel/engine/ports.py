@@ -282,7 +282,8 @@ class Ledger(Protocol):
 
 class SessionRecords(Protocol):
     """The session store scoped to one session (``SessionStore.session``): what the engine
-    records as a session goes, and the little it reads back to resume (docs/reference/store.md)."""
+    records as a session goes, and the little it reads back to resume (the records are in
+    ``keel.engine.records``; docs/explanation/architecture.md#store-records)."""
 
     @property
     def session_id(self) -> str: ...
@@ -362,7 +363,7 @@ class SessionRecords(Protocol):
 
 
 class SessionStore(Protocol):
-    """The session store (docs/reference/store.md): per-session records through
+    """The session store (docs/explanation/architecture.md#store): per-session records through
     :meth:`session`, and the workspace's baselines, which belong to no session."""
 
     def session(self, session_id: str) -> SessionRecords:
