@@ -354,7 +354,13 @@ class SqliteStore:
             raise KeelError(
                 f"cannot read the session store {self._path}: {_describe(err)}"
             ) from err
-        return [_decode(row) for row in rows]
+        try:
+            return [_decode(row) for row in rows]
+        except ValueError as err:  # a JSON column edited or damaged outside Keel
+            raise KeelError(
+                f"the session store {self._path} holds a record that is not valid JSON ({err});"
+                " it was left untouched"
+            ) from err
 
 
 class SqliteSessionRecords:

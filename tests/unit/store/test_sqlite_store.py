@@ -442,3 +442,39 @@ async def test_an_unreadable_baseline_is_absent_not_an_error(tmp_path: Path) -> 
         assert await store.baseline("def", "env") is None
     finally:
         await store.close()
+
+
+async def test_a_damaged_json_column_is_a_clear_error_and_nothing_is_lost(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    s1 = store.session("s1")
+    try:
+        await s1.create_session("task", {})
+        await s1.record_event({"type": "kept"})
+        await s1.record_event({"type": "damaged"})
+    finally:
+        await store.close()
+    with sqlite3.connect(store_path(tmp_path)) as conn:
+        conn.execute("UPDATE events SET payload = '{not json' WHERE type = 'damaged'")
+    store = await SqliteStore.open(tmp_path)
+    try:
+        with pytest.raises(KeelError, match=r"not valid JSON.*left untouched"):
+            await store.session("s1").events()
+        assert (await store.session("s1").record()) is not None  # other reads still work
+    finally:
+        await store.close()
+    assert sqlite_value(store_path(tmp_path), "SELECT count(*) FROM events") == 2
+
+
+@pytest.mark.parametrize("session_id", ['it\'s "odd"; DROP TABLE sessions; --', "sé ssion/1"])
+async def test_any_session_id_is_kept_as_it_is(tmp_path: Path, session_id: str) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        records = store.session(session_id)
+        await records.create_session("task", {"mode": "yolo"})
+        await records.set_node_state("n1", "running")
+        session = await records.record()
+        assert session is not None and session.id == session_id
+        assert await records.node_states() == {"n1": "running"}
+        assert await store.latest_session_id() == session_id
+    finally:
+        await store.close()
