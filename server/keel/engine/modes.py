@@ -30,6 +30,7 @@ from typing import Any
 
 from keel.bundles.paths import PathError, normalize, resolve_inside
 from keel.engine import prompts
+from keel.engine.events import Event
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import secret_looking
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
@@ -512,7 +513,7 @@ class EphemeralStore:
     ) -> None:
         return None
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
+    async def record_event(self, session_id: str, event: Event) -> None:
         return None
 
     async def baseline(self, head: str, environment: str) -> Mapping[str, Any] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keel.engine.models import (
     CommandResult,
@@ -20,6 +20,9 @@ from keel.engine.models import (
     Tier,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from keel.engine.events import Event
 
 
 class KeelError(Exception):
@@ -339,7 +342,9 @@ class SessionStore(Protocol):
         self, session_id: str, node_id: str, report: Mapping[str, Any]
     ) -> None: ...
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None: ...
+    async def record_event(self, session_id: str, event: Event) -> None:
+        """Store ``event`` (stamped) as its JSON object, keyed by its type."""
+        ...
 
     async def finish_session(
         self, session_id: str, outcome: str, totals: Mapping[str, Any]
@@ -413,9 +418,9 @@ class EditorEvidence(Protocol):
 
 
 class EventSink(Protocol):
-    """Receives every engine event (contract section 10) as a JSON-ready dict."""
+    """Receives every engine event as its typed record (docs/reference/events.md)."""
 
-    def emit(self, event: Mapping[str, Any]) -> None: ...
+    def emit(self, event: Event) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 
 import aiosqlite
 
+from keel.engine.events import Event
 from keel.engine.ports import KeelError
 from keel.engine.redaction import Redactor, redact
 
@@ -431,12 +432,12 @@ class SqliteStore:
         sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
         await self._write([(sql, (session_id, node_id, self._json(report), _now()))])
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
-        """Store one engine event (contract section 10) whole, keyed by its ``type``."""
+    async def record_event(self, session_id: str, event: Event) -> None:
+        """Store one engine event whole, as ``--json`` prints it, keyed by its ``type``."""
         sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
-        at = str(event.get("ts") or _now())
-        kind = str(event.get("type", ""))
-        await self._write([(sql, (session_id, kind, self._json(event), at))])
+        at = event.ts or _now()
+        payload = self._json(event.to_json())
+        await self._write([(sql, (session_id, event.type.value, payload, at))])
 
     async def finish_session(
         self, session_id: str, outcome: str, totals: Mapping[str, Any]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from keel.engine.events import Event
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import Tier, Usage
 from keel.engine.ports import ModelReply, ModelRequest, ToolCall
@@ -130,7 +131,7 @@ class RecordingStore:
     ) -> None:
         self.calls.append(("record_escalation", (session_id, node_id, report)))
 
-    async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
+    async def record_event(self, session_id: str, event: Event) -> None:
         self.calls.append(("record_event", (session_id, event)))
 
     async def finish_session(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from keel.engine.events import WarningEvent
 from keel.store import SqliteStore
 
 
@@ -14,12 +15,14 @@ async def test_a_cancelled_write_does_not_break_the_next(tmp_path: Path) -> None
     store = await SqliteStore.open(tmp_path / "keel.db")
     try:
         await store.create_session("s1", "task", {})
-        first = asyncio.ensure_future(store.record_event("s1", {"type": "first"}))
+        first = asyncio.ensure_future(store.record_event("s1", WarningEvent(message="first")))
         await asyncio.sleep(0)  # let it start its transaction
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first
-        await store.record_event("s1", {"type": "second"})  # raised "within a transaction"
-        assert [e["type"] for e in await store.events("s1")] == ["first", "second"]
+        # raised "within a transaction"
+        await store.record_event("s1", WarningEvent(message="second"))
+        messages = [e["payload"]["message"] for e in await store.events("s1")]
+        assert messages == ["first", "second"]
     finally:
         await store.close()

@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from keel.engine.events import (
+    NodeStarted,
+    PlanInvalid,
+    PlannedNode,
+    PlanReady,
+    WarningEvent,
+    parse_event,
+)
 from keel.engine.ports import KeelError
 from keel.engine.redaction import Redactor
 from keel.store import MIGRATIONS, SqliteStore, store_path
@@ -148,13 +156,22 @@ async def test_approvals_escalations_and_events(store: SqliteStore) -> None:
     await store.record_escalation("s1", "n2", report)
     assert [e["report"] for e in await store.escalations("s1")] == [report]
 
-    event = {"ts": "2026-01-01T00:00:00+00:00", "session": "s1", "type": "plan_ready", "nodes": 2}
-    await store.record_event("s1", event)
-    await store.record_event("s1", {"type": "node_started", "node": "n1"})
+    event = PlanReady(nodes=[PlannedNode("n1", "first", "code", ["a.py"], [])])
+    stamped = event.stamped("2026-01-01T00:00:00+00:00", "s1")
+    await store.record_event("s1", stamped)
+    await store.record_event("s1", NodeStarted(node="n1", title="first", kind="code"))
     events = await store.events("s1")
     assert [e["type"] for e in events] == ["plan_ready", "node_started"]
-    assert events[0]["payload"] == event
-    assert events[0]["at"] == event["ts"]
+    assert events[0]["payload"] == {
+        "ts": "2026-01-01T00:00:00+00:00",
+        "session": "s1",
+        "type": "plan_ready",
+        "nodes": [
+            {"id": "n1", "title": "first", "kind": "code", "owns": ["a.py"], "depends_on": []}
+        ],
+    }
+    assert events[0]["at"] == stamped.ts
+    assert parse_event(events[0]["payload"]) == stamped
 
 
 async def test_sessions_listing(store: SqliteStore) -> None:
@@ -190,8 +207,8 @@ async def test_reopen_keeps_data(tmp_path: Path) -> None:
 
 async def test_write_for_unknown_session_is_a_keel_error(store: SqliteStore) -> None:
     with pytest.raises(KeelError, match="session store"):
-        await store.record_event("missing", {"type": "x"})
-    await store.record_event("s1", {"type": "still works"})
+        await store.record_event("missing", WarningEvent(message="x"))
+    await store.record_event("s1", WarningEvent(message="still works"))
     assert len(await store.events("s1")) == 1
 
 
@@ -251,7 +268,7 @@ async def test_every_record_is_redacted_before_it_is_written(tmp_path: Path) -> 
         )
         await store.record_approval("s1", "n1", "rejected", "user", None, leak)
         await store.record_escalation("s1", "n1", {"reason": leak})
-        await store.record_event("s1", {"type": "x", "nested": {"list": [leak]}})
+        await store.record_event("s1", PlanInvalid(attempt=1, errors=[leak]))
         await store.begin_step("s1", "model:actuator:n1:1", "model", {"d": leak})
         await store.finish_step("s1", "model:actuator:n1:1", {"text": leak}, CALL)
         await store.finish_session("s1", "failed", {"reason": leak})
