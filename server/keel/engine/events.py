@@ -449,6 +449,8 @@ def json_keys(cls: type[Event]) -> list[str]:
 def parse_event(data: Mapping[str, object]) -> Event:
     """The record of an event object (as printed or stored); :class:`EventError` if it is
     not one: an unknown ``type``, a key missing or unknown, a value of the wrong type."""
+    if not isinstance(data, Mapping):
+        raise EventError(f"an event is a JSON object, not {_shown(data)}")
     kind = data.get("type")
     try:
         cls = RECORDS[EventKind(str(kind))]

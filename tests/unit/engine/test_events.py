@@ -137,6 +137,12 @@ def test_parse_event_refuses_what_is_not_a_record(data: dict[str, Any], message:
         ev.parse_event(data)
 
 
+def test_parse_event_refuses_what_is_not_an_object() -> None:
+    for data in (["node_failed"], "node_failed", None):
+        with pytest.raises(ev.EventError, match="an event is a JSON object"):
+            ev.parse_event(data)  # type: ignore[arg-type]
+
+
 def test_parse_event_accepts_an_integer_where_json_wrote_a_float() -> None:
     event = ev.parse_event({"type": "node_retrying", "node": "n", "attempt": 2, "v": 3})
     assert isinstance(event, ev.NodeRetrying) and event.v == 3
