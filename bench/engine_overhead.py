@@ -19,13 +19,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from keel.app import open_engine
 from keel.cli import DEMO_TASK, demo_transcript
 from keel.config import load_config
+from keel.engine.events import Event
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
 
 
@@ -33,8 +33,8 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def emit(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
+    def emit(self, event: Event) -> None:
+        self.events.append(event.to_json())
 
 
 class NoApprover:

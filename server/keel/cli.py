@@ -24,6 +24,7 @@ from keel import __version__, replay, reports
 from keel.app import open_engine, open_ledger, open_modes, repository_context, sandbox_missing
 from keel.bundles.paths import escape
 from keel.config import load_config
+from keel.engine import events as ev
 from keel.engine.gateway import BudgetExceeded
 from keel.engine.instructions import describe as describe_instructions
 from keel.engine.instructions import load_instructions
@@ -58,25 +59,32 @@ def visible(text: str, keep: str = "\n\t") -> str:
 class JsonSink:
     """``--json``: one event object per line on stdout and nothing else there."""
 
-    def emit(self, event: Mapping[str, Any]) -> None:
-        sys.stdout.write(json.dumps(event, default=str) + "\n")
+    def emit(self, event: ev.Event) -> None:
+        sys.stdout.write(json.dumps(event.to_json(), default=str) + "\n")
         sys.stdout.flush()
 
 
 class TerminalSink:
     """Human-readable progress lines."""
 
-    def emit(self, event: Mapping[str, Any]) -> None:
+    def emit(self, event: ev.Event) -> None:
         line = describe_event(event)
         if line:
             print(visible(line), flush=True)
 
 
-def _energy(event: Mapping[str, Any]) -> str:
+def _energy(event: ev.Verification) -> str:
     parts = " ".join(
-        f"{c}={event.get('v_' + c, 0):.2f}" for c in ("syn", "str", "log", "boot", "sheaf")
+        f"{name}={value:.2f}"
+        for name, value in (
+            ("syn", event.v_syn),
+            ("str", event.v_str),
+            ("log", event.v_log),
+            ("boot", event.v_boot),
+            ("sheaf", event.v_sheaf),
+        )
     )
-    return f"V(x)={event.get('v', 0):.3f} [{parts}]"
+    return f"V(x)={event.v:.3f} [{parts}]"
 
 
 def _first_line(text: str, limit: int = 160) -> str:
@@ -84,7 +92,7 @@ def _first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _environment_line(environment: Mapping[str, Any]) -> str:
+def _environment_line(environment: Mapping[str, object]) -> str:
     python = environment.get("python")
     if not isinstance(python, Mapping):
         return ""
@@ -92,86 +100,99 @@ def _environment_line(environment: Mapping[str, Any]) -> str:
     return f"\n[python] {python.get('interpreter')} ({python.get('source')}){missing}"
 
 
-def _baseline_line(event: Mapping[str, Any]) -> str:
-    if not event.get("head"):
+def _baseline_line(event: ev.BaselineEvent) -> str:
+    if not event.head:
         return "[baseline] no commit yet: nothing to compare with"
-    evidence = event.get("evidence") or []
-    where = [str(e.get("test_id") or e.get("path") or e.get("source")) for e in evidence]
+    where = [str(e.get("test_id") or e.get("path") or e.get("source")) for e in event.evidence]
     shown = ", ".join(where[:3]) + (f", … {len(where) - 3} more" if len(where) > 3 else "")
     what = f"{len(where)} already failing ({shown})" if where else "nothing failing"
-    reused = " (reused)" if event.get("reused") else ""
-    return f"[baseline] {str(event['head'])[:12]}: {what}{reused}"
+    reused = " (reused)" if event.reused else ""
+    return f"[baseline] {event.head[:12]}: {what}{reused}"
 
 
-def describe_event(event: Mapping[str, Any]) -> str | None:
-    kind, node = event.get("type"), event.get("node")
-    if kind == "session_started":
-        return (
-            f"[session] {event['session']}: {event['task']}\n[models] "
-            + ", ".join(f"{tier}={model}" for tier, model in event["models"].items())
-            + f"\n[sandbox] {reports.describe_sandbox(event.get('sandbox'))}"
-            + _environment_line(event.get("environment") or {})
-        )
-    if kind == "baseline":
-        return _baseline_line(event)
-    if kind == "explore":
-        arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in event["arguments"].items())
-        outcome = "refused" if event["refused"] else f"{event['chars']} chars"
-        return f"[explore] {event['tool']}({arguments[:120]}): {outcome}"
-    if kind == "plan_invalid":
-        return f"[plan] attempt {event['attempt']} invalid: " + "; ".join(event["errors"])
-    if kind == "plan_ready":
-        lines = [f"[plan] {len(event['nodes'])} nodes"]
-        for n in event["nodes"]:
-            deps = f" <- {', '.join(n['depends_on'])}" if n["depends_on"] else ""
-            lines.append(
-                f"  {n['id']}: {n['title']} ({n['kind']}) owns {', '.join(n['owns']) or '-'}{deps}"
+def _evidence_line(item: Mapping[str, object]) -> str:
+    where = item.get("test_id") or item.get("path") or item.get("command") or ""
+    line = f"    {item.get('source')}: {where} {_first_line(str(item.get('message', '')))}"
+    if item.get("baseline"):
+        line = line.rstrip() + f" (already failing at {str(item.get('baseline_at'))[:12]})"
+    return line.rstrip()
+
+
+def _verification_lines(event: ev.Verification) -> str:
+    verdict = "STABLE" if event.stable else "unstable"
+    lines = [f"[{event.node or 'sheaf'}] {_energy(event)} eps={event.epsilon} -> {verdict}"]
+    lines += [_evidence_line(e) for e in event.evidence[:8]]
+    if event.degraded:
+        lines.append(f"    degraded sensors: {', '.join(event.degraded)}")
+    return "\n".join(lines)
+
+
+def _plan_lines(event: ev.PlanReady) -> str:
+    lines = [f"[plan] {len(event.nodes)} nodes"]
+    for n in event.nodes:
+        deps = f" <- {', '.join(n.depends_on)}" if n.depends_on else ""
+        owns = ", ".join(n.owns) or "-"
+        lines.append(f"  {n.id}: {n.title} ({n.kind}) owns {owns}{deps}")
+    return "\n".join(lines)
+
+
+def _finished_line(event: ev.SessionFinished) -> str:
+    t = event.totals
+    return (
+        f"[done] {event.outcome}"
+        f"{(' (' + event.reason + ')') if event.reason else ''}: "
+        f"{t.committed}/{t.nodes} nodes committed, {t.calls} model calls, "
+        f"{t.input_tokens}+{t.output_tokens} tokens, ${t.cost_usd:.4f}"
+        f"{reports.unpriced_note(t.unpriced)}, {t.wall_time_s}s"
+    )
+
+
+def describe_event(event: ev.Event) -> str | None:
+    """The progress line(s) ``keel agent`` prints for ``event``; None for a silent one."""
+    match event:
+        case ev.SessionStarted():
+            return (
+                f"[session] {event.session}: {event.task}\n[models] "
+                + ", ".join(f"{tier}={model}" for tier, model in event.models.items())
+                + f"\n[sandbox] {reports.describe_sandbox(event.sandbox)}"
+                + _environment_line(event.environment)
             )
-        return "\n".join(lines)
-    if kind == "node_started":
-        return f"[{node}] started: {event['title']}"
-    if kind == "bundle_generated":
-        extra = f"; problems: {'; '.join(event['problems'])}" if event["problems"] else ""
-        files = ", ".join(event["files"]) or "(no files)"
-        return f"[{node}] attempt {event['attempt']} bundle: {files}{extra}"
-    if kind == "verification":
-        who = node or "sheaf"
-        verdict = "STABLE" if event["stable"] else "unstable"
-        lines = [f"[{who}] {_energy(event)} eps={event['epsilon']} -> {verdict}"]
-        lines += [
-            f"    {e.get('source')}: {e.get('test_id') or e.get('path') or e.get('command') or ''} "
-            f"{_first_line(e.get('message', ''))}".rstrip()
-            + (
-                f" (already failing at {str(e.get('baseline_at'))[:12]})"
-                if e.get("baseline")
-                else ""
-            )
-            for e in event["evidence"][:8]
-        ]
-        if event.get("degraded"):
-            lines.append(f"    degraded sensors: {', '.join(event['degraded'])}")
-        return "\n".join(lines)
-    if kind == "node_retrying":
-        return f"[{node}] retrying (attempt {event['attempt']}) with the evidence"
-    if kind == "awaiting_approval":
-        return f"[{node}] awaiting approval (complexity {event['complexity']})"
-    if kind == "node_committed":
-        return f"[{node}] committed {event['ledger'][:12]}"
-    if kind == "node_escalated":
-        return f"[{node}] ESCALATED: {event['reason']}"
-    if kind in ("node_failed", "node_waiting", "plan_failed", "warning"):
-        return f"[{node or kind}] {event.get('reason') or event.get('message')}"
-    if kind == "budget_exceeded":
-        return f"[budget] {event['message']}"
-    if kind == "session_finished":
-        t = event["totals"]
-        return (
-            f"[done] {event['outcome']}"
-            f"{(' (' + event['reason'] + ')') if event.get('reason') else ''}: "
-            f"{t['committed']}/{t['nodes']} nodes committed, {t['calls']} model calls, "
-            f"{t['input_tokens']}+{t['output_tokens']} tokens, ${t['cost_usd']:.4f}"
-            f"{reports.unpriced_note(t.get('unpriced', 0))}, {t['wall_time_s']}s"
-        )
+        case ev.BaselineEvent():
+            return _baseline_line(event)
+        case ev.Explore():
+            arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in event.arguments.items())
+            outcome = "refused" if event.refused else f"{event.chars} chars"
+            return f"[explore] {event.tool}({arguments[:120]}): {outcome}"
+        case ev.PlanInvalid():
+            return f"[plan] attempt {event.attempt} invalid: " + "; ".join(event.errors)
+        case ev.PlanReady():
+            return _plan_lines(event)
+        case ev.NodeStarted():
+            return f"[{event.node}] started: {event.title}"
+        case ev.BundleGenerated():
+            extra = f"; problems: {'; '.join(event.problems)}" if event.problems else ""
+            files = ", ".join(event.files) or "(no files)"
+            return f"[{event.node}] attempt {event.attempt} bundle: {files}{extra}"
+        case ev.Verification():
+            return _verification_lines(event)
+        case ev.NodeRetrying():
+            return f"[{event.node}] retrying (attempt {event.attempt}) with the evidence"
+        case ev.AwaitingApproval():
+            return f"[{event.node}] awaiting approval (complexity {event.complexity})"
+        case ev.NodeCommitted():
+            return f"[{event.node}] committed {event.ledger[:12]}"
+        case ev.NodeEscalated():
+            return f"[{event.node}] ESCALATED: {event.reason}"
+        case ev.NodeFailed() | ev.NodeWaiting():
+            return f"[{event.node}] {event.reason}"
+        case ev.PlanFailed():
+            return f"[{event.type}] {event.reason}"
+        case ev.WarningEvent():
+            return f"[{event.type}] {event.message}"
+        case ev.BudgetExceededEvent():
+            return f"[budget] {event.message}"
+        case ev.SessionFinished():
+            return _finished_line(event)
     return None
 
 

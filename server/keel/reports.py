@@ -21,10 +21,11 @@ import os
 import socket
 import statistics
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from keel.engine import events as ev
 from keel.engine.models import NodeState
 from keel.engine.ports import ConfigError
 from keel.engine.records import (
@@ -32,7 +33,6 @@ from keel.engine.records import (
     AttemptRecord,
     EscalationRecord,
     EventRecord,
-    JsonObject,
     ModelCall,
     NodeRecord,
     PlanRecord,
@@ -45,6 +45,15 @@ from keel.store import SqliteStore, store_path
 
 STATES = tuple(state.value for state in NodeState)
 COMPONENTS = ("v_syn", "v_str", "v_log", "v_boot", "v_sheaf", "v")
+#: The events ``keel logs`` reads: session-level stops (errors) and checks (tools).
+_LOGGED = frozenset(
+    {
+        ev.EventKind.BUDGET_EXCEEDED,
+        ev.EventKind.PLAN_FAILED,
+        ev.EventKind.NODE_FAILED,
+        ev.EventKind.VERIFICATION,
+    }
+)
 _INVALID_REPLY = "the reply is not a valid"
 
 Row = dict[str, Any]
@@ -174,21 +183,24 @@ async def status_report(
     return redact_row(report, redactor)
 
 
-def _baseline_summary(events: Sequence[EventRecord]) -> Row | None:
+def stored_events(stored: Iterable[EventRecord], kinds: Collection[ev.EventKind]) -> list[ev.Event]:
+    """The store's events of ``kinds`` as their records."""
+    return [ev.parse_event(e.payload) for e in stored if e.type in kinds]
+
+
+def _baseline_summary(stored: Sequence[EventRecord]) -> Row | None:
     """The session's ``baseline`` event, in short: the commit and what already failed there."""
-    found = [e.payload for e in events if e.type == "baseline"]
-    if not found or not isinstance(found[-1], Mapping):
+    found = stored_events(stored, {ev.EventKind.BASELINE})
+    if not found or not isinstance(event := found[-1], ev.BaselineEvent):
         return None
-    event = found[-1]
-    evidence = event.get("evidence") or []
     return {
-        "head": event.get("head"),
-        "reused": bool(event.get("reused")),
+        "head": event.head,
+        "reused": event.reused,
         "failing": [
             _locate(item).removesuffix(": ") or _first_line(str(item.get("message", "")), 80)
-            for item in evidence
+            for item in event.evidence
         ],
-        "degraded": list(event.get("degraded") or []),
+        "degraded": list(event.degraded),
     }
 
 
@@ -364,9 +376,9 @@ async def logs_report(
     if "errors" in views or "tools" in views:
         attempts = await records.attempts(node)
         events = [
-            e.payload
-            for e in await records.events()
-            if node is None or e.payload.get("node") == node
+            e
+            for e in stored_events(await records.events(), _LOGGED)
+            if node is None or e.node_id == node
         ]
         if "errors" in views:
             escalations = [e for e in await records.escalations() if node in (None, e.node_id)]
@@ -444,7 +456,7 @@ def error_rows(
     calls: Sequence[ModelCall],
     attempts: Sequence[AttemptRecord],
     escalations: Sequence[EscalationRecord],
-    events: Sequence[JsonObject],
+    events: Sequence[ev.Event],
 ) -> list[Row]:
     """Failed calls, invalid replies, bad bundles, failed/refused/timed-out commands,
     escalations and session-level stops, in that order (``events`` are their payloads)."""
@@ -467,16 +479,14 @@ def error_rows(
             }
         )
     for event in events:
-        if event.get("type") in ("budget_exceeded", "plan_failed", "node_failed"):
-            message = event.get("message") or event.get("reason") or ""
-            rows.append(
-                {
-                    "kind": event["type"],
-                    "node": event.get("node"),
-                    "at": event.get("ts"),
-                    "message": str(message),
-                }
-            )
+        match event:
+            case (
+                ev.BudgetExceededEvent(message=message)
+                | ev.PlanFailed(reason=message)
+                | ev.NodeFailed(reason=message)
+            ):
+                row = {"kind": event.type.value, "node": event.node_id, "at": event.ts}
+                rows.append({**row, "message": message})
     return rows
 
 
@@ -536,22 +546,17 @@ def _plan_commands(plan: PlanRecord | None) -> dict[str, list[str]]:
 
 def tool_rows(
     attempts: Sequence[AttemptRecord],
-    events: Sequence[JsonObject],
+    events: Sequence[ev.Event],
     plan_commands: Mapping[str, list[str]],
 ) -> list[Row]:
     """Per attempt: the commands run and how they ended, and each sensor's evidence."""
-    degraded = {
-        (e.get("node"), e.get("attempt")): list(e.get("degraded") or [])
-        for e in events
-        if e.get("type") == "verification"
-    }
+    checks = [e for e in events if isinstance(e, ev.Verification)]
+    degraded = {(e.node, e.attempt): list(e.degraded) for e in checks}
     rows = [
         _tool_row(a, plan_commands.get(a.node_id, []), degraded.get((a.node_id, a.attempt)))
         for a in attempts
     ]
-    for event in events:
-        if event.get("type") == "verification" and event.get("stage") == "sheaf":
-            rows.append(_sheaf_row(event))
+    rows += [_sheaf_row(e) for e in checks if e.stage == "sheaf"]
     return rows
 
 
@@ -620,16 +625,24 @@ def _by_source(evidence: Iterable[Mapping[str, Any]]) -> dict[str, list[Row]]:
     return out
 
 
-def _sheaf_row(event: Mapping[str, Any]) -> Row:
+def _sheaf_row(event: ev.Verification) -> Row:
+    energy = {
+        "v_syn": event.v_syn,
+        "v_str": event.v_str,
+        "v_log": event.v_log,
+        "v_boot": event.v_boot,
+        "v_sheaf": event.v_sheaf,
+        "v": event.v,
+    }
     return {
         "node": None,
         "attempt": "sheaf",
-        "at": event.get("ts"),
-        "stable": event.get("stable"),
-        "energy": {key: float(event.get(key, 0.0)) for key in COMPONENTS},
+        "at": event.ts,
+        "stable": event.stable,
+        "energy": {key: float(energy[key]) for key in COMPONENTS},
         "commands": [],
-        "sensors": _by_source(event.get("evidence") or []),
-        "degraded": list(event.get("degraded") or []),
+        "sensors": _by_source(event.evidence),
+        "degraded": list(event.degraded),
     }
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from keel.app import open_engine
 from keel.config import load_config
+from keel.engine.events import Event
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
 from keel.engine.session import SessionResult
 
@@ -95,8 +96,8 @@ def demo_entries() -> list[dict[str, Any]]:
 class RecordingSink:
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def emit(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
+    def emit(self, event: Event) -> None:
+        self.events.append(event.to_json())
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from keel.engine.events import parse_event
 from tests.integration.conftest import git, json_events, run_keel
 
 TRAILERS = ("Keel-Session", "Keel-Node", "Keel-Bundle", "Keel-Energy", "Keel-Approved-By")
@@ -97,3 +100,16 @@ def test_the_demo_runs_where_no_sandbox_can_be_made_and_says_so(tmp_path: Path) 
     assert events[-1]["outcome"] == "success"
     refused = run_keel("agent", "-w", str(tmp_path / "other"), "task", env=env)
     assert refused.returncode != 0 and "bwrap not found" in refused.stderr
+
+
+def test_every_printed_event_is_a_record_and_the_store_keeps_the_same_objects(
+    demo: tuple[Path, list[dict[str, object]], int],
+) -> None:
+    """``--json`` prints each record's JSON object unchanged, and the store keeps the same."""
+    workspace, events, _ = demo
+    for event in events:
+        assert json.dumps(parse_event(event).to_json()) == json.dumps(event)
+    with closing(sqlite3.connect(workspace / ".keel" / "keel.db")) as db:
+        rows = db.execute("SELECT payload FROM events ORDER BY id").fetchall()
+    stored = [json.loads(payload) for (payload,) in rows]
+    assert stored == [e for e in events if e["type"] != "plan_invalid"]

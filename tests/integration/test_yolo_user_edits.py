@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from keel.engine.events import BundleGenerated, Event
 from tests.integration.conftest import (
     GIT_ENV,
     KEEL,
@@ -41,9 +40,9 @@ class EditOnVerify(RecordingSink):
         super().__init__()
         self._path, self._content, self.edited = path, content, False
 
-    def emit(self, event: Mapping[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         super().emit(event)
-        if event["type"] == "bundle_generated" and not self.edited:
+        if isinstance(event, BundleGenerated) and not self.edited:
             self._path.write_text(self._content)
             self.edited = True
 

@@ -1,51 +1,93 @@
-"""What `keel agent` prints (without --json) for the environment and the baseline."""
+"""What `keel agent` prints (without --json) for each event."""
 
 from __future__ import annotations
 
-from keel.cli import describe_event
+import json
+from dataclasses import replace
+from typing import TypeVar
 
-HEAD = "5b1161cb2048e0c1d2a3b4c5d6e7f8091a2b3c4d"
-OLD = {
-    "component": "log",
-    "source": "pytest",
-    "test_id": "tests/test_legacy.py::test_legacy",
-    "message": "AssertionError: known broken",
-    "baseline": True,
-    "baseline_at": HEAD,
-}
+import pytest
+
+from keel.cli import JsonSink, describe_event
+from keel.engine import events as ev
+from tests.unit.event_samples import HEAD, OLD, SAMPLES, STARTED
+
+E = TypeVar("E", bound=ev.Event)
+
+
+def _sample(cls: type[E]) -> E:
+    return next(e for e in SAMPLES if isinstance(e, cls) and type(e) is cls)
 
 
 def test_session_started_names_the_projects_interpreter() -> None:
-    event = {
-        "type": "session_started",
-        "session": "s-1",
-        "task": "t",
-        "models": {"actuator": "m"},
-        "environment": {
+    event = replace(
+        STARTED,
+        session="s-1",
+        environment={
             "python": {"interpreter": "/p/.venv/bin/python", "source": ".venv", "pytest": False}
         },
-    }
+    )
     text = describe_event(event) or ""
+    assert text.startswith("[session] s-1: add divide\n[models] architect=openai:m")
     assert text.endswith("[python] /p/.venv/bin/python (.venv); pytest NOT installed there")
-    assert "[python]" not in (describe_event({**event, "environment": {}}) or "")
+    assert "[python]" not in (describe_event(replace(event, environment={})) or "")
 
 
 def test_baseline_and_verification_lines_say_already_failing() -> None:
-    baseline = {"type": "baseline", "head": HEAD, "reused": True, "evidence": [OLD]}
+    baseline = replace(_sample(ev.BaselineEvent), reused=True)
     assert describe_event(baseline) == (
         "[baseline] 5b1161cb2048: 1 already failing (tests/test_legacy.py::test_legacy) (reused)"
     )
-    assert describe_event({"type": "baseline", "head": None, "evidence": []}) == (
+    assert describe_event(replace(baseline, head=None, evidence=[])) == (
         "[baseline] no commit yet: nothing to compare with"
     )
-    verification = {
-        "type": "verification",
-        "node": "node-1",
-        "v": 0.0,
-        "epsilon": 0.1,
-        "stable": True,
-        "evidence": [OLD, {**OLD, "baseline": None, "test_id": "tests/t.py::test_new"}],
-    }
+    verification = replace(
+        _sample(ev.Verification),
+        evidence=[OLD, {**OLD, "baseline": None, "test_id": "tests/t.py::test_new"}],
+    )
     lines = (describe_event(verification) or "").splitlines()
-    assert lines[1].endswith("known broken (already failing at 5b1161cb2048)")
+    assert lines[0] == (
+        "[node-1] V(x)=3.000 [syn=0.00 str=0.00 log=2.00 boot=1.00 sheaf=0.00] eps=0.1 -> unstable"
+    )
+    assert lines[1].endswith(f"known broken (already failing at {HEAD[:12]})")
     assert lines[2].endswith("known broken")
+    assert lines[3] == "    degraded sensors: ty"
+
+
+@pytest.mark.parametrize(
+    ("cls", "line"),
+    [
+        (ev.NodeCommitted, "[node-1] committed eeeeeeeeeeee"),
+        (ev.NodeFailed, "[node-2] node-1 did not commit"),
+        (ev.PlanFailed, "[plan_failed] no valid plan after 3 attempts"),
+        (ev.WarningEvent, "[warning] speculator unavailable: timeout"),
+        (ev.BudgetExceededEvent, "[budget] the cost budget is spent"),
+        (ev.AwaitingApproval, "[node-1] awaiting approval (complexity 3)"),
+        (
+            ev.SessionFinished,
+            "[done] partial (not committed: node-2 (failed)): 1/2 nodes committed, 4 model "
+            "calls, 900+80 tokens, $0.2500 (1 call unpriced), 12.5s",
+        ),
+        (ev.SessionResumed, None),
+        (ev.BundleRebased, None),
+    ],
+)
+def test_each_kind_has_its_line(cls: type[ev.Event], line: str | None) -> None:
+    assert describe_event(_sample(cls)) == line
+
+
+def test_json_sink_prints_the_wire_object(capsys: pytest.CaptureFixture[str]) -> None:
+    event = _sample(ev.NodeCommitted).stamped("2026-11-22T10:15:00.101Z", "s-1")
+    JsonSink().emit(event)
+    line = capsys.readouterr().out
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert list(json.loads(line)) == [
+        "ts",
+        "session",
+        "type",
+        "node",
+        "ledger",
+        "files",
+        "v",
+        "recovered",
+    ]

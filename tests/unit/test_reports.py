@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from keel.engine.events import BudgetExceededEvent, NodeFailed
 from keel.engine.records import AttemptRecord, EscalationRecord, ModelCall, StepRecord
 from keel.providers.replay import index_entries, select_entry
 from keel.replay import parse_step_id, transcript_entries
@@ -83,8 +84,23 @@ def test_error_rows_tell_failed_calls_from_invalid_replies_and_commands_apart() 
     ]
     attempts = [AttemptRecord("n1", 3, None, {}, evidence, False, "t")]
     escalations = [_escalation({"attempts": 3, "reason": "no", "evidence": [{"message": "e"}]})]
-    events = [{"type": "budget_exceeded", "message": "cost budget reached", "ts": "t"}]
-    kinds = [row["kind"] for row in error_rows(calls, attempts, escalations, events)]
+    budget = BudgetExceededEvent(
+        reason="max_cost",
+        message="cost budget reached",
+        calls=2,
+        input_tokens=10,
+        output_tokens=1,
+        cost_usd=1.5,
+        unpriced=0,
+        ts="t",
+    )
+    failed = NodeFailed(node="n2", reason="n1 did not commit", ts="u")
+    rows = error_rows(calls, attempts, escalations, [budget, failed])
+    assert rows[-2:] == [
+        {"kind": "budget_exceeded", "node": None, "at": "t", "message": "cost budget reached"},
+        {"kind": "node_failed", "node": "n2", "at": "u", "message": "n1 did not commit"},
+    ]
+    kinds = [row["kind"] for row in rows]
     assert kinds == [
         "call_failed",
         "invalid_reply",
@@ -94,6 +110,7 @@ def test_error_rows_tell_failed_calls_from_invalid_replies_and_commands_apart() 
         "bad_bundle",
         "escalation",
         "budget_exceeded",
+        "node_failed",
     ]
 
 

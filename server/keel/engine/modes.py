@@ -30,6 +30,7 @@ from typing import Any
 
 from keel.bundles.paths import PathError, normalize, resolve_inside
 from keel.engine import prompts
+from keel.engine.events import Event
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import secret_looking
 from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
@@ -499,7 +500,7 @@ class EphemeralStore:
     async def record_escalation(self, node_id: str, report: JsonObject) -> None:
         return None
 
-    async def record_event(self, event: JsonObject) -> None:
+    async def record_event(self, event: Event) -> None:
         return None
 
     async def finish_session(self, outcome: str, totals: JsonObject) -> None:

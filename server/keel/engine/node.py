@@ -20,6 +20,7 @@ from pathlib import Path
 
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
+from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
 from keel.engine.energy import measure
@@ -132,7 +133,7 @@ class NodeRunner:
     async def run(self) -> NodeState:
         ctx, node = self.ctx, self.node
         await self._state(NodeState.RUNNING)
-        await ctx.events.emit("node_started", node=node.id, title=node.title, kind=node.kind.value)
+        await ctx.events.emit(ev.NodeStarted(node=node.id, title=node.title, kind=node.kind.value))
         previous: Attempt | None = self._reopened_by
         last = self.first_attempt + ctx.settings.max_attempts - 1
         for number in range(self.first_attempt, last + 1):
@@ -151,7 +152,7 @@ class NodeRunner:
                 total = attempt.energy.total
                 await self._state(NodeState.RETRYING, f"attempt {number} V={total:.3f}")
                 await ctx.events.emit(
-                    "node_retrying", node=node.id, attempt=number + 1, v=round(total, 6)
+                    ev.NodeRetrying(node=node.id, attempt=number + 1, v=round(total, 6))
                 )
         return await self._escalate(previous)
 
@@ -224,7 +225,7 @@ class NodeRunner:
         try:
             definitions = await ctx.repository.related_definitions(existing, budget_tokens=spare)
         except Exception as exc:  # advice: without the outlines the prompt still stands
-            await ctx.events.emit("warning", message=f"definitions for {node.id}: {exc}")
+            await ctx.events.emit(ev.WarningEvent(message=f"definitions for {node.id}: {exc}"))
             return prompt
         return build(definitions) if definitions.strip() else prompt
 
@@ -253,12 +254,13 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
         await ctx.events.emit(
-            "bundle_generated",
-            node=node.id,
-            attempt=number,
-            files=sorted(changes.changes),
-            commands=bundle.commands,
-            problems=[p.message for p in changes.problems],
+            ev.BundleGenerated(
+                node=node.id,
+                attempt=number,
+                files=sorted(changes.changes),
+                commands=bundle.commands,
+                problems=[p.message for p in changes.problems],
+            )
         )
         if not changes.ok:
             residuals = [
@@ -300,14 +302,14 @@ class NodeRunner:
             AttemptRecord(self.node.id, attempt.number, bundle, energy.as_dict(), evidence, stable)
         )
         await ctx.events.emit(
-            "verification",
-            node=self.node.id,
-            attempt=attempt.number,
-            **energy.as_dict(),
-            epsilon=ctx.settings.epsilon,
-            stable=stable,
-            degraded=list(energy.degraded_sensors),
-            evidence=evidence,
+            ev.verification(
+                energy,
+                node=self.node.id,
+                attempt=attempt.number,
+                epsilon=ctx.settings.epsilon,
+                stable=stable,
+                evidence=evidence,
+            )
         )
 
     async def _correction(self, previous: Attempt) -> str:
@@ -380,14 +382,21 @@ class NodeRunner:
         """Ask the reviewer: a decision to commit, or what :meth:`_approve_and_commit` returns."""
         ctx, node = self.ctx, self.node
         await self._state(NodeState.AWAITING_APPROVAL)
+        energy = request.energy
         await ctx.events.emit(
-            "awaiting_approval",
-            node=node.id,
-            bundle=request.bundle_id,
-            title=node.title,
-            complexity=request.complexity,
-            files=sorted(request.changes),
-            **request.energy,
+            ev.AwaitingApproval(
+                node=node.id,
+                bundle=request.bundle_id,
+                title=node.title,
+                complexity=request.complexity,
+                files=sorted(request.changes),
+                v_syn=energy["v_syn"],
+                v_str=energy["v_str"],
+                v_log=energy["v_log"],
+                v_boot=energy["v_boot"],
+                v_sheaf=energy["v_sheaf"],
+                v=energy["v"],
+            )
         )
         decision = await self._decide(request)
         if decision is None:
@@ -399,11 +408,9 @@ class NodeRunner:
             dropped = sorted(p for p, d in edits.items() if d == request.base.get(p))
             kept = {p: d for p, d in {**request.changes, **edits}.items() if p not in dropped}
             await ctx.events.emit(
-                "bundle_edited",
-                node=node.id,
-                files=sorted(edits),
-                dropped=dropped,
-                feedback=decision.feedback,
+                ev.BundleEdited(
+                    node=node.id, files=sorted(edits), dropped=dropped, feedback=decision.feedback
+                )
             )
             if dropped:  # heard by the model if the rest no longer holds and it regenerates
                 why = f"The reviewer rejected {', '.join(dropped)} of the bundle."
@@ -420,10 +427,9 @@ class NodeRunner:
                 bundle=request.bundle_id,
             )
             await ctx.events.emit(
-                "bundle_rejected",
-                node=node.id,
-                bundle=request.bundle_id,
-                feedback=decision.feedback,
+                ev.BundleRejected(
+                    node=node.id, bundle=request.bundle_id, feedback=decision.feedback
+                )
             )
             self._feedback = f"The reviewer rejected the bundle. {decision.feedback}".strip()
             return None
@@ -486,12 +492,9 @@ class NodeRunner:
         ctx.faults.hit("node_ledger_committed")
         await ctx.store.confirm_approval(node.id, sha, decision.actor)
         await ctx.approver.settled(request, Settlement(sha, None, sorted(now.changes)))
+        committed = ev.NodeCommitted if not rest.changes else ev.BundlePartiallyCommitted
         await ctx.events.emit(
-            "node_committed" if not rest.changes else "bundle_partially_committed",
-            node=node.id,
-            ledger=sha,
-            files=sorted(now.changes),
-            v=energy["v"],
+            committed(node=node.id, ledger=sha, files=sorted(now.changes), v=energy["v"])
         )
         if rest.changes:
             return rest
@@ -511,11 +514,9 @@ class NodeRunner:
         )
         await ctx.approver.settled(request, Settlement(None, reason))
         await ctx.events.emit(
-            "ledger_refused",
-            node=node.id,
-            bundle=request.bundle_id,
-            reason=reason,
-            output=exc.output,
+            ev.LedgerRefused(
+                node=node.id, bundle=request.bundle_id, reason=reason, output=exc.output
+            )
         )
         await self._state(NodeState.AWAITING_APPROVAL, f"ledger refused: {reason}")
         return NodeState.AWAITING_APPROVAL
@@ -555,7 +556,7 @@ class NodeRunner:
             else:
                 merged[path] = result
         await ctx.events.emit(
-            "bundle_rebased", node=node.id, files=list(conflict.paths), conflicts=unmerged
+            ev.BundleRebased(node=node.id, files=list(conflict.paths), conflicts=unmerged)
         )
         if unmerged:
             self._feedback = (
@@ -569,18 +570,19 @@ class NodeRunner:
     async def _escalate(self, last: Attempt | None) -> NodeState:
         ctx, node = self.ctx, self.node
         energy = last.energy if last else None
-        report: dict[str, object] = {
-            "node": node.id,
-            "title": node.title,
-            "attempts": ctx.settings.max_attempts,
-            "energy": energy.as_dict() if energy else {},
-            "evidence": evidence_dicts(energy.evidence) if energy else [],
-            "degraded": list(energy.degraded_sensors) if energy else [],
-            "reason": "did not reach V < epsilon within the attempts",
-        }
+        escalated = ev.NodeEscalated(
+            node=node.id,
+            title=node.title,
+            attempts=ctx.settings.max_attempts,
+            energy=energy.as_dict() if energy else {},
+            evidence=evidence_dicts(energy.evidence) if energy else [],
+            degraded=list(energy.degraded_sensors) if energy else [],
+            reason="did not reach V < epsilon within the attempts",
+        )
+        report = {key: value for key, value in escalated.to_json().items() if key != "type"}
         await ctx.store.record_escalation(node.id, report)
-        await self._state(NodeState.ESCALATED, str(report["reason"]))
-        await ctx.events.emit("node_escalated", **report)
+        await self._state(NodeState.ESCALATED, escalated.reason)
+        await ctx.events.emit(escalated)
         return NodeState.ESCALATED
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from keel.engine.models import (
     CommandResult,
@@ -27,6 +27,9 @@ from keel.engine.records import (
     JsonObject,
     ModelCall,
 )
+
+if TYPE_CHECKING:
+    from keel.engine.events import Event
 
 
 class KeelError(Exception):
@@ -333,7 +336,9 @@ class SessionRecords(Protocol):
 
     async def record_escalation(self, node_id: str, report: JsonObject) -> None: ...
 
-    async def record_event(self, event: JsonObject) -> None: ...
+    async def record_event(self, event: Event) -> None:
+        """Store ``event`` (stamped) as its JSON object, keyed by its type."""
+        ...
 
     async def finish_session(self, outcome: str, totals: JsonObject) -> None: ...
 
@@ -408,9 +413,9 @@ class EditorEvidence(Protocol):
 
 
 class EventSink(Protocol):
-    """Receives every engine event (contract section 10) as a JSON-ready dict."""
+    """Receives every engine event as its typed record (docs/reference/events.md)."""
 
-    def emit(self, event: JsonObject) -> None: ...
+    def emit(self, event: Event) -> None: ...
 
 
 @dataclass(frozen=True)

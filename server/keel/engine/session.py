@@ -16,10 +16,11 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.baseline import STEP_ID as BASELINE_STEP
 from keel.engine.baseline import Baseline, BaselineRecord
@@ -162,20 +163,22 @@ class Engine:
                     "sandbox": dict(self.sandbox),
                 },
             )
+        opened = ev.SessionResumed if resume else ev.SessionStarted
         await events.emit(
-            "session_resumed" if resume else "session_started",
-            task=task,
-            workspace=str(self.workspace),
-            models={tier.value: client.name for tier, client in self.clients.items()},
-            plugins=[p.name for p in self.plugins],
-            mode=self.settings.mode,
-            epsilon=self.settings.epsilon,
-            sandbox=dict(self.sandbox),
-            environment=dict(self.environment),
-            instructions=[f.path for f in instructions.files],
+            opened(
+                task=task,
+                workspace=str(self.workspace),
+                models={tier.value: client.name for tier, client in self.clients.items()},
+                plugins=[p.name for p in self.plugins],
+                mode=self.settings.mode,
+                epsilon=self.settings.epsilon,
+                sandbox=dict(self.sandbox),
+                environment=dict(self.environment),
+                instructions=[f.path for f in instructions.files],
+            )
         )
         for note in [*self.environment_notes, *instructions.warnings]:
-            await events.emit("warning", message=note)
+            await events.emit(ev.WarningEvent(message=note))
         run_id = await records.begin_run(os.getpid(), socket.gethostname())
         result = SessionResult(session_id, "failed")
         try:
@@ -183,8 +186,17 @@ class Engine:
             await self._run(task, records, gateway, events, result, resume)
         except BudgetExceeded as exc:
             result.budget_stop, result.reason = True, str(exc)
+            spent = gateway.totals
             await events.emit(
-                "budget_exceeded", reason=exc.reason, message=str(exc), **gateway.totals.as_dict()
+                ev.BudgetExceededEvent(
+                    reason=exc.reason,
+                    message=str(exc),
+                    calls=spent.calls,
+                    input_tokens=spent.input_tokens,
+                    output_tokens=spent.output_tokens,
+                    cost_usd=round(spent.cost_usd, 6),
+                    unpriced=spent.unpriced,
+                )
             )
             await self._requeue(records, f"stopped by the {exc.reason} budget")
         except KeelError as exc:  # no plan, an unreachable model, a failing disk or git
@@ -220,20 +232,27 @@ class Engine:
         committed = sum(state is NodeState.COMMITTED for state in result.nodes.values())
         if result.outcome not in ("success", "aborted"):
             result.outcome = "partial" if committed else "failed"
-        result.totals = {
-            **gateway.totals.as_dict(),
-            "wall_time_s": round(time.monotonic() - started, 3),
-            "nodes": len(result.nodes),
-            "committed": committed,
-        }
+        spent = gateway.totals
+        totals = ev.SessionTotals(
+            calls=spent.calls,
+            input_tokens=spent.input_tokens,
+            output_tokens=spent.output_tokens,
+            cost_usd=round(spent.cost_usd, 6),
+            unpriced=spent.unpriced,
+            wall_time_s=round(time.monotonic() - started, 3),
+            nodes=len(result.nodes),
+            committed=committed,
+        )
+        result.totals = asdict(totals)
         await records.finish_session(result.outcome, {**result.totals, "reason": result.reason})
         await events.emit(
-            "session_finished",
-            outcome=result.outcome,
-            reason=result.reason,
-            budget_exceeded=result.budget_stop,
-            totals=result.totals,
-            nodes={node: state.value for node, state in result.nodes.items()},
+            ev.SessionFinished(
+                outcome=result.outcome,
+                reason=result.reason,
+                budget_exceeded=result.budget_stop,
+                totals=totals,
+                nodes={node: state.value for node, state in result.nodes.items()},
+            )
         )
 
     def config_record(self) -> dict[str, object]:
@@ -314,11 +333,8 @@ class Engine:
         async def blocked(node: PlanNode, state: NodeState, reason: str) -> None:
             result.nodes[node.id] = state
             await records.set_node_state(node.id, state.value, reason)
-            await events.emit(
-                "node_failed" if state is NodeState.FAILED else "node_waiting",
-                node=node.id,
-                reason=reason,
-            )
+            stop = ev.NodeFailed if state is NodeState.FAILED else ev.NodeWaiting
+            await events.emit(stop(node=node.id, reason=reason))
 
         result.nodes.update(await run_dag(plan.nodes, run_node, blocked, initial=done))
         if all(state is NodeState.COMMITTED for state in result.nodes.values()):
@@ -356,12 +372,13 @@ class Engine:
                 continue
             await records.confirm_approval(node_id, entry.sha, entry.approved_by)
             await events.emit(
-                "node_committed",
-                node=node_id,
-                ledger=entry.sha,
-                files=list(entry.files),
-                v=trailer_v(entry.energy),
-                recovered=True,
+                ev.NodeCommitted(
+                    node=node_id,
+                    ledger=entry.sha,
+                    files=list(entry.files),
+                    v=trailer_v(entry.energy),
+                    recovered=True,
+                )
             )
             await records.set_node_state(node_id, NodeState.COMMITTED, entry.sha)
         return dict.fromkeys(latest, NodeState.COMMITTED)
@@ -374,12 +391,10 @@ class Engine:
 
         async def explored(record: Mapping[str, object]) -> None:
             await events.emit(
-                "explore",
-                tool=record["tool"],
-                arguments=record["arguments"],
-                chars=record["chars"],
-                refused=record["refused"],
-                tier=record["tier"],
+                ev.parse_event(
+                    {"type": ev.EventKind.EXPLORE}
+                    | {key: record[key] for key in ev.json_keys(ev.Explore)}
+                )
             )
 
         return Exploration(
@@ -395,7 +410,7 @@ class Engine:
         def invalid(attempt: int, errors: list[str]) -> None:
             # Printed only, not stored; redacted like every event, since errors quote the reply.
             scrubbed = [events.redact(error) for error in errors]
-            self.sink.emit({"type": "plan_invalid", "attempt": attempt, "errors": scrubbed})
+            self.sink.emit(ev.PlanInvalid(attempt=attempt, errors=scrubbed))
 
         try:
             plan = await draft_plan(
@@ -410,21 +425,16 @@ class Engine:
                 explore=self._exploration(events),
             )
         except PlanningFailed as exc:
-            await events.emit("plan_failed", reason=str(exc))
+            await events.emit(ev.PlanFailed(reason=str(exc)))
             raise
         await records.record_plan(plan.model_dump(mode="json"))
         await events.emit(
-            "plan_ready",
-            nodes=[
-                {
-                    "id": n.id,
-                    "title": n.title,
-                    "kind": n.kind.value,
-                    "owns": n.owns,
-                    "depends_on": n.depends_on,
-                }
-                for n in plan.nodes
-            ],
+            ev.PlanReady(
+                nodes=[
+                    ev.PlannedNode(n.id, n.title, n.kind.value, n.owns, n.depends_on)
+                    for n in plan.nodes
+                ]
+            )
         )
         return plan
 
@@ -444,7 +454,7 @@ class Engine:
                 attempt=1,
             )
         except ProviderError as exc:
-            await events.emit("warning", message=f"speculator unavailable: {exc}")
+            await events.emit(ev.WarningEvent(message=f"speculator unavailable: {exc}"))
             return {}
         hints: dict[str, list[str]] = {}
         for hint in reply.value.hints if reply.value else []:
@@ -470,7 +480,7 @@ class Engine:
         if not reopened:
             return False
         await ctx.events.emit(
-            "nodes_reopened", nodes=[n.id for n in reopened], v_sheaf=round(sheaf.total, 6)
+            ev.NodesReopened(nodes=[n.id for n in reopened], v_sheaf=round(sheaf.total, 6))
         )
         checking = replace(
             ctx,
@@ -545,14 +555,15 @@ class Engine:
             [replace(r, baseline=baseline.head) for r in baseline.residuals] if baseline else []
         )
         await events.emit(
-            "baseline",
-            head=baseline.head if baseline else None,
-            reused=baseline.reused if baseline else False,
-            files=list(files),
-            measured=list(measured),
-            failing=len(marked),
-            degraded=list(baseline.degraded) if baseline else [],
-            evidence=evidence_dicts(marked),
+            ev.BaselineEvent(
+                head=baseline.head if baseline else None,
+                reused=baseline.reused if baseline else False,
+                files=list(files),
+                measured=list(measured),
+                failing=len(marked),
+                degraded=list(baseline.degraded) if baseline else [],
+                evidence=evidence_dicts(marked),
+            )
         )
 
     async def _measure_baseline(
@@ -597,14 +608,14 @@ class Engine:
         energy = await ctx.verifier.sheaf(sandbox, files, editor)
         stable = energy.stable(self.settings.epsilon)
         await events.emit(
-            "verification",
-            node=None,
-            stage="sheaf",
-            **energy.as_dict(),
-            epsilon=self.settings.epsilon,
-            stable=stable,
-            degraded=list(energy.degraded_sensors),
-            evidence=evidence_dicts(energy.evidence),
+            ev.verification(
+                energy,
+                node=None,
+                stage="sheaf",
+                epsilon=self.settings.epsilon,
+                stable=stable,
+                evidence=evidence_dicts(energy.evidence),
+            )
         )
         return energy
 

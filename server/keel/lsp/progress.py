@@ -10,11 +10,12 @@ reports made before the client answered the creation are queued and sent in orde
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as T
+
+from keel.engine import events as ev
 
 if TYPE_CHECKING:
     from keel.lsp.server import KeelLanguageServer
@@ -46,34 +47,29 @@ class ProgressReporter:
         found = self._tokens.get(str(token))
         return found.session_id if found else None
 
-    def on_event(self, session_id: str, event: Mapping[str, Any], done: int, total: int) -> None:
-        kind, node = event.get("type"), event.get("node")
+    def on_event(self, session_id: str, event: ev.Event, done: int, total: int) -> None:
         session: tuple[str, str | None] = (session_id, None)
-        if kind in ("session_started", "session_resumed"):
-            title = "Keel: " + _short(str(event.get("task", "")))
-            self._begin(session, session_id, title)
-        elif kind == "explore":
-            self._report(session, "exploring: " + _explored(event))
-        elif kind == "plan_ready":
-            self._report(session, f"planned {total} nodes", 0)
-        elif kind in ("node_committed", "node_escalated", "node_failed"):
-            self._report(session, f"{done}/{total} nodes committed", _percent(done, total))
-        elif kind == "session_finished":
-            self._end(session, f"{event.get('outcome')}: {done}/{total} nodes committed")
-        if node is None:
-            return
-        token = (session_id, str(node))
-        if kind == "node_started":
-            self._begin(token, session_id, f"Keel: {node} {_short(str(event.get('title', '')))}")
-        elif kind == "verification":
-            verdict = "stable" if event.get("stable") else "unstable"
-            self._report(
-                token, f"attempt {event.get('attempt')}: V={event.get('v', 0):.3f} {verdict}"
-            )
-        elif kind == "awaiting_approval":
-            self._report(token, "awaiting approval")
-        elif kind in ("node_committed", "node_escalated", "node_failed"):
-            self._end(token, str(kind).removeprefix("node_"))
+        match event:
+            case ev.SessionStarted() | ev.SessionResumed():
+                self._begin(session, session_id, "Keel: " + _short(event.task))
+            case ev.Explore():
+                self._report(session, "exploring: " + _explored(event))
+            case ev.PlanReady():
+                self._report(session, f"planned {total} nodes", 0)
+            case ev.NodeCommitted() | ev.NodeEscalated() | ev.NodeFailed():
+                self._report(session, f"{done}/{total} nodes committed", _percent(done, total))
+                self._end((session_id, event.node), event.type.removeprefix("node_"))
+            case ev.SessionFinished():
+                self._end(session, f"{event.outcome}: {done}/{total} nodes committed")
+            case ev.NodeStarted():
+                token = (session_id, event.node)
+                self._begin(token, session_id, f"Keel: {event.node} {_short(event.title)}")
+            case ev.Verification(node=str(node)):
+                verdict = "stable" if event.stable else "unstable"
+                message = f"attempt {event.attempt}: V={event.v:.3f} {verdict}"
+                self._report((session_id, node), message)
+            case ev.AwaitingApproval():
+                self._report((session_id, event.node), "awaiting approval")
 
     def end_session(self, session_id: str, message: str) -> None:
         for key in [k for k in self._live if k[0] == session_id]:
@@ -133,12 +129,11 @@ def _short(text: str, limit: int = 60) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _explored(event: Mapping[str, Any]) -> str:
+def _explored(event: ev.Explore) -> str:
     """``open_file click/core.py`` (the tool and its first argument), ``(refused)`` if so."""
-    arguments = event.get("arguments")
-    first = next(iter(arguments.values()), "") if isinstance(arguments, Mapping) else ""
-    refused = " (refused)" if event.get("refused") else ""
-    return _short(f"{event.get('tool')} {first}".strip()) + refused
+    first = next(iter(event.arguments.values()), "")
+    refused = " (refused)" if event.refused else ""
+    return _short(f"{event.tool} {first}".strip()) + refused
 
 
 def _percent(done: int, total: int) -> int:

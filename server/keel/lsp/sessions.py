@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as T
 
 from keel.config import session_layer
+from keel.engine import events as ev
 from keel.engine.planner import PlanScope
 from keel.engine.ports import ApprovalRequest, Decision, KeelError, Settlement
 from keel.engine.records import SessionRecord
@@ -44,11 +44,11 @@ class EditorSink:
         self._server = server
         self._view = view
 
-    def emit(self, event: Mapping[str, Any]) -> None:
+    def emit(self, event: ev.Event) -> None:
         view = self._view
         view.apply(event)
-        if event.get("type") in ("node_committed", "bundle_partially_committed"):
-            self._server.bundles.committed(str(event.get("ledger")))
+        if isinstance(event, ev.NodeCommitted | ev.BundlePartiallyCommitted):
+            self._server.bundles.committed(event.ledger)
         done = sum(n.state == "committed" for n in view.nodes.values())
         self._server.reporter.on_event(view.id, event, done, len(view.nodes))
         self._server.refresh.schedule()

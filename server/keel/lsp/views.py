@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from keel.engine import defaults
+from keel.engine import events as ev
 from keel.engine.energy import energy_from_record, weights_from
 from keel.engine.models import Energy, EnergyWeights
 from keel.engine.records import AttemptRecord, NodeRecord, PlanRecord, SessionRecord
@@ -56,56 +56,70 @@ class SessionView:
     def owner_of(self, path: str) -> NodeView | None:
         return next((n for n in self.nodes.values() if n.owns_path(path)), None)
 
-    def apply(self, event: Mapping[str, Any]) -> None:
-        """Fold one engine event (contract section 10) into the view."""
-        kind, node_id = event.get("type"), event.get("node")
-        if kind in ("session_started", "session_resumed"):
-            self.running, self.outcome = True, None
-            self.task = str(event.get("task", self.task))
-            self.mode = str(event.get("mode", self.mode))
-            self.epsilon = float(event.get("epsilon", self.epsilon))
-        elif kind == "plan_ready":
-            for item in event.get("nodes", []):
-                node = self.node(str(item["id"]))
-                node.title, node.kind = str(item.get("title", "")), str(item.get("kind", ""))
-                node.owns = [str(p) for p in item.get("owns", [])]
-        elif kind == "session_finished":
-            self.running = False
-            self.outcome, self.reason = event.get("outcome"), str(event.get("reason", ""))
-            for nid, state in (event.get("nodes") or {}).items():
-                self.node(str(nid)).state = str(state)
-        elif kind == "verification":
-            energy = energy_from_record(event, event.get("evidence", []), event.get("degraded", []))
-            if node_id is None:
-                self.sheaf = energy
-                return
-            node = self.node(str(node_id))
-            node.energy = energy
-            node.attempts = max(node.attempts, int(event.get("attempt") or 0))
-        elif node_id is not None:
-            self._node_event(str(kind), self.node(str(node_id)), event)
+    def apply(self, event: ev.Event) -> None:
+        """Fold one engine event (docs/reference/events.md) into the view."""
+        match event:
+            case ev.SessionStarted() | ev.SessionResumed():
+                self.running, self.outcome = True, None
+                self.task, self.mode, self.epsilon = event.task, event.mode, event.epsilon
+            case ev.PlanReady():
+                for item in event.nodes:
+                    node = self.node(item.id)
+                    node.title, node.kind, node.owns = item.title, item.kind, list(item.owns)
+            case ev.SessionFinished():
+                self.running = False
+                self.outcome, self.reason = event.outcome, event.reason
+                for nid, state in event.nodes.items():
+                    self.node(nid).state = state
+            case ev.Verification(node=None):
+                self.sheaf = _energy(event)
+            case ev.Verification(node=str(node_id)):
+                node = self.node(node_id)
+                node.energy = _energy(event)
+                node.attempts = max(node.attempts, event.attempt or 0)
+            case _:
+                self._node_event(event)
 
-    @staticmethod
-    def _node_event(kind: str, node: NodeView, event: Mapping[str, Any]) -> None:
-        states = {
-            "node_started": "running",
-            "node_retrying": "retrying",
-            "awaiting_approval": "awaiting_approval",
-            "node_committed": "committed",
-            "node_escalated": "escalated",
-            "node_failed": "failed",
-            "node_waiting": "waiting",
-        }
-        if kind in states:
-            node.state = states[kind]
-        if kind == "node_started":
-            node.title = str(event.get("title", node.title))
-        elif kind in ("node_committed", "bundle_partially_committed"):
-            node.ledger = str(event.get("ledger"))
-        elif kind in ("node_escalated", "node_failed", "node_waiting"):
-            node.reason = str(event.get("reason", ""))
-        elif kind == "bundle_generated":
-            node.state = "verifying"
+    def _node_event(self, event: ev.Event) -> None:
+        node_id = event.node_id
+        if node_id is None:
+            return
+        node = self.node(node_id)
+        state = _NODE_STATES.get(event.type)
+        if state is not None:
+            node.state = state
+        match event:
+            case ev.NodeStarted():
+                node.title = event.title
+            case ev.NodeCommitted() | ev.BundlePartiallyCommitted():
+                node.ledger = event.ledger
+            case ev.NodeEscalated() | ev.NodeFailed() | ev.NodeWaiting():
+                node.reason = event.reason
+            case ev.BundleGenerated():
+                node.state = "verifying"
+
+
+#: The node state each event leaves its node in.
+_NODE_STATES: Mapping[ev.EventKind, str] = {
+    ev.EventKind.NODE_STARTED: "running",
+    ev.EventKind.NODE_RETRYING: "retrying",
+    ev.EventKind.AWAITING_APPROVAL: "awaiting_approval",
+    ev.EventKind.NODE_COMMITTED: "committed",
+    ev.EventKind.NODE_ESCALATED: "escalated",
+    ev.EventKind.NODE_FAILED: "failed",
+    ev.EventKind.NODE_WAITING: "waiting",
+}
+
+
+def _energy(event: ev.Verification) -> Energy:
+    components = {
+        "v_syn": event.v_syn,
+        "v_str": event.v_str,
+        "v_log": event.v_log,
+        "v_boot": event.v_boot,
+        "v_sheaf": event.v_sheaf,
+    }
+    return energy_from_record(components, event.evidence, event.degraded)
 
 
 def hydrate(

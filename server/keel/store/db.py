@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from keel.engine.events import Event
 from keel.engine.ports import KeelError
 from keel.engine.records import (
     ApprovalRecord,
@@ -525,12 +526,12 @@ class SqliteSessionRecords:
         sql = "INSERT INTO escalations (session_id, node_id, report, at) VALUES (?, ?, ?, ?)"
         await self._store._write([(sql, (self._id, node_id, self._store._json(report), _now()))])
 
-    async def record_event(self, event: JsonObject) -> None:
-        """Store one engine event whole, keyed by its ``type``."""
+    async def record_event(self, event: Event) -> None:
+        """Store one engine event whole, as ``--json`` prints it, keyed by its ``type``."""
         sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
-        at = str(event.get("ts") or _now())
-        kind = str(event.get("type", ""))
-        await self._store._write([(sql, (self._id, kind, self._store._json(event), at))])
+        at = event.ts or _now()
+        payload = self._store._json(event.to_json())
+        await self._store._write([(sql, (self._id, event.type.value, payload, at))])
 
     async def finish_session(self, outcome: str, totals: JsonObject) -> None:
         sql = "UPDATE sessions SET finished_at = ?, outcome = ?, totals = ? WHERE id = ?"

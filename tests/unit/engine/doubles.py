@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from keel.engine.events import Event
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import (
     CommandResult,
@@ -175,9 +176,9 @@ class RecordingStore:
         self._log("record_escalation", node_id, report)
         self.escalations.append((node_id, report))
 
-    async def record_event(self, event: JsonObject) -> None:
+    async def record_event(self, event: Event) -> None:
         self._log("record_event", event)
-        self.events.append(event)
+        self.events.append(event.to_json())
 
     async def finish_session(self, outcome: str, totals: JsonObject) -> None:
         self._log("finish_session", outcome, totals)
@@ -457,8 +458,8 @@ class EventList:
     def __init__(self) -> None:
         self.events: list[JsonObject] = []
 
-    def emit(self, event: JsonObject) -> None:
-        self.events.append(dict(event))
+    def emit(self, event: Event) -> None:
+        self.events.append(event.to_json())
 
     def of(self, kind: str) -> list[JsonObject]:
         return [e for e in self.events if e.get("type") == kind]

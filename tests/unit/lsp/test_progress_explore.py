@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from lsprotocol import types as T
 
+from keel.engine.events import Explore
 from keel.lsp.progress import ProgressReporter
+from tests.unit.event_samples import STARTED
 
 
 class _Progress:
@@ -40,15 +43,12 @@ class _Server:
 async def test_explore_events_are_progress_reports() -> None:
     server = _Server()
     reporter = ProgressReporter(server)  # type: ignore[arg-type]
-    reporter.on_event("s1", {"type": "session_started", "task": "Fix it"}, 0, 0)
-    reporter.on_event(
-        "s1",
-        {"type": "explore", "tool": "open_file", "arguments": {"path": "click/core.py"}},
-        0,
-        0,
+    reporter.on_event("s1", replace(STARTED, task="Fix it"), 0, 0)
+    ran = Explore(
+        tool="open_file", arguments={"path": "click/core.py"}, chars=9, refused=False, tier="a"
     )
-    refused = {"type": "explore", "tool": "open_file", "arguments": {"path": ".env"}}
-    reporter.on_event("s1", {**refused, "refused": True}, 0, 0)
+    reporter.on_event("s1", ran, 0, 0)
+    reporter.on_event("s1", replace(ran, arguments={"path": ".env"}, refused=True), 0, 0)
     await asyncio.gather(*server.tasks)
     messages = [v.message for v in server.sent if isinstance(v, T.WorkDoneProgressReport)]
     assert messages == ["exploring: open_file click/core.py", "exploring: open_file .env (refused)"]

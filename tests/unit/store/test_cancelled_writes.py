@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from keel.engine.events import WarningEvent
 from keel.store import SqliteStore
 
 
@@ -15,12 +16,13 @@ async def test_a_cancelled_write_does_not_break_the_next(tmp_path: Path) -> None
     try:
         s1 = store.session("s1")
         await s1.create_session("task", {})
-        first = asyncio.ensure_future(s1.record_event({"type": "first"}))
+        first = asyncio.ensure_future(s1.record_event(WarningEvent(message="first")))
         await asyncio.sleep(0)  # let it start its transaction
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first
-        await s1.record_event({"type": "second"})  # raised "within a transaction"
-        assert [e.type for e in await s1.events()] == ["first", "second"]
+        await s1.record_event(WarningEvent(message="second"))  # raised "within a transaction"
+        messages = [e.payload["message"] for e in await s1.events()]
+        assert messages == ["first", "second"]
     finally:
         await store.close()

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from keel.engine.events import (
+    NodeStarted,
+    PlanInvalid,
+    PlannedNode,
+    PlanReady,
+    WarningEvent,
+    parse_event,
+)
 from keel.engine.ports import KeelError, SessionStore
 from keel.engine.records import (
     ApprovalRecord,
@@ -178,13 +186,22 @@ async def test_approvals_escalations_and_events(s1: SqliteSessionRecords) -> Non
     await s1.record_escalation("n2", report)
     assert [e.report for e in await s1.escalations()] == [report]
 
-    event = {"ts": "2026-01-01T00:00:00+00:00", "session": "s1", "type": "plan_ready", "nodes": 2}
-    await s1.record_event(event)
-    await s1.record_event({"type": "node_started", "node": "n1"})
+    event = PlanReady(nodes=[PlannedNode("n1", "first", "code", ["a.py"], [])])
+    stamped = event.stamped("2026-01-01T00:00:00+00:00", "s1")
+    await s1.record_event(stamped)
+    await s1.record_event(NodeStarted(node="n1", title="first", kind="code"))
     events = await s1.events()
     assert [e.type for e in events] == ["plan_ready", "node_started"]
-    assert events[0].payload == event
-    assert events[0].at == event["ts"]
+    assert events[0].payload == {
+        "ts": "2026-01-01T00:00:00+00:00",
+        "session": "s1",
+        "type": "plan_ready",
+        "nodes": [
+            {"id": "n1", "title": "first", "kind": "code", "owns": ["a.py"], "depends_on": []}
+        ],
+    }
+    assert events[0].at == stamped.ts
+    assert parse_event(events[0].payload) == stamped
 
 
 async def test_a_scoped_handle_sees_only_its_session(store: SqliteStore) -> None:
@@ -195,7 +212,7 @@ async def test_a_scoped_handle_sees_only_its_session(store: SqliteStore) -> None
     await s2.record_plan({"nodes": [{"id": "n1", "title": "other", "kind": "code"}]})
     await s2.set_node_state("n1", "failed", "no")
     await s1.record_model_call(CALL)
-    await s1.record_event({"type": "only-s1"})
+    await s1.record_event(WarningEvent(message="only-s1"))
     await s2.record_approval("n1", "approved", "user", None, bundle="b1")
     run = await s2.begin_run(123, "host")
     await s2.request_abort()
@@ -252,8 +269,8 @@ async def test_write_for_unknown_session_is_a_keel_error(
     store: SqliteStore, s1: SqliteSessionRecords
 ) -> None:
     with pytest.raises(KeelError, match="session store"):
-        await store.session("missing").record_event({"type": "x"})
-    await s1.record_event({"type": "still works"})
+        await store.session("missing").record_event(WarningEvent(message="x"))
+    await s1.record_event(WarningEvent(message="still works"))
     assert len(await s1.events()) == 1
 
 
@@ -314,7 +331,7 @@ async def test_every_record_is_redacted_before_it_is_written(tmp_path: Path) -> 
         )
         await s1.record_approval("n1", "rejected", "user", None, leak)
         await s1.record_escalation("n1", {"reason": leak})
-        await s1.record_event({"type": "x", "nested": {"list": [leak]}})
+        await s1.record_event(PlanInvalid(attempt=1, errors=[leak]))
         await s1.begin_step("model:actuator:n1:1", "model", {"d": leak})
         await s1.finish_step("model:actuator:n1:1", {"text": leak}, CALL)
         await s1.finish_session("failed", {"reason": leak})
@@ -449,12 +466,12 @@ async def test_a_damaged_json_column_is_a_clear_error_and_nothing_is_lost(tmp_pa
     s1 = store.session("s1")
     try:
         await s1.create_session("task", {})
-        await s1.record_event({"type": "kept"})
-        await s1.record_event({"type": "damaged"})
+        await s1.record_event(WarningEvent(message="kept"))
+        await s1.record_event(NodeStarted(node="n1", title="damaged", kind="code"))
     finally:
         await store.close()
     with sqlite3.connect(store_path(tmp_path)) as conn:
-        conn.execute("UPDATE events SET payload = '{not json' WHERE type = 'damaged'")
+        conn.execute("UPDATE events SET payload = '{not json' WHERE type = 'node_started'")
     store = await SqliteStore.open(tmp_path)
     try:
         with pytest.raises(KeelError, match=r"not valid JSON.*left untouched"):
