@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
+from keel.engine.models import Component, Residual
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
 from keel.lsp.approval import Approval
 from keel.lsp.bundles import BundleRegistry, PendingBundle
+from keel.lsp.documents import EditorReport, digest
 from keel.lsp.views import SessionView
 from tests.unit.lsp.doubles import (
     Editor,
@@ -41,6 +43,8 @@ class Setup:
         self.runs: dict[str, asyncio.Task[Any]] = {}
         self.changes = 0
         self.decisions: list[Decision] = []
+        #: Set once the engine's side has taken a decision.
+        self.decided = asyncio.Event()
         self.approval = Approval(
             bundles=self.bundles,
             documents=self.editor.documents,
@@ -65,6 +69,7 @@ class Setup:
         async def engine() -> None:
             decision = await bundle.decision
             self.decisions.append(decision)
+            self.decided.set()
             if not decision.approved:
                 return
             settlement = settle or Settlement("c0ffee")
@@ -117,7 +122,7 @@ async def test_reject_hands_the_feedback_to_the_engine(setup: Setup) -> None:
     bundle = setup.propose(approval_request())
     answer = await setup.approval.reject(bundle.id, "use a constant", "rejected")
     assert answer == {"bundleId": bundle.id, "decision": "rejected"}
-    await asyncio.sleep(0)  # the engine's side takes the decision
+    await setup.decided.wait()
     [decision] = setup.decisions
     assert not decision.approved and decision.feedback == "use a constant"
     with pytest.raises(JsonRpcInvalidParams, match="already decided: rejected"):
@@ -128,7 +133,7 @@ async def test_correct_is_a_rejection_with_the_reviewers_words(setup: Setup) -> 
     bundle = setup.propose(approval_request())
     answer = await setup.approval.reject(bundle.id, "name it B", "correcting")
     assert answer == {"bundleId": bundle.id, "decision": "correcting"}
-    await asyncio.sleep(0)
+    await setup.decided.wait()
     assert setup.decisions[0].feedback == "name it B" and not setup.decisions[0].approved
     with pytest.raises(JsonRpcInvalidParams, match="rejected with a correction"):
         setup.bundles.claim(bundle.id)
@@ -139,7 +144,7 @@ async def test_rejecting_some_files_drops_only_those(setup: Setup) -> None:
     bundle = setup.propose(approval_request(changes=changes, base={"a.py": None, "b.py": b""}))
     uri = (setup.root / "b.py").as_uri()
     await setup.approval.reject(bundle.id, "not b", "rejected", files=[uri])
-    await asyncio.sleep(0)
+    await setup.decided.wait()
     [decision] = setup.decisions
     assert decision.edits == {"b.py": b""} and decision.feedback == "not b"
 
@@ -173,7 +178,7 @@ async def test_unsaved_edits_that_merge_are_proposed_again_merged(setup: Setup) 
     setup.editor.open(setup.root, "a.py", "# mine\nA = 0\n")
     with pytest.raises(JsonRpcException, match="Keel merged bundle b1 onto them"):
         await setup.approval.approve(bundle.id, None)
-    await asyncio.sleep(0)
+    await setup.decided.wait()
     [decision] = setup.decisions
     assert not decision.approved and decision.edits == {"a.py": b"# mine\nA = 0\nB = 1\n"}
     assert setup.client.edits == []
@@ -264,3 +269,15 @@ async def test_a_session_that_stops_while_the_editor_applies_commits_nothing(
 async def test_an_unknown_bundle_is_invalid(setup: Setup) -> None:
     with pytest.raises(JsonRpcInvalidParams, match="no pending bundle nope"):
         await setup.approval.approve("nope", None)
+
+
+async def test_a_correction_carries_the_editors_diagnostics_of_the_proposal(setup: Setup) -> None:
+    bundle = setup.propose(approval_request())
+    residual = Residual(Component.SYN, "error: B is not defined", "Pylance", 1.0, path="a.py")
+    report = EditorReport("a.py", "file:///a.py", digest(b"A = 1\n"), (), (residual,), 1)
+    setup.editor.diagnostics.put(report)
+    await setup.approval.reject(bundle.id, "define B", "correcting")
+    await setup.decided.wait()
+    feedback = setup.decisions[0].feedback
+    assert feedback.startswith("define B\n\nThe editor's language servers report")
+    assert "B is not defined" in feedback
