@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from lsprotocol import types as T
 
-from keel.engine.ports import ApprovalRequest, Approver, EventSink
+from keel.engine.models import LedgerEntry
+from keel.engine.ports import ApprovalRequest, Approver, EventSink, KeelError
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.convert import EditCaps
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics
@@ -115,6 +116,8 @@ class MemoryLedger:
     def __init__(self, files: Mapping[str, bytes] | None = None) -> None:
         self.files: dict[str, bytes] = dict(files or {})
         self.merges: list[tuple[bytes | None, bytes | None, bytes | None]] = []
+        self.log: list[LedgerEntry] = []
+        self.before: dict[str, dict[str, bytes | None]] = {}
 
     async def read(self, path: str) -> bytes | None:
         return self.files.get(path)
@@ -131,8 +134,53 @@ class MemoryLedger:
             return ours + theirs[len(base or b"") :]  # an appended proposal onto the buffer
         return None
 
-    async def entries(self, limit: int | None = None) -> list[Any]:
-        return []
+    async def entries(self, limit: int | None = None) -> list[LedgerEntry]:
+        return list(reversed(self.log))[:limit]
+
+    async def show(self, entry: str) -> tuple[LedgerEntry, str]:
+        found = next((e for e in self.log if e.sha.startswith(entry)), None)
+        if found is None:
+            raise KeelError(f"no ledger entry {entry}")
+        return found, ""
+
+    async def rollback(self, entry: str) -> str:
+        """Put the entry's files back as they were before it (kept in ``before``)."""
+        found, _ = await self.show(entry)
+        for path in found.files:
+            before = self.before[found.sha].get(path)
+            if before is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = before
+        self.log.append(
+            LedgerEntry(
+                f"r{found.sha}",
+                f"revert {found.title}",
+                "",
+                "",
+                "",
+                "",
+                "user",
+                "",
+                found.files,
+                found.sha,
+            )
+        )
+        return f"r{found.sha}"
+
+    def commit(self, sha: str, title: str, changes: Mapping[str, bytes | None]) -> None:
+        """Record a commit of ``changes`` (the engine's ledger commit, in memory)."""
+        self.before[sha] = {path: self.files.get(path) for path in changes}
+        for path, data in changes.items():
+            if data is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = data
+        self.log.append(
+            LedgerEntry(
+                sha, title, "s-1", "node-1", "b1", "0.0", "user", "", tuple(sorted(changes))
+            )
+        )
 
 
 class MemoryStore:
