@@ -1,12 +1,13 @@
 """Sessions in the editor: started, resumed and aborted as background tasks.
 
-Each session runs ``Engine.run`` in a task tracked on the server, with an event sink that
-feeds the session's view, progress and notifications, and an approver that parks stable
-bundles for the editor's decision. The engine is entered (workspace lock, model clients)
-before ``startSession`` answers, so a refusal (another Keel process is running, a missing
-API key) is the command's error rather than a lost background failure. Cancelling the task
-aborts the session cleanly; its state stays in the store for ``keel.server.resume`` or
-``keel resume``.
+:class:`Sessions` owns the views of the sessions this server runs or loaded, and their
+tasks. Each session runs ``Engine.run`` in a tracked background task, with an event sink
+(:class:`EditorSink`) that feeds the session's view, progress and notifications, and an
+approver (:class:`EditorApprover`) that parks stable bundles for the editor's decision. The
+engine is entered (workspace lock, model clients) before ``startSession`` answers, so a
+refusal (another Keel process is running, a missing API key) is the command's error rather
+than a lost background failure. Cancelling the task aborts the session cleanly; its state
+stays in the store for ``keel.server.resume`` or ``keel resume``.
 """
 
 from __future__ import annotations
