@@ -57,6 +57,11 @@ class Refresher:
             loop = asyncio.get_running_loop()
             self._handle = loop.call_later(DELAY, self._fire)
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether an update to the client is on its way."""
+        return self._handle is not None
+
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

@@ -14,6 +14,7 @@ from keel.engine.models import Component, Residual
 from keel.lsp.documents import EditorReport, digest
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.server import KeelLanguageServer
+from keel.lsp.views import SessionView
 from keel.lsp.workspace import Workspace
 
 
@@ -108,3 +109,17 @@ async def test_sheaf_evidence_waits_boundedly_for_a_buffer_showing_the_content(
         server.documents, server.editor, server.editor_wait_s
     ).diagnostics(tmp_path, ["a.py"])
     assert report.residuals == ()  # no report within editor_wait_s: nothing to add
+
+
+async def test_the_collaborators_share_one_state(server: KeelLanguageServer) -> None:
+    """What sessions record, scoring and the editor-change callback see: one wiring."""
+    view = SessionView("s-1", task="Add A")
+    view.node("node-1").owns = ["a.py"]
+    server.sessions.views["s-1"] = view
+    assert server.scoring.summary()["sessionId"] == "s-1"
+    server.editor.put(_report("a.py", digest(b"A = 1\n"), "about a.py"))  # a file s-1 owns
+    assert server.refresh.scheduled  # the change is going to the client
+    await server.close()
+    assert server.client.closing and not server.refresh.scheduled
+    server.refresh.schedule()
+    assert not server.refresh.scheduled  # nothing more is sent once closing
