@@ -1,224 +1,369 @@
-"""Approving a bundle from the editor: the approve command is the authority.
+"""Deciding a pending bundle from the editor: :class:`Approval` owns claim, decision, release.
 
-In order: claim the bundle (exactly one of racing approvals proceeds); re-score its energy
-with the editor's diagnostics of the proposed content and refuse while V(x) >= epsilon;
-compare every chosen file with the file on disk and with the user's open buffer, so a
-bundle is never applied over the user's edits (the engine re-bases or regenerates it);
-send ``workspace/applyEdit`` (``applied: false`` leaves the bundle pending); hand the
-decision to the engine, whose ledger writes the files atomically and commits them; answer
-``{"ledgerEntry": sha}`` once the commit exists and the engine has recorded it.
+Every decision (approve, reject, correct) first claims the bundle (exactly one of racing
+requests proceeds), and a claim that decided nothing is released when the request ends
+(:meth:`Approval.claimed`), so the bundle stays pending for the next one.
+
+Approving, where the approve command is the authority, goes in order: claim the bundle
+(exactly one of racing approvals proceeds); re-score its energy with the editor's
+diagnostics of the proposed content and refuse while V(x) >= epsilon; compare every chosen
+file with the file on disk and with the user's open buffer, so a bundle is never applied
+over the user's edits (the engine re-bases or regenerates it); send ``workspace/applyEdit``
+(``applied: false`` leaves the bundle pending); hand the decision to the engine, whose
+ledger writes the files atomically and commits them; answer ``{"ledgerEntry": sha}`` once
+the commit exists and the engine has recorded it.
 
 After every ``await`` the bundle is checked again: a session that stopped meanwhile waits
 for no decision, so approve fails instead of hanging. An edit the editor applied for an
 approval that committed nothing (the session stopped, the commit failed) is taken back
 (:class:`Undo`), so the editor never keeps unapproved content.
+
+Rejecting or correcting a whole bundle hands the model the reviewer's words *and* the
+editor's evidence about the proposed content (the diagnostics the editor's own servers
+forwarded for it, re-scored as V_syn), so the regeneration sees the editor's errors. A
+rejection of some files only drops them from the bundle: the rest is verified again and
+proposed as a new bundle, without a model call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 
 from lsprotocol import types as T
 
 from keel.bundles.apply import write_changes
 from keel.engine.models import Energy
 from keel.engine.ports import Decision, Settlement
-from keel.lsp import scoring
-from keel.lsp.bundles import PendingBundle
+from keel.lsp.bundles import BundleRegistry, PendingBundle
+from keel.lsp.client import ClientPort
 from keel.lsp.convert import OpenText, bundle_edit, evidence_text, path_to_uri, uri_to_path
-from keel.lsp.documents import digest
+from keel.lsp.documents import DocumentTracker, EditorDiagnostics, digest
 from keel.lsp.errors import failed, invalid
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from keel.lsp.scoring import Scoring
+from keel.lsp.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
-def buffers(server: KeelLanguageServer, paths: list[str]) -> dict[str, OpenText]:
-    """The open buffers among ``paths``, with their text as the editor has it."""
-    out = {}
-    for path in paths:
-        document = server.documents.by_path(path)
-        if document is not None:
-            text = server.workspace.get_text_document(document.uri).source
-            out[path] = OpenText(document.uri, document.version, text)
-    return out
+@dataclass
+class Claim:
+    """The right to decide one bundle; ``decided`` once a decision was handed over."""
+
+    bundle: PendingBundle
+    decided: bool = False
 
 
-def chosen_paths(
-    server: KeelLanguageServer, bundle: PendingBundle, uris: list[str] | None
-) -> list[str]:
-    if uris is None:
-        return list(bundle.files)
-    assert server.root is not None
-    paths = []
-    for uri in uris:
-        path = uri_to_path(uri, server.root)
-        if path is None or path not in bundle.request.changes:
-            raise invalid(f"{uri} is not a file of bundle {bundle.id} (its files: {bundle.files})")
-        paths.append(path)
-    return sorted(set(paths))
+class Approval:
+    """Owns every decision on a pending bundle: its claim, the decision, and the release of a
+    claim that decided nothing (approve, reject, correct)."""
 
+    def __init__(
+        self,
+        *,
+        bundles: BundleRegistry,
+        documents: DocumentTracker,
+        editor: EditorDiagnostics,
+        editor_wait_s: float,
+        scoring: Scoring,
+        client: ClientPort,
+        workspace: Workspace,
+        runs: Mapping[str, asyncio.Task[Any]],
+        changed: Callable[[], None],
+    ) -> None:
+        self._bundles, self._documents, self._editor = bundles, documents, editor
+        self._editor_wait_s, self._scoring = editor_wait_s, scoring
+        self._client, self._workspace, self._runs = client, workspace, runs
+        self._changed = changed
 
-async def editor_energy(server: KeelLanguageServer, bundle: PendingBundle) -> Energy:
-    """The bundle's energy after waiting (bounded) for diagnostics of previewed files.
+    @contextmanager
+    def claimed(self, bundle_id: str) -> Iterator[Claim]:
+        """Claim ``bundle_id`` for one decision; a claim that decided nothing is released."""
+        claim = Claim(self._bundles.claim(bundle_id))
+        try:
+            yield claim
+        finally:
+            if not claim.decided:
+                self._bundles.release(claim.bundle)
 
-    A buffer that shows the proposal will get a report from the editor's servers; without
-    one within ``editor_wait_s`` the checker's V_syn stands for that file.
-    """
-    waits, waited = [], []
-    for path, new in bundle.request.changes.items():
-        document = server.documents.by_path(path)
-        if new is None or document is None or document.current != digest(new):
-            continue
-        if server.editor.for_content(path, document.current) is None:
-            waits.append(server.editor.wait_for(path, document.current, server.editor_wait_s))
-            waited.append(path)
-    if waits:
-        reports = await asyncio.gather(*waits)
-        for path, report in zip(waited, reports, strict=True):
-            if report is None:
-                log.info(
-                    "no editor diagnostics for %s within %g s; the checker's V_syn stands",
-                    path,
-                    server.editor_wait_s,
+    def chosen_paths(self, bundle: PendingBundle, uris: list[str] | None) -> list[str]:
+        if uris is None:
+            return list(bundle.files)
+        assert self._workspace.root is not None
+        paths = []
+        for uri in uris:
+            path = uri_to_path(uri, self._workspace.root)
+            if path is None or path not in bundle.request.changes:
+                raise invalid(
+                    f"{uri} is not a file of bundle {bundle.id} (its files: {bundle.files})"
                 )
-    return scoring.pending_energy(server, bundle)
+            paths.append(path)
+        return sorted(set(paths))
 
+    async def editor_energy(self, bundle: PendingBundle) -> Energy:
+        """The bundle's energy after waiting (bounded) for diagnostics of previewed files.
 
-def ensure_pending(server: KeelLanguageServer, bundle: PendingBundle, doing: str) -> None:
-    """After every ``await``: the session may have stopped, and nobody waits any more."""
-    if not server.bundles.is_pending(bundle):
-        raise failed(
-            f"bundle {bundle.id} was withdrawn while {doing}: its session stopped; nothing "
-            "was committed (keel.server.resume continues the session)"
-        )
+        A buffer that shows the proposal will get a report from the editor's servers; without
+        one within ``editor_wait_s`` the checker's V_syn stands for that file.
+        """
+        waits, waited = [], []
+        for path, new in bundle.request.changes.items():
+            document = self._documents.by_path(path)
+            if new is None or document is None or document.current != digest(new):
+                continue
+            if self._editor.for_content(path, document.current) is None:
+                waits.append(self._editor.wait_for(path, document.current, self._editor_wait_s))
+                waited.append(path)
+        if waits:
+            reports = await asyncio.gather(*waits)
+            for path, report in zip(waited, reports, strict=True):
+                if report is None:
+                    log.info(
+                        "no editor diagnostics for %s within %g s; the checker's V_syn stands",
+                        path,
+                        self._editor_wait_s,
+                    )
+        return self._scoring.pending_energy(bundle)
 
-
-async def approve(
-    server: KeelLanguageServer, bundle_id: str, uris: list[str] | None
-) -> dict[str, Any]:
-    bundle = server.bundles.claim(bundle_id)
-    decided = False
-    try:
-        paths = chosen_paths(server, bundle, uris)
-        energy = await editor_energy(server, bundle)
-        ensure_pending(server, bundle, "waiting for the editor's diagnostics")
-        epsilon = scoring.epsilon_of(server, bundle.session_id)
-        if not energy.stable(epsilon):
+    def ensure_pending(self, bundle: PendingBundle, doing: str) -> None:
+        """After every ``await``: the session may have stopped, and nobody waits any more."""
+        if not self._bundles.is_pending(bundle):
             raise failed(
-                f"bundle {bundle.id} is not stable: V(x)={energy.total:.3f} >= epsilon {epsilon:g}"
-                f" ({evidence_text(energy)}); it stays pending: fix the code or reject it"
+                f"bundle {bundle.id} was withdrawn while {doing}: its session stopped; nothing "
+                "was committed (keel.server.resume continues the session)"
             )
-        files = None if len(paths) == len(bundle.files) else paths
-        changes, base = bundle.request.changes, bundle.request.base
-        host = await server.host()
-        on_disk = dict(
-            zip(paths, await asyncio.gather(*(host.ledger.read(p) for p in paths)), strict=True)
-        )
-        ensure_pending(server, bundle, "reading the workspace")
-        moved = [p for p in paths if on_disk[p] not in (base[p], changes[p], *_empty(base[p]))]
-        if moved:
-            decided = True
-            settlement = await decide(server, bundle, Decision(True, "user", files=files))
-            if settlement is not None and settlement.ledger_sha:
-                await recorded(server, bundle, settlement.ledger_sha)
-                return {"ledgerEntry": settlement.ledger_sha}
-            raise failed(
-                f"{', '.join(moved)} changed on disk since bundle {bundle.id} was made; Keel "
-                "re-bases the bundle onto the current file (or regenerates it on a conflict) "
-                "and proposes it again"
-            )
-        open_buffers = buffers(server, paths)
-        merged = await merged_onto_buffers(server, bundle, open_buffers)
-        ensure_pending(server, bundle, "merging it onto unsaved edits")
-        if merged:
-            decided = True
-            server.bundles.decide(bundle, Decision(False, "user", edits=merged), "re-based")
-            server.refresh.schedule()
-            raise failed(
-                f"{', '.join(sorted(merged))} has unsaved edits; Keel merged bundle {bundle.id} "
-                "onto them and proposes the merged bundle again (keel/bundleProposed follows)"
-            )
-        plan = bundle_edit(
-            {p: changes[p] for p in paths},
-            base,
-            open_buffers,
-            server.root or host.workspace,
-            server.edit_caps(),
-            label=f"Keel: {bundle.title}",
-            description=f"{bundle.node_id}, bundle {bundle.id}",
-            encoding=server.position_encoding(),
-        )
-        applied = False
-        if plan.edit is not None and server.supports("workspace.apply_edit", False):
-            params = T.ApplyWorkspaceEditParams(edit=plan.edit, label=f"Keel: {bundle.title}")
-            result = await server.workspace_apply_edit_async(params)
-            if not result.applied:
-                ensure_pending(server, bundle, "the editor was asked to apply it")
-                reason = result.failure_reason or "declined"
+
+    async def approve(self, bundle_id: str, uris: list[str] | None) -> dict[str, Any]:
+        with self.claimed(bundle_id) as claim:
+            bundle = claim.bundle
+            paths = self.chosen_paths(bundle, uris)
+            energy = await self.editor_energy(bundle)
+            self.ensure_pending(bundle, "waiting for the editor's diagnostics")
+            epsilon = self._scoring.epsilon_of(bundle.session_id)
+            if not energy.stable(epsilon):
                 raise failed(
-                    f"the editor did not apply bundle {bundle.id} ({reason}); it stays pending"
+                    f"bundle {bundle.id} is not stable: V(x)={energy.total:.3f} >= epsilon "
+                    f"{epsilon:g} ({evidence_text(energy)}); it stays pending: fix the code or "
+                    "reject it"
                 )
-            applied = True
-        undo = Undo(server, bundle, paths, open_buffers, plan.created) if applied else None
-        if not server.bundles.is_pending(bundle):
-            note = await undo.run() if undo else ""
-            raise failed(
-                f"bundle {bundle.id} was withdrawn while the editor applied it: its session "
-                f"stopped; nothing was committed{note}"
+            files = None if len(paths) == len(bundle.files) else paths
+            changes, base = bundle.request.changes, bundle.request.base
+            host = await self._workspace.host()
+            on_disk = dict(
+                zip(paths, await asyncio.gather(*(host.ledger.read(p) for p in paths)), strict=True)
             )
-        decided = True
-        settlement = await decide(
-            server, bundle, Decision(True, "user", files=files, created=plan.created)
-        )
-        if settlement is None:
-            sha = await committed_anyway(server, bundle, paths)
-            if sha is not None:
-                return {"ledgerEntry": sha}
-            note = await undo.run() if undo else ""
-            raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
-        if settlement.error or not settlement.ledger_sha:
-            note = await undo.run() if undo else ""
-            raise failed(
-                f"bundle {bundle.id} was not committed: {settlement.error}; Keel proposes it "
-                f"again{note}"
+            self.ensure_pending(bundle, "reading the workspace")
+            moved = [p for p in paths if on_disk[p] not in (base[p], changes[p], *_empty(base[p]))]
+            if moved:
+                claim.decided = True
+                settlement = await self.decide(bundle, Decision(True, "user", files=files))
+                if settlement is not None and settlement.ledger_sha:
+                    await self.recorded(bundle, settlement.ledger_sha)
+                    return {"ledgerEntry": settlement.ledger_sha}
+                raise failed(
+                    f"{', '.join(moved)} changed on disk since bundle {bundle.id} was made; Keel "
+                    "re-bases the bundle onto the current file (or regenerates it on a conflict) "
+                    "and proposes it again"
+                )
+            open_buffers = self._documents.buffers(paths)
+            merged = await self.merged_onto_buffers(bundle, open_buffers)
+            self.ensure_pending(bundle, "merging it onto unsaved edits")
+            if merged:
+                claim.decided = True
+                self._bundles.decide(bundle, Decision(False, "user", edits=merged), "re-based")
+                self._changed()
+                raise failed(
+                    f"{', '.join(sorted(merged))} has unsaved edits; Keel merged bundle "
+                    f"{bundle.id} onto them and proposes the merged bundle again "
+                    "(keel/bundleProposed follows)"
+                )
+            plan = bundle_edit(
+                {p: changes[p] for p in paths},
+                base,
+                open_buffers,
+                self._workspace.root or host.workspace,
+                self._client.edit_caps(),
+                label=f"Keel: {bundle.title}",
+                description=f"{bundle.node_id}, bundle {bundle.id}",
+                encoding=self._client.position_encoding(),
             )
-        await recorded(server, bundle, settlement.ledger_sha)
-        return {"ledgerEntry": settlement.ledger_sha}
-    finally:
-        if not decided:
-            server.bundles.release(bundle)
+            applied = False
+            if plan.edit is not None and self._client.supports("workspace.apply_edit", False):
+                params = T.ApplyWorkspaceEditParams(edit=plan.edit, label=f"Keel: {bundle.title}")
+                result = await self._client.apply_edit(params)
+                if not result.applied:
+                    self.ensure_pending(bundle, "the editor was asked to apply it")
+                    reason = result.failure_reason or "declined"
+                    raise failed(
+                        f"the editor did not apply bundle {bundle.id} ({reason}); it stays pending"
+                    )
+                applied = True
+            undo = self._undo(bundle, paths, open_buffers, plan.created) if applied else None
+            if not self._bundles.is_pending(bundle):
+                note = await undo.run() if undo else ""
+                raise failed(
+                    f"bundle {bundle.id} was withdrawn while the editor applied it: its session "
+                    f"stopped; nothing was committed{note}"
+                )
+            claim.decided = True
+            settlement = await self.decide(
+                bundle, Decision(True, "user", files=files, created=plan.created)
+            )
+            if settlement is None:
+                sha = await self.committed_anyway(bundle, paths)
+                if sha is not None:
+                    return {"ledgerEntry": sha}
+                note = await undo.run() if undo else ""
+                raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
+            if settlement.error or not settlement.ledger_sha:
+                note = await undo.run() if undo else ""
+                raise failed(
+                    f"bundle {bundle.id} was not committed: {settlement.error}; Keel proposes it "
+                    f"again{note}"
+                )
+            await self.recorded(bundle, settlement.ledger_sha)
+            return {"ledgerEntry": settlement.ledger_sha}
 
+    def _undo(
+        self,
+        bundle: PendingBundle,
+        paths: list[str],
+        before: dict[str, OpenText],
+        created: list[str],
+    ) -> Undo:
+        return Undo(self._client, self._documents, self._workspace, bundle, paths, before, created)
 
-async def recorded(server: KeelLanguageServer, bundle: PendingBundle, sha: str) -> None:
-    """Answer an approval only once the engine recorded the commit (``node_committed``)."""
-    await server.bundles.wait_recorded(sha, server.runs.get(bundle.session_id))
+    async def recorded(self, bundle: PendingBundle, sha: str) -> None:
+        """Answer an approval only once the engine recorded the commit (``node_committed``)."""
+        await self._bundles.wait_recorded(sha, self._runs.get(bundle.session_id))
 
+    async def committed_anyway(self, bundle: PendingBundle, paths: list[str]) -> str | None:
+        """The session stopped after the decision: did its commit make it into the ledger?
 
-async def committed_anyway(
-    server: KeelLanguageServer, bundle: PendingBundle, paths: list[str]
-) -> str | None:
-    """The session stopped after the decision: did its commit make it into the ledger?
+        A session cancelled while git commits lets the commit finish without anyone settling it;
+        the ledger (git) is the truth.
+        """
+        host = await self._workspace.host()
+        whole = len(paths) == len(bundle.files)
+        for entry in await host.ledger.entries(5):
+            if (
+                entry.session == bundle.session_id
+                and entry.node == bundle.node_id
+                and set(paths) <= set(entry.files)
+                and (not whole or entry.bundle.startswith(bundle.request.bundle_id))
+            ):
+                return entry.sha
+        return None
 
-    A session cancelled while git commits lets the commit finish without anyone settling it;
-    the ledger (git) is the truth.
-    """
-    host = await server.host()
-    whole = len(paths) == len(bundle.files)
-    for entry in await host.ledger.entries(5):
-        if (
-            entry.session == bundle.session_id
-            and entry.node == bundle.node_id
-            and set(paths) <= set(entry.files)
-            and (not whole or entry.bundle.startswith(bundle.request.bundle_id))
-        ):
-            return entry.sha
-    return None
+    async def merged_onto_buffers(
+        self, bundle: PendingBundle, open_buffers: dict[str, OpenText]
+    ) -> dict[str, bytes | None]:
+        """Never apply over unsaved edits: the bundle merged onto them, or a refusal.
+
+        Applying the proposal over a buffer loses nothing when the buffer shows the base, the
+        proposal, or edits the proposal already contains (a clean three-way merge of base,
+        buffer and proposal gives the proposal). Otherwise a clean merge is returned, to become
+        the bundle's new content (verified and proposed again); a conflict refuses.
+        """
+        changes, base = bundle.request.changes, bundle.request.base
+        host = await self._workspace.host()
+        merged: dict[str, bytes | None] = {}
+        conflicts = []
+        for path, buffer in open_buffers.items():
+            text = buffer.text.encode("utf-8")
+            if text in (base[path], changes[path], *_empty(base[path])):
+                continue
+            result = await host.ledger.merge(base[path], text, changes[path])
+            if result is None:
+                conflicts.append(path)
+            elif result != changes[path]:
+                merged[path] = result
+        if conflicts:
+            raise failed(
+                f"{', '.join(conflicts)} has unsaved edits that conflict with bundle {bundle.id}; "
+                "save them (Keel then re-bases or regenerates the bundle on top of them) or undo "
+                "them; the bundle stays pending"
+            )
+        return merged
+
+    async def decide(self, bundle: PendingBundle, decision: Decision) -> Settlement | None:
+        """Give the engine the decision; for an approval, wait until it was committed (or not).
+
+        ``None`` when the session stopped (before the decision reached it, or before the commit).
+        """
+        how = "approved" if decision.approved else "rejected"
+        if not self._bundles.decide(bundle, decision, how):
+            return None
+        self._changed()
+        if bundle.settlement is None:
+            return None
+        waiting: set[asyncio.Future[Any]] = {bundle.settlement}
+        run = self._runs.get(bundle.session_id)
+        if run is None or run.done():
+            if not bundle.settlement.done():
+                return None  # the session ended: no settlement will come
+        else:
+            waiting.add(run)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if bundle.settlement.done() and not bundle.settlement.cancelled():
+            return bundle.settlement.result()
+        return None
+
+    async def reject(
+        self,
+        bundle_id: str,
+        feedback: str,
+        how: str,
+        *,
+        files: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt.
+
+        With ``files`` (URIs) that are not all of the bundle's, only those files are dropped.
+        """
+        with self.claimed(bundle_id) as claim:
+            bundle = claim.bundle
+            paths = self.chosen_paths(bundle, files)
+            if len(paths) < len(bundle.files):
+                claim.decided = True
+                return self._reject_files(bundle, paths, feedback)
+            await self.editor_energy(bundle)
+            self.ensure_pending(bundle, "waiting for the editor's diagnostics")
+            claim.decided = True
+            full = "\n\n".join(part for part in (feedback, self.editor_feedback(bundle)) if part)
+            said = "rejected" if how == "rejected" else "rejected with a correction"
+            self.hand_over(bundle, Decision(False, "user", feedback=full), said)
+            return {"bundleId": bundle.id, "decision": how}
+
+    def _reject_files(self, bundle: PendingBundle, paths: list[str], reason: str) -> dict[str, Any]:
+        """Drop ``paths`` from the bundle; the engine verifies the rest and proposes it again."""
+        base = bundle.request.base
+        dropped = {path: base.get(path) for path in paths}  # "edited" back to what they were
+        decision = Decision(False, "user", feedback=reason, edits=dropped)
+        self.hand_over(bundle, decision, f"rejected {', '.join(paths)}; the rest proposed again")
+        return {"bundleId": bundle.id, "decision": "rejected"}
+
+    def hand_over(self, bundle: PendingBundle, decision: Decision, how: str) -> None:
+        """Give the engine a rejection; it needs no answer back."""
+        if not self._bundles.decide(bundle, decision, how):
+            self.ensure_pending(bundle, "being decided")  # raises: the session stopped
+        self._changed()
+
+    def editor_feedback(self, bundle: PendingBundle, limit: int = 20) -> str:
+        """What the editor's servers report about the proposed content, for the model."""
+        residuals = [
+            r for report in self._scoring.editor_sources(bundle).values() for r in report.residuals
+        ]
+        if not residuals:
+            return ""
+        lines = [f"- {r.describe()}" for r in residuals[:limit]]
+        if len(residuals) > limit:
+            lines.append(f"- ... {len(residuals) - limit} more")
+        return "The editor's language servers report on the proposed content:\n" + "\n".join(lines)
 
 
 class Undo:
@@ -231,13 +376,16 @@ class Undo:
 
     def __init__(
         self,
-        server: KeelLanguageServer,
+        client: ClientPort,
+        documents: DocumentTracker,
+        workspace: Workspace,
         bundle: PendingBundle,
         paths: list[str],
         before: dict[str, OpenText],
         created: list[str],
     ) -> None:
-        self._server, self._bundle, self._paths = server, bundle, paths
+        self._client, self._documents, self._workspace = client, documents, workspace
+        self._bundle, self._paths = bundle, paths
         self._before, self._created = before, list(created)
 
     async def run(self) -> str:
@@ -250,10 +398,10 @@ class Undo:
         return "; Keel reverted what the editor had applied" if reverted else ""
 
     async def _revert(self) -> bool:
-        server, bundle = self._server, self._bundle
+        bundle = self._bundle
         changes, base = bundle.request.changes, bundle.request.base
-        host = await server.host()
-        root = server.root or host.workspace
+        host = await self._workspace.host()
+        root = self._workspace.root or host.workspace
         targets: dict[str, bytes | None] = {}
         shown: dict[str, OpenText] = {}
         for path, old in self._before.items():
@@ -263,10 +411,10 @@ class Undo:
             proposal = new.decode("utf-8", "replace")
             if proposal == old.text:
                 continue
-            document = server.documents.by_path(path)
+            document = self._documents.by_path(path)
             if document is None:
                 continue  # closed meanwhile: no buffer holds the proposal
-            text = server.workspace.get_text_document(document.uri).source
+            text = self._documents.text(document.uri)
             if text == proposal:
                 version = document.version
             elif text == old.text:
@@ -276,7 +424,7 @@ class Undo:
                 continue
             shown[path] = OpenText(document.uri, version, proposal)
             targets[path] = old.text.encode("utf-8")
-        caps = replace(server.edit_caps(), annotations=False)
+        caps = replace(self._client.edit_caps(), annotations=False)
         label = f"Keel: revert {bundle.title} (not committed)"
         plan = bundle_edit(
             targets,
@@ -286,7 +434,7 @@ class Undo:
             caps,
             label=label,
             description=label,
-            encoding=server.position_encoding(),
+            encoding=self._client.position_encoding(),
             file_operations=False,
         )
         operations: list[T.TextDocumentEdit | T.CreateFile | T.RenameFile | T.DeleteFile] = []
@@ -308,11 +456,9 @@ class Undo:
         edit = plan.edit
         if operations:
             edit = T.WorkspaceEdit(document_changes=operations)
-        if edit is None or not server.supports("workspace.apply_edit", False):
+        if edit is None or not self._client.supports("workspace.apply_edit", False):
             return bool(restore)
-        result = await server.workspace_apply_edit_async(
-            T.ApplyWorkspaceEditParams(edit=edit, label=label)
-        )
+        result = await self._client.apply_edit(T.ApplyWorkspaceEditParams(edit=edit, label=label))
         if not result.applied:
             log.warning("the editor did not revert bundle %s: %s", bundle.id, result.failure_reason)
             return bool(restore)
@@ -326,61 +472,3 @@ def _empty(base: bytes | None) -> tuple[bytes, ...]:
     (its ``'eol'``), which is what a review view that opened the file to come holds.
     """
     return (b"", b"\n", b"\r\n") if base is None else ()
-
-
-async def merged_onto_buffers(
-    server: KeelLanguageServer, bundle: PendingBundle, open_buffers: dict[str, OpenText]
-) -> dict[str, bytes | None]:
-    """Never apply over unsaved edits: the bundle merged onto them, or a refusal.
-
-    Applying the proposal over a buffer loses nothing when the buffer shows the base, the
-    proposal, or edits the proposal already contains (a clean three-way merge of base,
-    buffer and proposal gives the proposal). Otherwise a clean merge is returned, to become
-    the bundle's new content (verified and proposed again); a conflict refuses.
-    """
-    changes, base = bundle.request.changes, bundle.request.base
-    host = await server.host()
-    merged: dict[str, bytes | None] = {}
-    conflicts = []
-    for path, buffer in open_buffers.items():
-        text = buffer.text.encode("utf-8")
-        if text in (base[path], changes[path], *_empty(base[path])):
-            continue
-        result = await host.ledger.merge(base[path], text, changes[path])
-        if result is None:
-            conflicts.append(path)
-        elif result != changes[path]:
-            merged[path] = result
-    if conflicts:
-        raise failed(
-            f"{', '.join(conflicts)} has unsaved edits that conflict with bundle {bundle.id}; "
-            "save them (Keel then re-bases or regenerates the bundle on top of them) or undo "
-            "them; the bundle stays pending"
-        )
-    return merged
-
-
-async def decide(
-    server: KeelLanguageServer, bundle: PendingBundle, decision: Decision
-) -> Settlement | None:
-    """Give the engine the decision; for an approval, wait until it was committed (or not).
-
-    ``None`` when the session stopped (before the decision reached it, or before the commit).
-    """
-    how = "approved" if decision.approved else "rejected"
-    if not server.bundles.decide(bundle, decision, how):
-        return None
-    server.refresh.schedule()
-    if bundle.settlement is None:
-        return None
-    waiting: set[asyncio.Future[Any]] = {bundle.settlement}
-    run = server.runs.get(bundle.session_id)
-    if run is None or run.done():
-        if not bundle.settlement.done():
-            return None  # the session ended: no settlement will come
-    else:
-        waiting.add(run)
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if bundle.settlement.done() and not bundle.settlement.cancelled():
-        return bundle.settlement.result()
-    return None

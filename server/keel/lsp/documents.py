@@ -18,6 +18,7 @@ from pathlib import Path
 
 from keel.engine.models import Residual
 from keel.lsp.args import EditorDiagnostic
+from keel.lsp.convert import OpenText
 
 HISTORY = 32
 
@@ -48,10 +49,27 @@ class OpenDocument:
 
 
 class DocumentTracker:
-    """Open buffers by URI (their text lives in pygls's workspace; digests live here)."""
+    """Open buffers by URI (their text lives in pygls's workspace; digests live here).
 
-    def __init__(self) -> None:
+    ``text`` reads a buffer's current text by URI (pygls's workspace, or a test's dict).
+    """
+
+    def __init__(self, text: Callable[[str], str]) -> None:
         self._open: dict[str, OpenDocument] = {}
+        self._text = text
+
+    def text(self, uri: str) -> str:
+        """The buffer's current text as the editor has it."""
+        return self._text(uri)
+
+    def buffers(self, paths: list[str]) -> dict[str, OpenText]:
+        """The open buffers among ``paths``, with their text as the editor has it."""
+        out = {}
+        for path in paths:
+            document = self.by_path(path)
+            if document is not None:
+                out[path] = OpenText(document.uri, document.version, self.text(document.uri))
+        return out
 
     def opened(self, uri: str, path: str | None, version: int | None, text: str) -> None:
         document = OpenDocument(uri, path, version)

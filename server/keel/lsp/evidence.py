@@ -13,20 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keel.engine.models import Residual, SensorReport
-from keel.lsp.documents import EditorReport, disk_digest
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from keel.lsp.documents import DocumentTracker, EditorDiagnostics, EditorReport, disk_digest
 
 
 class EditorEvidenceSource:
     """The forwarded editor diagnostics of the files under ``root``, as V_syn residuals."""
 
-    def __init__(self, server: KeelLanguageServer) -> None:
-        self._server = server
+    def __init__(
+        self, documents: DocumentTracker, editor: EditorDiagnostics, wait_s: float
+    ) -> None:
+        self._documents, self._editor, self._wait_s = documents, editor, wait_s
 
     async def diagnostics(self, root: Path, files: Sequence[str]) -> SensorReport:
         contents = await asyncio.to_thread(lambda: {p: disk_digest(root, p) for p in files})
@@ -38,11 +36,10 @@ class EditorEvidenceSource:
         return SensorReport("editor", tuple(residuals))
 
     async def _report(self, path: str, content: str) -> EditorReport | None:
-        server = self._server
-        report = server.editor.for_content(path, content)
+        report = self._editor.for_content(path, content)
         if report is not None:
             return report
-        document = server.documents.by_path(path)
+        document = self._documents.by_path(path)
         if document is None or document.current != content:
             return None  # the editor shows other text (or nothing): no evidence about this one
-        return await server.editor.wait_for(path, content, server.editor_wait_s)
+        return await self._editor.wait_for(path, content, self._wait_s)

@@ -15,123 +15,127 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types as T
 
 from keel.engine.modes import Explained, Explored, explanation_markdown, plan_markdown
 from keel.engine.planning import plan_dict
 from keel.engine.ports import KeelError
+from keel.lsp.client import ClientPort
 from keel.lsp.convert import path_to_uri, uri_to_path
 from keel.lsp.errors import invalid
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from keel.lsp.host import ModesOpener
+from keel.lsp.workspace import Workspace
 
 log = logging.getLogger(__name__)
 _tokens = itertools.count(1)
 
 
-def _root(server: KeelLanguageServer) -> Path:
-    if server.root is None:
-        raise KeelError("Keel needs a workspace folder: open a folder, not a single file")
-    if server.open_modes is None:
-        raise KeelError("plan and explain are not available in this server")
-    return server.root
+class Modes:
+    """``keel.server.plan`` and ``keel.server.explain`` over the injected read-only modes."""
 
+    def __init__(
+        self, workspace: Workspace, client: ClientPort, open_modes: ModesOpener | None
+    ) -> None:
+        self._workspace, self._client, self._open = workspace, client, open_modes
 
-def _focus(server: KeelLanguageServer, root: Path, uri: str | None) -> tuple[str, ...]:
-    if uri is None:
-        return ()
-    path = uri_to_path(uri, root)
-    if path is None:
-        raise invalid(f"file {uri} is not a file of the workspace")
-    return (path,)
+    def _root(self) -> Path:
+        if self._workspace.root is None:
+            raise KeelError("Keel needs a workspace folder: open a folder, not a single file")
+        if self._open is None:
+            raise KeelError("plan and explain are not available in this server")
+        return self._workspace.root
 
+    def _focus(self, root: Path, uri: str | None) -> tuple[str, ...]:
+        if uri is None:
+            return ()
+        path = uri_to_path(uri, root)
+        if path is None:
+            raise invalid(f"file {uri} is not a file of the workspace")
+        return (path,)
 
-@asynccontextmanager
-async def _progress(
-    server: KeelLanguageServer, title: str
-) -> AsyncIterator[Callable[[Explored], None]]:
-    """Begin and end a work-done progress around the work (when the client takes one); what
-    it yields reports each of the architect's tool calls on it ("exploring: ...")."""
-    token: str | None = None
-    if server.supports("window.work_done_progress", False):
-        token = f"keel-mode-{next(_tokens)}"
-        try:
-            await server.work_done_progress.create_async(token)
-        except Exception as exc:  # refused or gone: no progress, no harm
-            log.debug("progress token %s not created: %s", token, exc)
-            token = None
-    if token is not None:
-        server.notify(T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressBegin(title=title)))
-    outcome = "failed"
-
-    def explored(call: Explored) -> None:
-        if token is None:
-            return
-        first = next(iter(call.arguments.values()), "")
-        refused = " (refused)" if call.refused else ""
-        message = f"exploring: {call.tool} {first}".strip()[:80] + refused
-        server.notify(
-            T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressReport(message=message))
-        )
-
-    try:
-        yield explored
-        outcome = "done"
-    finally:
+    @asynccontextmanager
+    async def _progress(self, title: str) -> AsyncIterator[Callable[[Explored], None]]:
+        """Begin and end a work-done progress around the work (when the client takes one); what
+        it yields reports each of the architect's tool calls on it ("exploring: ...")."""
+        token: str | None = None
+        if self._client.supports("window.work_done_progress", False):
+            token = f"keel-mode-{next(_tokens)}"
+            try:
+                await self._client.create_progress(token)
+            except Exception as exc:  # refused or gone: no progress, no harm
+                log.debug("progress token %s not created: %s", token, exc)
+                token = None
         if token is not None:
-            server.notify(
-                T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressEnd(message=outcome))
+            self._client.notify(
+                T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressBegin(title=title))
             )
-            server.work_done_progress.tokens.pop(token, None)
+        outcome = "failed"
 
+        def explored(call: Explored) -> None:
+            if token is None:
+                return
+            first = next(iter(call.arguments.values()), "")
+            refused = " (refused)" if call.refused else ""
+            message = f"exploring: {call.tool} {first}".strip()[:80] + refused
+            self._client.notify(
+                T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressReport(message=message))
+            )
 
-async def plan(server: KeelLanguageServer, task: str, file: str | None) -> dict[str, Any]:
-    root = _root(server)
-    focus = _focus(server, root, file)
-    settings = await server.resolve_settings()
-    server.report_problems(settings.problems)
-    invalid_attempts: list[dict[str, Any]] = []
+        try:
+            yield explored
+            outcome = "done"
+        finally:
+            if token is not None:
+                self._client.notify(
+                    T.PROGRESS, T.ProgressParams(token, T.WorkDoneProgressEnd(message=outcome))
+                )
+                self._client.forget_progress(token)
 
-    def on_invalid(attempt: int, errors: list[str]) -> None:
-        invalid_attempts.append({"attempt": attempt, "errors": errors})
+    async def plan(self, task: str, file: str | None) -> dict[str, Any]:
+        root = self._root()
+        focus = self._focus(root, file)
+        settings = await self._workspace.resolve_settings()
+        self._workspace.report_problems(settings.problems)
+        invalid_attempts: list[dict[str, Any]] = []
 
-    assert server.open_modes is not None
-    explored: list[Explored] = []
-    async with _progress(server, "Keel: planning") as report:
+        def on_invalid(attempt: int, errors: list[str]) -> None:
+            invalid_attempts.append({"attempt": attempt, "errors": errors})
 
-        def on_explore(call: Explored) -> None:
-            explored.append(call)
-            report(call)
+        assert self._open is not None
+        explored: list[Explored] = []
+        async with self._progress("Keel: planning") as report:
 
-        async with server.open_modes(root, settings.config, task, server.env) as modes:
-            result = await modes.plan(task, on_invalid, focus, on_explore)
-    return {
-        "task": task,
-        "plan": plan_dict(result),
-        "invalidAttempts": invalid_attempts,
-        "explore": [call.as_dict() for call in explored],
-        "markdown": plan_markdown(task, result),
-    }
+            def on_explore(call: Explored) -> None:
+                explored.append(call)
+                report(call)
 
+            async with self._open(root, settings.config, task, self._workspace.env) as modes:
+                result = await modes.plan(task, on_invalid, focus, on_explore)
+        return {
+            "task": task,
+            "plan": plan_dict(result),
+            "invalidAttempts": invalid_attempts,
+            "explore": [call.as_dict() for call in explored],
+            "markdown": plan_markdown(task, result),
+        }
 
-async def explain(server: KeelLanguageServer, question: str, file: str | None) -> dict[str, Any]:
-    root = _root(server)
-    focus = _focus(server, root, file)
-    settings = await server.resolve_settings()
-    server.report_problems(settings.problems)
-    assert server.open_modes is not None
-    async with _progress(server, "Keel: explaining") as report:
-        async with server.open_modes(root, settings.config, question, server.env) as modes:
-            explained: Explained = await modes.explain(question, focus, report)
-    data = explained.as_dict()
+    async def explain(self, question: str, file: str | None) -> dict[str, Any]:
+        root = self._root()
+        focus = self._focus(root, file)
+        settings = await self._workspace.resolve_settings()
+        self._workspace.report_problems(settings.problems)
+        assert self._open is not None
+        async with self._progress("Keel: explaining") as report:
+            async with self._open(root, settings.config, question, self._workspace.env) as modes:
+                explained: Explained = await modes.explain(question, focus, report)
+        data = explained.as_dict()
 
-    def link(path: str, line: int) -> str:
-        return f"{path_to_uri(root, path)}#L{line}"
+        def link(path: str, line: int) -> str:
+            return f"{path_to_uri(root, path)}#L{line}"
 
-    for citation in data["citations"]:
-        citation["uri"] = path_to_uri(root, citation["path"])
-    data["markdown"] = explanation_markdown(explained, link)
-    return data
+        for citation in data["citations"]:
+            citation["uri"] = path_to_uri(root, citation["path"])
+        data["markdown"] = explanation_markdown(explained, link)
+        return data

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from lsprotocol import types as T
 
 from keel.engine import events as ev
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from keel.lsp.client import ClientPort, Spawn
 
 log = logging.getLogger(__name__)
 _Value = T.WorkDoneProgressBegin | T.WorkDoneProgressReport | T.WorkDoneProgressEnd
@@ -37,8 +34,8 @@ class _Token:
 class ProgressReporter:
     """Maps engine events to work-done progress on per-session and per-node tokens."""
 
-    def __init__(self, server: KeelLanguageServer) -> None:
-        self._server = server
+    def __init__(self, client: ClientPort, spawn: Spawn) -> None:
+        self._client, self._spawn = client, spawn
         self._tokens: dict[str, _Token] = {}
         self._live: dict[tuple[str, str | None], _Token] = {}
         self._count = 0
@@ -76,7 +73,7 @@ class ProgressReporter:
             self._end(key, message)
 
     def _begin(self, key: tuple[str, str | None], session_id: str, title: str) -> None:
-        if not self._server.supports("window.work_done_progress", False) or key in self._live:
+        if not self._client.supports("window.work_done_progress", False) or key in self._live:
             return
         self._count += 1
         name = f"keel-{session_id}-{key[1] or 'session'}-{self._count}"
@@ -84,11 +81,11 @@ class ProgressReporter:
         state.queue.append(T.WorkDoneProgressBegin(title=title, cancellable=True))
         self._tokens[name] = state
         self._live[key] = state
-        self._server.run_task(self._create(state), name=f"progress {name}")
+        self._spawn(self._create(state), name=f"progress {name}")
 
     async def _create(self, state: _Token) -> None:
         try:
-            await self._server.work_done_progress.create_async(state.token)
+            await self._client.create_progress(state.token)
         except Exception as exc:  # the client refused or went away: no progress, no harm
             log.debug("progress token %s not created: %s", state.token, exc)
             self._tokens.pop(state.token, None)
@@ -117,11 +114,11 @@ class ProgressReporter:
         if not state.ready:
             return
         for value in state.queue:
-            self._server.notify(T.PROGRESS, T.ProgressParams(token=state.token, value=value))
+            self._client.notify(T.PROGRESS, T.ProgressParams(token=state.token, value=value))
         state.queue.clear()
         if state.ended:
             self._tokens.pop(state.token, None)
-            self._server.work_done_progress.tokens.pop(state.token, None)
+            self._client.forget_progress(state.token)
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from lsprotocol import types as T
 
 from keel.engine.models import Component
-from keel.lsp import scoring
-from keel.lsp.bundles import PendingBundle
+from keel.lsp.bundles import BundleRegistry, PendingBundle
+from keel.lsp.client import ClientPort, Spawn
 from keel.lsp.convert import changed_lines, finding, finding_severity, note, path_to_uri
-from keel.lsp.documents import digest
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from keel.lsp.documents import DocumentTracker, digest
+from keel.lsp.scoring import Scoring
+from keel.lsp.views import SessionView
 
 log = logging.getLogger(__name__)
 DELAY = 0.1
@@ -31,17 +31,36 @@ _Published = tuple[tuple[int, str, int], ...]
 
 
 class Refresher:
-    def __init__(self, server: KeelLanguageServer) -> None:
-        self._server = server
+    """Coalesces changes into one round of updates to the client."""
+
+    def __init__(
+        self,
+        *,
+        client: ClientPort,
+        spawn: Spawn,
+        views: Mapping[str, SessionView],
+        bundles: BundleRegistry,
+        documents: DocumentTracker,
+        scoring: Scoring,
+        root: Callable[[], Path | None],
+    ) -> None:
+        self._client, self._spawn, self._views = client, spawn, views
+        self._bundles, self._documents, self._scoring = bundles, documents, scoring
+        self._root = root
         self._handle: asyncio.TimerHandle | None = None
         self._published: dict[str, _Published] = {}
         self._lenses: frozenset[str] = frozenset()
         self._regions: dict[tuple[str, str, str], list[int]] = {}
 
     def schedule(self) -> None:
-        if self._handle is None and not self._server.closing:
+        if self._handle is None and not self._client.closing:
             loop = asyncio.get_running_loop()
             self._handle = loop.call_later(DELAY, self._fire)
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether an update to the client is on its way."""
+        return self._handle is not None
 
     def cancel(self) -> None:
         if self._handle is not None:
@@ -50,33 +69,30 @@ class Refresher:
 
     def _fire(self) -> None:
         self._handle = None
-        server = self._server
         try:
-            if server.views or server.bundles.pending():
-                server.notify("keel/sessionChanged", scoring.summary(server))
+            if self._views or self._bundles.pending():
+                self._client.notify("keel/sessionChanged", self._scoring.summary())
             self._publish()
             self._refresh_lenses()
         except Exception:  # one failed refresh must not stop the next
             log.exception("refreshing the editor failed")
 
     def _refresh_lenses(self) -> None:
-        server = self._server
-        ids = frozenset(b.id for b in server.bundles.pending())
+        ids = frozenset(b.id for b in self._bundles.pending())
         if ids == self._lenses:
             return
         self._lenses = ids
-        if server.supports("workspace.code_lens.refresh_support", False):
-            server.run_task(self._lens_request(), name="codeLens refresh")
+        if self._client.supports("workspace.code_lens.refresh_support", False):
+            self._spawn(self._lens_request(), name="codeLens refresh")
 
     async def _lens_request(self) -> None:
         try:
-            await self._server.workspace_code_lens_refresh_async(None)
+            await self._client.refresh_code_lenses()
         except Exception as exc:
             log.debug("codeLens refresh failed: %s", exc)
 
     def _publish(self) -> None:
-        server = self._server
-        if server.root is None:
+        if self._root() is None:
             return
         findings = self._findings()
         for uri in set(self._published) | set(findings):
@@ -89,14 +105,13 @@ class Refresher:
             else:
                 self._published.pop(uri, None)
             params = T.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics)
-            server.notify(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, params)
+            self._client.notify(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, params)
 
     def regions(self, bundle: PendingBundle, path: str) -> list[int]:
         """Where the bundle's changed regions start in the buffer (or its base), cached."""
-        server = self._server
-        document = server.documents.by_path(path)
+        document = self._documents.by_path(path)
         if document is not None:
-            old = server.workspace.get_text_document(document.uri).source
+            old = self._documents.text(document.uri)
         else:
             base = bundle.request.base.get(path)
             old = base.decode("utf-8", "replace") if base is not None else ""
@@ -114,12 +129,11 @@ class Refresher:
         return self._regions[key]
 
     def _findings(self) -> dict[str, list[T.Diagnostic]]:
-        server = self._server
-        root = server.root
+        root = self._root()
         assert root is not None
         out: dict[str, list[T.Diagnostic]] = {}
-        for bundle in server.bundles.pending():
-            energy = scoring.pending_energy(server, bundle)
+        for bundle in self._bundles.pending():
+            energy = self._scoring.pending_energy(bundle)
             for path in bundle.files:
                 uri = path_to_uri(root, path)
                 lines = self.regions(bundle, path)
@@ -130,13 +144,13 @@ class Refresher:
                 out.setdefault(uri, []).extend(
                     note(line, message, T.DiagnosticSeverity.Information) for line in lines[:20]
                 )
-        for view in server.views.values():
+        for view in self._views.values():
             for node in view.nodes.values():
                 if node.state != "escalated":
                     continue
                 message = f"Keel: {node.id} ({node.title}) escalated: {node.reason}"
                 for path in node.owns:
-                    if server.documents.by_path(path) is not None:
+                    if self._documents.by_path(path) is not None:
                         uri = path_to_uri(root, path)
                         out.setdefault(uri, []).append(
                             note(0, message, T.DiagnosticSeverity.Warning)

@@ -22,13 +22,12 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from pygls.exceptions import JsonRpcException
 from pygls.io_ import StdoutWriter
-
-if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+from pygls.protocol import JsonRPCProtocol
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 32 * 1024 * 1024
@@ -58,6 +57,33 @@ def oversized(head: bytes, size: int, limit: int) -> bytes:
         params["request"] = True
         message["id"] = json.loads(found.group(1))
     return json.dumps(message).encode()
+
+
+ResultT = TypeVar("ResultT")
+
+
+class Served(Protocol):
+    """What the transport needs of the language server it runs (``KeelLanguageServer``)."""
+
+    _stop_event: threading.Event | None
+
+    @property
+    def protocol(self) -> JsonRPCProtocol: ...
+
+    @property
+    def thread_pool(self) -> ThreadPoolExecutor: ...
+
+    def run_task(self, work: Awaitable[ResultT], name: str) -> asyncio.Task[ResultT]: ...
+
+    def report_server_error(self, error: Exception, source: Any) -> None: ...
+
+    async def abort_requested(self) -> list[str]:
+        """Abort the sessions ``keel abort`` asked to stop; their ids."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 
 class Source(Protocol):
@@ -226,7 +252,7 @@ class Framer:
             self.skipped = 0
 
 
-async def read_messages(framer: Framer, server: KeelLanguageServer, stop: threading.Event) -> None:
+async def read_messages(framer: Framer, server: Served, stop: threading.Event) -> None:
     """Hand every message to pygls until the stream ends; bad ones are answered and logged."""
     protocol = server.protocol
     while not stop.is_set():
@@ -262,7 +288,7 @@ async def read_messages(framer: Framer, server: KeelLanguageServer, stop: thread
             server.report_server_error(exc, JsonRpcException)
 
 
-def _refuse(server: KeelLanguageServer, body: bytes, code: int, reason: str) -> None:
+def _refuse(server: Served, body: bytes, code: int, reason: str) -> None:
     """Log a message that cannot be handled and answer it with a JSON-RPC error.
 
     The id is found if the text has one (else ``null``, as JSON-RPC says), so a client
@@ -313,7 +339,7 @@ class _PipeSource:
 
 
 async def _serve(
-    server: KeelLanguageServer,
+    server: Served,
     source: Source | None,
     stop: threading.Event,
     limit: int,
@@ -335,23 +361,18 @@ async def _serve(
         await server.close()
 
 
-async def _terminate(server: KeelLanguageServer, stopped: asyncio.Future[None]) -> None:
+async def _terminate(server: Served, stopped: asyncio.Future[None]) -> None:
     """``keel abort`` signals the process of a run: abort those sessions, keep serving.
 
     Without an abort request on record the signal is for the server: it stops cleanly.
     """
-    host = server.opened_host
-    requested = []
-    for session_id in list(server.runs):
-        if host is not None and await host.store.session(session_id).abort_requested():
-            requested.append(session_id)
-            server.runs[session_id].cancel("aborted with keel abort")
+    requested = await server.abort_requested()
     if not requested and not stopped.done():
         stopped.set_result(None)
 
 
 def serve_stdio(
-    server: KeelLanguageServer, limit: int = DEFAULT_LIMIT, stall_s: float | None = DEFAULT_STALL_S
+    server: Served, limit: int = DEFAULT_LIMIT, stall_s: float | None = DEFAULT_STALL_S
 ) -> int:
     """Serve on stdin/stdout; the exit status: 0 after ``shutdown`` and ``exit``, else 1
     for an ``exit`` without ``shutdown`` (LSP), and 0 when the client closes stdin."""
@@ -366,12 +387,12 @@ def serve_stdio(
     except (KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
-        server.shutdown()  # type: ignore[no-untyped-call]
+        server.shutdown()
     return status
 
 
 def serve_tcp(
-    server: KeelLanguageServer,
+    server: Served,
     host: str,
     port: int,
     limit: int = DEFAULT_LIMIT,
@@ -406,7 +427,7 @@ def serve_tcp(
     except (KeyboardInterrupt, BrokenPipeError, asyncio.IncompleteReadError):
         pass
     finally:
-        server.shutdown()  # type: ignore[no-untyped-call]
+        server.shutdown()
     return status
 
 

@@ -14,6 +14,8 @@ from keel.engine.models import Component, Residual
 from keel.lsp.documents import EditorReport, digest
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.server import KeelLanguageServer
+from keel.lsp.views import SessionView
+from keel.lsp.workspace import Workspace
 
 
 async def _never(root: Path, env: Any) -> Any:
@@ -28,22 +30,29 @@ def server(tmp_path: Path) -> KeelLanguageServer:
     return made
 
 
-def test_each_settings_problem_is_shown_once_per_change(
+def test_each_settings_problem_is_shown_once_per_change(tmp_path: Path) -> None:
+    shown: list[str] = []
+    workspace = Workspace(_never, {}, warn=shown.append)
+    workspace.report_problems(["a", "b"])
+    workspace.report_problems(["a", "b"])  # another session: nothing again
+    workspace.report_problems(["a", "c"])
+    assert shown == ["Keel: a", "Keel: b", "Keel: c"]
+    workspace.settings_changed()
+    workspace.report_problems(["a"])
+    assert shown[-1] == "Keel: a" and len(shown) == 4
+
+
+def test_settings_problems_reach_the_client_as_warnings(
     server: KeelLanguageServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shown: list[str] = []
+    shown: list[tuple[str, T.MessageType]] = []
 
     def show(message: str, kind: T.MessageType = T.MessageType.Info) -> None:
-        shown.append(message)
+        shown.append((message, kind))
 
-    monkeypatch.setattr(server, "show", show)
-    server.report_problems(["a", "b"])
-    server.report_problems(["a", "b"])  # another session: nothing again
-    server.report_problems(["a", "c"])
-    assert shown == ["Keel: a", "Keel: b", "Keel: c"]
-    server.settings_changed()
-    server.report_problems(["a"])
-    assert shown[-1] == "Keel: a" and len(shown) == 4
+    monkeypatch.setattr(server.client, "show", show)
+    server.folder.report_problems(["a"])
+    assert shown == [("Keel: a", T.MessageType.Warning)]
 
 
 async def test_settings_are_read_in_a_worker_thread(
@@ -51,14 +60,14 @@ async def test_settings_are_read_in_a_worker_thread(
 ) -> None:
     (Path(str(server.root)) / "keel.toml").write_text('[engine]\nmode = "yolo"\n')
     threads: list[int] = []
-    original = KeelLanguageServer.settings
+    original = Workspace.settings
 
-    def spy(self: KeelLanguageServer, *extra: Any) -> Any:
+    def spy(self: Workspace, *extra: Any) -> Any:
         threads.append(threading.get_ident())
         return original(self, *extra)
 
-    monkeypatch.setattr(KeelLanguageServer, "settings", spy)
-    resolved = await server.resolve_settings()
+    monkeypatch.setattr(Workspace, "settings", spy)
+    resolved = await server.folder.resolve_settings()
     assert resolved.config.engine.mode == "yolo"
     assert threads and threads[0] != threading.get_ident()
 
@@ -83,7 +92,9 @@ async def test_sheaf_evidence_counts_only_reports_about_the_checked_content(
     (checked / "b.py").write_text("B = 1\n")
     server.editor.put(_report("a.py", digest(b"A = 1\n"), "about a.py as committed"))
     server.editor.put(_report("b.py", digest(b"B = 0\n"), "about an older b.py"))
-    report = await EditorEvidenceSource(server).diagnostics(checked, ["a.py", "b.py", "c.py"])
+    report = await EditorEvidenceSource(
+        server.documents, server.editor, server.editor_wait_s
+    ).diagnostics(checked, ["a.py", "b.py", "c.py"])
     assert [r.message for r in report.residuals] == ["error: about a.py as committed"]
     assert report.sensor == "editor" and not report.degraded
 
@@ -94,5 +105,21 @@ async def test_sheaf_evidence_waits_boundedly_for_a_buffer_showing_the_content(
     (tmp_path / "a.py").write_text("A = 1\n")
     uri = (tmp_path / "a.py").as_uri()
     server.documents.opened(uri, "a.py", 3, "A = 1\n")
-    report = await EditorEvidenceSource(server).diagnostics(tmp_path, ["a.py"])
+    report = await EditorEvidenceSource(
+        server.documents, server.editor, server.editor_wait_s
+    ).diagnostics(tmp_path, ["a.py"])
     assert report.residuals == ()  # no report within editor_wait_s: nothing to add
+
+
+async def test_the_collaborators_share_one_state(server: KeelLanguageServer) -> None:
+    """What sessions record, scoring and the editor-change callback see: one wiring."""
+    view = SessionView("s-1", task="Add A")
+    view.node("node-1").owns = ["a.py"]
+    server.sessions.views["s-1"] = view
+    assert server.scoring.summary()["sessionId"] == "s-1"
+    server.editor.put(_report("a.py", digest(b"A = 1\n"), "about a.py"))  # a file s-1 owns
+    assert server.refresh.scheduled  # the change is going to the client
+    await server.close()
+    assert server.client.closing and not server.refresh.scheduled
+    server.refresh.schedule()
+    assert not server.refresh.scheduled  # nothing more is sent once closing

@@ -1,7 +1,7 @@
 """The LSP surface, one module per feature; each exports ``register(server)``.
 
-Handlers are closures over the server (no module state) and stay thin: validate, call the
-server's services, convert the result.
+Handlers are closures over the server's collaborators (:class:`~keel.lsp.services.Services`;
+no module state) and stay thin: validate, call one service, convert the result.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from keel.lsp.features import (
 )
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 
-def register_all(server: KeelLanguageServer) -> None:
+def register_all(ls: LanguageServer, services: Services) -> None:
     for module in (lifecycle, documents, diagnostics, commands, code_actions, hover, code_lens):
-        module.register(server)
+        module.register(ls, services)

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as T
 
 from keel.lsp.convert import uri_to_path
+from keel.lsp.documents import EditorDiagnostics
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 KINDS = [T.CodeActionKind.QuickFix, T.CodeActionKind.Refactor]
 
@@ -36,17 +39,17 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
     return not only or any(kind == o or kind.startswith(o + ".") for o in only)
 
 
-def register(server: KeelLanguageServer) -> None:
-    @server.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(code_action_kinds=KINDS))
+def register(ls: LanguageServer, services: Services) -> None:
+    @ls.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(code_action_kinds=KINDS))
     def code_actions(params: T.CodeActionParams) -> list[T.CodeAction] | None:
-        root = server.root
+        root = services.workspace.root
         path = uri_to_path(params.text_document.uri, root) if root else None
         if path is None:
             return None
         only = [str(k) for k in params.context.only] if params.context.only else None
         actions: list[T.CodeAction] = []
         if _wanted(T.CodeActionKind.Refactor, only):
-            for bundle in server.bundles.for_path(path):
+            for bundle in services.bundles.for_path(path):
                 argument = [{"bundleId": bundle.id}]
                 for title, command in (
                     (f"Keel: Approve {bundle.title}", "keel.server.approve"),
@@ -61,11 +64,11 @@ def register(server: KeelLanguageServer) -> None:
                         )
                     )
         if _wanted(T.CodeActionKind.QuickFix, only):
-            actions += fixes(server, path, params)
+            actions += fixes(services.editor, path, params)
         return actions
 
 
-def fixes(server: KeelLanguageServer, path: str, params: T.CodeActionParams) -> list[T.CodeAction]:
+def fixes(editor: EditorDiagnostics, path: str, params: T.CodeActionParams) -> list[T.CodeAction]:
     start, end = params.range.start.line, params.range.end.line
     found: list[tuple[int, str, str | None, T.Diagnostic | None]] = []
     for diagnostic in params.context.diagnostics:
@@ -73,7 +76,7 @@ def fixes(server: KeelLanguageServer, path: str, params: T.CodeActionParams) -> 
             found.append(
                 (diagnostic.range.start.line, diagnostic.message, diagnostic.source, diagnostic)
             )
-    report = server.editor.latest(path)
+    report = editor.latest(path)
     if not found and report is not None:
         for item in report.diagnostics:
             if item.severity in (None, 1) and start <= item.line <= end:

@@ -14,20 +14,22 @@ from lsprotocol import types as T
 from keel.lsp.convert import uri_to_path
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 
-def register(server: KeelLanguageServer) -> None:
-    @server.feature(T.TEXT_DOCUMENT_CODE_LENS, T.CodeLensOptions(resolve_provider=False))
+def register(ls: LanguageServer, services: Services) -> None:
+    @ls.feature(T.TEXT_DOCUMENT_CODE_LENS, T.CodeLensOptions(resolve_provider=False))
     def code_lens(params: T.CodeLensParams) -> list[T.CodeLens] | None:
-        root = server.root
+        root = services.workspace.root
         path = uri_to_path(params.text_document.uri, root) if root else None
         if path is None:
             return None
         lenses = []
-        for bundle in server.bundles.for_path(path):
+        for bundle in services.bundles.for_path(path):
             argument = [{"bundleId": bundle.id}]
-            for line in server.refresh.regions(bundle, path):
+            for line in services.refresh.regions(bundle, path):
                 where = T.Range(T.Position(line, 0), T.Position(line, 0))
                 for title, command in (
                     (f"Keel: Approve {bundle.title}", "keel.server.approve"),

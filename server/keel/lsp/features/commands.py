@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from pygls.exceptions import JsonRpcException
 
 from keel.engine.ports import KeelError
-from keel.lsp import approval, modes, review, scoring, sessions
 from keel.lsp.args import (
     ApproveArgs,
     BundleArgs,
@@ -34,13 +33,15 @@ from keel.lsp.args import (
 from keel.lsp.errors import failed
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 log = logging.getLogger(__name__)
 PREFIX = "keel.server."
 
 
-def register(server: KeelLanguageServer) -> None:
+def register(ls: LanguageServer, services: Services) -> None:
     def command(name: str) -> Callable[[Callable[..., Awaitable[Any]]], None]:
         full = PREFIX + name
 
@@ -53,72 +54,72 @@ def register(server: KeelLanguageServer) -> None:
                 except KeelError as exc:
                     raise failed(f"{full}: {exc}") from None
 
-            server.command(full)(handler)
+            ls.command(full)(handler)
 
         return wrap
 
     @command("startSession")
     async def start_session(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, StartSessionArgs, args)
-        scope = sessions.plan_scope(server, parsed.scope) if parsed.scope else None
-        session_id = await sessions.start(server, parsed.task, mode=parsed.mode, scope=scope)
+        scope = services.sessions.plan_scope(parsed.scope) if parsed.scope else None
+        session_id = await services.sessions.start(parsed.task, mode=parsed.mode, scope=scope)
         return {"sessionId": session_id}
 
     @command("status")
     async def status(name: str, args: tuple[Any, ...]) -> Any:
         parse_args(name, NoArgs, args)
-        if not server.views:
-            await sessions.load_latest(server)
-        return scoring.summary(server)
+        if not services.sessions.views:
+            await services.sessions.load_latest()
+        return services.scoring.summary()
 
     @command("approve")
     async def approve(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, ApproveArgs, args)
-        return await approval.approve(server, parsed.bundle_id, parsed.files)
+        return await services.approval.approve(parsed.bundle_id, parsed.files)
 
     @command("reject")
     async def reject(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, RejectArgs, args)
-        return await review.reject(
-            server, parsed.bundle_id, parsed.reason, "rejected", files=parsed.files
+        return await services.approval.reject(
+            parsed.bundle_id, parsed.reason, "rejected", files=parsed.files
         )
 
     @command("correct")
     async def correct(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, CorrectArgs, args)
-        return await review.reject(server, parsed.bundle_id, parsed.feedback, "correcting")
+        return await services.approval.reject(parsed.bundle_id, parsed.feedback, "correcting")
 
     @command("diff")
     async def diff(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, BundleArgs, args)
-        return review.diff(server, parsed.bundle_id)
+        return services.review.diff(parsed.bundle_id)
 
     @command("abort")
     async def abort(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, SessionArgs, args)
-        return {"aborted": sessions.abort(server, parsed.session_id)}
+        return {"aborted": services.sessions.abort(parsed.session_id)}
 
     @command("resume")
     async def resume(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, SessionArgs, args)
-        return {"sessionId": await sessions.resume(server, parsed.session_id)}
+        return {"sessionId": await services.sessions.resume(parsed.session_id)}
 
     @command("ledger")
     async def ledger(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, LedgerArgs, args)
-        return await review.ledger(server, parsed.limit)
+        return await services.review.ledger(parsed.limit)
 
     @command("rollback")
     async def rollback(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, RollbackArgs, args)
-        return await review.rollback(server, parsed.entry)
+        return await services.review.rollback(parsed.entry)
 
     @command("plan")
     async def plan(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, PlanArgs, args)
-        return await modes.plan(server, parsed.task, parsed.file)
+        return await services.modes.plan(parsed.task, parsed.file)
 
     @command("explain")
     async def explain(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, ExplainArgs, args)
-        return await modes.explain(server, parsed.question, parsed.file)
+        return await services.modes.explain(parsed.question, parsed.file)

@@ -24,20 +24,22 @@ from keel.lsp.documents import EditorReport, disk_digest
 from keel.lsp.errors import invalid
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def register(server: KeelLanguageServer) -> None:
-    @server.feature("keel/editorDiagnostics")
+def register(ls: LanguageServer, services: Services) -> None:
+    @ls.feature("keel/editorDiagnostics")
     def editor_diagnostics(params: Any) -> None:
         try:
             report = EditorDiagnosticsParams.model_validate(params)
         except ValidationError as exc:
             log.warning("ignored a malformed keel/editorDiagnostics: %s", exc.errors()[:3])
             return
-        root = server.root
+        root = services.workspace.root
         path = uri_to_path(report.uri, root) if root else None
         if path is None or root is None:
             log.debug("ignored editor diagnostics for %s (not a workspace file)", report.uri)
@@ -45,7 +47,7 @@ def register(server: KeelLanguageServer) -> None:
         diagnostics, skipped = report.parsed()
         if skipped:
             log.info("%s: skipped %d unusable diagnostics", path, skipped)
-        sequence = server.editor.next_sequence()
+        sequence = services.editor.next_sequence()
         kept = tuple(d for d in diagnostics if d.source != "keel")
         residuals = tuple(editor_residuals(path, diagnostics))
 
@@ -53,9 +55,9 @@ def register(server: KeelLanguageServer) -> None:
             if content == "stale":
                 log.debug("ignored editor diagnostics for %s v%s (stale)", path, report.version)
                 return
-            server.editor.put(EditorReport(path, report.uri, content, kept, residuals, sequence))
+            services.editor.put(EditorReport(path, report.uri, content, kept, residuals, sequence))
 
-        content = server.documents.pin(report.uri, report.version)
+        content = services.documents.pin(report.uri, report.version)
         if content is not None:
             store(content)  # at once: the next hover already sees it
             return
@@ -63,9 +65,9 @@ def register(server: KeelLanguageServer) -> None:
         async def pin_to_disk() -> None:  # not open: the diagnostics are about the file
             store(await asyncio.to_thread(disk_digest, root, path))
 
-        server.run_task(pin_to_disk(), name=f"editor diagnostics of {path}")
+        services.spawn(pin_to_disk(), name=f"editor diagnostics of {path}")
 
-    @server.feature("keel/oversized")
+    @ls.feature("keel/oversized")
     def oversized(params: Any) -> None:
         size, limit = params.get("bytes"), params.get("limit")
         method = params.get("method") or "a message"
@@ -73,4 +75,4 @@ def register(server: KeelLanguageServer) -> None:
         log.warning(message)
         if params.get("request"):
             raise invalid(message)
-        server.show(message)
+        services.client.show(message)

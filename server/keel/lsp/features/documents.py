@@ -14,35 +14,37 @@ from lsprotocol import types as T
 from keel.lsp.convert import uri_to_path
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 
-def register(server: KeelLanguageServer) -> None:
+def register(ls: LanguageServer, services: Services) -> None:
     def path_of(uri: str) -> str | None:
-        return uri_to_path(uri, server.root) if server.root else None
+        return uri_to_path(uri, services.workspace.root) if services.workspace.root else None
 
     def text_of(uri: str) -> str:
-        return server.workspace.get_text_document(uri).source
+        return services.documents.text(uri)
 
-    @server.feature(T.TEXT_DOCUMENT_DID_OPEN)
+    @ls.feature(T.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: T.DidOpenTextDocumentParams) -> None:
         doc = params.text_document
-        server.documents.opened(doc.uri, path_of(doc.uri), doc.version, text_of(doc.uri))
-        server.refresh.schedule()
+        services.documents.opened(doc.uri, path_of(doc.uri), doc.version, text_of(doc.uri))
+        services.refresh.schedule()
 
-    @server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
+    @ls.feature(T.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(params: T.DidChangeTextDocumentParams) -> None:
         doc = params.text_document
-        server.documents.changed(doc.uri, doc.version, text_of(doc.uri))
+        services.documents.changed(doc.uri, doc.version, text_of(doc.uri))
         path = path_of(doc.uri)
-        if path is not None and server.bundles.for_path(path):
-            server.refresh.schedule()
+        if path is not None and services.bundles.for_path(path):
+            services.refresh.schedule()
 
-    @server.feature(T.TEXT_DOCUMENT_DID_SAVE)
+    @ls.feature(T.TEXT_DOCUMENT_DID_SAVE)
     def did_save(params: T.DidSaveTextDocumentParams) -> None:
-        server.refresh.schedule()
+        services.refresh.schedule()
 
-    @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
+    @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: T.DidCloseTextDocumentParams) -> None:
-        server.documents.closed(params.text_document.uri)
-        server.refresh.schedule()
+        services.documents.closed(params.text_document.uri)
+        services.refresh.schedule()

@@ -12,36 +12,37 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types as T
 
-from keel.lsp import scoring
 from keel.lsp.convert import energy_markdown, uri_to_path
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 
-def register(server: KeelLanguageServer) -> None:
-    @server.feature(T.TEXT_DOCUMENT_HOVER)
+def register(ls: LanguageServer, services: Services) -> None:
+    @ls.feature(T.TEXT_DOCUMENT_HOVER)
     def hover(params: T.HoverParams) -> T.Hover | None:
-        root = server.root
+        root = services.workspace.root
         path = uri_to_path(params.text_document.uri, root) if root else None
         if path is None:
             return None
-        pending = server.bundles.for_path(path)
+        pending = services.bundles.for_path(path)
         if pending:
             bundle = pending[-1]
-            view = server.views.get(bundle.session_id)
+            view = services.sessions.views.get(bundle.session_id)
             node = view.nodes.get(bundle.node_id) if view else None
             heading = f"`{bundle.node_id}` {bundle.title}"
             status = f"awaiting approval (bundle `{bundle.id}`)"
-            energy = scoring.pending_energy(server, bundle)
-            epsilon = scoring.epsilon_of(server, bundle.session_id)
+            energy = services.scoring.pending_energy(bundle)
+            epsilon = services.scoring.epsilon_of(bundle.session_id)
             attempts = node.attempts if node else 1
         else:
-            found = server.view_owning(path)
+            found = services.sessions.view_owning(path)
             if found is None:
                 return None
             view, node = found
-            measured = scoring.node_energy(server, view, node)
+            measured = services.scoring.node_energy(view, node)
             if measured is None:
                 value = (
                     f"**Keel** `{node.id}` {node.title}\n\nstatus: {node.state}, not measured yet"

@@ -8,18 +8,18 @@ latest session loaded, so status and hovers work right after a reconnect.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as T
 
-from keel.lsp import sessions
 from keel.lsp.convert import uri_to_fs
 
 if TYPE_CHECKING:
-    from keel.lsp.server import KeelLanguageServer
+    from pygls.lsp.server import LanguageServer
+
+    from keel.lsp.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -32,43 +32,42 @@ def _root(params: T.InitializeParams) -> Path | None:
     return Path(params.root_path) if params.root_path else None
 
 
-def register(server: KeelLanguageServer) -> None:
+def register(ls: LanguageServer, services: Services) -> None:
     async def report_problems() -> None:
-        server.report_problems((await server.resolve_settings()).problems)
+        services.workspace.report_problems((await services.workspace.resolve_settings()).problems)
 
     def client_settings(value: Any) -> None:
-        if value != server.client_settings:
-            server.client_settings = value
-            server.settings_changed()
+        if value != services.workspace.client_settings:
+            services.workspace.client_settings = value
+            services.workspace.settings_changed()
 
     async def pull_configuration() -> None:
-        if not server.supports("workspace.configuration", False):
+        if not services.client.supports("workspace.configuration", False):
             return
         params = T.ConfigurationParams(items=[T.ConfigurationItem(section="keel")])
         try:
-            values = await server.workspace_configuration_async(params)
+            values = await services.client.configuration(params)
         except Exception as exc:
             log.warning("workspace/configuration failed: %s", exc)
             return
         client_settings(values[0] if values else None)
 
-    @server.feature(T.INITIALIZE)
+    @ls.feature(T.INITIALIZE)
     def initialize(params: T.InitializeParams) -> None:
-        server.root = _root(params)
-        server.init_options = params.initialization_options
+        services.workspace.root = _root(params)
+        services.workspace.init_options = params.initialization_options
 
-    @server.feature(T.INITIALIZED)
+    @ls.feature(T.INITIALIZED)
     async def initialized(params: T.InitializedParams) -> None:
-        if server.log_handler is not None:
-            server.log_handler.connect(server.notify_log, asyncio.get_running_loop())
-        log.info("Keel serving %s", server.root or "(no workspace folder)")
+        services.connect_log()
+        log.info("Keel serving %s", services.workspace.root or "(no workspace folder)")
         await pull_configuration()
         await report_problems()
-        await sessions.load_latest(server)
+        await services.sessions.load_latest()
 
-    @server.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def configuration_changed(params: T.DidChangeConfigurationParams) -> None:
-        if server.supports("workspace.configuration", False):
+        if services.client.supports("workspace.configuration", False):
             await pull_configuration()
         else:
             settings: Any = params.settings
@@ -77,13 +76,13 @@ def register(server: KeelLanguageServer) -> None:
             client_settings(settings["keel"])
         await report_problems()
 
-    @server.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: T.WorkDoneProgressCancelParams) -> None:
-        session_id = server.reporter.session_of(params.token)
+        session_id = services.reporter.session_of(params.token)
         if session_id is not None:
             log.info("progress %s cancelled: aborting session %s", params.token, session_id)
-            sessions.abort(server, session_id)
+            services.sessions.abort(session_id)
 
-    @server.feature(T.SHUTDOWN)
+    @ls.feature(T.SHUTDOWN)
     async def shutdown(params: None) -> None:
-        await server.close()
+        await services.close()
