@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from keel.engine.events import BudgetExceededEvent, NodeFailed
-from keel.engine.records import AttemptRecord, EscalationRecord, ModelCall, StepRecord
+from keel.engine.events import BudgetExceededEvent, EventError, EventKind, NodeFailed
+from keel.engine.records import AttemptRecord, EscalationRecord, EventRecord, ModelCall, StepRecord
 from keel.providers.replay import index_entries, select_entry
 from keel.replay import parse_step_id, transcript_entries
 from keel.reports import (
@@ -21,6 +21,7 @@ from keel.reports import (
     format_status,
     redact_row,
     secrets_in,
+    stored_events,
 )
 
 
@@ -332,3 +333,17 @@ def test_exploration_turns_export_as_tool_call_lines_that_replay() -> None:
     indexed = index_entries(entries, "export")  # a valid transcript: turn 2 gets the answer
     found = select_entry(indexed, ("architect", None, 1), 2, False)
     assert found is not None and found.text == "{}"
+
+
+def test_stored_events_become_records_and_a_broken_one_is_named() -> None:
+    committed = {"type": "node_committed", "node": "n1", "ledger": "a" * 40, "files": [], "v": 0}
+    failed = {"ts": "t", "session": "s", "type": "node_failed", "node": "n2", "reason": "dep"}
+    rows = [EventRecord(i, str(e["type"]), e, "t") for i, e in enumerate((committed, failed))]
+    [record] = stored_events(rows, {EventKind.NODE_FAILED})
+    assert record == NodeFailed(node="n2", reason="dep", ts="t", session="s")
+    # Only the kinds asked for are read: an event of a later Keel elsewhere does not matter.
+    later = EventRecord(3, "node_paused", {"type": "node_paused", "node": "n1"}, "t")
+    assert stored_events([*rows, later], {EventKind.NODE_FAILED}) == [record]
+    broken = EventRecord(4, "node_failed", {"type": "node_failed", "node": "n3"}, "t")
+    with pytest.raises(EventError, match="node_failed event: missing key 'reason'"):
+        stored_events([broken], {EventKind.NODE_FAILED})
