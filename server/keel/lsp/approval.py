@@ -31,6 +31,7 @@ from keel.lsp.bundles import PendingBundle
 from keel.lsp.convert import OpenText, bundle_edit, evidence_text, path_to_uri, uri_to_path
 from keel.lsp.documents import digest
 from keel.lsp.errors import failed, invalid
+from keel.lsp.payloads import LedgerEntryResult
 
 if TYPE_CHECKING:
     from keel.lsp.server import KeelLanguageServer
@@ -101,7 +102,7 @@ def ensure_pending(server: KeelLanguageServer, bundle: PendingBundle, doing: str
 
 async def approve(
     server: KeelLanguageServer, bundle_id: str, uris: list[str] | None
-) -> dict[str, Any]:
+) -> LedgerEntryResult:
     bundle = server.bundles.claim(bundle_id)
     decided = False
     try:
@@ -127,7 +128,7 @@ async def approve(
             settlement = await decide(server, bundle, Decision(True, "user", files=files))
             if settlement is not None and settlement.ledger_sha:
                 await recorded(server, bundle, settlement.ledger_sha)
-                return {"ledgerEntry": settlement.ledger_sha}
+                return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
             raise failed(
                 f"{', '.join(moved)} changed on disk since bundle {bundle.id} was made; Keel "
                 "re-bases the bundle onto the current file (or regenerates it on a conflict) "
@@ -179,7 +180,7 @@ async def approve(
         if settlement is None:
             sha = await committed_anyway(server, bundle, paths)
             if sha is not None:
-                return {"ledgerEntry": sha}
+                return LedgerEntryResult(ledger_entry=sha)
             note = await undo.run() if undo else ""
             raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
         if settlement.error or not settlement.ledger_sha:
@@ -189,7 +190,7 @@ async def approve(
                 f"again{note}"
             )
         await recorded(server, bundle, settlement.ledger_sha)
-        return {"ledgerEntry": settlement.ledger_sha}
+        return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
     finally:
         if not decided:
             server.bundles.release(bundle)

@@ -15,15 +15,22 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as T
 
 from keel.engine.modes import Explained, Explored, explanation_markdown, plan_markdown
-from keel.engine.planning import plan_dict
 from keel.engine.ports import KeelError
 from keel.lsp.convert import path_to_uri, uri_to_path
 from keel.lsp.errors import invalid
+from keel.lsp.payloads import (
+    Citation,
+    DroppedCitation,
+    ExplainResult,
+    ExploreCall,
+    InvalidAttempt,
+    PlanResult,
+)
 
 if TYPE_CHECKING:
     from keel.lsp.server import KeelLanguageServer
@@ -88,15 +95,15 @@ async def _progress(
             server.work_done_progress.tokens.pop(token, None)
 
 
-async def plan(server: KeelLanguageServer, task: str, file: str | None) -> dict[str, Any]:
+async def plan(server: KeelLanguageServer, task: str, file: str | None) -> PlanResult:
     root = _root(server)
     focus = _focus(server, root, file)
     settings = await server.resolve_settings()
     server.report_problems(settings.problems)
-    invalid_attempts: list[dict[str, Any]] = []
+    invalid_attempts: list[InvalidAttempt] = []
 
     def on_invalid(attempt: int, errors: list[str]) -> None:
-        invalid_attempts.append({"attempt": attempt, "errors": errors})
+        invalid_attempts.append(InvalidAttempt(attempt=attempt, errors=list(errors)))
 
     assert server.open_modes is not None
     explored: list[Explored] = []
@@ -108,16 +115,26 @@ async def plan(server: KeelLanguageServer, task: str, file: str | None) -> dict[
 
         async with server.open_modes(root, settings.config, task, server.env) as modes:
             result = await modes.plan(task, on_invalid, focus, on_explore)
-    return {
-        "task": task,
-        "plan": plan_dict(result),
-        "invalidAttempts": invalid_attempts,
-        "explore": [call.as_dict() for call in explored],
-        "markdown": plan_markdown(task, result),
-    }
+    return PlanResult(
+        task=task,
+        plan=result,
+        invalid_attempts=invalid_attempts,
+        explore=[_explore_call(call) for call in explored],
+        markdown=plan_markdown(task, result),
+    )
 
 
-async def explain(server: KeelLanguageServer, question: str, file: str | None) -> dict[str, Any]:
+def _explore_call(call: Explored) -> ExploreCall:
+    return ExploreCall(
+        tool=call.tool,
+        arguments=dict(call.arguments),
+        chars=call.chars,
+        refused=call.refused,
+        reason=call.reason,
+    )
+
+
+async def explain(server: KeelLanguageServer, question: str, file: str | None) -> ExplainResult:
     root = _root(server)
     focus = _focus(server, root, file)
     settings = await server.resolve_settings()
@@ -126,12 +143,20 @@ async def explain(server: KeelLanguageServer, question: str, file: str | None) -
     async with _progress(server, "Keel: explaining") as report:
         async with server.open_modes(root, settings.config, question, server.env) as modes:
             explained: Explained = await modes.explain(question, focus, report)
-    data = explained.as_dict()
 
     def link(path: str, line: int) -> str:
         return f"{path_to_uri(root, path)}#L{line}"
 
-    for citation in data["citations"]:
-        citation["uri"] = path_to_uri(root, citation["path"])
-    data["markdown"] = explanation_markdown(explained, link)
-    return data
+    return ExplainResult(
+        question=explained.question,
+        answer=explained.answer,
+        citations=[
+            Citation(path=c.path, line=c.line, uri=path_to_uri(root, c.path))
+            for c in explained.citations
+        ],
+        dropped=[
+            DroppedCitation(path=d.path, line=d.line, reason=d.reason) for d in explained.dropped
+        ],
+        explore=[_explore_call(call) for call in explained.explored],
+        markdown=explanation_markdown(explained, link),
+    )

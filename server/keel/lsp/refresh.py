@@ -53,7 +53,7 @@ class Refresher:
         server = self._server
         try:
             if server.views or server.bundles.pending():
-                server.notify("keel/sessionChanged", scoring.summary(server))
+                server.notify("keel/sessionChanged", scoring.summary(server).wire())
             self._publish()
             self._refresh_lenses()
         except Exception:  # one failed refresh must not stop the next

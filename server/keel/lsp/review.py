@@ -14,8 +14,7 @@ entry's files has unsaved edits in the editor, which the revert would otherwise 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from lsprotocol import types as T
 
@@ -25,6 +24,14 @@ from keel.lsp.approval import buffers, chosen_paths, editor_energy, ensure_pendi
 from keel.lsp.bundles import PendingBundle
 from keel.lsp.convert import bundle_edit, path_to_uri
 from keel.lsp.errors import failed, invalid
+from keel.lsp.payloads import (
+    DecisionResult,
+    DiffFile,
+    DiffResult,
+    LedgerEntry,
+    LedgerEntryResult,
+    LedgerResult,
+)
 from keel.lsp.scoring import editor_sources
 
 if TYPE_CHECKING:
@@ -38,7 +45,7 @@ async def reject(
     how: str,
     *,
     files: list[str] | None = None,
-) -> dict[str, Any]:
+) -> DecisionResult:
     """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt.
 
     With ``files`` (URIs) that are not all of the bundle's, only those files are dropped.
@@ -56,7 +63,9 @@ async def reject(
         full = "\n\n".join(part for part in (feedback, editor_feedback(server, bundle)) if part)
         said = "rejected" if how == "rejected" else "rejected with a correction"
         hand_over(server, bundle, Decision(False, "user", feedback=full), said)
-        return {"bundleId": bundle.id, "decision": how}
+        return DecisionResult(
+            bundle_id=bundle.id, decision="correcting" if how == "correcting" else "rejected"
+        )
     finally:
         if not decided:
             server.bundles.release(bundle)
@@ -64,13 +73,13 @@ async def reject(
 
 def _reject_files(
     server: KeelLanguageServer, bundle: PendingBundle, paths: list[str], reason: str
-) -> dict[str, Any]:
+) -> DecisionResult:
     """Drop ``paths`` from the bundle; the engine verifies the rest and proposes it again."""
     base = bundle.request.base
     dropped = {path: base.get(path) for path in paths}  # "edited" back to what they were
     decision = Decision(False, "user", feedback=reason, edits=dropped)
     hand_over(server, bundle, decision, f"rejected {', '.join(paths)}; the rest proposed again")
-    return {"bundleId": bundle.id, "decision": "rejected"}
+    return DecisionResult(bundle_id=bundle.id, decision="rejected")
 
 
 def hand_over(
@@ -93,7 +102,7 @@ def editor_feedback(server: KeelLanguageServer, bundle: PendingBundle, limit: in
     return "The editor's language servers report on the proposed content:\n" + "\n".join(lines)
 
 
-def diff(server: KeelLanguageServer, bundle_id: str) -> dict[str, Any]:
+def diff(server: KeelLanguageServer, bundle_id: str) -> DiffResult:
     bundle = server.bundles.get(bundle_id)
     if bundle is None:
         raise invalid(f"no pending bundle {bundle_id}")
@@ -101,44 +110,45 @@ def diff(server: KeelLanguageServer, bundle_id: str) -> dict[str, Any]:
     files = []
     for path in bundle.files:
         before, after = bundle.request.base.get(path), bundle.request.changes[path]
-        change = "create" if before is None else "delete" if after is None else "modify"
-        files.append(
-            {
-                "uri": path_to_uri(server.root, path),
-                "path": path,
-                "change": change,
-                "before": (before or b"").decode("utf-8", "replace"),
-                "after": (after or b"").decode("utf-8", "replace"),
-                "unifiedDiff": unified_diff(path, before, after),
-            }
+        change: Literal["create", "modify", "delete"] = (
+            "create" if before is None else "delete" if after is None else "modify"
         )
-    return {"bundleId": bundle.id, "files": files}
+        files.append(
+            DiffFile(
+                uri=path_to_uri(server.root, path),
+                path=path,
+                change=change,
+                before=(before or b"").decode("utf-8", "replace"),
+                after=(after or b"").decode("utf-8", "replace"),
+                unified_diff=unified_diff(path, before, after),
+            )
+        )
+    return DiffResult(bundle_id=bundle.id, files=files)
 
 
-async def ledger(server: KeelLanguageServer, limit: int | None) -> list[dict[str, Any]]:
+async def ledger(server: KeelLanguageServer, limit: int | None) -> LedgerResult:
     host = await server.host()
     entries = await host.ledger.entries(limit or 10)
-    out = []
-    for entry in entries:
-        record = asdict(entry)
-        out.append(
-            {
-                "sha": record["sha"],
-                "title": record["title"],
-                "sessionId": record["session"],
-                "nodeId": record["node"],
-                "bundle": record["bundle"],
-                "energy": record["energy"],
-                "approvedBy": record["approved_by"],
-                "timestamp": record["timestamp"],
-                "files": list(record["files"]),
-                "reverts": record["reverts"],
-            }
-        )
-    return out
+    return LedgerResult(
+        [
+            LedgerEntry(
+                sha=entry.sha,
+                title=entry.title,
+                session_id=entry.session,
+                node_id=entry.node,
+                bundle=entry.bundle,
+                energy=entry.energy,
+                approved_by=entry.approved_by,
+                timestamp=entry.timestamp,
+                files=list(entry.files),
+                reverts=entry.reverts,
+            )
+            for entry in entries
+        ]
+    )
 
 
-async def rollback(server: KeelLanguageServer, entry: str) -> dict[str, Any]:
+async def rollback(server: KeelLanguageServer, entry: str) -> LedgerEntryResult:
     host = await server.host()
     record, _patch = await host.ledger.show(entry)
     paths = list(record.files)
@@ -160,7 +170,7 @@ async def rollback(server: KeelLanguageServer, entry: str) -> dict[str, Any]:
         raise failed(str(exc)) from None
     after = await asyncio.gather(*(host.ledger.read(p) for p in paths))
     await sync_buffers(server, dict(zip(paths, after, strict=True)), f"Keel: revert {record.title}")
-    return {"ledgerEntry": sha}
+    return LedgerEntryResult(ledger_entry=sha)
 
 
 async def sync_buffers(

@@ -10,13 +10,14 @@ Also here: the session summary that ``keel.server.status`` returns and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keel.engine.energy import energy_from_record, rescore
 from keel.engine.models import Energy, EnergyWeights, SensorReport
 from keel.lsp.bundles import PendingBundle
 from keel.lsp.convert import energy_payload, path_to_uri
 from keel.lsp.documents import digest
+from keel.lsp.payloads import BundleProposed, SessionRef, SessionSummary, SummaryNode
 from keel.lsp.views import NodeView, SessionView
 
 if TYPE_CHECKING:
@@ -64,19 +65,19 @@ def node_energy(server: KeelLanguageServer, view: SessionView, node: NodeView) -
     return rescore(node.energy, view.weights, reports)
 
 
-def bundle_payload(server: KeelLanguageServer, bundle: PendingBundle) -> dict[str, Any]:
-    """``{"bundleId", "nodeId", "title", "files": [uri], "energy": {...}}`` (+ sessionId)."""
+def bundle_payload(server: KeelLanguageServer, bundle: PendingBundle) -> BundleProposed:
+    """``keel/bundleProposed``, and an item of the summary's ``pendingBundles``."""
     root = server.root
     files = [path_to_uri(root, p) if root else p for p in bundle.files]
     energy = pending_energy(server, bundle)
-    return {
-        "bundleId": bundle.id,
-        "nodeId": bundle.node_id,
-        "title": bundle.title,
-        "files": files,
-        "energy": energy_payload(energy, epsilon_of(server, bundle.session_id)),
-        "sessionId": bundle.session_id,
-    }
+    return BundleProposed(
+        bundle_id=bundle.id,
+        node_id=bundle.node_id,
+        title=bundle.title,
+        files=files,
+        energy=energy_payload(energy, epsilon_of(server, bundle.session_id)),
+        session_id=bundle.session_id,
+    )
 
 
 def current_view(server: KeelLanguageServer, session_id: str | None = None) -> SessionView | None:
@@ -88,36 +89,36 @@ def current_view(server: KeelLanguageServer, session_id: str | None = None) -> S
     return candidates[-1] if candidates else None
 
 
-def summary(server: KeelLanguageServer, session_id: str | None = None) -> dict[str, Any]:
+def summary(server: KeelLanguageServer, session_id: str | None = None) -> SessionSummary:
     """The session summary: nodes with state and latest energy, and pending bundles."""
     view = current_view(server, session_id)
     nodes = []
     for node in view.nodes.values() if view else []:
         energy = node_energy(server, view, node) if view else None
         nodes.append(
-            {
-                "id": node.id,
-                "title": node.title,
-                "kind": node.kind,
-                "state": node.state,
-                "owns": node.owns,
-                "attempts": node.attempts,
-                "energy": energy_payload(energy, view.epsilon) if energy and view else None,
-                "ledgerEntry": node.ledger,
-            }
+            SummaryNode(
+                id=node.id,
+                title=node.title,
+                kind=node.kind,
+                state=node.state,
+                owns=list(node.owns),
+                attempts=node.attempts,
+                energy=energy_payload(energy, view.epsilon) if energy and view else None,
+                ledger_entry=node.ledger,
+            )
         )
-    return {
-        "sessionId": view.id if view else None,
-        "task": view.task if view else None,
-        "running": view.running if view else False,
-        "outcome": view.outcome if view else None,
-        "reason": view.reason if view else "",
-        "mode": view.mode if view else None,
-        "epsilon": view.epsilon if view else None,
-        "nodes": nodes,
-        "pendingBundles": [bundle_payload(server, b) for b in server.bundles.pending()],
-        "sessions": [
-            {"sessionId": v.id, "task": v.task, "running": v.running, "outcome": v.outcome}
+    return SessionSummary(
+        session_id=view.id if view else None,
+        task=view.task if view else None,
+        running=view.running if view else False,
+        outcome=view.outcome if view else None,
+        reason=view.reason if view else "",
+        mode=view.mode if view else None,
+        epsilon=view.epsilon if view else None,
+        nodes=nodes,
+        pending_bundles=[bundle_payload(server, b) for b in server.bundles.pending()],
+        sessions=[
+            SessionRef(session_id=v.id, task=v.task, running=v.running, outcome=v.outcome)
             for v in server.views.values()
         ],
-    }
+    )

@@ -63,7 +63,7 @@ class EditorApprover:
     async def review(self, request: ApprovalRequest) -> Decision | None:
         server = self._server
         bundle = server.bundles.propose(self._session_id, request)
-        server.notify("keel/bundleProposed", scoring.bundle_payload(server, bundle))
+        server.notify("keel/bundleProposed", scoring.bundle_payload(server, bundle).wire())
         server.refresh.schedule()
         try:
             return await bundle.decision
