@@ -93,6 +93,7 @@ class SummaryNode(Payload):
     kind: str = Field(description="code, unit_test or command ('' before the plan says)")
     state: str = Field(description="one of: " + ", ".join(NODE_STATES))
     owns: list[str] = Field(description="workspace-relative paths the node owns")
+    depends_on: list[str] = Field(description="ids of the nodes it runs after")
     attempts: int
     energy: Energy | None = Field(description="the latest measurement, null before one")
     ledger_entry: str | None = Field(description="the commit of a committed node")

@@ -90,6 +90,21 @@ def render_typescript(document: dict[str, Any] | None = None) -> str:
         else:
             out.append(f"export type {name} = {_ts(node)};")
         out.append("")
+    out.append("/** The keys every payload object must have, by name: what `expect` checks. */")
+    out.append("export const REQUIRED_KEYS = {")
+    for name, node in document["$defs"].items():
+        if "properties" in node:
+            keys = ", ".join(f"'{key}'" for key in node.get("required", []))
+            out.append(f"  {name}: [{keys}],")
+    out.append("} as const;")
+    out.append("")
+    out.append("/** Every payload object type by its name (the keys of `REQUIRED_KEYS`). */")
+    out.append("export interface Payloads {")
+    for name, node in document["$defs"].items():
+        if "properties" in node:
+            out.append(f"  readonly {name}: {name};")
+    out.append("}")
+    out.append("")
     out.append("/** The `keel.server.*` commands: the argument each takes and the result. */")
     out.append("export interface Commands {")
     for command, spec in document["commands"].items():

@@ -102,6 +102,7 @@ def summary(server: KeelLanguageServer, session_id: str | None = None) -> Sessio
                 kind=node.kind,
                 state=node.state,
                 owns=list(node.owns),
+                depends_on=list(node.depends_on),
                 attempts=node.attempts,
                 energy=energy_payload(energy, view.epsilon) if energy and view else None,
                 ledger_entry=node.ledger,

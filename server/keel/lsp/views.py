@@ -21,6 +21,7 @@ class NodeView:
     title: str = ""
     kind: str = ""
     owns: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
     state: str = "queued"
     attempts: int = 0
     energy: Energy | None = None
@@ -67,6 +68,7 @@ class SessionView:
                 node = self.node(str(item["id"]))
                 node.title, node.kind = str(item.get("title", "")), str(item.get("kind", ""))
                 node.owns = [str(p) for p in item.get("owns", [])]
+                node.depends_on = [str(d) for d in item.get("depends_on", [])]
         elif kind == "session_finished":
             self.running = False
             self.outcome, self.reason = event.get("outcome"), str(event.get("reason", ""))
@@ -126,6 +128,7 @@ def hydrate(
         node = view.node(str(item["id"]))
         node.title, node.kind = str(item.get("title", "")), str(item.get("kind", ""))
         node.owns = [str(p) for p in item.get("owns", [])]
+        node.depends_on = [str(d) for d in item.get("depends_on", [])]
     for row in nodes:
         node = view.node(str(row["node_id"]))
         node.state = str(row["state"])

@@ -201,6 +201,7 @@
 ---@field kind string code, unit_test or command ('' before the plan says)
 ---@field state string one of: queued, running, verifying, retrying, awaiting_approval, committed, escalated, failed, waiting
 ---@field owns string[] workspace-relative paths the node owns
+---@field dependsOn string[] ids of the nodes it runs after
 ---@field attempts integer
 ---@field energy keel.proto.Energy|vim.NIL the latest measurement, null before one
 ---@field ledgerEntry string|vim.NIL the commit of a committed node

@@ -274,6 +274,8 @@ export interface SummaryNode {
   readonly state: string;
   /** workspace-relative paths the node owns */
   readonly owns: readonly string[];
+  /** ids of the nodes it runs after */
+  readonly dependsOn: readonly string[];
   readonly attempts: number;
   /** the latest measurement, null before one */
   readonly energy: Energy | null;
@@ -283,6 +285,88 @@ export interface SummaryNode {
 
 export interface TaskPlan {
   readonly nodes: readonly PlanNode[];
+}
+
+/** The keys every payload object must have, by name: what `expect` checks. */
+export const REQUIRED_KEYS = {
+  AbortResult: ['aborted'],
+  ApproveArgs: ['bundleId'],
+  BundleArgs: ['bundleId'],
+  BundleProposed: ['bundleId', 'nodeId', 'title', 'files', 'energy', 'sessionId'],
+  Citation: ['path', 'line', 'uri'],
+  CorrectArgs: ['bundleId', 'feedback'],
+  DecisionResult: ['bundleId', 'decision'],
+  Diagnostic: ['range', 'message'],
+  DiffFile: ['uri', 'path', 'change', 'before', 'after', 'unifiedDiff'],
+  DiffResult: ['bundleId', 'files'],
+  DroppedCitation: ['path', 'line', 'reason'],
+  EditorDiagnosticsParams: ['uri', 'diagnostics'],
+  Energy: ['v', 'v_syn', 'v_str', 'v_log', 'v_boot', 'v_sheaf', 'epsilon', 'stable'],
+  ExplainArgs: ['question'],
+  ExplainResult: ['question', 'answer', 'citations', 'dropped', 'explore', 'markdown'],
+  ExploreCall: ['tool', 'arguments', 'chars', 'refused', 'reason'],
+  InvalidAttempt: ['attempt', 'errors'],
+  LedgerArgs: [],
+  LedgerEntry: ['sha', 'title', 'sessionId', 'nodeId', 'bundle', 'energy', 'approvedBy', 'timestamp', 'files', 'reverts'],
+  LedgerEntryResult: ['ledgerEntry'],
+  NoArgs: [],
+  NodeContract: ['symbols', 'forbidden'],
+  PlanArgs: ['task'],
+  PlanNode: ['id', 'title', 'kind', 'owns', 'context', 'depends_on', 'commands', 'contract'],
+  PlanResult: ['task', 'plan', 'invalidAttempts', 'explore', 'markdown'],
+  Position: ['line'],
+  Range: ['start'],
+  RejectArgs: ['bundleId'],
+  RollbackArgs: ['entry'],
+  ScopeArgs: [],
+  SessionArgs: [],
+  SessionIdResult: ['sessionId'],
+  SessionRef: ['sessionId', 'task', 'running', 'outcome'],
+  SessionSummary: ['sessionId', 'task', 'running', 'outcome', 'reason', 'mode', 'epsilon', 'nodes', 'pendingBundles', 'sessions'],
+  StartSessionArgs: ['task'],
+  SummaryNode: ['id', 'title', 'kind', 'state', 'owns', 'dependsOn', 'attempts', 'energy', 'ledgerEntry'],
+  TaskPlan: ['nodes'],
+} as const;
+
+/** Every payload object type by its name (the keys of `REQUIRED_KEYS`). */
+export interface Payloads {
+  readonly AbortResult: AbortResult;
+  readonly ApproveArgs: ApproveArgs;
+  readonly BundleArgs: BundleArgs;
+  readonly BundleProposed: BundleProposed;
+  readonly Citation: Citation;
+  readonly CorrectArgs: CorrectArgs;
+  readonly DecisionResult: DecisionResult;
+  readonly Diagnostic: Diagnostic;
+  readonly DiffFile: DiffFile;
+  readonly DiffResult: DiffResult;
+  readonly DroppedCitation: DroppedCitation;
+  readonly EditorDiagnosticsParams: EditorDiagnosticsParams;
+  readonly Energy: Energy;
+  readonly ExplainArgs: ExplainArgs;
+  readonly ExplainResult: ExplainResult;
+  readonly ExploreCall: ExploreCall;
+  readonly InvalidAttempt: InvalidAttempt;
+  readonly LedgerArgs: LedgerArgs;
+  readonly LedgerEntry: LedgerEntry;
+  readonly LedgerEntryResult: LedgerEntryResult;
+  readonly NoArgs: NoArgs;
+  readonly NodeContract: NodeContract;
+  readonly PlanArgs: PlanArgs;
+  readonly PlanNode: PlanNode;
+  readonly PlanResult: PlanResult;
+  readonly Position: Position;
+  readonly Range: Range;
+  readonly RejectArgs: RejectArgs;
+  readonly RollbackArgs: RollbackArgs;
+  readonly ScopeArgs: ScopeArgs;
+  readonly SessionArgs: SessionArgs;
+  readonly SessionIdResult: SessionIdResult;
+  readonly SessionRef: SessionRef;
+  readonly SessionSummary: SessionSummary;
+  readonly StartSessionArgs: StartSessionArgs;
+  readonly SummaryNode: SummaryNode;
+  readonly TaskPlan: TaskPlan;
 }
 
 /** The `keel.server.*` commands: the argument each takes and the result. */
