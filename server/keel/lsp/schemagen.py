@@ -152,13 +152,17 @@ def _lua(node: dict[str, Any]) -> str:
     }.get(str(kind), "any")
 
 
+def _nullable(node: dict[str, Any]) -> bool:
+    return any(option.get("type") == "null" for option in node.get("anyOf", []))
+
+
 def render_lua(document: dict[str, Any] | None = None) -> str:
     document = document or schema()
     out = [
-        "---@meta",
         f"-- {_HEADER}",
         "-- Every payload of Keel's own LSP messages (docs/reference/lsp.md). JSON null arrives",
-        "-- as vim.NIL (read it with compat.value). The plugin reads exactly these keys.",
+        "-- as vim.NIL (read it with compat.value). The plugin reads exactly these keys;",
+        "-- keel.protocol checks them with `required` below.",
         "",
     ]
     for name, node in document["$defs"].items():
@@ -176,7 +180,24 @@ def render_lua(document: dict[str, Any] | None = None) -> str:
                 out.append(f"-- {description}")
             out.append(f"---@alias {LUA_PREFIX}{name} {_lua(node)}")
         out.append("")
-    out.append("return {}")
+    out.append("local M = {}")
+    out.append("")
+    out.append("---The keys every payload object must have, by class name (without keel.proto.).")
+    out.append("---A key whose value may be null is not listed: Neovim 0.7 decodes null as nil.")
+    out.append("---@type table<string, string[]>")
+    out.append("-- stylua: ignore")
+    out.append("M.required = {")
+    for name, node in document["$defs"].items():
+        if "properties" in node:
+            keys = ", ".join(
+                f"'{key}'"
+                for key in node.get("required", [])
+                if not _nullable(node["properties"][key])
+            )
+            out.append(f"  {name} = {{ {keys} }}," if keys else f"  {name} = {{}},")
+    out.append("}")
+    out.append("")
+    out.append("return M")
     return "\n".join(out) + "\n"
 
 

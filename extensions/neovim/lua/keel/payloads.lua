@@ -1,7 +1,7 @@
----@meta
 -- Generated from docs/reference/lsp.schema.json by scripts/protocol-schema: do not edit.
 -- Every payload of Keel's own LSP messages (docs/reference/lsp.md). JSON null arrives
--- as vim.NIL (read it with compat.value). The plugin reads exactly these keys.
+-- as vim.NIL (read it with compat.value). The plugin reads exactly these keys;
+-- keel.protocol checks them with `required` below.
 
 ---@class keel.proto.AbortResult `keel.server.abort`: the sessions it cancelled.
 ---@field aborted string[]
@@ -209,4 +209,50 @@
 ---@class keel.proto.TaskPlan
 ---@field nodes keel.proto.PlanNode[]
 
-return {}
+local M = {}
+
+---The keys every payload object must have, by class name (without keel.proto.).
+---A key whose value may be null is not listed: Neovim 0.7 decodes null as nil.
+---@type table<string, string[]>
+-- stylua: ignore
+M.required = {
+  AbortResult = { 'aborted' },
+  ApproveArgs = { 'bundleId' },
+  BundleArgs = { 'bundleId' },
+  BundleProposed = { 'bundleId', 'nodeId', 'title', 'files', 'energy', 'sessionId' },
+  Citation = { 'path', 'line', 'uri' },
+  CorrectArgs = { 'bundleId', 'feedback' },
+  DecisionResult = { 'bundleId', 'decision' },
+  Diagnostic = { 'range', 'message' },
+  DiffFile = { 'uri', 'path', 'change', 'before', 'after', 'unifiedDiff' },
+  DiffResult = { 'bundleId', 'files' },
+  DroppedCitation = { 'path', 'line', 'reason' },
+  EditorDiagnosticsParams = { 'uri', 'diagnostics' },
+  Energy = { 'v', 'v_syn', 'v_str', 'v_log', 'v_boot', 'v_sheaf', 'epsilon', 'stable' },
+  ExplainArgs = { 'question' },
+  ExplainResult = { 'question', 'answer', 'citations', 'dropped', 'explore', 'markdown' },
+  ExploreCall = { 'tool', 'arguments', 'chars', 'refused', 'reason' },
+  InvalidAttempt = { 'attempt', 'errors' },
+  LedgerArgs = {},
+  LedgerEntry = { 'sha', 'title', 'sessionId', 'nodeId', 'bundle', 'energy', 'approvedBy', 'timestamp', 'files' },
+  LedgerEntryResult = { 'ledgerEntry' },
+  NoArgs = {},
+  NodeContract = { 'symbols', 'forbidden' },
+  PlanArgs = { 'task' },
+  PlanNode = { 'id', 'title', 'kind', 'owns', 'context', 'depends_on', 'commands', 'contract' },
+  PlanResult = { 'task', 'plan', 'invalidAttempts', 'explore', 'markdown' },
+  Position = { 'line' },
+  Range = { 'start' },
+  RejectArgs = { 'bundleId' },
+  RollbackArgs = { 'entry' },
+  ScopeArgs = {},
+  SessionArgs = {},
+  SessionIdResult = { 'sessionId' },
+  SessionRef = { 'sessionId', 'task', 'running' },
+  SessionSummary = { 'running', 'reason', 'nodes', 'pendingBundles', 'sessions' },
+  StartSessionArgs = { 'task' },
+  SummaryNode = { 'id', 'title', 'kind', 'state', 'owns', 'dependsOn', 'attempts' },
+  TaskPlan = { 'nodes' },
+}
+
+return M
