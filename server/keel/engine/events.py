@@ -1,4 +1,4 @@
-"""The session's event stream (contract section 10): stamped, stored, then sent to the sink.
+"""The session's event stream (docs/reference/events.md): stamped, stored, then sent to the sink.
 
 Events quote evidence (command output, file content), so they are redacted once here, before
 they reach the store or the sink: ``--json`` output is often kept as a CI log.

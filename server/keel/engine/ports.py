@@ -113,7 +113,7 @@ class ExplorationTools(Protocol):
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """One structured-output request (contract section 5).
+    """One structured-output request (docs/reference/protocol.md).
 
     ``schema_name`` is the structured-output name (``task_plan``, ``artifact_bundle``,
     ``verifier_report``, ``speculation``) and ``schema`` its JSON Schema. The session, tier,
@@ -218,7 +218,7 @@ class LanguagePlugin(Protocol):
 
 
 class Ledger(Protocol):
-    """The git-backed record of approvals (contract section 7)."""
+    """The git-backed record of approvals (docs/explanation/ledger.md)."""
 
     async def export(self, dest: Path) -> None:
         """Materialise the last committed state into the empty directory ``dest``."""
@@ -274,7 +274,7 @@ class Ledger(Protocol):
 
 
 class SessionStore(Protocol):
-    """The session record (contract section 8); written as the session goes."""
+    """The session record (docs/explanation/sessions.md); written as the session goes."""
 
     async def create_session(
         self, session_id: str, task: str, config: Mapping[str, Any]
@@ -413,7 +413,7 @@ class EditorEvidence(Protocol):
 
 
 class EventSink(Protocol):
-    """Receives every engine event (contract section 10) as a JSON-ready dict."""
+    """Receives every engine event (docs/reference/events.md) as a JSON-ready dict."""
 
     def emit(self, event: Mapping[str, Any]) -> None: ...
 

@@ -56,7 +56,7 @@ class SessionView:
         return next((n for n in self.nodes.values() if n.owns_path(path)), None)
 
     def apply(self, event: Mapping[str, Any]) -> None:
-        """Fold one engine event (contract section 10) into the view."""
+        """Fold one engine event (docs/reference/events.md) into the view."""
         kind, node_id = event.get("type"), event.get("node")
         if kind in ("session_started", "session_resumed"):
             self.running, self.outcome = True, None

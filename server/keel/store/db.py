@@ -1,4 +1,5 @@
-"""The session store (contract section 8): one SQLite file per workspace, ``.keel/keel.db``.
+"""The session store (docs/explanation/sessions.md): one SQLite file per workspace,
+``.keel/keel.db``.
 
 Why SQLite in WAL mode with ``synchronous=FULL``: the store is what ``keel resume`` trusts after
 a crash or kill, so every write is its own committed, durable transaction, and readers
@@ -432,7 +433,7 @@ class SqliteStore:
         await self._write([(sql, (session_id, node_id, self._json(report), _now()))])
 
     async def record_event(self, session_id: str, event: Mapping[str, Any]) -> None:
-        """Store one engine event (contract section 10) whole, keyed by its ``type``."""
+        """Store one engine event (docs/reference/events.md) whole, keyed by its ``type``."""
         sql = "INSERT INTO events (session_id, type, payload, at) VALUES (?, ?, ?, ?)"
         at = str(event.get("ts") or _now())
         kind = str(event.get("type", ""))

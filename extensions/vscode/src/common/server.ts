@@ -3,9 +3,9 @@
  *
  * One client per window. Its output and its LSP trace go to the single "Keel" log channel
  * (`keel.trace.server` sets the trace level; vscode-languageclient reads it by the client id).
- * The settings reach the server three ways, always in the `keel.toml` shape of contract
- * section 4: as `initializationOptions`, as the answer to `workspace/configuration` for section
- * `keel`, and pushed with `workspace/didChangeConfiguration` when a setting the server reads
+ * The settings reach the server three ways, always in the `keel.toml` shape of
+ * docs/reference/configuration.md: as `initializationOptions`, as the answer to
+ * `workspace/configuration` for section `keel`, and pushed with `workspace/didChangeConfiguration` when a setting the server reads
  * changes (the middleware and sync options of `middleware.ts`).
  *
  * Notification handlers registered here outlive restarts: each new client gets them all.

@@ -1,6 +1,6 @@
 /**
  * The palette commands (`keel.*`): thin wrappers that collect arguments from the user and call
- * the server commands (`keel.server.*`) of contract section 9.
+ * the server commands (`keel.server.*`) of docs/reference/lsp.md.
  *
  * The ids differ from the server's on purpose: vscode-languageclient registers every command the
  * server advertises under its own id, and a second registration of the same id throws. The

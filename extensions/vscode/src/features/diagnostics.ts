@@ -1,6 +1,6 @@
 /**
- * Forwarding the editor's diagnostics to the server as `keel/editorDiagnostics` (contract
- * section 9), which the verifier uses as V_syn.
+ * Forwarding the editor's diagnostics to the server as `keel/editorDiagnostics`
+ * (docs/reference/lsp.md), which the verifier uses as V_syn.
  *
  * `languages.onDidChangeDiagnostics` is chatty (every keystroke of every language server), so
  * changed URIs are collected and sent after 300 ms of quiet, or at the latest one second after
