@@ -472,7 +472,6 @@ def schema() -> dict[str, Any]:
             _require_all(defs, model.__name__)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://keel.dev/schema/lsp.schema.json",
         "title": "Keel language server protocol",
         "description": (
             "The payloads of Keel's own LSP messages (docs/reference/lsp.md). Generated from "
