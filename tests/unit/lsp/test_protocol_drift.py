@@ -229,3 +229,19 @@ def test_payloads_send_every_key_even_when_empty() -> None:
         )
     with pytest.raises(ValueError):  # a payload takes no key the schema does not list
         payloads.LedgerEntryResult(ledger_entry="abc", bundle="b")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("command", payloads.COMMANDS, ids=lambda c: c.name)
+def test_arguments_take_only_the_camel_case_spelling(command: payloads.Command) -> None:
+    """A command argument in another spelling is refused by name, never read."""
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    from keel.lsp.args import parse_args
+
+    definition = SCHEMA["$defs"][command.args.__name__]
+    assert definition.get("additionalProperties") is False
+    for field, info in command.args.model_fields.items():
+        if info.alias in (None, field):
+            continue
+        with pytest.raises(JsonRpcInvalidParams, match=f"{field}: Extra inputs are not permitted"):
+            parse_args(command.name, command.args, ({field: "x"},))
