@@ -1,8 +1,8 @@
 """The ``keel`` command line: argument parsing and terminal output, no logic of its own.
 
-Exit status (contract section 3): 0 only when every node converged and the sheaf check
-passed; 1 for a partial or failed session; 2 for bad usage or configuration; 3 when a budget
-stopped the session; 130 when interrupted.
+Exit status (docs/reference/cli.md#exit-status): 0 only when every node converged and the
+sheaf check passed; 1 for a partial or failed session; 2 for bad usage or configuration; 3
+when a budget stopped the session; 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _approval_and_budget(parser: argparse.ArgumentParser) -> None:
-    """The options ``agent`` and ``resume`` share (contract section 3)."""
+    """The options ``agent`` and ``resume`` share (docs/reference/cli.md)."""
     parser.add_argument("-y", "--yes", action="store_true", help="approve what policy allows")
     parser.add_argument("--mode", choices=("cautious", "balanced", "yolo"))
     parser.add_argument("-k", "--complexity-k", type=int)

@@ -1,5 +1,5 @@
 """Configuration: built-in defaults < ~/.config/keel/config.toml < <workspace>/keel.toml <
-environment < command-line flags (contract section 4).
+environment < command-line flags (docs/reference/configuration.md).
 
 Each layer is a plain nested dict; they are merged in order and validated once with pydantic,
 so an invalid value anywhere is one clear :class:`ConfigError` (exit status 2). Secrets never

@@ -2,7 +2,7 @@
 
 Why a module of its own: the prompt loop, the editor round trip and their tests are more than
 argument parsing, and the CLI should stay a thin shell. The keys are the ones the language
-server offers as commands (contract section 9), so a reviewer meets the same choices in the
+server offers as commands (docs/reference/lsp.md), so a reviewer meets the same choices in the
 editor and on the terminal:
 
 ``y`` approve · ``n`` reject (with an optional reason the model hears) · ``c`` correct (the

@@ -1,5 +1,5 @@
-"""Configuration layering (contract section 4): defaults < user file < keel.toml < KEEL_* <
-flags, validated once, with every invalid value a ConfigError that names its field."""
+"""Configuration layering (docs/reference/configuration.md): defaults < user file < keel.toml
+< KEEL_* < flags, validated once, with every invalid value a ConfigError that names its field."""
 
 from __future__ import annotations
 

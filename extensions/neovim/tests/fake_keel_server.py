@@ -1,9 +1,10 @@
-"""A stand-in for `keel serve`: contract section 9 on the wire, with no engine behind it.
+"""A stand-in for `keel serve`: docs/reference/lsp.md on the wire, with no engine behind it.
 
 It lets the plugin's client side (commands, notifications, progress, applyEdit, forwarded
 diagnostics, hover) be tested in real Neovim without the real language server. It is a
-test double of the *contract*, not of Keel: the end-to-end tests against `keel serve`
-live in test_e2e.py.
+test double of the *protocol*, not of Keel: the end-to-end tests against `keel serve`
+live in test_e2e.py. Every payload it sends is built from ``keel.lsp.payloads``, the models
+the real server uses, so the double cannot drift from the schema.
 
 Behaviour:
 - ``keel.server.startSession`` answers ``{"sessionId": "s-fake"}``, then reports
@@ -12,9 +13,9 @@ Behaviour:
   ``keel/bundleProposed`` and ``keel/sessionChanged``.
 - ``status``, ``diff``, ``approve`` (writes the files, then ``workspace/applyEdit``),
   ``reject``, ``correct``, ``abort``, ``resume``, ``ledger`` and ``rollback`` behave as
-  the contract says. ``approve`` or ``reject`` with ``files`` (some of the bundle's) decides
-  the bundle for those files and proposes the rest as a new bundle ``b-2``, ``b-3``...
-  (``keel/bundleProposed``), as docs/reference/lsp.md says the real server does. With
+  docs/reference/lsp.md says. ``approve`` or ``reject`` with ``files`` (some of the
+  bundle's) decides the bundle for those files and proposes the rest as a new bundle
+  ``b-2``, ``b-3``... (``keel/bundleProposed``), as the real server does. With
   ``KEEL_FAKE_NO_FILE_REJECT=1`` ``reject`` refuses ``files`` as a server from before
   per-file reject does (``InvalidParams``, pydantic's "Extra inputs are not permitted").
 - ``keel/editorDiagnostics`` is recorded; the hover of a bundle file reports V_syn as the
@@ -36,6 +37,8 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
+
+from keel.lsp import payloads as P
 
 GREET_AFTER = 'def greet(name: str) -> str:\n    return f"héllo {name}"\n'
 UTIL_AFTER = "def double(x: int) -> int:\n    return 2 * x\n"
@@ -72,31 +75,45 @@ def _root() -> Path:
     return Path(root)
 
 
-def _summary() -> dict[str, Any]:
-    pending = [
-        {
-            "bundleId": b["bundleId"],
-            "nodeId": b["nodeId"],
-            "title": b["title"],
-            "files": list(b["after"]),
-        }
-        for b in state["bundles"].values()
-    ]
-    return {
-        "sessionId": state["session"],
-        "running": bool(pending),
-        "outcome": None if pending else "success",
-        "nodes": [
-            {
-                "id": "node-1",
-                "title": "Greeting",
-                "state": "awaiting_approval" if pending else "committed",
-                "energy": {"v": 0.0},
-                "owns": ["greet.py", "util.py"],
-            }
-        ],
-        "pendingBundles": pending,
-    }
+ZERO = P.Energy(v=0, v_syn=0, v_str=0, v_log=0, v_boot=0, v_sheaf=0, epsilon=0.1, stable=True)
+
+
+def _proposed(bundle: dict[str, Any]) -> P.BundleProposed:
+    return P.BundleProposed(
+        bundle_id=bundle["bundleId"],
+        node_id=bundle["nodeId"],
+        title=bundle["title"],
+        files=list(bundle["after"]),
+        energy=ZERO,
+        session_id=state["session"] or "s-fake",
+    )
+
+
+def _summary() -> Any:
+    pending = [_proposed(b) for b in state["bundles"].values()]
+    node = P.SummaryNode(
+        id="node-1",
+        title="Greeting",
+        kind="code",
+        state="awaiting_approval" if pending else "committed",
+        owns=["greet.py", "util.py"],
+        depends_on=[],
+        attempts=1,
+        energy=ZERO,
+        ledger_entry=None if pending or not state["ledger"] else state["ledger"][0].sha,
+    )
+    return P.SessionSummary(
+        session_id=state["session"],
+        task="Greeting" if state["session"] else None,
+        running=bool(pending),
+        outcome=None if pending or not state["session"] else "success",
+        reason="",
+        mode="cautious" if state["session"] else None,
+        epsilon=0.1 if state["session"] else None,
+        nodes=[node] if state["session"] else [],
+        pending_bundles=pending,
+        sessions=[],
+    ).wire()
 
 
 def _changed() -> None:
@@ -131,16 +148,7 @@ async def _run_session() -> None:
 
 def _propose(bundle: dict[str, Any]) -> None:
     state["bundles"][bundle["bundleId"]] = bundle
-    server.protocol.notify(
-        "keel/bundleProposed",
-        {
-            "bundleId": bundle["bundleId"],
-            "nodeId": bundle["nodeId"],
-            "title": bundle["title"],
-            "files": list(bundle["after"]),
-            "energy": {"v": 0.0, "v_syn": 0.0},
-        },
-    )
+    server.protocol.notify("keel/bundleProposed", _proposed(bundle).wire())
     _changed()
 
 
@@ -180,7 +188,7 @@ async def start_session(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "startSession", args)
     state["session"] = "s-fake"
     asyncio.get_running_loop().create_task(_run_session())
-    return {"sessionId": "s-fake"}
+    return P.SessionIdResult(session_id="s-fake").wire()
 
 
 @server.command("keel.server.status")
@@ -193,12 +201,18 @@ def status(args: dict[str, Any]) -> dict[str, Any]:
 def diff(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "diff", args)
     bundle = state["bundles"][args["bundleId"]]
-    return {
-        "files": [
-            {"uri": uri, "before": bundle["before"][uri], "after": after, "unifiedDiff": ""}
-            for uri, after in bundle["after"].items()
-        ]
-    }
+    files = [
+        P.DiffFile(
+            uri=uri,
+            path=Path(to_fs_path(uri)).name,
+            change="modify" if bundle["before"][uri] else "create",
+            before=bundle["before"][uri],
+            after=after,
+            unified_diff="",
+        )
+        for uri, after in bundle["after"].items()
+    ]
+    return P.DiffResult(bundle_id=args["bundleId"], files=files).wire()
 
 
 @server.command("keel.server.approve")
@@ -230,53 +244,69 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
     _record("applied", "approve", {"applied": result.applied})
     _split(args["bundleId"], chosen)
     sha = f"{len(state['ledger']) + 1:040x}"
-    state["ledger"].insert(0, {"sha": sha, "title": "Greeting", "energy": "V=0.000"})
+    entry = P.LedgerEntry(
+        sha=sha,
+        title="Greeting",
+        session_id="s-fake",
+        node_id="node-1",
+        bundle=args["bundleId"],
+        energy="V=0.000",
+        approved_by="user",
+        timestamp="2026-12-04T00:00:00+00:00",
+        files=[Path(to_fs_path(uri)).name for uri in chosen],
+        reverts=None,
+    )
+    state["ledger"].insert(0, entry)
     _changed()
-    return {"ledgerEntry": sha}
+    return P.LedgerEntryResult(ledger_entry=sha).wire()
 
 
 @server.command("keel.server.reject")
-def reject(args: dict[str, Any]) -> dict[str, Any] | None:
+def reject(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "reject", args)
     if "files" in args and os.environ.get("KEEL_FAKE_NO_FILE_REJECT"):
         raise JsonRpcInvalidParams(
             "keel.server.reject: invalid argument: files: Extra inputs are not permitted"
         )
+    decided = P.DecisionResult(bundle_id=args["bundleId"], decision="rejected").wire()
     if args.get("files"):
         _split(args["bundleId"], args["files"])
-        return {}
+        return decided
     state["bundles"].pop(args["bundleId"], None)
     _changed()
-    return None
+    return decided
 
 
 @server.command("keel.server.correct")
-def correct(args: dict[str, Any]) -> None:
+def correct(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "correct", args)
     state["bundles"].pop(args["bundleId"], None)
     _changed()
+    return P.DecisionResult(bundle_id=args["bundleId"], decision="correcting").wire()
 
 
 @server.command("keel.server.abort")
-def abort(args: dict[str, Any]) -> None:
+def abort(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "abort", args)
+    return P.AbortResult(aborted=[]).wire()
 
 
 @server.command("keel.server.resume")
-def resume(args: dict[str, Any]) -> None:
+def resume(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "resume", args)
+    return P.SessionIdResult(session_id=args.get("sessionId") or "s-fake").wire()
 
 
 @server.command("keel.server.ledger")
-def ledger(args: dict[str, Any]) -> list[dict[str, Any]]:
+def ledger(args: dict[str, Any]) -> Any:
     _record("command", "ledger", args)
-    return state["ledger"][: args.get("limit") or 20]
+    return P.LedgerResult(state["ledger"][: args.get("limit") or 20]).wire()
 
 
 @server.command("keel.server.rollback")
 def rollback(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "rollback", args)
-    return {"ledgerEntry": "f" * 40}
+    return P.LedgerEntryResult(ledger_entry="f" * 40).wire()
 
 
 @server.feature("keel/editorDiagnostics")

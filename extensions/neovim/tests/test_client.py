@@ -1,6 +1,6 @@
 """The plugin's client side in real Neovim against a contract double of `keel serve`.
 
-tests/fake_keel_server.py speaks contract section 9 (commands, notifications, progress,
+tests/fake_keel_server.py speaks docs/reference/lsp.md (commands, notifications, progress,
 applyEdit, hover) with no engine behind it, so these tests check what the plugin sends and
 how it reacts, on every Neovim build, without waiting for the real server.
 """
@@ -210,7 +210,7 @@ def test_approve_from_the_file_writes_and_syncs_buffers(ws: Workspace) -> None:
     assert nv.wait("#require('keel').pending() == 0")
     assert nv.lua("return require('keel.signs').list(0)") == []
     nv.cmd("Keel ledger")
-    nv.wait_note(r"ledger:\n  000000000000  Greeting  \[V=0.000\]")
+    nv.wait_note(r"ledger:\n  000000000000  2026-12-04T00:00:00\+00:00  Greeting  \[V=0.000\]")
     completion = nv.lua("return vim.fn.getcompletion('Keel rollback ', 'cmdline')")
     assert completion == ["0" * 39 + "1"]
     nv.cmd("Keel rollback 0000000000000000000000000000000000000001")
@@ -250,7 +250,7 @@ def test_correct_abort_resume_send_their_arguments(ws: Workspace) -> None:
     nv.cmd("Keel resume")
     ws.wait_record("resume", lambda r: r["payload"] == {})
     nv.cmd("Keel status")
-    nv.wait_note(r"session s-fake success: 1 committed\n  node-1 ")
+    nv.wait_note(r"session s-fake success: 1 committed\n  task: Greeting\n  node-1 ")
     assert not nv.errors()
 
 

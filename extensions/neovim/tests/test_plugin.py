@@ -8,9 +8,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from keel_nvim_harness import PLUGIN, Nvim
+
+from keel.lsp import payloads as P
 
 LINE = "héllo wörld 😀 x = 1"  # 2-byte, 2-byte and 4-byte characters before "x"
 
@@ -253,7 +256,10 @@ def test_debounced_forwarding_message_shape(nvim: Nvim, tmp_path: Path) -> None:
           return true
         end
         local uri = vim.uri_from_bufnr(0)
-        require('keel.session').on_bundle_proposed({ bundleId = 'b-1', files = { uri } })
+        local energy = { v = 0, v_syn = 0, v_str = 0, v_log = 0, v_boot = 0, v_sheaf = 0,
+          epsilon = 0.1, stable = true }
+        assert(require('keel.session').on_bundle_proposed({ bundleId = 'b-1', nodeId = 'node-1',
+          title = 'T', files = { uri }, energy = energy, sessionId = 's' }))
         local checker = vim.api.nvim_create_namespace('keel_test_checker')
         local linter = vim.api.nvim_create_namespace('keel_test_linter')
         local own = vim.lsp.diagnostic.get_namespace(fake.id)
@@ -347,40 +353,158 @@ def test_signs_mark_changed_lines(nvim: Nvim) -> None:
     assert hunks["list"] == [{"line": 1, "text": "┃"}, {"line": 3, "text": "_"}]
 
 
-def test_summaries_and_ledger_entries_read_tolerantly(nvim: Nvim) -> None:
+def _energy(v: float, **components: float) -> P.Energy:
+    parts = {f"v_{c}": components.get(c, 0.0) for c in ("syn", "str", "log", "boot", "sheaf")}
+    return P.Energy(v=v, **parts, epsilon=0.1, stable=v < 0.1)
+
+
+def _summary_payload() -> Any:
+    """A summary exactly as the server builds it (keel.lsp.payloads)."""
+    nodes = [
+        P.SummaryNode(
+            id="node-1",
+            title="Core",
+            kind="code",
+            state="committed",
+            owns=["core.py"],
+            depends_on=[],
+            attempts=1,
+            energy=_energy(0.01, syn=0.01),
+            ledger_entry="abc",
+        ),
+        P.SummaryNode(
+            id="node-2",
+            title="Tests",
+            kind="unit_test",
+            state="awaiting_approval",
+            owns=["tests/test_core.py"],
+            depends_on=["node-1"],
+            attempts=1,
+            energy=None,
+            ledger_entry=None,
+        ),
+    ]
+    bundle = P.BundleProposed(
+        bundle_id="b-2",
+        node_id="node-2",
+        title="Tests",
+        files=["file:///ws/tests/test_core.py"],
+        energy=_energy(0.5, log=0.5),
+        session_id="s-1",
+    )
+    return P.SessionSummary(
+        session_id="s-1",
+        task="Add core",
+        running=True,
+        outcome=None,
+        reason="",
+        mode="cautious",
+        epsilon=0.1,
+        nodes=nodes,
+        pending_bundles=[bundle],
+        sessions=[],
+    ).wire()
+
+
+def test_summaries_and_ledger_entries_are_read_as_the_server_sends_them(nvim: Nvim) -> None:
+    summary = _summary_payload()
+    entry = P.LedgerEntry(
+        sha="abc",
+        title="Core",
+        session_id="s-1",
+        node_id="node-1",
+        bundle="b-1",
+        energy="V=0.01",
+        approved_by="user",
+        timestamp="2026-12-04T10:00:00+00:00",
+        files=["core.py"],
+        reverts=None,
+    ).wire()
     out = nvim.lua(
         """
+        local summary, entry = ...
         local session, format = require('keel.session'), require('keel.format')
-        local gone0 = session.on_summary({ sessionId = 's-1', state = 'running',
-          nodes = { { id = 'node-1', title = 'Core', state = 'committed', energy = { v = 0.01 } },
-                    { node_id = 'node-2', title = 'Tests', status = 'awaiting_approval',
-                      owns = { 'tests/test_core.py' } } },
-          pendingBundles = { { bundleId = 'b-2', title = 'Tests', files = { 'tests/test_core.py' },
-                               energy = { v = 0.5, v_log = 0.5 } } } }, '/ws')
+        local gone0 = session.on_summary(summary, '/ws')
         local pending = session.pending()
         local lines = format.summary_lines(session.summary(), pending)
-        local gone = session.on_summary({ sessionId = 's-1', bundles = {} }, '/ws')
+        -- A copy (vim.deepcopy cannot copy the vim.NIL of JSON null on Neovim 0.7).
+        local done = vim.json.decode(vim.json.encode(summary))
+        done.pendingBundles = {}
+        local gone = session.on_summary(done, '/ws')
         return {
           gone0 = gone0, gone = gone, files = pending[1].files, lines = lines,
           session_file = session.is_session_file('file:///ws/tests/test_core.py'),
-          ledger1 = format.ledger_entries({ { sha = 'abc', title = 'Core', energy = 'V=0.01' } }),
-          ledger2 = format.ledger_entries({ entries = { { commit = 'def', message = 'm' } } }),
+          ledger = format.ledger_entries({ entry }),
+          ledger_line = format.ledger_line(entry),
           label = format.bundle_label({ bundleId = 'b', title = 'T', files = { 'x' } }),
         }
-        """
+        """,
+        summary,
+        entry,
     )
     assert out["gone0"] == [] and out["gone"] == ["b-2"]
     assert out["files"] == ["file:///ws/tests/test_core.py"]
     assert out["lines"] == [
         "session s-1 running: 1 committed, 1 awaiting_approval; 1 pending bundle",
+        "  task: Add core",
         "  node-1     committed          V=0.01     Core",
         "  node-2     awaiting_approval  V=-        Tests",
         "  pending: Tests (1 file, V=0.5 (log 0.5)) [b-2]",
     ]
     assert out["session_file"] is True  # named by node-2's owns
-    assert out["ledger1"][0]["sha"] == "abc" and out["ledger1"][0]["title"] == "Core"
-    assert out["ledger2"][0]["sha"] == "def" and out["ledger2"][0]["title"] == "m"
+    assert out["ledger"][0]["sha"] == "abc" and out["ledger"][0]["title"] == "Core"
+    assert out["ledger_line"] == "abc  2026-12-04T10:00:00+00:00  Core  [V=0.01]"
     assert out["label"] == "T (1 file) [b]"
+
+
+def test_payloads_in_other_shapes_are_refused_with_the_reason(nvim: Nvim) -> None:
+    """The spellings an earlier plugin tolerated are errors now, and nothing is recorded."""
+    summary = _summary_payload()
+    out = nvim.lua(
+        """
+        local summary = ...
+        local session, format = require('keel.session'), require('keel.format')
+        assert(session.on_summary(summary, '/ws'))
+        local function copy(t)
+          return vim.json.decode(vim.json.encode(t))
+        end
+        local function try(f, ...)
+          local value, err = f(...)
+          return { ok = value ~= nil, err = err }
+        end
+        local snake = copy(summary)
+        snake.pending_bundles, snake.pendingBundles = snake.pendingBundles, nil
+        local loose_node = copy(summary)
+        loose_node.nodes[1] = { node_id = 'node-1', status = 'committed' }
+        local old_bundle = copy(summary.pendingBundles[1])
+        old_bundle.bundle_id, old_bundle.bundleId = old_bundle.bundleId, nil
+        local bare_energy = copy(summary.pendingBundles[1])
+        bare_energy.energy = { V = 0.5 }
+        return {
+          snake = try(session.on_summary, snake, '/ws'),
+          loose_node = try(session.on_summary, loose_node, '/ws'),
+          not_object = try(session.on_summary, 'summary', '/ws'),
+          null = try(session.on_summary, vim.NIL, '/ws'),
+          bundle = try(session.on_bundle_proposed, old_bundle),
+          energy = try(session.on_bundle_proposed, bare_energy),
+          ledger = try(format.ledger_entries, { entries = { { commit = 'def', message = 'm' } } }),
+          ledger_item = try(format.ledger_entries, { { sha = 'abc', message = 'm' } }),
+          still = session.summary().sessionId,
+          pending = #session.pending(),
+        }
+        """,
+        summary,
+    )
+    assert out["snake"] == {"ok": False, "err": "SessionSummary: missing pendingBundles"}
+    assert out["loose_node"]["err"].startswith("SummaryNode: missing id, title, kind, state")
+    assert out["loose_node"]["err"].endswith("(item 1)")
+    assert out["not_object"]["err"] == "SessionSummary: expected a JSON object, got string"
+    assert out["null"]["err"] == "SessionSummary: expected a JSON object, got null"
+    assert out["bundle"]["err"] == "BundleProposed: missing bundleId"
+    assert out["energy"]["err"].startswith("Energy: missing v, v_syn")
+    assert out["ledger"]["err"] == "LedgerResult: expected a list, got an object"
+    assert out["ledger_item"]["err"].startswith("LedgerEntry: missing title, sessionId")
+    assert out["still"] == "s-1" and out["pending"] == 1  # what was known stays
 
 
 def test_progress_is_notified_and_fires_events(nvim: Nvim) -> None:

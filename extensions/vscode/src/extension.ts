@@ -61,7 +61,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
   const keel = server;
   const resolver = () => fileResolver(api.workspaceRoots()[0]);
   const session = new SessionStore(keel, resolver, log);
-  const diffs = new DiffCache(keel, session, resolver);
+  const diffs = new DiffCache(keel, session);
   const proposed = new ProposedContentProvider(api, diffs, log);
   const info = new InfoDocuments(api);
   const dag = new DagTreeProvider(api, session);

@@ -1,4 +1,4 @@
-"""The ``artifact_bundle`` reply (contract section 5): what one node wants to change.
+"""The ``artifact_bundle`` reply (docs/reference/protocol.md): what one node wants to change.
 
 It lives here, below the engine, because applying it needs nothing but the file system.
 ``extra="forbid"`` makes a misspelt key a schema violation fed back to the model rather than

@@ -1,4 +1,5 @@
-"""The engine's vocabulary: model replies (contract section 5), energy, evidence and node states.
+"""The engine's vocabulary: model replies (docs/reference/protocol.md), energy, evidence and
+node states.
 
 Replies are pydantic models with ``extra="forbid"`` so that a misspelt key ("write" for
 "writes") is a schema violation fed back to the model, never silently dropped content.
@@ -35,7 +36,7 @@ class NodeKind(StrEnum):
 
 
 class NodeState(StrEnum):
-    """A node's lifecycle as the store records it (contract section 8)."""
+    """A node's lifecycle as the store records it (docs/explanation/sessions.md)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -101,7 +102,7 @@ class Explanation(_Reply):
     citations: list[Citation] = Field(default_factory=list)
 
 
-#: The structured-output name of each reply schema (contract section 5).
+#: The structured-output name of each reply schema (docs/reference/protocol.md).
 SCHEMA_NAMES: dict[type[BaseModel], str] = {
     TaskPlan: "task_plan",
     ArtifactBundle: "artifact_bundle",

@@ -123,7 +123,7 @@ class ExplorationTools(Protocol):
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """One structured-output request (contract section 5).
+    """One structured-output request (docs/reference/protocol.md).
 
     ``schema_name`` is the structured-output name (``task_plan``, ``artifact_bundle``,
     ``verifier_report``, ``speculation``) and ``schema`` its JSON Schema. The session, tier,
@@ -228,7 +228,7 @@ class LanguagePlugin(Protocol):
 
 
 class Ledger(Protocol):
-    """The git-backed record of approvals (contract section 7)."""
+    """The git-backed record of approvals (docs/explanation/ledger.md)."""
 
     async def export(self, dest: Path) -> None:
         """Materialise the last committed state into the empty directory ``dest``."""

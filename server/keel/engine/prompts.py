@@ -176,7 +176,8 @@ def correction_block(
     feedback: str | None,
     bundle_summary: str,
 ) -> str:
-    """What the next attempt must fix: the evidence that made V(x) >= epsilon (contract 5)."""
+    """What the next attempt must fix: the evidence that made V(x) >= epsilon
+    (docs/reference/protocol.md)."""
     lines = [
         f"Correction: attempt {attempt - 1} was not stable.",
         f"Its bundle: {bundle_summary}",

@@ -1,4 +1,4 @@
-"""The git-backed ledger of approvals (contract section 7)."""
+"""The git-backed ledger of approvals (docs/explanation/ledger.md)."""
 
 from keel.ledger.git_ledger import GitLedger, content_hash, git_command, git_environment
 

@@ -1,4 +1,5 @@
-"""The git-backed ledger (contract section 7): every approval is one commit in the workspace.
+"""The git-backed ledger (docs/explanation/ledger.md): every approval is one commit in the
+workspace.
 
 Why plumbing instead of ``git add`` + ``git commit``: the user's staged and unstaged work in
 other files must stay exactly as it was. So a commit is built in a *temporary* index

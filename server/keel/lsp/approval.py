@@ -44,6 +44,7 @@ from keel.lsp.client import ClientPort
 from keel.lsp.convert import OpenText, bundle_edit, evidence_text, path_to_uri, uri_to_path
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics, digest
 from keel.lsp.errors import failed, invalid
+from keel.lsp.payloads import DecisionResult, LedgerEntryResult
 from keel.lsp.scoring import Scoring
 from keel.lsp.workspace import Workspace
 
@@ -137,7 +138,7 @@ class Approval:
                 "was committed (keel.server.resume continues the session)"
             )
 
-    async def approve(self, bundle_id: str, uris: list[str] | None) -> dict[str, Any]:
+    async def approve(self, bundle_id: str, uris: list[str] | None) -> LedgerEntryResult:
         with self.claimed(bundle_id) as claim:
             bundle = claim.bundle
             paths = self.chosen_paths(bundle, uris)
@@ -163,7 +164,7 @@ class Approval:
                 settlement = await self.decide(bundle, Decision(True, "user", files=files))
                 if settlement is not None and settlement.ledger_sha:
                     await self.recorded(bundle, settlement.ledger_sha)
-                    return {"ledgerEntry": settlement.ledger_sha}
+                    return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
                 raise failed(
                     f"{', '.join(moved)} changed on disk since bundle {bundle.id} was made; Keel "
                     "re-bases the bundle onto the current file (or regenerates it on a conflict) "
@@ -216,7 +217,7 @@ class Approval:
             if settlement is None:
                 sha = await self.committed_anyway(bundle, paths)
                 if sha is not None:
-                    return {"ledgerEntry": sha}
+                    return LedgerEntryResult(ledger_entry=sha)
                 note = await undo.run() if undo else ""
                 raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
             if settlement.error or not settlement.ledger_sha:
@@ -226,7 +227,7 @@ class Approval:
                     f"again{note}"
                 )
             await self.recorded(bundle, settlement.ledger_sha)
-            return {"ledgerEntry": settlement.ledger_sha}
+            return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
 
     def _undo(
         self,
@@ -320,7 +321,7 @@ class Approval:
         how: str,
         *,
         files: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DecisionResult:
         """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt.
 
         With ``files`` (URIs) that are not all of the bundle's, only those files are dropped.
@@ -337,15 +338,17 @@ class Approval:
             full = "\n\n".join(part for part in (feedback, self.editor_feedback(bundle)) if part)
             said = "rejected" if how == "rejected" else "rejected with a correction"
             self.hand_over(bundle, Decision(False, "user", feedback=full), said)
-            return {"bundleId": bundle.id, "decision": how}
+            return DecisionResult(
+                bundle_id=bundle.id, decision="correcting" if how == "correcting" else "rejected"
+            )
 
-    def _reject_files(self, bundle: PendingBundle, paths: list[str], reason: str) -> dict[str, Any]:
+    def _reject_files(self, bundle: PendingBundle, paths: list[str], reason: str) -> DecisionResult:
         """Drop ``paths`` from the bundle; the engine verifies the rest and proposes it again."""
         base = bundle.request.base
         dropped = {path: base.get(path) for path in paths}  # "edited" back to what they were
         decision = Decision(False, "user", feedback=reason, edits=dropped)
         self.hand_over(bundle, decision, f"rejected {', '.join(paths)}; the rest proposed again")
-        return {"bundleId": bundle.id, "decision": "rejected"}
+        return DecisionResult(bundle_id=bundle.id, decision="rejected")
 
     def hand_over(self, bundle: PendingBundle, decision: Decision, how: str) -> None:
         """Give the engine a rejection; it needs no answer back."""

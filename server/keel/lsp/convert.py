@@ -19,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 from lsprotocol import types as T
 
 from keel.engine.models import Component, Energy, Residual
-from keel.lsp.args import EditorDiagnostic
+from keel.lsp import payloads
+from keel.lsp.payloads import EditorDiagnostic
 
 SOURCE = "keel"
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -257,9 +258,9 @@ def finding_severity(residual: Residual) -> T.DiagnosticSeverity:
 # -- energy ----------------------------------------------------------------------------------
 
 
-def energy_payload(energy: Energy, epsilon: float) -> dict[str, object]:
+def energy_payload(energy: Energy, epsilon: float) -> payloads.Energy:
     """The ``energy`` object of notifications and results: components, V, epsilon, stable."""
-    return {**energy.as_dict(), "epsilon": epsilon, "stable": energy.stable(epsilon)}
+    return payloads.Energy(**energy.as_dict(), epsilon=epsilon, stable=energy.stable(epsilon))
 
 
 def _quote(residual: Residual) -> str:

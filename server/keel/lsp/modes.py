@@ -15,17 +15,23 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from lsprotocol import types as T
 
 from keel.engine.modes import Explained, Explored, explanation_markdown, plan_markdown
-from keel.engine.planning import plan_dict
 from keel.engine.ports import KeelError
 from keel.lsp.client import ClientPort
 from keel.lsp.convert import path_to_uri, uri_to_path
 from keel.lsp.errors import invalid
 from keel.lsp.host import ModesOpener
+from keel.lsp.payloads import (
+    Citation,
+    DroppedCitation,
+    ExplainResult,
+    ExploreCall,
+    InvalidAttempt,
+    PlanResult,
+)
 from keel.lsp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -93,15 +99,15 @@ class Modes:
                 )
                 self._client.forget_progress(token)
 
-    async def plan(self, task: str, file: str | None) -> dict[str, Any]:
+    async def plan(self, task: str, file: str | None) -> PlanResult:
         root = self._root()
         focus = self._focus(root, file)
         settings = await self._workspace.resolve_settings()
         self._workspace.report_problems(settings.problems)
-        invalid_attempts: list[dict[str, Any]] = []
+        invalid_attempts: list[InvalidAttempt] = []
 
         def on_invalid(attempt: int, errors: list[str]) -> None:
-            invalid_attempts.append({"attempt": attempt, "errors": errors})
+            invalid_attempts.append(InvalidAttempt(attempt=attempt, errors=list(errors)))
 
         assert self._open is not None
         explored: list[Explored] = []
@@ -113,15 +119,15 @@ class Modes:
 
             async with self._open(root, settings.config, task, self._workspace.env) as modes:
                 result = await modes.plan(task, on_invalid, focus, on_explore)
-        return {
-            "task": task,
-            "plan": plan_dict(result),
-            "invalidAttempts": invalid_attempts,
-            "explore": [call.as_dict() for call in explored],
-            "markdown": plan_markdown(task, result),
-        }
+        return PlanResult(
+            task=task,
+            plan=result,
+            invalid_attempts=invalid_attempts,
+            explore=[_explore_call(call) for call in explored],
+            markdown=plan_markdown(task, result),
+        )
 
-    async def explain(self, question: str, file: str | None) -> dict[str, Any]:
+    async def explain(self, question: str, file: str | None) -> ExplainResult:
         root = self._root()
         focus = self._focus(root, file)
         settings = await self._workspace.resolve_settings()
@@ -130,12 +136,31 @@ class Modes:
         async with self._progress("Keel: explaining") as report:
             async with self._open(root, settings.config, question, self._workspace.env) as modes:
                 explained: Explained = await modes.explain(question, focus, report)
-        data = explained.as_dict()
 
         def link(path: str, line: int) -> str:
             return f"{path_to_uri(root, path)}#L{line}"
 
-        for citation in data["citations"]:
-            citation["uri"] = path_to_uri(root, citation["path"])
-        data["markdown"] = explanation_markdown(explained, link)
-        return data
+        return ExplainResult(
+            question=explained.question,
+            answer=explained.answer,
+            citations=[
+                Citation(path=c.path, line=c.line, uri=path_to_uri(root, c.path))
+                for c in explained.citations
+            ],
+            dropped=[
+                DroppedCitation(path=d.path, line=d.line, reason=d.reason)
+                for d in explained.dropped
+            ],
+            explore=[_explore_call(call) for call in explained.explored],
+            markdown=explanation_markdown(explained, link),
+        )
+
+
+def _explore_call(call: Explored) -> ExploreCall:
+    return ExploreCall(
+        tool=call.tool,
+        arguments=dict(call.arguments),
+        chars=call.chars,
+        refused=call.refused,
+        reason=call.reason,
+    )

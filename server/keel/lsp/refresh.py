@@ -71,7 +71,7 @@ class Refresher:
         self._handle = None
         try:
             if self._views or self._bundles.pending():
-                self._client.notify("keel/sessionChanged", self._scoring.summary())
+                self._client.notify("keel/sessionChanged", self._scoring.summary().wire())
             self._publish()
             self._refresh_lenses()
         except Exception:  # one failed refresh must not stop the next

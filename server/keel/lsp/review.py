@@ -10,8 +10,7 @@ entry's files has unsaved edits in the editor, which the revert would otherwise 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
-from typing import Any
+from typing import Literal
 
 from lsprotocol import types as T
 
@@ -22,6 +21,13 @@ from keel.lsp.client import ClientPort
 from keel.lsp.convert import bundle_edit, path_to_uri
 from keel.lsp.documents import DocumentTracker
 from keel.lsp.errors import failed, invalid
+from keel.lsp.payloads import (
+    DiffFile,
+    DiffResult,
+    LedgerEntry,
+    LedgerEntryResult,
+    LedgerResult,
+)
 from keel.lsp.workspace import Workspace
 
 
@@ -39,7 +45,7 @@ class Review:
         self._bundles, self._documents = bundles, documents
         self._client, self._workspace = client, workspace
 
-    def diff(self, bundle_id: str) -> dict[str, Any]:
+    def diff(self, bundle_id: str) -> DiffResult:
         bundle = self._bundles.get(bundle_id)
         if bundle is None:
             raise invalid(f"no pending bundle {bundle_id}")
@@ -47,42 +53,43 @@ class Review:
         files = []
         for path in bundle.files:
             before, after = bundle.request.base.get(path), bundle.request.changes[path]
-            change = "create" if before is None else "delete" if after is None else "modify"
-            files.append(
-                {
-                    "uri": path_to_uri(self._workspace.root, path),
-                    "path": path,
-                    "change": change,
-                    "before": (before or b"").decode("utf-8", "replace"),
-                    "after": (after or b"").decode("utf-8", "replace"),
-                    "unifiedDiff": unified_diff(path, before, after),
-                }
+            change: Literal["create", "modify", "delete"] = (
+                "create" if before is None else "delete" if after is None else "modify"
             )
-        return {"bundleId": bundle.id, "files": files}
+            files.append(
+                DiffFile(
+                    uri=path_to_uri(self._workspace.root, path),
+                    path=path,
+                    change=change,
+                    before=(before or b"").decode("utf-8", "replace"),
+                    after=(after or b"").decode("utf-8", "replace"),
+                    unified_diff=unified_diff(path, before, after),
+                )
+            )
+        return DiffResult(bundle_id=bundle.id, files=files)
 
-    async def ledger(self, limit: int | None) -> list[dict[str, Any]]:
+    async def ledger(self, limit: int | None) -> LedgerResult:
         host = await self._workspace.host()
         entries = await host.ledger.entries(limit or 10)
-        out = []
-        for entry in entries:
-            record = asdict(entry)
-            out.append(
-                {
-                    "sha": record["sha"],
-                    "title": record["title"],
-                    "sessionId": record["session"],
-                    "nodeId": record["node"],
-                    "bundle": record["bundle"],
-                    "energy": record["energy"],
-                    "approvedBy": record["approved_by"],
-                    "timestamp": record["timestamp"],
-                    "files": list(record["files"]),
-                    "reverts": record["reverts"],
-                }
-            )
-        return out
+        return LedgerResult(
+            [
+                LedgerEntry(
+                    sha=entry.sha,
+                    title=entry.title,
+                    session_id=entry.session,
+                    node_id=entry.node,
+                    bundle=entry.bundle,
+                    energy=entry.energy,
+                    approved_by=entry.approved_by,
+                    timestamp=entry.timestamp,
+                    files=list(entry.files),
+                    reverts=entry.reverts,
+                )
+                for entry in entries
+            ]
+        )
 
-    async def rollback(self, entry: str) -> dict[str, Any]:
+    async def rollback(self, entry: str) -> LedgerEntryResult:
         host = await self._workspace.host()
         record, _patch = await host.ledger.show(entry)
         paths = list(record.files)
@@ -106,7 +113,7 @@ class Review:
         await self.sync_buffers(
             dict(zip(paths, after, strict=True)), f"Keel: revert {record.title}"
         )
-        return {"ledgerEntry": sha}
+        return LedgerEntryResult(ledger_entry=sha)
 
     async def sync_buffers(self, contents: dict[str, bytes | None], label: str) -> None:
         """Bring open buffers to files the ledger just wrote (no file operations)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from keel.engine import defaults
 from keel.engine.energy import energy_from_record, rescore
@@ -20,6 +19,7 @@ from keel.engine.models import Energy, EnergyWeights, SensorReport
 from keel.lsp.bundles import BundleRegistry, PendingBundle
 from keel.lsp.convert import energy_payload, path_to_uri
 from keel.lsp.documents import EditorDiagnostics, digest
+from keel.lsp.payloads import BundleProposed, SessionRef, SessionSummary, SummaryNode
 from keel.lsp.views import NodeView, SessionView
 
 
@@ -72,19 +72,19 @@ class Scoring:
                 reports[path] = SensorReport("editor", report.residuals)
         return rescore(node.energy, view.weights, reports)
 
-    def bundle_payload(self, bundle: PendingBundle) -> dict[str, Any]:
-        """``{"bundleId", "nodeId", "title", "files": [uri], "energy": {...}}`` (+ sessionId)."""
+    def bundle_payload(self, bundle: PendingBundle) -> BundleProposed:
+        """``keel/bundleProposed``, and an item of the summary's ``pendingBundles``."""
         root = self._root()
         files = [path_to_uri(root, p) if root else p for p in bundle.files]
         energy = self.pending_energy(bundle)
-        return {
-            "bundleId": bundle.id,
-            "nodeId": bundle.node_id,
-            "title": bundle.title,
-            "files": files,
-            "energy": energy_payload(energy, self.epsilon_of(bundle.session_id)),
-            "sessionId": bundle.session_id,
-        }
+        return BundleProposed(
+            bundle_id=bundle.id,
+            node_id=bundle.node_id,
+            title=bundle.title,
+            files=files,
+            energy=energy_payload(energy, self.epsilon_of(bundle.session_id)),
+            session_id=bundle.session_id,
+        )
 
     def current_view(self, session_id: str | None = None) -> SessionView | None:
         if session_id is not None:
@@ -94,36 +94,37 @@ class Scoring:
         candidates = running or views
         return candidates[-1] if candidates else None
 
-    def summary(self, session_id: str | None = None) -> dict[str, Any]:
+    def summary(self, session_id: str | None = None) -> SessionSummary:
         """The session summary: nodes with state and latest energy, and pending bundles."""
         view = self.current_view(session_id)
         nodes = []
         for node in view.nodes.values() if view else []:
             energy = self.node_energy(view, node) if view else None
             nodes.append(
-                {
-                    "id": node.id,
-                    "title": node.title,
-                    "kind": node.kind,
-                    "state": node.state,
-                    "owns": node.owns,
-                    "attempts": node.attempts,
-                    "energy": energy_payload(energy, view.epsilon) if energy and view else None,
-                    "ledgerEntry": node.ledger,
-                }
+                SummaryNode(
+                    id=node.id,
+                    title=node.title,
+                    kind=node.kind,
+                    state=node.state,
+                    owns=list(node.owns),
+                    depends_on=list(node.depends_on),
+                    attempts=node.attempts,
+                    energy=energy_payload(energy, view.epsilon) if energy and view else None,
+                    ledger_entry=node.ledger,
+                )
             )
-        return {
-            "sessionId": view.id if view else None,
-            "task": view.task if view else None,
-            "running": view.running if view else False,
-            "outcome": view.outcome if view else None,
-            "reason": view.reason if view else "",
-            "mode": view.mode if view else None,
-            "epsilon": view.epsilon if view else None,
-            "nodes": nodes,
-            "pendingBundles": [self.bundle_payload(b) for b in self._bundles.pending()],
-            "sessions": [
-                {"sessionId": v.id, "task": v.task, "running": v.running, "outcome": v.outcome}
+        return SessionSummary(
+            session_id=view.id if view else None,
+            task=view.task if view else None,
+            running=view.running if view else False,
+            outcome=view.outcome if view else None,
+            reason=view.reason if view else "",
+            mode=view.mode if view else None,
+            epsilon=view.epsilon if view else None,
+            nodes=nodes,
+            pending_bundles=[self.bundle_payload(b) for b in self._bundles.pending()],
+            sessions=[
+                SessionRef(session_id=v.id, task=v.task, running=v.running, outcome=v.outcome)
                 for v in self._views.values()
             ],
-        }
+        )

@@ -64,7 +64,7 @@ def _wait_s(env: Mapping[str, str], default: float) -> float:
 
 
 class KeelLanguageServer(LanguageServer):
-    """``keel serve``: the engine hosted in a pygls 2 server (contract section 9)."""
+    """``keel serve``: the engine hosted in a pygls 2 server (docs/reference/lsp.md)."""
 
     def __init__(
         self,

@@ -80,7 +80,7 @@ class EditorApprover:
 
     async def review(self, request: ApprovalRequest) -> Decision | None:
         bundle = self._bundles.propose(self._session_id, request)
-        self._client.notify("keel/bundleProposed", self._scoring.bundle_payload(bundle))
+        self._client.notify("keel/bundleProposed", self._scoring.bundle_payload(bundle).wire())
         self._changed()
         try:
             return await bundle.decision

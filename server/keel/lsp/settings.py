@@ -1,12 +1,13 @@
 """Settings in the editor: the keys of ``keel.toml``, from ``initializationOptions`` and the
 ``keel`` section of ``workspace/configuration``.
 
-Sources, later wins (contract section 4): built-in defaults < ``~/.config/keel/config.toml``
-< ``<workspace>/keel.toml`` < environment < the editor's settings. Every value is validated
-by :func:`keel.config.validate`, the same function the command line uses. An invalid value
-never stops the server: it is dropped (that key keeps its default or file value) and
-reported, one message per problem, so the user can fix it. Top-level keys Keel does not know
-(an extension's own settings such as ``trace``) are ignored rather than reported.
+Sources, later wins (docs/reference/configuration.md): built-in defaults <
+``~/.config/keel/config.toml`` < ``<workspace>/keel.toml`` < environment < the editor's
+settings. Every value is validated by :func:`keel.config.validate`, the same function the
+command line uses. An invalid value never stops the server: it is dropped (that key keeps
+its default or file value) and reported, one message per problem, so the user can fix it.
+Top-level keys Keel does not know (an extension's own settings such as ``trace``) are
+ignored rather than reported.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ class NodeView:
     title: str = ""
     kind: str = ""
     owns: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
     state: str = "queued"
     attempts: int = 0
     energy: Energy | None = None
@@ -66,6 +67,7 @@ class SessionView:
                 for item in event.nodes:
                     node = self.node(item.id)
                     node.title, node.kind, node.owns = item.title, item.kind, list(item.owns)
+                    node.depends_on = list(item.depends_on)
             case ev.SessionFinished():
                 self.running = False
                 self.outcome, self.reason = event.outcome, event.reason
@@ -142,6 +144,7 @@ def hydrate(
         node = view.node(str(item["id"]))
         node.title, node.kind = str(item.get("title", "")), str(item.get("kind", ""))
         node.owns = [str(p) for p in item.get("owns", [])]
+        node.depends_on = [str(d) for d in item.get("depends_on", [])]
     for row in nodes:
         node = view.node(row.node_id)
         node.state = row.state

@@ -1,9 +1,11 @@
 """V_syn from a real type checker's language server, with Keel as the LSP *client*.
 
-The editor's own diagnostics are the first choice for V_syn (contract section 6); headless, Keel
-asks the checker the way an editor would: start the server (``ty server``,
-``basedpyright-langserver --stdio``, ``pyright-langserver --stdio``), ``initialize`` with the
-root and our capabilities, ``initialized``, ``didOpen`` each file, then collect diagnostics:
+The editor's own diagnostics are the first choice for V_syn
+(docs/explanation/editor-diagnostics.md); headless, Keel asks the checker the way an editor
+would: start the server (``ty server``, ``basedpyright-langserver --stdio``,
+``pyright-langserver --stdio``), ``initialize`` with the root and our capabilities,
+``initialized``, ``didOpen`` each file, then collect diagnostics:
+
 
 * **pull** (``textDocument/diagnostic``, one request per file) when the server advertises a
   static ``diagnosticProvider`` or registers one dynamically. We declare dynamic registration,

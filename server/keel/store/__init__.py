@@ -1,4 +1,4 @@
-"""The session store (contract section 8): SQLite at ``<workspace>/.keel/keel.db``."""
+"""The session store (docs/explanation/sessions.md): SQLite at ``<workspace>/.keel/keel.db``."""
 
 from keel.store.db import MIGRATIONS, SqliteSessionRecords, SqliteStore, store_path
 

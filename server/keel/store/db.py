@@ -1,4 +1,5 @@
-"""The session store (contract section 8): one SQLite file per workspace, ``.keel/keel.db``.
+"""The session store (docs/explanation/sessions.md): one SQLite file per workspace,
+``.keel/keel.db``.
 
 Why SQLite in WAL mode with ``synchronous=FULL``: the store is what ``keel resume`` trusts after
 a crash or kill, so every write is its own committed, durable transaction, and readers

@@ -1,4 +1,4 @@
-"""Plan validation (contract section 5) and the architect's three attempts with feedback."""
+"""Plan validation (docs/reference/protocol.md) and the architect's three attempts with feedback."""
 
 from __future__ import annotations
 

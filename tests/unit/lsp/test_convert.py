@@ -239,7 +239,7 @@ def test_energy_markdown_quotes_the_evidence_of_non_zero_components() -> None:
 
 
 def test_energy_payload_and_refusal_text() -> None:
-    assert energy_payload(energy(syn=1), 0.1) == {
+    assert energy_payload(energy(syn=1), 0.1).wire() == {
         "v_syn": 1.0,
         "v_str": 0.0,
         "v_log": 0.0,

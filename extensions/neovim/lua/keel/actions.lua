@@ -8,6 +8,7 @@ local events = require('keel.events')
 local format = require('keel.format')
 local log = require('keel.log')
 local preview = require('keel.preview')
+local protocol = require('keel.protocol')
 local session = require('keel.session')
 local signs = require('keel.signs')
 local util = require('keel.util')
@@ -175,13 +176,14 @@ function M.start(task, opts)
     if err then
       return finish(err, opts.callback)
     end
-    local sid = type(result) == 'table' and compat.value(result.sessionId) or nil
-    if sid then
-      session.set_session_id(sid)
+    local started, problem = protocol.check('SessionIdResult', result)
+    if not started then
+      return finish(problem, opts.callback)
     end
+    session.set_session_id(started.sessionId)
     log.notify(
       vim.log.levels.INFO,
-      'session ' .. tostring(sid or '?') .. ' started: ' .. argument.task
+      'session ' .. started.sessionId .. ' started: ' .. argument.task
     )
     finish(nil, opts.callback, result)
   end)
@@ -219,7 +221,11 @@ function M.approve(opts)
       signs.refresh()
       require('keel.review').bundles_gone({ bundle.bundleId })
       local root = client.root_of(c)
-      local entry = type(result) == 'table' and compat.value(result.ledgerEntry) or nil
+      local approved, problem = protocol.check('LedgerEntryResult', result)
+      if problem then
+        log.warn('keel.server.approve: %s', problem)
+      end
+      local entry = approved and approved.ledgerEntry
       local rest = opts.files and left_out(all, opts.files, root) or {}
       log.notify(
         vim.log.levels.INFO,
@@ -394,7 +400,10 @@ function M.ledger(opts)
     if err then
       return finish(err, opts.callback)
     end
-    local entries = format.ledger_entries(result)
+    local entries, problem = format.ledger_entries(result)
+    if not entries then
+      return finish(problem, opts.callback)
+    end
     state.ledger = entries
     state.ledger_time = compat.uv.hrtime() / 1e6
     if not opts.quiet then
@@ -421,7 +430,7 @@ function M.ledger_cache()
         arguments = { { limit = config.get().ledger_limit } },
       }, 500)
       if response and not response.err then
-        state.ledger = format.ledger_entries(compat.value(response.result))
+        state.ledger = format.ledger_entries(compat.value(response.result)) or state.ledger
         state.ledger_time = compat.uv.hrtime() / 1e6
       end
     end
@@ -447,7 +456,11 @@ function M.rollback(entry, opts)
     end
     state.ledger_time = 0
     util.sync_buffers(uris, modified, { changed_only = true })
-    local sha = type(result) == 'table' and compat.value(result.ledgerEntry) or nil
+    local reverted, problem = protocol.check('LedgerEntryResult', result)
+    if problem then
+      log.warn('keel.server.rollback: %s', problem)
+    end
+    local sha = reverted and reverted.ledgerEntry
     log.notify(
       vim.log.levels.INFO,
       'rolled back ' .. vim.trim(entry) .. (sha and ('; revert ' .. tostring(sha):sub(1, 12)) or '')
@@ -584,10 +597,12 @@ local function read_only(name, key, text, opts)
     if err then
       return finish(err, opts.callback)
     end
-    local markdown = type(result) == 'table' and compat.value(result.markdown) or nil
-    if type(markdown) ~= 'string' then
-      return finish('keel.server.' .. name .. ' sent no markdown', opts.callback)
+    local answer, problem =
+      protocol.check(name == 'plan' and 'PlanResult' or 'ExplainResult', result)
+    if not answer then
+      return finish('keel.server.' .. name .. ': ' .. problem, opts.callback)
     end
+    local markdown = answer.markdown
     if not opts.quiet then
       M.show_markdown('keel://' .. name, markdown)
     end

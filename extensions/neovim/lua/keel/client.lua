@@ -9,7 +9,7 @@ local util = require('keel.util')
 
 local M = {}
 
----The client name, as the server calls itself (contract section 9).
+---The client name, as the server calls itself (docs/reference/lsp.md).
 M.name = 'keel'
 
 local state = {

@@ -11,7 +11,7 @@ local util = require('keel.util')
 
 local M = {}
 
----The notification method (contract section 9).
+---The notification method (docs/reference/lsp.md).
 M.method = 'keel/editorDiagnostics'
 
 local state = {
@@ -121,7 +121,7 @@ end
 ---out of scope or its diagnostics are what was sent last.
 ---@param bufnr integer
 ---@param force boolean?
----@return keel.EditorDiagnosticsParams? params what was sent
+---@return keel.proto.EditorDiagnosticsParams? params what was sent
 function M.forward(bufnr, force)
   if not vim.api.nvim_buf_is_valid(bufnr) or not vim.api.nvim_buf_is_loaded(bufnr) then
     return nil
@@ -144,7 +144,7 @@ function M.forward(bufnr, force)
     return nil
   end
   state.last[uri] = encoded
-  ---@type keel.EditorDiagnosticsParams
+  ---@type keel.proto.EditorDiagnosticsParams
   local params = {
     uri = uri,
     version = compat.buf_version(bufnr, client.id),

@@ -5,6 +5,7 @@ local compat = require('keel.compat')
 local config = require('keel.config')
 local format = require('keel.format')
 local log = require('keel.log')
+local protocol = require('keel.protocol')
 local session = require('keel.session')
 local signs = require('keel.signs')
 
@@ -23,14 +24,16 @@ local function root_of(client_id)
 end
 
 ---Record a summary (from status or keel/sessionChanged) and update what depends on it.
----@param summary table?
+---@param summary any
 ---@param client_id integer?
 ---@return string[] gone ids of bundles no longer pending
+---@return string? err why the summary was refused (logged)
 function M.apply_summary(summary, client_id)
-  if type(summary) ~= 'table' then
-    return {}
+  local gone, err = session.on_summary(summary, root_of(client_id))
+  if not gone then
+    log.warn('ignored a session summary that does not match the protocol: %s', err)
+    return {}, err
   end
-  local gone = session.on_summary(summary, root_of(client_id))
   if #gone > 0 then
     require('keel.review').bundles_gone(gone)
     for _, id in ipairs(gone) do
@@ -45,11 +48,10 @@ end
 ---@param summary table?
 ---@param client_id integer?
 function M.session_changed(summary, client_id)
-  summary = compat.value(summary)
-  if type(summary) ~= 'table' then
+  local _, err = M.apply_summary(summary, client_id)
+  if err then
     return
   end
-  M.apply_summary(summary, client_id)
   local milestone, bad = format.milestone(summary)
   local line = format.summary_line(summary, #session.pending())
   log.debug('session changed: %s', line)
@@ -69,17 +71,14 @@ function M.fetch_diff(bundle, client_id, callback)
   require('keel.client').exec('diff', { bundleId = bundle.bundleId }, function(err, result)
     local files = {}
     if not err then
-      for _, file in ipairs(type(result) == 'table' and compat.value(result.files) or {}) do
-        if type(file) == 'table' and type(file.uri) == 'string' then
-          files[#files + 1] = {
-            uri = file.uri,
-            change = compat.value(file.change),
-            before = compat.value(file.before) or '',
-            after = compat.value(file.after) or '',
-            unifiedDiff = compat.value(file.unifiedDiff),
-          }
-        end
+      local diff
+      diff, err = protocol.check('DiffResult', result)
+      if diff then
+        files, err = protocol.check_list('DiffFile', diff.files)
+        files = files or {}
       end
+    end
+    if not err then
       session.set_diff(bundle.bundleId, files)
       if #bundle.files == 0 then
         for _, file in ipairs(files) do
@@ -96,13 +95,13 @@ function M.fetch_diff(bundle, client_id, callback)
   end, { client = client })
 end
 
----`keel/bundleProposed`: `{bundleId, nodeId, title, files, energy}`.
----@param params table?
+---`keel/bundleProposed`: `{bundleId, nodeId, title, files, energy, sessionId}`.
+---@param params any
 ---@param client_id integer?
 function M.bundle_proposed(params, client_id)
-  local bundle = session.on_bundle_proposed(compat.value(params), root_of(client_id))
+  local bundle, err = session.on_bundle_proposed(params)
   if not bundle then
-    log.warn('ignored a keel/bundleProposed without bundleId: %s', vim.inspect(params))
+    log.warn('ignored a keel/bundleProposed that does not match the protocol: %s', err)
     return
   end
   if config.get().notify.bundles then

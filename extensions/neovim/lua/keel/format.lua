@@ -1,23 +1,11 @@
--- Text for people: session summaries, bundle labels, ledger lines. The summary's keys
--- are not fixed by the contract, so every reader here tolerates missing or renamed keys.
+-- Text for people: session summaries, bundle labels, ledger lines, from the payloads as
+-- the server sends them (keel.payloads).
 
 local compat = require('keel.compat')
+local protocol = require('keel.protocol')
 local util = require('keel.util')
 
 local M = {}
-
----@param tbl table
----@param ... string keys to try, in order
----@return any
-local function first(tbl, ...)
-  for _, key in ipairs({ ... }) do
-    local value = compat.value(tbl[key])
-    if value ~= nil then
-      return value
-    end
-  end
-  return nil
-end
 
 ---A bundle as one line: `Greeting (2 files, V=0.05) [b-1]`.
 ---@param bundle keel.Bundle
@@ -40,19 +28,16 @@ function M.bundle_label(bundle)
 end
 
 ---Node state counts: `2 committed, 1 awaiting_approval`.
----@param summary table
+---@param summary keel.proto.SessionSummary
 ---@return string?
 local function state_counts(summary)
   local counts, order = {}, {}
-  for _, node in ipairs(first(summary, 'nodes') or {}) do
-    if type(node) == 'table' then
-      local node_state = first(node, 'state', 'status') or '?'
-      if not counts[node_state] then
-        order[#order + 1] = node_state
-        counts[node_state] = 0
-      end
-      counts[node_state] = counts[node_state] + 1
+  for _, node in ipairs(summary.nodes) do
+    if not counts[node.state] then
+      order[#order + 1] = node.state
+      counts[node.state] = 0
     end
+    counts[node.state] = counts[node.state] + 1
   end
   if #order == 0 then
     return nil
@@ -65,21 +50,18 @@ local function state_counts(summary)
 end
 
 ---A session summary as one line.
----@param summary table?
+---@param summary keel.proto.SessionSummary?
 ---@param pending integer number of pending bundles
 ---@return string
 function M.summary_line(summary, pending)
-  if type(summary) ~= 'table' then
+  local sid = summary and compat.value(summary.sessionId)
+  if not summary or not sid then
     return 'no session'
   end
-  local sid = first(summary, 'sessionId', 'session_id', 'id') or '?'
-  local text = 'session ' .. tostring(sid)
-  local status = first(summary, 'state', 'status', 'outcome')
-  if status == nil and first(summary, 'running') == true then
-    status = 'running'
-  end
+  local text = 'session ' .. sid
+  local status = compat.value(summary.outcome) or (summary.running and 'running' or nil)
   if status then
-    text = text .. ' ' .. tostring(status)
+    text = text .. ' ' .. status
   end
   local counts = state_counts(summary)
   if counts then
@@ -94,23 +76,18 @@ end
 
 ---What makes a summary worth a notification: the session's outcome, and nodes that
 ---failed or escalated. nil while the session simply runs.
----@param summary table?
+---@param summary keel.proto.SessionSummary?
 ---@return string? key changes exactly when there is something new to tell
 ---@return boolean bad an outcome other than success, or a failed/escalated node
 function M.milestone(summary)
-  if type(summary) ~= 'table' then
+  if not summary then
     return nil, false
   end
-  local outcome = first(summary, 'outcome')
+  local outcome = compat.value(summary.outcome)
   local troubled = {}
-  for _, node in ipairs(first(summary, 'nodes') or {}) do
-    if type(node) == 'table' then
-      local node_state = first(node, 'state', 'status')
-      if node_state == 'failed' or node_state == 'escalated' then
-        troubled[#troubled + 1] = tostring(first(node, 'id', 'nodeId', 'node_id'))
-          .. ' '
-          .. node_state
-      end
+  for _, node in ipairs(summary.nodes) do
+    if node.state == 'failed' or node.state == 'escalated' then
+      troubled[#troubled + 1] = node.id .. ' ' .. node.state
     end
   end
   if outcome == nil and #troubled == 0 then
@@ -121,32 +98,27 @@ function M.milestone(summary)
 end
 
 ---A session summary as lines (what `:Keel status` shows).
----@param summary table?
+---@param summary keel.proto.SessionSummary?
 ---@param bundles keel.Bundle[]
 ---@return string[]
 function M.summary_lines(summary, bundles)
-  if type(summary) ~= 'table' then
+  if not summary or not compat.value(summary.sessionId) then
     return { 'no session' }
   end
   local lines = { M.summary_line(summary, #bundles) }
-  local task = first(summary, 'task')
-  if type(task) == 'string' then
+  local task = compat.value(summary.task)
+  if task then
     lines[#lines + 1] = '  task: ' .. task
   end
-  for _, node in ipairs(first(summary, 'nodes') or {}) do
-    if type(node) == 'table' then
-      local id = first(node, 'id', 'nodeId', 'node_id') or '?'
-      local node_state = first(node, 'state', 'status') or '?'
-      local energy = util.energy_text(first(node, 'energy', 'latestEnergy', 'latest_energy'))
-      local title = first(node, 'title') or ''
-      lines[#lines + 1] = string.format(
-        '  %-10s %-18s %-10s %s',
-        tostring(id),
-        tostring(node_state),
-        energy and energy:match('^(V=%S+)') or 'V=-',
-        tostring(title)
-      )
-    end
+  for _, node in ipairs(summary.nodes) do
+    local energy = util.energy_text(compat.value(node.energy))
+    lines[#lines + 1] = string.format(
+      '  %-10s %-18s %-10s %s',
+      node.id,
+      node.state,
+      energy and energy:match('^(V=%S+)') or 'V=-',
+      node.title
+    )
   end
   for _, bundle in ipairs(bundles) do
     lines[#lines + 1] = '  pending: ' .. M.bundle_label(bundle)
@@ -154,48 +126,25 @@ function M.summary_lines(summary, bundles)
   return lines
 end
 
----Ledger entries from whatever shape the server answered (a list, or `{entries = ...}`).
+---The entries of `keel.server.ledger` (a list, newest first).
 ---@param result any
----@return keel.LedgerEntry[]
+---@return keel.LedgerEntry[]? entries
+---@return string? err why the result is not a ledger
 function M.ledger_entries(result)
-  local list = result
-  if type(result) == 'table' and not compat.islist(result) then
-    list = first(result, 'entries', 'ledger', 'items') or {}
+  if type(result) == 'table' and #result == 0 and next(result) ~= nil then
+    return nil, 'LedgerResult: expected a list, got an object'
   end
-  local out = {}
-  for _, raw in ipairs(type(list) == 'table' and list or {}) do
-    if type(raw) == 'table' then
-      local sha = first(raw, 'sha', 'entry', 'commit', 'id')
-      if sha then
-        out[#out + 1] = {
-          sha = tostring(sha),
-          title = tostring(first(raw, 'title', 'message', 'subject') or ''),
-          raw = raw,
-        }
-      end
-    elseif type(raw) == 'string' then
-      out[#out + 1] = { sha = raw, title = '', raw = { sha = raw } }
-    end
-  end
-  return out
+  return protocol.check_list('LedgerEntry', result)
 end
 
 ---One ledger entry as a line.
 ---@param entry keel.LedgerEntry
 ---@return string
 function M.ledger_line(entry)
-  local parts = { entry.sha:sub(1, 12), entry.title }
-  local when = first(entry.raw, 'timestamp', 'date')
-  if when then
-    table.insert(parts, 2, tostring(when))
-  end
-  local energy = first(entry.raw, 'energy')
-  if type(energy) == 'string' then
-    parts[#parts + 1] = '[' .. energy .. ']'
-  elseif type(energy) == 'table' then
-    parts[#parts + 1] = '[' .. (util.energy_text(energy) or '') .. ']'
-  end
-  return table.concat(parts, '  ')
+  return table.concat(
+    { entry.sha:sub(1, 12), entry.timestamp, entry.title, '[' .. entry.energy .. ']' },
+    '  '
+  )
 end
 
 return M

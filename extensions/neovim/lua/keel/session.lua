@@ -2,16 +2,17 @@
 -- keel/sessionChanged), the pending bundles (keel/bundleProposed, status) and the
 -- proposed contents fetched with keel.server.diff.
 --
--- Contract section 9 fixes the bundle notification's keys but not the summary's, so
--- the summary is read tolerantly (see `pending_from_summary`).
+-- Every payload is read as the server sends it (keel.payloads, docs/reference/lsp.md),
+-- checked with keel.protocol; one without its keys is refused with the reason.
 
 local compat = require('keel.compat')
+local protocol = require('keel.protocol')
 local util = require('keel.util')
 
 local M = {}
 
 local state = {
-  ---@type table?
+  ---@type keel.proto.SessionSummary?
   summary = nil,
   ---@type string?
   session_id = nil,
@@ -25,93 +26,38 @@ local state = {
   node_files = {},
 }
 
----Turn a file entry (URI, path, or `{uri = ...}`) into a URI.
----@param file any
----@param root string?
----@return string?
-local function to_uri(file, root)
-  if type(file) == 'table' then
-    file = compat.value(file.uri) or compat.value(file.path)
-  end
-  if type(file) ~= 'string' or file == '' then
-    return nil
-  end
-  if file:match('^%a[%w+.-]*:') then
-    return file
-  end
-  if root and not vim.startswith(file, '/') then
-    file = root .. '/' .. file
-  end
-  return vim.uri_from_fname(file)
-end
-
----A bundle in the shape of `keel/bundleProposed`, from any of the shapes a summary may use.
+---A bundle as `keel/bundleProposed` (or the summary's `pendingBundles`) sends it.
 ---@param raw any
----@param root string?
 ---@return keel.Bundle?
-function M.normalize_bundle(raw, root)
-  if type(raw) ~= 'table' then
-    return nil
+---@return string? err why it is not one
+function M.read_bundle(raw)
+  local bundle, err = protocol.check('BundleProposed', raw)
+  if not bundle then
+    return nil, err
   end
-  local id = compat.value(raw.bundleId) or compat.value(raw.bundle_id) or compat.value(raw.id)
-  if type(id) ~= 'string' and type(id) ~= 'number' then
-    return nil
-  end
-  local files = {}
-  for _, file in ipairs(compat.value(raw.files) or compat.value(raw.uris) or {}) do
-    local uri = to_uri(file, root)
-    if uri then
-      files[#files + 1] = uri
-    end
+  local _, energy_err = protocol.check('Energy', bundle.energy)
+  if energy_err then
+    return nil, energy_err
   end
   return {
-    bundleId = tostring(id),
-    nodeId = compat.value(raw.nodeId) or compat.value(raw.node_id) or compat.value(raw.node),
-    title = compat.value(raw.title) or compat.value(raw.nodeTitle),
-    files = files,
-    energy = compat.value(raw.energy),
+    bundleId = bundle.bundleId,
+    nodeId = bundle.nodeId,
+    title = bundle.title,
+    files = vim.deepcopy(bundle.files),
+    energy = bundle.energy,
+    sessionId = bundle.sessionId,
   }
 end
 
----The pending bundles a summary lists, or nil when it lists none in a known key.
----@param summary table
----@param root string?
----@return keel.Bundle[]?
-function M.pending_from_summary(summary, root)
-  if type(summary) ~= 'table' then
-    return nil
-  end
-  for _, key in ipairs({ 'pendingBundles', 'pending_bundles', 'bundles', 'pending' }) do
-    local list = compat.value(summary[key])
-    if type(list) == 'table' then
-      local out = {}
-      for _, raw in ipairs(list) do
-        local bundle = M.normalize_bundle(raw, root)
-        if bundle then
-          out[#out + 1] = bundle
-        end
-      end
-      return out
-    end
-  end
-  return nil
-end
-
----@param summary table
+---The summary's nodes' owned files (workspace-relative paths) as URIs.
+---@param summary keel.proto.SessionSummary
 ---@param root string?
 ---@return string[]
 local function files_of_nodes(summary, root)
   local out = {}
-  for _, node in ipairs(compat.value(summary.nodes) or {}) do
-    if type(node) == 'table' then
-      for _, key in ipairs({ 'files', 'owns' }) do
-        for _, file in ipairs(compat.value(node[key]) or {}) do
-          local uri = to_uri(file, root)
-          if uri then
-            out[#out + 1] = uri
-          end
-        end
-      end
+  for _, node in ipairs(summary.nodes) do
+    for _, path in ipairs(node.owns) do
+      out[#out + 1] = vim.uri_from_fname(root and (root .. '/' .. path) or path)
     end
   end
   return out
@@ -139,61 +85,60 @@ function M.forget(bundle_id)
 end
 
 ---Record a `keel/bundleProposed` notification.
----@param params table
----@param root string?
+---@param params any
 ---@return keel.Bundle?
-function M.on_bundle_proposed(params, root)
-  local bundle = M.normalize_bundle(params, root)
+---@return string? err why it is not a bundle
+function M.on_bundle_proposed(params)
+  local bundle, err = M.read_bundle(params)
   if bundle then
     put(bundle)
   end
-  return bundle
+  return bundle, err
 end
 
----Record a session summary (from status or `keel/sessionChanged`). When it lists the
----pending bundles, that list replaces the known one.
----@param summary table
+---Record a session summary (from status or `keel/sessionChanged`): its pending bundles
+---replace the known ones.
+---@param summary any
 ---@param root string?
----@return string[] gone ids of bundles no longer pending
+---@return string[]? gone ids of bundles no longer pending
+---@return string? err why it is not a summary (nothing is recorded then)
 function M.on_summary(summary, root)
-  if type(summary) ~= 'table' then
-    return {}
+  local checked, err = protocol.check('SessionSummary', summary)
+  if not checked then
+    return nil, err
   end
-  state.summary = summary
-  local sid = compat.value(summary.sessionId) or compat.value(summary.session_id)
-  if type(sid) == 'string' then
+  local nodes, nodes_err = protocol.check_list('SummaryNode', checked.nodes)
+  if not nodes then
+    return nil, nodes_err
+  end
+  local pending = {}
+  for _, raw in ipairs(checked.pendingBundles) do
+    local bundle, bundle_err = M.read_bundle(raw)
+    if not bundle then
+      return nil, bundle_err
+    end
+    pending[#pending + 1] = bundle
+  end
+  state.summary = checked
+  local sid = compat.value(checked.sessionId)
+  if sid then
     state.session_id = sid
   end
-  if compat.value(summary.nodes) ~= nil then
-    state.node_files = files_of_nodes(summary, root)
+  state.node_files = files_of_nodes(checked, root)
+  local keep, gone = {}, {}
+  for _, bundle in ipairs(pending) do
+    keep[bundle.bundleId] = true
   end
-  local pending = M.pending_from_summary(summary, root)
-  local gone = {}
-  if pending then
-    local keep = {}
-    for _, bundle in ipairs(pending) do
-      keep[bundle.bundleId] = true
-    end
-    for _, id in ipairs(vim.deepcopy(state.order)) do
-      if not keep[id] then
-        gone[#gone + 1] = id
-        M.forget(id)
-      end
-    end
-    for _, bundle in ipairs(pending) do
-      local known = state.bundles[bundle.bundleId]
-      if known then
-        if #bundle.files == 0 then
-          bundle.files = known.files
-        end
-        bundle.title = bundle.title or known.title
-        bundle.nodeId = bundle.nodeId or known.nodeId
-        bundle.energy = bundle.energy or known.energy
-      end
-      put(bundle)
+  for _, id in ipairs(vim.deepcopy(state.order)) do
+    if not keep[id] then
+      gone[#gone + 1] = id
+      M.forget(id)
     end
   end
-  return gone
+  for _, bundle in ipairs(pending) do
+    put(bundle)
+  end
+  return gone, nil
 end
 
 ---Remember the session started from this editor.
@@ -208,7 +153,7 @@ function M.session_id()
 end
 
 ---The latest summary.
----@return table?
+---@return keel.proto.SessionSummary?
 function M.summary()
   return state.summary
 end

@@ -77,24 +77,17 @@
 ---@field notify { progress: boolean?, progress_throttle_ms: integer?, session: boolean?, bundles: boolean? }?
 ---@field log { level: string?, file: string?, max_size: integer? }?
 
----@class keel.Bundle A pending change bundle (`keel/bundleProposed`, status).
+---@class keel.Bundle A pending bundle: what `keel/bundleProposed` (keel.proto.BundleProposed) says, or only `bundleId` and `files` for a command given an id the plugin has not seen.
 ---@field bundleId string
 ---@field nodeId string?
 ---@field title string?
 ---@field files string[] File URIs the bundle touches.
----@field energy table?
+---@field energy keel.proto.Energy?
+---@field sessionId string?
 
----@class keel.DiffFile One file of `keel.server.diff`.
----@field uri string
----@field change ('create'|'modify'|'delete')?
----@field before string
----@field after string
----@field unifiedDiff string?
+---@alias keel.DiffFile keel.proto.DiffFile One file of `keel.server.diff`.
 
----@class keel.LedgerEntry
----@field sha string
----@field title string
----@field raw table The entry as the server sent it.
+---@alias keel.LedgerEntry keel.proto.LedgerEntry One entry of `keel.server.ledger`.
 
 ---@class keel.LspDiagnostic A `Diagnostic` as the LSP specification defines it.
 ---@field range { start: { line: integer, character: integer }, ['end']: { line: integer, character: integer } }
@@ -103,11 +96,6 @@
 ---@field source string?
 ---@field code (string|integer)?
 ---@field tags integer[]?
-
----@class keel.EditorDiagnosticsParams `keel/editorDiagnostics`.
----@field uri string
----@field version integer?
----@field diagnostics keel.LspDiagnostic[]
 
 ---@class keel.ActionOpts Options shared by the public actions.
 ---@field bundle_id string? Act on this bundle instead of picking one.

@@ -188,26 +188,21 @@ function M.sync_buffers(uris, modified_before, opts)
   return conflicts
 end
 
----A one-line energy summary (`V=0.123 (syn 0.1, log 0.02)`) from whatever keys the
----server used.
----@param energy table?
+---A one-line energy summary: `V=0.123 (syn 0.1, log 0.02)`.
+---@param energy keel.proto.Energy?
 ---@return string?
 function M.energy_text(energy)
   if type(energy) ~= 'table' then
     return nil
   end
-  local total = energy.v or energy.V or energy.total or energy['V(x)']
   local parts = {}
   for _, name in ipairs({ 'syn', 'str', 'log', 'boot', 'sheaf' }) do
-    local value = energy['v_' .. name] or energy['V_' .. name] or energy[name]
-    if type(value) == 'number' and value ~= 0 then
+    local value = energy['v_' .. name]
+    if value ~= 0 then
       parts[#parts + 1] = string.format('%s %.3g', name, value)
     end
   end
-  if type(total) ~= 'number' then
-    return #parts > 0 and table.concat(parts, ', ') or nil
-  end
-  local text = string.format('V=%.3g', total)
+  local text = string.format('V=%.3g', energy.v)
   if #parts > 0 then
     text = text .. ' (' .. table.concat(parts, ', ') .. ')'
   end

@@ -5,7 +5,8 @@
 
 import type * as vscode from 'vscode';
 import type { Disposable, Event } from './events';
-import type { ServerCommandId } from './protocol';
+import type { Diagnostic } from './payloads';
+import type { CommandArgument, ServerCommandId } from './protocol';
 
 /** The lifecycle of the server process as the user sees it. */
 export type ServerState = 'starting' | 'running' | 'stopped' | 'missing' | 'failed';
@@ -13,13 +14,16 @@ export type ServerState = 'starting' | 'running' | 'stopped' | 'missing' | 'fail
 export interface ServerConnection {
   readonly state: ServerState;
   readonly onDidChangeState: Event<ServerState>;
-  /** `workspace/executeCommand` with the one JSON argument of contract section 9. */
-  executeCommand(command: ServerCommandId, argument: object): Promise<unknown>;
+  /**
+   * `workspace/executeCommand` with the command's one JSON argument (docs/reference/lsp.md).
+   * The result is the raw JSON: read it with the readers of `protocol.ts`.
+   */
+  executeCommand<C extends ServerCommandId>(command: C, argument: CommandArgument<C>): Promise<unknown>;
   sendNotification(method: string, params: object): Promise<void>;
   /** A handler for a server notification; it stays registered across server restarts. */
   onNotification(method: string, handler: (params: unknown) => void): Disposable;
   /** VS Code diagnostics in LSP shape, with the running client's converter. */
-  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): unknown[];
+  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): Diagnostic[];
 }
 
 /** The server as the commands see it: a connection they can also restart and wait for. */

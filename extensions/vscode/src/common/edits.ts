@@ -2,7 +2,7 @@
  * The one-approval rule for applying bundles.
  *
  * After the user runs Approve, the server applies the bundle with `workspace/applyEdit`, and
- * (contract section 9) marks its change annotations `needsConfirmation` when the client supports
+ * (docs/reference/lsp.md) marks its change annotations `needsConfirmation` when the client supports
  * annotations. VS Code answers such an edit with its Refactor Preview, a second confirmation of
  * a decision the user just made, and one that blocks the approve request until it is dismissed.
  * While an approval the user started is in flight, the extension therefore clears those flags

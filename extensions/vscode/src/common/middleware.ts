@@ -2,7 +2,7 @@
  * The `LanguageClient` options that carry Keel's settings and approvals, without the `vscode`
  * module at run time (so unit tests run the real thing; `server.ts` plugs them into the client).
  *
- * Settings reach the server in the `keel.toml` shape of contract section 4, three ways:
+ * Settings reach the server in the `keel.toml` shape of docs/reference/configuration.md, three ways:
  * `initializationOptions`; the answer to `workspace/configuration` for section `keel` (or a part
  * of it); and `workspace/didChangeConfiguration` when one of {@link PUSH_KEYS} changes. The last
  * is vscode-languageclient's own configuration sync, told to watch exactly those keys

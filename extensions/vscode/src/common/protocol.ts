@@ -1,14 +1,15 @@
 /**
- * The language-server surface of contract section 9, as the extension sees it: command and
- * notification names, and tolerant readers that turn the server's JSON into typed views.
+ * The language-server surface as the extension sees it (docs/reference/lsp.md): command and
+ * notification names, and readers that turn the server's payloads into the views' shapes.
  *
- * The contract fixes the names and the top-level shapes (`{"files": [{uri, before, after,
- * unifiedDiff}]}` for a diff, `{bundleId, nodeId, title, files, energy}` for a proposal) but not
- * every key of the session summary. The readers therefore accept the spellings the server is
- * likely to use (camelCase on the LSP wire, snake_case as in the headless events) and never
- * throw: an unreadable field becomes "unknown" in the UI rather than a broken view.
+ * Every payload type comes from `payloads.ts`, generated from the server's schema
+ * (docs/reference/lsp.schema.json). The readers read exactly the keys the server sends, no
+ * other spelling; `expect` checks a payload's required keys first, so a server that drifted
+ * from the schema is reported by name (`ProtocolError`) instead of showing "unknown".
  */
 
+import type * as P from './payloads';
+import { REQUIRED_KEYS } from './payloads';
 import { toFileUri } from './uris';
 
 /** Server commands (`workspace/executeCommand`); each takes one JSON object argument. */
@@ -25,18 +26,55 @@ export const ServerCommand = {
   rollback: 'keel.server.rollback',
   plan: 'keel.server.plan',
   explain: 'keel.server.explain',
-} as const;
+} as const satisfies Record<string, keyof P.Commands>;
 export type ServerCommandId = (typeof ServerCommand)[keyof typeof ServerCommand];
+/** The argument a command takes. */
+export type CommandArgument<C extends ServerCommandId> = P.Commands[C]['argument'];
+/** The result a command answers with. */
+export type CommandResult<C extends ServerCommandId> = P.Commands[C]['result'];
 
 /** Custom notifications in both directions. */
 export const Notification = {
   sessionChanged: 'keel/sessionChanged',
   bundleProposed: 'keel/bundleProposed',
   editorDiagnostics: 'keel/editorDiagnostics',
-} as const;
+} as const satisfies Record<string, keyof P.Notifications>;
 
 /** The `source` of Keel's own diagnostics: never forwarded back to the server. */
 export const KEEL_DIAGNOSTIC_SOURCE = 'keel';
+
+/** A payload that does not have the keys the schema requires. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+type PayloadName = keyof P.Payloads & keyof typeof REQUIRED_KEYS;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function kindOf(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}
+
+/**
+ * `raw` as the payload `name`, once it is an object with every key the schema requires
+ * (nested payloads are checked where they are read). Throws {@link ProtocolError} otherwise.
+ */
+export function expect<N extends PayloadName>(name: N, raw: unknown): P.Payloads[N] {
+  if (!isObject(raw)) {
+    throw new ProtocolError(`${name}: expected a JSON object, got ${kindOf(raw)}`);
+  }
+  const missing = REQUIRED_KEYS[name].filter((key) => !(key in raw));
+  if (missing.length > 0) {
+    throw new ProtocolError(`${name}: missing ${missing.join(', ')}`);
+  }
+  return raw as unknown as P.Payloads[N];
+}
 
 /** One energy component, e.g. `{name: "V_log", value: 2}`. */
 export interface EnergyComponent {
@@ -44,12 +82,12 @@ export interface EnergyComponent {
   readonly value: number;
 }
 
-/** An energy report: V(x), its components, and epsilon when the server says it. */
+/** An energy report: V(x), its components, epsilon and the verdict. */
 export interface Energy {
-  readonly total: number | undefined;
+  readonly total: number;
   readonly components: readonly EnergyComponent[];
-  readonly epsilon: number | undefined;
-  readonly stable: boolean | undefined;
+  readonly epsilon: number;
+  readonly stable: boolean;
 }
 
 /** A node of the session's plan. `files` are URIs. */
@@ -61,22 +99,28 @@ export interface NodeInfo {
   readonly files: readonly string[];
   readonly dependsOn: readonly string[];
   readonly energy: Energy | undefined;
-  readonly attempts: number | undefined;
+  readonly attempts: number;
+  readonly ledgerEntry: string | undefined;
 }
 
-/** A bundle waiting for the user's decision. `files` are URIs. */
+/**
+ * A bundle waiting for the user's decision. `files` are URIs. A command given only a bundle
+ * id that the summary does not list yet knows nothing else: `nodeId`, `energy` and
+ * `sessionId` are undefined then, and always set for a bundle the server sent.
+ */
 export interface BundleInfo {
   readonly bundleId: string;
   readonly nodeId: string | undefined;
   readonly title: string;
   readonly files: readonly string[];
   readonly energy: Energy | undefined;
+  readonly sessionId: string | undefined;
 }
 
 /** A session the server knows (for Resume Session). */
 export interface SessionRef {
   readonly sessionId: string;
-  readonly task: string | undefined;
+  readonly task: string;
   readonly running: boolean;
   readonly outcome: string | undefined;
 }
@@ -84,13 +128,13 @@ export interface SessionRef {
 /** The session summary (`keel.server.status`, `keel/sessionChanged`). */
 export interface SessionInfo {
   readonly sessionId: string | undefined;
+  /** `running`, `awaiting_approval`, the outcome, or what the nodes say (`finished`, ...). */
   readonly state: string;
   readonly task: string | undefined;
   readonly nodes: readonly NodeInfo[];
   readonly pending: readonly BundleInfo[];
-  readonly energy: Energy | undefined;
   readonly epsilon: number | undefined;
-  /** Every session the server knows, when it lists them. */
+  /** Every session the server knows. */
   readonly sessions: readonly SessionRef[];
 }
 
@@ -108,99 +152,34 @@ export interface DiffFile {
 export interface LedgerEntry {
   readonly entry: string;
   readonly title: string;
-  readonly node: string | undefined;
-  readonly session: string | undefined;
-  readonly date: string | undefined;
-  readonly energy: string | undefined;
-  readonly approvedBy: string | undefined;
+  readonly node: string;
+  readonly session: string;
+  readonly date: string;
+  /** The `Keel-Energy` trailer, e.g. `V=0.000`. */
+  readonly energy: string;
+  readonly approvedBy: string;
 }
 
-type Json = Record<string, unknown>;
+const COMPONENTS = [
+  ['V_syn', 'v_syn'],
+  ['V_str', 'v_str'],
+  ['V_log', 'v_log'],
+  ['V_boot', 'v_boot'],
+  ['V_sheaf', 'v_sheaf'],
+] as const;
 
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/** Reads the `energy` object of the payloads. */
+export function readEnergy(raw: unknown): Energy {
+  const energy = expect('Energy', raw);
+  return {
+    total: energy.v,
+    components: COMPONENTS.map(([name, key]) => ({ name, value: energy[key] })),
+    epsilon: energy.epsilon,
+    stable: energy.stable,
+  };
 }
 
-/** The first of `keys` present in `obj` with a non-null value. */
-function pick(obj: Json, ...keys: string[]): unknown {
-  for (const key of keys) {
-    const value = obj[key];
-    if (value !== undefined && value !== null) {
-      return value;
-    }
-  }
-  return undefined;
-}
-
-function str(value: unknown): string | undefined {
-  if (typeof value === 'string') {
-    return value;
-  }
-  if (typeof value === 'number' || typeof value === 'boolean') {
-    return String(value);
-  }
-  return undefined;
-}
-
-function num(value: unknown): number | undefined {
-  if (typeof value === 'number' && Number.isFinite(value)) {
-    return value;
-  }
-  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) {
-    return Number(value);
-  }
-  return undefined;
-}
-
-function list(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : [];
-}
-
-function strings(value: unknown): string[] {
-  return list(value)
-    .map((item) => (isObject(item) ? str(pick(item, 'uri', 'path', 'id')) : str(item)))
-    .filter((item): item is string => item !== undefined);
-}
-
-const COMPONENTS: readonly [string, readonly string[]][] = [
-  ['V_syn', ['V_syn', 'v_syn', 'vSyn', 'syn']],
-  ['V_str', ['V_str', 'v_str', 'vStr', 'str']],
-  ['V_log', ['V_log', 'v_log', 'vLog', 'log']],
-  ['V_boot', ['V_boot', 'v_boot', 'vBoot', 'boot']],
-  ['V_sheaf', ['V_sheaf', 'v_sheaf', 'vSheaf', 'sheaf']],
-];
-
-/** Reads an energy report: a bare number, or an object with a total and/or components. */
-export function readEnergy(raw: unknown): Energy | undefined {
-  const bare = num(raw);
-  if (bare !== undefined) {
-    return { total: bare, components: [], epsilon: undefined, stable: undefined };
-  }
-  if (!isObject(raw)) {
-    return undefined;
-  }
-  const inner = isObject(raw.components) ? raw.components : raw;
-  const components: EnergyComponent[] = [];
-  for (const [name, keys] of COMPONENTS) {
-    const value = num(pick(inner, ...keys));
-    if (value !== undefined) {
-      components.push({ name, value });
-    }
-  }
-  let total = num(pick(raw, 'V', 'v', 'total', 'vTotal', 'value', 'energy'));
-  if (total === undefined && components.length > 0) {
-    total = components.reduce((sum, c) => sum + c.value, 0);
-  }
-  const epsilon = num(pick(raw, 'epsilon', 'stabilityThreshold', 'stability_threshold'));
-  const stableRaw = pick(raw, 'stable');
-  const stable = typeof stableRaw === 'boolean' ? stableRaw : undefined;
-  if (total === undefined && components.length === 0) {
-    return undefined;
-  }
-  return { total, components, epsilon, stable };
-}
-
-/** Resolves file names from the server (URIs, or paths relative to the workspace) to URIs. */
+/** Resolves the workspace-relative paths of the summary's nodes to URIs. */
 export type FileResolver = (pathOrUri: string) => string;
 
 /** A resolver for a workspace root (a filesystem path), or one that keeps names as they are. */
@@ -208,44 +187,31 @@ export function fileResolver(root: string | undefined): FileResolver {
   return (name) => toFileUri(name, root);
 }
 
-/** Reads a bundle: from `keel/bundleProposed`, from a summary's pending list, or nested in a node. */
-export function readBundle(raw: unknown, resolve: FileResolver, parent?: NodeInfo): BundleInfo | undefined {
-  if (typeof raw === 'string') {
-    return { bundleId: raw, nodeId: parent?.id, title: parent?.title ?? raw, files: parent?.files ?? [], energy: undefined };
-  }
-  if (!isObject(raw)) {
-    return undefined;
-  }
-  const bundleId = str(pick(raw, 'bundleId', 'bundle_id', 'bundle', 'id'));
-  if (bundleId === undefined) {
-    return undefined;
-  }
-  const nodeId = str(pick(raw, 'nodeId', 'node_id', 'node')) ?? parent?.id;
-  const files = strings(pick(raw, 'files', 'uris', 'paths'));
+/** Reads a bundle: `keel/bundleProposed`, or an item of the summary's `pendingBundles`. */
+export function readBundle(raw: unknown): BundleInfo {
+  const bundle = expect('BundleProposed', raw);
   return {
-    bundleId,
-    nodeId,
-    title: str(pick(raw, 'title', 'nodeTitle', 'node_title')) ?? parent?.title ?? nodeId ?? bundleId,
-    files: (files.length > 0 ? files : (parent?.files ?? [])).map(resolve),
-    energy: readEnergy(pick(raw, 'energy', 'V', 'v')) ?? parent?.energy,
+    bundleId: bundle.bundleId,
+    nodeId: bundle.nodeId,
+    title: bundle.title,
+    files: [...bundle.files],
+    energy: readEnergy(bundle.energy),
+    sessionId: bundle.sessionId,
   };
 }
 
-function readNode(raw: unknown, resolve: FileResolver, fallbackId: string): NodeInfo | undefined {
-  if (!isObject(raw)) {
-    return undefined;
-  }
-  const id = str(pick(raw, 'id', 'nodeId', 'node_id', 'node')) ?? fallbackId;
-  const energy = readEnergy(pick(raw, 'energy', 'latestEnergy', 'latest_energy', 'V', 'v'));
+function readNode(raw: unknown, resolve: FileResolver): NodeInfo {
+  const node = expect('SummaryNode', raw);
   return {
-    id,
-    title: str(pick(raw, 'title', 'name')) ?? id,
-    state: str(pick(raw, 'state', 'status', 'lifecycle')) ?? 'unknown',
-    kind: str(pick(raw, 'kind')),
-    files: strings(pick(raw, 'files', 'owns', 'uris')).map(resolve),
-    dependsOn: strings(pick(raw, 'dependsOn', 'depends_on', 'deps')),
-    energy,
-    attempts: num(pick(raw, 'attempts', 'attempt')),
+    id: node.id,
+    title: node.title || node.id,
+    state: node.state,
+    kind: node.kind || undefined,
+    files: node.owns.map(resolve),
+    dependsOn: [...node.dependsOn],
+    energy: node.energy === null ? undefined : readEnergy(node.energy),
+    attempts: node.attempts,
+    ledgerEntry: node.ledgerEntry ?? undefined,
   };
 }
 
@@ -267,141 +233,94 @@ function deriveState(nodes: readonly NodeInfo[], pending: readonly BundleInfo[])
 }
 
 /**
- * Reads the session summary. Returns undefined when there is no session (`null`, `{}`, or
- * `{"session": null}`), so that the views can show their "start a task" state.
+ * Reads the session summary. Returns undefined when there is no session (`sessionId` null and
+ * nothing pending), so that the views can show their "start a task" state.
  */
 export function readSummary(raw: unknown, resolve: FileResolver): SessionInfo | undefined {
-  if (!isObject(raw)) {
+  const summary = expect('SessionSummary', raw);
+  const nodes = summary.nodes.map((n) => readNode(n, resolve));
+  const pending = summary.pendingBundles.map(readBundle);
+  if (summary.sessionId === null && nodes.length === 0 && pending.length === 0) {
     return undefined;
   }
-  // Accept {session: {...}, nodes, pending} as well as a flat summary.
-  const sessionPart = isObject(raw.session) ? raw.session : undefined;
-  const top: Json = sessionPart ? { ...sessionPart, ...raw } : raw;
-  const sessionId = str(pick(top, 'sessionId', 'session_id', 'id')) ?? (typeof raw.session === 'string' ? raw.session : undefined);
-  const nodeSource = pick(top, 'nodes', 'plan');
-  const rawNodes = isObject(nodeSource)
-    ? Object.entries(nodeSource).map(([id, value]) => (isObject(value) ? { id, ...value } : { id, state: value }))
-    : list(nodeSource);
-  const nodes = rawNodes
-    .map((n, i) => readNode(n, resolve, `node-${i + 1}`))
-    .filter((n): n is NodeInfo => n !== undefined);
-
-  const pending: BundleInfo[] = [];
-  const seen = new Set<string>();
-  const add = (bundle: BundleInfo | undefined): void => {
-    if (bundle !== undefined && !seen.has(bundle.bundleId)) {
-      seen.add(bundle.bundleId);
-      const owner = nodes.find((n) => n.id === bundle.nodeId);
-      pending.push(owner && bundle.title === bundle.bundleId ? { ...bundle, title: owner.title } : bundle);
-    }
-  };
-  for (const item of list(pick(top, 'pendingBundles', 'pending_bundles', 'pending', 'bundles'))) {
-    const parent = isObject(item) ? nodes.find((n) => n.id === str(pick(item, 'nodeId', 'node_id', 'node'))) : undefined;
-    add(readBundle(item, resolve, parent));
-  }
-  rawNodes.forEach((rawNode, i) => {
-    const node = nodes[i];
-    if (!isObject(rawNode) || node === undefined) {
-      return;
-    }
-    const nested = pick(rawNode, 'pendingBundles', 'pending_bundles', 'pendingBundle', 'pending_bundle', 'pending');
-    for (const item of Array.isArray(nested) ? nested : nested === undefined ? [] : [nested]) {
-      add(readBundle(item, resolve, node));
-    }
-  });
-
-  if (sessionId === undefined && nodes.length === 0 && pending.length === 0) {
-    return undefined;
-  }
-  const energy = readEnergy(pick(top, 'energy', 'V', 'v'));
-  const epsilon = num(pick(top, 'epsilon', 'stabilityThreshold', 'stability_threshold')) ?? energy?.epsilon;
-  const running = pick(top, 'running');
   const derived = deriveState(nodes, pending);
-  const state =
-    str(pick(top, 'state', 'status', 'phase')) ??
-    (running === true ? (derived === 'finished' || derived === 'idle' ? 'running' : derived) : undefined) ??
-    str(pick(top, 'outcome')) ??
-    derived;
-  const sessions: SessionRef[] = [];
-  for (const item of list(pick(raw, 'sessions'))) {
-    const id = isObject(item) ? str(pick(item, 'sessionId', 'session_id', 'id')) : str(item);
-    if (id !== undefined) {
-      sessions.push({
-        sessionId: id,
-        task: isObject(item) ? str(pick(item, 'task')) : undefined,
-        running: isObject(item) && item.running === true,
-        outcome: isObject(item) ? str(pick(item, 'outcome')) : undefined,
-      });
-    }
-  }
+  const state = summary.running
+    ? derived === 'finished' || derived === 'idle'
+      ? 'running'
+      : derived
+    : (summary.outcome ?? derived);
   return {
-    sessionId,
+    sessionId: summary.sessionId ?? undefined,
     state,
-    task: str(pick(top, 'task', 'title')),
+    task: summary.task ?? undefined,
     nodes,
     pending,
-    energy,
-    epsilon,
-    sessions,
+    epsilon: summary.epsilon ?? undefined,
+    sessions: summary.sessions.map((raw) => {
+      const ref = expect('SessionRef', raw);
+      return { sessionId: ref.sessionId, task: ref.task, running: ref.running, outcome: ref.outcome ?? undefined };
+    }),
   };
 }
 
 /** Reads the result of `keel.server.diff`. */
-export function readDiff(raw: unknown, resolve: FileResolver): DiffFile[] {
-  const files = isObject(raw) ? list(raw.files) : list(raw);
-  const out: DiffFile[] = [];
-  for (const item of files) {
-    if (!isObject(item)) {
-      continue;
-    }
-    const uri = str(pick(item, 'uri', 'path'));
-    if (uri === undefined) {
-      continue;
-    }
-    const beforeRaw = item.before;
-    const afterRaw = item.after;
-    out.push({
-      uri: resolve(uri),
-      before: typeof beforeRaw === 'string' ? beforeRaw : '',
-      after: typeof afterRaw === 'string' ? afterRaw : '',
-      unifiedDiff: str(pick(item, 'unifiedDiff', 'unified_diff', 'diff')) ?? '',
-      created: beforeRaw === null || beforeRaw === undefined,
-      deleted: afterRaw === null || afterRaw === undefined,
-    });
-  }
-  return out;
+export function readDiff(raw: unknown): DiffFile[] {
+  const diff = expect('DiffResult', raw);
+  return diff.files.map((item) => {
+    const file = expect('DiffFile', item);
+    return {
+      uri: file.uri,
+      before: file.before,
+      after: file.after,
+      unifiedDiff: file.unifiedDiff,
+      created: file.change === 'create',
+      deleted: file.change === 'delete',
+    };
+  });
 }
 
-/** Reads the result of `keel.server.ledger`: a list, or `{entries: [...]}`. */
+/** Reads the result of `keel.server.ledger`: a list of entries, newest first. */
 export function readLedger(raw: unknown): LedgerEntry[] {
-  const items = isObject(raw) ? list(pick(raw, 'entries', 'ledger', 'commits')) : list(raw);
-  const out: LedgerEntry[] = [];
-  for (const item of items) {
-    if (!isObject(item)) {
-      continue;
-    }
-    const entry = str(pick(item, 'entry', 'sha', 'commit', 'id', 'ledgerEntry'));
-    if (entry === undefined) {
-      continue;
-    }
-    const energyRaw = pick(item, 'energy', 'keelEnergy', 'keel_energy');
-    const energy = readEnergy(energyRaw);
-    out.push({
-      entry,
-      title: str(pick(item, 'title', 'message', 'subject', 'summary')) ?? entry,
-      node: str(pick(item, 'node', 'nodeId', 'node_id')),
-      session: str(pick(item, 'session', 'sessionId', 'session_id')),
-      date: str(pick(item, 'date', 'time', 'timestamp', 'ts')),
-      energy: typeof energyRaw === 'string' ? energyRaw : energy?.total !== undefined ? `V=${formatEnergy(energy.total)}` : undefined,
-      approvedBy: str(pick(item, 'approvedBy', 'approved_by')),
-    });
+  if (!Array.isArray(raw)) {
+    throw new ProtocolError(`LedgerResult: expected a JSON array, got ${kindOf(raw)}`);
   }
-  return out;
+  return raw.map((item) => {
+    const entry = expect('LedgerEntry', item);
+    return {
+      entry: entry.sha,
+      title: entry.title,
+      node: entry.nodeId,
+      session: entry.sessionId,
+      date: entry.timestamp,
+      energy: entry.energy,
+      approvedBy: entry.approvedBy,
+    };
+  });
 }
 
-/** Reads `{"sessionId": ...}` / `{"ledgerEntry": ...}` style results. */
-export function readString(raw: unknown, ...keys: string[]): string | undefined {
-  return isObject(raw) ? str(pick(raw, ...keys)) : str(raw);
+/** The `sessionId` of `keel.server.startSession` and `keel.server.resume`. */
+export function readSessionId(raw: unknown): string {
+  return expect('SessionIdResult', raw).sessionId;
+}
+
+/** The `ledgerEntry` of `keel.server.approve` (the commit) and `keel.server.rollback` (the revert). */
+export function readLedgerEntry(raw: unknown): string {
+  return expect('LedgerEntryResult', raw).ledgerEntry;
+}
+
+/** The Markdown of `keel.server.plan`. */
+export function readPlanMarkdown(raw: unknown): string {
+  return expect('PlanResult', raw).markdown;
+}
+
+/** The Markdown of `keel.server.explain`. */
+export function readExplanationMarkdown(raw: unknown): string {
+  return expect('ExplainResult', raw).markdown;
+}
+
+/** The sessions `keel.server.abort` cancelled. */
+export function readAborted(raw: unknown): string[] {
+  return [...expect('AbortResult', raw).aborted];
 }
 
 /** A compact, stable rendering of an energy value for labels: `0`, `0.042`, `3.5`, `1.2e-5`, `120`. */
@@ -428,15 +347,12 @@ export function stateLabel(state: string): string {
 }
 
 /**
- * The V(x) to show "at a glance": the session's own figure if it sends one; else the
- * largest latest V among pending bundles, then among unfinished nodes, then among all nodes.
+ * The V(x) to show "at a glance": the largest latest V among pending bundles, then among
+ * unfinished nodes, then among all nodes.
  */
 export function currentEnergy(session: SessionInfo | undefined): number | undefined {
   if (session === undefined) {
     return undefined;
-  }
-  if (session.energy?.total !== undefined) {
-    return session.energy.total;
   }
   const max = (values: (number | undefined)[]): number | undefined => {
     const known = values.filter((v): v is number => v !== undefined);

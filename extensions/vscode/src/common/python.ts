@@ -41,7 +41,7 @@ export interface ResolverDeps {
   readonly platform: NodeJS.Platform;
 }
 
-/** The arguments that start the language server over stdio (contract section 3). */
+/** The arguments that start the language server over stdio (docs/reference/cli.md). */
 export const SERVE_ARGS = ['serve', '--stdio'] as const;
 
 /** `~` and `${workspaceFolder}` / `${userHome}` in a path setting. */

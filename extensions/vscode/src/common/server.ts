@@ -3,9 +3,9 @@
  *
  * One client per window. Its output and its LSP trace go to the single "Keel" log channel
  * (`keel.trace.server` sets the trace level; vscode-languageclient reads it by the client id).
- * The settings reach the server three ways, always in the `keel.toml` shape of contract
- * section 4: as `initializationOptions`, as the answer to `workspace/configuration` for section
- * `keel`, and pushed with `workspace/didChangeConfiguration` when a setting the server reads
+ * The settings reach the server three ways, always in the `keel.toml` shape of
+ * docs/reference/configuration.md: as `initializationOptions`, as the answer to
+ * `workspace/configuration` for section `keel`, and pushed with `workspace/didChangeConfiguration` when a setting the server reads
  * changes (the middleware and sync options of `middleware.ts`).
  *
  * Notification handlers registered here outlive restarts: each new client gets them all.
@@ -28,7 +28,8 @@ import type { ServerControl, ServerState } from './connection';
 import { ApprovalTracker } from './edits';
 import { Emitter, type Disposable } from './events';
 import { describeError, type Logger } from './log';
-import { ServerCommand, type ServerCommandId } from './protocol';
+import type { Diagnostic } from './payloads';
+import { ServerCommand, type CommandArgument, type ServerCommandId } from './protocol';
 import { expandPath, resolveServer, type Resolution } from './python';
 import { keelMiddleware, synchronizeOptions } from './middleware';
 import { readSettings, RESTART_KEYS, toServerSettings, type KeelSettings } from './settings';
@@ -292,7 +293,7 @@ export class KeelServer implements ServerControl, Disposable {
     return this.client;
   }
 
-  async executeCommand(command: ServerCommandId, argument: object): Promise<unknown> {
+  async executeCommand<C extends ServerCommandId>(command: C, argument: CommandArgument<C>): Promise<unknown> {
     const client = this.running();
     return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [argument] });
   }
@@ -313,9 +314,12 @@ export class KeelServer implements ServerControl, Disposable {
     return { dispose: () => this.handlers.get(method)?.delete(handler) };
   }
 
-  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): unknown[] {
+  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): Diagnostic[] {
     const client = this.running();
-    return client.code2ProtocolConverter.asDiagnosticsSync([...diagnostics]);
+    // Keel reads a diagnostic's message as text: a Markdown message is sent as its source text.
+    return client.code2ProtocolConverter
+      .asDiagnosticsSync([...diagnostics])
+      .map((d) => ({ ...d, message: typeof d.message === 'string' ? d.message : d.message.value }));
   }
 
   // -- the Python extension ----------------------------------------------------------------------

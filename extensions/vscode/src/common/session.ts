@@ -30,13 +30,10 @@ export class SessionStore implements Disposable {
   ) {
     this.subscriptions.push(
       server.onNotification(Notification.sessionChanged, (params) => {
-        this.set(readSummary(params, this.resolver()));
+        this.read(Notification.sessionChanged, () => { this.set(readSummary(params, this.resolver())); });
       }),
       server.onNotification(Notification.bundleProposed, (params) => {
-        const bundle = readBundle(params, this.resolver());
-        if (bundle !== undefined) {
-          this.proposed.fire(bundle);
-        }
+        this.read(Notification.bundleProposed, () => { this.proposed.fire(readBundle(params)); });
         // The proposal changes the pending list; the summary that follows may come later.
         void this.refresh();
       }),
@@ -91,6 +88,15 @@ export class SessionStore implements Disposable {
       return this.summary;
     })();
     return this.refreshing;
+  }
+
+  /** Runs a reader; a payload that is not what the schema says is logged, not shown. */
+  private read(what: string, reader: () => void): void {
+    try {
+      reader();
+    } catch (error) {
+      this.log.error(`Keel: ${what} does not match the protocol: ${String(error instanceof Error ? error.message : error)}`);
+    }
   }
 
   /** Read through a method: the flag changes while the loop awaits. */

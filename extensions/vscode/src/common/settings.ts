@@ -1,7 +1,7 @@
 /**
  * Typed reading of the `keel.*` settings and their mapping onto the server's configuration.
  *
- * The server reads the same keys as `keel.toml` (contract section 4) from
+ * The server reads the same keys as `keel.toml` (docs/reference/configuration.md) from
  * `initializationOptions`, from `workspace/configuration` (section `keel`) and from
  * `workspace/didChangeConfiguration`. Editor settings are the last and strongest source, so
  * only settings the user actually set are sent: an unset setting must never override a value
@@ -9,7 +9,7 @@
  * defaults to `null` / `""` in package.json and is dropped here when empty.
  */
 
-/** The model tiers of contract section 3, plus `default` for every tier not named. */
+/** The model tiers of docs/reference/configuration.md, plus `default` for every tier not named. */
 export const MODEL_TIERS = ['default', 'architect', 'actuator', 'verifier', 'speculator'] as const;
 export type ModelTier = (typeof MODEL_TIERS)[number];
 

@@ -1,6 +1,6 @@
 /**
  * The palette commands (`keel.*`): thin wrappers that collect arguments from the user and call
- * the server commands (`keel.server.*`) of contract section 9.
+ * the server commands (`keel.server.*`) of docs/reference/lsp.md.
  *
  * The ids differ from the server's on purpose: vscode-languageclient registers every command the
  * server advertises under its own id, and a second registration of the same id throws. The
@@ -16,7 +16,7 @@
 import type { ServerControl } from '../common/connection';
 import type { Disposable } from '../common/events';
 import { describeError, type Logger } from '../common/log';
-import { readLedger, readString, ServerCommand, type BundleInfo, type LedgerEntry, type SessionInfo } from '../common/protocol';
+import { readExplanationMarkdown, readLedger, readLedgerEntry, readPlanMarkdown, readSessionId, ServerCommand, type BundleInfo, type LedgerEntry, type SessionInfo } from '../common/protocol';
 import type { SessionStore } from '../common/session';
 import type { KeelSettings } from '../common/settings';
 import { relativeLabel, sameUri } from '../common/uris';
@@ -89,7 +89,7 @@ export function bundlesForFile(pending: readonly BundleInfo[], fileUri: string):
  */
 export function resolveBundleTarget(arg: unknown, activeUri: string | undefined, pending: readonly BundleInfo[]): TargetResolution {
   const byId = (id: string): BundleInfo =>
-    pending.find((b) => b.bundleId === id) ?? { bundleId: id, nodeId: undefined, title: id, files: [], energy: undefined };
+    pending.find((b) => b.bundleId === id) ?? { bundleId: id, nodeId: undefined, title: id, files: [], energy: undefined, sessionId: undefined };
   if (typeof arg === 'object' && arg !== null && 'bundle' in arg && isBundle(arg.bundle)) {
     const item = arg as { bundle: BundleInfo; fileUri?: unknown };
     return { kind: 'target', target: { bundle: item.bundle, ...(typeof item.fileUri === 'string' ? { fileUri: item.fileUri } : {}) } };
@@ -134,8 +134,8 @@ export function bundlePickItems(bundles: readonly BundleInfo[], roots: readonly 
 export function ledgerPickItems(entries: readonly LedgerEntry[]): PickItem<LedgerEntry>[] {
   return entries.map((entry) => ({
     label: entry.title,
-    description: [entry.entry.slice(0, 10), entry.node, entry.energy].filter((s) => s !== undefined).join(' · '),
-    ...(entry.date === undefined ? {} : { detail: entry.date }),
+    description: [entry.entry.slice(0, 10), entry.node, entry.energy].join(' · '),
+    detail: entry.date,
     value: entry,
   }));
 }
@@ -222,8 +222,8 @@ export class KeelCommands {
     }
     const mode = this.d.settings().mode;
     const result = await this.d.server.executeCommand(ServerCommand.startSession, { task: task.trim(), ...(mode === undefined ? {} : { mode }) });
-    const sessionId = readString(result, 'sessionId', 'session_id', 'id');
-    this.d.log.info(`Started session ${sessionId ?? '?'}: ${task.trim()}`);
+    const sessionId = readSessionId(result);
+    this.d.log.info(`Started session ${sessionId}: ${task.trim()}`);
     void this.d.session.refresh();
     void this.d.api.executeCommand('keel.dag.focus').then(undefined, () => undefined);
     return sessionId;
@@ -296,13 +296,13 @@ export class KeelCommands {
     const result = await this.d.approvals.track(() =>
       this.d.server.executeCommand(ServerCommand.approve, { bundleId: target.bundle.bundleId, ...(files === undefined ? {} : { files }) }),
     );
-    const entry = readString(result, 'ledgerEntry', 'ledger_entry', 'sha');
+    const entry = readLedgerEntry(result);
     // The approved files are on disk now: their previewed buffers go back to the (new) disk text,
     // so none stays dirty. The rest of a per-file approval stays previewed until it is re-proposed.
     await this.d.preview.settle(target.bundle.bundleId, files);
     const what = this.describeTarget(target, files);
-    this.d.log.info(`Approved ${what}: ledger ${entry ?? '?'}`);
-    void this.d.api.showInformationMessage(`Keel: approved ${what}${entry === undefined ? '' : ` (ledger ${entry.slice(0, 10)})`}.`);
+    this.d.log.info(`Approved ${what}: ledger ${entry}`);
+    void this.d.api.showInformationMessage(`Keel: approved ${what} (ledger ${entry.slice(0, 10)}).`);
     void this.d.session.refresh();
     return entry;
   }
@@ -439,8 +439,8 @@ export class KeelCommands {
       entry = picked.value.entry;
     }
     const result = await this.d.server.executeCommand(ServerCommand.rollback, { entry });
-    const revert = readString(result, 'ledgerEntry', 'ledger_entry', 'sha');
-    void this.d.api.showInformationMessage(`Keel: rolled back ${entry.slice(0, 10)}${revert === undefined ? '' : ` (revert ${revert.slice(0, 10)})`}.`);
+    const revert = readLedgerEntry(result);
+    void this.d.api.showInformationMessage(`Keel: rolled back ${entry.slice(0, 10)} (revert ${revert.slice(0, 10)}).`);
     void this.d.session.refresh();
     return revert;
   }
@@ -480,7 +480,7 @@ export class KeelCommands {
       if (known.length > 0) {
         const items: PickItem<string>[] = [
           { label: 'The last session', description: 'keel resume --last', value: '' },
-          ...[...known].reverse().map((s) => ({ label: s.task ?? s.sessionId, description: `${s.sessionId}${s.outcome === undefined ? '' : ` · ${s.outcome}`}`, value: s.sessionId })),
+          ...[...known].reverse().map((s) => ({ label: s.task || s.sessionId, description: `${s.sessionId}${s.outcome === undefined ? '' : ` · ${s.outcome}`}`, value: s.sessionId })),
         ];
         id = (await this.d.api.showQuickPick(items, { title: 'Keel: Resume Session', placeHolder: 'Which session?' }))?.value;
       } else {
@@ -523,10 +523,7 @@ export class KeelCommands {
       return undefined;
     }
     const result = await this.d.server.executeCommand(ServerCommand.plan, { task, ...this.activeFile() });
-    const markdown = readString(result, 'markdown') ?? `# Plan: ${task}
-
-_The server sent no plan._
-`;
+    const markdown = readPlanMarkdown(result);
     await this.d.info.show('/Keel Plan.md', markdown);
     return markdown;
   }
@@ -538,10 +535,7 @@ _The server sent no plan._
       return undefined;
     }
     const result = await this.d.server.executeCommand(ServerCommand.explain, { question, ...this.activeFile() });
-    const markdown = readString(result, 'markdown') ?? `# ${question}
-
-_The server sent no answer._
-`;
+    const markdown = readExplanationMarkdown(result);
     await this.d.info.show('/Keel Explain.md', markdown);
     return markdown;
   }

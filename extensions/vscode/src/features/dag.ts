@@ -84,20 +84,13 @@ export function topologicalOrder(nodes: readonly NodeInfo[]): NodeInfo[] {
 }
 
 /** A Markdown table of an energy report, for tooltips. */
-export function energyMarkdown(energy: Energy | undefined, epsilon: number | undefined): string {
+export function energyMarkdown(energy: Energy | undefined): string {
   if (energy === undefined) {
     return '_No energy measured yet._';
   }
-  const eps = energy.epsilon ?? epsilon;
   const rows = energy.components.map((c) => `| ${c.name} | ${formatEnergy(c.value)} |`);
-  const verdict =
-    energy.stable !== undefined
-      ? energy.stable ? ' (stable)' : ' (not stable)'
-      : eps !== undefined && energy.total !== undefined
-        ? energy.total < eps ? ' (stable)' : ' (not stable)'
-        : '';
-  const header = `**V(x) = ${formatEnergy(energy.total)}**${eps === undefined ? '' : `, ε = ${formatEnergy(eps)}`}${verdict}`;
-  return rows.length > 0 ? `${header}\n\n| component | value |\n| --- | --- |\n${rows.join('\n')}` : header;
+  const header = `**V(x) = ${formatEnergy(energy.total)}**, ε = ${formatEnergy(energy.epsilon)} (${energy.stable ? 'stable' : 'not stable'})`;
+  return `${header}\n\n| component | value |\n| --- | --- |\n${rows.join('\n')}`;
 }
 
 function fileItems(bundle: BundleInfo, roots: readonly string[]): DagItem[] {
@@ -116,14 +109,14 @@ function fileItems(bundle: BundleInfo, roots: readonly string[]): DagItem[] {
   }));
 }
 
-function bundleItem(bundle: BundleInfo, epsilon: number | undefined, roots: readonly string[]): DagItem {
+function bundleItem(bundle: BundleInfo, roots: readonly string[]): DagItem {
   const count = bundle.files.length;
   return {
     key: `bundle:${bundle.bundleId}`,
     kind: 'bundle',
     label: `Pending bundle ${bundle.bundleId.length > 12 ? bundle.bundleId.slice(0, 8) : bundle.bundleId}`,
     description: `${String(count)} file${count === 1 ? '' : 's'}${bundle.energy?.total === undefined ? '' : ` · V ${formatEnergy(bundle.energy.total)}`}`,
-    tooltip: `**${bundle.title}**: bundle \`${bundle.bundleId}\` awaits your approval.\n\n${energyMarkdown(bundle.energy, epsilon)}`,
+    tooltip: `**${bundle.title}**: bundle \`${bundle.bundleId}\` awaits your approval.\n\n${energyMarkdown(bundle.energy)}`,
     icon: { id: 'git-pull-request', color: 'charts.blue' },
     contextValue: 'keel.bundle',
     children: fileItems(bundle, roots),
@@ -159,21 +152,21 @@ export function buildDagModel(session: SessionInfo | undefined, roots: readonly 
       description: parts.join(' · '),
       tooltip: [
         `**${node.title}** (\`${node.id}\`${node.kind === undefined ? '' : `, ${node.kind}`}): ${stateLabel(node.state)}`,
-        energyMarkdown(node.energy, session.epsilon),
-        node.attempts === undefined ? '' : `Attempts: ${String(node.attempts)}`,
+        energyMarkdown(node.energy),
+        `Attempts: ${String(node.attempts)}`,
         node.dependsOn.length > 0 ? `Depends on: ${node.dependsOn.join(', ')}` : '',
         files === '' ? '' : `Owns: ${files}`,
       ].filter((s) => s !== '').join('\n\n'),
       icon: stateIcon(node.state),
       contextValue: `keel.node.${node.state}`,
-      children: bundles.map((b) => bundleItem(b, session.epsilon, roots)),
+      children: bundles.map((b) => bundleItem(b, roots)),
       nodeId: node.id,
     });
   }
   // Bundles whose node the summary does not list still need a place to be approved from.
   for (const bundle of session.pending) {
     if (!placed.has(bundle.bundleId)) {
-      items.push(bundleItem(bundle, session.epsilon, roots));
+      items.push(bundleItem(bundle, roots));
     }
   }
   if (items.length === 0) {

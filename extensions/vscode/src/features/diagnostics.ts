@@ -1,6 +1,6 @@
 /**
- * Forwarding the editor's diagnostics to the server as `keel/editorDiagnostics` (contract
- * section 9), which the verifier uses as V_syn.
+ * Forwarding the editor's diagnostics to the server as `keel/editorDiagnostics`
+ * (docs/reference/lsp.md), which the verifier uses as V_syn.
  *
  * `languages.onDidChangeDiagnostics` is chatty (every keystroke of every language server), so
  * changed URIs are collected and sent after 300 ms of quiet, or at the latest one second after
@@ -18,18 +18,15 @@ import type * as vscode from 'vscode';
 import type { ServerConnection } from '../common/connection';
 import type { Disposable } from '../common/events';
 import type { Logger } from '../common/log';
+import type { Diagnostic as ProtocolDiagnostic, EditorDiagnosticsParams } from '../common/payloads';
 import { KEEL_DIAGNOSTIC_SOURCE, Notification } from '../common/protocol';
 import type { SessionStore } from '../common/session';
 import type { ForwardScope } from '../common/settings';
 import { isInside, sameUri, uriKey } from '../common/uris';
 import type { EditorApi } from '../common/vscodeapi';
 
-/** The `keel/editorDiagnostics` params. */
-export interface EditorDiagnosticsParams {
-  readonly uri: string;
-  readonly version?: number;
-  readonly diagnostics: unknown[];
-}
+/** The `keel/editorDiagnostics` params (generated from the server's schema). */
+export type { EditorDiagnosticsParams };
 
 /** Timer functions, injectable so tests drive time by hand. */
 export interface Timers {
@@ -54,7 +51,7 @@ export interface ForwarderDeps {
   scope(): ForwardScope;
   /** True while the server can be sent to; `convert` and `send` are called only then. */
   ready(): boolean;
-  convert(diagnostics: readonly vscode.Diagnostic[]): unknown[];
+  convert(diagnostics: readonly vscode.Diagnostic[]): ProtocolDiagnostic[];
   send(method: string, params: EditorDiagnosticsParams): Promise<void>;
   readonly timers: Timers;
   readonly log: Logger;

@@ -5,7 +5,7 @@
  * vscode-languageclient already renders server-created progress, but always with
  * `ProgressLocation.Window` (a status-bar spinner), where a Cancel button is never shown, even
  * when the server sets `cancellable: true` (checked in its `progressPart.js`, 11.0.0). Keel's
- * sessions are long and cancellable through their progress token (contract section 9), so this
+ * sessions are long and cancellable through their progress token (docs/reference/lsp.md), so this
  * feature answers `window/workDoneProgress/create` itself. It is registered after the built-in
  * features, so its request handler replaces the built-in one. Cancellable progress becomes a
  * notification with Cancel (which sends `window/workDoneProgress/cancel`), one at a time: the

@@ -15,7 +15,7 @@ import type * as vscode from 'vscode';
 import type { ServerConnection } from '../common/connection';
 import { Emitter, type Disposable, type Event } from '../common/events';
 import type { Logger } from '../common/log';
-import { readDiff, ServerCommand, type BundleInfo, type DiffFile, type FileResolver } from '../common/protocol';
+import { readDiff, ServerCommand, type BundleInfo, type DiffFile } from '../common/protocol';
 import type { SessionStore } from '../common/session';
 import { baseName, relativeLabel, sameUri } from '../common/uris';
 import type { EditorApi } from '../common/vscodeapi';
@@ -71,7 +71,6 @@ export class DiffCache implements Disposable {
   constructor(
     private readonly server: ServerConnection,
     session: SessionStore,
-    private readonly resolver: () => FileResolver,
   ) {
     this.subscription = session.onDidChange(() => { this.invalidate(); });
   }
@@ -82,7 +81,7 @@ export class DiffCache implements Disposable {
     if (diff === undefined) {
       diff = this.server
         .executeCommand(ServerCommand.diff, { bundleId })
-        .then((raw) => readDiff(raw, this.resolver()));
+        .then(readDiff);
       diff.catch(() => this.diffs.delete(bundleId));
       this.diffs.set(bundleId, diff);
     }

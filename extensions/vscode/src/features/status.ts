@@ -108,7 +108,7 @@ export function renderStatusMarkdown(session: SessionInfo | undefined, server: S
     if (node.files.length > 0) {
       lines.push(`Owns: ${node.files.map((f) => `\`${relativeLabel(f, roots)}\``).join(', ')}`, '');
     }
-    lines.push(energyMarkdown(node.energy, session.epsilon), '');
+    lines.push(energyMarkdown(node.energy), '');
   }
   lines.push('## Pending bundles', '');
   if (session.pending.length === 0) {

@@ -1,7 +1,8 @@
-"""The ``keel.server.*`` commands of contract section 9, each taking one JSON object.
+"""The ``keel.server.*`` commands (``docs/reference/lsp.md``), each taking one JSON object.
 
 Every handler receives the raw JSON arguments (``*args``), validates them into one object
-(``keel.lsp.args``) and calls one service. Errors are JSON-RPC errors with a message that
+(``keel.lsp.args``), calls one service and answers with that service's payload
+(``keel.lsp.payloads``) as JSON. Errors are JSON-RPC errors with a message that
 says what went wrong and what became of the bundle: ``InvalidParams`` for a bad request,
 ``RequestFailed`` for a refusal; a :class:`~keel.engine.ports.KeelError` from the engine or
 an adapter becomes ``RequestFailed`` with its message. No handler blocks the event loop.
@@ -31,6 +32,7 @@ from keel.lsp.args import (
     parse_args,
 )
 from keel.lsp.errors import failed
+from keel.lsp.payloads import AbortResult, LedgerResult, Payload, SessionIdResult
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -48,7 +50,8 @@ def register(ls: LanguageServer, services: Services) -> None:
         def wrap(body: Callable[..., Awaitable[Any]]) -> None:
             async def handler(*args: Any) -> Any:
                 try:
-                    return await body(full, args)
+                    result: Payload | LedgerResult = await body(full, args)
+                    return result.wire()
                 except JsonRpcException:
                     raise
                 except KeelError as exc:
@@ -63,7 +66,7 @@ def register(ls: LanguageServer, services: Services) -> None:
         parsed = parse_args(name, StartSessionArgs, args)
         scope = services.sessions.plan_scope(parsed.scope) if parsed.scope else None
         session_id = await services.sessions.start(parsed.task, mode=parsed.mode, scope=scope)
-        return {"sessionId": session_id}
+        return SessionIdResult(session_id=session_id)
 
     @command("status")
     async def status(name: str, args: tuple[Any, ...]) -> Any:
@@ -97,12 +100,12 @@ def register(ls: LanguageServer, services: Services) -> None:
     @command("abort")
     async def abort(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, SessionArgs, args)
-        return {"aborted": services.sessions.abort(parsed.session_id)}
+        return AbortResult(aborted=services.sessions.abort(parsed.session_id))
 
     @command("resume")
     async def resume(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, SessionArgs, args)
-        return {"sessionId": await services.sessions.resume(parsed.session_id)}
+        return SessionIdResult(session_id=await services.sessions.resume(parsed.session_id))
 
     @command("ledger")
     async def ledger(name: str, args: tuple[Any, ...]) -> Any:

@@ -19,7 +19,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as vscode from 'vscode';
 import type { KeelExtensionApi } from '../../extension';
 import type { BundleInfo, SessionInfo } from '../../common/protocol';
-import { ServerCommand, readDiff, fileResolver } from '../../common/protocol';
+import { ServerCommand, readDiff } from '../../common/protocol';
 import { fileUriToPath, sameUri } from '../../common/uris';
 import type { EditorDiagnosticsParams } from '../../features/diagnostics';
 
@@ -176,7 +176,7 @@ export async function run(api: KeelExtensionApi, resultsFile: string): Promise<v
     }
     const uri = vscode.Uri.parse(fileUri);
     const diff = await rec.step('diff', async () =>
-      readDiff(await api.server.executeCommand(ServerCommand.diff, { bundleId: bundle.bundleId }), fileResolver(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath)),
+      readDiff(await api.server.executeCommand(ServerCommand.diff, { bundleId: bundle.bundleId })),
     (files) => files.map((f) => ({ uri: f.uri, created: f.created, deleted: f.deleted, unifiedDiff: f.unifiedDiff })));
     const proposed = diff.find((f) => sameUri(f.uri, fileUri))?.after;
 

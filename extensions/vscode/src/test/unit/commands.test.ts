@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApprovalTracker } from '../../common/edits';
-import { fileResolver, type BundleInfo } from '../../common/protocol';
+import type { PlanResult } from '../../common/payloads';
+import { fileResolver, readBundle } from '../../common/protocol';
 import { SessionStore } from '../../common/session';
 import { readSettings } from '../../common/settings';
 import { bundlePickItems, bundlesForFile, KeelCommands, ledgerPickItems, resolveBundleTarget } from '../../features/commands';
@@ -9,12 +10,15 @@ import type { InfoDocuments } from '../../features/info';
 import type { BundlePreview } from '../../features/preview';
 import { DiffCache, proposedUri } from '../../features/review';
 import { FakeApi, FakeServer, memoryLogger, settle } from './fakes';
+import { bundle, ledgerEntry, node, summary } from './payloads';
 
 const resolve = fileResolver('/work/ws');
 const G = 'file:///work/ws/g.py';
 const H = 'file:///work/ws/h.py';
-const b1: BundleInfo = { bundleId: 'b1', nodeId: 'node-1', title: 'Greeter', files: [G], energy: undefined };
-const b2: BundleInfo = { bundleId: 'b2', nodeId: 'node-2', title: 'Helper', files: [G, H], energy: undefined };
+const p1 = bundle({ bundleId: 'b1', nodeId: 'node-1', title: 'Greeter', files: [G] });
+const p2 = bundle({ bundleId: 'b2', nodeId: 'node-2', title: 'Helper', files: [G, H] });
+const b1 = readBundle(p1);
+const b2 = readBundle(p2);
 
 describe('finding the bundle a command acts on', () => {
   it('takes tree items, bundles and bundle ids as given', () => {
@@ -47,7 +51,7 @@ describe('finding the bundle a command acts on', () => {
     assert.equal(item?.label, 'Helper');
     assert.equal(item?.description, 'b2 · node-2');
     assert.equal(item?.detail, 'g.py, h.py');
-    const [entry] = ledgerPickItems([{ entry: 'abcdef1234567890', title: 'keel: Greeter', node: 'node-1', session: undefined, date: '2026-11-22', energy: 'V=0', approvedBy: 'user' }]);
+    const [entry] = ledgerPickItems([{ entry: 'abcdef1234567890', title: 'keel: Greeter', node: 'node-1', session: 's', date: '2026-11-22', energy: 'V=0', approvedBy: 'user' }]);
     assert.equal(entry?.description, 'abcdef1234 · node-1 · V=0');
   });
 });
@@ -63,7 +67,7 @@ function setup(settings: Record<string, unknown> = {}) {
   const api = fake.asApi();
   const log = memoryLogger();
   const session = new SessionStore(server, () => resolve, log);
-  const diffs = new DiffCache(server, session, () => resolve);
+  const diffs = new DiffCache(server, session);
   const shown: { name: string; markdown: string }[] = [];
   const info = { show: (name: string, markdown: string) => { shown.push({ name, markdown }); return Promise.resolve(); } } as unknown as InfoDocuments;
   const approvals = new ApprovalTracker();
@@ -98,7 +102,7 @@ describe('palette commands', () => {
 
   it('Approve Bundle uses the active file\'s bundle, counts as an approval, and returns the ledger entry', async () => {
     const { server, fake, commands, approvals } = setup();
-    server.notify('keel/sessionChanged', { sessionId: 's', pending: [b1, { ...b2, files: [H] }] });
+    server.notify('keel/sessionChanged', summary({ pendingBundles: [p1, { ...p2, files: [H] }] }));
     fake.activeUri = H;
     let activeDuring = false;
     server.answers.set('keel.server.approve', () => { activeDuring = approvals.active; return { ledgerEntry: 'abc123' }; });
@@ -122,7 +126,7 @@ describe('palette commands', () => {
 
   it('Approve This File from a keel-proposed diff or the file\'s editor acts on that file; else asks which file', async () => {
     const { server, fake, commands } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's', pending: [b1, b2] }));
+    server.answers.set('keel.server.status', () => summary({ pendingBundles: [p1, p2] }));
     server.answers.set('keel.server.approve', () => ({ ledgerEntry: 'x' }));
     fake.activeUri = proposedUri({ bundleId: 'b2', fileUri: G, side: 'after' });
     await commands.approve(undefined, true);
@@ -143,7 +147,7 @@ describe('palette commands', () => {
 
   it('asks with a quick pick over the server\'s pending bundles when nothing else tells', async () => {
     const { server, fake, commands } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's', pending: [b1, b2] }));
+    server.answers.set('keel.server.status', () => summary({ pendingBundles: [p1, p2] }));
     server.answers.set('keel.server.approve', () => ({ ledgerEntry: 'x' }));
     fake.pickAnswers.push((items) => items[1]);
     await commands.approve(undefined, false);
@@ -154,7 +158,7 @@ describe('palette commands', () => {
 
   it('says so when no bundle is pending', async () => {
     const { server, fake, commands } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's' }));
+    server.answers.set('keel.server.status', () => summary());
     await commands.approve(undefined, false);
     assert.match(fake.messages.join('\n'), /no bundle is waiting/);
   });
@@ -174,7 +178,7 @@ describe('palette commands', () => {
 
   it('Reject This File sends files: [uri] and the optional reason, and settles only that file', async () => {
     const { server, fake, commands, settled, settledFiles } = setup();
-    server.answers.set('keel.server.reject', () => ({}));
+    server.answers.set('keel.server.reject', ({ bundleId }) => ({ bundleId, decision: 'rejected' }));
     fake.inputAnswers.push('  keep h.py as it is  ');
     assert.equal(await commands.reject({ bundle: b2, fileUri: H }, undefined, true), true);
     assert.deepEqual(lastCall(server, 'keel.server.reject'), { bundleId: 'b2', files: [H], reason: 'keep h.py as it is' });
@@ -191,7 +195,7 @@ describe('palette commands', () => {
 
   it('Reject This File picks the file like Approve This File: the diff, the editor, else a quick pick', async () => {
     const { server, fake, session, commands } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's', pending: [b1, { ...b2, files: [H] }] }));
+    server.answers.set('keel.server.status', () => summary({ pendingBundles: [p1, { ...p2, files: [H] }] }));
     await session.refresh();
     fake.activeUri = proposedUri({ bundleId: 'b2', fileUri: H, side: 'after' });
     await commands.reject(undefined, '', true);
@@ -227,7 +231,7 @@ describe('palette commands', () => {
 
   it('Roll Back picks a ledger entry, confirms, and reverts it', async () => {
     const { server, fake, commands } = setup();
-    server.answers.set('keel.server.ledger', () => [{ sha: 'aaa111', message: 'keel: Greeter' }, { sha: 'bbb222', message: 'keel: Helper' }]);
+    server.answers.set('keel.server.ledger', () => [ledgerEntry({ sha: 'aaa111', title: 'keel: Greeter' }), ledgerEntry({ sha: 'bbb222', title: 'keel: Helper' })]);
     server.answers.set('keel.server.rollback', () => ({ ledgerEntry: 'ccc333' }));
     fake.pickAnswers.push((items) => items[1]);
     assert.equal(await commands.rollback(), 'ccc333');
@@ -254,7 +258,7 @@ describe('palette commands', () => {
 
   it('Resume offers the sessions the server knows', async () => {
     const { server, fake, commands } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's-2', running: true, sessions: [{ sessionId: 's-1', task: 'earlier', running: false, outcome: 'partial' }, { sessionId: 's-2', task: 'now', running: true }] }));
+    server.answers.set('keel.server.status', () => summary({ sessionId: 's-2', running: true, sessions: [{ sessionId: 's-1', task: 'earlier', running: false, outcome: 'partial' }, { sessionId: 's-2', task: 'now', running: true, outcome: null }] }));
     fake.pickAnswers.push((items) => items[1]);
     assert.equal(await commands.resume(), true);
     assert.deepEqual(fake.picksShown[0]?.map((i) => i.label), ['The last session', 'earlier']);
@@ -263,20 +267,20 @@ describe('palette commands', () => {
 
   it('Restart Server asks first when a session is running', async () => {
     const { server, fake, commands } = setup();
-    server.notify('keel/sessionChanged', { sessionId: 's', running: true, nodes: [{ id: 'n', state: 'running' }] });
+    server.notify('keel/sessionChanged', summary({ running: true, nodes: [node({ id: 'n', state: 'running' })] }));
     fake.confirmAnswer = false;
     assert.equal(await commands.restart(), false);
     assert.equal(server.restarts, 0);
     assert.equal(await commands.restart(true), true);
-    server.notify('keel/sessionChanged', { sessionId: 's', running: false, outcome: 'success', nodes: [{ id: 'n', state: 'committed' }] });
+    server.notify('keel/sessionChanged', summary({ running: false, outcome: 'success', nodes: [node({ id: 'n', state: 'committed' })] }));
     assert.equal(await commands.restart(), true);
     assert.equal(server.restarts, 2);
   });
 
   it('Show Status and Show Ledger open Markdown documents', async () => {
     const { server, commands, shown } = setup();
-    server.answers.set('keel.server.status', () => ({ sessionId: 's-5', state: 'running' }));
-    server.answers.set('keel.server.ledger', () => ({ entries: [{ sha: 'aaa111', message: 'keel: Greeter' }] }));
+    server.answers.set('keel.server.status', () => summary({ sessionId: 's-5' }));
+    server.answers.set('keel.server.ledger', () => [ledgerEntry({ sha: 'aaa111', title: 'keel: Greeter' })]);
     await commands.showStatus();
     await commands.showLedger();
     await settle();
@@ -289,7 +293,7 @@ describe('palette commands', () => {
 describe('read-only modes: Plan and Explain', () => {
   it('Plan asks for the task, sends the active file and opens the plan as Markdown', async () => {
     const { server, fake, commands, shown } = setup();
-    server.answers.set('keel.server.plan', () => ({ markdown: '# Plan: Add sub\n\n## sub: Add sub\n' }));
+    server.answers.set('keel.server.plan', ({ task }) => ({ task, plan: { nodes: [] }, invalidAttempts: [], explore: [], markdown: '# Plan: Add sub\n\n## sub: Add sub\n' }));
     fake.activeUri = G;
     fake.inputAnswers.push('  Add sub  ');
     assert.equal(await commands.plan(), '# Plan: Add sub\n\n## sub: Add sub\n');
@@ -299,7 +303,7 @@ describe('read-only modes: Plan and Explain', () => {
 
   it('Explain takes the question as its argument, sends no file for a non-file editor, and shows the answer', async () => {
     const { server, fake, commands, shown } = setup();
-    server.answers.set('keel.server.explain', () => ({ answer: 'Sums.', markdown: '# add\n\nSums.\n\n## Sources\n\n- [g.py:1](file:///work/ws/g.py#L1)' }));
+    server.answers.set('keel.server.explain', ({ question }) => ({ question, answer: 'Sums.', citations: [{ path: 'g.py', line: 1, uri: G }], dropped: [], explore: [], markdown: '# add\n\nSums.\n\n## Sources\n\n- [g.py:1](file:///work/ws/g.py#L1)' }));
     fake.activeUri = proposedUri({ bundleId: 'b1', fileUri: G, side: 'after' });
     await commands.explain('add');
     assert.deepEqual(server.calls, [{ command: 'keel.server.explain', argument: { question: 'add' } }]);
@@ -318,10 +322,10 @@ describe('read-only modes: Plan and Explain', () => {
     assert.deepEqual(shown, []);
   });
 
-  it('a server without a markdown field still opens a tab saying so', async () => {
+  it('a result without the keys of the schema is an error naming them, and opens nothing', async () => {
     const { server, commands, shown } = setup();
-    server.answers.set('keel.server.plan', () => ({}));
-    await commands.plan('task');
-    assert.match(shown[0]?.markdown ?? '', /The server sent no plan/);
+    server.answers.set('keel.server.plan', () => ({ plan_markdown: '# x' }) as unknown as PlanResult);
+    await assert.rejects(commands.plan('task'), /PlanResult: missing task, plan, invalidAttempts, explore, markdown/);
+    assert.deepEqual(shown, []);
   });
 });

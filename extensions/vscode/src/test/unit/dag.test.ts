@@ -4,22 +4,24 @@ import { fileResolver, readSummary } from '../../common/protocol';
 import { buildDagModel, DagTreeProvider, energyMarkdown, stateIcon, topologicalOrder } from '../../features/dag';
 import { SessionStore } from '../../common/session';
 import { FakeApi, FakeServer, memoryLogger } from './fakes';
+import { bundle as proposed, energy, node, summary as payload } from './payloads';
 
 const resolve = fileResolver('/work/ws');
+const W = 'file:///work/ws/';
 const summary = readSummary(
-  {
+  payload({
     sessionId: 's-1',
     epsilon: 0.1,
     nodes: [
-      { id: 'node-3', title: 'Tests', state: 'queued', owns: ['tests/test_g.py'], dependsOn: ['node-2'] },
-      { id: 'node-2', title: 'Greeter', state: 'awaiting_approval', owns: ['src/g.py'], dependsOn: ['node-1'], energy: { V: 0.04, V_syn: 0.04 }, attempts: 2 },
-      { id: 'node-1', title: 'Package', state: 'committed', owns: ['pyproject.toml'], dependsOn: [], energy: { V: 0 } },
+      node({ id: 'node-3', title: 'Tests', state: 'queued', owns: ['tests/test_g.py'], dependsOn: ['node-2'] }),
+      node({ id: 'node-2', title: 'Greeter', state: 'awaiting_approval', owns: ['src/g.py'], dependsOn: ['node-1'], energy: energy(0.04), attempts: 2 }),
+      node({ id: 'node-1', title: 'Package', state: 'committed', owns: ['pyproject.toml'], energy: energy(0) }),
     ],
     pendingBundles: [
-      { bundleId: 'b-2', nodeId: 'node-2', title: 'Greeter', files: ['src/g.py', 'src/__init__.py'], energy: { V: 0.04 } },
-      { bundleId: 'b-x', nodeId: 'node-9', title: 'Orphan', files: ['x.py'] },
+      proposed({ bundleId: 'b-2', nodeId: 'node-2', title: 'Greeter', files: [`${W}src/g.py`, `${W}src/__init__.py`], energy: energy(0.04) }),
+      proposed({ bundleId: 'b-x', nodeId: 'node-9', title: 'Orphan', files: [`${W}x.py`] }),
     ],
-  },
+  }),
   resolve,
 );
 
@@ -45,18 +47,19 @@ describe('the DAG tree model', () => {
     assert.equal(items[0]?.children.length, 0);
   });
 
-  it('is empty without a session (the welcome view shows), and shows planning before nodes exist', () => {
+  it('is empty without a session (the welcome view shows), and shows the running session before nodes exist', () => {
     assert.deepEqual(buildDagModel(undefined, []), []);
-    const planning = buildDagModel(readSummary({ sessionId: 's', state: 'planning', task: 'Add greet' }, resolve), []);
+    assert.deepEqual(buildDagModel(readSummary(payload({ sessionId: null, task: null, running: false }), resolve), []), []);
+    const planning = buildDagModel(readSummary(payload({ task: 'Add greet' }), resolve), []);
     assert.equal(planning[0]?.label, 'Add greet');
-    assert.equal(planning[0]?.description, 'planning');
+    assert.equal(planning[0]?.description, 'running');
   });
 
   it('renders energy components as a table', () => {
-    const md = energyMarkdown({ total: 3, components: [{ name: 'V_log', value: 2 }, { name: 'V_boot', value: 1 }], epsilon: undefined, stable: false }, 0.1);
+    const md = energyMarkdown({ total: 3, components: [{ name: 'V_log', value: 2 }, { name: 'V_boot', value: 1 }], epsilon: 0.1, stable: false });
     assert.match(md, /\*\*V\(x\) = 3\*\*, ε = 0\.1 \(not stable\)/);
     assert.match(md, /\| V_log \| 2 \|/);
-    assert.equal(energyMarkdown(undefined, 0.1), '_No energy measured yet._');
+    assert.equal(energyMarkdown(undefined), '_No energy measured yet._');
     assert.equal(stateIcon('something-new').id, 'circle-outline');
   });
 
@@ -66,13 +69,13 @@ describe('the DAG tree model', () => {
     const provider = new DagTreeProvider(new FakeApi().asApi(), store);
     let fired = 0;
     provider.onDidChangeTreeData(() => { fired += 1; });
-    server.notify('keel/sessionChanged', { sessionId: 's', nodes: [{ id: 'n', title: 'N', state: 'running' }] });
+    server.notify('keel/sessionChanged', payload({ nodes: [node({ id: 'n', title: 'N', state: 'running' })] }));
     assert.equal(fired, 1);
     assert.equal(provider.getChildren().length, 1);
     const item = provider.getTreeItem(provider.roots[0]!);
     assert.equal(item.description, 'running');
     assert.equal(item.id, 'node:n');
-    server.notify('keel/sessionChanged', { sessionId: 's', nodes: [{ id: 'n', title: 'N', state: 'awaiting_approval' }], pending: [{ bundleId: 'b', nodeId: 'n', files: ['x.py'] }] });
+    server.notify('keel/sessionChanged', payload({ nodes: [node({ id: 'n', title: 'N', state: 'awaiting_approval' })], pendingBundles: [proposed({ bundleId: 'b', nodeId: 'n', files: [`${W}x.py`] })] }));
     const parent = provider.roots[0]!;
     assert.equal(provider.getTreeItem(parent).id, 'node:n/pending', 'a new id, so it opens expanded');
     const [bundle] = provider.pendingItems();

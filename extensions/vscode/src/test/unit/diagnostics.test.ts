@@ -5,6 +5,10 @@ import { SessionStore } from '../../common/session';
 import type { ForwardScope } from '../../common/settings';
 import { DEBOUNCE_MS, DiagnosticsForwarder, inScope, isForeign, MAX_WAIT_MS, registerDiagnosticsForwarding, type EditorDiagnosticsParams } from '../../features/diagnostics';
 import { diagnostic, FakeApi, FakeServer, ManualTimers, memoryLogger, settle } from './fakes';
+import { bundle, summary } from './payloads';
+
+/** The range the test converter gives every diagnostic. */
+const R = { start: { line: 0, character: 0 } };
 import type * as vscode from 'vscode';
 
 const A = 'file:///work/ws/a.py';
@@ -68,7 +72,7 @@ describe('DiagnosticsForwarder', () => {
         if (!running) {
           throw new Error('the Keel language server is not running');
         }
-        return list.map((d) => ({ message: d.message, source: d.source }));
+        return list.map((d) => ({ range: R, message: d.message, source: d.source }));
       },
       send: (method, params) => {
         assert.equal(method, 'keel/editorDiagnostics');
@@ -95,7 +99,7 @@ describe('DiagnosticsForwarder', () => {
     assert.equal(sent.length, 0);
     timers.advance(1);
     await settle();
-    assert.deepEqual(sent, [{ uri: A, version: 7, diagnostics: [{ message: 'undefined name', source: 'Pylance' }] }]);
+    assert.deepEqual(sent, [{ uri: A, version: 7, diagnostics: [{ range: R, message: 'undefined name', source: 'Pylance' }] }]);
   });
 
   it('sends within a second even when changes never pause', async () => {
@@ -113,7 +117,7 @@ describe('DiagnosticsForwarder', () => {
     forwarder.changed([B]);
     timers.advance(DEBOUNCE_MS);
     await settle();
-    assert.deepEqual(sent, [{ uri: B, diagnostics: [{ message: 'theirs', source: 'eslint' }] }]);
+    assert.deepEqual(sent, [{ uri: B, diagnostics: [{ range: R, message: 'theirs', source: 'eslint' }] }]);
   });
 
   it('sends an empty list when a file\'s diagnostics are cleared, and nothing twice', async () => {
@@ -214,8 +218,8 @@ describe('DiagnosticsForwarder', () => {
     timers.advance(DEBOUNCE_MS);
     await settle();
     assert.deepEqual(sent.map((p) => [p.uri, p.diagnostics]), [
-      [A, [{ message: 'new', source: 'Pylance' }]],
-      [B, [{ message: 'in b', source: 'ty' }]],
+      [A, [{ range: R, message: 'new', source: 'Pylance' }]],
+      [B, [{ range: R, message: 'in b', source: 'ty' }]],
     ]);
     assert.deepEqual(forwarder.waiting, []);
   });
@@ -237,7 +241,7 @@ describe('registerDiagnosticsForwarding', () => {
   function wire(state: 'starting' | 'running') {
     const server = new FakeServer();
     server.state = state;
-    server.answers.set('keel.server.status', () => ({ sessionId: 's-1', pending: [{ bundleId: 'b1', title: 'Greeter', files: [G] }] }));
+    server.answers.set('keel.server.status', () => summary({ sessionId: 's-1', pendingBundles: [bundle({ bundleId: 'b1', title: 'Greeter', files: [G] })] }));
     const fake = new FakeApi();
     const log = memoryLogger();
     const session = new SessionStore(server, () => fileResolver('/work/ws'), log);

@@ -7,7 +7,9 @@ import type * as vscode from 'vscode';
 import type { ServerControl, ServerState } from '../../common/connection';
 import { Emitter, type Disposable } from '../../common/events';
 import { describeError, type Logger } from '../../common/log';
-import type { ServerCommandId } from '../../common/protocol';
+import type { Diagnostic } from '../../common/payloads';
+import type { Notifications } from '../../common/payloads';
+import type { CommandArgument, CommandResult, ServerCommandId } from '../../common/protocol';
 import type { EditorApi, PickItem } from '../../common/vscodeapi';
 
 /** A logger that keeps its lines. */
@@ -17,12 +19,25 @@ export function memoryLogger(): Logger & { lines: string[] } {
   return { lines, trace: add('trace'), debug: add('debug'), info: add('info'), warn: add('warn'), error: (m, e) => { lines.push(`error: ${m}${e === undefined ? '' : `: ${describeError(e)}`}`); } };
 }
 
+/** Scripted answers, typed by the generated payloads: a fixture that drifts does not compile. */
+export class Answers {
+  private readonly map = new Map<string, (argument: never) => unknown>();
+
+  set<C extends ServerCommandId>(command: C, answer: (argument: CommandArgument<C>) => CommandResult<C>): void {
+    this.map.set(command, answer);
+  }
+
+  get(command: ServerCommandId): ((argument: object) => unknown) | undefined {
+    return this.map.get(command) as ((argument: object) => unknown) | undefined;
+  }
+}
+
 /** A scripted server: answers commands from `answers`, records calls and notifications. */
 export class FakeServer implements ServerControl {
   state: ServerState = 'running';
   readonly calls: { command: ServerCommandId; argument: object }[] = [];
   readonly notifications: { method: string; params: object }[] = [];
-  readonly answers = new Map<string, (argument: object) => unknown>();
+  readonly answers = new Answers();
   readonly stateEmitter = new Emitter<ServerState>();
   readonly onDidChangeState = this.stateEmitter.event;
   private readonly handlers = new Map<string, ((params: unknown) => void)[]>();
@@ -56,7 +71,12 @@ export class FakeServer implements ServerControl {
   }
 
   /** Delivers a server notification to the registered handlers. */
-  notify(method: string, params: unknown): void {
+  notify<M extends keyof Notifications>(method: M, params: Notifications[M]): void {
+    this.deliver(method, params);
+  }
+
+  /** Delivers anything, as a server that does not follow the schema would. */
+  deliver(method: string, params: unknown): void {
     (this.handlers.get(method) ?? []).forEach((h) => { h(params); });
   }
 
@@ -65,11 +85,12 @@ export class FakeServer implements ServerControl {
     this.stateEmitter.fire(state);
   }
 
-  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): unknown[] {
+  toProtocolDiagnostics(diagnostics: readonly vscode.Diagnostic[]): Diagnostic[] {
     if (this.state !== 'running') {
       throw new Error('the Keel language server is not running'); // as KeelServer does
     }
-    return diagnostics.map((d) => ({ message: d.message, source: d.source, severity: 1 }));
+    const start = { line: 0, character: 0 };
+    return diagnostics.map((d) => ({ range: { start, end: start }, message: d.message, source: d.source, severity: 1 }));
   }
 
   restart(): Promise<void> {

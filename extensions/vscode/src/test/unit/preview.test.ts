@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fileResolver, type DiffFile } from '../../common/protocol';
+import { fileResolver, readBundle, type DiffFile } from '../../common/protocol';
 import { SessionStore } from '../../common/session';
 import { BundlePreview, type PreviewEditor } from '../../features/preview';
 import { changesArguments, diffArguments, parseProposedUri } from '../../features/review';
 import { FakeServer, memoryLogger, settle } from './fakes';
+import { bundle as proposed, summary } from './payloads';
 
 const A = 'file:///work/ws/a.py';
 const NEW = 'file:///work/ws/new.py';
@@ -108,15 +109,15 @@ describe('previewing a bundle in the editor', () => {
 
   it('settles by itself when the bundle leaves the pending list', async () => {
     const { server, editor, preview } = setup();
-    server.notify('keel/sessionChanged', { sessionId: 's', pending: [{ bundleId: 'b1' }] });
+    server.notify('keel/sessionChanged', summary({ pendingBundles: [proposed({ bundleId: 'b1' })] }));
     await preview.show('b1', files.slice(0, 1));
-    server.notify('keel/sessionChanged', { sessionId: 's', pending: [] });
+    server.notify('keel/sessionChanged', summary());
     await settle();
     assert.deepEqual(editor.log, [`replace ${A}`, `revert ${A}`]);
   });
 
   it('diffs against the file itself when it shows the preview', () => {
-    const bundle = { bundleId: 'b1', nodeId: 'n', title: 'T', files: [A, NEW], energy: undefined };
+    const bundle = readBundle(proposed({ bundleId: 'b1', nodeId: 'n', title: 'T', files: [A, NEW] }));
     const [left, right] = diffArguments(bundle, files[0]!, ['/work/ws'], true);
     assert.equal(parseProposedUri(left)?.side, 'before');
     assert.equal(right, A);

@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type * as vscode from 'vscode';
-import { fileResolver, type BundleInfo } from '../../common/protocol';
+import { fileResolver, readBundle } from '../../common/protocol';
 import { SessionStore } from '../../common/session';
 import { changesArguments, diffArguments, DiffCache, parseProposedUri, proposedUri, ProposedContentProvider, showBundleDiff } from '../../features/review';
 import { FakeApi, FakeServer, memoryLogger } from './fakes';
+import { bundle as proposed, diffFile, summary } from './payloads';
 
 const resolve = fileResolver('/work/ws');
-const bundle: BundleInfo = { bundleId: 'b-1', nodeId: 'node-1', title: 'Greeter', files: ['file:///work/ws/g.py', 'file:///work/ws/new.py'], energy: undefined };
+const bundle = readBundle(proposed({ bundleId: 'b-1', nodeId: 'node-1', title: 'Greeter', files: ['file:///work/ws/g.py', 'file:///work/ws/new.py'] }));
 const diff = {
+  bundleId: 'b-1',
   files: [
-    { uri: 'file:///work/ws/g.py', before: 'old\n', after: 'new\n', unifiedDiff: '@@' },
-    { uri: 'file:///work/ws/new.py', before: null, after: 'x = 1\n', unifiedDiff: '@@' },
+    diffFile({ uri: 'file:///work/ws/g.py', before: 'old\n', after: 'new\n', unifiedDiff: '@@' }),
+    diffFile({ uri: 'file:///work/ws/new.py', change: 'create', before: '', after: 'x = 1\n', unifiedDiff: '@@' }),
   ],
 };
 
@@ -45,7 +47,7 @@ describe('review', () => {
     const server = new FakeServer();
     server.answers.set('keel.server.diff', () => diff);
     const store = new SessionStore(server, () => resolve, memoryLogger());
-    const cache = new DiffCache(server, store, () => resolve);
+    const cache = new DiffCache(server, store);
     const fake = new FakeApi();
     return { server, store, cache, fake, api: fake.asApi() };
   }
@@ -70,7 +72,7 @@ describe('review', () => {
     await provider.provideTextDocumentContent(uri);
     const refreshed: string[] = [];
     provider.onDidChange((u) => refreshed.push(u.toString()));
-    server.notify('keel/sessionChanged', { sessionId: 's' });
+    server.notify('keel/sessionChanged', summary());
     assert.equal(refreshed.length, 1);
     await provider.provideTextDocumentContent(uri);
     assert.equal(server.calls.length, 2);

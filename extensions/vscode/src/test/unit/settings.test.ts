@@ -7,7 +7,7 @@ function getter(values: Record<string, unknown>) {
 }
 
 describe('settings', () => {
-  it('maps every setting onto the keel.toml shape of contract section 4', () => {
+  it('maps every setting onto the keel.toml shape of docs/reference/configuration.md', () => {
     const { settings, problems } = readSettings(
       getter({
         'server.path': ' /opt/keel/bin/keel ',

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileResolver, readSummary } from '../../common/protocol';
 import { renderStatusMarkdown, statusBarView } from '../../features/status';
+import { bundle, energy, node, summary } from './payloads';
 
 const resolve = fileResolver('/work/ws');
 
 describe('the status bar', () => {
   it('shows the session state and the current V(x)', () => {
-    const s = readSummary({ sessionId: 's', state: 'awaiting_approval', nodes: [{ id: 'n', state: 'awaiting_approval', energy: 0.04 }], pending: [{ bundleId: 'b', nodeId: 'n', energy: 0.04 }] }, resolve);
+    const s = readSummary(summary({ nodes: [node({ id: 'n', state: 'awaiting_approval', energy: energy(0.04) })], pendingBundles: [bundle({ bundleId: 'b', nodeId: 'n', energy: energy(0.04) })] }), resolve);
     const view = statusBarView('running', s);
     assert.equal(view.text, '$(bell-dot) Keel: awaiting approval · V 0.04');
     assert.equal(view.background, 'statusBarItem.warningBackground');
@@ -15,8 +16,10 @@ describe('the status bar', () => {
   });
 
   it('counts several pending bundles and spins while running', () => {
-    const s = readSummary({ sessionId: 's', state: 'running', nodes: [{ id: 'n', state: 'running', energy: 2.5 }], pending: [{ bundleId: 'a' }, { bundleId: 'b' }] }, resolve);
-    assert.equal(statusBarView('running', s).text, '$(sync~spin) Keel: running · V 2.5 · 2 pending');
+    const running = readSummary(summary({ nodes: [node({ id: 'n', state: 'running', energy: energy(2.5) })] }), resolve);
+    assert.equal(statusBarView('running', running).text, '$(sync~spin) Keel: running · V 2.5');
+    const waiting = readSummary(summary({ nodes: [node({ id: 'n', state: 'running', energy: energy(2.5) })], pendingBundles: [bundle({ bundleId: 'a', energy: energy(0.02) }), bundle({ bundleId: 'b', energy: energy(0.01) })] }), resolve);
+    assert.equal(statusBarView('running', waiting).text, '$(bell-dot) Keel: awaiting approval · V 0.02 · 2 pending');
   });
 
   it('says what is wrong with the server before anything about a session', () => {
@@ -27,7 +30,7 @@ describe('the status bar', () => {
   });
 
   it('renders the full status report', () => {
-    const s = readSummary({ sessionId: 's-7', state: 'finished', task: 'Add greet', epsilon: 0.1, nodes: [{ id: 'node-1', title: 'Greeter', state: 'committed', owns: ['g.py'], energy: { V: 0, V_syn: 0 } }] }, resolve);
+    const s = readSummary(summary({ sessionId: 's-7', running: false, outcome: 'success', task: 'Add greet', nodes: [node({ id: 'node-1', title: 'Greeter', state: 'committed', owns: ['g.py'], energy: energy(0) })] }), resolve);
     const md = renderStatusMarkdown(s, 'running', ['/work/ws']);
     assert.match(md, /- Session: `s-7`/);
     assert.match(md, /### Greeter \(`node-1`\): committed/);
