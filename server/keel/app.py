@@ -174,11 +174,6 @@ async def open_services(
         await store.close()
 
 
-async def open_ledger(workspace: Path) -> GitLedger:
-    """The ledger of an existing repository (``keel ledger``): never ``git init``, no store."""
-    return await GitLedger.open(workspace, create=False)
-
-
 @asynccontextmanager
 async def open_engine(
     workspace: Path,
