@@ -32,7 +32,7 @@ from keel.ledger import GitLedger
 from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
 from keel.plugins.registry import detect_languages, detect_plugins
 from keel.process import SubprocessRunner
-from keel.providers import ProviderSettings, build_model_client
+from keel.providers import ProviderSettings, build_model_client, preload_providers
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
 from keel.store import SqliteStore
@@ -73,6 +73,14 @@ def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, Mode
             by_name[spec] = build_model_client(spec, settings)
         clients[tier] = by_name[spec]
     return clients
+
+
+def preload_models(config: KeelConfig) -> asyncio.Task[None]:
+    """Start importing the SDKs of the session's models in a thread, so the import overlaps the
+    set-up that waits on subprocesses (the sandbox probe, the project's environment); await the
+    task before :func:`model_clients`."""
+    specs = [config.models.for_tier(tier) for tier in Tier]
+    return asyncio.create_task(asyncio.to_thread(preload_providers, specs))
 
 
 def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
@@ -187,8 +195,10 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
+    sdks = preload_models(config)
     sandbox = await session_sandbox(workspace, config, env)
     environment = await project_environment(workspace, task, config, env)
+    await sdks
     clients = model_clients(config, env)
     runner = command_runner(env, environment, sandbox)
     faults = Faults.from_env(env)
@@ -316,12 +326,14 @@ class SharedWorkspace:
     async def engine(
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
+        sdks = preload_models(config)
         sandbox = await session_sandbox(self._workspace, config, self._env)
         environment = await project_environment(self._workspace, task, config, self._env)
         runner = command_runner(self._env, environment, sandbox)
         plugins = await asyncio.to_thread(
             detect_plugins, self._workspace, task, runner=runner, environment=environment
         )
+        await sdks
         clients = model_clients(config, self._env)
         try:
             if self._running == 0:
