@@ -31,7 +31,7 @@ from keel.faults import Faults
 from keel.ledger import GitLedger
 from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
 from keel.plugins.registry import detect_languages, detect_plugins
-from keel.process import SubprocessRunner
+from keel.process import StartGate, SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client, preload_providers
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
@@ -96,13 +96,16 @@ def command_runner(
     env: Mapping[str, str],
     environment: ProjectEnvironment | None = None,
     sandbox: Sandbox | None = None,
+    config: KeelConfig | None = None,
 ) -> SubprocessRunner:
     """Commands find the project's interpreter first, then Keel's, so ``python -m pytest``
     runs in the project's environment when it has one and works out of the box otherwise.
 
     Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`), which also
-    lets them read the project's environment (its virtualenv or toolchain).
+    lets them read the project's environment (its virtualenv or toolchain), at the lower
+    priority of ``[commands] niceness``, their starts spread by ``start_interval_ms``.
     """
+    commands = (config or KeelConfig()).commands
     dirs = [str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
     extra: dict[str, str] = {}
     python = environment.python if environment else None
@@ -115,6 +118,8 @@ def command_runner(
         extra_env={**extra, "PATH": os.pathsep.join(dirs)},
         sandbox=sandbox,
         readonly_paths=environment.readonly_paths if environment else (),
+        niceness=commands.niceness,
+        start_gate=StartGate(commands.start_interval_ms / 1000),
     )
 
 
@@ -155,7 +160,7 @@ async def project_environment(
         detection.languages,
         env,
         interpreter=config.python.interpreter,
-        runner=command_runner(env),
+        runner=command_runner(env, config=config),
     )
 
 
@@ -200,7 +205,7 @@ async def open_engine(
     environment = await project_environment(workspace, task, config, env)
     await sdks
     clients = model_clients(config, env)
-    runner = command_runner(env, environment, sandbox)
+    runner = command_runner(env, environment, sandbox, config)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
@@ -247,7 +252,7 @@ async def open_modes(
     env = dict(os.environ if env is None else env)
     clients = model_clients(config, env)
     try:
-        runner = command_runner(env)
+        runner = command_runner(env, config=config)
         plugins = await asyncio.to_thread(detect_plugins, workspace, task, runner=runner)
         yield ReadOnlyModes(
             workspace=workspace,
@@ -329,7 +334,7 @@ class SharedWorkspace:
         sdks = preload_models(config)
         sandbox = await session_sandbox(self._workspace, config, self._env)
         environment = await project_environment(self._workspace, task, config, self._env)
-        runner = command_runner(self._env, environment, sandbox)
+        runner = command_runner(self._env, environment, sandbox, config)
         plugins = await asyncio.to_thread(
             detect_plugins, self._workspace, task, runner=runner, environment=environment
         )
