@@ -21,7 +21,7 @@ from keel.bundles.paths import escape
 
 # Each command imports what it uses inside its function, so `keel --help`, `status`, `logs`,
 # `ledger` and `abort` never load the language server's libraries, the model SDKs, the
-# plugins or numpy; tests/unit/test_startup_imports.py pins that (docs/benchmarks.md).
+# plugins or numpy; tests/integration/test_startup_imports.py pins that.
 if TYPE_CHECKING:
     from keel.engine.models import LedgerEntry
     from keel.engine.modes import Explored
