@@ -97,6 +97,8 @@ def command_runner(
     environment: ProjectEnvironment | None = None,
     sandbox: Sandbox | None = None,
     config: KeelConfig | None = None,
+    *,
+    verification: bool = True,
 ) -> SubprocessRunner:
     """Commands find the project's interpreter first, then Keel's, so ``python -m pytest``
     runs in the project's environment when it has one and works out of the box otherwise.
@@ -104,6 +106,8 @@ def command_runner(
     Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`), which also
     lets them read the project's environment (its virtualenv or toolchain), at the lower
     priority of ``[commands] niceness``, their starts spread by ``start_interval_ms``.
+    ``verification=False`` is for Keel's own probes on the way to a session's first model
+    call (the project's interpreter): they run at Keel's priority, as they delay it.
     """
     commands = (config or KeelConfig()).commands
     dirs = [str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
@@ -118,7 +122,7 @@ def command_runner(
         extra_env={**extra, "PATH": os.pathsep.join(dirs)},
         sandbox=sandbox,
         readonly_paths=environment.readonly_paths if environment else (),
-        niceness=commands.niceness,
+        niceness=commands.niceness if verification else 0,
         start_gate=StartGate(commands.start_interval_ms / 1000),
     )
 
@@ -160,7 +164,7 @@ async def project_environment(
         detection.languages,
         env,
         interpreter=config.python.interpreter,
-        runner=command_runner(env, config=config),
+        runner=command_runner(env, config=config, verification=False),
     )
 
 

@@ -215,3 +215,10 @@ async def test_a_file_that_is_not_executable_cannot_execute(tmp_path: Path) -> N
     result = await SubprocessRunner(niceness=3).run_argv([str(script)], tmp_path, timeout_s=5)
     assert result.exit_code == 126
     assert result.output.startswith(f"{script}: cannot execute: ")
+
+
+def test_keels_own_probes_run_at_its_own_priority() -> None:
+    """The project's interpreter is probed on the way to the first model call: not niced."""
+    config = load_config(Path("/nonexistent-keel-ws"), env={})
+    assert command_runner({"PATH": "/usr/bin"}, config=config).niceness == 10
+    assert command_runner({"PATH": "/usr/bin"}, config=config, verification=False).niceness == 0
