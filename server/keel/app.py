@@ -32,7 +32,7 @@ from keel.ledger import GitLedger
 from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
 from keel.plugins.registry import detect_languages, detect_plugins
 from keel.process import StartGate, SubprocessRunner
-from keel.providers import ProviderSettings, build_model_client, preload_providers
+from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
 from keel.store import SqliteStore
@@ -75,12 +75,31 @@ def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, Mode
     return clients
 
 
-def preload_models(config: KeelConfig) -> asyncio.Task[None]:
-    """Start importing the SDKs of the session's models in a thread, so the import overlaps the
-    set-up that waits on subprocesses (the sandbox probe, the project's environment); await the
-    task before :func:`model_clients`."""
-    specs = [config.models.for_tier(tier) for tier in Tier]
-    return asyncio.create_task(asyncio.to_thread(preload_providers, specs))
+def building_clients(
+    config: KeelConfig, env: Mapping[str, str]
+) -> asyncio.Task[dict[Tier, ModelClient]]:
+    """:func:`model_clients`, built in a thread: importing an SDK and making its TLS context
+    take a few hundred milliseconds of CPU, which then overlap the set-up that waits on
+    subprocesses (the sandbox probe, the project's environment) instead of following it.
+    Await the task, or give it to :func:`discard_clients` when that set-up fails."""
+    return asyncio.create_task(asyncio.to_thread(model_clients, config, env))
+
+
+async def discard_clients(building: asyncio.Task[dict[Tier, ModelClient]]) -> None:
+    """The session's set-up failed: close the clients being built. Their own error (a missing
+    API key) is dropped: the set-up's error, raised first, is the one the user sees."""
+    try:
+        clients = await building
+    except Exception:
+        return
+    await close_clients(clients)
+
+
+async def close_clients(clients: Mapping[Tier, ModelClient]) -> None:
+    for client in {id(c): c for c in clients.values()}.values():
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
@@ -204,11 +223,14 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
-    sdks = preload_models(config)
-    sandbox = await session_sandbox(workspace, config, env)
-    environment = await project_environment(workspace, task, config, env)
-    await sdks
-    clients = model_clients(config, env)
+    building = building_clients(config, env)
+    try:
+        sandbox = await session_sandbox(workspace, config, env)
+        environment = await project_environment(workspace, task, config, env)
+    except BaseException:
+        await discard_clients(building)
+        raise
+    clients = await building
     runner = command_runner(env, environment, sandbox, config)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
@@ -335,15 +357,18 @@ class SharedWorkspace:
     async def engine(
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
-        sdks = preload_models(config)
-        sandbox = await session_sandbox(self._workspace, config, self._env)
-        environment = await project_environment(self._workspace, task, config, self._env)
-        runner = command_runner(self._env, environment, sandbox, config)
-        plugins = await asyncio.to_thread(
-            detect_plugins, self._workspace, task, runner=runner, environment=environment
-        )
-        await sdks
-        clients = model_clients(config, self._env)
+        building = building_clients(config, self._env)
+        try:
+            sandbox = await session_sandbox(self._workspace, config, self._env)
+            environment = await project_environment(self._workspace, task, config, self._env)
+            runner = command_runner(self._env, environment, sandbox, config)
+            plugins = await asyncio.to_thread(
+                detect_plugins, self._workspace, task, runner=runner, environment=environment
+            )
+        except BaseException:
+            await discard_clients(building)
+            raise
+        clients = await building
         try:
             if self._running == 0:
                 await asyncio.to_thread(self._lock.acquire)

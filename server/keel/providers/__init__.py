@@ -5,6 +5,6 @@ The app builds one client per tier with :func:`build_model_client`; the engine s
 """
 
 from keel.providers.base import ProviderSettings
-from keel.providers.registry import build_model_client, preload_providers
+from keel.providers.registry import build_model_client
 
-__all__ = ["ProviderSettings", "build_model_client", "preload_providers"]
+__all__ = ["ProviderSettings", "build_model_client"]

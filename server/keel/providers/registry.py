@@ -6,9 +6,6 @@ recorded transcript) does not pay for importing the other.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable
-
 from keel.engine.ports import ConfigError, ModelClient
 from keel.providers.base import ProviderSettings
 
@@ -43,27 +40,3 @@ def build_model_client(spec: str, settings: ProviderSettings) -> ModelClient:
     from keel.providers.openai_provider import OpenAIClient
 
     return OpenAIClient(provider, model, settings)
-
-
-#: The module each provider's client lives in (each imports its SDK at the top).
-PROVIDER_MODULES: dict[str, str] = {
-    "openai": "keel.providers.openai_provider",
-    "openai-compatible": "keel.providers.openai_provider",
-    "anthropic": "keel.providers.anthropic_provider",
-    "replay": "keel.providers.replay",
-}
-
-
-def preload_providers(specs: Iterable[str]) -> None:
-    """Import the provider modules (and so the SDKs) ``specs`` name, each once.
-
-    Blocking (an SDK takes a few hundred milliseconds of CPU to import): ``keel.app`` runs it in
-    a thread while the session's other set-up waits on subprocesses. A bad name or a missing
-    SDK is skipped here: :func:`build_model_client` reports it with the usual error.
-    """
-    for spec in dict.fromkeys(specs):
-        try:
-            provider, _ = parse_model_spec(spec)
-            importlib.import_module(PROVIDER_MODULES[provider])
-        except (ConfigError, ImportError):
-            continue
