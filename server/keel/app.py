@@ -276,7 +276,7 @@ async def open_modes(
     """``keel plan`` and ``keel explain``: the model clients and plugins of a session, and
     nothing that writes (no lock, store, ledger or repository)."""
     env = dict(os.environ if env is None else env)
-    clients = model_clients(config, env)
+    clients = await building_clients(config, env)  # off the loop: `keel serve` keeps answering
     try:
         runner = command_runner(env, config=config)
         plugins = await asyncio.to_thread(detect_plugins, workspace, task, runner=runner)
