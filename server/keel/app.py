@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -82,7 +83,16 @@ def building_clients(
     take a few hundred milliseconds of CPU, which then overlap the set-up that waits on
     subprocesses (the sandbox probe, the project's environment) instead of following it.
     Await the task, or give it to :func:`discard_clients` when that set-up fails."""
-    return asyncio.create_task(asyncio.to_thread(model_clients, config, env))
+    return asyncio.create_task(asyncio.to_thread(_built_clients, config, env))
+
+
+def _built_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, ModelClient]:
+    clients = model_clients(config, env)
+    # The SDKs name the platform in a header of their first request: platform.platform()
+    # runs `uname -p` (tens of milliseconds) once per process. Asked here, it is cached by
+    # the time the first request goes out.
+    platform.platform()
+    return clients
 
 
 async def discard_clients(building: asyncio.Task[dict[Tier, ModelClient]]) -> None:
