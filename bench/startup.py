@@ -9,6 +9,9 @@ interpreter), timed from spawn:
 - ``keel resume --last -y`` to the first NEW model request, as the fake OpenAI server
   (tests/fakes) receives it; each run resumes a fresh copy of the stopped workspace.
 
+For the three reading commands it also prints the CPU time (user + system of the process and
+its children, from ``getrusage``), which a shared machine disturbs far less than wall time.
+
 Setup (once): a real ``keel agent`` session of the small three-node plan of
 ``tests/integration/small_session.py`` against the fake server, stopped by ``--max-steps 3``
 after node-1's bundle (exit 3), so ``resume`` continues with node-2's actuator call.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,13 +50,18 @@ def keel_script(python: Path) -> list[str]:
     return [str(script)] if script.exists() else [str(python), "-m", "keel"]
 
 
-def timed(command: Sequence[str], env: Mapping[str, str]) -> float:
+def timed(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system, the process and its children such as
+    git): the CPU figure moves much less than the wall one when the machine is shared."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} ended {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def stopped_session(root: Path, keel: list[str], env: Mapping[str, str]) -> Path:
@@ -122,19 +131,19 @@ def main() -> None:
         with FakeModelServer(small_entries()) as server:
             env = keel_env(server, root)
             template = stopped_session(root, keel, env)
-            figures: dict[str, list[float]] = {
-                "keel --help": [],
-                "keel status": [],
-                "keel ledger --recent": [],
-                "keel resume to the first request": [],
-            }
+            figures: dict[str, list[float]] = {}
             ws = ["-w", str(template)]
+            reading = {
+                "keel --help": ["--help"],
+                "keel status": ["status", *ws],
+                "keel ledger --recent": ["ledger", "--recent", *ws],
+            }
             for n in range(args.runs):
-                figures["keel --help"].append(timed([*keel, "--help"], env))
-                figures["keel status"].append(timed([*keel, "status", *ws], env))
-                figures["keel ledger --recent"].append(
-                    timed([*keel, "ledger", "--recent", *ws], env)
-                )
+                for label, argv in reading.items():
+                    wall, cpu = timed([*keel, *argv], env)
+                    figures.setdefault(label, []).append(wall)
+                    figures.setdefault(f"{label} (CPU)", []).append(cpu)
+                figures.setdefault("keel resume to the first request", [])
                 copy = shutil.copytree(template, root / f"resume-{n}", symlinks=True)
                 figures["keel resume to the first request"].append(
                     first_request(server, keel, copy, env)
