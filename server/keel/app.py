@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -31,7 +32,7 @@ from keel.faults import Faults
 from keel.ledger import GitLedger
 from keel.plugins.environment import KEEL_SOURCE, ProjectEnvironment, detect_environment
 from keel.plugins.registry import detect_languages, detect_plugins
-from keel.process import SubprocessRunner
+from keel.process import StartGate, SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
@@ -75,6 +76,42 @@ def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, Mode
     return clients
 
 
+def building_clients(
+    config: KeelConfig, env: Mapping[str, str]
+) -> asyncio.Task[dict[Tier, ModelClient]]:
+    """:func:`model_clients`, built in a thread: importing an SDK and making its TLS context
+    take a few hundred milliseconds of CPU, which then overlap the set-up that waits on
+    subprocesses (the sandbox probe, the project's environment) instead of following it.
+    Await the task, or give it to :func:`discard_clients` when that set-up fails."""
+    return asyncio.create_task(asyncio.to_thread(_built_clients, config, env))
+
+
+def _built_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, ModelClient]:
+    clients = model_clients(config, env)
+    # The SDKs name the platform in a header of their first request: platform.platform()
+    # runs `uname -p` (tens of milliseconds) once per process. Asked here, it is cached by
+    # the time the first request goes out.
+    platform.platform()
+    return clients
+
+
+async def discard_clients(building: asyncio.Task[dict[Tier, ModelClient]]) -> None:
+    """The session's set-up failed: close the clients being built. Their own error (a missing
+    API key) is dropped: the set-up's error, raised first, is the one the user sees."""
+    try:
+        clients = await building
+    except Exception:
+        return
+    await close_clients(clients)
+
+
+async def close_clients(clients: Mapping[Tier, ModelClient]) -> None:
+    for client in {id(c): c for c in clients.values()}.values():
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+
+
 def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
     """The values that must never be stored or logged: every configured API key and every
     variable named like a credential (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ...)."""
@@ -88,13 +125,20 @@ def command_runner(
     env: Mapping[str, str],
     environment: ProjectEnvironment | None = None,
     sandbox: Sandbox | None = None,
+    config: KeelConfig | None = None,
+    *,
+    verification: bool = True,
 ) -> SubprocessRunner:
     """Commands find the project's interpreter first, then Keel's, so ``python -m pytest``
     runs in the project's environment when it has one and works out of the box otherwise.
 
     Every command of a session runs in ``sandbox`` (see :func:`session_sandbox`), which also
-    lets them read the project's environment (its virtualenv or toolchain).
+    lets them read the project's environment (its virtualenv or toolchain), at the lower
+    priority of ``[commands] niceness``, their starts spread by ``start_interval_ms``.
+    ``verification=False`` is for Keel's own probes on the way to a session's first model
+    call (the project's interpreter): they run at Keel's priority, as they delay it.
     """
+    commands = (config or KeelConfig()).commands
     dirs = [str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
     extra: dict[str, str] = {}
     python = environment.python if environment else None
@@ -107,6 +151,8 @@ def command_runner(
         extra_env={**extra, "PATH": os.pathsep.join(dirs)},
         sandbox=sandbox,
         readonly_paths=environment.readonly_paths if environment else (),
+        niceness=commands.niceness if verification else 0,
+        start_gate=StartGate(commands.start_interval_ms / 1000),
     )
 
 
@@ -147,7 +193,7 @@ async def project_environment(
         detection.languages,
         env,
         interpreter=config.python.interpreter,
-        runner=command_runner(env),
+        runner=command_runner(env, config=config, verification=False),
     )
 
 
@@ -174,11 +220,6 @@ async def open_services(
         await store.close()
 
 
-async def open_ledger(workspace: Path) -> GitLedger:
-    """The ledger of an existing repository (``keel ledger``): never ``git init``, no store."""
-    return await GitLedger.open(workspace, create=False)
-
-
 @asynccontextmanager
 async def open_engine(
     workspace: Path,
@@ -192,10 +233,15 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Build an engine for ``workspace``; closes the store and model clients afterwards."""
     env = dict(os.environ if env is None else env)
-    sandbox = await session_sandbox(workspace, config, env)
-    environment = await project_environment(workspace, task, config, env)
-    clients = model_clients(config, env)
-    runner = command_runner(env, environment, sandbox)
+    building = building_clients(config, env)
+    try:
+        sandbox = await session_sandbox(workspace, config, env)
+        environment = await project_environment(workspace, task, config, env)
+    except BaseException:
+        await discard_clients(building)
+        raise
+    clients = await building
+    runner = command_runner(env, environment, sandbox, config)
     faults = Faults.from_env(env)
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
@@ -240,9 +286,9 @@ async def open_modes(
     """``keel plan`` and ``keel explain``: the model clients and plugins of a session, and
     nothing that writes (no lock, store, ledger or repository)."""
     env = dict(os.environ if env is None else env)
-    clients = model_clients(config, env)
+    clients = await building_clients(config, env)  # off the loop: `keel serve` keeps answering
     try:
-        runner = command_runner(env)
+        runner = command_runner(env, config=config)
         plugins = await asyncio.to_thread(detect_plugins, workspace, task, runner=runner)
         yield ReadOnlyModes(
             workspace=workspace,
@@ -321,13 +367,18 @@ class SharedWorkspace:
     async def engine(
         self, task: str, config: KeelConfig, *, sink: EventSink, approver: Approver
     ) -> AsyncIterator[Engine]:
-        sandbox = await session_sandbox(self._workspace, config, self._env)
-        environment = await project_environment(self._workspace, task, config, self._env)
-        runner = command_runner(self._env, environment, sandbox)
-        plugins = await asyncio.to_thread(
-            detect_plugins, self._workspace, task, runner=runner, environment=environment
-        )
-        clients = model_clients(config, self._env)
+        building = building_clients(config, self._env)
+        try:
+            sandbox = await session_sandbox(self._workspace, config, self._env)
+            environment = await project_environment(self._workspace, task, config, self._env)
+            runner = command_runner(self._env, environment, sandbox, config)
+            plugins = await asyncio.to_thread(
+                detect_plugins, self._workspace, task, runner=runner, environment=environment
+            )
+        except BaseException:
+            await discard_clients(building)
+            raise
+        clients = await building
         try:
             if self._running == 0:
                 await asyncio.to_thread(self._lock.acquire)

@@ -8,35 +8,28 @@ when a budget stopped the session; 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import gc
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keel import __version__, replay, reports
-from keel.app import open_engine, open_ledger, open_modes, repository_context, sandbox_missing
+from keel import __version__
 from keel.bundles.paths import escape
-from keel.config import load_config
-from keel.engine import events as ev
-from keel.engine.gateway import BudgetExceeded
-from keel.engine.instructions import describe as describe_instructions
-from keel.engine.instructions import load_instructions
-from keel.engine.models import LedgerEntry
-from keel.engine.modes import Explored, explanation_markdown, plan_markdown
-from keel.engine.planning import plan_dict
-from keel.engine.ports import ConfigError, KeelError
-from keel.engine.records import SessionRecord
-from keel.engine.session import SessionResult
-from keel.ledger import git_command, git_environment
-from keel.store import SqliteStore
-from keel.terminal import TerminalApprover
+
+# Each command imports what it uses inside its function, so `keel --help`, `status`, `logs`,
+# `ledger` and `abort` never load the language server's libraries, the model SDKs, the
+# plugins or numpy; tests/integration/test_startup_imports.py pins that.
+if TYPE_CHECKING:
+    from keel.engine import events as ev
+    from keel.engine.models import LedgerEntry
+    from keel.engine.modes import Explored
+    from keel.engine.records import SessionRecord
+    from keel.engine.session import SessionResult
+    from keel.store import SqliteStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -137,6 +130,8 @@ def _plan_lines(event: ev.PlanReady) -> str:
 
 
 def _finished_line(event: ev.SessionFinished) -> str:
+    from keel import reports
+
     t = event.totals
     return (
         f"[done] {event.outcome}"
@@ -149,6 +144,9 @@ def _finished_line(event: ev.SessionFinished) -> str:
 
 def describe_event(event: ev.Event) -> str | None:
     """The progress line(s) ``keel agent`` prints for ``event``; None for a silent one."""
+    from keel import reports
+    from keel.engine import events as ev
+
     match event:
         case ev.SessionStarted():
             return (
@@ -227,6 +225,9 @@ def exit_status(result: SessionResult) -> int:
 @contextlib.contextmanager
 def abort_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM (``keel abort``) cancel the session, which then ends ``aborted``."""
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -247,6 +248,10 @@ async def run_agent(
     resume: str | None = None,
     session_config: Mapping[str, Any] | None = None,
 ) -> int:
+    from keel.app import open_engine
+    from keel.config import load_config
+    from keel.terminal import TerminalApprover
+
     config = load_config(args.workspace, flags=flags, session=session_config)
     args.workspace.mkdir(parents=True, exist_ok=True)  # after validation: bad flags create nothing
     sink = JsonSink() if args.json else TerminalSink()
@@ -268,6 +273,12 @@ def _mode_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 async def run_plan(args: argparse.Namespace) -> int:
     """``keel plan``: explore and plan like ``keel agent``, print the DAG, write nothing."""
+    from keel.app import open_modes
+    from keel.config import load_config
+    from keel.engine.gateway import BudgetExceeded
+    from keel.engine.modes import plan_markdown
+    from keel.engine.planning import plan_dict
+
     config = load_config(args.workspace, flags=_mode_flags(args))
 
     def invalid(attempt: int, errors: list[str]) -> None:
@@ -300,6 +311,11 @@ def _heard(as_json: bool) -> Callable[[Explored], None]:
 
 async def run_explain(args: argparse.Namespace) -> int:
     """``keel explain``: a read-only answer citing ``path:line``; writes nothing."""
+    from keel.app import open_modes
+    from keel.config import load_config
+    from keel.engine.gateway import BudgetExceeded
+    from keel.engine.modes import explanation_markdown
+
     config = load_config(args.workspace, flags=_mode_flags(args))
     try:
         async with open_modes(args.workspace, config, task=args.question) as modes:
@@ -320,6 +336,9 @@ async def run_explain(args: argparse.Namespace) -> int:
 
 
 async def run_resume(args: argparse.Namespace) -> int:
+    from keel import reports
+    from keel.engine.ports import ConfigError
+
     store = await reports.open_store(args.workspace)
     try:
         session_id = args.session or await store.latest_session_id()
@@ -368,6 +387,11 @@ async def trust_context(store: SqliteStore, session: SessionRecord) -> str:
 
 
 async def run_abort(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+
+    from keel import reports
+
     store = await reports.open_store(args.workspace)
     try:
         session_id = args.session or await store.latest_session_id()
@@ -397,6 +421,8 @@ async def run_abort(args: argparse.Namespace) -> int:
 
 
 async def run_status(args: argparse.Namespace) -> int:
+    from keel import reports
+
     store = await reports.open_store(args.workspace)
     try:
         session = await reports.find_session(store, args.session)
@@ -409,6 +435,8 @@ async def run_status(args: argparse.Namespace) -> int:
 
 
 async def run_logs(args: argparse.Namespace) -> int:
+    from keel import reports
+
     views = [view for view in ("stats", "errors", "tools") if getattr(args, view)] or ["calls"]
     store = await reports.open_store(args.workspace)
     try:
@@ -421,6 +449,8 @@ async def run_logs(args: argparse.Namespace) -> int:
 
 
 async def run_replay(args: argparse.Namespace) -> int:
+    from keel import replay, reports
+
     store = await reports.open_store(args.workspace)
     try:
         session = await reports.find_session(store, args.session)
@@ -445,6 +475,14 @@ def demo_transcript() -> Path:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import subprocess
+
+    from keel.app import sandbox_missing
+    from keel.config import load_config
+    from keel.engine.ports import ConfigError
+    from keel.ledger import git_command, git_environment
+
     workspace = args.workspace
     workspace.mkdir(parents=True, exist_ok=True)
     if any(p.name != ".git" for p in workspace.iterdir()):
@@ -488,7 +526,10 @@ def _entry_dict(entry: LedgerEntry) -> dict[str, Any]:
 
 
 async def run_ledger(args: argparse.Namespace) -> int:
-    ledger = await open_ledger(args.workspace)
+    from keel.ledger import GitLedger
+
+    # An existing repository only (never ``git init``), and no store.
+    ledger = await GitLedger.open(args.workspace, create=False)
     if args.action == "show":
         entry, patch = await ledger.show(_required(args.entry, "show"))
         if args.json:
@@ -517,6 +558,8 @@ async def run_ledger(args: argparse.Namespace) -> int:
 
 
 def _required(entry: str | None, action: str) -> str:
+    from keel.engine.ports import ConfigError
+
     if not entry:
         raise ConfigError(
             f"keel ledger {action} needs an ENTRY (a commit sha from keel ledger --recent)"
@@ -663,6 +706,14 @@ def _host_port(text: str) -> tuple[str, int]:
 
 async def run_map(args: argparse.Namespace) -> int:
     """``keel map``: the map for a task within the configured budget; reads, never creates."""
+    import asyncio
+
+    from keel.app import repository_context
+    from keel.config import load_config
+    from keel.engine.instructions import describe as describe_instructions
+    from keel.engine.instructions import load_instructions
+    from keel.engine.ports import ConfigError
+
     config = load_config(args.workspace)
     budget = args.tokens if args.tokens is not None else config.context.map_tokens
     if budget < 0:
@@ -708,28 +759,29 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(args.tcp)
 
 
+async def _agent(args: argparse.Namespace) -> int:
+    return await run_agent(args, args.task, _flags(args))
+
+
+#: ``keel COMMAND`` -> what runs it (``serve`` runs outside the event loop, in ``_run``). Each
+#: function imports what it needs, so adding a command here costs the others nothing.
+COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "agent": _agent,
+    "demo": run_demo,
+    "plan": run_plan,
+    "explain": run_explain,
+    "resume": run_resume,
+    "abort": run_abort,
+    "status": run_status,
+    "logs": run_logs,
+    "replay": run_replay,
+    "map": run_map,
+    "ledger": run_ledger,
+}
+
+
 async def dispatch(args: argparse.Namespace) -> int:
-    if args.command == "agent":
-        return await run_agent(args, args.task, _flags(args))
-    if args.command == "demo":
-        return await run_demo(args)
-    if args.command == "plan":
-        return await run_plan(args)
-    if args.command == "explain":
-        return await run_explain(args)
-    if args.command == "resume":
-        return await run_resume(args)
-    if args.command == "abort":
-        return await run_abort(args)
-    if args.command == "status":
-        return await run_status(args)
-    if args.command == "logs":
-        return await run_logs(args)
-    if args.command == "replay":
-        return await run_replay(args)
-    if args.command == "map":
-        return await run_map(args)
-    return await run_ledger(args)
+    return await COMMANDS[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -745,9 +797,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    finally:
+        if argv is None:  # the console script: the process ends next
+            # Nothing left needs the cyclic collector; frozen, the interpreter's shutdown skips
+            # traversing every object (about a third of `keel status`'s CPU time,
+            # docs/benchmarks.md). Not for main([...]) in a test or bench process.
+            gc.freeze()
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from keel.engine.ports import ConfigError, KeelError
+
     try:
         args.workspace = Path(args.workspace).resolve()
         if args.command == "serve":

@@ -97,6 +97,14 @@ class PythonConfig(_Section):
     interpreter: str | None = None
 
 
+class CommandsConfig(_Section):
+    """``[commands]``: how verification commands share the CPU with Keel (checkers, test runs,
+    the plan's commands; docs/reference/configuration.md)."""
+
+    niceness: int = Field(default=10, ge=0, le=19)
+    start_interval_ms: int = Field(default=20, ge=0, le=1000)
+
+
 class ContextConfig(_Section):
     """What the models see of the workspace (docs/explanation/context.md)."""
 
@@ -128,6 +136,7 @@ class KeelConfig(_Section):
     log_llm: bool = False
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     python: PythonConfig = Field(default_factory=PythonConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine

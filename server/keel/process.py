@@ -16,7 +16,13 @@ the plugins' own tools (``run_argv``, no shell). Both share one implementation, 
   proposed;
 * a **sandbox** (:class:`~keel.engine.ports.Sandbox`, bubblewrap on Linux) when the runner is
   given one: :mod:`keel.app` gives every session's runner one, so the model's commands, the
-  test runner, the checker and build commands all run confined (docs/explanation/sandbox.md).
+  test runner, the checker and build commands all run confined (docs/explanation/sandbox.md);
+* a **lower priority** (``niceness``, through ``nice -n N`` in front of the command line, so
+  the sandbox and everything the command spawns inherit it): ``keel serve`` stays first in
+  line for the CPU while eight nodes verify;
+* a **staggered start** (:class:`StartGate`): one child starts at a time, at least
+  ``interval_s`` after the one before, so eight nodes reaching verification together do not
+  fork sixteen processes in the same tick.
 
 Exit codes follow the shell's conventions so a caller can tell the cases apart:
 :data:`TIMEOUT_EXIT_CODE` (124, as GNU ``timeout``) when the deadline passed,
@@ -32,8 +38,10 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import signal
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +81,11 @@ ENV_ALLOW_LIST: tuple[str, ...] = (
 
 #: Always set: no ``__pycache__`` written into sandboxes, pip never waits for a prompt.
 FIXED_ENV: Mapping[str, str] = {"PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INPUT": "1"}
+
+#: How much lower than Keel's own the priority of a command is (``nice -n``; 0: the same).
+DEFAULT_NICENESS = 10
+#: The least time between two children's starts (:class:`StartGate`).
+DEFAULT_START_INTERVAL_S = 0.02
 
 _READ_CHUNK = 64 * 1024
 _DRAIN_AFTER_EXIT_S = 2.0
@@ -218,6 +231,56 @@ def _render(capture: _Capture, cap: int, notes: Sequence[str]) -> tuple[str, boo
     return text, truncated
 
 
+class StartGate:
+    """Lets one child process start at a time, each at least ``interval_s`` after the last.
+
+    A runner holds its gate around the spawn only (fork and exec, and the sandbox's set-up
+    before it), never around the command's run, so commands still run side by side; only
+    their starts are spread out. ``clock`` and ``sleep`` are for tests.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = DEFAULT_START_INTERVAL_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if interval_s < 0:
+            raise ValueError("interval_s must be 0 or more")
+        self.interval_s = interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+        self._last: float | None = None
+        self.starts = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Held while one child starts; waits for the one before and for the interval."""
+        async with self._lock:
+            if self._last is not None:
+                wait = self._last + self.interval_s - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)  # a rate limit, not a synchronisation
+            try:
+                yield
+            finally:
+                self._last = self._clock()
+                self.starts += 1
+
+
+def nice_prefix(niceness: int) -> list[str]:
+    """``["nice", "-n", N]`` (the executable's absolute path), or ``[]`` for 0 or no ``nice``."""
+    if niceness <= 0:
+        return []
+    nice = shutil.which("nice", path=os.defpath + os.pathsep + "/usr/bin:/bin")
+    if nice is None:
+        log.warning("no `nice` executable: commands run at Keel's own priority")
+        return []
+    return [nice, "-n", str(niceness)]
+
+
 class SubprocessRunner:
     """The :class:`~keel.engine.ports.CommandRunner` (and :class:`ToolRunner`) of Keel.
 
@@ -226,7 +289,9 @@ class SubprocessRunner:
     ``VIRTUAL_ENV``). ``kill_grace_s`` is how long a timed-out group gets between SIGTERM and
     SIGKILL. ``sandbox`` confines every command (none: they run unconfined, for Keel's own
     tests of the runner); ``readonly_paths`` are directories every command may also read
-    (the project's virtualenv or toolchain).
+    (the project's virtualenv or toolchain). ``niceness`` lowers every command's priority
+    (``nice -n``; 0: Keel's own) and ``start_gate`` staggers their starts (default: a gate of
+    this runner's own with :data:`DEFAULT_START_INTERVAL_S`).
     """
 
     def __init__(
@@ -239,9 +304,13 @@ class SubprocessRunner:
         shell: str = "/bin/sh",
         sandbox: Sandbox | None = None,
         readonly_paths: Sequence[Path] = (),
+        niceness: int = DEFAULT_NICENESS,
+        start_gate: StartGate | None = None,
     ) -> None:
         if output_cap_bytes <= 0:
             raise ValueError("output_cap_bytes must be positive")
+        if not 0 <= niceness <= 19:
+            raise ValueError("niceness must be between 0 and 19")
         self.output_cap_bytes = output_cap_bytes
         self.kill_grace_s = kill_grace_s
         self.shell = shell
@@ -249,6 +318,9 @@ class SubprocessRunner:
         self._extra_env = dict(extra_env or {})
         self.sandbox = sandbox
         self.readonly_paths = tuple(readonly_paths)
+        self.niceness = niceness
+        self._nice = nice_prefix(niceness)
+        self.start_gate = start_gate if start_gate is not None else StartGate()
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The scrubbed environment a child gets, with ``extra`` layered on top."""
@@ -265,14 +337,17 @@ class SubprocessRunner:
         *,
         writable: Sequence[Path] = (),
     ) -> list[str]:
-        """The command line that runs ``argv`` in this runner's sandbox (as is without one).
+        """The command line that runs ``argv`` in this runner's sandbox (as is without one), at
+        the runner's lower priority (``nice -n N`` in front: the sandbox and everything in it
+        inherit it).
 
         ``cwd`` and ``writable`` are the only places it may write. The language plugins use
         it for the processes they start themselves (the checker's language server).
         """
         if self.sandbox is None:
-            return list(argv)
-        return self.sandbox.wrap(argv, cwd, env, writable=writable, readonly=self.readonly_paths)
+            return [*self._nice, *argv]
+        wrapped = self.sandbox.wrap(argv, cwd, env, writable=writable, readonly=self.readonly_paths)
+        return [*self._nice, *wrapped]
 
     async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult:
         """Run ``command`` through ``/bin/sh -c`` in ``cwd``; never raises for the command's sake.
@@ -329,21 +404,29 @@ class SubprocessRunner:
             message = f"{argv[0]}: cannot execute: {exc.strerror or exc}"
             return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
         result = await self._supervise(process, label, timeout_s)
-        return _sandbox_exec_failure(result) if self.sandbox is not None else result
+        if self.sandbox is not None:
+            return _sandbox_exec_failure(result)
+        if self._nice:
+            path = self.environment(env).get("PATH")
+            return _nice_exec_failure(result, argv[0], self._nice[0], path)
+        return result
 
     async def _spawn(
         self, argv: list[str], cwd: Path, env: Mapping[str, str] | None, writable: Sequence[Path]
     ) -> asyncio.subprocess.Process:
         environment = self.environment(env)
-        return await asyncio.create_subprocess_exec(
-            *self.confine(argv, cwd, environment, writable=writable),
-            cwd=cwd,
-            env=environment,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        command = self.confine(argv, cwd, environment, writable=writable)
+        async with self.start_gate.slot():
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=cwd,
+                env=environment,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return process
 
     async def _kill_spawned(self, spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
         try:
@@ -399,5 +482,26 @@ def _sandbox_exec_failure(result: CommandResult) -> CommandResult:
     program, _, reason = first.removeprefix("bwrap: execvp ").rpartition(": ")
     if reason == "No such file or directory":
         return CommandResult(result.command, NOT_FOUND_EXIT_CODE, f"{program}: command not found")
+    message = f"{program}: cannot execute: {reason}"
+    return CommandResult(result.command, NOT_EXECUTABLE_EXIT_CODE, message)
+
+
+def _nice_exec_failure(
+    result: CommandResult, program: str, nice: str, path: str | None
+) -> CommandResult:
+    """``nice``'s "cannot exec" (its 127 or 126, one line) as the runner says it without it.
+
+    Only when ``program`` really cannot be run from the child's ``PATH``: a command that runs
+    and itself exits 127 with a line starting ``nice:`` keeps its own result.
+    """
+    first, _, rest = result.output.partition("\n")
+    said_by_nice = first.startswith((f"{nice}: ", "nice: ")) and program in first
+    if result.exit_code not in (126, 127) or rest.strip() or not said_by_nice:
+        return result
+    if shutil.which(program, path=path) is not None:
+        return result
+    if result.exit_code == NOT_FOUND_EXIT_CODE:
+        return CommandResult(result.command, NOT_FOUND_EXIT_CODE, f"{program}: command not found")
+    reason = first.rpartition(": ")[2]
     message = f"{program}: cannot execute: {reason}"
     return CommandResult(result.command, NOT_EXECUTABLE_EXIT_CODE, message)

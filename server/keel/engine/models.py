@@ -49,7 +49,7 @@ class NodeState(StrEnum):
 
 
 class _Reply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class NodeContract(_Reply):

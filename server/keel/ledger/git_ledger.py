@@ -613,8 +613,9 @@ class GitLedger:
             self._run(["read-tree", head] if head else ["read-tree", "--empty"], index=index)
             self._apply_entries(entries, index)
             tree = self._run(["write-tree"], index=index).strip()
-            hooks.run("pre-commit", index=index)
-            if self._run(["write-tree"], index=index).strip() != tree:
+            # Without a pre-commit hook nothing can have changed the index: no second tree.
+            ran = hooks.run("pre-commit", index=index)
+            if ran and self._run(["write-tree"], index=index).strip() != tree:
                 raise LedgerRefused(
                     "the pre-commit hook changed what would be committed; Keel commits only "
                     "what was verified, so it refuses (make the hook leave the index alone)"
@@ -919,17 +920,18 @@ class _Hooks:
             return None
         return path
 
-    def run(self, name: str, *args: str, index: Path | None = None, check: bool = True) -> None:
+    def run(self, name: str, *args: str, index: Path | None = None, check: bool = True) -> bool:
+        """Run the hook ``name`` if there is one; whether it ran."""
         hook = self._find(name)
         if hook is None:
-            return
+            return False
         layout = self._ledger._layout
         env = git_environment({"GIT_INDEX_FILE": str(index or layout.index), "GIT_EDITOR": ":"})
         try:
             returncode, raw, timed_out = _run_hook([str(hook), *args], layout.toplevel, env)
         except OSError as err:
             if not check:
-                return
+                return False
             raise LedgerRefused(
                 f"cannot run the {name} hook {hook}: {err.strerror or err}"
             ) from err
@@ -938,13 +940,13 @@ class _Hooks:
             message = f"the {name} hook did not finish in {HOOK_TIMEOUT_S:g} s"
             if not check:
                 _log.warning("%s", message)
-                return
+                return True
             raise LedgerRefused(f"{message}; the ledger commit is refused", output)
         if returncode == 0:
-            return
+            return True
         if not check:  # git ignores post-commit's status too
             _log.warning("the %s hook exited %s: %s", name, returncode, output)
-            return
+            return True
         raise LedgerRefused(
             f"the {name} hook refused the ledger commit (exit status {returncode})"
             + (f": {output}" if output else ""),

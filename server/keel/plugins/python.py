@@ -22,6 +22,7 @@ on ``PYTHONPATH`` so that its tests import the package as they will once it is i
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import re
@@ -33,7 +34,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.engine.models import CommandResult, Component, Residual, SensorReport
 from keel.plugins.base import (
@@ -47,15 +48,11 @@ from keel.plugins.base import (
 )
 from keel.plugins.environment import pytest_missing
 from keel.plugins.junit import SuiteResult, read_junit
-from keel.plugins.lsp_checker import (
-    LspCheckError,
-    LspOutcome,
-    LspServer,
-    collect_diagnostics,
-    to_residuals,
-)
 from keel.plugins.python_imports import find_import_problems
 from keel.process import SubprocessRunner, ToolRunner
+
+if TYPE_CHECKING:
+    from keel.plugins.lsp_checker import LspOutcome, LspServer
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +237,7 @@ class PythonPlugin:
 
     async def _check_with(self, checker: str, root: Path, plan: _CheckPlan) -> SensorReport | None:
         """The report of ``checker``, or ``None`` when it is not installed."""
+        await _load_lsp_checker()
         if checker == "ty":
             exe = self.find_tool("ty")
             if exe is None:
@@ -259,6 +257,8 @@ class PythonPlugin:
         plan: _CheckPlan,
         cli_exe: str | None,
     ) -> SensorReport:
+        from keel.plugins.lsp_checker import LspCheckError, collect_diagnostics
+
         failure = ""
         if server is not None and self.prefer_lsp:
             try:
@@ -364,13 +364,30 @@ class PythonPlugin:
 
 # --- checker routes -----------------------------------------------------------------------
 
+LSP_CHECKER = "keel.plugins.lsp_checker"
+
+
+async def _load_lsp_checker() -> None:
+    """Import :mod:`keel.plugins.lsp_checker` the first time a checker runs, in a thread.
+
+    It loads the LSP libraries (about half a second of CPU): done here, a session pays for it
+    once while its event loop keeps serving, and commands that check nothing (``keel status``,
+    ``keel plan``) never pay for it. Later calls find it in ``sys.modules``.
+    """
+    if LSP_CHECKER not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, LSP_CHECKER)
+
 
 def _ty_server(exe: str, python: str) -> LspServer:
+    from keel.plugins.lsp_checker import LspServer
+
     settings = {"ty": {"configuration": {"environment": {"python": python}}}}
     return LspServer("ty", (exe, "server"), settings=settings)
 
 
 def _pyright_server(name: str, exe: str, python: str) -> LspServer:
+    from keel.plugins.lsp_checker import LspServer
+
     analysis = {"autoSearchPaths": True, "typeCheckingMode": "standard"}
     settings = {
         "python": {"pythonPath": python, "analysis": analysis},
@@ -380,6 +397,8 @@ def _pyright_server(name: str, exe: str, python: str) -> LspServer:
 
 
 def _lsp_report(server: LspServer, outcome: LspOutcome) -> SensorReport:
+    from keel.plugins.lsp_checker import to_residuals
+
     residuals = tuple(
         residual
         for relpath, diagnostics in sorted(outcome.diagnostics.items())

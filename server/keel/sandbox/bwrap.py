@@ -103,9 +103,12 @@ class BwrapSandbox:
         # first: a home or workspace under /tmp is hidden inside the private /tmp.
         return sorted(_existing_unique(dirs), key=lambda p: len(p.parts))
 
-    def readable(self, env: Mapping[str, str], readonly: Sequence[Path]) -> list[Path]:
-        """What is bound back read-only below the hidden directories."""
-        hidden = self.hidden()
+    def readable(
+        self, env: Mapping[str, str], readonly: Sequence[Path], hidden: list[Path] | None = None
+    ) -> list[Path]:
+        """What is bound back read-only below the hidden directories (``hidden``: as
+        :meth:`hidden` says, when the caller has it already)."""
+        hidden = self.hidden() if hidden is None else hidden
         interpreter = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)]
         on_path = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
         toolchains = [Path(env[name]) for name in ("CARGO_HOME", "RUSTUP_HOME") if env.get(name)]
@@ -135,15 +138,16 @@ class BwrapSandbox:
         if self.prlimit and self.options.memory_mb:
             args += [self.prlimit, f"--as={self.options.memory_mb * 1024 * 1024}", "--"]
         args += [self.bwrap, "--ro-bind", "/", "/"]
-        for path in self.hidden():
+        hidden = self.hidden()
+        for path in hidden:
             args += ["--tmpfs", str(path)]
-        for path in self.readable(env, readonly):
+        for path in self.readable(env, readonly, hidden):
             args += ["--ro-bind", str(path), str(path)]
         binds = _existing_unique([cwd, *writable])
         for path in binds:
             args += ["--bind", str(path), str(path)]
             args += _mask_repository(path)
-        for path in self.hidden():
+        for path in hidden:
             if path != _PRIVATE_TMP and path not in binds:
                 args += ["--remount-ro", str(path)]
         args += ["--dir", str(PRIVATE_HOME)]
@@ -168,7 +172,10 @@ class BwrapSandbox:
 
 
 def _within(path: Path, parent: Path) -> bool:
-    return path == parent or parent in path.parents
+    """``path`` is ``parent`` or below it (by their parts: ``Path.parents`` builds a path per
+    level, and :meth:`BwrapSandbox.wrap` asks this hundreds of times per command)."""
+    inner, outer = path.parts, parent.parts
+    return len(inner) >= len(outer) and inner[: len(outer)] == outer
 
 
 def _existing_unique(paths: Iterable[Path]) -> list[Path]:

@@ -1,0 +1,224 @@
+"""Verification commands yield the CPU to Keel: they run niced, and their starts are staggered.
+
+Issue 16: while eight nodes verify, the language server must stay first in line for the CPU.
+The niceness is read back from the real children (``os.nice(0)`` in the child, its own child,
+and inside bubblewrap); the stagger is checked by the order of events under a fake clock,
+never by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel.app import command_runner
+from keel.config import load_config
+from keel.engine.ports import ConfigError
+from keel.process import (
+    DEFAULT_NICENESS,
+    NOT_FOUND_EXIT_CODE,
+    StartGate,
+    SubprocessRunner,
+    nice_prefix,
+)
+from keel.sandbox import SandboxOptions, open_sandbox
+
+PRINT_NICE = "import os; print(os.nice(0))"
+OWN = os.nice(0)
+
+
+def expected(niceness: int) -> int:
+    return min(OWN + niceness, 19)
+
+
+async def child_niceness(runner: SubprocessRunner, cwd: Path) -> int:
+    result = await runner.run_argv([sys.executable, "-c", PRINT_NICE], cwd, timeout_s=30)
+    assert result.exit_code == 0, result.output
+    return int(result.output.strip())
+
+
+async def test_a_command_runs_at_a_lower_priority_than_keel(tmp_path: Path) -> None:
+    assert await child_niceness(SubprocessRunner(niceness=7), tmp_path) == expected(7)
+
+
+async def test_the_default_priority_is_lower(tmp_path: Path) -> None:
+    assert DEFAULT_NICENESS > 0
+    assert await child_niceness(SubprocessRunner(), tmp_path) == expected(DEFAULT_NICENESS)
+
+
+async def test_what_a_command_spawns_inherits_the_lower_priority(tmp_path: Path) -> None:
+    runner = SubprocessRunner(niceness=5)
+    result = await runner.run(f'{sys.executable} -c "{PRINT_NICE}"', tmp_path, timeout_s=30)
+    assert result.exit_code == 0, result.output
+    assert int(result.output.strip()) == expected(5)
+
+
+async def test_niceness_zero_runs_at_keels_own_priority(tmp_path: Path) -> None:
+    runner = SubprocessRunner(niceness=0)
+    assert runner.confine(["true"], tmp_path, {}) == ["true"]
+    assert await child_niceness(runner, tmp_path) == OWN
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+async def test_a_sandboxed_command_and_the_checker_server_are_niced(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / ".git").mkdir(parents=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    sandbox = open_sandbox("auto", workspace, SandboxOptions(), env)
+    runner = SubprocessRunner(base_env=env, sandbox=sandbox, niceness=6)
+    assert await child_niceness(runner, workspace) == expected(6)
+    # The plugins start the checker's language server themselves, through confine():
+    argv = runner.confine(["ty", "server"], workspace, runner.environment())
+    assert argv[:3] == nice_prefix(6) and "bwrap" in Path(argv[3]).name
+
+
+async def test_a_missing_program_is_still_reported_as_not_found(tmp_path: Path) -> None:
+    result = await SubprocessRunner(niceness=3).run_argv(
+        ["keel-no-such-tool"], tmp_path, timeout_s=5
+    )
+    assert result.exit_code == NOT_FOUND_EXIT_CODE
+    assert result.output == "keel-no-such-tool: command not found"
+
+
+async def test_a_commands_own_127_is_not_rewritten(tmp_path: Path) -> None:
+    result = await SubprocessRunner(niceness=3).run(
+        "echo 'nice: x'; exit 127", tmp_path, timeout_s=5
+    )
+    assert result.exit_code == NOT_FOUND_EXIT_CODE
+    assert result.output == "nice: x\n"
+
+
+@pytest.mark.parametrize("bad", [-1, 20])
+def test_an_impossible_niceness_is_refused(bad: int) -> None:
+    with pytest.raises(ValueError, match="niceness"):
+        SubprocessRunner(niceness=bad)
+
+
+class FakeClock:
+    """Time moves only when the gate sleeps; every start is noted at the time it began."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def test_eight_nodes_starting_together_start_one_at_a_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    gate = StartGate(0.05, clock=clock, sleep=clock.sleep)
+    runner = SubprocessRunner(niceness=0, start_gate=gate)
+    started: list[float] = []
+    spawn = runner._spawn
+
+    async def noting(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
+        process = await spawn(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(clock.now)
+        return process
+
+    runner._spawn = noting  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(runner.run_argv(["true"], tmp_path, timeout_s=30) for _ in range(8))
+    )
+    assert [r.exit_code for r in results] == [0] * 8
+    assert gate.starts == 8
+    # No two in the same tick: each start waited for the one before and for the interval.
+    assert started == [pytest.approx(100.0 + 0.05 * n) for n in range(8)]
+    assert clock.sleeps == [pytest.approx(0.05)] * 7
+
+
+async def test_the_gate_spreads_starts_but_commands_still_run_side_by_side(
+    tmp_path: Path,
+) -> None:
+    """Each command waits until all three have started: a gate held for a command's whole run
+    would deadlock here (and time out)."""
+    runner = SubprocessRunner(niceness=0, start_gate=StartGate(0.001))
+    script = (
+        "import pathlib, sys, time\n"
+        "here = pathlib.Path(sys.argv[1])\n"
+        "(here / sys.argv[2]).touch()\n"
+        "deadline = time.monotonic() + 20\n"
+        "while len(list(here.glob('m*'))) < 3 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print(len(list(here.glob('m*'))))\n"
+    )
+    results = await asyncio.gather(
+        *(
+            runner.run_argv(
+                [sys.executable, "-c", script, str(tmp_path), f"m{n}"], tmp_path, timeout_s=30
+            )
+            for n in range(3)
+        )
+    )
+    assert [r.output.strip() for r in results] == ["3", "3", "3"]
+
+
+async def test_a_cancelled_start_releases_the_gate(tmp_path: Path) -> None:
+    gate = StartGate(0)
+    runner = SubprocessRunner(niceness=0, start_gate=gate)
+    async with gate.slot():  # another start holds the gate
+        waiting = asyncio.create_task(runner.run_argv(["true"], tmp_path, timeout_s=30))
+        await asyncio.sleep(0)
+        waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    result = await runner.run_argv(["true"], tmp_path, timeout_s=30)
+    assert result.exit_code == 0
+
+
+def test_a_negative_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval_s"):
+        StartGate(-0.1)
+
+
+def test_the_session_runner_takes_commands_from_config(tmp_path: Path) -> None:
+    (tmp_path / "keel.toml").write_text("[commands]\nniceness = 4\nstart_interval_ms = 75\n")
+    config = load_config(tmp_path, env={})
+    runner = command_runner({"PATH": "/usr/bin"}, config=config)
+    assert runner.niceness == 4
+    assert runner.start_gate.interval_s == pytest.approx(0.075)
+
+
+@pytest.mark.parametrize(
+    "body", ["niceness = 20", "niceness = -1", "start_interval_ms = -5", "nice = 3"]
+)
+def test_bad_commands_config_is_a_clear_error(tmp_path: Path, body: str) -> None:
+    (tmp_path / "keel.toml").write_text(f"[commands]\n{body}\n")
+    with pytest.raises(ConfigError, match="commands"):
+        load_config(tmp_path, env={})
+
+
+async def test_a_commands_own_127_naming_a_missing_program_is_not_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Even a line that looks like nice's own, from a program that exists, stays as it is."""
+    runner = SubprocessRunner(niceness=3)
+    line = "nice: 'ghost': No such file or directory"
+    result = await runner.run(f'echo "{line}"; exit 127', tmp_path, timeout_s=5)
+    assert (result.exit_code, result.output) == (NOT_FOUND_EXIT_CODE, line + "\n")
+
+
+async def test_a_file_that_is_not_executable_cannot_execute(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    result = await SubprocessRunner(niceness=3).run_argv([str(script)], tmp_path, timeout_s=5)
+    assert result.exit_code == 126
+    assert result.output.startswith(f"{script}: cannot execute: ")
+
+
+def test_keels_own_probes_run_at_its_own_priority() -> None:
+    """The project's interpreter is probed on the way to the first model call: not niced."""
+    config = load_config(Path("/nonexistent-keel-ws"), env={})
+    assert command_runner({"PATH": "/usr/bin"}, config=config).niceness == 10
+    assert command_runner({"PATH": "/usr/bin"}, config=config, verification=False).niceness == 0
