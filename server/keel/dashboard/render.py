@@ -822,8 +822,7 @@ def decisions(data: Row, *, base: str) -> Markup:
         Markup(
             f"<tr><td>{esc(when(a['at']))}</td><td><code>{esc(a['node_id'])}</code></td>"
             "<td>"
-            f"{badge('success' if a['decision'] == 'approved' else 'failed')}"
-            f" {esc(a['decision'])}</td>"
+            f"{badge(a['decision'])}</td>"
             f"<td>{esc(a['actor'])}</td><td><code>{esc((a.get('ledger_sha') or '')[:12])}</code>"
             "</td>"
             f"<td>{esc(cut(a.get('note'), 500))}</td></tr>"
