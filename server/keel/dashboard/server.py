@@ -679,6 +679,9 @@ def _host_ok(request: web.Request, bound: str) -> bool:
 # --------------------------------------------------------------------------- factory
 
 
+DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -697,7 +700,7 @@ def create_app(
         ledger=ledger,
     )
     app = web.Application(middlewares=_middlewares(dash), client_max_size=64 * 1024)
-    app["dashboard"] = dash
+    app[DASHBOARD] = dash
     tabs = "{tab:dag|energy|calls|sandboxes|decisions|ledger}"
     app.add_routes(
         [
