@@ -167,7 +167,8 @@ def data_mark(conn: sqlite3.Connection, session_id: str | None) -> str:
             " (SELECT max(id) FROM plan WHERE session_id = :s),"
             " (SELECT count(*) FROM attempts WHERE session_id = :s),"
             " (SELECT finished_at FROM sessions WHERE id = :s),"
-            " (SELECT count(*) FROM runs WHERE session_id = :s AND ended_at IS NULL)",
+            " (SELECT count(*) FROM runs WHERE session_id = :s AND ended_at IS NULL),"
+            " (SELECT group_concat(node_id || '=' || state) FROM nodes WHERE session_id = :s)",
             {"s": session_id},
         ).fetchone()
     return json.dumps(list(row))
