@@ -229,8 +229,12 @@ class Reader:
 
 
 def status_of(session: Mapping[str, Any], running: bool) -> str:
+    """``running`` while a live process drives it (also a resumed session that finished
+    before), else its outcome, else ``stopped`` (``keel resume`` continues it)."""
+    if running:
+        return "running"
     if session.get("finished_at") is None:
-        return "running" if running else "stopped"
+        return "stopped"
     outcome = str(session.get("outcome") or "")
     return outcome if outcome in STATUSES else "stopped"
 
@@ -244,7 +248,12 @@ def session_list(
     if status in ("success", "partial", "failed", "aborted"):
         sql += " WHERE finished_at IS NOT NULL AND outcome = ?"
         params.append(status)
-    elif status in ("running", "stopped"):
+    elif status == "running":
+        sql += (
+            " WHERE finished_at IS NULL"
+            " OR id IN (SELECT session_id FROM runs WHERE ended_at IS NULL)"
+        )
+    elif status == "stopped":
         sql += " WHERE finished_at IS NULL"
     sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
     # running/stopped are decided by the process table afterwards: read a margin more
@@ -261,15 +270,6 @@ def session_list(
         ids,
     ):
         counts.setdefault(r["session_id"], {})[r["state"]] = int(r["n"])
-    spent: dict[str, Row] = {}
-    for r in conn.execute(
-        "SELECT session_id, count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost_usd,"
-        " coalesce(sum(input_tokens), 0) AS input_tokens,"
-        f" coalesce(sum(output_tokens), 0) AS output_tokens FROM model_calls"
-        f" WHERE session_id IN ({marks}) GROUP BY session_id",
-        ids,
-    ):
-        spent[r["session_id"]] = dict(r)
     live: dict[str, list[int]] = {}
     for r in conn.execute(
         "SELECT session_id, pid, host FROM runs WHERE ended_at IS NULL"
@@ -278,12 +278,42 @@ def session_list(
     ):
         if reader.alive(int(r["pid"]), str(r["host"])):
             live.setdefault(r["session_id"], []).append(int(r["pid"]))
+    spent: dict[str, Row] = {
+        s["id"]: t for s in sessions if s["id"] not in live and (t := finished_totals(s))
+    }
+    open_ids = [i for i in ids if i not in spent]
+    if open_ids:
+        for r in conn.execute(
+            f"{_SPENT} WHERE session_id IN ({','.join('?' * len(open_ids))}) GROUP BY session_id",
+            open_ids,
+        ):
+            spent[r["session_id"]] = dict(r)
     out = []
     for s in sessions:
         summary = summarise(s, counts.get(s["id"], {}), spent.get(s["id"]), live.get(s["id"], []))
         if status is None or summary["status"] == status:
             out.append(summary)
     return out[:limit]
+
+
+_SPENT = (
+    "SELECT session_id, count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost_usd,"
+    " coalesce(sum(input_tokens), 0) AS input_tokens,"
+    " coalesce(sum(output_tokens), 0) AS output_tokens FROM model_calls"
+)
+
+
+def finished_totals(session: Mapping[str, Any]) -> Row | None:
+    """A finished session's spending as it recorded it (``sessions.totals``), so listing
+    1,000 sessions does not add up 100,000 model calls; None while it runs (or for a store
+    whose totals lack a figure), when the calls are summed instead."""
+    totals = session.get("totals")
+    if session.get("finished_at") is None or not isinstance(totals, dict):
+        return None
+    keys = ("calls", "cost_usd", "input_tokens", "output_tokens")
+    if not all(isinstance(totals.get(k), int | float) for k in keys):
+        return None
+    return {k: totals[k] for k in keys}
 
 
 def summarise(
@@ -342,15 +372,6 @@ def session(conn: sqlite3.Connection, reader: Reader, session_id: str) -> Row | 
             (session_id,),
         )
     }
-    spent = dict(
-        conn.execute(
-            "SELECT count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost_usd,"
-            " coalesce(sum(input_tokens), 0) AS input_tokens,"
-            " coalesce(sum(output_tokens), 0) AS output_tokens"
-            " FROM model_calls WHERE session_id = ?",
-            (session_id,),
-        ).fetchone()
-    )
     pids = [
         int(r["pid"])
         for r in conn.execute(
@@ -358,6 +379,9 @@ def session(conn: sqlite3.Connection, reader: Reader, session_id: str) -> Row | 
         )
         if reader.alive(int(r["pid"]), str(r["host"]))
     ]
+    spent = (None if pids else finished_totals(found)) or dict(
+        conn.execute(f"{_SPENT} WHERE session_id = ?", (session_id,)).fetchone()
+    )
     return summarise(found, counts, spent, pids)
 
 

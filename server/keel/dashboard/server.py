@@ -392,9 +392,13 @@ class Dashboard:
             if tab == "energy":
                 return summary, queries.energy(conn, reader, sid)
             if tab == "calls":
-                total = queries.call_count(conn, sid, tier, node)
+                totals = queries.call_totals(conn, sid)
+                filtered = tier or node
+                total = (
+                    queries.call_count(conn, sid, tier, node) if filtered else totals["requests"]
+                )
                 return summary, (
-                    queries.call_totals(conn, sid),
+                    totals,
                     queries.calls_page(conn, reader, sid, page=page_no, tier=tier, node=node),
                     total,
                 )
