@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from keel.cli import dashboard_ledger
+from keel.dashboard.registry import remember
 from keel.dashboard.server import DashboardRefused, Settings, create_app, workspace_key
 from tests.integration.conftest import KEEL
 from tests.integration.small_session import SmallRun, record_small_session
@@ -248,6 +249,24 @@ async def test_a_write_to_another_session_is_not_announced_as_a_change(
         writer.close()
         watched.close()
         overview.close()
+
+
+async def test_the_overview_hears_a_workspace_whose_first_session_starts(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    remember(workspace, env)
+    app = create_app(Settings(env=env), ledger=dashboard_ledger)  # the registry's workspaces
+    async with TestClient(TestServer(app)) as c:
+        assert workspace.name in await _get(c, "/")
+        stream = await c.get("/events")
+        await asyncio.wait_for(_next_event(stream.content, "ready"), 10)
+        newcomer = tmp_path / "newcomer"
+        newcomer.mkdir()
+        remember(newcomer, env)  # what keel.app does when a session starts there
+        await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        assert "newcomer" in await _get(c, "/")
+        stream.close()
 
 
 # --------------------------------------------------------------------------- auth

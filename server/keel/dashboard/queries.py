@@ -217,6 +217,8 @@ class Reader:
         return [self.decode(r) for r in cursor]
 
     def alive(self, pid: int, host: str) -> bool:
+        if pid <= 0:
+            return False  # 0 and -1 would ask about a process group, not a process
         if host != self.host:
             return True  # another machine's process: assume it runs
         try:

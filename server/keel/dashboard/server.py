@@ -206,6 +206,8 @@ class Auth:
 class _Topic:
     stores: list[Path]
     session: str | None
+    #: Other files whose change counts as one (the registry, for the overview).
+    watch: list[Path] = field(default_factory=list)
     queues: set[asyncio.Queue[str]] = field(default_factory=set)
     stamps: list[tuple[int, int, int, int]] = field(default_factory=list)
     mark: str = ""
@@ -223,13 +225,13 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, stores: Sequence[Path], session: str | None
+        self, stores: Sequence[Path], session: str | None, watch: Sequence[Path] = ()
     ) -> AsyncIterator[asyncio.Queue[str]]:
         key = (tuple(stores), session)
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = _Topic(list(stores), session)
-            topic.stamps = [queries.change_stamp(p) for p in stores]
+            topic = self._topics[key] = _Topic(list(stores), session, list(watch))
+            topic.stamps = self._stamps(topic)
             topic.mark = await asyncio.to_thread(self._mark, topic)
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         topic.queues.add(queue)
@@ -254,20 +256,30 @@ class Hub:
     async def _run(self) -> None:
         while self._topics:
             for topic in list(self._topics.values()):
-                stamps = [queries.change_stamp(p) for p in topic.stores]
-                if stamps == topic.stamps:
-                    continue
-                topic.stamps = stamps
-                mark = await asyncio.to_thread(self._mark, topic)
-                if mark != topic.mark:
-                    topic.mark = mark
-                    for queue in list(topic.queues):
-                        with contextlib.suppress(asyncio.QueueFull):
-                            queue.put_nowait(mark)
+                try:
+                    await self._check(topic)
+                except Exception:  # one bad store must not stop every page's updates
+                    log.exception("dashboard: cannot check %s for changes", topic.stores)
             await asyncio.sleep(POLL_S)
 
+    async def _check(self, topic: _Topic) -> None:
+        stamps = self._stamps(topic)
+        if stamps == topic.stamps:
+            return
+        topic.stamps = stamps
+        mark = await asyncio.to_thread(self._mark, topic)
+        if mark != topic.mark:
+            topic.mark = mark
+            for queue in list(topic.queues):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(mark)
+
+    @staticmethod
+    def _stamps(topic: _Topic) -> list[tuple[int, int, int, int]]:
+        return [queries.change_stamp(p) for p in (*topic.stores, *topic.watch)]
+
     def _mark(self, topic: _Topic) -> str:
-        marks = []
+        marks: list[object] = [self._stamps(topic)[len(topic.stores) :]]
         for store in topic.stores:
             try:
                 with queries.reading(store) as conn:
@@ -368,6 +380,8 @@ class Dashboard:
                 ),
             )
         except StoreUnavailable as err:
+            if err.kind == "missing" and not self.settings.workspaces:
+                return [], None  # registered, its store not made yet (or deleted): no sessions
             return [], f"{w.name}: {err}"
         for r in rows:
             r |= {"workspace_key": w.key, "workspace": str(w.path), "workspace_name": w.name}
@@ -522,16 +536,24 @@ class Dashboard:
         )
         await response.prepare(request)
         await response.write(b"retry: 1000\n\n")
-        async with self.hub.subscribe([w.store for w in chosen], session) as queue:
-            await response.write(b"event: ready\ndata: {}\n\n")
-            while True:
-                try:
-                    mark = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                data = json.dumps({"at": time.time(), "mark": mark})
-                await response.write(f"event: change\ndata: {data}\n\n".encode())
+        # the overview also hears the registry: a workspace whose first session starts appears
+        watch = (
+            [] if key or self.settings.workspaces else [registry.registry_path(self.settings.env)]
+        )
+        try:
+            async with self.hub.subscribe([w.store for w in chosen], session, watch) as queue:
+                await response.write(b"event: ready\ndata: {}\n\n")
+                while True:
+                    try:
+                        mark = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                    except TimeoutError:
+                        await response.write(b": keep-alive\n\n")
+                        continue
+                    data = json.dumps({"at": time.time(), "mark": mark})
+                    await response.write(f"event: change\ndata: {data}\n\n".encode())
+        except (ConnectionResetError, ConnectionError):
+            pass  # the page went away
+        return response
 
     # ----------------------------------------------------------------- login
 
@@ -597,8 +619,11 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site (``/...``, not ``//host`` or a scheme): no open redirect."""
+    """Only a path on this site (``/...``, not ``//host`` or a scheme, no control
+    characters): no open redirect, no header injection."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return "/"
     return value
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from keel.dashboard import render
+from keel.dashboard.queries import Reader
 from keel.dashboard.server import Auth, _safe_next, is_loopback
 
 EVIL = '<script>alert("x")</script>'
@@ -180,8 +182,16 @@ def test_failed_logins_lock_the_address_not_others() -> None:
 
 def test_only_local_paths_are_followed_after_login() -> None:
     assert _safe_next("/w/x/s/y/dag?page=2") == "/w/x/s/y/dag?page=2"
-    for bad in ("//evil.example/", "https://evil.example/", "\\\\evil", "/\\evil", "", None, "x"):
+    bad_ones = ("//evil.example/", "https://evil.example/", "\\\\evil", "/\\evil", "", None, "x")
+    for bad in (*bad_ones, "/\r\nSet-Cookie: a=b", "/\x00"):
         assert _safe_next(bad) == "/"
+
+
+def test_a_process_id_that_is_not_one_process_is_not_alive() -> None:
+    reader = Reader.for_environment({})
+    assert not reader.alive(0, reader.host) and not reader.alive(-1, reader.host)
+    assert reader.alive(os.getpid(), reader.host)
+    assert reader.alive(12345, "another-host")  # cannot tell: shown as running
 
 
 def test_loopback_names() -> None:
