@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from keel.dashboard import queries, registry, render
+from keel.dashboard import charts, queries, registry, render, tabs
 from keel.dashboard.queries import Reader, StoreUnavailable
 from keel.dashboard.render import Markup
 
@@ -426,19 +426,19 @@ class Dashboard:
         if summary is None:
             raise _unknown_session(sid, w)
         if tab == "dag":
-            content = render.dag(data, base=base)
+            content = charts.dag(data, base=base)
         elif tab == "energy":
-            content = render.energy(data, summary.get("epsilon"), base=base)
+            content = tabs.energy(data, summary.get("epsilon"), base=base)
         elif tab == "calls":
             totals, rows, total = data
             pages = max(1, math.ceil(total / queries.CALLS_PER_PAGE))
-            content = render.calls(
+            content = tabs.calls(
                 totals, rows, page=min(page_no, pages), pages=pages, base=base, tier=tier, node=node
             )
         elif tab == "sandboxes":
-            content = render.sandboxes(data, base=base)
+            content = tabs.sandboxes(data, base=base)
         elif tab == "decisions":
-            content = render.decisions(data, base=base)
+            content = tabs.decisions(data, base=base)
         else:
             content = await self._ledger(w, sid)
         return _html(
@@ -455,17 +455,15 @@ class Dashboard:
 
     async def _ledger(self, w: Workspace, sid: str) -> Markup:
         if self.ledger is None:
-            return render.ledger(
-                None, workspace=str(w.path), problem="No ledger reader configured."
-            )
+            return tabs.ledger(None, workspace=str(w.path), problem="No ledger reader configured.")
         try:
             entries = await self.ledger(w.path, sid)
         except Exception as err:  # git trouble is the page's message, not a crash
             log.warning("cannot read the ledger of %s: %s", w.path, err)
-            return render.ledger(
+            return tabs.ledger(
                 None, workspace=str(w.path), problem=f"Cannot read the ledger: {err}"
             )
-        return render.ledger(entries, workspace=str(w.path))
+        return tabs.ledger(entries, workspace=str(w.path))
 
     async def node_page(self, request: web.Request) -> web.Response:
         w, sid, _ = self._target(request)
@@ -494,7 +492,7 @@ class Dashboard:
             render.session_page(
                 "dag",
                 summary,
-                render.node_detail(detail, base=base),
+                tabs.node_detail(detail, base=base),
                 base=base,
                 workspace=w.row(),
                 signed_in=self.signed_in(),

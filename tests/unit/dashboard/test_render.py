@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any
 
-from keel.dashboard import render
+from keel.dashboard import charts, render, tabs
 from keel.dashboard.queries import Reader
 from keel.dashboard.server import Auth, _safe_next, is_loopback
 
@@ -112,15 +112,15 @@ def test_every_stored_string_is_escaped_on_every_page() -> None:
         render.session_page(
             "dag",
             _summary(),
-            render.dag(graph, base="/b"),
+            charts.dag(graph, base="/b"),
             base="/b",
             workspace={"path": EVIL, "name": EVIL, "key": "k"},
             signed_in=True,
             stream="/events",
         ),
-        render.node_detail(detail, base="/b"),
-        render.calls(totals, [call], page=1, pages=2, base="/b", tier=EVIL, node=EVIL),
-        render.ledger([entry], workspace=EVIL),
+        tabs.node_detail(detail, base="/b"),
+        tabs.calls(totals, [call], page=1, pages=2, base="/b", tier=EVIL, node=EVIL),
+        tabs.ledger([entry], workspace=EVIL),
         render.overview(
             [{**_summary(), "workspace_key": EVIL, "workspace": EVIL, "workspace_name": EVIL}],
             [{"key": EVIL, "name": EVIL, "path": EVIL}],
@@ -146,16 +146,16 @@ def test_every_stored_string_is_escaped_on_every_page() -> None:
 
 def test_the_graph_layout_survives_cycles_and_unknown_dependencies() -> None:
     nodes = [_node("a", ["c"]), _node("b", ["a", "ghost"]), _node("c", ["b"]), _node("d", ["d"])]
-    depth = render.layers(nodes)
+    depth = charts.layers(nodes)
     assert set(depth) == {"a", "b", "c", "d"}
-    svg = render.dag({"nodes": nodes}, base="/b")
+    svg = charts.dag({"nodes": nodes}, base="/b")
     assert svg.count('class="node state-queued"') == 4
     assert 'data-to="b"' in svg and 'data-from="ghost"' not in svg
 
 
 def test_a_chain_is_laid_out_left_to_right() -> None:
     nodes = [_node("n3", ["n2"]), _node("n1", []), _node("n2", ["n1"])]
-    assert render.layers(nodes) == {"n1": 0, "n2": 1, "n3": 2}
+    assert charts.layers(nodes) == {"n1": 0, "n2": 1, "n3": 2}
 
 
 def test_session_cookies_cannot_be_forged_or_reused_after_sign_out() -> None:
