@@ -101,6 +101,9 @@ async def test_every_page_shows_the_session(
 
     node = await _get(client, f"{base}/node/node-2")
     assert "Attempt 1" in node and "Attempt 2" in node and "TODO: gamma" in node
+    # the second bundle is shown as its change to the first: the TODO line replaced
+    assert '<span class="del">-TODO: gamma</span>' in node
+    assert '<span class="add">+gamma</span>' in node
     assert (
         (
             await client.get(

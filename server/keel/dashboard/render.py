@@ -196,7 +196,7 @@ def overview(
         table = Markup(
             '<table class="sessions"><thead><tr><th>Status</th><th>Session</th>'
             "<th>Workspace</th><th>Task</th><th>Nodes</th><th>Cost</th><th>Steps</th>"
-            f"<th>Started</th><th>Duration</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<th>Started (UTC)</th><th>Duration</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     elif workspaces:
         table = Markup('<p class="empty">No session matches.</p>')
@@ -277,7 +277,7 @@ def session_page(
         "</div>"
         f"<div><dt>Steps</dt><dd>{_budget(summary['calls'], summary.get('max_steps'), str)}</dd>"
         "</div>"
-        f"<div><dt>Started</dt><dd>{esc(when(summary['started_at']))}</dd></div>"
+        f"<div><dt>Started (UTC)</dt><dd>{esc(when(summary['started_at']))}</dd></div>"
         f"<div><dt>Duration</dt><dd>{esc(duration(summary.get('duration_s')))}</dd></div>"
         f"<div><dt>Mode</dt><dd>{esc(summary.get('mode') or NONE)}, ε = "
         f"{esc(summary.get('epsilon') if summary.get('epsilon') is not None else NONE)}</dd></div>"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ _LEDGER_COLUMNS = ("Commit", "At", "Title", "Node", "Trailers", "Files", "Roll b
 def node_detail(detail: Row, *, base: str) -> Markup:
     node = detail["node"]
     attempts = []
+    earlier: dict[str, str] = {}  # path -> the content an earlier attempt wrote
     for a in detail["attempts"]:
         e = a["energy"] if isinstance(a["energy"], dict) else {}
         comps = join(
@@ -47,7 +49,7 @@ def node_detail(detail: Row, *, base: str) -> Markup:
                 f"{esc(when(a['at']))}</summary>"
                 '<table class="energy"><thead><tr><th>V_syn</th><th>V_str</th><th>V_log</th>'
                 f"<th>V_boot</th><th>V_sheaf</th><th>V(x)</th></tr></thead><tbody><tr>{comps}</tr>"
-                f"</tbody></table><h4>Bundle</h4>{bundle(a.get('bundle'))}"
+                f"</tbody></table><h4>Bundle</h4>{bundle(a.get('bundle'), earlier)}"
                 f"<h4>Evidence</h4>{evidence(a.get('evidence'))}</details>"
             )
         )
@@ -87,20 +89,17 @@ def node_detail(detail: Row, *, base: str) -> Markup:
     )
 
 
-def bundle(value: Any) -> Markup:
-    """A bundle's writes (content), diffs (patch), deletes and commands."""
+def bundle(value: Any, earlier: dict[str, str] | None = None) -> Markup:
+    """A bundle's writes, diffs (patch), deletes and commands. A file an earlier attempt also
+    wrote (``earlier``: path -> content, updated here) is shown as the change
+    since then, its whole content a click away; a new file as added lines."""
     if not isinstance(value, dict):
         return Markup('<p class="empty">No bundle (the reply could not be used).</p>')
+    earlier = {} if earlier is None else earlier
     parts = []
     for w in value.get("writes") or []:
         if isinstance(w, dict):
-            parts.append(
-                Markup(
-                    f'<div class="file"><div class="path">write <code>{esc(w.get("path"))}</code>'
-                    "</div>"
-                    f'<pre class="diff add">{esc(cut(w.get("content"), 20000))}</pre></div>'
-                )
-            )
+            parts.append(_write(str(w.get("path")), str(w.get("content") or ""), earlier))
     for d in value.get("diffs") or []:
         if isinstance(d, dict):
             parts.append(
@@ -125,6 +124,29 @@ def bundle(value: Any) -> Markup:
             )
         )
     return join(parts) or Markup('<p class="empty">An empty bundle.</p>')
+
+
+def _write(path: str, content: str, earlier: dict[str, str]) -> Markup:
+    before = earlier.get(path)
+    earlier[path] = content
+    head = f'<div class="file"><div class="path">write <code>{esc(path)}</code>'
+    if before is None:
+        return Markup(f'{head}</div><pre class="diff add">{esc(cut(content, 20000))}</pre></div>')
+    change = "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            content.splitlines(keepends=True),
+            "before",
+            "after",
+        )
+    )
+    shown = diff_lines(cut(change, 20000)) if change else Markup("(unchanged)")
+    return Markup(
+        f'{head} <span class="muted">changes since the previous bundle</span></div>'
+        f'<pre class="diff">{shown}</pre>'
+        f'<details class="whole"><summary>whole file</summary>'
+        f'<pre class="diff add">{esc(cut(content, 20000))}</pre></details></div>'
+    )
 
 
 def diff_lines(patch: str) -> Markup:
