@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
@@ -406,3 +407,29 @@ def test_keel_sessions_lists_the_registered_workspaces(recorded: SmallRun, tmp_p
         check=False,
     )
     assert none.returncode == 2 and "no Keel session" in none.stderr
+
+
+def test_keel_dashboard_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
+    def dashboard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*KEEL, "dashboard", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+
+    gone = dashboard("-w", str(tmp_path / "gone"))
+    assert gone.returncode == 2 and "no workspace at" in gone.stderr
+    port = dashboard("--port", "70000")
+    assert port.returncode == 2 and "--port must be 0-65535" in port.stderr
+    (tmp_path / "keel.toml").write_text('[dashboard]\npassword_env = "KEEL_UNSET_PW_VAR"\n')
+    unset = dashboard()
+    assert unset.returncode == 2 and "KEEL_UNSET_PW_VAR, which is not set" in unset.stderr
+    (tmp_path / "keel.toml").unlink()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = dashboard("--port", str(taken.getsockname()[1]))
+    assert busy.returncode == 1 and "address already in use" in busy.stderr
