@@ -125,9 +125,16 @@ def test_every_page_of_the_demo_renders_its_data(page: Page, dashboard: Dashboar
     assert "Keel-Bundle:" in commits.first.inner_text()
 
     page.goto(base + "/node/node-4")
-    assert page.locator("details.attempt").count() == 2
-    assert "tests/test_calculator.py" in page.locator("details.attempt").first.inner_text()
-    assert page.locator("details.attempt").first.locator("table").last.locator("tr").count() > 1
+    attempts = page.locator("details.attempt")
+    assert attempts.count() == 2
+    # the latest attempt is open and shows its bundle as the change to the first
+    assert "changes since the previous bundle" in attempts.last.inner_text()
+    assert attempts.last.locator("pre.diff span.add").count() >= 1
+    first = attempts.first
+    assert first.get_attribute("open") is None
+    first.locator("summary").click()
+    assert "tests/test_calculator.py" in first.inner_text()
+    assert first.locator("td.message").count() == 2  # its failing test, in the evidence
 
 
 def test_a_partial_and_a_failed_session_show_why(page: Page, dashboard: Dashboard) -> None:
@@ -139,6 +146,7 @@ def test_a_partial_and_a_failed_session_show_why(page: Page, dashboard: Dashboar
     escalations = page.locator("details.decision", has_text="Escalations")
     assert escalations.locator("tbody tr").count() == 1
     page.goto(base + "/node/node-2")
+    page.locator("details.attempt summary").first.click()
     assert "TODO: gamma" in page.locator("details.attempt").first.inner_text()
 
     base = _open_session(page, dashboard, "Write one note")

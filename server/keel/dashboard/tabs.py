@@ -36,7 +36,8 @@ def node_detail(detail: Row, *, base: str) -> Markup:
     node = detail["node"]
     attempts = []
     earlier: dict[str, str] = {}  # path -> the content an earlier attempt wrote
-    for a in detail["attempts"]:
+    last = len(detail["attempts"]) - 1
+    for i, a in enumerate(detail["attempts"]):
         e = a["energy"] if isinstance(a["energy"], dict) else {}
         comps = join(
             Markup(f'<td class="num">{number(e.get(k))}</td>')
@@ -44,7 +45,8 @@ def node_detail(detail: Row, *, base: str) -> Markup:
         )
         attempts.append(
             Markup(
-                f'<details class="attempt" open><summary>Attempt {esc(a["attempt"])} · '
+                f'<details class="attempt"{" open" if i == last else ""}>'
+                f"<summary>Attempt {esc(a['attempt'])} · "
                 f"V(x) = {number(e.get('v'))} · {'stable' if a['stable'] else 'unstable'} · "
                 f"{esc(when(a['at']))}</summary>"
                 '<table class="energy"><thead><tr><th>V_syn</th><th>V_str</th><th>V_log</th>'
@@ -180,8 +182,8 @@ def evidence(items: Any) -> Markup:
                 f"<tr><td>{esc(item.get('component'))}</td><td>{esc(item.get('source'))}</td>"
                 f"<td><code>{esc(cut(where, 200))}</code></td>"
                 f'<td class="num">{number(item.get("magnitude"), 2)}</td>'
-                "<td>"
-                f"{esc(cut(item.get('message'), 600))}"
+                '<td class="message">'
+                f"{esc(cut(item.get('message'), 2000))}"
                 f"{' (already failing)' if item.get('baseline') else ''}</td></tr>"
             )
         )
