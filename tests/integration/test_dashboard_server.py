@@ -433,3 +433,21 @@ def test_keel_dashboard_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
         taken.listen()
         busy = dashboard("--port", str(taken.getsockname()[1]))
     assert busy.returncode == 1 and "address already in use" in busy.stderr
+
+
+async def test_browsing_every_page_leaves_the_store_file_as_it_was(
+    client: TestClient[Any, Any], workspace: Path, recorded: SmallRun
+) -> None:
+    store = workspace / ".keel" / "keel.db"
+    checkpoint = _writer(workspace)
+    checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+    checkpoint.close()
+    before = store.read_bytes()
+    base = _base(workspace, recorded.session)
+    await _get(client, "/")
+    await _get(client, "/?status=success")
+    for tab in ("dag", "energy", "calls", "sandboxes", "decisions", "ledger", "node/node-2"):
+        await _get(client, f"{base}/{tab}")
+    assert store.read_bytes() == before
+    wal = store.with_name("keel.db-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # nothing was written to the log either
