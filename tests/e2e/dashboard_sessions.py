@@ -163,7 +163,7 @@ class Dashboard:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)  # SIGINT is ignored under a background shell
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
