@@ -22,6 +22,7 @@ from keel.config import KeelConfig
 from keel.context.explore import WorkspaceExplorer
 from keel.context.inventory import Inventory, secret_looking
 from keel.context.repomap import RepositoryMap
+from keel.dashboard.registry import remember as remember_workspace
 from keel.engine.models import Tier
 from keel.engine.modes import ReadOnlyModes
 from keel.engine.planner import PlanScope
@@ -246,6 +247,7 @@ async def open_engine(
     secrets = secrets_of(env, config)
     lock = WorkspaceLock(workspace / ".keel")
     await asyncio.to_thread(lock.acquire)
+    await asyncio.to_thread(remember_workspace, workspace, env)
     try:
         async with open_services(workspace, faults, secrets) as services:
             yield Engine(
@@ -382,6 +384,7 @@ class SharedWorkspace:
         try:
             if self._running == 0:
                 await asyncio.to_thread(self._lock.acquire)
+                await asyncio.to_thread(remember_workspace, self._workspace, self._env)
             self._running += 1
             try:
                 yield Engine(

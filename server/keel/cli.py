@@ -664,7 +664,122 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokens", type=int, metavar="N", help="budget (default: [context] map_tokens)"
     )
     map_cmd.add_argument("--json", action="store_true")
+    _dashboard_commands(sub)
     return parser
+
+
+def _dashboard_commands(sub: Any) -> None:
+    """``keel dashboard`` and ``keel sessions``: both read every workspace given with ``-w``
+    (repeatable), by default every workspace in the registry (docs/how-to/dashboard.md)."""
+    dashboard = sub.add_parser("dashboard", help="every session, live, in the browser")
+    dashboard.add_argument("--port", type=int, metavar="N", help="default 3000 ([dashboard] port)")
+    dashboard.add_argument("--host", metavar="ADDR", help="default 127.0.0.1 ([dashboard] host)")
+    dashboard.add_argument(
+        "-w", "--workspace", dest="workspaces", action="append", default=[], metavar="DIR"
+    )
+    sessions = sub.add_parser("sessions", help="list the sessions of every workspace")
+    sessions.add_argument(
+        "-w", "--workspace", dest="workspaces", action="append", default=[], metavar="DIR"
+    )
+    sessions.add_argument("--status", choices=SESSION_STATUSES)
+    sessions.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    sessions.add_argument("--json", action="store_true")
+
+
+SESSION_STATUSES = ("running", "success", "partial", "failed", "aborted", "stopped")
+
+
+def _listed_workspaces(args: argparse.Namespace) -> list[Path]:
+    """``-w`` folders (each must exist), else the registry plus the current folder when it
+    has a store."""
+    from keel.dashboard.registry import known_workspaces
+    from keel.engine.ports import ConfigError
+
+    if args.workspaces:
+        chosen = [Path(w).resolve() for w in args.workspaces]
+        for path in chosen:
+            if not path.is_dir():
+                raise ConfigError(f"no workspace at {path} (no such directory)")
+        return list(dict.fromkeys(chosen))
+    found = known_workspaces()
+    here = Path.cwd().resolve()
+    if here not in found and store_file_exists(here):
+        found.append(here)
+    return found
+
+
+def store_file_exists(workspace: Path) -> bool:
+    return (workspace / ".keel" / "keel.db").is_file()
+
+
+async def run_sessions(args: argparse.Namespace) -> int:
+    """``keel sessions``: id, status, task, nodes, cost, start and duration per session."""
+    import asyncio
+
+    from keel.dashboard.listing import format_sessions, list_sessions, session_json
+    from keel.dashboard.queries import Reader
+    from keel.engine.ports import ConfigError
+
+    workspaces = _listed_workspaces(args)
+    if args.workspaces:
+        for path in workspaces:
+            if not store_file_exists(path):
+                raise ConfigError(f"no Keel session in {path} (no .keel/keel.db)")
+    rows, problems = await asyncio.to_thread(
+        list_sessions, workspaces, Reader.for_environment(), limit=args.limit, status=args.status
+    )
+    for problem in problems:
+        print(f"keel: {visible(problem)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([session_json(r) for r in rows]))
+    else:
+        print(visible(format_sessions(rows, show_workspace=len(workspaces) > 1)))
+    return EXIT_FAILED if problems and not rows else EXIT_OK
+
+
+async def dashboard_ledger(workspace: Path, session_id: str) -> list[dict[str, Any]] | None:
+    """The ledger page's entries: the session's commits with their trailers (via keel.ledger)."""
+    from keel.engine.ports import ConfigError
+    from keel.ledger import GitLedger
+
+    try:
+        ledger = await GitLedger.open(workspace, create=False)
+    except ConfigError:
+        return None  # not a repository
+    return [_entry_dict(e) for e in await ledger.entries(None) if e.session == session_id]
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """``keel dashboard``: serve until interrupted (Ctrl-C stops it with status 0)."""
+    import asyncio
+
+    from keel.config import load_config
+    from keel.dashboard.server import DashboardRefused, Settings, create_app, serve
+    from keel.engine.ports import ConfigError
+
+    config = load_config(Path.cwd()).dashboard
+    workspaces = _listed_workspaces(args) if args.workspaces else []
+    settings = Settings(
+        host=args.host or config.host,
+        port=config.port if args.port is None else args.port,
+        password=config.resolve_password(os.environ),
+        workspaces=workspaces,
+    )
+    try:
+        app = create_app(settings, ledger=dashboard_ledger)
+    except DashboardRefused as exc:
+        raise ConfigError(str(exc)) from exc
+    shown = f"{len(workspaces)} workspace(s)" if workspaces else "every registered workspace"
+
+    def ready(url: str) -> None:
+        auth = "password required" if settings.password else "no password (loopback only)"
+        print(f"keel dashboard: {url} ({shown}; {auth}); Ctrl-C stops it", flush=True)
+
+    try:
+        asyncio.run(serve(app, settings.host, settings.port, ready))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
 
 
 def _approval_and_budget(parser: argparse.ArgumentParser) -> None:
@@ -811,6 +926,10 @@ def _run(args: argparse.Namespace) -> int:
     from keel.engine.ports import ConfigError, KeelError
 
     try:
+        if args.command == "dashboard":
+            return run_dashboard(args)
+        if args.command == "sessions":
+            return asyncio.run(run_sessions(args))
         args.workspace = Path(args.workspace).resolve()
         if args.command == "serve":
             return run_serve(args)

@@ -125,6 +125,29 @@ class ContextConfig(_Section):
             raise ValueError(str(exc)) from exc
 
 
+class DashboardConfig(_Section):
+    """``[dashboard]``: where ``keel dashboard`` listens and its password
+    (docs/how-to/dashboard.md). Prefer ``password_env`` (the name of a variable holding it):
+    a password written in a file is readable by whoever can read the file."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    password: str | None = Field(default=None, min_length=1)
+    password_env: str | None = Field(default=None, min_length=1)
+
+    def resolve_password(self, env: Mapping[str, str]) -> str | None:
+        """The password: ``password_env``'s variable first, then ``password``; a named
+        variable that is unset or empty is an error, never a dashboard without a password."""
+        if self.password_env:
+            value = env.get(self.password_env)
+            if not value:
+                raise ConfigError(
+                    f"[dashboard] password_env names {self.password_env}, which is not set"
+                )
+            return value
+        return self.password
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -137,6 +160,7 @@ class KeelConfig(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     python: PythonConfig = Field(default_factory=PythonConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine

@@ -76,6 +76,8 @@ class FakeModelServer:
         self._faults: deque[tuple[int, str | None]] = deque()
         self._hangs = 0
         self._hang_keys: set[EntryKey] = set()
+        self._hold_keys: set[EntryKey] = set()
+        self._released = threading.Event()
         self._trickles: deque[float] = deque()
         self._usages: deque[tuple[object, object]] = deque()
         self._closing = threading.Event()
@@ -97,6 +99,7 @@ class FakeModelServer:
     def close(self) -> None:
         """Stop serving, release hanging requests and wait for every handler thread."""
         self._closing.set()
+        self._released.set()
         if self._started:
             self._httpd.shutdown()
             self._thread.join()
@@ -163,6 +166,16 @@ class FakeModelServer:
         with self._lock:
             self._hang_keys.add((tier, node, attempt, turn))
 
+    def hold_on(self, tier: str, node: str | None, attempt: int) -> None:
+        """Hold the next request for this (tier, node, attempt) unanswered until
+        :meth:`release`, then answer it as usual (a session paused mid-node, resumed at will)."""
+        with self._lock:
+            self._hold_keys.add((tier, node, attempt, None))
+
+    def release(self) -> None:
+        """Answer every held request (and any held later)."""
+        self._released.set()
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -184,7 +197,7 @@ class FakeModelServer:
             self._lock.notify_all()
 
     def _record(self, request: RecordedRequest) -> tuple[str, int | None, str | None]:
-        """Store the request and decide its fate: ("hang"|"fail"|"answer", status, message)."""
+        """Store the request and decide its fate: ("hang"|"hold"|"fail"|"answer", ...)."""
         with self._lock:  # re-entrant: arrival order and fate are decided together
             self._remember(request)
             key = _key_of(request.headers)
@@ -195,6 +208,9 @@ class FakeModelServer:
             if self._hangs > 0:
                 self._hangs -= 1
                 return "hang", None, None
+            if (*key, None) in self._hold_keys:
+                self._hold_keys.discard((*key, None))
+                return "hold", None, None
             if self._faults:
                 status, message = self._faults.popleft()
                 return "fail", status, message
@@ -248,6 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
             fake._closing.wait()
             self.close_connection = True
             return
+        if fate == "hold":
+            fake._released.wait()  # set by release() and by close()
+            if fake._closing.is_set():
+                self.close_connection = True
+                return
         if fake.latency_s > 0:
             fake._closing.wait(fake.latency_s)
         if fate == "fail" and status is not None:

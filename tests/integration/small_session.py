@@ -82,6 +82,7 @@ def keel_env(server: FakeModelServer, home: Path, **extra: str) -> dict[str, str
         OPENAI_BASE_URL=server.openai_base_url,
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),  # the workspace registry
     )
     env.update(extra)
     return env

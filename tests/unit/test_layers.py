@@ -19,7 +19,15 @@ import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "server" / "keel"
 
-THIRD_PARTY_ADAPTER_LIBS = ("pygls", "lsprotocol", "aiosqlite", "git", "openai", "anthropic")
+THIRD_PARTY_ADAPTER_LIBS = (
+    "pygls",
+    "lsprotocol",
+    "aiosqlite",
+    "git",
+    "openai",
+    "anthropic",
+    "aiohttp",
+)
 ADAPTERS = (
     "keel.store",
     "keel.ledger",
@@ -28,6 +36,7 @@ ADAPTERS = (
     "keel.process",
     "keel.sandbox",
     "keel.context",
+    "keel.dashboard",
 )
 OUTER = ("keel.app", "keel.cli", "keel.config", "keel.lsp")
 ALLOWED_ADAPTER_IMPORTS = {("keel.plugins", "keel.process")}
