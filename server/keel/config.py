@@ -116,6 +116,14 @@ class ContextConfig(_Section):
             raise ValueError(str(exc)) from exc
 
 
+class DashboardConfig(_Section):
+    """``[dashboard]``: ``keel dashboard`` and its ``/api/v1`` execution API
+    (docs/reference/api.md). Only the *name* of the variable holding the API token is
+    configured, never the token; the API is served only when that variable is set."""
+
+    api_token_env: str = Field(default="KEEL_API_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class KeelConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -127,6 +135,7 @@ class KeelConfig(_Section):
     log_llm: bool = False
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     python: PythonConfig = Field(default_factory=PythonConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -301,3 +310,11 @@ def validate(data: Mapping[str, Any]) -> KeelConfig:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def user_config(env: Mapping[str, str] | None = None) -> KeelConfig:
+    """The user's own configuration (``~/.config/keel/config.toml`` and ``KEEL_*``), no
+    workspace's ``keel.toml``: what a server serving many workspaces (the API's token
+    variable) must not let one workspace decide."""
+    env = os.environ if env is None else env
+    return validate(merge(read_toml(user_config_path(env)), env_layer(env)))

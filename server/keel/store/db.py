@@ -617,6 +617,16 @@ class SqliteStore:
             "SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,)
         )
 
+    async def events_after(
+        self, session_id: str, after: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The session's events whose id is above ``after``, oldest first, at most ``limit``
+        (the API's event stream resumes from a ``Last-Event-ID``)."""
+        return await self._query(
+            "SELECT id, payload FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (session_id, after, limit),
+        )
+
     # ----------------------------------------------------------------- plumbing
 
     async def _write(self, statements: Iterable[_Statement]) -> None:
