@@ -31,6 +31,8 @@ class ApiServer:
         self.log: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
+        #: After :meth:`stop`: whether SIGTERM stopped the server (exit status 0).
+        self.stopped_cleanly = False
 
     def start(self) -> ApiServer:
         roots = [arg for root in self._roots for arg in ("-w", str(root))]
@@ -82,7 +84,7 @@ class ApiServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
-                self._proc.wait(timeout=30)
+                self.stopped_cleanly = self._proc.wait(timeout=30) == 0
             except subprocess.TimeoutExpired:
                 self.kill()
         if self._reader is not None:

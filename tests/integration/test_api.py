@@ -141,6 +141,7 @@ def test_cautious_session_reconnect_approve_then_continue(tmp_path: Path) -> Non
         assert FOLLOW_UP in prompt and f"follows up session {session}" in prompt
         assert "Its outcome: success" in prompt and "More notes" in prompt
         assert entries[1]["sha"][:12] in prompt and entries[2]["sha"][:12] in prompt
+    assert api.stopped_cleanly, "SIGTERM did not stop the server:\n" + "\n".join(api.log)
 
 
 def run_to_end(client: KeelClient, session: str) -> list[Event]:

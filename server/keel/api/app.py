@@ -77,9 +77,13 @@ def build_api_app(
     app[TOKEN] = token.encode()
     app[MANAGER] = SessionManager(roots, secret_env, poll_s=poll_s)
 
+    async def shutdown(app: web.Application) -> None:
+        await app[MANAGER].shutdown()
+
     async def close(app: web.Application) -> None:
         await app[MANAGER].close()
 
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(close)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_post("/sessions", _start)

@@ -67,6 +67,15 @@ class Feed:
         """New rows may be stored (called by the session's sink, after the store write)."""
         self._poked.set()
 
+    async def close(self) -> None:
+        """The server stops: every client's stream ends now (a reconnect resumes it)."""
+        async with self._changed:
+            self._done = True
+            self._changed.notify_all()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     def reopen(self) -> None:
         """The session runs again (a resume): its stream is live again."""
         self._done = False

@@ -14,6 +14,7 @@ the allowed roots given to the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -148,7 +149,7 @@ class SessionManager:
         self._runs: dict[str, Run] = {}
         self._claimed: set[Path] = set()
         self._where: dict[str, Path] = {}
-        self._stores: dict[Path, Any] = {}
+        self._stores: dict[Path, asyncio.Future[Any]] = {}
         self._feeds = FeedPoker()
 
     @property
@@ -191,11 +192,18 @@ class SessionManager:
         return list(dict.fromkeys(found))
 
     async def _store(self, workspace: Path) -> Any:
-        store = self._stores.get(workspace)
-        if store is None:
-            store = await reports.open_store(workspace)
-            self._stores[workspace] = store
-        return store
+        """The workspace's store for reading, opened once (concurrent callers share the
+        opening, so no connection is left unclosed)."""
+        opening = self._stores.get(workspace)
+        if opening is None:
+            opening = asyncio.ensure_future(reports.open_store(workspace))
+            self._stores[workspace] = opening
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and (opening.cancelled() or opening.exception() is not None):
+                self._stores.pop(workspace, None)
+            raise
 
     async def locate(self, session_id: str) -> tuple[Path, Any, dict[str, Any]]:
         """The session's workspace, that workspace's store and the session row."""
@@ -409,16 +417,21 @@ class SessionManager:
             "committed": list(settlement.committed),
         }
 
+    async def shutdown(self) -> None:
+        """End every open event stream (the server stops; clients reconnect later)."""
+        for feed in self._feeds.feeds.values():
+            await feed.close()
+
     async def close(self) -> None:
         """Stop the runs (each ends ``aborted``, resumable) and close the stores."""
         for run in list(self._runs.values()):
             if run.task is not None:
                 run.task.cancel()
                 await _ended(run.task)
-        for feed in self._feeds.feeds.values():
-            feed.detach()
-        for store in self._stores.values():
-            await store.close()
+        await self.shutdown()
+        for opening in self._stores.values():
+            with contextlib.suppress(Exception):
+                await (await opening).close()
         self._stores.clear()
 
     # ------------------------------------------------------------------ plumbing

@@ -72,3 +72,20 @@ def test_the_token_is_not_in_the_sessions_environment(tmp_path: Path) -> None:
     app = build_api_app([tmp_path], token=TOKEN, env={"KEEL_API_TOKEN": TOKEN, "PATH": "/bin"})
     assert TOKEN not in app[MANAGER]._env.values()
     assert app[MANAGER]._env["PATH"] == "/bin"
+
+
+async def test_concurrent_readers_share_one_store_connection(tmp_path: Path) -> None:
+    """Two streams opening a workspace at once must not leak a connection (its thread kept
+    the server from exiting on SIGTERM)."""
+    import asyncio
+
+    from keel.api.sessions import SessionManager
+    from keel.store import SqliteStore
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    await (await SqliteStore.open(workspace)).close()
+    manager = SessionManager([tmp_path], {})
+    first, second = await asyncio.gather(manager._store(workspace), manager._store(workspace))
+    assert first is second
+    await manager.close()
