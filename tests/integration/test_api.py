@@ -320,3 +320,84 @@ class RawClient:
                 return response.status, ""
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())["error"]["code"]
+
+
+def test_a_correction_reaches_the_next_attempt(tmp_path: Path) -> None:
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    workspace = init_workspace(roots / "ws")
+    entries = [*first_entries(), bundle("node-1", 2, writes={"notes.txt": "alpha, corrected\n"})]
+    with FakeModelServer(entries) as model, ApiServer([roots], keel_env(model, tmp_path)) as api:
+        client = api.client()
+        session = client.start(TASK, workspace=str(workspace), model=MODEL, mode="cautious")
+        seen: list[Event] = []
+        corrected = False
+        for event in client.events(session):
+            seen.append(event)
+            if event.type != "awaiting_approval":
+                continue
+            if not corrected:
+                answer = client.correct(session, event.data["bundle"], "say it is corrected")
+                assert answer["decision"] == "corrected"
+                refused(lambda b=event.data["bundle"]: client.approve(session, b), 404, "no bundle")
+                corrected = True
+            else:
+                client.approve(session, event.data["bundle"])
+        kinds = [e.type for e in seen]
+        assert kinds.count("bundle_rejected") == 1 and kinds.count("node_committed") == 2
+        rejected = next(e for e in seen if e.type == "bundle_rejected")
+        assert rejected.data["feedback"] == "say it is corrected"
+        assert seen[-1].data["outcome"] == "success"
+        assert git(workspace, "show", "HEAD~1:notes.txt") == "alpha, corrected\n"
+        second = [
+            r
+            for r in model.requests
+            if r.method == "POST"
+            and r.headers.get("X-Keel-Node") == "node-1"
+            and r.headers.get("X-Keel-Attempt") == "2"
+        ]
+        assert "say it is corrected" in json.dumps(second[0].body)
+    assert api.stopped_cleanly
+
+
+def test_a_terminal_session_is_streamed_and_aborted_through_the_api(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.integration.conftest import KEEL
+
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    workspace = init_workspace(roots / "ws")
+    with FakeModelServer(first_entries()) as model:
+        model.hang_on("actuator", "node-1", 1)  # the terminal's session waits on the model
+        env = keel_env(model, tmp_path)
+        agent = subprocess.Popen(
+            [*KEEL, "agent", "-y", "--json", "--model", MODEL, "-w", str(workspace), TASK],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            model.wait_for_requests(3, timeout=60)  # plan, speculation, node-1 (hanging)
+            with ApiServer([roots], env) as api:
+                client = api.client()
+                (listed,) = client.sessions(str(workspace))
+                assert listed["state"] == "running_elsewhere"
+                session = listed["id"]
+                refused(lambda: client.start("t", workspace=str(workspace)), 409, "another")
+                stream = client.events(session)
+                first = next(stream)
+                assert first.type == "session_started"
+                assert client.abort(session)["signalled"] == [agent.pid]
+                rest = list(stream)
+                assert rest[-1].type == "session_finished"
+                assert rest[-1].data["outcome"] == "aborted"
+                ids = [first.id] + [e.id for e in rest]
+                assert ids == stored_event_ids(workspace, session)
+            assert api.stopped_cleanly
+            assert agent.wait(timeout=60) == 130
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()

@@ -252,7 +252,7 @@ class SessionManager:
 
     async def listing(self, workspace: str | None) -> list[dict[str, Any]]:
         places = (
-            [self.workspace(workspace)]
+            [await self.checked(workspace)]
             if workspace
             else await asyncio.to_thread(self._known_workspaces)
         )
@@ -316,7 +316,7 @@ class SessionManager:
         raise not_found(f"no bundle {bundle} pending or committed in session {session_id}")
 
     async def ledger(self, workspace: str, recent: int | None) -> list[dict[str, Any]]:
-        place = self.workspace(workspace)
+        place = await self.checked(workspace)
         try:
             ledger = await open_ledger(place)
         except KeelError as exc:
@@ -328,8 +328,12 @@ class SessionManager:
 
     # ------------------------------------------------------------------ running
 
+    async def checked(self, raw: str) -> Path:
+        """:meth:`workspace` off the event loop (it resolves paths on disk)."""
+        return await asyncio.to_thread(self.workspace, raw)
+
     async def start(self, task: str, raw_workspace: str, flags: Mapping[str, Any]) -> str:
-        workspace = self.workspace(raw_workspace)
+        workspace = await self.checked(raw_workspace)
         config = self._config(workspace, flags)
         return await self._launch(workspace, new_session_id(), task, config, resume=False)
 
