@@ -121,7 +121,7 @@ def test_cautious_session_reconnect_approve_then_continue(tmp_path: Path) -> Non
         # A follow-up that changes a file of the first session.
         model.load(follow_up_entries())
         before = len(model.requests)
-        follow = client.continue_session(session, FOLLOW_UP)
+        follow = client.continue_session(session, FOLLOW_UP, max_cost=2.5)
         assert follow != session
         later = approving(client, follow, client.events(follow))
         assert later[-1].type == "session_finished" and later[-1].data["outcome"] == "success"
@@ -129,7 +129,10 @@ def test_cautious_session_reconnect_approve_then_continue(tmp_path: Path) -> Non
         assert (workspace / "more.txt").read_text() == "beta\n"
         entries = client.ledger(str(workspace))
         assert [e["session"] for e in entries] == [follow, session, session]
-        assert client.session(follow)["continues"] == session
+        summary = client.session(follow)
+        assert summary["continues"] == session and summary["mode"] == "cautious"
+        assert summary["budget"]["max_steps"] == 100  # kept; not lifted by the follow-up
+        assert summary["budget"]["max_cost"] == 2.5
 
         # The architect planned the follow-up with the first session in view.
         architect = [

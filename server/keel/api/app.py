@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from keel.config import user_config
-from keel.engine.ports import Decision
+from keel.engine.ports import ConfigError, Decision, KeelError
 
 from .bodies import (
     ApproveBody,
@@ -115,6 +115,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except ConfigError as exc:
+        return error(400, "bad_config", str(exc))
+    except KeelError as exc:  # an unreadable store, a failing git: said as Keel says it
+        return error(500, "keel_error", str(exc))
 
 
 @web.middleware

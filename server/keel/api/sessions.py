@@ -87,8 +87,9 @@ class ApiApprover:
         try:
             return await pending.decision
         finally:
-            if not pending.decision.done() or not pending.decision.result().approved:
-                self.pending.pop(request.bundle_id, None)
+            decision = pending.decision
+            if not decision.done() or decision.cancelled() or not decision.result().approved:
+                self.pending.pop(request.bundle_id, None)  # an approval waits for settled()
 
     async def approve_command(self, node_id: str, command: str) -> bool:
         return False
@@ -356,7 +357,7 @@ class SessionManager:
                 "up a finished session"
             )
         previous = await self._previous(workspace, store, session_id)
-        config = self._config(workspace, flags, _kept_config(row.get("config") or {}))
+        config = self._config(workspace, flags, row.get("config") or {})
         return await self._launch(
             workspace, new_session_id(), task, config, resume=False, previous=previous
         )
@@ -544,13 +545,6 @@ class SessionManager:
             self._runs.pop(run.session_id, None)
             self._claimed.discard(run.workspace)
             self._feeds.poke(run.session_id)
-
-
-def _kept_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a follow-up keeps of the session it continues: models, mode, weights, epsilon
-    (budgets are the new session's own, from the configuration or the request)."""
-    dropped = {"max_cost", "max_steps", "continues", "sandbox", "environment"}
-    return {k: v for k, v in config.items() if k not in dropped}
 
 
 def _pending_dict(pending: Pending) -> dict[str, Any]:
