@@ -294,10 +294,7 @@ class SessionManager:
                 return rows
 
             async def alive() -> bool:
-                if session_id in self._runs:
-                    return True
-                runs = await store.live_runs(session_id)
-                return any(reports.pid_alive(int(r["pid"]), str(r["host"])) for r in runs)
+                return session_id in self._runs or writing(await store.runs(session_id))
 
             feed = Feed(read, alive, self._poll_s)
             self._feeds.feeds[session_id] = feed
@@ -545,6 +542,22 @@ class SessionManager:
             self._runs.pop(run.session_id, None)
             self._claimed.discard(run.workspace)
             self._feeds.poke(run.session_id)
+
+
+def writing(runs: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether another process may still write the session's events: its last run's
+    process is alive. A run that has ended still counts while its process exists: a
+    session's run ends before its ``session_finished`` event is written."""
+    if not runs:
+        return False
+    last = runs[-1]
+    pid, host = int(last["pid"]), str(last["host"])
+    here = host == socket.gethostname()
+    if here and pid == os.getpid():
+        return False  # this server's own run, and it is no longer in its runs
+    if last.get("ended_at") is None:
+        return reports.pid_alive(pid, host)
+    return here and reports.pid_alive(pid, host)
 
 
 def _pending_dict(pending: Pending) -> dict[str, Any]:

@@ -518,6 +518,12 @@ class SqliteStore:
         )
         return await self.live_runs(session_id)
 
+    async def runs(self, session_id: str) -> list[dict[str, Any]]:
+        """Every run of the session, ended or not, oldest first."""
+        return await self._query(
+            "SELECT * FROM runs WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+
     async def live_runs(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(
             "SELECT * FROM runs WHERE session_id = ? AND ended_at IS NULL ORDER BY id",

@@ -87,3 +87,33 @@ async def test_a_poke_wakes_the_watcher_without_waiting_for_the_poll() -> None:
         assert batch is not None and [e.type for e in batch] == ["session_started"]
     finally:
         feed.detach()
+
+
+def test_a_stream_waits_while_another_process_may_still_write() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from keel.api.sessions import writing
+
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    ) as other:
+        try:
+            live = {"pid": other.pid, "host": here, "ended_at": None}
+            assert writing([live])
+            # Its run ended but its process still writes session_finished: keep waiting.
+            assert writing([{**live, "ended_at": "2026-12-05T00:00:00Z"}])
+        finally:
+            other.stdin.close()  # type: ignore[union-attr]
+            other.wait()
+    assert not writing([])
+    assert not writing([{"pid": dead.pid, "host": here, "ended_at": None}])
+    assert not writing([{"pid": os.getpid(), "host": here, "ended_at": None}])  # this server
+    elsewhere = {"pid": 1, "host": "another-host", "ended_at": "2026-12-05T00:00:00Z"}
+    assert not writing([elsewhere])
+    assert writing([{**elsewhere, "ended_at": None}])  # another host's live run: trusted
