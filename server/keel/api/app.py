@@ -265,6 +265,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     The stream ends after ``session_finished`` (or when nobody runs the session)."""
     after = _last_event_id(request)
     feed = await _manager(request).feed(request.match_info["id"])
+    feed.attach()  # before any await: an unwatched finished feed may be forgotten
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -272,9 +273,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    feed.attach()
     try:
+        await response.prepare(request)
         index = feed.start_index(after)
         while True:
             batch = await feed.next_batch(index, KEEPALIVE_S)

@@ -63,6 +63,11 @@ class Feed:
     def done(self) -> bool:
         return self._done
 
+    @property
+    def idle(self) -> bool:
+        """Done and nobody streams it: it may be forgotten (read again if asked again)."""
+        return self._done and self._clients <= 0
+
     def poke(self) -> None:
         """New rows may be stored (called by the session's sink, after the store write)."""
         self._poked.set()

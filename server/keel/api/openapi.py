@@ -72,6 +72,7 @@ def _op(
     *errors: int,
     body: str | None = None,
     params: list[dict[str, Any]] | None = None,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     status, response = ok
     op: dict[str, Any] = {
@@ -80,7 +81,7 @@ def _op(
     }
     if body is not None:
         op["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     if params:
@@ -199,6 +200,7 @@ def document() -> dict[str, Any]:
                     409,
                     body="EmptyBody",
                     params=[_SESSION_ID],
+                    body_required=False,
                 )
             },
             "/sessions/{id}/resume": {

@@ -286,7 +286,10 @@ class SessionManager:
 
     async def feed(self, session_id: str) -> Feed:
         _, store, _ = await self.locate(session_id)
-        feed = self._feeds.feeds.get(session_id)
+        feeds = self._feeds.feeds
+        for forgotten in [s for s, f in feeds.items() if f.idle and s not in self._runs]:
+            del feeds[forgotten]  # finished and unwatched: no events kept in memory
+        feed = feeds.get(session_id)
         if feed is None:
 
             async def read(after: int, limit: int) -> list[dict[str, Any]]:
@@ -297,7 +300,7 @@ class SessionManager:
                 return session_id in self._runs or writing(await store.runs(session_id))
 
             feed = Feed(read, alive, self._poll_s)
-            self._feeds.feeds[session_id] = feed
+            feeds[session_id] = feed
         return feed
 
     async def diff(self, session_id: str, bundle: str) -> str:
