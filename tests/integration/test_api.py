@@ -404,3 +404,32 @@ def test_a_terminal_session_is_streamed_and_aborted_through_the_api(tmp_path: Pa
             if agent.poll() is None:
                 agent.kill()
                 agent.wait()
+
+
+def test_sessions_in_two_workspaces_run_at_once(tmp_path: Path) -> None:
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    first = init_workspace(roots / "one")
+    second = init_workspace(roots / "two")
+    with (
+        FakeModelServer(first_entries()) as model,
+        ApiServer([roots], keel_env(model, tmp_path)) as api,
+    ):
+        client = api.client()
+        sessions = [
+            client.start(TASK, workspace=str(ws), model=MODEL, mode="cautious")
+            for ws in (first, second)
+        ]
+        streams = [client.events(s) for s in sessions]
+        for stream in streams:  # both wait for a decision at the same time
+            assert any(e.type == "awaiting_approval" for e in stream)
+        states = {s["id"]: s["state"] for s in client.sessions()}
+        assert states == dict.fromkeys(sessions, "awaiting_approval")
+        for session, stream in zip(sessions, streams, strict=True):
+            pending = client.session(session)["pending"]
+            client.approve(session, pending[0]["bundle"])
+            rest = approving(client, session, stream)
+            assert rest[-1].data["outcome"] == "success"
+    for ws in (first, second):
+        assert git(ws, "show", "HEAD:more.txt") == "beta\n"
+        assert len(subjects(ws)) == 3
