@@ -26,7 +26,15 @@ from keel.dashboard.registry import remember as remember_workspace
 from keel.engine.models import Tier
 from keel.engine.modes import ReadOnlyModes
 from keel.engine.planner import PlanScope
-from keel.engine.ports import Approver, EventSink, ExplorationTools, ModelClient, Sandbox
+from keel.engine.planning import PreviousSession
+from keel.engine.ports import (
+    Approver,
+    EventSink,
+    ExplorationTools,
+    KeelError,
+    ModelClient,
+    Sandbox,
+)
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
@@ -231,8 +239,11 @@ async def open_engine(
     approver: Approver,
     auto_approve: bool,
     env: Mapping[str, str] | None = None,
+    previous: PreviousSession | None = None,
 ) -> AsyncIterator[Engine]:
-    """Build an engine for ``workspace``; closes the store and model clients afterwards."""
+    """Build an engine for ``workspace``; closes the store and model clients afterwards.
+
+    ``previous``: the finished session a follow-up continues (the API's ``continue``)."""
     env = dict(os.environ if env is None else env)
     building = building_clients(config, env)
     try:
@@ -267,6 +278,7 @@ async def open_engine(
                 environment_notes=environment.warnings(),
                 explorer=exploration_tools(workspace, config),
                 context=repository_context(workspace),
+                previous=previous,
             )
     finally:
         lock.release()
@@ -466,3 +478,19 @@ def repository_context(workspace: Path) -> RepositoryMap:
     return RepositoryMap(
         workspace, cache_dir=workspace / ".keel" / "context", cache_only_if=workspace / ".keel"
     )
+
+
+def workspace_busy(workspace: Path) -> str | None:
+    """Why a session cannot start in ``workspace`` now (another holds its lock), or ``None``.
+
+    Blocking (a file lock); call it in a thread. Nothing is created when ``.keel/`` is absent.
+    """
+    if not (workspace / ".keel").is_dir():
+        return None
+    lock = WorkspaceLock(workspace / ".keel")
+    try:
+        lock.acquire()
+    except KeelError as exc:
+        return str(exc)
+    lock.release()
+    return None

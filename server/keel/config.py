@@ -128,12 +128,15 @@ class ContextConfig(_Section):
 class DashboardConfig(_Section):
     """``[dashboard]``: where ``keel dashboard`` listens and its password
     (docs/how-to/dashboard.md). Prefer ``password_env`` (the name of a variable holding it):
-    a password written in a file is readable by whoever can read the file."""
+    a password written in a file is readable by whoever can read the file. Its ``/api/v1``
+    execution API (docs/reference/api.md) is served only while the variable that
+    ``api_token_env`` names holds a token: only the name is configured, never the token."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     password: str | None = Field(default=None, min_length=1)
     password_env: str | None = Field(default=None, min_length=1)
+    api_token_env: str = Field(default="KEEL_API_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     def resolve_password(self, env: Mapping[str, str]) -> str | None:
         """The password: ``password_env``'s variable first, then ``password``; a named
@@ -335,3 +338,11 @@ def validate(data: Mapping[str, Any]) -> KeelConfig:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def user_config(env: Mapping[str, str] | None = None) -> KeelConfig:
+    """The user's own configuration (``~/.config/keel/config.toml`` and ``KEEL_*``), no
+    workspace's ``keel.toml``: what a server serving many workspaces (the API's token
+    variable) must not let one workspace decide."""
+    env = os.environ if env is None else env
+    return validate(merge(read_toml(user_config_path(env)), env_layer(env)))

@@ -116,6 +116,12 @@ class FakeModelServer:
     ) -> None:
         self.close()
 
+    def load(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Answer from these transcript entries from now on (a follow-up session's)."""
+        indexed = index_entries(entries, "fake server")
+        with self._lock:
+            self._entries = indexed
+
     # -- addresses -------------------------------------------------------------------------
 
     @property

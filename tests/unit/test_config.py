@@ -321,3 +321,21 @@ def test_a_resumed_session_keeps_its_exploration_budget() -> None:
     layer = session_layer({"explore_turns": 2, "explore_tokens": 300})
     assert validate(layer).context.explore_turns == 2
     assert validate(session_layer({})).context.explore_turns == 6  # sessions from before
+
+
+def test_the_dashboard_section_names_the_api_token_variable(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    from keel.config import user_config
+
+    assert _load(workspace, env).dashboard.api_token_env == "KEEL_API_TOKEN"
+    _user_config(env, '[dashboard]\napi_token_env = "CI_TOKEN"\n')
+    assert user_config(env).dashboard.api_token_env == "CI_TOKEN"
+    (workspace / "keel.toml").write_text('[dashboard]\napi_token_env = "HOME"\n')
+    assert user_config(env).dashboard.api_token_env == "CI_TOKEN"  # a workspace cannot
+    _user_config(env, '[dashboard]\napi_token_env = "not a name"\n')
+    with pytest.raises(ConfigError, match=r"dashboard\.api_token_env"):
+        user_config(env)
+    _user_config(env, '[dashboard]\napi_token = "sk-in-a-file"\n')
+    with pytest.raises(ConfigError, match=r"dashboard\.api_token"):
+        user_config(env)

@@ -48,6 +48,40 @@ class WorkspaceView:
     ranked: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PreviousSession:
+    """The finished session a follow-up continues (``POST /api/v1/sessions/{id}/continue``):
+    its task, plan, ledger entries and outcome, shown to the architect with the new task."""
+
+    session_id: str
+    task: str
+    outcome: str
+    reason: str = ""
+    #: One line per planned node: ``node-1: title (owns a.py, b.py)``.
+    plan: Sequence[str] = ()
+    #: One line per ledger entry of the session: ``sha12 node-1 title: a.py, b.py``.
+    ledger: Sequence[str] = ()
+
+    def block(self) -> str:
+        """The text the architect reads after the task."""
+        lines = [
+            f"This task follows up session {self.session_id}, which is finished.",
+            f"Its task was: {self.task}",
+            f"Its outcome: {self.outcome}" + (f" ({self.reason})" if self.reason else ""),
+            "Its plan:",
+            *(f"- {line}" for line in self.plan or ["(no plan was recorded)"]),
+            "What it committed (ledger entries, newest first):",
+            *(f"- {line}" for line in self.ledger or ["(nothing)"]),
+            "Plan only what the new task asks; the files above are in the workspace now.",
+        ]
+        return "\n".join(lines)
+
+
+def with_previous(task: str, previous: PreviousSession | None) -> str:
+    """The architect's task text: ``task``, then what the previous session did."""
+    return task if previous is None else f"{task}\n\n{previous.block()}"
+
+
 def focus_of(scope: PlanScope | None) -> tuple[str, ...]:
     """The files a session is about: "Fix with agent" names the file of the error."""
     return scope.must_own if scope is not None else ()
@@ -130,12 +164,14 @@ async def draft_plan(
     context: RepositoryContext | None = None,
     map_tokens: int = 0,
     explore: Exploration | None = None,
+    previous: PreviousSession | None = None,
 ) -> TaskPlan:
     """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
 
     ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``);
     they come first in the listing and are the repository map's focus. ``explore`` lets the
-    architect call read-only tools before it answers.
+    architect call read-only tools before it answers. ``previous`` (a follow-up) shows the
+    architect the session it continues.
     """
     view = await workspace_view(
         workspace,
@@ -147,7 +183,11 @@ async def draft_plan(
     )
     planner = Planner(gateway, on_invalid, scope, root=workspace, explore=explore)
     return await planner.plan(
-        task, view.listing, view.key_files, view.languages, repo_map=view.repo_map
+        with_previous(task, previous),
+        view.listing,
+        view.key_files,
+        view.languages,
+        repo_map=view.repo_map,
     )
 
 

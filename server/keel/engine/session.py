@@ -41,7 +41,7 @@ from keel.engine.models import (
 )
 from keel.engine.node import Attempt, NodeContext, NodeRunner
 from keel.engine.planner import PlanningFailed, PlanScope
-from keel.engine.planning import draft_plan
+from keel.engine.planning import PreviousSession, draft_plan
 from keel.engine.ports import (
     Approver,
     CommandRunner,
@@ -119,6 +119,9 @@ class Engine:
     #: The ranked repository map the architect gets instead of a plain listing, and the
     #: outlines of the definitions a node's code uses for the actuator.
     context: RepositoryContext | None = None
+    #: The finished session this one follows up (``continue``): the architect sees its plan,
+    #: ledger entries and outcome; the stored configuration names it as ``continues``.
+    previous: PreviousSession | None = None
 
     async def run(
         self, task: str, session_id: str | None = None, *, resume: bool = False
@@ -279,6 +282,7 @@ class Engine:
             "environment": dict(self.environment),
             "explore_turns": s.explore_turns,
             "explore_tokens": s.explore_tokens,
+            **({"continues": self.previous.session_id} if self.previous else {}),
         }
 
     async def _run(
@@ -423,6 +427,7 @@ class Engine:
                 context=self.context,
                 map_tokens=self.settings.map_tokens,
                 explore=self._exploration(events),
+                previous=self.previous,
             )
         except PlanningFailed as exc:
             await events.emit(ev.PlanFailed(reason=str(exc)))

@@ -1,0 +1,119 @@
+"""The API's event feed: every stored event once, in order, from any resume point."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from keel.api.feed import BATCH, Feed
+
+
+class Rows:
+    """An in-memory ``events`` table of one session."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.alive = True
+        self.reads = 0
+
+    def add(self, kind: str) -> int:
+        row_id = len(self.rows) + 1
+        self.rows.append({"id": row_id, "payload": {"type": kind, "n": row_id}})
+        return row_id
+
+    async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [r for r in self.rows if r["id"] > after][:limit]
+
+    async def is_alive(self) -> bool:
+        return self.alive
+
+
+async def test_a_client_gets_every_event_once_from_its_resume_point() -> None:
+    rows = Rows()
+    feed = Feed(rows.read, rows.is_alive, poll_s=60)
+    for kind in ("session_started", "plan_ready", "node_started"):
+        rows.add(kind)
+    await feed.refresh()
+    index = feed.start_index(1)  # Last-Event-ID: 1
+    batch = await feed.next_batch(index, 0.01)
+    assert batch is not None and [e.id for e in batch] == [2, 3]
+    index += len(batch)
+    assert await feed.next_batch(index, 0.01) == []  # nothing new: keep-alive, not the end
+
+    waiting = asyncio.create_task(feed.next_batch(index, 30))
+    rows.add("session_finished")
+    await feed.refresh()
+    batch = await waiting
+    assert batch is not None and [(e.id, e.type) for e in batch] == [(4, "session_finished")]
+    assert feed.done
+    assert await feed.next_batch(index + 1, 30) is None  # done and all taken: the end
+    assert feed.start_index(4) == 4 and feed.start_index(0) == 0
+
+
+async def test_a_stopped_session_without_a_finish_ends_once_everything_is_read() -> None:
+    rows = Rows()
+    feed = Feed(rows.read, rows.is_alive, poll_s=60)
+    rows.add("session_started")
+    await feed.refresh()
+    assert not feed.done
+    rows.alive = False  # the server was killed: no run, no session_finished
+    await feed.refresh()
+    assert feed.done
+    feed.reopen()  # resumed: live again
+    assert not feed.done
+
+
+async def test_catching_up_reads_in_batches_without_losing_rows() -> None:
+    rows = Rows()
+    for _ in range(BATCH * 2 + 3):
+        rows.add("verification")
+    feed = Feed(rows.read, rows.is_alive, poll_s=60)
+    await feed.refresh()
+    batch = await feed.next_batch(0, 0.01)
+    assert batch is not None and [e.id for e in batch] == list(range(1, BATCH * 2 + 4))
+    assert rows.reads == 3
+
+
+async def test_a_poke_wakes_the_watcher_without_waiting_for_the_poll() -> None:
+    rows = Rows()
+    feed = Feed(rows.read, rows.is_alive, poll_s=3600)
+    feed.attach()
+    try:
+        waiting = asyncio.create_task(feed.next_batch(0, 3600))
+        rows.add("session_started")
+        feed.poke()
+        batch = await asyncio.wait_for(waiting, 30)
+        assert batch is not None and [e.type for e in batch] == ["session_started"]
+    finally:
+        feed.detach()
+
+
+def test_a_stream_waits_while_another_process_may_still_write() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from keel.api.sessions import writing
+
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    ) as other:
+        try:
+            live = {"pid": other.pid, "host": here, "ended_at": None}
+            assert writing([live])
+            # Its run ended but its process still writes session_finished: keep waiting.
+            assert writing([{**live, "ended_at": "2026-12-05T00:00:00Z"}])
+        finally:
+            other.stdin.close()  # type: ignore[union-attr]
+            other.wait()
+    assert not writing([])
+    assert not writing([{"pid": dead.pid, "host": here, "ended_at": None}])
+    assert not writing([{"pid": os.getpid(), "host": here, "ended_at": None}])  # this server
+    elsewhere = {"pid": 1, "host": "another-host", "ended_at": "2026-12-05T00:00:00Z"}
+    assert not writing([elsewhere])
+    assert writing([{**elsewhere, "ended_at": None}])  # another host's live run: trusted
