@@ -121,6 +121,10 @@ def dag(graph: Row, *, base: str) -> Markup:
     )
 
 
+#: The chart's y axis reaches at least this high, so a flat line at 0 still has a scale.
+_LOWEST_TOP = 0.1
+
+
 def convergence_chart(rows: Sequence[Row], epsilon: float | None) -> Markup:
     """V(x) per attempt, one line per node, with the epsilon line (inline SVG)."""
     series: dict[str, list[tuple[int, float]]] = {}
@@ -131,7 +135,8 @@ def convergence_chart(rows: Sequence[Row], epsilon: float | None) -> Markup:
         return Markup("")
     width, height, left, right, top, bottom = 720, 270, 52, 150, 26, 34
     max_x = max(a for points in series.values() for a, _ in points)
-    max_y = max([v for points in series.values() for _, v in points] + [(epsilon or 0) * 2, 0.1])
+    highest = max(v for points in series.values() for _, v in points)
+    max_y = max(highest, (epsilon or 0) * 2, _LOWEST_TOP)
     span_x = max(1, max_x - 1)
 
     def sx(a: int) -> float:
