@@ -19,6 +19,13 @@ from lsprotocol import types as T
 
 from keel.engine.models import LedgerEntry
 from keel.engine.ports import ApprovalRequest, Approver, EventSink, KeelError
+from keel.engine.records import (
+    AttemptRecord,
+    JsonObject,
+    NodeRecord,
+    PlanRecord,
+    SessionRecord,
+)
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.convert import EditCaps
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics
@@ -183,30 +190,46 @@ class MemoryLedger:
         )
 
 
+class MemorySession:
+    """One session's records (:class:`~keel.store.db.SessionRecords`'s reads), from the store."""
+
+    def __init__(self, store: MemoryStore, session_id: str) -> None:
+        self._store, self.session_id = store, session_id
+
+    async def record(self) -> SessionRecord | None:
+        return self._store.records.get(self.session_id)
+
+    async def plan(self) -> PlanRecord | None:
+        return None
+
+    async def nodes(self) -> list[NodeRecord]:
+        return []
+
+    async def attempts(self, node_id: str | None = None) -> list[AttemptRecord]:
+        return []
+
+    async def abort_requested(self) -> bool:
+        return self.session_id in self._store.abort_requests
+
+
 class MemoryStore:
-    """The reads the sessions service makes, from dictionaries."""
+    """The reads the sessions service makes, from dictionaries of typed records."""
 
     def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SessionRecord] = {}
         self.abort_requests: set[str] = set()
+
+    def add(self, session_id: str, task: str, config: JsonObject | None = None) -> None:
+        """Store a session that ran before (as ``keel run`` would have left it)."""
+        self.records[session_id] = SessionRecord(
+            session_id, task, dict(config or {}), "2026-12-05T00:00:00Z"
+        )
 
     async def latest_session_id(self) -> str | None:
         return next(reversed(self.records), None)
 
-    async def session(self, session_id: str) -> dict[str, Any] | None:
-        return self.records.get(session_id)
-
-    async def plan(self, session_id: str) -> dict[str, Any] | None:
-        return None
-
-    async def nodes(self, session_id: str) -> list[dict[str, Any]]:
-        return []
-
-    async def attempts(self, session_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
-        return []
-
-    async def abort_requested(self, session_id: str) -> bool:
-        return session_id in self.abort_requests
+    def session(self, session_id: str) -> MemorySession:
+        return MemorySession(self, session_id)
 
 
 #: What a fake session does with the real sink and approver: ``(sink, approver, resumed)``.

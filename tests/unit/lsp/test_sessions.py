@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from lsprotocol import types as T
 
+from keel.engine import events as ev
 from keel.engine.ports import Approver, Decision, EventSink, KeelError
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.evidence import EditorEvidenceSource
@@ -70,14 +71,41 @@ async def setup(tmp_path: Path) -> Any:
     await made.settle()
 
 
+STARTED = ev.SessionStarted(
+    task="Add A",
+    workspace="/w",
+    models={"architect": "openai:m", "actuator": "openai:m"},
+    plugins=["python"],
+    mode="balanced",
+    epsilon=0.1,
+    sandbox={"mode": "off"},
+    environment={},
+    instructions=[],
+)
+PLAN = ev.PlanReady(nodes=[ev.PlannedNode("node-1", "Add A", "code", ["a.py"], [])])
+AWAITING = ev.AwaitingApproval(
+    node="node-1",
+    bundle="b1",
+    title="Add A",
+    complexity=1,
+    files=["a.py"],
+    v_syn=0.0,
+    v_str=0.0,
+    v_log=0.0,
+    v_boot=0.0,
+    v_sheaf=0.0,
+    v=0.0,
+)
+
+
 def waits_for_approval(reached: asyncio.Event, decided: list[Decision | None]) -> Script:
     """A session that plans one node and parks its bundle for the editor's decision."""
 
     async def script(sink: EventSink, approver: Approver, resumed: bool) -> str:
-        sink.emit({"type": "session_started", "task": "Add A", "mode": "balanced"})
-        sink.emit({"type": "plan_ready", "nodes": [{"id": "node-1", "owns": ["a.py"]}]})
-        sink.emit({"type": "node_started", "node": "node-1", "title": "Add A"})
-        sink.emit({"type": "awaiting_approval", "node": "node-1"})
+        sink.emit(STARTED)
+        sink.emit(PLAN)
+        sink.emit(ev.NodeStarted(node="node-1", title="Add A", kind="code"))
+        sink.emit(AWAITING)
         reached.set()
         decided.append(await approver.review(approval_request()))
         return "done"
@@ -137,11 +165,7 @@ async def test_resume_continues_the_latest_stored_session(setup: Setup) -> None:
         await setup.sessions.resume(None)
     with pytest.raises(KeelError, match="no session s-9 to resume"):
         await setup.sessions.resume("s-9")
-    setup.host.store.records["s-old"] = {
-        "id": "s-old",
-        "task": "Add A",
-        "config": {"mode": "balanced", "epsilon": 0.2},
-    }
+    setup.host.store.add("s-old", "Add A", {"mode": "balanced", "epsilon": 0.2})
     reached, decided = asyncio.Event(), list[Decision | None]()
     setup.host.script = waits_for_approval(reached, decided)
     assert await setup.sessions.resume(None) == "s-old"
@@ -165,8 +189,8 @@ async def test_abort_requested_by_keel_abort_stops_only_those_sessions(setup: Se
 
 async def test_the_sink_records_commits_for_waiting_approvals(setup: Setup) -> None:
     async def commits(sink: EventSink, approver: Approver, resumed: bool) -> str:
-        sink.emit({"type": "plan_ready", "nodes": [{"id": "node-1", "owns": ["a.py"]}]})
-        sink.emit({"type": "node_committed", "node": "node-1", "ledger": "c0ffee"})
+        sink.emit(PLAN)
+        sink.emit(ev.NodeCommitted(node="node-1", ledger="c0ffee", files=["a.py"], v=0.0))
         return "done"
 
     setup.host.script = commits
@@ -202,7 +226,7 @@ async def test_load_latest_reads_nothing_where_keel_never_ran(setup: Setup, tmp_
     assert setup.views == {}
     (tmp_path / ".keel").mkdir()
     (tmp_path / ".keel" / "keel.db").write_bytes(b"")
-    setup.host.store.records["s-old"] = {"id": "s-old", "task": "Add A", "config": {}}
+    setup.host.store.add("s-old", "Add A")
     await setup.sessions.load_latest()
     assert setup.views["s-old"].task == "Add A" and not setup.views["s-old"].running
 
