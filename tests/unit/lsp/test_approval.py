@@ -100,7 +100,7 @@ async def setup(tmp_path: Path) -> Any:
 
 async def test_approve_applies_the_edit_and_answers_with_the_recorded_commit(setup: Setup) -> None:
     bundle = setup.propose(approval_request())
-    assert await setup.approval.approve(bundle.id, None) == {"ledgerEntry": "c0ffee"}
+    assert (await setup.approval.approve(bundle.id, None)).wire() == {"ledgerEntry": "c0ffee"}
     [decision] = setup.decisions
     assert decision.approved and decision.files is None and decision.created == ["a.py"]
     [edit] = setup.client.edits
@@ -121,7 +121,7 @@ async def test_an_unstable_bundle_is_refused_and_stays_pending(setup: Setup) -> 
 async def test_reject_hands_the_feedback_to_the_engine(setup: Setup) -> None:
     bundle = setup.propose(approval_request())
     answer = await setup.approval.reject(bundle.id, "use a constant", "rejected")
-    assert answer == {"bundleId": bundle.id, "decision": "rejected"}
+    assert answer.wire() == {"bundleId": bundle.id, "decision": "rejected"}
     await setup.decided.wait()
     [decision] = setup.decisions
     assert not decision.approved and decision.feedback == "use a constant"
@@ -132,7 +132,7 @@ async def test_reject_hands_the_feedback_to_the_engine(setup: Setup) -> None:
 async def test_correct_is_a_rejection_with_the_reviewers_words(setup: Setup) -> None:
     bundle = setup.propose(approval_request())
     answer = await setup.approval.reject(bundle.id, "name it B", "correcting")
-    assert answer == {"bundleId": bundle.id, "decision": "correcting"}
+    assert answer.wire() == {"bundleId": bundle.id, "decision": "correcting"}
     await setup.decided.wait()
     assert setup.decisions[0].feedback == "name it B" and not setup.decisions[0].approved
     with pytest.raises(JsonRpcInvalidParams, match="rejected with a correction"):
@@ -211,7 +211,7 @@ async def test_two_approvals_of_one_bundle_exactly_one_proceeds(setup: Setup) ->
     with pytest.raises(JsonRpcInvalidParams, match="already being decided"):
         await setup.approval.reject(bundle.id, "no", "rejected")
     go_on.set()
-    assert await first == {"ledgerEntry": "c0ffee"}
+    assert (await first).wire() == {"ledgerEntry": "c0ffee"}
     assert len(setup.decisions) == 1 and len(setup.client.edits) == 1
 
 

@@ -25,7 +25,7 @@ async def test_the_diff_of_a_pending_bundle(tmp_path: Path) -> None:
     bundles.propose(
         "s-1", approval_request(changes={"a.py": b"A = 2\n"}, base={"a.py": b"A = 1\n"})
     )
-    [entry] = review.diff("b1")["files"]
+    [entry] = review.diff("b1").wire()["files"]
     assert entry["change"] == "modify" and entry["path"] == "a.py"
     assert "-A = 1\n+A = 2" in entry["unifiedDiff"]
     with pytest.raises(JsonRpcInvalidParams, match="no pending bundle b2"):
@@ -36,7 +36,7 @@ async def test_the_ledger_newest_first(tmp_path: Path) -> None:
     review, host, _, _, _ = _review(tmp_path)
     host.ledger.commit("aaa", "Add A", {"a.py": b"A = 1\n"})
     host.ledger.commit("bbb", "Add B", {"b.py": b"B = 1\n"})
-    entries = await review.ledger(None)
+    entries = (await review.ledger(None)).wire()
     assert [e["sha"] for e in entries] == ["bbb", "aaa"]
     assert entries[0]["files"] == ["b.py"] and entries[0]["approvedBy"] == "user"
 
@@ -55,7 +55,7 @@ async def test_rollback_brings_open_buffers_to_the_reverted_files(tmp_path: Path
     host.ledger.files["a.py"] = b"A = 0\n"
     host.ledger.commit("aaa", "Add A", {"a.py": b"A = 1\n"})
     editor.open(tmp_path, "a.py", "A = 1\n")
-    assert await review.rollback("aaa") == {"ledgerEntry": "raaa"}
+    assert (await review.rollback("aaa")).wire() == {"ledgerEntry": "raaa"}
     assert host.ledger.files == {"a.py": b"A = 0\n"}
     [edit] = client.edits
     assert edit.label == "Keel: revert Add A" and "A = 0" in str(edit.edit)

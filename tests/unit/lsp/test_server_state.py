@@ -116,7 +116,7 @@ async def test_the_collaborators_share_one_state(server: KeelLanguageServer) -> 
     view = SessionView("s-1", task="Add A")
     view.node("node-1").owns = ["a.py"]
     server.sessions.views["s-1"] = view
-    assert server.scoring.summary()["sessionId"] == "s-1"
+    assert server.scoring.summary().session_id == "s-1"
     server.editor.put(_report("a.py", digest(b"A = 1\n"), "about a.py"))  # a file s-1 owns
     assert server.refresh.scheduled  # the change is going to the client
     await server.close()
