@@ -204,6 +204,7 @@ class Engine:
             await self._requeue(records, f"stopped by the {exc.reason} budget")
         except KeelError as exc:  # no plan, an unreachable model, a failing disk or git
             result.reason = str(exc)
+            await self._requeue(records, "the session stopped")
         except asyncio.CancelledError:
             _uncancel()
             result.outcome, result.reason = "aborted", "aborted by the user"

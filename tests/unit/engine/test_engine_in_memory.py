@@ -117,6 +117,17 @@ async def test_a_session_commits_every_node_and_records_it(tmp_path: Path) -> No
     assert not (tmp_path / ".keel" / "sandboxes" / SESSION).exists()
 
 
+async def test_a_model_that_fails_for_good_leaves_no_node_running(tmp_path: Path) -> None:
+    """The session ends on the provider's error; the store agrees with session_finished."""
+    replies: Replies = {("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"]))}
+    store = MemoryStore()
+    engine, _client, sink = make_engine(tmp_path, replies, store=store)
+    result = await run(engine)
+    assert result.outcome == "failed" and "no scripted reply" in result.reason
+    [finished] = sink.of("session_finished")
+    assert await store.session(SESSION).node_states() == finished["nodes"] == {"n1": "queued"}
+
+
 async def test_a_failed_attempt_is_corrected_with_its_evidence(tmp_path: Path) -> None:
     replies: Replies = {
         ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
