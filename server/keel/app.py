@@ -24,7 +24,14 @@ from keel.context.repomap import RepositoryMap
 from keel.engine.models import Tier
 from keel.engine.modes import ReadOnlyModes
 from keel.engine.planner import PlanScope
-from keel.engine.ports import Approver, EventSink, ExplorationTools, ModelClient, Sandbox
+from keel.engine.ports import (
+    Approver,
+    EventSink,
+    ExplorationTools,
+    ModelClient,
+    Sandbox,
+    StructuredModeMemory,
+)
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
 from keel.faults import Faults
@@ -59,6 +66,7 @@ def provider_settings(config: KeelConfig, env: Mapping[str, str]) -> ProviderSet
         max_retries=config.network.max_retries,
         retry_base_delay_s=config.network.retry_base_delay_s,
         prices=dict(config.prices),
+        structured=compatible.structured if compatible else "auto",
     )
 
 
@@ -73,6 +81,17 @@ def model_clients(config: KeelConfig, env: Mapping[str, str]) -> dict[Tier, Mode
             by_name[spec] = build_model_client(spec, settings)
         clients[tier] = by_name[spec]
     return clients
+
+
+def remember_structured_modes(
+    clients: Mapping[Tier, ModelClient], memory: StructuredModeMemory
+) -> None:
+    """Clients that negotiate structured output (``openai-compatible``) recall and remember
+    the mode each endpoint takes in ``memory``, the workspace's store."""
+    for client in clients.values():
+        use_memory = getattr(client, "use_memory", None)
+        if use_memory is not None:
+            use_memory(memory)
 
 
 def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
@@ -202,6 +221,7 @@ async def open_engine(
     await asyncio.to_thread(lock.acquire)
     try:
         async with open_services(workspace, faults, secrets) as services:
+            remember_structured_modes(clients, services.store)
             yield Engine(
                 workspace=workspace,
                 clients=clients,
@@ -328,6 +348,7 @@ class SharedWorkspace:
             detect_plugins, self._workspace, task, runner=runner, environment=environment
         )
         clients = model_clients(config, self._env)
+        remember_structured_modes(clients, self._store)
         try:
             if self._running == 0:
                 await asyncio.to_thread(self._lock.acquire)

@@ -53,7 +53,7 @@ def validate_plan(
     seen: set[str] = set()
     for node_id in ids:
         if node_id in seen:
-            errors.append(f"node id {node_id} is used twice")
+            errors.append(f"node id {node_id} is used twice: give each node its own id")
         seen.add(node_id)
         if problem := node_id_problem(node_id):
             errors.append(problem)
@@ -68,11 +68,16 @@ def validate_plan(
                 errors.append(f"{node.id} reads an invalid context path: {exc}")
         for dep in node.depends_on:
             if dep not in seen:
-                errors.append(f"{node.id} depends on unknown node {dep}")
+                errors.append(
+                    f"{node.id} depends on unknown node {dep}: name only ids of this plan"
+                )
             elif dep == node.id:
                 errors.append(f"{node.id} depends on itself")
         if node.kind is not NodeKind.COMMAND and not node.owns:
-            errors.append(f"{node.id} is a {node.kind.value} node but owns no files")
+            errors.append(
+                f"{node.id} is a {node.kind.value} node but owns no files: list the files "
+                "it writes in owns"
+            )
         if node.kind is NodeKind.COMMAND and not (node.owns or node.commands):
             errors.append(f"{node.id} is a command node with neither files nor commands")
         for raw in node.owns:
@@ -130,7 +135,8 @@ def _test_dependencies(plan: TaskPlan, owners: Mapping[str, str]) -> list[str]:
         reachable = ancestors(node.id, deps)
         if not reachable & non_tests:
             errors.append(
-                f"unit_test node {node.id} must depend on the code or command node it tests"
+                f"unit_test node {node.id} must depend on the code or command node it tests: "
+                "add that node's id to its depends_on"
             )
         unmet: dict[str, list[str]] = {}
         for path in node.context:

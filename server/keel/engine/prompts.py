@@ -1,12 +1,168 @@
-"""The words sent to each tier. Kept apart from the logic so a prompt change is one diff."""
+"""The words sent to each tier. Kept apart from the logic so a prompt change is one diff.
+
+Every tier's system prompt ends with a description of its reply (:func:`reply_format`): the
+fields of the reply schema with their meaning, generated from the pydantic models' field
+descriptions in ``keel.engine.models`` (one source for the schema and its explanation), the
+rules that validation enforces, and one short example. Small local models fill in only what
+they are told about; large ones lose nothing by being told.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
+
+from pydantic import BaseModel
 
 from keel.engine.bounds import cut_middle, fit_files, render_files
 from keel.engine.guard import PromptFile
-from keel.engine.models import PlanNode, Residual
+from keel.engine.models import (
+    SCHEMA_NAMES,
+    ArtifactBundle,
+    Explanation,
+    PlanNode,
+    Residual,
+    Speculation,
+    TaskPlan,
+    VerifierReport,
+)
+
+
+def _type_name(annotation: object) -> str:
+    """A field's type in words: string, integer, list of strings, one of "a" | "b", ..."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is list:
+        inner = _type_name(args[0]) if args else "value"
+        return f"list of {inner}" if inner.startswith("one of") else f"list of {inner}s"
+    if origin is typing.Literal:
+        return "one of " + " | ".join(json.dumps(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "object"
+        if issubclass(annotation, enum.Enum):
+            return "one of " + " | ".join(json.dumps(m.value) for m in annotation)
+        if issubclass(annotation, bool):
+            return "boolean"
+        if issubclass(annotation, int):
+            return "integer"
+        if issubclass(annotation, str):
+            return "string"
+    return "value"
+
+
+def _nested(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds (directly or as list items), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def field_lines(model: type[BaseModel], depth: int = 0) -> list[str]:
+    """One line per field of ``model`` (and of the objects it holds, indented): name, type,
+    whether it is required, and its description from the model."""
+    pad = "  " * depth
+    lines = []
+    for name, info in model.model_fields.items():
+        required = ", required" if info.is_required() else ""
+        meaning = f": {info.description}" if info.description else ""
+        lines.append(f"{pad}- {name} ({_type_name(info.annotation)}{required}){meaning}")
+        inner = _nested(info.annotation)
+        if inner is not None:
+            lines += field_lines(inner, depth + 1)
+    return lines
+
+
+def reply_format(model: type[BaseModel], rules: Sequence[str], example: object) -> str:
+    """The reply described for the model: its fields, the rules checked, one example."""
+    name = SCHEMA_NAMES[model]
+    lines = [
+        f"Reply with one JSON object, the {name}, and nothing else (no prose, no Markdown).",
+        f"The fields of {name}:",
+        *field_lines(model),
+    ]
+    if rules:
+        lines += [
+            "Rules (a reply that breaks one is sent back to you):",
+            *(f"- {r}" for r in rules),
+        ]
+    lines += ["Example:", json.dumps(example)]
+    return "\n".join(lines)
+
+
+PLAN_RULES = (
+    "every code and unit_test node owns at least one file; no file is owned by two nodes",
+    "a unit_test node depends on the nodes it tests (depends_on), including the owner of "
+    "every file in its context",
+    "contract.symbols are names the node defines (functions, classes), not parameters",
+    'commands must actually run the node\'s tests, e.g. "python -m pytest -q test_greet.py"',
+    "depends_on names only ids of this plan, without cycles",
+)
+
+PLAN_EXAMPLE = {
+    "nodes": [
+        {
+            "id": "greet",
+            "title": "greet(name) returns a greeting",
+            "kind": "code",
+            "owns": ["greet.py"],
+            "context": [],
+            "depends_on": [],
+            "commands": [],
+            "contract": {"symbols": ["greet"], "forbidden": ["TODO"]},
+        },
+        {
+            "id": "greet-tests",
+            "title": "pytest tests for greet",
+            "kind": "unit_test",
+            "owns": ["test_greet.py"],
+            "context": ["greet.py"],
+            "depends_on": ["greet"],
+            "commands": ["python -m pytest -q test_greet.py"],
+            "contract": {"symbols": ["test_greet"], "forbidden": []},
+        },
+    ]
+}
+
+BUNDLE_RULES = (
+    "write only files the node owns; give each file's complete content in writes, or a "
+    "unified diff of an existing file in diffs",
+    "define every contract symbol at the top level of an owned file",
+    "commands run from the workspace root and must actually run the node's tests",
+)
+
+BUNDLE_EXAMPLE = {
+    "writes": [{"path": "greet.py", "content": 'def greet(name):\n    return f"Hello, {name}!"\n'}],
+    "diffs": [],
+    "deletes": [],
+    "commands": [],
+}
+
+VERIFIER_EXAMPLE = {
+    "verdict": "unstable",
+    "analysis": "greet() returns 'Hello name' but the test expects 'Hello, name!'.",
+    "fix_hints": ["return f'Hello, {name}!' in greet.py"],
+}
+
+SPECULATION_EXAMPLE = {
+    "hints": [
+        {"node": "greet-tests", "note": "import greet from greet.py: from greet import greet"}
+    ]
+}
+
+EXPLANATION_EXAMPLE = {
+    "answer": "`greet` formats the greeting (see greet.py).",
+    "citations": [{"path": "greet.py", "line": 1}],
+}
 
 ARCHITECT_SYSTEM = """\
 You are the architect of a verified coding agent. Decompose the task into a small DAG of
@@ -16,7 +172,8 @@ files it reads as context, and depends on the nodes whose files it needs. kind i
 the nodes it tests, including the owner of every file in its context. Paths are
 workspace-relative with '/' separators. Put the symbols a node must define in
 contract.symbols and patterns it must not contain (e.g. "TODO") in contract.forbidden.
-Answer with the task_plan JSON object only."""
+
+""" + reply_format(TaskPlan, PLAN_RULES, PLAN_EXAMPLE)
 
 ACTUATOR_SYSTEM = """\
 You are the actuator of a verified coding agent. Produce the artifact_bundle for ONE node:
@@ -24,18 +181,23 @@ full-file "writes", unified-diff "diffs" (--- a/path, +++ b/path, @@ hunks) for 
 to existing files, "deletes", and "commands" to run in the sandbox to check the result.
 Write only files the node owns. Your bundle is verified by a type checker, the test runner
 and the node's commands; if it is not stable you will get the evidence and another attempt.
-Answer with the artifact_bundle JSON object only."""
+
+""" + reply_format(ArtifactBundle, BUNDLE_RULES, BUNDLE_EXAMPLE)
 
 VERIFIER_SYSTEM = """\
 You are the verifier of a verified coding agent. Given a node, its bundle and the evidence
 that it is not yet stable (diagnostics, failing tests, failed commands, violated contract
 items), find the root cause. Do not write code. Answer with the verifier_report JSON object:
-verdict "unstable", a short analysis, and concrete fix_hints."""
+verdict "unstable", a short analysis, and concrete fix_hints.
+
+""" + reply_format(VerifierReport, (), VERIFIER_EXAMPLE)
 
 SPECULATOR_SYSTEM = """\
 You are the speculator of a verified coding agent. Given a plan, look ahead: for nodes that
 are likely to go wrong, note interface contracts, pitfalls and edge cases the actuator should
-keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}."""
+keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}.
+
+""" + reply_format(Speculation, ("node is the id of a node of the plan",), SPECULATION_EXAMPLE)
 
 
 def _workspace_lines(
@@ -224,7 +386,9 @@ You explain code in a workspace; you change nothing. Answer the question from th
 are shown, in Markdown, and cite the places your answer rests on as citations: {"path",
 "line"}, a workspace-relative path and a 1-based line number of a file you were shown. Cite
 only what you saw; say so when the files shown do not answer the question.
-Answer with the explanation JSON object only: {"answer": str, "citations": [...]}."""
+Answer with the explanation JSON object only: {"answer": str, "citations": [...]}.
+
+""" + reply_format(Explanation, ("cite only files and lines you were shown",), EXPLANATION_EXAMPLE)
 
 
 def numbered(text: str) -> str:

@@ -39,12 +39,12 @@ def test_a_command_node_with_only_commands_is_fine() -> None:
 
 def test_duplicate_ids_are_reported() -> None:
     errors = validate_plan(_plan(_node("a"), _node("a", owns=["b.py"])))
-    assert errors == ["node id a is used twice"]
+    assert errors == ["node id a is used twice: give each node its own id"]
 
 
 def test_unknown_dependency_is_reported() -> None:
     errors = validate_plan(_plan(_node("a", depends_on=["ghost"])))
-    assert errors == ["a depends on unknown node ghost"]
+    assert errors == ["a depends on unknown node ghost: name only ids of this plan"]
 
 
 def test_self_dependency_is_reported() -> None:
@@ -121,8 +121,10 @@ def test_a_unit_test_node_must_depend_on_some_non_test_node() -> None:
         )
     )
     assert errors == [
-        "unit_test node lonely must depend on the code or command node it tests",
-        "unit_test node tests_of_tests must depend on the code or command node it tests",
+        "unit_test node lonely must depend on the code or command node it tests: "
+        "add that node's id to its depends_on",
+        "unit_test node tests_of_tests must depend on the code or command node it tests: "
+        "add that node's id to its depends_on",
     ]
 
 
@@ -191,7 +193,7 @@ def test_context_files_nobody_owns_or_the_test_owns_need_no_dependency() -> None
 
 def test_a_code_node_must_own_something() -> None:
     errors = validate_plan(_plan(_node("a", owns=[])))
-    assert errors == ["a is a code node but owns no files"]
+    assert errors == ["a is a code node but owns no files: list the files it writes in owns"]
 
 
 def test_a_command_node_needs_files_or_commands() -> None:
