@@ -74,7 +74,10 @@ class FakeModelServer:
         *,
         latency_s: float = 0.0,
         dialect: str = "openai",
+        port: int = 0,
     ) -> None:
+        """``port`` 0 picks a free one; give a closed server's port to restart "the same"
+        endpoint (what a store remembers per endpoint is keyed by its URL)."""
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}: one of {', '.join(DIALECTS)}")
         self._entries: dict[EntryKey, TranscriptEntry] = index_entries(entries, "fake server")
@@ -87,9 +90,10 @@ class FakeModelServer:
         self._hang_keys: set[EntryKey] = set()
         self._trickles: deque[float] = deque()
         self._usages: deque[tuple[object, object]] = deque()
+        self._truncations = 0
         self._closing = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._httpd = _Server(("127.0.0.1", port), _Handler, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -165,6 +169,19 @@ class FakeModelServer:
         """Report these token counts (any JSON value) in the next answer's usage."""
         with self._lock:
             self._usages.append((input_tokens, output_tokens))
+
+    def truncate_next(self, n: int = 1) -> None:
+        """Cut the next ``n`` OpenAI answers in half with ``finish_reason`` ``length``, as a
+        server does when the reply reaches ``max_tokens``."""
+        with self._lock:
+            self._truncations += n
+
+    def _take_truncation(self) -> bool:
+        with self._lock:
+            if self._truncations <= 0:
+                return False
+            self._truncations -= 1
+            return True
 
     def hang_on(self, tier: str, node: str | None, attempt: int, turn: int | None = None) -> None:
         """Never answer the next request for this (tier, node, attempt), wherever it comes;
@@ -294,6 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
         usage = fake._take_usage() or _usage(found, request.body)
         if route == "/v1/chat/completions":
             body = _openai_reply(found, request.body, number, usage)
+            if fake._take_truncation():
+                choice = body["choices"][0]
+                choice["finish_reason"] = "length"
+                text = choice["message"]["content"] or ""
+                choice["message"]["content"] = text[: len(text) // 2]
         else:
             body = _anthropic_reply(found, request.body, number, usage)
         interval = fake._take_trickle()

@@ -14,7 +14,9 @@ Compatible servers differ in what they accept (docs/how-to/use-a-local-model.md)
 arguments are the reply, then ``prompt`` (the JSON Schema in the system prompt, the reply
 parsed strictly). A refused request is sent again at once in the next mode, never twice in
 the same one; the mode that then works is used for every later request and remembered per
-endpoint and model in the store (:class:`~keel.engine.ports.StructuredModeMemory`).
+endpoint and model in the store (:class:`~keel.engine.ports.StructuredModeMemory`). A
+server that refuses only the exploration tools keeps its mode and is asked without them
+(the architect then plans without exploring).
 Every request carries ``max_tokens`` (``max_completion_tokens`` for ``openai``).
 """
 
@@ -24,6 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -62,6 +65,8 @@ _REFUSAL = re.compile(
     r"not supported|unsupported|not implemented",
     re.IGNORECASE,
 )
+_TOOLS = re.compile(r"\btools?\b|tool_choice|function", re.IGNORECASE)
+_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
 #: Statuses with which servers refuse a request they do not understand (llama.cpp: 500).
 _REFUSAL_STATUSES = frozenset({400, 415, 422, 500, 501})
 
@@ -108,6 +113,8 @@ class OpenAIClient(RetryingClient):
         self._negotiate = chosen == "auto"
         self._mode: str | None = None if self._negotiate else chosen
         self._memory: StructuredModeMemory | None = None
+        self._unremembered = False  # a refusal moved the mode; store it once it works
+        self._tools = True  # False once the server refused the exploration tools
 
     def use_memory(self, memory: StructuredModeMemory) -> None:
         """Recall and remember the negotiated mode in ``memory`` (the workspace's store)."""
@@ -131,6 +138,8 @@ class OpenAIClient(RetryingClient):
     async def _attempt(self, request: ModelRequest) -> RawReply:
         mode = await self._current_mode()
         while True:
+            if not self._tools and request.tools:
+                request = replace(request, tools=(), turns=(), notice="")
             try:
                 response = await self._sdk.chat.completions.create(
                     model=self._model,
@@ -142,17 +151,28 @@ class OpenAIClient(RetryingClient):
                 )
             except openai.OpenAIError as exc:
                 error = translate_error(exc, _SDK_ERRORS, self._endpoint)
-                following = self._after_refusal(exc, mode)
-                if following is None:
+                if self._provider != "openai-compatible" or not _refuses(exc):
                     raise error from None
+                if self._tools and request.tools and mode != "tools" and _about_tools(exc):
+                    _log.warning("%s; exploring without tools from now on", error)
+                    self._tools = False  # the same mode without the exploration tools
+                    continue
+                following = self._after_refusal(mode)
+                if following is None:  # not retried: the same request would be refused again
+                    raise ProviderError(
+                        f"{error} (the server refuses structured output in {mode} mode; "
+                        f"{_advice(mode, self._negotiate)})"
+                    ) from None
                 _log.warning("%s; asking in %s mode instead of %s", error, following, mode)
                 mode = self._mode = following
+                self._unremembered = True
                 continue
             try:
                 reply = self._read(response, request, mode)
             except (AttributeError, TypeError, IndexError) as exc:
                 raise unreadable_reply(self._endpoint, "a chat completion") from exc
-            if self._negotiate and mode != STRUCTURED_MODES[0]:
+            if self._unremembered and mode == self._mode:
+                self._unremembered = False
                 await self._remember(mode)
             return reply
 
@@ -170,12 +190,10 @@ class OpenAIClient(RetryingClient):
             self._mode = recalled if recalled in STRUCTURED_MODES else STRUCTURED_MODES[0]
         return self._mode
 
-    def _after_refusal(self, exc: openai.OpenAIError, mode: str) -> str | None:
-        """The next mode to try when ``exc`` refuses ``mode``; ``None``: not a refusal, or
-        nothing left to try (the error is raised as it is)."""
-        if not self._negotiate or not isinstance(exc, openai.APIStatusError):
-            return None
-        if exc.status_code not in _REFUSAL_STATUSES or not _REFUSAL.search(_error_text(exc)):
+    def _after_refusal(self, mode: str) -> str | None:
+        """The next mode to try after the server refused ``mode``; ``None``: the mode is
+        fixed by configuration, or there is nothing left to try."""
+        if not self._negotiate:
             return None
         index = STRUCTURED_MODES.index(mode)
         if index + 1 >= len(STRUCTURED_MODES):
@@ -270,6 +288,30 @@ def _answer_text(message: Any, name: str) -> str:
         if function is not None and function.name == name:
             return str(function.arguments or "")
     return ""
+
+
+def _refuses(exc: openai.OpenAIError) -> bool:
+    """Whether ``exc`` is the server refusing how the reply was asked for."""
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    return exc.status_code in _REFUSAL_STATUSES and bool(_REFUSAL.search(_error_text(exc)))
+
+
+def _about_tools(exc: openai.OpenAIError) -> bool:
+    """Whether a refusal is of the (exploration) tools rather than of the response format."""
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    text = _error_text(exc)
+    return bool(_TOOLS.search(text)) and not _FORMAT.search(text)
+
+
+def _advice(mode: str, negotiated: bool) -> str:
+    if negotiated:
+        return "no other way of asking for structured output is left to try"
+    return (
+        'set structured = "auto" under [providers.openai-compatible] in keel.toml to let Keel '
+        "find the mode the server accepts"
+    )
 
 
 def _error_text(exc: openai.APIStatusError) -> str:
