@@ -495,10 +495,11 @@ def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
 #: ``llama.cpp`` is llama-cpp-python's server, whose refusal of json_schema is an HTTP 500
 #: carrying pydantic's validation error.
 LLAMA_CPP_REFUSAL = (
-    "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "1 validation error: {'type': 'literal_error', "
+    "'loc': ('body', 'response_format', 'type'), "
     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
-    "'ctx': {'expected': \"'text' or 'json_object'\"}}]"
-)
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)  # as llama-cpp-python 0.3.36 sends it (HTTP 500), seen in bench/real_model.py
 _NO_SCHEMA = (400, "response_format type 'json_schema' is not supported by this server")
 _NO_FORMAT = (400, "response_format is not supported by this server")
 _NO_TOOLS = (400, "tools are not supported by this server")
