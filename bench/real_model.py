@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -349,15 +350,17 @@ def run_task(task: Task, keel: Path, url: str, work: Path, timeout_s: float) -> 
     argv = [*command, "agent", "-y", "--json", "--model", f"openai-compatible:{ALIAS}"]
     argv += ["-w", str(workspace), task.prompt]
     started = time.monotonic()
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout_s)
-        stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        stderr, code = f"timed out after {timeout_s:g}s", -1
+    events_file, stderr_file = work / f"{task.name}.events.jsonl", work / f"{task.name}.stderr"
+    with events_file.open("w") as out, stderr_file.open("w") as err:  # followable while it runs
+        try:
+            code = subprocess.run(
+                argv, stdout=out, stderr=err, env=env, timeout=timeout_s
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+            err.write(f"\ntimed out after {timeout_s:g}s\n")
     outcome = Outcome(task.name, wall_s=round(time.monotonic() - started, 1))
-    (work / f"{task.name}.events.jsonl").write_text(stdout)
-    (work / f"{task.name}.stderr.txt").write_text(stderr)
+    stdout, stderr = events_file.read_text(), stderr_file.read_text()
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     summarise(outcome, events, stderr, code)
     checked = independent_check(task, workspace)
@@ -432,6 +435,8 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Stopped with SIGTERM, still stop the model server and the running session.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keel", type=Path, default=ROOT, help="the Keel checkout to run")
     parser.add_argument("--tasks", default=",".join(t.name for t in TASKS))

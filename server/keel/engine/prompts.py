@@ -104,31 +104,31 @@ PLAN_RULES = (
     "a unit_test node depends on the nodes it tests (depends_on), including the owner of "
     "every file in its context",
     "contract.symbols are names the node defines (functions, classes), not parameters",
-    'commands must actually run the node\'s tests, e.g. "python -m pytest -q test_greet.py"',
+    'commands must actually run the node\'s tests, e.g. "python -m pytest -q test_x.py"',
     "depends_on names only ids of this plan, without cycles",
 )
 
 PLAN_EXAMPLE = {
     "nodes": [
         {
-            "id": "greet",
-            "title": "greet(name) returns a greeting",
+            "id": "area",
+            "title": "circle_area(radius) returns the area of a circle",
             "kind": "code",
-            "owns": ["greet.py"],
+            "owns": ["geometry.py"],
             "context": [],
             "depends_on": [],
             "commands": [],
-            "contract": {"symbols": ["greet"], "forbidden": ["TODO"]},
+            "contract": {"symbols": ["circle_area"], "forbidden": ["TODO"]},
         },
         {
-            "id": "greet-tests",
-            "title": "pytest tests for greet",
+            "id": "area-tests",
+            "title": "pytest tests for circle_area",
             "kind": "unit_test",
-            "owns": ["test_greet.py"],
-            "context": ["greet.py"],
-            "depends_on": ["greet"],
-            "commands": ["python -m pytest -q test_greet.py"],
-            "contract": {"symbols": ["test_greet"], "forbidden": []},
+            "owns": ["test_geometry.py"],
+            "context": ["geometry.py"],
+            "depends_on": ["area"],
+            "commands": ["python -m pytest -q test_geometry.py"],
+            "contract": {"symbols": ["test_circle_area"], "forbidden": []},
         },
     ]
 }
@@ -137,11 +137,18 @@ BUNDLE_RULES = (
     "write only files the node owns; give each file's complete content in writes, or a "
     "unified diff of an existing file in diffs",
     "define every contract symbol at the top level of an owned file",
-    "commands run from the workspace root and must actually run the node's tests",
+    "commands check this node only: run only test files that already exist or that this "
+    "bundle writes; a node whose tests another node writes needs no commands",
 )
 
 BUNDLE_EXAMPLE = {
-    "writes": [{"path": "greet.py", "content": 'def greet(name):\n    return f"Hello, {name}!"\n'}],
+    "writes": [
+        {
+            "path": "geometry.py",
+            "content": "import math\n\n\ndef circle_area(radius):\n"
+            "    return math.pi * radius**2\n",
+        }
+    ],
     "diffs": [],
     "deletes": [],
     "commands": [],
@@ -149,19 +156,17 @@ BUNDLE_EXAMPLE = {
 
 VERIFIER_EXAMPLE = {
     "verdict": "unstable",
-    "analysis": "greet() returns 'Hello name' but the test expects 'Hello, name!'.",
-    "fix_hints": ["return f'Hello, {name}!' in greet.py"],
+    "analysis": "circle_area() returns the circumference: the test expects pi * r**2.",
+    "fix_hints": ["return math.pi * radius**2 in geometry.py"],
 }
 
 SPECULATION_EXAMPLE = {
-    "hints": [
-        {"node": "greet-tests", "note": "import greet from greet.py: from greet import greet"}
-    ]
+    "hints": [{"node": "area-tests", "note": "import it with: from geometry import circle_area"}]
 }
 
 EXPLANATION_EXAMPLE = {
-    "answer": "`greet` formats the greeting (see greet.py).",
-    "citations": [{"path": "greet.py", "line": 1}],
+    "answer": "`circle_area` computes pi times the radius squared (geometry.py).",
+    "citations": [{"path": "geometry.py", "line": 4}],
 }
 
 ARCHITECT_SYSTEM = """\
