@@ -115,3 +115,12 @@ async def test_replies_are_bounded_per_tier_and_a_cut_reply_names_the_fix() -> N
     assert "[max_tokens]" in reply.error
     await gateway.ask(Tier.SPECULATOR, Speculation, system="s", prompt="p", node_id=None, attempt=1)
     assert client.requests[1].max_tokens is None  # a tier without a bound sends none
+
+
+def test_prose_around_the_json_is_refused_with_the_fix() -> None:
+    """Strict parsing (the prompt mode relies on it): one JSON object, or a fenced block."""
+    from keel.engine.gateway import parse_reply
+
+    reply = parse_reply(VerifierReport, 'Sure! {"verdict": "unstable", "analysis": "x"}')
+    assert reply.value is None and reply.error is not None
+    assert "reply with one complete JSON object and nothing around it" in reply.error

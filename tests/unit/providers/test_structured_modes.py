@@ -259,3 +259,28 @@ async def test_a_server_refusing_only_the_exploration_tools_keeps_its_mode(serve
         ("json_object", False),  # same mode, without the tools the server refused
         ("json_object", False),  # and so from then on
     ]
+
+
+async def test_tools_mode_passes_broken_answer_arguments_on_for_validation(serve: Any) -> None:
+    """The answer tool called with arguments that are not JSON: the raw text is the reply,
+    so the engine's validation names the problem and the model gets another attempt."""
+    server = serve("tools_only")
+    async with compatible(server, structured="tools") as c:
+        reply = await c.complete(replace(bounded(), attempt=2))
+    assert reply.text == "{not json" and not reply.tool_calls
+
+
+async def test_tools_mode_takes_a_plain_answer_when_the_model_ignores_the_tool(
+    serve: Any,
+) -> None:
+    server = serve("openai")  # honours tools, but this reply comes back as content
+    async with compatible(server, structured="tools") as c:
+        tool = ToolSpec("open_file", "Open a file", {"type": "object", "properties": {}})
+        reply = await c.complete(replace(bounded(), tools=(tool,)))
+    assert json.loads(reply.text) == BUNDLE and not reply.tool_calls
+    (request,) = server.requests
+    assert request.body["tool_choice"] == "auto"  # exploring: the model may call open_file
+    assert [t["function"]["name"] for t in request.body["tools"]] == [
+        "open_file",
+        "artifact_bundle",
+    ]
