@@ -53,8 +53,9 @@ class _Reply(BaseModel):
 class NodeContract(_Reply):
     symbols: list[str] = Field(
         default_factory=list,
-        description="names the node's files must define at top level (functions, classes, "
-        "constants), checked after every attempt; never parameters or local variables",
+        description="the function, class or constant names the node's files must define "
+        'at top level, e.g. ["circle_area"] for circle_area(radius); never a parameter '
+        "such as radius, nor a local variable",
     )
     forbidden: list[str] = Field(
         default_factory=list,

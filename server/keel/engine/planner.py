@@ -10,6 +10,7 @@ each failed attempt's problems are sent back in the next prompt.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
-from keel.engine.models import NodeKind, TaskPlan, Tier
+from keel.engine.models import NodeKind, PlanNode, TaskPlan, Tier
 from keel.engine.ports import KeelError
 
 PLAN_ATTEMPTS = 3
@@ -97,6 +98,8 @@ def validate_plan(
             parent = parent.rsplit("/", 1)[0]
             if owners.get(parent, owner) != owner:
                 errors.append(f"{path} is owned by both {owners[parent]} ({parent}/) and {owner}")
+    for node in plan.nodes:
+        errors.extend(_parameter_symbols(node))
     cycle = find_cycle({node.id: node.depends_on for node in plan.nodes})
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))
@@ -104,6 +107,24 @@ def validate_plan(
     if scope is not None:
         errors.extend(_scope_errors(plan, owners, scope))
     return errors
+
+
+def _parameter_symbols(node: PlanNode) -> list[str]:
+    """Contract symbols that the node's own title shows as a parameter (``greet(name)``):
+    the contract check would look for a definition of ``name`` that never comes."""
+    parameters: dict[str, str] = {}
+    for function, inside in re.findall(r"([A-Za-z_]\w*)\(([^()]*)\)", node.title):
+        for part in inside.split(","):
+            name = re.match(r"\s*\**([A-Za-z_]\w*)", part)
+            if name and name.group(1) != function:
+                parameters.setdefault(name.group(1), function)
+    return [
+        f"{node.id} lists '{symbol}' in contract.symbols but it is a parameter of "
+        f"{parameters[symbol]}(): remove it; symbols are names the node defines, such as "
+        f"'{parameters[symbol]}'"
+        for symbol in node.contract.symbols
+        if symbol in parameters
+    ]
 
 
 def _scope_errors(plan: TaskPlan, owners: Mapping[str, str], scope: PlanScope) -> list[str]:

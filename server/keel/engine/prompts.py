@@ -23,6 +23,7 @@ from keel.engine.models import (
     SCHEMA_NAMES,
     ArtifactBundle,
     Explanation,
+    NodeKind,
     PlanNode,
     Residual,
     Speculation,
@@ -266,6 +267,13 @@ def evidence_lines(evidence: Iterable[Residual]) -> list[str]:
     return [f"- {residual.describe()}" for residual in evidence]
 
 
+#: Said to the actuator of a code node: its tests are another node's, which runs them.
+CODE_NODE_COMMANDS = (
+    "This is a code node: its tests are written and run by the unit_test node that depends "
+    "on it. Do not run test files that do not exist yet; leave commands empty unless a "
+    "check of this node's own files can run now."
+)
+
 DEFINITIONS = "definitions the owned files use from other files (outlines)"
 
 
@@ -288,6 +296,8 @@ def actuator_prompt(
     prompt says which and why (``reason``).
     """
     head = [f"Task: {task}", "", node_block(node)]
+    if node.kind is NodeKind.CODE:
+        head.append(CODE_NODE_COMMANDS)
     tail: list[str] = []
     if hints:
         tail += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]

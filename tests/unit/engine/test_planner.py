@@ -292,3 +292,44 @@ def test_ids_and_titles_a_terminal_or_a_directory_cannot_take_are_refused(
     bad = {**_node("core", owns=["core.py"]), **fields}
     errors = validate_plan(_plan(bad))
     assert any(expected in error for error in errors), errors
+
+
+def test_a_contract_symbol_that_the_title_shows_as_a_parameter_is_sent_back() -> None:
+    """greet(name) in the title and "name" in contract.symbols: the contract check would
+    wait for a definition of name that never comes, so the plan says how to fix it."""
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {
+                    "id": "greet",
+                    "title": "greet(name, *, excited=False) returns a greeting",
+                    "kind": "code",
+                    "owns": ["greet.py"],
+                    "contract": {"symbols": ["greet", "name", "excited"]},
+                }
+            ]
+        }
+    )
+    assert validate_plan(plan) == [
+        "greet lists 'name' in contract.symbols but it is a parameter of greet(): remove it; "
+        "symbols are names the node defines, such as 'greet'",
+        "greet lists 'excited' in contract.symbols but it is a parameter of greet(): remove "
+        "it; symbols are names the node defines, such as 'greet'",
+    ]
+
+
+def test_a_symbol_named_in_a_title_as_a_function_is_fine() -> None:
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {
+                    "id": "calc",
+                    "title": "add(a, b) and divide(a, b)",
+                    "kind": "code",
+                    "owns": ["calc.py"],
+                    "contract": {"symbols": ["add", "divide"]},
+                }
+            ]
+        }
+    )
+    assert validate_plan(plan) == []
