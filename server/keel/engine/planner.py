@@ -90,7 +90,10 @@ def validate_plan(
             if owners.get(path) == node.id:
                 errors.append(f"{node.id} lists {path} twice in owns")
             elif path in owners:
-                errors.append(f"{path} is owned by both {owners[path]} and {node.id}")
+                errors.append(
+                    f"{path} is owned by both {owners[path]} and {node.id}: give each file "
+                    "one owner (one node may write several functions of a file)"
+                )
             owners.setdefault(path, node.id)
     for path, owner in owners.items():  # owning a directory owns every file under it
         parent = path

@@ -70,7 +70,10 @@ def test_find_cycle_returns_nothing_for_a_dag_with_shared_ancestors() -> None:
 
 def test_a_file_owned_by_two_nodes_is_reported() -> None:
     errors = validate_plan(_plan(_node("a", owns=["x.py"]), _node("b", owns=["./x.py"])))
-    assert errors == ["x.py is owned by both a and b"]
+    assert errors == [
+        "x.py is owned by both a and b: give each file one owner (one node may write several "
+        "functions of a file)"
+    ]
 
 
 def test_a_file_inside_a_directory_owned_by_another_node_is_reported() -> None:
