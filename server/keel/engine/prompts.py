@@ -101,7 +101,8 @@ def reply_format(model: type[BaseModel], rules: Sequence[str], example: object) 
 
 
 PLAN_RULES = (
-    "every code and unit_test node owns at least one file; no file is owned by two nodes",
+    "every code and unit_test node owns at least one file; no file is owned by two nodes: "
+    "all the functions of one file belong to one node",
     "a unit_test node depends on the nodes it tests (depends_on), including the owner of "
     "every file in its context",
     "contract.symbols are names the node defines (functions, classes), not parameters",
@@ -274,6 +275,16 @@ CODE_NODE_COMMANDS = (
     "check of this node's own files can run now."
 )
 
+#: Said to every actuator: the files it may write (a bundle writing others is refused whole).
+OWNED_ONLY = (
+    "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
+)
+#: Said to the actuator of a unit_test node: the code under test is another node's.
+TEST_NODE_FILES = (
+    "This is a unit_test node: the code it tests is already written (see the context files) "
+    "and is not yours to change; import it and test it as it is."
+)
+
 DEFINITIONS = "definitions the owned files use from other files (outlines)"
 
 
@@ -296,8 +307,11 @@ def actuator_prompt(
     prompt says which and why (``reason``).
     """
     head = [f"Task: {task}", "", node_block(node)]
+    head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
     if node.kind is NodeKind.CODE:
         head.append(CODE_NODE_COMMANDS)
+    if node.kind is NodeKind.UNIT_TEST:
+        head.append(TEST_NODE_FILES)
     tail: list[str] = []
     if hints:
         tail += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
