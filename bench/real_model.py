@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -363,6 +364,8 @@ def run_task(task: Task, keel: Path, url: str, work: Path, timeout_s: float) -> 
     stdout, stderr = events_file.read_text(), stderr_file.read_text()
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     summarise(outcome, events, stderr, code)
+    if not outcome.keel_outcome:  # cut off: no session_finished; the store has the calls
+        outcome.calls, outcome.input_tokens, outcome.output_tokens = recorded_calls(workspace)
     checked = independent_check(task, workspace)
     outcome.success = outcome.keel_outcome == "success" and checked == ""
     if outcome.keel_outcome == "success" and checked:
@@ -401,6 +404,19 @@ def summarise(outcome: Outcome, events: list[dict[str, Any]], stderr: str, code:
     elif outcome.keel_outcome != "success" and not problems:
         problems.append(([line for line in stderr.splitlines() if line.strip()] or ["?"])[-1])
     outcome.failed_at = " | ".join(dict.fromkeys(problems))[:400]
+
+
+def recorded_calls(workspace: Path) -> tuple[int, int, int]:
+    """Model calls and tokens in and out, as the session's store recorded them."""
+    database = workspace / ".keel" / "keel.db"
+    if not database.exists():
+        return 0, 0, 0
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        row = connection.execute(
+            "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)"
+            " FROM model_calls"
+        ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def independent_check(task: Task, workspace: Path) -> str:
