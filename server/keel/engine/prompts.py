@@ -146,14 +146,14 @@ BUNDLE_RULES = (
 BUNDLE_EXAMPLE = {
     "writes": [
         {
-            "path": "geometry.py",
-            "content": "import math\n\n\ndef circle_area(radius):\n"
-            "    return math.pi * radius**2\n",
+            "path": "test_geometry.py",
+            "content": "from geometry import circle_area\n\n\ndef test_circle_area():\n"
+            "    assert round(circle_area(2), 2) == 12.57\n",
         }
     ],
     "diffs": [],
     "deletes": [],
-    "commands": [],
+    "commands": ["python -m pytest -q test_geometry.py"],
 }
 
 VERIFIER_EXAMPLE = {
@@ -282,7 +282,8 @@ OWNED_ONLY = (
 #: Said to the actuator of a unit_test node: the code under test is another node's.
 TEST_NODE_FILES = (
     "This is a unit_test node: the code it tests is already written (see the context files) "
-    "and is not yours to change; import it and test it as it is."
+    "and is not yours to change. Import what you test from its module (from geometry import "
+    "circle_area); tests are plain functions named test_..., without self."
 )
 
 DEFINITIONS = "definitions the owned files use from other files (outlines)"
