@@ -386,7 +386,7 @@ def summarise(outcome: Outcome, events: list[dict[str, Any]], stderr: str, code:
         elif kind == "node_escalated":
             evidence = event.get("evidence") or [{}]
             first = evidence[0].get("message", "") if evidence else ""
-            problems.append(f"node {event['node']} escalated: {first or event.get('reason')}")
+            problems.append(f"node {event['node']} escalated: {gist(first) or event.get('reason')}")
         elif kind == "node_failed":
             problems.append(f"node {event['node']} failed: {event.get('reason')}")
         elif kind == "session_finished":
@@ -417,6 +417,18 @@ def recorded_calls(workspace: Path) -> tuple[int, int, int]:
             " FROM model_calls"
         ).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def gist(message: str) -> str:
+    """The telling line of a residual's message: pytest's FAILED/ERROR summary, an error, or
+    the first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for prefix in ("FAILED ", "ERROR ", "E   "):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return found[0][:200]
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or [""])[0][:200]
 
 
 def independent_check(task: Task, workspace: Path) -> str:
