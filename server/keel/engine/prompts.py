@@ -103,6 +103,7 @@ def reply_format(model: type[BaseModel], rules: Sequence[str], example: object) 
 PLAN_RULES = (
     "every code and unit_test node owns at least one file; no file is owned by two nodes: "
     "all the functions of one file belong to one node",
+    "a small task is one node that owns the code and its test file, as in the example",
     "a unit_test node depends on the nodes it tests (depends_on), including the owner of "
     "every file in its context",
     "contract.symbols are names the node defines (functions, classes), not parameters",
@@ -114,24 +115,14 @@ PLAN_EXAMPLE = {
     "nodes": [
         {
             "id": "area",
-            "title": "circle_area(radius) returns the area of a circle",
+            "title": "circle_area(radius) returns the area of a circle, with its tests",
             "kind": "code",
-            "owns": ["geometry.py"],
+            "owns": ["geometry.py", "test_geometry.py"],
             "context": [],
             "depends_on": [],
-            "commands": [],
-            "contract": {"symbols": ["circle_area"], "forbidden": ["TODO"]},
-        },
-        {
-            "id": "area-tests",
-            "title": "pytest tests for circle_area",
-            "kind": "unit_test",
-            "owns": ["test_geometry.py"],
-            "context": ["geometry.py"],
-            "depends_on": ["area"],
             "commands": ["python -m pytest -q test_geometry.py"],
-            "contract": {"symbols": ["test_circle_area"], "forbidden": []},
-        },
+            "contract": {"symbols": ["circle_area", "test_circle_area"], "forbidden": ["TODO"]},
+        }
     ]
 }
 
@@ -146,10 +137,14 @@ BUNDLE_RULES = (
 BUNDLE_EXAMPLE = {
     "writes": [
         {
+            "path": "geometry.py",
+            "content": "def circle_area(radius):\n    return 3.14159 * radius * radius\n",
+        },
+        {
             "path": "test_geometry.py",
             "content": "from geometry import circle_area\n\n\ndef test_circle_area():\n"
             "    assert round(circle_area(2), 2) == 12.57\n",
-        }
+        },
     ],
     "diffs": [],
     "deletes": [],
@@ -275,6 +270,12 @@ CODE_NODE_COMMANDS = (
     "check of this node's own files can run now."
 )
 
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "/tests/" in f"/{path}"
+
+
 #: Said to every actuator: the files it may write (a bundle writing others is refused whole).
 OWNED_ONLY = (
     "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
@@ -309,7 +310,7 @@ def actuator_prompt(
     """
     head = [f"Task: {task}", "", node_block(node)]
     head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
-    if node.kind is NodeKind.CODE:
+    if node.kind is NodeKind.CODE and not any(_is_test_file(path) for path in node.owns):
         head.append(CODE_NODE_COMMANDS)
     if node.kind is NodeKind.UNIT_TEST:
         head.append(TEST_NODE_FILES)
