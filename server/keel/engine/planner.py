@@ -59,6 +59,7 @@ def validate_plan(
         if problem := node_id_problem(node_id):
             errors.append(problem)
     owners: dict[str, str] = {}
+    owned_by = {path: node.id for node in plan.nodes for path in node.owns}
     for node in plan.nodes:
         if problem := title_problem(node.id, node.title):
             errors.append(problem)
@@ -68,7 +69,12 @@ def validate_plan(
             except PathError as exc:
                 errors.append(f"{node.id} reads an invalid context path: {exc}")
         for dep in node.depends_on:
-            if dep not in seen:
+            if dep not in seen and dep in owned_by:
+                errors.append(
+                    f"{node.id} depends on {dep}, which is a file: name the node that owns "
+                    f"it ({owned_by[dep]}) in depends_on"
+                )
+            elif dep not in seen:
                 errors.append(
                     f"{node.id} depends on unknown node {dep}: name only ids of this plan"
                 )

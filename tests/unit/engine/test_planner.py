@@ -336,3 +336,25 @@ def test_a_symbol_named_in_a_title_as_a_function_is_fine() -> None:
         }
     )
     assert validate_plan(plan) == []
+
+
+def test_a_dependency_on_a_file_names_the_node_that_owns_it() -> None:
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {"id": "greet", "title": "greet", "kind": "code", "owns": ["greet.py"]},
+                {
+                    "id": "greet-tests",
+                    "title": "tests",
+                    "kind": "unit_test",
+                    "owns": ["test_greet.py"],
+                    "depends_on": ["greet.py"],
+                },
+            ]
+        }
+    )
+    errors = validate_plan(plan)
+    assert errors[0] == (
+        "greet-tests depends on greet.py, which is a file: name the node that owns it "
+        "(greet) in depends_on"
+    )
