@@ -423,7 +423,7 @@ def gist(message: str) -> str:
     """The telling line of a residual's message: pytest's FAILED/ERROR summary, an error, or
     the first line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    for prefix in ("FAILED ", "ERROR ", "E   "):
+    for prefix in ("FAILED ", "ERROR", "E   "):
         found = [line for line in lines if line.startswith(prefix)]
         if found:
             return found[0][:200]
