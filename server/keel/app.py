@@ -34,6 +34,7 @@ from keel.engine.ports import (
     KeelError,
     ModelClient,
     Sandbox,
+    StructuredModeMemory,
 )
 from keel.engine.redaction import Redactor, secrets_in
 from keel.engine.session import Engine
@@ -69,6 +70,7 @@ def provider_settings(config: KeelConfig, env: Mapping[str, str]) -> ProviderSet
         max_retries=config.network.max_retries,
         retry_base_delay_s=config.network.retry_base_delay_s,
         prices=dict(config.prices),
+        structured=compatible.structured if compatible else "auto",
     )
 
 
@@ -119,6 +121,17 @@ async def close_clients(clients: Mapping[Tier, ModelClient]) -> None:
         close = getattr(client, "aclose", None)
         if close is not None:
             await close()
+
+
+def remember_structured_modes(
+    clients: Mapping[Tier, ModelClient], memory: StructuredModeMemory
+) -> None:
+    """Clients that negotiate structured output (``openai-compatible``) recall and remember
+    the mode each endpoint takes in ``memory``, the workspace's store."""
+    for client in clients.values():
+        use_memory = getattr(client, "use_memory", None)
+        if use_memory is not None:
+            use_memory(memory)
 
 
 def secrets_of(env: Mapping[str, str], config: KeelConfig | None = None) -> dict[str, str]:
@@ -261,6 +274,7 @@ async def open_engine(
     await asyncio.to_thread(remember_workspace, workspace, env)
     try:
         async with open_services(workspace, faults, secrets) as services:
+            remember_structured_modes(clients, services.store)
             yield Engine(
                 workspace=workspace,
                 clients=clients,
@@ -393,6 +407,7 @@ class SharedWorkspace:
             await discard_clients(building)
             raise
         clients = await building
+        remember_structured_modes(clients, self._store)
         try:
             if self._running == 0:
                 await asyncio.to_thread(self._lock.acquire)

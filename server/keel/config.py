@@ -44,6 +44,22 @@ class ModelsConfig(_Section):
 class ProviderConfig(_Section):
     base_url: str | None = None
     api_key_env: str | None = None
+    #: How ``openai-compatible`` asks for structured replies (docs/how-to/use-a-local-model.md):
+    #: ``auto`` tries json_schema, then json_object, tools and prompt, and remembers what works.
+    structured: Literal["auto", "json_schema", "json_object", "tools", "prompt"] = "auto"
+
+
+class MaxTokensConfig(_Section):
+    """``[max_tokens]``: the most tokens one reply of each tier may have, sent on every
+    request so that no reply can run away (a small model can loop until its context fills)."""
+
+    architect: int = Field(default=4096, ge=256, le=200_000)
+    actuator: int = Field(default=16_384, ge=256, le=200_000)
+    verifier: int = Field(default=2048, ge=256, le=200_000)
+    speculator: int = Field(default=2048, ge=256, le=200_000)
+
+    def per_tier(self) -> dict[Tier, int]:
+        return {tier: int(getattr(self, tier.value)) for tier in Tier}
 
 
 class EngineConfig(_Section):
@@ -164,6 +180,7 @@ class KeelConfig(_Section):
     python: PythonConfig = Field(default_factory=PythonConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    max_tokens: MaxTokensConfig = Field(default_factory=MaxTokensConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:
         e = self.engine
@@ -184,6 +201,7 @@ class KeelConfig(_Section):
             map_tokens=self.context.map_tokens,
             max_prompt_tokens=self.context.max_prompt_tokens,
             instructions=self.context.instructions,
+            max_reply_tokens=self.max_tokens.per_tier(),
         )
 
 

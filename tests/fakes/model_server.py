@@ -6,7 +6,9 @@ answers ``POST /v1/chat/completions`` (OpenAI shape) and ``POST /v1/messages`` (
 shape) from the same transcript entries that ``replay:`` reads, matched by the request's
 ``X-Keel-Tier``, ``X-Keel-Node`` and ``X-Keel-Attempt`` headers. It records every request and
 can inject faults (error statuses, requests that never get an answer, added latency, replies
-trickled a byte at a time, usage counts a real server should never send).
+trickled a byte at a time, usage counts a real server should never send). ``dialect`` makes
+it refuse structured-output forms the way real OpenAI-compatible servers do (see
+:data:`DIALECTS`), and it answers a forced function call with a call to that function.
 Synchronise with :meth:`FakeModelServer.wait_for_requests`, never with sleeps.
 """
 
@@ -67,10 +69,20 @@ class FakeModelServer:
     """A ThreadingHTTPServer on 127.0.0.1, in a daemon thread; use it as a context manager."""
 
     def __init__(
-        self, entries: Iterable[Mapping[str, Any]] = (), *, latency_s: float = 0.0
+        self,
+        entries: Iterable[Mapping[str, Any]] = (),
+        *,
+        latency_s: float = 0.0,
+        dialect: str = "openai",
+        port: int = 0,
     ) -> None:
+        """``port`` 0 picks a free one; give a closed server's port to restart "the same"
+        endpoint (what a store remembers per endpoint is keyed by its URL)."""
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}: one of {', '.join(DIALECTS)}")
         self._entries: dict[EntryKey, TranscriptEntry] = index_entries(entries, "fake server")
         self.latency_s = latency_s
+        self.dialect = dialect
         self._lock = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._faults: deque[tuple[int, str | None]] = deque()
@@ -80,9 +92,10 @@ class FakeModelServer:
         self._released = threading.Event()
         self._trickles: deque[float] = deque()
         self._usages: deque[tuple[object, object]] = deque()
+        self._truncations = 0
         self._closing = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._httpd = _Server(("127.0.0.1", port), _Handler, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -165,6 +178,19 @@ class FakeModelServer:
         """Report these token counts (any JSON value) in the next answer's usage."""
         with self._lock:
             self._usages.append((input_tokens, output_tokens))
+
+    def truncate_next(self, n: int = 1) -> None:
+        """Cut the next ``n`` OpenAI answers in half with ``finish_reason`` ``length``, as a
+        server does when the reply reaches ``max_tokens``."""
+        with self._lock:
+            self._truncations += n
+
+    def _take_truncation(self) -> bool:
+        with self._lock:
+            if self._truncations <= 0:
+                return False
+            self._truncations -= 1
+            return True
 
     def hang_on(self, tier: str, node: str | None, attempt: int, turn: int | None = None) -> None:
         """Never answer the next request for this (tier, node, attempt), wherever it comes;
@@ -281,6 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
             text = message or f"injected failure {status}"
             self._send_json(status, _error_body(self.path, status, text))
             return
+        refused = _refusal(fake.dialect, request)
+        if refused is not None:
+            self._send_json(refused[0], _error_body(self.path, *refused))
+            return
         self._answer(request)
 
     def _read_request(self) -> RecordedRequest:
@@ -308,6 +338,11 @@ class _Handler(BaseHTTPRequestHandler):
         usage = fake._take_usage() or _usage(found, request.body)
         if route == "/v1/chat/completions":
             body = _openai_reply(found, request.body, number, usage)
+            if fake._take_truncation():
+                choice = body["choices"][0]
+                choice["finish_reason"] = "length"
+                text = choice["message"]["content"] or ""
+                choice["message"]["content"] = text[: len(text) // 2]
         else:
             body = _anthropic_reply(found, request.body, number, usage)
         interval = fake._take_trickle()
@@ -367,7 +402,7 @@ def _must_answer(body: object) -> bool:
     choice = body.get("tool_choice")
     if "messages" in body and "max_tokens" in body:  # Anthropic
         return not isinstance(choice, Mapping) or choice.get("type") == "tool"
-    return not body.get("tools") or choice == "none"
+    return not body.get("tools") or choice == "none" or isinstance(choice, Mapping)
 
 
 def _estimate_tokens(value: object) -> int:
@@ -397,7 +432,7 @@ def _openai_reply(
         "choices": [
             {
                 "index": 0,
-                "message": _openai_message(entry, number),
+                "message": _openai_message(entry, number, _forced_function(body)),
                 "finish_reason": "tool_calls" if entry.tool_calls else "stop",
                 "logprobs": None,
             }
@@ -410,7 +445,14 @@ def _openai_reply(
     }
 
 
-def _openai_message(entry: TranscriptEntry, number: int) -> dict[str, Any]:
+def _openai_message(entry: TranscriptEntry, number: int, forced: str | None) -> dict[str, Any]:
+    if not entry.tool_calls and forced is not None:  # the answer, as the forced call
+        call = {
+            "id": f"call_fake_{number}",
+            "type": "function",
+            "function": {"name": forced, "arguments": entry.text},
+        }
+        return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
     if not entry.tool_calls:
         return {"role": "assistant", "content": entry.text, "refusal": None}
     calls = [
@@ -473,3 +515,51 @@ def _error_body(path: str, status: int, message: str) -> dict[str, Any]:
         kind = "rate_limit_error" if status == 429 else "api_error"
         return {"type": "error", "error": {"type": kind, "message": message}}
     return {"error": {"message": message, "type": "fake_error", "param": None, "code": status}}
+
+
+#: How each dialect answers the ways of asking for structured output (``response_format``
+#: json_schema or json_object, ``tools``): ``None`` accepts, else (status, error message).
+#: ``llama.cpp`` is llama-cpp-python's server, whose refusal of json_schema is an HTTP 500
+#: carrying pydantic's validation error.
+LLAMA_CPP_REFUSAL = (
+    "1 validation error: {'type': 'literal_error', "
+    "'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)  # as llama-cpp-python 0.3.36 sends it (HTTP 500), seen in bench/real_model.py
+_NO_SCHEMA = (400, "response_format type 'json_schema' is not supported by this server")
+_NO_FORMAT = (400, "response_format is not supported by this server")
+_NO_TOOLS = (400, "tools are not supported by this server")
+DIALECTS: dict[str, dict[str, tuple[int, str] | None]] = {
+    "openai": {"json_schema": None, "json_object": None, "tools": None},
+    "llama.cpp": {"json_schema": (500, LLAMA_CPP_REFUSAL), "json_object": None, "tools": None},
+    "json_object_only": {"json_schema": _NO_SCHEMA, "json_object": None, "tools": _NO_TOOLS},
+    "tools_only": {"json_schema": _NO_FORMAT, "json_object": _NO_FORMAT, "tools": None},
+    "text_only": {"json_schema": _NO_FORMAT, "json_object": _NO_FORMAT, "tools": _NO_TOOLS},
+}
+
+
+def _refusal(dialect: str, request: RecordedRequest) -> tuple[int, str] | None:
+    """Why ``dialect`` refuses ``request`` (status, message), or ``None`` when it accepts."""
+    body = request.body
+    if urlsplit(request.path).path != "/v1/chat/completions" or not isinstance(body, Mapping):
+        return None
+    accepts = DIALECTS[dialect]
+    form = body.get("response_format")
+    if isinstance(form, Mapping) and form.get("type") in ("json_schema", "json_object"):
+        refused = accepts[str(form["type"])]
+        if refused is not None:
+            return refused
+    if body.get("tools"):
+        return accepts["tools"]
+    return None
+
+
+def _forced_function(body: object) -> str | None:
+    """The function a request forces with ``tool_choice``, if any."""
+    if not isinstance(body, Mapping):
+        return None
+    choice = body.get("tool_choice")
+    function = choice.get("function") if isinstance(choice, Mapping) else None
+    name = function.get("name") if isinstance(function, Mapping) else None
+    return name if isinstance(name, str) else None

@@ -15,20 +15,28 @@ class _Strict(BaseModel):
 
 
 class FileWrite(_Strict):
-    path: str = Field(min_length=1)
-    content: str
+    path: str = Field(min_length=1, description="a file the node owns (workspace-relative)")
+    content: str = Field(description="the complete new content of the file")
 
 
 class FileDiff(_Strict):
-    path: str = Field(min_length=1)
-    patch: str = Field(min_length=1)
+    path: str = Field(min_length=1, description="an existing file the node owns")
+    patch: str = Field(
+        min_length=1, description="a unified diff: --- a/path, +++ b/path, then @@ hunks"
+    )
 
 
 class ArtifactBundle(_Strict):
-    writes: list[FileWrite] = Field(default_factory=list)
-    diffs: list[FileDiff] = Field(default_factory=list)
-    deletes: list[str] = Field(default_factory=list)
-    commands: list[str] = Field(default_factory=list)
+    writes: list[FileWrite] = Field(
+        default_factory=list, description="whole files to write: new files, or full rewrites"
+    )
+    diffs: list[FileDiff] = Field(default_factory=list, description="small edits to existing files")
+    deletes: list[str] = Field(default_factory=list, description="owned files to delete")
+    commands: list[str] = Field(
+        default_factory=list,
+        description="shell commands run in a sandbox after the files are written to check "
+        'them (e.g. "python -m pytest -q test_x.py"); they must actually run the tests',
+    )
 
     def is_empty(self) -> bool:
         return not (self.writes or self.diffs or self.deletes or self.commands)

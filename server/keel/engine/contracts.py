@@ -49,7 +49,9 @@ def check_contract(
             residuals.append(
                 Residual(
                     Component.STR,
-                    f"contract symbol '{symbol}' is not defined in {where}",
+                    f"contract symbol '{symbol}' is not defined in {where} (define it at "
+                    "the top level of an owned file, e.g. `def "
+                    f"{symbol}(...)` or `class {symbol}`)",
                     "contract",
                 )
             )

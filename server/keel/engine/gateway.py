@@ -122,9 +122,12 @@ class ModelGateway:
         faults: FaultPoint | None = None,
         max_prompt_tokens: int | None = None,
         instructions: str = "",
+        max_reply_tokens: Mapping[Tier, int] | None = None,
     ) -> None:
         """``max_prompt_tokens`` bounds every prompt (``None``: unbounded); ``instructions``
-        (the project's, already bounded) open every prompt of every tier."""
+        (the project's, already bounded) open every prompt of every tier;
+        ``max_reply_tokens`` bounds each tier's replies (``[max_tokens]``; a tier not in it
+        is bounded only by the server)."""
         self._clients = clients
         self._store = store
         self._session_id = store.session_id
@@ -135,6 +138,7 @@ class ModelGateway:
         self._faults = faults or NoFaults()
         self._max_tokens = max_prompt_tokens
         self._instructions = instructions
+        self._max_reply_tokens = dict(max_reply_tokens or {})
 
     def prompt_room(self, system: str) -> int | None:
         """Characters a tier's prompt may have besides the instructions (None: unbounded)."""
@@ -218,11 +222,12 @@ class ModelGateway:
                 turn=turn,
                 must_answer=must_answer,
                 notice=notice,
+                max_tokens=self._max_reply_tokens.get(tier),
             )
             step_id = f"model:{base}" + ("" if turn == 1 else f":turn{turn}")
-            text, calls = await self._model_step(step_id, request, reply_type)
+            text, calls, truncated = await self._model_step(step_id, request, reply_type)
             if not calls:
-                return parse_reply(reply_type, text)
+                return _explain_truncation(parse_reply(reply_type, text), request, truncated)
             if explore is None or must_answer:
                 why = "the exploration budget is spent" if must_answer else "no tools are offered"
                 return Reply(None, f"the reply called tools but {why}: answer with a {name}", text)
@@ -242,11 +247,13 @@ class ModelGateway:
 
     async def _model_step(
         self, step_id: str, request: ModelRequest, reply_type: type[BaseModel]
-    ) -> tuple[str, list[ToolCall]]:
-        """The reply text and tool calls of one request, recorded, or replayed on resume."""
+    ) -> tuple[str, list[ToolCall], bool]:
+        """The reply text and tool calls of one request, and whether it stopped at
+        ``max_tokens``; recorded, or replayed on resume."""
         recorded = await self._store.step_result(step_id)
         if recorded is not None:
-            return str(recorded["text"]), _calls_of(recorded.get("tool_calls"))
+            calls = _calls_of(recorded.get("tool_calls"))
+            return str(recorded["text"]), calls, bool(recorded.get("truncated"))
         tier, system, prompt = request.tier, request.system, request.prompt
         client = self._clients[tier]
         self._check_budget(client, request)
@@ -277,7 +284,9 @@ class ModelGateway:
         calls = list(reply.tool_calls)
         error = None
         if not calls:
-            parsed = parse_reply(reply_type, reply.text)
+            parsed = _explain_truncation(
+                parse_reply(reply_type, reply.text), request, reply.truncated
+            )
             error = parsed.error
         shown = reply.text or json.dumps([_call_dict(c) for c in calls])
         call = replace(
@@ -295,9 +304,11 @@ class ModelGateway:
         result: dict[str, Any] = {"text": self._redact(reply.text), "model": reply.model}
         if calls:
             result["tool_calls"] = [_call_dict(c) for c in calls]
+        if reply.truncated:
+            result["truncated"] = True
         await self._store.finish_step(step_id, result, call)
         self._faults.hit("model_result")
-        return reply.text, calls
+        return reply.text, calls, reply.truncated
 
     def _charge(self, call: ModelCall, usage: Usage) -> ModelCall:
         """Count a failed call that was still billed (a reply with an unbelievable usage)."""
@@ -425,5 +436,41 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors()[:10]:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(f"{where}: {error['msg']}")
+        fix = _FIXES.get(error["type"], "")
+        problems.append(f"{where}: {error['msg']}" + (f" ({fix})" if fix else ""))
     return "the reply is not a valid " + exc.title + ": " + "; ".join(problems)
+
+
+#: What to do about each kind of schema violation, appended to its message.
+_FIXES: dict[str, str] = {
+    "missing": "add this field",
+    "extra_forbidden": "remove this field: it is not part of the schema",
+    "json_invalid": "reply with one complete JSON object and nothing around it",
+    "json_type": "reply with one JSON object",
+    "model_type": "this must be a JSON object",
+    "model_attributes_type": "this must be a JSON object",
+    "list_type": "this must be a JSON list",
+    "string_type": "this must be a JSON string",
+    "int_type": "this must be an integer",
+    "int_parsing": "this must be an integer",
+    "enum": "use one of the values listed",
+    "literal_error": "use one of the values listed",
+    "string_too_short": "this must not be empty",
+    "too_short": "give at least one item",
+    "greater_than_equal": "use a larger number",
+}
+
+
+def _explain_truncation(
+    reply: Reply[ReplyT], request: ModelRequest, truncated: bool
+) -> Reply[ReplyT]:
+    """An invalid reply that stopped at ``max_tokens`` says so, and what to do about it."""
+    if reply.error is None or not truncated:
+        return reply
+    limit = f" ({request.max_tokens} tokens)" if request.max_tokens is not None else ""
+    error = (
+        f"the reply was cut off at the max_tokens limit{limit} before the JSON object was "
+        f"complete: answer with a shorter {request.schema_name} (fewer, smaller items; "
+        "diffs instead of whole files), or raise [max_tokens] in keel.toml"
+    )
+    return Reply(None, error, reply.text)

@@ -149,6 +149,7 @@ class ReadOnlyModes:
             budget=self.settings.budget,
             log_llm=False,
             redact=Redactor(self.secrets),
+            max_reply_tokens=self.settings.max_reply_tokens,
         )
 
     def _exploration(self, on_explore: Callable[[Explored], None] | None) -> Exploration | None:

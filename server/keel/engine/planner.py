@@ -10,6 +10,7 @@ each failed attempt's problems are sent back in the next prompt.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
-from keel.engine.models import NodeKind, TaskPlan, Tier
+from keel.engine.models import NodeKind, PlanNode, TaskPlan, Tier
 from keel.engine.ports import KeelError
 
 PLAN_ATTEMPTS = 3
@@ -53,11 +54,12 @@ def validate_plan(
     seen: set[str] = set()
     for node_id in ids:
         if node_id in seen:
-            errors.append(f"node id {node_id} is used twice")
+            errors.append(f"node id {node_id} is used twice: give each node its own id")
         seen.add(node_id)
         if problem := node_id_problem(node_id):
             errors.append(problem)
     owners: dict[str, str] = {}
+    owned_by = {path: node.id for node in plan.nodes for path in node.owns}
     for node in plan.nodes:
         if problem := title_problem(node.id, node.title):
             errors.append(problem)
@@ -67,12 +69,22 @@ def validate_plan(
             except PathError as exc:
                 errors.append(f"{node.id} reads an invalid context path: {exc}")
         for dep in node.depends_on:
-            if dep not in seen:
-                errors.append(f"{node.id} depends on unknown node {dep}")
+            if dep not in seen and dep in owned_by:
+                errors.append(
+                    f"{node.id} depends on {dep}, which is a file: name the node that owns "
+                    f"it ({owned_by[dep]}) in depends_on"
+                )
+            elif dep not in seen:
+                errors.append(
+                    f"{node.id} depends on unknown node {dep}: name only ids of this plan"
+                )
             elif dep == node.id:
                 errors.append(f"{node.id} depends on itself")
         if node.kind is not NodeKind.COMMAND and not node.owns:
-            errors.append(f"{node.id} is a {node.kind.value} node but owns no files")
+            errors.append(
+                f"{node.id} is a {node.kind.value} node but owns no files: list the files "
+                "it writes in owns"
+            )
         if node.kind is NodeKind.COMMAND and not (node.owns or node.commands):
             errors.append(f"{node.id} is a command node with neither files nor commands")
         for raw in node.owns:
@@ -84,7 +96,10 @@ def validate_plan(
             if owners.get(path) == node.id:
                 errors.append(f"{node.id} lists {path} twice in owns")
             elif path in owners:
-                errors.append(f"{path} is owned by both {owners[path]} and {node.id}")
+                errors.append(
+                    f"{path} is owned by both {owners[path]} and {node.id}: give each file "
+                    "one owner (one node may write several functions of a file)"
+                )
             owners.setdefault(path, node.id)
     for path, owner in owners.items():  # owning a directory owns every file under it
         parent = path
@@ -92,6 +107,8 @@ def validate_plan(
             parent = parent.rsplit("/", 1)[0]
             if owners.get(parent, owner) != owner:
                 errors.append(f"{path} is owned by both {owners[parent]} ({parent}/) and {owner}")
+    for node in plan.nodes:
+        errors.extend(_parameter_symbols(node))
     cycle = find_cycle({node.id: node.depends_on for node in plan.nodes})
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))
@@ -99,6 +116,24 @@ def validate_plan(
     if scope is not None:
         errors.extend(_scope_errors(plan, owners, scope))
     return errors
+
+
+def _parameter_symbols(node: PlanNode) -> list[str]:
+    """Contract symbols that the node's own title shows as a parameter (``greet(name)``):
+    the contract check would look for a definition of ``name`` that never comes."""
+    parameters: dict[str, str] = {}
+    for function, inside in re.findall(r"([A-Za-z_]\w*)\(([^()]*)\)", node.title):
+        for part in inside.split(","):
+            name = re.match(r"\s*\**([A-Za-z_]\w*)", part)
+            if name and name.group(1) != function:
+                parameters.setdefault(name.group(1), function)
+    return [
+        f"{node.id} lists '{symbol}' in contract.symbols but it is a parameter of "
+        f"{parameters[symbol]}(): remove it; symbols are names the node defines, such as "
+        f"'{parameters[symbol]}'"
+        for symbol in node.contract.symbols
+        if symbol in parameters
+    ]
 
 
 def _scope_errors(plan: TaskPlan, owners: Mapping[str, str], scope: PlanScope) -> list[str]:
@@ -130,7 +165,8 @@ def _test_dependencies(plan: TaskPlan, owners: Mapping[str, str]) -> list[str]:
         reachable = ancestors(node.id, deps)
         if not reachable & non_tests:
             errors.append(
-                f"unit_test node {node.id} must depend on the code or command node it tests"
+                f"unit_test node {node.id} must depend on the code or command node it tests: "
+                "add that node's id to its depends_on"
             )
         unmet: dict[str, list[str]] = {}
         for path in node.context:

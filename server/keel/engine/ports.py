@@ -147,6 +147,9 @@ class ModelRequest:
     turn: int = 1
     must_answer: bool = False
     notice: str = ""
+    #: The most tokens the reply may have (``[max_tokens]``, per tier); ``None``: the
+    #: server's own limit. Sent on every request so that no reply can run away.
+    max_tokens: int | None = None
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -171,6 +174,8 @@ class ModelReply:
     latency_s: float
     #: The tools the model called instead of answering (``text`` is then empty).
     tool_calls: Sequence[ToolCall] = ()
+    #: The reply stopped at ``max_tokens`` (its text is then likely cut mid-object).
+    truncated: bool = False
 
 
 class ModelClient(Protocol):
@@ -548,4 +553,17 @@ class RepositoryContext(Protocol):
     async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
         """Outlines of the definitions the code in ``paths`` uses from other files, within
         ``budget_tokens`` (empty when there are none)."""
+        ...
+
+
+class StructuredModeMemory(Protocol):
+    """Which structured-output mode an endpoint accepts, remembered across sessions
+    (``docs/reference/configuration.md``, ``structured``): the store implements it."""
+
+    async def structured_mode(self, endpoint: str, model: str) -> str | None:
+        """The mode last found to work for ``model`` at ``endpoint``, or ``None``."""
+        ...
+
+    async def remember_structured_mode(self, endpoint: str, model: str, mode: str) -> None:
+        """Record that ``endpoint`` refused the modes before ``mode`` and accepted it."""
         ...

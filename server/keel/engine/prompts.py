@@ -1,12 +1,170 @@
-"""The words sent to each tier. Kept apart from the logic so a prompt change is one diff."""
+"""The words sent to each tier. Kept apart from the logic so a prompt change is one diff.
+
+Every tier's system prompt ends with a description of its reply (:func:`reply_format`): the
+fields of the reply schema with their meaning, generated from the pydantic models' field
+descriptions in ``keel.engine.models`` (one source for the schema and its explanation), the
+rules that validation enforces, and one short example. Small local models fill in only what
+they are told about; large ones lose nothing by being told.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
+
+from pydantic import BaseModel
 
 from keel.engine.bounds import cut_middle, fit_files, render_files
 from keel.engine.guard import PromptFile
-from keel.engine.models import PlanNode, Residual
+from keel.engine.models import (
+    SCHEMA_NAMES,
+    ArtifactBundle,
+    Explanation,
+    NodeKind,
+    PlanNode,
+    Residual,
+    Speculation,
+    TaskPlan,
+    VerifierReport,
+)
+
+
+def _type_name(annotation: object) -> str:
+    """A field's type in words: string, integer, list of strings, one of "a" | "b", ..."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is list:
+        inner = _type_name(args[0]) if args else "value"
+        return f"list of {inner}" if inner.startswith("one of") else f"list of {inner}s"
+    if origin is typing.Literal:
+        return "one of " + " | ".join(json.dumps(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "object"
+        if issubclass(annotation, enum.Enum):
+            return "one of " + " | ".join(json.dumps(m.value) for m in annotation)
+        if issubclass(annotation, bool):
+            return "boolean"
+        if issubclass(annotation, int):
+            return "integer"
+        if issubclass(annotation, str):
+            return "string"
+    return "value"
+
+
+def _nested(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds (directly or as list items), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def field_lines(model: type[BaseModel], depth: int = 0) -> list[str]:
+    """One line per field of ``model`` (and of the objects it holds, indented): name, type,
+    whether it is required, and its description from the model."""
+    pad = "  " * depth
+    lines = []
+    for name, info in model.model_fields.items():
+        required = ", required" if info.is_required() else ""
+        meaning = f": {info.description}" if info.description else ""
+        lines.append(f"{pad}- {name} ({_type_name(info.annotation)}{required}){meaning}")
+        inner = _nested(info.annotation)
+        if inner is not None:
+            lines += field_lines(inner, depth + 1)
+    return lines
+
+
+def reply_format(model: type[BaseModel], rules: Sequence[str], example: object) -> str:
+    """The reply described for the model: its fields, the rules checked, one example."""
+    name = SCHEMA_NAMES[model]
+    lines = [
+        f"Reply with one JSON object, the {name}, and nothing else (no prose, no Markdown).",
+        f"The fields of {name}:",
+        *field_lines(model),
+    ]
+    if rules:
+        lines += [
+            "Rules (a reply that breaks one is sent back to you):",
+            *(f"- {r}" for r in rules),
+        ]
+    lines += ["Example:", json.dumps(example)]
+    return "\n".join(lines)
+
+
+PLAN_RULES = (
+    "every code and unit_test node owns at least one file; no file is owned by two nodes: "
+    "all the functions of one file belong to one node",
+    "a small task is one node that owns the code and its test file, as in the example",
+    "a unit_test node depends on the nodes it tests (depends_on), including the owner of "
+    "every file in its context",
+    "contract.symbols are names the node defines (functions, classes), not parameters",
+    'commands must actually run the node\'s tests, e.g. "python -m pytest -q test_x.py"',
+    "depends_on names only ids of this plan, without cycles",
+)
+
+PLAN_EXAMPLE = {
+    "nodes": [
+        {
+            "id": "area",
+            "title": "circle_area(radius) returns the area of a circle, with its tests",
+            "kind": "code",
+            "owns": ["geometry.py", "test_geometry.py"],
+            "context": [],
+            "depends_on": [],
+            "commands": ["python -m pytest -q test_geometry.py"],
+            "contract": {"symbols": ["circle_area", "test_circle_area"], "forbidden": ["TODO"]},
+        }
+    ]
+}
+
+BUNDLE_RULES = (
+    "write only files the node owns; give each file's complete content in writes, or a "
+    "unified diff of an existing file in diffs",
+    "define every contract symbol at the top level of an owned file",
+    "commands check this node only: run only test files that already exist or that this "
+    "bundle writes; a node whose tests another node writes needs no commands",
+)
+
+BUNDLE_EXAMPLE = {
+    "writes": [
+        {
+            "path": "geometry.py",
+            "content": "def circle_area(radius):\n    return 3.14159 * radius * radius\n",
+        },
+        {
+            "path": "test_geometry.py",
+            "content": "from geometry import circle_area\n\n\ndef test_circle_area():\n"
+            "    assert round(circle_area(2), 2) == 12.57\n",
+        },
+    ],
+    "diffs": [],
+    "deletes": [],
+    "commands": ["python -m pytest -q test_geometry.py"],
+}
+
+VERIFIER_EXAMPLE = {
+    "verdict": "unstable",
+    "analysis": "circle_area() returns the circumference: the test expects pi * r**2.",
+    "fix_hints": ["return math.pi * radius**2 in geometry.py"],
+}
+
+SPECULATION_EXAMPLE = {
+    "hints": [{"node": "area-tests", "note": "import it with: from geometry import circle_area"}]
+}
+
+EXPLANATION_EXAMPLE = {
+    "answer": "`circle_area` computes pi times the radius squared (geometry.py).",
+    "citations": [{"path": "geometry.py", "line": 4}],
+}
 
 ARCHITECT_SYSTEM = """\
 You are the architect of a verified coding agent. Decompose the task into a small DAG of
@@ -16,7 +174,8 @@ files it reads as context, and depends on the nodes whose files it needs. kind i
 the nodes it tests, including the owner of every file in its context. Paths are
 workspace-relative with '/' separators. Put the symbols a node must define in
 contract.symbols and patterns it must not contain (e.g. "TODO") in contract.forbidden.
-Answer with the task_plan JSON object only."""
+
+""" + reply_format(TaskPlan, PLAN_RULES, PLAN_EXAMPLE)
 
 ACTUATOR_SYSTEM = """\
 You are the actuator of a verified coding agent. Produce the artifact_bundle for ONE node:
@@ -24,18 +183,23 @@ full-file "writes", unified-diff "diffs" (--- a/path, +++ b/path, @@ hunks) for 
 to existing files, "deletes", and "commands" to run in the sandbox to check the result.
 Write only files the node owns. Your bundle is verified by a type checker, the test runner
 and the node's commands; if it is not stable you will get the evidence and another attempt.
-Answer with the artifact_bundle JSON object only."""
+
+""" + reply_format(ArtifactBundle, BUNDLE_RULES, BUNDLE_EXAMPLE)
 
 VERIFIER_SYSTEM = """\
 You are the verifier of a verified coding agent. Given a node, its bundle and the evidence
 that it is not yet stable (diagnostics, failing tests, failed commands, violated contract
 items), find the root cause. Do not write code. Answer with the verifier_report JSON object:
-verdict "unstable", a short analysis, and concrete fix_hints."""
+verdict "unstable", a short analysis, and concrete fix_hints.
+
+""" + reply_format(VerifierReport, (), VERIFIER_EXAMPLE)
 
 SPECULATOR_SYSTEM = """\
 You are the speculator of a verified coding agent. Given a plan, look ahead: for nodes that
 are likely to go wrong, note interface contracts, pitfalls and edge cases the actuator should
-keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}."""
+keep in mind. Answer with the speculation JSON object: {"hints": [{"node", "note"}]}.
+
+""" + reply_format(Speculation, ("node is the id of a node of the plan",), SPECULATION_EXAMPLE)
 
 
 def _workspace_lines(
@@ -99,6 +263,30 @@ def evidence_lines(evidence: Iterable[Residual]) -> list[str]:
     return [f"- {residual.describe()}" for residual in evidence]
 
 
+#: Said to the actuator of a code node: its tests are another node's, which runs them.
+CODE_NODE_COMMANDS = (
+    "This is a code node: its tests are written and run by the unit_test node that depends "
+    "on it. Do not run test files that do not exist yet; leave commands empty unless a "
+    "check of this node's own files can run now."
+)
+
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "/tests/" in f"/{path}"
+
+
+#: Said to every actuator: the files it may write (a bundle writing others is refused whole).
+OWNED_ONLY = (
+    "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
+)
+#: Said to the actuator of a unit_test node: the code under test is another node's.
+TEST_NODE_FILES = (
+    "This is a unit_test node: the code it tests is already written (see the context files) "
+    "and is not yours to change. Import what you test from its module (from geometry import "
+    "circle_area); tests are plain functions named test_..., without self."
+)
+
 DEFINITIONS = "definitions the owned files use from other files (outlines)"
 
 
@@ -121,6 +309,11 @@ def actuator_prompt(
     prompt says which and why (``reason``).
     """
     head = [f"Task: {task}", "", node_block(node)]
+    head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
+    if node.kind is NodeKind.CODE and not any(_is_test_file(path) for path in node.owns):
+        head.append(CODE_NODE_COMMANDS)
+    if node.kind is NodeKind.UNIT_TEST:
+        head.append(TEST_NODE_FILES)
     tail: list[str] = []
     if hints:
         tail += ["", "Speculator hints:", *(f"- {hint}" for hint in hints)]
@@ -225,7 +418,9 @@ You explain code in a workspace; you change nothing. Answer the question from th
 are shown, in Markdown, and cite the places your answer rests on as citations: {"path",
 "line"}, a workspace-relative path and a 1-based line number of a file you were shown. Cite
 only what you saw; say so when the files shown do not answer the question.
-Answer with the explanation JSON object only: {"answer": str, "citations": [...]}."""
+Answer with the explanation JSON object only: {"answer": str, "citations": [...]}.
+
+""" + reply_format(Explanation, ("cite only files and lines you were shown",), EXPLANATION_EXAMPLE)
 
 
 def numbered(text: str) -> str:

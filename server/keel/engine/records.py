@@ -160,6 +160,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class StructuredModeRecord:
+    """The structured-output mode an endpoint's model was last found to take."""
+
+    endpoint: str
+    model: str
+    mode: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A process that drove the session (``keel abort`` signals the live ones)."""
 

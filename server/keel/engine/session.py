@@ -152,6 +152,7 @@ class Engine:
             faults=self.faults,
             max_prompt_tokens=max_tokens,
             instructions=instructions.block(),
+            max_reply_tokens=self.settings.max_reply_tokens,
         )
         if not resume:
             await records.create_session(task, self.config_record())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from keel.engine import defaults
 from keel.engine.gateway import Budget
-from keel.engine.models import EnergyWeights
+from keel.engine.models import EnergyWeights, Tier
 
 MODES = ("cautious", "balanced", "yolo")
 
@@ -36,6 +37,8 @@ class EngineSettings:
     max_prompt_tokens: int = defaults.MAX_PROMPT_TOKENS
     #: ``[context] instructions``: Keel's instructions file (None: ``.keel/instructions.md``).
     instructions: str | None = None
+    #: ``[max_tokens]``: the most tokens one reply of each tier may have (absent: unbounded).
+    max_reply_tokens: Mapping[Tier, int] = field(default_factory=dict)
 
     def needs_approval(self, complexity: int) -> bool:
         """cautious: every node; balanced: nodes whose complexity exceeds K; yolo: none."""

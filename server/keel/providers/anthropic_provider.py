@@ -70,7 +70,7 @@ class AnthropicClient(RetryingClient):
         try:
             response = await self._sdk.messages.create(
                 model=self._model,
-                max_tokens=MAX_TOKENS,
+                max_tokens=request.max_tokens or MAX_TOKENS,
                 system=request.system,
                 messages=anthropic_messages(request),
                 tools=anthropic_tools(request),

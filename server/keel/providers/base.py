@@ -68,6 +68,8 @@ class ProviderSettings:
     retry_base_delay_s: float = defaults.RETRY_BASE_DELAY_S
     retry_max_delay_s: float = 8.0
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    #: ``[providers.openai-compatible] structured``: how structured replies are asked for.
+    structured: str = "auto"
 
     def key_env(self, provider: str) -> str:
         """The name of the variable holding ``provider``'s API key."""
@@ -102,6 +104,7 @@ class RawReply:
     input_tokens: int = 0
     output_tokens: int = 0
     tool_calls: tuple[ToolCall, ...] = ()
+    truncated: bool = False
 
 
 class RetryingClient(ABC):
@@ -137,6 +140,7 @@ class RetryingClient(ABC):
             usage=usage,
             latency_s=latency,
             tool_calls=raw.tool_calls,
+            truncated=raw.truncated,
         )
 
     async def _within_deadline(self, request: ModelRequest) -> RawReply:

@@ -47,6 +47,7 @@ from keel.engine.records import (
     RunRecord,
     SessionRecord,
     StepRecord,
+    StructuredModeRecord,
     TransitionRecord,
 )
 from keel.engine.redaction import Redactor, redact
@@ -195,6 +196,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (head, environment)
     );
     """,
+    # 5: how each openai-compatible endpoint takes structured output (json_schema,
+    # json_object, tools or prompt), found on its first refusal and kept across sessions.
+    """
+    CREATE TABLE structured_modes (
+        endpoint TEXT NOT NULL,
+        model TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (endpoint, model)
+    );
+    """,
 ]
 
 _JSON_COLUMNS = frozenset(
@@ -314,6 +326,29 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?)"
         )
         await self._write([(sql, (head, environment, self._json(record), _now()))])
+
+    async def structured_mode(self, endpoint: str, model: str) -> str | None:
+        """The structured-output mode last found to work for ``model`` at ``endpoint``."""
+        rows = await self._query(
+            "SELECT mode FROM structured_modes WHERE endpoint = ? AND model = ?",
+            (endpoint, model),
+        )
+        return str(rows[0]["mode"]) if rows else None
+
+    async def remember_structured_mode(self, endpoint: str, model: str, mode: str) -> None:
+        sql = (
+            "INSERT OR REPLACE INTO structured_modes (endpoint, model, mode, updated_at)"
+            " VALUES (?, ?, ?, ?)"
+        )
+        await self._write([(sql, (endpoint, model, mode, _now()))])
+
+    async def structured_modes(self) -> list[StructuredModeRecord]:
+        """Every remembered mode, for reports and tests."""
+        rows = await self._query(
+            "SELECT endpoint, model, mode, updated_at FROM structured_modes ORDER BY endpoint",
+            (),
+        )
+        return _records(StructuredModeRecord, rows)
 
     # ----------------------------------------------------------------- plumbing
 

@@ -39,12 +39,12 @@ def test_a_command_node_with_only_commands_is_fine() -> None:
 
 def test_duplicate_ids_are_reported() -> None:
     errors = validate_plan(_plan(_node("a"), _node("a", owns=["b.py"])))
-    assert errors == ["node id a is used twice"]
+    assert errors == ["node id a is used twice: give each node its own id"]
 
 
 def test_unknown_dependency_is_reported() -> None:
     errors = validate_plan(_plan(_node("a", depends_on=["ghost"])))
-    assert errors == ["a depends on unknown node ghost"]
+    assert errors == ["a depends on unknown node ghost: name only ids of this plan"]
 
 
 def test_self_dependency_is_reported() -> None:
@@ -70,7 +70,10 @@ def test_find_cycle_returns_nothing_for_a_dag_with_shared_ancestors() -> None:
 
 def test_a_file_owned_by_two_nodes_is_reported() -> None:
     errors = validate_plan(_plan(_node("a", owns=["x.py"]), _node("b", owns=["./x.py"])))
-    assert errors == ["x.py is owned by both a and b"]
+    assert errors == [
+        "x.py is owned by both a and b: give each file one owner (one node may write several "
+        "functions of a file)"
+    ]
 
 
 def test_a_file_inside_a_directory_owned_by_another_node_is_reported() -> None:
@@ -121,8 +124,10 @@ def test_a_unit_test_node_must_depend_on_some_non_test_node() -> None:
         )
     )
     assert errors == [
-        "unit_test node lonely must depend on the code or command node it tests",
-        "unit_test node tests_of_tests must depend on the code or command node it tests",
+        "unit_test node lonely must depend on the code or command node it tests: "
+        "add that node's id to its depends_on",
+        "unit_test node tests_of_tests must depend on the code or command node it tests: "
+        "add that node's id to its depends_on",
     ]
 
 
@@ -191,7 +196,7 @@ def test_context_files_nobody_owns_or_the_test_owns_need_no_dependency() -> None
 
 def test_a_code_node_must_own_something() -> None:
     errors = validate_plan(_plan(_node("a", owns=[])))
-    assert errors == ["a is a code node but owns no files"]
+    assert errors == ["a is a code node but owns no files: list the files it writes in owns"]
 
 
 def test_a_command_node_needs_files_or_commands() -> None:
@@ -290,3 +295,66 @@ def test_ids_and_titles_a_terminal_or_a_directory_cannot_take_are_refused(
     bad = {**_node("core", owns=["core.py"]), **fields}
     errors = validate_plan(_plan(bad))
     assert any(expected in error for error in errors), errors
+
+
+def test_a_contract_symbol_that_the_title_shows_as_a_parameter_is_sent_back() -> None:
+    """greet(name) in the title and "name" in contract.symbols: the contract check would
+    wait for a definition of name that never comes, so the plan says how to fix it."""
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {
+                    "id": "greet",
+                    "title": "greet(name, *, excited=False) returns a greeting",
+                    "kind": "code",
+                    "owns": ["greet.py"],
+                    "contract": {"symbols": ["greet", "name", "excited"]},
+                }
+            ]
+        }
+    )
+    assert validate_plan(plan) == [
+        "greet lists 'name' in contract.symbols but it is a parameter of greet(): remove it; "
+        "symbols are names the node defines, such as 'greet'",
+        "greet lists 'excited' in contract.symbols but it is a parameter of greet(): remove "
+        "it; symbols are names the node defines, such as 'greet'",
+    ]
+
+
+def test_a_symbol_named_in_a_title_as_a_function_is_fine() -> None:
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {
+                    "id": "calc",
+                    "title": "add(a, b) and divide(a, b)",
+                    "kind": "code",
+                    "owns": ["calc.py"],
+                    "contract": {"symbols": ["add", "divide"]},
+                }
+            ]
+        }
+    )
+    assert validate_plan(plan) == []
+
+
+def test_a_dependency_on_a_file_names_the_node_that_owns_it() -> None:
+    plan = TaskPlan.model_validate(
+        {
+            "nodes": [
+                {"id": "greet", "title": "greet", "kind": "code", "owns": ["greet.py"]},
+                {
+                    "id": "greet-tests",
+                    "title": "tests",
+                    "kind": "unit_test",
+                    "owns": ["test_greet.py"],
+                    "depends_on": ["greet.py"],
+                },
+            ]
+        }
+    )
+    errors = validate_plan(plan)
+    assert errors[0] == (
+        "greet-tests depends on greet.py, which is a file: name the node that owns it "
+        "(greet) in depends_on"
+    )

@@ -424,7 +424,7 @@ async def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert (await s1.model_calls())[1].prompt_chars == 10
     finally:
         await store.close()
-    assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 4
+    assert sqlite_value(path, "PRAGMA user_version") == len(MIGRATIONS) == 5
 
 
 async def test_baselines_are_kept_per_commit_and_environment_and_redacted(tmp_path: Path) -> None:

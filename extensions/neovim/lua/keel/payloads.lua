@@ -120,8 +120,8 @@
 ---@class keel.proto.NoArgs
 
 ---@class keel.proto.NodeContract
----@field symbols string[]
----@field forbidden string[]
+---@field symbols string[] the function, class or constant names the node's files must define at top level, e.g. ["circle_area"] for circle_area(radius); never a parameter such as radius, nor a local variable
+---@field forbidden string[] text that must not appear in the node's files (e.g. "TODO")
 
 ---@alias keel.proto.NodeKind 'command'|'code'|'unit_test'
 
@@ -130,14 +130,14 @@
 ---@field file? string|vim.NIL
 
 ---@class keel.proto.PlanNode
----@field id string
----@field title string
----@field kind keel.proto.NodeKind
----@field owns string[]
----@field context string[]
----@field depends_on string[]
----@field commands string[]
----@field contract keel.proto.NodeContract
+---@field id string a short unique name: letters, digits, - or _
+---@field title string one line saying what the node does
+---@field kind keel.proto.NodeKind "code" (writes source files), "unit_test" (writes test files) or "command" (project set-up checked by commands)
+---@field owns string[] the files this node creates or edits (workspace-relative, '/' separators); every code and unit_test node owns at least one file and no file has two owners
+---@field context string[] files the node reads but does not write (a test node lists the files it tests)
+---@field depends_on string[] ids of the nodes whose files this node needs; a unit_test node depends on the nodes it tests
+---@field commands string[] shell commands that check the node (e.g. "python -m pytest -q test_x.py"); they must really run the node's tests
+---@field contract keel.proto.NodeContract what the node's files must and must not contain
 
 ---@class keel.proto.PlanResult `keel.server.plan`: the plan (as `keel plan --json`) and its Markdown.
 ---@field task string
@@ -207,7 +207,7 @@
 ---@field ledgerEntry string|vim.NIL the commit of a committed node
 
 ---@class keel.proto.TaskPlan
----@field nodes keel.proto.PlanNode[]
+---@field nodes keel.proto.PlanNode[] the steps of the plan, at least one; keep it small
 
 local M = {}
 

@@ -168,7 +168,9 @@ export interface NoArgs {
 }
 
 export interface NodeContract {
+  /** the function, class or constant names the node's files must define at top level, e.g. ["circle_area"] for circle_area(radius); never a parameter such as radius, nor a local variable */
   readonly symbols: readonly string[];
+  /** text that must not appear in the node's files (e.g. "TODO") */
   readonly forbidden: readonly string[];
 }
 
@@ -181,13 +183,21 @@ export interface PlanArgs {
 }
 
 export interface PlanNode {
+  /** a short unique name: letters, digits, - or _ */
   readonly id: string;
+  /** one line saying what the node does */
   readonly title: string;
+  /** "code" (writes source files), "unit_test" (writes test files) or "command" (project set-up checked by commands) */
   readonly kind: NodeKind;
+  /** the files this node creates or edits (workspace-relative, '/' separators); every code and unit_test node owns at least one file and no file has two owners */
   readonly owns: readonly string[];
+  /** files the node reads but does not write (a test node lists the files it tests) */
   readonly context: readonly string[];
+  /** ids of the nodes whose files this node needs; a unit_test node depends on the nodes it tests */
   readonly depends_on: readonly string[];
+  /** shell commands that check the node (e.g. "python -m pytest -q test_x.py"); they must really run the node's tests */
   readonly commands: readonly string[];
+  /** what the node's files must and must not contain */
   readonly contract: NodeContract;
 }
 
@@ -284,6 +294,7 @@ export interface SummaryNode {
 }
 
 export interface TaskPlan {
+  /** the steps of the plan, at least one; keep it small */
   readonly nodes: readonly PlanNode[];
 }
 
