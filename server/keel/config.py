@@ -180,6 +180,22 @@ class KeelConfig(_Section):
     python: PythonConfig = Field(default_factory=PythonConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+
+    @field_validator("providers")
+    @classmethod
+    def _structured_only_where_negotiated(
+        cls, value: dict[str, ProviderConfig]
+    ) -> dict[str, ProviderConfig]:
+        """``structured`` set for a provider that does not read it would be a setting that
+        does nothing: only ``openai-compatible`` negotiates how it is asked for JSON."""
+        for name, provider in value.items():
+            if name != "openai-compatible" and "structured" in provider.model_fields_set:
+                raise ValueError(
+                    f"[providers.{name}] structured: only openai-compatible servers negotiate "
+                    "structured output; the openai and anthropic APIs always take the schema"
+                )
+        return value
+
     max_tokens: MaxTokensConfig = Field(default_factory=MaxTokensConfig)
 
     def engine_settings(self, *, auto_approve: bool) -> EngineSettings:

@@ -44,6 +44,8 @@ def test_structured_defaults_to_auto(tmp_path: Path) -> None:
         ('[providers.openai-compatible]\nstructured = "yaml"\n', "structured"),
         ("[max_tokens]\narchitect = 10\n", "max_tokens.architect"),
         ("[max_tokens]\nplanner = 4000\n", "max_tokens.planner"),
+        ('[providers.openai]\nstructured = "tools"\n', "only openai-compatible"),
+        ('[providers.anthropic]\nstructured = "auto"\n', "only openai-compatible"),
     ],
 )
 def test_bad_values_are_one_clear_config_error(tmp_path: Path, toml: str, needle: str) -> None:
