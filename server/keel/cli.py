@@ -807,18 +807,22 @@ def api_roots(args: argparse.Namespace) -> list[Path]:
 
 
 def dashboard_api(args: argparse.Namespace) -> web.Application | None:
-    """The ``/api/v1`` sub-application when the API token is set (``[dashboard]
-    api_token_env``), else None: without a token the dashboard serves no API."""
-    from keel.api import api_token, build_api_app
-    from keel.api.app import MIN_TOKEN
+    """The ``/api/v1`` sub-application when the API token is set (the variable ``[dashboard]
+    api_token_env`` names, as :func:`keel.api.api_token` reads it), else None: without a token
+    the dashboard serves no API and does not even import it (it loads the engine)."""
     from keel.config import user_config
     from keel.engine.ports import ConfigError
+
+    name = user_config(os.environ).dashboard.api_token_env
+    if not os.environ.get(name):
+        return None
+    from keel.api import api_token, build_api_app
+    from keel.api.app import MIN_TOKEN
 
     token = api_token(os.environ)
     if token is None:
         return None
     if len(token) < MIN_TOKEN:
-        name = user_config(os.environ).dashboard.api_token_env
         raise ConfigError(f"{name} must be at least {MIN_TOKEN} characters (the API token)")
     return build_api_app(api_roots(args), token=token, env=os.environ)
 
