@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fakes.model_server import FakeModelServer
 from tests.integration.small_session import MODEL, TASK, init_workspace, keel_env, small_entries
 
+from keel.engine.events import SessionFinished, SessionTotals, WarningEvent
 from keel.store import SqliteStore
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -113,8 +114,9 @@ async def external_writer(clients: int, events: int, tmp: Path) -> None:
     workspace = init_workspace(root / "ws")
     store = await SqliteStore.open(workspace)
     session = "s-bench-external"
-    await store.create_session(session, TASK, {"mode": "yolo"})
-    await store.begin_run(session, os.getpid(), socket.gethostname())
+    records = store.session(session)
+    await records.create_session(TASK, {"mode": "yolo"})
+    await records.begin_run(os.getpid(), socket.gethostname())
     proc, url = start_server(root, dict(os.environ))
     written: dict[int, float] = {}
     arrivals: list[list[tuple[dict[str, Any], float]]] = [[] for _ in range(clients)]
@@ -125,27 +127,35 @@ async def external_writer(clients: int, events: int, tmp: Path) -> None:
                 asyncio.create_task(stream(http, url, session, a, first=f))
                 for a, f in zip(arrivals, firsts, strict=True)
             ]
-            await store.record_event(session, {"type": "session_started", "seq": -1})
+            await records.record_event(WarningEvent(message="seq -1"))
             for first in firsts:  # every client is connected and has the first event
                 await first.wait()
             for seq in range(events):
-                await store.record_event(session, {"type": "verification", "seq": seq})
+                await records.record_event(WarningEvent(message=f"seq {seq}"))
                 written[seq] = time.time()
                 await asyncio.sleep(0.01)
-            await store.record_event(session, {"type": "session_finished", "seq": events})
+            await records.record_event(finished())
             await asyncio.wait_for(asyncio.gather(*readers), 120)
     finally:
         stop(proc)
         await store.close()
     delays = [
-        (at - written[event["seq"]]) * 1000
+        (at - written[seq]) * 1000
         for client in arrivals
         for event, at in client
-        if event["type"] == "verification"
+        if event["type"] == "warning" and (seq := int(event["message"].split()[1])) >= 0
     ]
     assert len(delays) == clients * events, "an event was lost"
     report(
         f"external writer, {clients} clients x {events} events (store polled every 20 ms)", delays
+    )
+
+
+def finished() -> SessionFinished:
+    """The event that ends every stream of the session."""
+    totals = SessionTotals(0, 0, 0, 0.0, 0, 0.0, 0, 0)
+    return SessionFinished(
+        outcome="success", reason="", budget_exceeded=False, totals=totals, nodes={}
     )
 
 

@@ -46,7 +46,8 @@ from keel.process import StartGate, SubprocessRunner
 from keel.providers import ProviderSettings, build_model_client
 from keel.providers.base import DEFAULT_API_KEY_ENV
 from keel.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
-from keel.store import SqliteStore
+from keel.store import SqliteSessionRecords as SqliteSessionRecords
+from keel.store import SqliteStore as SqliteStore
 from keel.store.lock import WorkspaceLock
 
 if TYPE_CHECKING:
@@ -509,3 +510,9 @@ def workspace_busy(workspace: Path) -> str | None:
         return str(exc)
     lock.release()
     return None
+
+
+async def open_ledger(workspace: Path) -> GitLedger:
+    """The ledger of an existing repository (the execution API's diffs and ledger): never
+    ``git init``, no store. Raises :class:`~keel.engine.ports.ConfigError` outside a repository."""
+    return await GitLedger.open(workspace, create=False)

@@ -24,6 +24,8 @@ from keel.bundles.paths import escape
 # `ledger` and `abort` never load the language server's libraries, the model SDKs, the
 # plugins or numpy; tests/integration/test_startup_imports.py pins that.
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from keel.engine import events as ev
     from keel.engine.models import LedgerEntry
     from keel.engine.modes import Explored
@@ -765,21 +767,64 @@ def run_dashboard(args: argparse.Namespace) -> int:
         password=config.resolve_password(os.environ),
         workspaces=workspaces,
     )
+    api = dashboard_api(args)
     try:
-        app = create_app(settings, ledger=dashboard_ledger)
+        app = create_app(settings, ledger=dashboard_ledger, api=api)
     except DashboardRefused as exc:
         raise ConfigError(str(exc)) from exc
     shown = f"{len(workspaces)} workspace(s)" if workspaces else "every registered workspace"
 
     def ready(url: str) -> None:
         auth = "password required" if settings.password else "no password (loopback only)"
-        print(f"keel dashboard: {url} ({shown}; {auth}); Ctrl-C stops it", flush=True)
+        api_note = f"; API at {url}api/v1" if api is not None else ""
+        print(f"keel dashboard: {url} ({shown}; {auth}{api_note}); Ctrl-C stops it", flush=True)
+
+    async def until_stopped() -> None:
+        """Serve; SIGTERM stops like Ctrl-C (the API's runs end ``aborted``, resumable)."""
+        import signal
+
+        main = asyncio.current_task()
+        assert main is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        try:
+            await serve(app, settings.host, settings.port, ready)
+        except asyncio.CancelledError:
+            return
 
     try:
-        asyncio.run(serve(app, settings.host, settings.port, ready))
+        asyncio.run(until_stopped())
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
+
+
+def api_roots(args: argparse.Namespace) -> list[Path]:
+    """The directories under which the execution API may run sessions: the ``-w`` folders,
+    else every registered workspace and the current folder (docs/reference/api.md)."""
+    if args.workspaces:
+        return _listed_workspaces(args)
+    return list(dict.fromkeys([*_listed_workspaces(args), Path.cwd().resolve()]))
+
+
+def dashboard_api(args: argparse.Namespace) -> web.Application | None:
+    """The ``/api/v1`` sub-application when the API token is set (the variable ``[dashboard]
+    api_token_env`` names, as :func:`keel.api.api_token` reads it), else None: without a token
+    the dashboard serves no API and does not even import it (it loads the engine)."""
+    from keel.config import user_config
+    from keel.engine.ports import ConfigError
+
+    name = user_config(os.environ).dashboard.api_token_env
+    if not os.environ.get(name):
+        return None
+    from keel.api import api_token, build_api_app
+    from keel.api.app import MIN_TOKEN
+
+    token = api_token(os.environ)
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN:
+        raise ConfigError(f"{name} must be at least {MIN_TOKEN} characters (the API token)")
+    return build_api_app(api_roots(args), token=token, env=os.environ)
 
 
 def _approval_and_budget(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from keel.client import ApiError, Event, KeelClient
 from tests.fakes.model_server import FakeModelServer
-from tests.integration.api_server import ApiServer
+from tests.integration.api_server import TOKEN, ApiServer
 from tests.integration.conftest import bundle, git, node, plan
 from tests.integration.small_session import (
     MODEL,
@@ -433,3 +433,84 @@ def test_sessions_in_two_workspaces_run_at_once(tmp_path: Path) -> None:
     for ws in (first, second):
         assert git(ws, "show", "HEAD:more.txt") == "beta\n"
         assert len(subjects(ws)) == 3
+
+
+def _get(url: str, token: str | None) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_keel_dashboard_serves_the_api_only_with_its_token(tmp_path: Path) -> None:
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    env = keel_env_without_model(tmp_path)
+    with ApiServer([roots], env) as api:
+        assert any("API at " + api.url in line for line in api.log), api.log
+        status, body = _get(api.url + "/openapi.json", api.token)
+        assert status == 200
+        document = json.loads(body)
+        assert document["openapi"].startswith("3.") and "/sessions" in document["paths"]
+        status, body = _get(api.url + "/openapi.json", None)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+        assert _get(api.url + "/openapi.json", "x" * len(api.token))[0] == 401
+        assert _get(api.dashboard_url, None)[0] == 200  # the dashboard itself is unchanged
+    assert api.stopped_cleanly
+
+    # Without the token variable the dashboard serves no API at all.
+    with ApiServer([roots], env, token=None) as bare:
+        assert not any("API at" in line for line in bare.log), bare.log
+        assert _get(bare.url + "/openapi.json", TOKEN)[0] == 404
+        assert _get(bare.dashboard_url, None)[0] == 200
+
+
+def test_keel_dashboard_refuses_a_short_api_token(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.integration.conftest import KEEL
+
+    env = {**keel_env_without_model(tmp_path), "KEEL_API_TOKEN": "short"}
+    done = subprocess.run(
+        [*KEEL, "dashboard", "--port", "0", "-w", str(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "KEEL_API_TOKEN must be at least 16 characters" in done.stderr
+    assert "short" not in done.stderr.replace("KEEL_API_TOKEN", "")
+
+
+def test_the_development_server_serves_the_same_api(tmp_path: Path) -> None:
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    env = keel_env_without_model(tmp_path)
+    with ApiServer([roots], env, dev=True) as dev:
+        status, body = _get(dev.url + "/openapi.json", dev.token)
+        assert status == 200 and "/sessions" in json.loads(body)["paths"]
+        assert _get(dev.url + "/openapi.json", None)[0] == 401
+        assert dev.client().sessions() == []
+    assert dev.stopped_cleanly
+
+
+def keel_env_without_model(home: Path) -> dict[str, str]:
+    """A ``keel`` environment with no user configuration and no KEEL_* variables."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+    )
+    return env

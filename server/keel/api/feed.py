@@ -21,7 +21,8 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+
+from keel.engine.records import EventRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class StoredEvent:
     data: str
 
 
-#: Reads rows of one session after an id: ``(after, limit) -> [{"id", "payload"}]``.
-Reader = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
+#: Reads the events of one session after an id: ``(after, limit) -> records``.
+Reader = Callable[[int, int], Awaitable[list[EventRecord]]]
 #: Whether anybody (this server or another process) still runs the session.
 Alive = Callable[[], Awaitable[bool]]
 
@@ -145,7 +146,6 @@ class Feed:
                 await asyncio.sleep(1.0)
 
 
-def _event(row: dict[str, Any]) -> StoredEvent:
-    payload = row["payload"]
-    kind = str(payload.get("type", "")) if isinstance(payload, dict) else ""
-    return StoredEvent(int(row["id"]), kind, json.dumps(payload, default=str))
+def _event(record: EventRecord) -> StoredEvent:
+    """The stored event as its ``--json`` object (the payload is the whole object)."""
+    return StoredEvent(record.id, record.type, json.dumps(dict(record.payload), default=str))

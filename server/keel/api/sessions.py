@@ -25,10 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from keel import reports
-from keel.app import open_engine, open_ledger, workspace_busy
+from keel.app import (
+    SqliteSessionRecords,
+    SqliteStore,
+    open_engine,
+    open_ledger,
+    workspace_busy,
+)
 from keel.config import KeelConfig, load_config
+from keel.engine.events import Event, EventKind
 from keel.engine.planning import PreviousSession
 from keel.engine.ports import ApprovalRequest, ConfigError, Decision, KeelError, Settlement
+from keel.engine.records import EventRecord, RunRecord, SessionRecord
 from keel.engine.session import SessionResult, new_session_id
 
 from .feed import Feed
@@ -118,8 +126,8 @@ class RunSink:
         self._run = run
         self._feeds = feeds
 
-    def emit(self, event: Mapping[str, Any]) -> None:
-        if event.get("type") in ("session_started", "session_resumed"):
+    def emit(self, event: Event) -> None:
+        if event.type in (EventKind.SESSION_STARTED, EventKind.SESSION_RESUMED):
             self._run.started.set()
         self._feeds.poke(self._run.session_id)
 
@@ -150,7 +158,7 @@ class SessionManager:
         self._runs: dict[str, Run] = {}
         self._claimed: set[Path] = set()
         self._where: dict[str, Path] = {}
-        self._stores: dict[Path, asyncio.Future[Any]] = {}
+        self._stores: dict[Path, asyncio.Future[SqliteStore]] = {}
         self._feeds = FeedPoker()
 
     @property
@@ -192,7 +200,7 @@ class SessionManager:
         found += [w for w in self._where.values() if w not in found]
         return list(dict.fromkeys(found))
 
-    async def _store(self, workspace: Path) -> Any:
+    async def _store(self, workspace: Path) -> SqliteStore:
         """The workspace's store for reading, opened once (concurrent callers share the
         opening, so no connection is left unclosed)."""
         opening = self._stores.get(workspace)
@@ -206,39 +214,39 @@ class SessionManager:
                 self._stores.pop(workspace, None)
             raise
 
-    async def locate(self, session_id: str) -> tuple[Path, Any, dict[str, Any]]:
-        """The session's workspace, that workspace's store and the session row."""
+    async def locate(self, session_id: str) -> tuple[Path, SqliteSessionRecords, SessionRecord]:
+        """The session's workspace, its records in that workspace's store, and the session."""
         if len(session_id) > 200:
             raise not_found("no such session")
         workspace = self._where.get(session_id)
         if workspace is not None:
-            store = await self._store(workspace)
-            row = await store.session(session_id)
+            records = (await self._store(workspace)).session(session_id)
+            row = await records.record()
             if row is not None:
-                return workspace, store, row
+                return workspace, records, row
         for candidate in await asyncio.to_thread(self._known_workspaces):
-            store = await self._store(candidate)
-            row = await store.session(session_id)
+            records = (await self._store(candidate)).session(session_id)
+            row = await records.record()
             if row is not None:
                 self._where[session_id] = candidate
-                return candidate, store, row
+                return candidate, records, row
         raise not_found(f"no session {session_id} in any workspace under the allowed roots")
 
     # ------------------------------------------------------------------ reading
 
-    def state(self, session_id: str, row: Mapping[str, Any], running_elsewhere: bool) -> str:
+    def state(self, session_id: str, row: SessionRecord, running_elsewhere: bool) -> str:
         run = self._runs.get(session_id)
         if run is not None:
             return "awaiting_approval" if run.approver.undecided else "running"
         if running_elsewhere:
             return "running_elsewhere"
-        return "finished" if row.get("outcome") else "interrupted"
+        return "finished" if row.outcome else "interrupted"
 
     async def summary(self, session_id: str) -> dict[str, Any]:
         """``keel status --json`` for the session, with the API's view of it."""
-        workspace, store, row = await self.locate(session_id)
+        workspace, _, row = await self.locate(session_id)
         ledger = await reports.ledger_entries(workspace, session_id)
-        report = await reports.status_report(store, row, ledger=ledger)
+        report = await reports.status_report(await self._store(workspace), row, ledger=ledger)
         elsewhere = report["running"] and session_id not in self._runs
         run = self._runs.get(session_id)
         pending = [] if run is None else [_pending_dict(p) for p in run.approver.undecided]
@@ -247,7 +255,7 @@ class SessionManager:
             "id": session_id,
             "workspace": str(workspace),
             "state": self.state(session_id, row, elsewhere),
-            "continues": (row.get("config") or {}).get("continues"),
+            "continues": row.config.get("continues"),
             "pending": pending,
         }
 
@@ -263,41 +271,40 @@ class SessionManager:
                 continue
             store = await self._store(place)
             for row in await store.sessions(LIST_LIMIT):
-                self._where.setdefault(row["id"], place)
+                self._where.setdefault(row.id, place)
                 live = [
                     r
-                    for r in await store.live_runs(row["id"])
-                    if reports.pid_alive(int(r["pid"]), str(r["host"]))
+                    for r in await store.session(row.id).live_runs()
+                    if reports.pid_alive(r.pid, r.host)
                 ]
-                elsewhere = bool(live) and row["id"] not in self._runs
+                elsewhere = bool(live) and row.id not in self._runs
                 out.append(
                     {
-                        "id": row["id"],
-                        "task": reports.redact_row({"t": row["task"]})["t"],
+                        "id": row.id,
+                        "task": reports.redact_row({"t": row.task})["t"],
                         "workspace": str(place),
-                        "started_at": row["started_at"],
-                        "finished_at": row.get("finished_at"),
-                        "outcome": row.get("outcome"),
-                        "state": self.state(row["id"], row, elsewhere),
+                        "started_at": row.started_at,
+                        "finished_at": row.finished_at,
+                        "outcome": row.outcome,
+                        "state": self.state(row.id, row, elsewhere),
                     }
                 )
         out.sort(key=lambda s: str(s["started_at"]), reverse=True)
         return out
 
     async def feed(self, session_id: str) -> Feed:
-        _, store, _ = await self.locate(session_id)
+        _, records, _ = await self.locate(session_id)
         feeds = self._feeds.feeds
         for forgotten in [s for s, f in feeds.items() if f.idle and s not in self._runs]:
             del feeds[forgotten]  # finished and unwatched: no events kept in memory
         feed = feeds.get(session_id)
         if feed is None:
 
-            async def read(after: int, limit: int) -> list[dict[str, Any]]:
-                rows: list[dict[str, Any]] = await store.events_after(session_id, after, limit)
-                return rows
+            async def read(after: int, limit: int) -> list[EventRecord]:
+                return await records.events_after(after, limit)
 
             async def alive() -> bool:
-                return session_id in self._runs or writing(await store.runs(session_id))
+                return session_id in self._runs or writing(await records.runs())
 
             feed = Feed(read, alive, self._poll_s)
             feeds[session_id] = feed
@@ -339,45 +346,44 @@ class SessionManager:
         return await self._launch(workspace, new_session_id(), task, config, resume=False)
 
     async def resume(self, session_id: str, flags: Mapping[str, Any]) -> str:
-        workspace, store, row = await self.locate(session_id)
-        await self._refuse_running(session_id, store)
-        config = self._config(workspace, flags, row.get("config") or {})
-        previous = await self._previous(workspace, store, row["config"].get("continues"))
-        await self._launch(
-            workspace, session_id, row["task"], config, resume=True, previous=previous
-        )
+        workspace, records, row = await self.locate(session_id)
+        await self._refuse_running(session_id, records)
+        config = self._config(workspace, flags, row.config)
+        continues = row.config.get("continues")
+        previous = await self._previous(workspace, str(continues) if continues else None)
+        await self._launch(workspace, session_id, row.task, config, resume=True, previous=previous)
         return session_id
 
     async def follow_up(self, session_id: str, task: str, flags: Mapping[str, Any]) -> str:
-        workspace, store, row = await self.locate(session_id)
-        await self._refuse_running(session_id, store)
-        if not row.get("outcome"):
+        workspace, records, row = await self.locate(session_id)
+        await self._refuse_running(session_id, records)
+        if not row.outcome:
             raise conflict(
                 f"session {session_id} has not finished (resume it first); continue follows "
                 "up a finished session"
             )
-        previous = await self._previous(workspace, store, session_id)
-        config = self._config(workspace, flags, row.get("config") or {})
+        previous = await self._previous(workspace, session_id)
+        config = self._config(workspace, flags, row.config)
         return await self._launch(
             workspace, new_session_id(), task, config, resume=False, previous=previous
         )
 
     async def abort(self, session_id: str) -> dict[str, Any]:
-        _, store, _ = await self.locate(session_id)
+        _, records, _ = await self.locate(session_id)
         run = self._runs.get(session_id)
         if run is not None and run.task is not None:
             run.task.cancel()
             result = await asyncio.shield(_ended(run.task))
             return {"id": session_id, "outcome": result.outcome if result else None}
         signalled = []
-        for live in await store.request_abort(session_id):
-            if live["host"] != socket.gethostname():
+        for live in await records.request_abort():
+            if live.host != socket.gethostname():
                 continue
             try:
-                os.kill(int(live["pid"]), signal.SIGTERM)
-                signalled.append(int(live["pid"]))
+                os.kill(live.pid, signal.SIGTERM)
+                signalled.append(live.pid)
             except ProcessLookupError:
-                await store.end_run(int(live["id"]))
+                await records.end_run(live.id)
         if not signalled:
             raise conflict(f"session {session_id} is not running")
         return {"id": session_id, "signalled": signalled}
@@ -452,29 +458,29 @@ class SessionManager:
         except ConfigError as exc:
             raise ApiError(400, "bad_config", str(exc)) from exc
 
-    async def _refuse_running(self, session_id: str, store: Any) -> None:
+    async def _refuse_running(self, session_id: str, records: SqliteSessionRecords) -> None:
         if session_id in self._runs:
             raise conflict(f"session {session_id} is running")
-        runs = await store.live_runs(session_id)
-        if any(reports.pid_alive(int(r["pid"]), str(r["host"])) for r in runs):
+        runs = await records.live_runs()
+        if any(reports.pid_alive(r.pid, r.host) for r in runs):
             raise conflict(f"session {session_id} is running in another process")
 
-    async def _previous(
-        self, workspace: Path, store: Any, session_id: str | None
-    ) -> PreviousSession | None:
+    async def _previous(self, workspace: Path, session_id: str | None) -> PreviousSession | None:
+        """The session ``session_id`` of ``workspace``, for a follow-up's architect."""
         if not session_id:
             return None
-        row = await store.session(session_id)
+        records = (await self._store(workspace)).session(session_id)
+        row = await records.record()
         if row is None:
             return None
-        plan = await store.plan(session_id)
-        nodes = (plan or {}).get("plan", {}).get("nodes", [])
+        plan = await records.plan()
+        nodes = plan.plan.get("nodes", []) if plan is not None else []
         ledger = await reports.ledger_entries(workspace, session_id) or []
         return PreviousSession(
             session_id=session_id,
-            task=str(row["task"]),
-            outcome=str(row.get("outcome") or "unfinished"),
-            reason=str((row.get("totals") or {}).get("reason") or ""),
+            task=row.task,
+            outcome=row.outcome or "unfinished",
+            reason=row.reason,
             plan=[
                 f"{n['id']}: {n.get('title', '')} (owns {', '.join(n.get('owns', [])) or '-'})"
                 for n in nodes
@@ -547,18 +553,18 @@ class SessionManager:
             self._feeds.poke(run.session_id)
 
 
-def writing(runs: Sequence[Mapping[str, Any]]) -> bool:
+def writing(runs: Sequence[RunRecord]) -> bool:
     """Whether another process may still write the session's events: its last run's
     process is alive. A run that has ended still counts while its process exists: a
     session's run ends before its ``session_finished`` event is written."""
     if not runs:
         return False
     last = runs[-1]
-    pid, host = int(last["pid"]), str(last["host"])
+    pid, host = last.pid, last.host
     here = host == socket.gethostname()
     if here and pid == os.getpid():
         return False  # this server's own run, and it is no longer in its runs
-    if last.get("ended_at") is None:
+    if last.ended_at is None:
         return reports.pid_alive(pid, host)
     return here and reports.pid_alive(pid, host)
 

@@ -650,6 +650,10 @@ class SqliteSessionRecords:
         sql = "SELECT * FROM runs WHERE session_id = ? AND ended_at IS NULL ORDER BY id"
         return await self._read(RunRecord, sql)
 
+    async def runs(self) -> list[RunRecord]:
+        """Every run of the session, ended or not, oldest first."""
+        return await self._read(RunRecord, "SELECT * FROM runs WHERE session_id = ? ORDER BY id")
+
     async def abort_requested(self) -> bool:
         rows = await self._store._query(
             "SELECT 1 FROM runs WHERE session_id = ? AND ended_at IS NULL AND abort_requested = 1",
@@ -700,6 +704,12 @@ class SqliteSessionRecords:
         return await self._read(
             EventRecord, "SELECT * FROM events WHERE session_id = ? ORDER BY id"
         )
+
+    async def events_after(self, after: int = 0, limit: int = 500) -> list[EventRecord]:
+        """The session's events whose id is above ``after``, oldest first, at most ``limit``
+        (the API's event stream resumes from a ``Last-Event-ID``)."""
+        sql = "SELECT * FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?"
+        return await self._read(EventRecord, sql, (after, limit))
 
     async def _read(self, kind: type[R], sql: str, params: Sequence[Any] = ()) -> list[R]:
         """Rows of ``sql`` (its first parameter is the session id) as ``kind`` records."""

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
 
 from keel.api.feed import BATCH, Feed
+from keel.engine.records import EventRecord, RunRecord
 
 
 class Rows:
-    """An in-memory ``events`` table of one session."""
+    """An in-memory ``events`` table of one session, read as the store's records."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[EventRecord] = []
         self.alive = True
         self.reads = 0
 
     def add(self, kind: str) -> int:
         row_id = len(self.rows) + 1
-        self.rows.append({"id": row_id, "payload": {"type": kind, "n": row_id}})
+        payload = {"ts": "2026-12-05T00:00:00Z", "type": kind, "n": row_id}
+        self.rows.append(EventRecord(row_id, kind, payload, "2026-12-05T00:00:00Z"))
         return row_id
 
-    async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
+    async def read(self, after: int, limit: int) -> list[EventRecord]:
         self.reads += 1
-        return [r for r in self.rows if r["id"] > after][:limit]
+        return [r for r in self.rows if r.id > after][:limit]
 
     async def is_alive(self) -> bool:
         return self.alive
@@ -38,6 +40,8 @@ async def test_a_client_gets_every_event_once_from_its_resume_point() -> None:
     index = feed.start_index(1)  # Last-Event-ID: 1
     batch = await feed.next_batch(index, 0.01)
     assert batch is not None and [e.id for e in batch] == [2, 3]
+    # the SSE data is exactly the stored --json object
+    assert [json.loads(e.data) for e in batch] == [dict(r.payload) for r in rows.rows[1:3]]
     index += len(batch)
     assert await feed.next_batch(index, 0.01) == []  # nothing new: keep-alive, not the end
 
@@ -104,16 +108,23 @@ def test_a_stream_waits_while_another_process_may_still_write() -> None:
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
     ) as other:
         try:
-            live = {"pid": other.pid, "host": here, "ended_at": None}
+            live = run(other.pid, here)
             assert writing([live])
             # Its run ended but its process still writes session_finished: keep waiting.
-            assert writing([{**live, "ended_at": "2026-12-05T00:00:00Z"}])
+            assert writing([run(other.pid, here, "2026-12-05T00:00:00Z")])
         finally:
             other.stdin.close()  # type: ignore[union-attr]
             other.wait()
     assert not writing([])
-    assert not writing([{"pid": dead.pid, "host": here, "ended_at": None}])
-    assert not writing([{"pid": os.getpid(), "host": here, "ended_at": None}])  # this server
-    elsewhere = {"pid": 1, "host": "another-host", "ended_at": "2026-12-05T00:00:00Z"}
-    assert not writing([elsewhere])
-    assert writing([{**elsewhere, "ended_at": None}])  # another host's live run: trusted
+    assert not writing([run(dead.pid, here)])
+    assert not writing([run(os.getpid(), here)])  # this server
+    assert not writing([run(1, "another-host", "2026-12-05T00:00:00Z")])
+    assert writing([run(1, "another-host")])  # another host's live run: trusted
+    # only the last run counts: an older live-looking run of a dead process does not
+    assert not writing([run(1, "another-host"), run(dead.pid, here)])
+
+
+def run(pid: int, host: str, ended_at: str | None = None) -> RunRecord:
+    return RunRecord(
+        id=pid, pid=pid, host=host, started_at="2026-12-05T00:00:00Z", ended_at=ended_at
+    )

@@ -26,8 +26,10 @@ from keel.engine.records import (
     ApprovalRecord,
     AttemptRecord,
     CallTotals,
+    EventRecord,
     ModelCall,
     NodeRecord,
+    RunRecord,
     SessionRecord,
 )
 from keel.engine.redaction import Redactor
@@ -227,6 +229,36 @@ async def test_a_scoped_handle_sees_only_its_session(store: SqliteStore) -> None
     assert [r.id for r in await s2.live_runs()] == [run]
     await s2.end_run(run)
     assert await s2.live_runs() == []
+
+
+async def test_events_after_resumes_after_an_id_in_pages(store: SqliteStore) -> None:
+    """The API's stream resumes from a Last-Event-ID: exactly the later events, in order,
+    a page at a time, and never another session's."""
+    s1, s2 = store.session("s1"), store.session("s2")
+    await s2.create_session("second", {})
+    for n in range(5):
+        await s1.record_event(WarningEvent(message=f"s1-{n}"))
+        await s2.record_event(WarningEvent(message=f"s2-{n}"))
+    every = await s1.events_after()
+    assert all(isinstance(e, EventRecord) for e in every)
+    assert [e.payload["message"] for e in every] == [f"s1-{n}" for n in range(5)]
+    assert [e.id for e in every] == sorted(e.id for e in every)
+    later = await s1.events_after(every[1].id, limit=2)
+    assert [e.id for e in later] == [every[2].id, every[3].id]
+    assert await s1.events_after(every[-1].id) == []
+    assert [e.payload["message"] for e in await s2.events_after(every[2].id)][:1] == ["s2-2"]
+    assert await store.session("nobody").events_after() == []
+
+
+async def test_runs_lists_ended_and_live_runs_oldest_first(s1: SqliteSessionRecords) -> None:
+    first = await s1.begin_run(11, "here")
+    await s1.end_run(first)
+    second = await s1.begin_run(12, "there")
+    runs = await s1.runs()
+    assert all(isinstance(r, RunRecord) for r in runs)
+    assert [(r.id, r.pid, r.host) for r in runs] == [(first, 11, "here"), (second, 12, "there")]
+    assert runs[0].ended_at is not None and runs[1].ended_at is None
+    assert [r.id for r in await s1.live_runs()] == [second]
 
 
 async def test_the_sqlite_store_implements_the_port(store: SqliteStore) -> None:
