@@ -74,23 +74,7 @@ def test_links_skip_code() -> None:
     assert links(text) == ["x.md", "img.png"]
 
 
-#: Pages whose owner is fixing a known broken link; strict, so the mark must go once it is fixed.
-KNOWN_BROKEN = {
-    "docs/how-to/dashboard.md": "links #the-dashboard-benchmdashboardpy for "
-    "#the-dashboard-benchdashboardpy of docs/benchmarks.md",
-}
-
-
-def _page(page: Path) -> object:
-    name = str(page.relative_to(ROOT))
-    if name in KNOWN_BROKEN:
-        return pytest.param(
-            page, id=name, marks=pytest.mark.xfail(reason=KNOWN_BROKEN[name], strict=True)
-        )
-    return pytest.param(page, id=name)
-
-
-@pytest.mark.parametrize("page", [_page(page) for page in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
     broken = []
     for target in links(page.read_text(encoding="utf-8")):
