@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from keel.engine.models import Component, PlanNode, Residual, SensorReport
+from keel.engine.models import Component, Residual, SensorReport
+from keel.engine.replies import PlanNode
 
 _DEFINERS = (
     r"(?:def|class|fn|struct|enum|trait|type|const|static|let|function|interface|async\s+def)"

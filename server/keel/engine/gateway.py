@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from keel.engine.bounds import CHARS_PER_TOKEN, bound_reason, cut_middle
-from keel.engine.models import SCHEMA_NAMES, Tier, Usage
+from keel.engine.models import Tier, Usage
 from keel.engine.ports import (
     ExplorationTools,
     FaultPoint,
@@ -37,6 +37,7 @@ from keel.engine.ports import (
 )
 from keel.engine.records import CallTotals, ModelCall
 from keel.engine.redaction import Redactor
+from keel.engine.replies import SCHEMA_NAMES
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 

@@ -1,23 +1,62 @@
-"""The engine's vocabulary: model replies (docs/reference/protocol.md), energy, evidence and
-node states.
+"""The engine's vocabulary: energy, evidence, node states and the records that cross the
+ports, as enums and frozen dataclasses.
 
-Replies are pydantic models with ``extra="forbid"`` so that a misspelt key ("write" for
-"writes") is a schema violation fed back to the model, never silently dropped content.
-Everything else is a frozen dataclass: plain records that cross the ports.
+The model replies (pydantic models, docs/reference/protocol.md) live in
+:mod:`keel.engine.replies`, so that what only reads a session (``keel status``, ``ledger``,
+``logs``: the store, the ledger and the reports import this module through
+``keel.engine.ports``) never imports pydantic. Their names stay importable from here, loaded on
+first use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from keel.bundles.model import ArtifactBundle as ArtifactBundle
-from keel.bundles.model import FileDiff as FileDiff
-from keel.bundles.model import FileWrite as FileWrite
 from keel.engine import defaults
+
+if TYPE_CHECKING:
+    from keel.bundles.model import ArtifactBundle as ArtifactBundle
+    from keel.bundles.model import FileDiff as FileDiff
+    from keel.bundles.model import FileWrite as FileWrite
+    from keel.engine.replies import SCHEMA_NAMES as SCHEMA_NAMES
+    from keel.engine.replies import Citation as Citation
+    from keel.engine.replies import Explanation as Explanation
+    from keel.engine.replies import NodeContract as NodeContract
+    from keel.engine.replies import PlanNode as PlanNode
+    from keel.engine.replies import Speculation as Speculation
+    from keel.engine.replies import SpeculationHint as SpeculationHint
+    from keel.engine.replies import TaskPlan as TaskPlan
+    from keel.engine.replies import VerifierReport as VerifierReport
+
+#: The reply models that moved to :mod:`keel.engine.replies`, still importable from here.
+_REPLIES = frozenset(
+    {
+        "ArtifactBundle",
+        "Citation",
+        "Explanation",
+        "FileDiff",
+        "FileWrite",
+        "NodeContract",
+        "PlanNode",
+        "SCHEMA_NAMES",
+        "Speculation",
+        "SpeculationHint",
+        "TaskPlan",
+        "VerifierReport",
+    }
+)
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``from keel.engine.models import TaskPlan`` still works: it imports pydantic then."""
+        if name in _REPLIES:
+            from keel.engine import replies
+
+            return getattr(replies, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Tier(StrEnum):
@@ -46,111 +85,6 @@ class NodeState(StrEnum):
     COMMITTED = "committed"
     FAILED = "failed"
     ESCALATED = "escalated"
-
-
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class NodeContract(_Reply):
-    symbols: list[str] = Field(
-        default_factory=list,
-        description="the function, class or constant names the node's files must define "
-        'at top level, e.g. ["circle_area"] for circle_area(radius); never a parameter '
-        "such as radius, nor a local variable",
-    )
-    forbidden: list[str] = Field(
-        default_factory=list,
-        description='text that must not appear in the node\'s files (e.g. "TODO")',
-    )
-
-
-class PlanNode(_Reply):
-    id: str = Field(min_length=1, description="a short unique name: letters, digits, - or _")
-    title: str = Field(min_length=1, description="one line saying what the node does")
-    kind: NodeKind = Field(
-        description='"code" (writes source files), "unit_test" (writes test files) or '
-        '"command" (project set-up checked by commands)'
-    )
-    owns: list[str] = Field(
-        default_factory=list,
-        description="the files this node creates or edits (workspace-relative, '/' "
-        "separators); every code and unit_test node owns at least one file and no file has "
-        "two owners",
-    )
-    context: list[str] = Field(
-        default_factory=list,
-        description="files the node reads but does not write (a test node lists the files "
-        "it tests)",
-    )
-    depends_on: list[str] = Field(
-        default_factory=list,
-        description="ids of the nodes whose files this node needs; a unit_test node depends "
-        "on the nodes it tests",
-    )
-    commands: list[str] = Field(
-        default_factory=list,
-        description='shell commands that check the node (e.g. "python -m pytest -q '
-        "test_x.py\"); they must really run the node's tests",
-    )
-    contract: NodeContract = Field(
-        default_factory=NodeContract,
-        description="what the node's files must and must not contain",
-    )
-
-
-class TaskPlan(_Reply):
-    nodes: list[PlanNode] = Field(
-        min_length=1, description="the steps of the plan, at least one; keep it small"
-    )
-
-
-class VerifierReport(_Reply):
-    verdict: Literal["stable", "unstable"] = Field(
-        description='"unstable" when the evidence shows a problem (almost always), else "stable"'
-    )
-    analysis: str = Field(description="the root cause of the evidence, in a few sentences")
-    fix_hints: list[str] = Field(
-        default_factory=list, description="concrete changes that would fix it, one per item"
-    )
-
-
-class SpeculationHint(_Reply):
-    node: str = Field(description="the id of the plan node the note is for")
-    note: str = Field(description="an interface detail, pitfall or edge case to keep in mind")
-
-
-class Speculation(_Reply):
-    hints: list[SpeculationHint] = Field(
-        default_factory=list, description="notes for the nodes likely to go wrong (may be empty)"
-    )
-
-
-class Citation(_Reply):
-    """A place in the workspace an explanation rests on: ``path`` (workspace-relative) and
-    ``line`` (1-based)."""
-
-    path: str = Field(min_length=1, description="a workspace-relative path you were shown")
-    line: int = Field(ge=1, description="a 1-based line number in that file")
-
-
-class Explanation(_Reply):
-    """``keel explain``'s reply: the answer (Markdown) and the places it cites."""
-
-    answer: str = Field(min_length=1, description="the answer, in Markdown")
-    citations: list[Citation] = Field(
-        default_factory=list, description="the places the answer rests on"
-    )
-
-
-#: The structured-output name of each reply schema (docs/reference/protocol.md).
-SCHEMA_NAMES: dict[type[BaseModel], str] = {
-    TaskPlan: "task_plan",
-    ArtifactBundle: "artifact_bundle",
-    VerifierReport: "verifier_report",
-    Speculation: "speculation",
-    Explanation: "explanation",
-}
 
 
 class Component(StrEnum):

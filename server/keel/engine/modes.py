@@ -33,7 +33,7 @@ from keel.engine import prompts
 from keel.engine.events import Event
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import secret_looking
-from keel.engine.models import Citation, Explanation, PlanNode, TaskPlan, Tier
+from keel.engine.models import Tier
 from keel.engine.planner import PlanScope
 from keel.engine.planning import draft_plan, present_focus, workspace_view
 from keel.engine.ports import (
@@ -45,6 +45,7 @@ from keel.engine.ports import (
 )
 from keel.engine.records import ApprovalRecord, AttemptRecord, CallTotals, JsonObject, ModelCall
 from keel.engine.redaction import Redactor, redact
+from keel.engine.replies import Citation, Explanation, PlanNode, TaskPlan
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import read_texts
 

@@ -28,12 +28,10 @@ from keel.engine.events import EventLog
 from keel.engine.gateway import ModelGateway
 from keel.engine.guard import read_for_prompt
 from keel.engine.models import (
-    ArtifactBundle,
     CommandResult,
     Component,
     Energy,
     NodeState,
-    PlanNode,
     Residual,
     SensorReport,
     Tier,
@@ -54,6 +52,7 @@ from keel.engine.ports import (
     Settlement,
 )
 from keel.engine.records import AttemptRecord
+from keel.engine.replies import ArtifactBundle, PlanNode
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
 

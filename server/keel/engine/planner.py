@@ -19,8 +19,9 @@ from keel.bundles.paths import PathError, normalize
 from keel.engine import prompts
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
-from keel.engine.models import NodeKind, PlanNode, TaskPlan, Tier
+from keel.engine.models import NodeKind, Tier
 from keel.engine.ports import KeelError
+from keel.engine.replies import PlanNode, TaskPlan
 
 PLAN_ATTEMPTS = 3
 

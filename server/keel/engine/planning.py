@@ -21,9 +21,9 @@ from pathlib import Path
 from keel.bundles.paths import PathError, normalize
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, read_for_prompt
-from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanScope
 from keel.engine.ports import LanguagePlugin, RepoMap, RepositoryContext
+from keel.engine.replies import TaskPlan
 from keel.engine.verifier import tree_files
 
 log = logging.getLogger(__name__)

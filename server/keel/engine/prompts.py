@@ -19,13 +19,12 @@ from pydantic import BaseModel
 
 from keel.engine.bounds import cut_middle, fit_files, render_files
 from keel.engine.guard import PromptFile
-from keel.engine.models import (
+from keel.engine.models import NodeKind, Residual
+from keel.engine.replies import (
     SCHEMA_NAMES,
     ArtifactBundle,
     Explanation,
-    NodeKind,
     PlanNode,
-    Residual,
     Speculation,
     TaskPlan,
     VerifierReport,

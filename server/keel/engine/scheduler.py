@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from keel.engine.models import NodeState, PlanNode
+from keel.engine.models import NodeState
+from keel.engine.replies import PlanNode
 
 
 async def run_dag(

@@ -28,17 +28,7 @@ from keel.engine.bounds import chars_for
 from keel.engine.events import EventLog
 from keel.engine.gateway import BudgetExceeded, Exploration, ModelGateway, Totals
 from keel.engine.instructions import load_instructions
-from keel.engine.models import (
-    Energy,
-    LedgerEntry,
-    NodeKind,
-    NodeState,
-    PlanNode,
-    SensorReport,
-    Speculation,
-    TaskPlan,
-    Tier,
-)
+from keel.engine.models import Energy, LedgerEntry, NodeKind, NodeState, SensorReport, Tier
 from keel.engine.node import Attempt, NodeContext, NodeRunner
 from keel.engine.planner import PlanningFailed, PlanScope
 from keel.engine.planning import PreviousSession, draft_plan
@@ -60,6 +50,7 @@ from keel.engine.ports import (
     SessionStore,
 )
 from keel.engine.redaction import Redactor
+from keel.engine.replies import PlanNode, Speculation, TaskPlan
 from keel.engine.scheduler import run_dag
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier, evidence_dicts

@@ -26,13 +26,12 @@ from keel.engine.models import (
     Energy,
     EnergyWeights,
     NodeKind,
-    PlanNode,
     Residual,
     SensorReport,
     Tier,
-    VerifierReport,
 )
 from keel.engine.ports import LanguagePlugin, ProviderError
+from keel.engine.replies import PlanNode, VerifierReport
 
 SKIPPED_DIRS = {".git", ".keel", ".venv", "venv", "node_modules", "__pycache__", "target", ".tox"}
 

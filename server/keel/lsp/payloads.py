@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, f
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import WithJsonSchema
 
-from keel.engine.models import TaskPlan
+from keel.engine.replies import TaskPlan
 
 MAX_TASK_CHARS = 20_000
 MAX_TEXT_CHARS = 20_000

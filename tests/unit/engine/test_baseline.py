@@ -6,14 +6,8 @@ from __future__ import annotations
 
 from keel.engine.baseline import Baseline, BaselineRecord
 from keel.engine.energy import energy_from_record, measure, rescore
-from keel.engine.models import (
-    Component,
-    EnergyWeights,
-    PlanNode,
-    Residual,
-    SensorReport,
-    TaskPlan,
-)
+from keel.engine.models import Component, EnergyWeights, Residual, SensorReport
+from keel.engine.replies import PlanNode, TaskPlan
 from keel.engine.session import responsible_nodes
 from keel.engine.verifier import evidence_dicts
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from keel.bundles.apply import ChangeSet
-from keel.engine.models import ArtifactBundle, Energy, NodeKind, PlanNode
+from keel.engine.models import Energy, NodeKind
 from keel.engine.node import Attempt, complexity
+from keel.engine.replies import ArtifactBundle, PlanNode
 from keel.engine.settings import EngineSettings
 
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from keel.engine.contracts import check_contract
-from keel.engine.models import Component, NodeContract, NodeKind, PlanNode
+from keel.engine.models import Component, NodeKind
+from keel.engine.replies import NodeContract, PlanNode
 
 
 def _node(symbols: Sequence[str] = (), forbidden: Sequence[str] = ()) -> PlanNode:

@@ -14,10 +14,11 @@ import pytest
 
 from keel.engine.events import EventLog
 from keel.engine.gateway import Budget, ModelGateway
-from keel.engine.models import NodeState, PlanNode, Tier
+from keel.engine.models import NodeState, Tier
 from keel.engine.node import NodeContext, NodeRunner
 from keel.engine.ports import Decision, SessionRecords, SessionStore
 from keel.engine.redaction import Redactor
+from keel.engine.replies import PlanNode
 from keel.engine.session import Engine, SessionResult
 from keel.engine.settings import EngineSettings
 from keel.engine.verifier import Verifier

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keel.engine.gateway import Exploration
-from keel.engine.models import TaskPlan, Tier
+from keel.engine.models import Tier
 from keel.engine.ports import ToolCall, ToolResult, ToolSpec
+from keel.engine.replies import TaskPlan
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 PLAN = (

@@ -13,9 +13,10 @@ from keel.engine.gateway import (
     Reply,
     parse_reply,
 )
-from keel.engine.models import ArtifactBundle, Tier, Usage, VerifierReport
+from keel.engine.models import Tier, Usage
 from keel.engine.ports import ProviderError
 from keel.engine.redaction import Redactor
+from keel.engine.replies import ArtifactBundle, VerifierReport
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 REPORT = '{"verdict": "unstable", "analysis": "off by one", "fix_hints": ["use <="]}'

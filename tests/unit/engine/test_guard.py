@@ -12,8 +12,8 @@ import pytest
 
 from keel.bundles.paths import PathError
 from keel.engine.guard import check_plan_path, read_for_prompt, secret_looking
-from keel.engine.models import TaskPlan
 from keel.engine.planner import Planner, PlanningFailed, validate_plan
+from keel.engine.replies import TaskPlan
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 SECRET = "sk-live-do-not-leak-4242"

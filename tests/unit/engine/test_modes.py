@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keel.engine.models import Citation, TaskPlan, Tier
+from keel.engine.models import Tier
 from keel.engine.modes import (
     EphemeralStore,
     Explained,
@@ -21,6 +21,7 @@ from keel.engine.planner import PlanScope
 from keel.engine.planning import LISTING_LIMIT, focus_first, focus_of, workspace_view
 from keel.engine.ports import ToolCall, ToolResult
 from keel.engine.records import ModelCall
+from keel.engine.replies import Citation, TaskPlan
 from keel.engine.settings import EngineSettings
 from tests.unit.engine.doubles import ScriptedClient
 from tests.unit.engine.test_exploration import Tools

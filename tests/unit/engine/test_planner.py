@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from keel.engine.models import TaskPlan, Tier
+from keel.engine.models import Tier
 from keel.engine.planner import Planner, PlanningFailed, PlanScope, find_cycle, validate_plan
+from keel.engine.replies import TaskPlan
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
 

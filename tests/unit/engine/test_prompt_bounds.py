@@ -17,8 +17,9 @@ from keel.engine.instructions import (
     load_instructions,
     show_instructions,
 )
-from keel.engine.models import PlanNode, Speculation, Tier
+from keel.engine.models import Tier
 from keel.engine.redaction import Redactor
+from keel.engine.replies import PlanNode, Speculation
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient
 
 REASON = bound_reason(2_000)

@@ -13,18 +13,11 @@ from pydantic import BaseModel
 
 from keel.engine import prompts
 from keel.engine.gateway import Budget, ModelGateway
-from keel.engine.models import (
-    ArtifactBundle,
-    Explanation,
-    Speculation,
-    TaskPlan,
-    Tier,
-    Usage,
-    VerifierReport,
-)
+from keel.engine.models import Tier, Usage
 from keel.engine.planner import validate_plan
 from keel.engine.ports import ModelReply, ModelRequest
 from keel.engine.redaction import Redactor
+from keel.engine.replies import ArtifactBundle, Explanation, Speculation, TaskPlan, VerifierReport
 from tests.unit.engine.doubles import RecordingStore
 
 SYSTEMS: list[tuple[str, type[BaseModel]]] = [

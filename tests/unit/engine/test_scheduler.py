@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from keel.engine.models import NodeKind, NodeState, PlanNode
+from keel.engine.models import NodeKind, NodeState
+from keel.engine.replies import PlanNode
 from keel.engine.scheduler import run_dag
 
 TIMEOUT = 2.0  # only reached when the scheduler is broken (a deadlock)

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from keel.engine.gateway import Exploration, ModelGateway
-from keel.engine.models import TaskPlan, Tier
+from keel.engine.models import Tier
 from keel.engine.ports import ConfigError, ModelClient
+from keel.engine.replies import TaskPlan
 from keel.providers.anthropic_provider import AnthropicClient
 from keel.providers.openai_provider import OpenAIClient
 from keel.providers.replay import ReplayClient
