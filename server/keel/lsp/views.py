@@ -127,7 +127,10 @@ def hydrate(
     config = session.config
     view = SessionView(session.id, task=session.task)
     view.mode = str(config.get("mode", ""))
-    view.epsilon = float(config.get("epsilon", defaults.EPSILON))
+    try:
+        view.epsilon = float(config.get("epsilon", defaults.EPSILON))
+    except (TypeError, ValueError):
+        view.epsilon = defaults.EPSILON
     try:
         view.weights = weights_from([float(w) for w in config.get("weights") or defaults.WEIGHTS])
     except (TypeError, ValueError):
