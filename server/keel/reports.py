@@ -1,7 +1,7 @@
 """``keel status`` and ``keel logs``: what the session store says about a session, as data or text.
 
 Why a module apart from the CLI: the same reports serve the terminal, ``--json`` and (later)
-the dashboard, and they are easiest to test as plain functions from store rows to data and
+the dashboard, and they are easiest to test as plain functions from store records to data and
 from data to text. Nothing here prints; the CLI prints what these functions return.
 
 Why everything passes through :func:`redact` although the store redacts every record before
@@ -626,14 +626,7 @@ def _by_source(evidence: Iterable[Mapping[str, Any]]) -> dict[str, list[Row]]:
 
 
 def _sheaf_row(event: ev.Verification) -> Row:
-    energy = {
-        "v_syn": event.v_syn,
-        "v_str": event.v_str,
-        "v_log": event.v_log,
-        "v_boot": event.v_boot,
-        "v_sheaf": event.v_sheaf,
-        "v": event.v,
-    }
+    energy = event.components()
     return {
         "node": None,
         "attempt": "sheaf",

@@ -244,6 +244,17 @@ class Verification(Event):
     degraded: Sequence[str]
     evidence: Sequence[JsonObject]
 
+    def components(self) -> dict[str, float]:
+        """The energy measured, keyed as ``Energy.as_dict`` keys it (``v_syn`` .. ``v``)."""
+        return {
+            "v_syn": self.v_syn,
+            "v_str": self.v_str,
+            "v_log": self.v_log,
+            "v_boot": self.v_boot,
+            "v_sheaf": self.v_sheaf,
+            "v": self.v,
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class NodeRetrying(Event):

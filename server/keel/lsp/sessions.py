@@ -128,6 +128,8 @@ class Sessions:
         self.views = views
         #: The running sessions' tasks, by session id.
         self.runs: dict[str, asyncio.Task[Any]] = {}
+        #: Sessions being resumed that are not yet in ``runs`` (entering the engine).
+        self._resuming: set[str] = set()
         self._workspace, self._bundles, self._scoring = workspace, bundles, scoring
         self._reporter, self._client, self._evidence = reporter, client, evidence
         self._spawn, self._changed = spawn, changed
@@ -216,9 +218,13 @@ class Sessions:
             raise KeelError(
                 f"no session {session_id} to resume" if session_id else "no session yet"
             )
-        if record.id in self.runs:
+        if record.id in self.runs or record.id in self._resuming:
             raise KeelError(f"session {record.id} is already running")
-        return await self.start(record.task, resume=record)
+        self._resuming.add(record.id)
+        try:
+            return await self.start(record.task, resume=record)
+        finally:
+            self._resuming.discard(record.id)
 
     def abort(self, session_id: str | None = None) -> list[str]:
         """Cancel the running session(s): each ends ``aborted`` with its state stored."""

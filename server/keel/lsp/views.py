@@ -114,14 +114,7 @@ _NODE_STATES: Mapping[ev.EventKind, str] = {
 
 
 def _energy(event: ev.Verification) -> Energy:
-    components = {
-        "v_syn": event.v_syn,
-        "v_str": event.v_str,
-        "v_log": event.v_log,
-        "v_boot": event.v_boot,
-        "v_sheaf": event.v_sheaf,
-    }
-    return energy_from_record(components, event.evidence, event.degraded)
+    return energy_from_record(event.components(), event.evidence, event.degraded)
 
 
 def hydrate(
@@ -134,7 +127,10 @@ def hydrate(
     config = session.config
     view = SessionView(session.id, task=session.task)
     view.mode = str(config.get("mode", ""))
-    view.epsilon = float(config.get("epsilon", defaults.EPSILON))
+    try:
+        view.epsilon = float(config.get("epsilon", defaults.EPSILON))
+    except (TypeError, ValueError):
+        view.epsilon = defaults.EPSILON
     try:
         view.weights = weights_from([float(w) for w in config.get("weights") or defaults.WEIGHTS])
     except (TypeError, ValueError):

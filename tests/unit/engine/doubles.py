@@ -7,7 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from keel.engine.events import Event
 from keel.engine.gateway import Budget, ModelGateway
@@ -32,6 +32,8 @@ from keel.engine.ports import (
 )
 from keel.engine.records import ApprovalRecord, AttemptRecord, CallTotals, JsonObject, ModelCall
 from keel.engine.redaction import Redactor
+
+EventT = TypeVar("EventT", bound=Event)
 
 
 class ScriptedClient:
@@ -453,16 +455,17 @@ class FakeRunner:
 
 
 class EventList:
-    """An EventSink keeping every event."""
+    """An EventSink keeping every event record."""
 
     def __init__(self) -> None:
-        self.events: list[JsonObject] = []
+        self.events: list[Event] = []
 
     def emit(self, event: Event) -> None:
-        self.events.append(event.to_json())
+        self.events.append(event)
 
-    def of(self, kind: str) -> list[JsonObject]:
-        return [e for e in self.events if e.get("type") == kind]
+    def of(self, kind: type[EventT]) -> list[EventT]:
+        """The events of one kind, in the order they were sent."""
+        return [e for e in self.events if isinstance(e, kind)]
 
 
 class ScriptedApprover:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from keel.engine import events as ev
 from keel.engine.events import EventLog
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import NodeState, Tier
@@ -112,7 +113,7 @@ async def test_a_session_commits_every_node_and_records_it(tmp_path: Path) -> No
     assert all(a.stable for a in records.attempts.values())
     assert (await records.call_totals()).calls == len(client.requests) == 3
     assert records.runs == {1: False}  # the run ended
-    kinds = [e["type"] for e in sink.events]
+    kinds = [e.type.value for e in sink.events]
     assert kinds[0] == "session_started" and kinds[-1] == "session_finished"
     assert [e["type"] for e in records.events] == kinds  # stored as sent, in order
     assert not (tmp_path / ".keel" / "sandboxes" / SESSION).exists()
@@ -125,8 +126,8 @@ async def test_a_model_that_fails_for_good_leaves_no_node_running(tmp_path: Path
     engine, _client, sink = make_engine(tmp_path, replies, store=store)
     result = await run(engine)
     assert result.outcome == "failed" and "no scripted reply" in result.reason
-    [finished] = sink.of("session_finished")
-    assert await store.session(SESSION).node_states() == finished["nodes"] == {"n1": "queued"}
+    [finished] = sink.of(ev.SessionFinished)
+    assert await store.session(SESSION).node_states() == finished.nodes == {"n1": "queued"}
 
 
 async def test_a_failed_attempt_is_corrected_with_its_evidence(tmp_path: Path) -> None:
@@ -147,7 +148,7 @@ async def test_a_failed_attempt_is_corrected_with_its_evidence(tmp_path: Path) -
     assert (first.stable, again.stable) == (False, True)
     assert first.energy["v_syn"] > 0 and first.evidence[0]["source"] == "toy-check"
     assert ("n1", "retrying", "attempt 1 V=1.000") in records.transitions
-    assert [e["attempt"] for e in sink.of("node_retrying")] == [2]
+    assert [e.attempt for e in sink.of(ev.NodeRetrying)] == [2]
 
 
 async def test_a_node_that_never_stabilises_escalates_and_its_dependents_wait(
@@ -172,7 +173,7 @@ async def test_a_node_that_never_stabilises_escalates_and_its_dependents_wait(
     [(node, report)] = records.escalations
     assert node == "n1" and report["attempts"] == 2 and report["evidence"]
     assert records.states["n1"] == "escalated"
-    assert [e["node"] for e in sink.of("node_escalated")] == ["n1"]
+    assert [e.node for e in sink.of(ev.NodeEscalated)] == ["n1"]
 
 
 async def test_the_step_budget_stops_the_session_and_requeues_nothing_half_done(
@@ -193,8 +194,8 @@ async def test_the_step_budget_stops_the_session_and_requeues_nothing_half_done(
     assert records.states == {"n1": "committed", "n2": "queued"}
     assert records.outcome == "partial" and records.totals is not None
     assert records.totals["reason"] == result.reason
-    [stop] = sink.of("budget_exceeded")
-    assert stop["reason"] == "max_steps" and stop["calls"] == 2
+    [stop] = sink.of(ev.BudgetExceededEvent)
+    assert stop.reason == "max_steps" and stop.calls == 2
 
 
 async def test_an_abort_mid_command_ends_the_session_aborted_and_requeues_the_node(
@@ -216,7 +217,7 @@ async def test_an_abort_mid_command_ends_the_session_aborted_and_requeues_the_no
     assert records.states == {"n1": "queued"}
     assert "`keel resume` runs it again" in records.transitions[-1][2]
     assert records.outcome == "aborted" and records.runs == {1: False}
-    assert sink.of("session_finished")[0]["outcome"] == "aborted"
+    assert sink.of(ev.SessionFinished)[0].outcome == "aborted"
     assert not (tmp_path / ".keel" / "sandboxes" / SESSION).exists()
 
 
@@ -250,8 +251,8 @@ async def test_a_resume_skips_committed_nodes_and_replays_recorded_replies(
     assert [(e.node, e.approved_by) for e in ledger.log] == [("n1", "alice"), ("n2", "bob")]
     records = store.session(SESSION)
     assert await records.node_states() == {"n1": "committed", "n2": "committed"}
-    assert sink.events[0]["type"] == "session_resumed"
-    assert [n["node"] for n in sink.of("node_started")] == ["n2"]
+    assert isinstance(sink.events[0], ev.SessionResumed)
+    assert [n.node for n in sink.of(ev.NodeStarted)] == ["n2"]
 
 
 async def test_a_resume_completes_a_commit_the_store_never_heard_of(tmp_path: Path) -> None:
@@ -272,7 +273,7 @@ async def test_a_resume_completes_a_commit_the_store_never_heard_of(tmp_path: Pa
     assert result.outcome == "success" and client.requests == []
     assert records.states["n1"] == "committed"
     assert [(a.node_id, a.ledger_sha) for a in records.approvals] == [("n1", ledger.log[0].sha)]
-    assert sink.of("node_committed")[0]["recovered"] is True
+    assert sink.of(ev.NodeCommitted)[0].recovered is True
 
 
 # ----------------------------------------------------------------- NodeRunner

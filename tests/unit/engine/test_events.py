@@ -105,6 +105,7 @@ def test_verification_is_built_from_an_energy() -> None:
     event = ev.verification(energy, node="n", attempt=2, epsilon=0.1, stable=False, evidence=[])
     assert (event.v_log, event.v_boot, event.v, event.attempt) == (2.0, 1.0, 3.0, 2)
     assert event.degraded == ["ty"] and event.stage is None
+    assert event.components() == energy.as_dict()  # what views and reports read back
 
 
 def test_records_are_frozen() -> None:

@@ -27,6 +27,7 @@ from keel.engine.records import (
     SessionRecord,
 )
 from keel.lsp.bundles import BundleRegistry
+from keel.lsp.client import ClientPort, Spawn
 from keel.lsp.convert import EditCaps
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics
 from keel.lsp.scoring import Scoring
@@ -329,3 +330,8 @@ def approval_request(
         changes=dict(changes if changes is not None else {"a.py": b"A = 1\n"}),
         base=dict(base if base is not None else {"a.py": None}),
     )
+
+
+def _conforms(client: RecordingClient, spawn: TaskList) -> tuple[ClientPort, Spawn]:
+    """Type-checked by mypy (pyproject's ``files``): the doubles still match their ports."""
+    return client, spawn

@@ -55,3 +55,5 @@ def test_an_old_or_damaged_configuration_falls_back_to_the_defaults() -> None:
     assert view.nodes == {}
     damaged = hydrate(session({"weights": ["heavy", None]}), None, [], [])
     assert damaged.weights == EnergyWeights()
+    for epsilon in (None, "small", [0.1]):
+        assert hydrate(session({"epsilon": epsilon}), None, [], []).epsilon == defaults.EPSILON

@@ -175,6 +175,21 @@ async def test_resume_continues_the_latest_stored_session(setup: Setup) -> None:
         await setup.sessions.resume("s-old")
 
 
+async def test_two_resumes_of_one_session_at_once_run_it_once(setup: Setup) -> None:
+    """The second resume arrives while the first is still entering the engine."""
+    setup.host.store.add("s-old", "Add A", {"mode": "balanced"})
+    reached, decided = asyncio.Event(), list[Decision | None]()
+    setup.host.script = waits_for_approval(reached, decided)
+    first, second = await asyncio.gather(
+        setup.sessions.resume("s-old"), setup.sessions.resume("s-old"), return_exceptions=True
+    )
+    assert first == "s-old"
+    assert isinstance(second, KeelError) and "already running" in str(second)
+    await reached.wait()
+    assert setup.host.runs == [("Add A", "s-old", True)]
+    assert list(setup.sessions.runs) == ["s-old"]
+
+
 async def test_abort_requested_by_keel_abort_stops_only_those_sessions(setup: Setup) -> None:
     reached, decided = asyncio.Event(), list[Decision | None]()
     setup.host.script = waits_for_approval(reached, decided)
