@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from keel.engine.models import NodeState
 from keel.engine.redaction import Redactor, redact, secrets_in
 
 STORE_RELATIVE = Path(".keel") / "keel.db"
@@ -33,16 +34,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 2.0
 #: The statuses a session can show (``stopped``: not finished and no process drives it).
 STATUSES = ("running", "success", "partial", "failed", "aborted", "stopped")
-NODE_STATES = (
-    "queued",
-    "running",
-    "verifying",
-    "retrying",
-    "awaiting_approval",
-    "committed",
-    "failed",
-    "escalated",
-)
+NODE_STATES = tuple(state.value for state in NodeState)
 COMPONENTS = ("v_syn", "v_str", "v_log", "v_boot", "v_sheaf", "v")
 CALLS_PER_PAGE = 100
 PREVIEW_CHARS = 400

@@ -87,6 +87,13 @@ class NodeState(StrEnum):
     ESCALATED = "escalated"
 
 
+#: What the editor shows for a queued node held back by a dependency awaiting approval
+#: (``node_waiting``); the store keeps such a node ``queued``, so a resume runs it.
+WAITING = "waiting"
+#: Every state a view of a node may show: the stored ones, then ``waiting``.
+SHOWN_NODE_STATES = (*(state.value for state in NodeState), WAITING)
+
+
 class Component(StrEnum):
     """The five energy components, in the order of ``--energy-weights``."""
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, f
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import WithJsonSchema
 
+from keel.engine.models import SHOWN_NODE_STATES
 from keel.engine.replies import TaskPlan
 
 MAX_TASK_CHARS = 20_000
@@ -31,17 +32,7 @@ MAX_DIAGNOSTICS = 1_000
 MAX_MESSAGE_CHARS = 2_000
 
 #: The lifecycle states a node of the summary may be in.
-NODE_STATES = (
-    "queued",
-    "running",
-    "verifying",
-    "retrying",
-    "awaiting_approval",
-    "committed",
-    "escalated",
-    "failed",
-    "waiting",
-)
+NODE_STATES = SHOWN_NODE_STATES
 
 
 class Payload(BaseModel):

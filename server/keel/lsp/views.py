@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from keel.engine import defaults
 from keel.engine import events as ev
 from keel.engine.energy import energy_from_record, weights_from
-from keel.engine.models import Energy, EnergyWeights
+from keel.engine.models import WAITING, Energy, EnergyWeights, NodeState
 from keel.engine.records import AttemptRecord, NodeRecord, PlanRecord, SessionRecord
 
 
@@ -103,13 +103,13 @@ class SessionView:
 
 #: The node state each event leaves its node in.
 _NODE_STATES: Mapping[ev.EventKind, str] = {
-    ev.EventKind.NODE_STARTED: "running",
-    ev.EventKind.NODE_RETRYING: "retrying",
-    ev.EventKind.AWAITING_APPROVAL: "awaiting_approval",
-    ev.EventKind.NODE_COMMITTED: "committed",
-    ev.EventKind.NODE_ESCALATED: "escalated",
-    ev.EventKind.NODE_FAILED: "failed",
-    ev.EventKind.NODE_WAITING: "waiting",
+    ev.EventKind.NODE_STARTED: NodeState.RUNNING,
+    ev.EventKind.NODE_RETRYING: NodeState.RETRYING,
+    ev.EventKind.AWAITING_APPROVAL: NodeState.AWAITING_APPROVAL,
+    ev.EventKind.NODE_COMMITTED: NodeState.COMMITTED,
+    ev.EventKind.NODE_ESCALATED: NodeState.ESCALATED,
+    ev.EventKind.NODE_FAILED: NodeState.FAILED,
+    ev.EventKind.NODE_WAITING: WAITING,
 }
 
 

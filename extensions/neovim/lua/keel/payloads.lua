@@ -199,7 +199,7 @@
 ---@field id string
 ---@field title string
 ---@field kind string code, unit_test or command ('' before the plan says)
----@field state string one of: queued, running, verifying, retrying, awaiting_approval, committed, escalated, failed, waiting
+---@field state string one of: queued, running, verifying, retrying, awaiting_approval, committed, failed, escalated, waiting
 ---@field owns string[] workspace-relative paths the node owns
 ---@field dependsOn string[] ids of the nodes it runs after
 ---@field attempts integer

@@ -280,7 +280,7 @@ export interface SummaryNode {
   readonly title: string;
   /** code, unit_test or command ('' before the plan says) */
   readonly kind: string;
-  /** one of: queued, running, verifying, retrying, awaiting_approval, committed, escalated, failed, waiting */
+  /** one of: queued, running, verifying, retrying, awaiting_approval, committed, failed, escalated, waiting */
   readonly state: string;
   /** workspace-relative paths the node owns */
   readonly owns: readonly string[];
