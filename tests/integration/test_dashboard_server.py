@@ -270,7 +270,16 @@ async def test_the_overview_hears_a_workspace_whose_first_session_starts(
         remember(newcomer, env)  # what keel.app does when a session starts there
         await asyncio.wait_for(_next_event(stream.content, "change"), 10)
         assert "newcomer" in await _get(c, "/")
-        stream.close()
+        # the open stream now watches the newcomer's store too: its session's writes are heard
+        shutil.copytree(workspace / ".keel", newcomer / ".keel")
+        await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        writer = _writer(newcomer)
+        try:
+            writer.execute("UPDATE sessions SET finished_at = NULL")
+            await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        finally:
+            writer.close()
+            stream.close()
 
 
 # --------------------------------------------------------------------------- auth

@@ -208,6 +208,9 @@ class _Topic:
     session: str | None
     #: Other files whose change counts as one (the registry, for the overview).
     watch: list[Path] = field(default_factory=list)
+    #: Lists the stores again when a watched file changes (the overview's workspaces come
+    #: from the registry: a workspace whose first session starts brings a new store).
+    resolve: Callable[[], list[Path]] | None = None
     queues: set[asyncio.Queue[str]] = field(default_factory=set)
     stamps: list[tuple[int, int, int, int]] = field(default_factory=list)
     mark: str = ""
@@ -225,12 +228,16 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, stores: Sequence[Path], session: str | None, watch: Sequence[Path] = ()
+        self,
+        stores: Sequence[Path],
+        session: str | None,
+        watch: Sequence[Path] = (),
+        resolve: Callable[[], list[Path]] | None = None,
     ) -> AsyncIterator[asyncio.Queue[str]]:
         key = (tuple(stores), session)
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = _Topic(list(stores), session, list(watch))
+            topic = self._topics[key] = _Topic(list(stores), session, list(watch), resolve)
             topic.stamps = self._stamps(topic)
             topic.mark = await asyncio.to_thread(self._mark, topic)
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
@@ -266,6 +273,10 @@ class Hub:
         stamps = self._stamps(topic)
         if stamps == topic.stamps:
             return
+        watched = len(topic.watch)
+        if topic.resolve is not None and watched and stamps[-watched:] != topic.stamps[-watched:]:
+            topic.stores = await asyncio.to_thread(topic.resolve)
+            stamps = self._stamps(topic)
         topic.stamps = stamps
         mark = await asyncio.to_thread(self._mark, topic)
         if mark != topic.mark:
@@ -535,11 +546,16 @@ class Dashboard:
         await response.prepare(request)
         await response.write(b"retry: 1000\n\n")
         # the overview also hears the registry: a workspace whose first session starts appears
-        watch = (
-            [] if key or self.settings.workspaces else [registry.registry_path(self.settings.env)]
-        )
+        by_registry = not key and not self.settings.workspaces
+        watch = [registry.registry_path(self.settings.env)] if by_registry else []
+
+        def stores() -> list[Path]:
+            return [w.store for w in self.workspaces()]
+
         try:
-            async with self.hub.subscribe([w.store for w in chosen], session, watch) as queue:
+            async with self.hub.subscribe(
+                [w.store for w in chosen], session, watch, stores if by_registry else None
+            ) as queue:
                 await response.write(b"event: ready\ndata: {}\n\n")
                 while True:
                     try:
