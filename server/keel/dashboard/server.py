@@ -422,9 +422,11 @@ class Dashboard:
                 total = (
                     queries.call_count(conn, sid, tier, node) if filtered else totals["requests"]
                 )
+                # a page past the end (an old link, a typed number) shows the last one
+                page = min(page_no, max(1, math.ceil(total / queries.CALLS_PER_PAGE)))
                 return summary, (
                     totals,
-                    queries.calls_page(conn, reader, sid, page=page_no, tier=tier, node=node),
+                    queries.calls_page(conn, reader, sid, page=page, tier=tier, node=node),
                     total,
                 )
             if tab == "sandboxes":
