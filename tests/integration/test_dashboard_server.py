@@ -283,6 +283,26 @@ async def test_the_overview_hears_a_workspace_whose_first_session_starts(
             stream.close()
 
 
+async def test_the_overview_hears_the_registry_though_one_workspace_is_watched_already(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    remember(workspace, env)
+    app = create_app(Settings(env=env), ledger=dashboard_ledger)
+    async with TestClient(TestServer(app)) as c:
+        # the overview filtered to the one workspace watches the same store, not the registry
+        filtered = await c.get(f"/events?workspace={workspace_key(workspace.resolve())}")
+        await asyncio.wait_for(_next_event(filtered.content, "ready"), 10)
+        stream = await c.get("/events")
+        await asyncio.wait_for(_next_event(stream.content, "ready"), 10)
+        newcomer = tmp_path / "newcomer"
+        newcomer.mkdir()
+        remember(newcomer, env)
+        await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        filtered.close()
+        stream.close()
+
+
 # --------------------------------------------------------------------------- auth
 
 

@@ -222,7 +222,7 @@ class Hub:
 
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
-        self._topics: dict[tuple[tuple[Path, ...], str | None], _Topic] = {}
+        self._topics: dict[tuple[tuple[Path, ...], str | None, tuple[Path, ...]], _Topic] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -234,7 +234,7 @@ class Hub:
         watch: Sequence[Path] = (),
         resolve: Callable[[], list[Path]] | None = None,
     ) -> AsyncIterator[asyncio.Queue[str]]:
-        key = (tuple(stores), session)
+        key = (tuple(stores), session, tuple(watch))  # the overview of one store hears more
         topic = self._topics.get(key)
         if topic is None:
             topic = self._topics[key] = _Topic(list(stores), session, list(watch), resolve)
