@@ -439,6 +439,17 @@ def test_keel_sessions_lists_the_registered_workspaces(recorded: SmallRun, tmp_p
     assert none.returncode == 2 and "no Keel session" in none.stderr
 
 
+def test_keel_sessions_passes_over_a_registered_folder_without_a_store(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    emptied = tmp_path / "emptied"  # a session ran here; its .keel/ was removed since
+    emptied.mkdir()
+    remember(emptied, env)
+    proc = subprocess.run(
+        [*KEEL, "sessions"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "(no sessions)", "")
+
+
 def test_keel_dashboard_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
     def dashboard(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
