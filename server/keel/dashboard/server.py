@@ -239,7 +239,12 @@ class Hub:
         if topic is None:
             topic = self._topics[key] = _Topic(list(stores), session, list(watch), resolve)
             topic.stamps = self._stamps(topic)
-            topic.mark = await asyncio.to_thread(self._mark, topic)
+            try:
+                topic.mark = await asyncio.to_thread(self._mark, topic)
+            except BaseException:  # the page went away meanwhile: leave no topic behind
+                if not topic.queues:
+                    self._topics.pop(key, None)
+                raise
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         topic.queues.add(queue)
         self._ensure_running()
