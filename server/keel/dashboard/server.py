@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from keel.dashboard import charts, queries, registry, render, tabs
 from keel.dashboard.queries import Reader, StoreUnavailable
@@ -732,6 +733,18 @@ def _host_ok(request: web.Request, bound: str) -> bool:
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
 
 
+class _QuietRefusedRequests(logging.Filter):
+    """A request the HTTP parser refuses (a request line over 8 KB, a malformed header) is
+    the client's mistake, already answered with a 400: no traceback on the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500)
+
+
+_QUIET = _QuietRefusedRequests()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -741,6 +754,9 @@ def create_app(
     """The dashboard application; ``api`` (``keel.api``) is mounted at ``/api/v1``, outside
     the cookie login (it checks its own bearer token)."""
     settings.check()
+    server_log = logging.getLogger("aiohttp.server")
+    if _QUIET not in server_log.filters:
+        server_log.addFilter(_QUIET)
     reader = Reader.for_environment(settings.env)
     dash = Dashboard(
         settings=settings,
