@@ -90,6 +90,8 @@ async def test_every_page_shows_the_session(
     sandboxes = await _get(client, f"{base}/sandboxes")
     assert sandboxes.count('data-status="merged"') == 3
     assert sandboxes.count('data-status="flushed"') == 1  # node-2's first attempt
+    sandbox_root = f"{workspace.resolve()}/.keel/sandboxes/{recorded.session}"
+    assert f"{sandbox_root}/node-2/1" in sandboxes and f"{sandbox_root}/node-2/2" in sandboxes
 
     decisions = await _get(client, f"{base}/decisions")
     assert "Approvals and rejections <span" in decisions and "Sheaf checks" in decisions
