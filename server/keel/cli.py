@@ -727,6 +727,8 @@ async def run_sessions(args: argparse.Namespace) -> int:
         for path in workspaces:
             if not store_file_exists(path):
                 raise ConfigError(f"no Keel session in {path} (no .keel/keel.db)")
+    else:  # a registered folder whose store was removed has no sessions (as on the dashboard)
+        workspaces = [path for path in workspaces if store_file_exists(path)]
     rows, problems = await asyncio.to_thread(
         list_sessions, workspaces, Reader.for_environment(), limit=args.limit, status=args.status
     )

@@ -209,15 +209,18 @@ def test_the_page_reconnects_after_the_dashboard_restarts(
     finally:
         first.stop()
     page.wait_for_selector("#live.off")
+    db = sqlite3.connect(workspace / ".keel" / "keel.db")
+    with db:  # written while no dashboard runs: the page catches up once it reconnects
+        db.execute("UPDATE nodes SET state = 'awaiting_approval' WHERE node_id = 'node-1'")
     second = Dashboard(env, "--port", port, "-w", str(workspace))
     try:
         page.wait_for_selector("#live.on")  # by itself, no reload
-        db = sqlite3.connect(workspace / ".keel" / "keel.db")
+        page.wait_for_selector(NODE.format("node-1") + '[data-state="awaiting_approval"]')
         with db:  # one committed write, as a session makes it
             db.execute("UPDATE nodes SET state = 'queued' WHERE node_id = 'node-1'")
-        db.close()
         page.wait_for_selector(NODE.format("node-1") + '[data-state="queued"]')
     finally:
+        db.close()
         second.stop()
 
 

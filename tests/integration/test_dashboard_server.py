@@ -90,6 +90,8 @@ async def test_every_page_shows_the_session(
     sandboxes = await _get(client, f"{base}/sandboxes")
     assert sandboxes.count('data-status="merged"') == 3
     assert sandboxes.count('data-status="flushed"') == 1  # node-2's first attempt
+    sandbox_root = f"{workspace.resolve()}/.keel/sandboxes/{recorded.session}"
+    assert f"{sandbox_root}/node-2/1" in sandboxes and f"{sandbox_root}/node-2/2" in sandboxes
 
     decisions = await _get(client, f"{base}/decisions")
     assert "Approvals and rejections <span" in decisions and "Sheaf checks" in decisions
@@ -134,7 +136,10 @@ async def test_unknown_ids_get_clear_pages(
 
 
 async def test_huge_and_malformed_query_parameters_are_refused_clearly(
-    client: TestClient[Any, Any], workspace: Path, recorded: SmallRun
+    client: TestClient[Any, Any],
+    workspace: Path,
+    recorded: SmallRun,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = _base(workspace, recorded.session)
     assert "too long" in await _get(client, "/?status=" + "x" * 5000, 400)
@@ -142,10 +147,13 @@ async def test_huge_and_malformed_query_parameters_are_refused_clearly(
     assert "unknown workspace" in await _get(client, "/?workspace=feedfeedfeed", 400)
     for page in ("0", "-1", "abc", "1" * 13):
         assert "page must be" in await _get(client, f"{base}/calls?page={page}", 400)
-    assert "<tr data-call=" not in await _get(client, f"{base}/calls?page=999")
+    # past the end (an old link): the last page, whose rows agree with the pager
+    assert "<tr data-call=" in await _get(client, f"{base}/calls?page=999")
     # a request line beyond aiohttp's limit is refused by the HTTP parser, and the server lives
     response = await client.get("/?q=" + "y" * 20_000)
     assert response.status in (400, 414)
+    # the client's mistake: answered, not a traceback on the dashboard's terminal
+    assert not [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
     assert 'data-status="success"' in await _get(client, "/")
 
 
@@ -270,6 +278,35 @@ async def test_the_overview_hears_a_workspace_whose_first_session_starts(
         remember(newcomer, env)  # what keel.app does when a session starts there
         await asyncio.wait_for(_next_event(stream.content, "change"), 10)
         assert "newcomer" in await _get(c, "/")
+        # the open stream now watches the newcomer's store too: its session's writes are heard
+        shutil.copytree(workspace / ".keel", newcomer / ".keel")
+        await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        writer = _writer(newcomer)
+        try:
+            writer.execute("UPDATE sessions SET finished_at = NULL")
+            await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        finally:
+            writer.close()
+            stream.close()
+
+
+async def test_the_overview_hears_the_registry_though_one_workspace_is_watched_already(
+    tmp_path: Path, workspace: Path
+) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    remember(workspace, env)
+    app = create_app(Settings(env=env), ledger=dashboard_ledger)
+    async with TestClient(TestServer(app)) as c:
+        # the overview filtered to the one workspace watches the same store, not the registry
+        filtered = await c.get(f"/events?workspace={workspace_key(workspace.resolve())}")
+        await asyncio.wait_for(_next_event(filtered.content, "ready"), 10)
+        stream = await c.get("/events")
+        await asyncio.wait_for(_next_event(stream.content, "ready"), 10)
+        newcomer = tmp_path / "newcomer"
+        newcomer.mkdir()
+        remember(newcomer, env)
+        await asyncio.wait_for(_next_event(stream.content, "change"), 10)
+        filtered.close()
         stream.close()
 
 
@@ -407,6 +444,17 @@ def test_keel_sessions_lists_the_registered_workspaces(recorded: SmallRun, tmp_p
         check=False,
     )
     assert none.returncode == 2 and "no Keel session" in none.stderr
+
+
+def test_keel_sessions_passes_over_a_registered_folder_without_a_store(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    emptied = tmp_path / "emptied"  # a session ran here; its .keel/ was removed since
+    emptied.mkdir()
+    remember(emptied, env)
+    proc = subprocess.run(
+        [*KEEL, "sessions"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "(no sessions)", "")
 
 
 def test_keel_dashboard_refuses_what_it_cannot_serve(tmp_path: Path) -> None:

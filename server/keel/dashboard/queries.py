@@ -611,7 +611,7 @@ def sandboxes(
             kind = "active"
         else:
             kind = "flushed"
-        directory = root / nid
+        directory = root / nid / str(r["attempt"])  # the engine's <node>/<check number>
         out.append(
             {
                 "node": nid,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from keel.dashboard import charts, queries, registry, render, tabs
 from keel.dashboard.queries import Reader, StoreUnavailable
@@ -208,6 +209,9 @@ class _Topic:
     session: str | None
     #: Other files whose change counts as one (the registry, for the overview).
     watch: list[Path] = field(default_factory=list)
+    #: Lists the stores again when a watched file changes (the overview's workspaces come
+    #: from the registry: a workspace whose first session starts brings a new store).
+    resolve: Callable[[], list[Path]] | None = None
     queues: set[asyncio.Queue[str]] = field(default_factory=set)
     stamps: list[tuple[int, int, int, int]] = field(default_factory=list)
     mark: str = ""
@@ -219,20 +223,29 @@ class Hub:
 
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
-        self._topics: dict[tuple[tuple[Path, ...], str | None], _Topic] = {}
+        self._topics: dict[tuple[tuple[Path, ...], str | None, tuple[Path, ...]], _Topic] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, stores: Sequence[Path], session: str | None, watch: Sequence[Path] = ()
+        self,
+        stores: Sequence[Path],
+        session: str | None,
+        watch: Sequence[Path] = (),
+        resolve: Callable[[], list[Path]] | None = None,
     ) -> AsyncIterator[asyncio.Queue[str]]:
-        key = (tuple(stores), session)
+        key = (tuple(stores), session, tuple(watch))  # the overview of one store hears more
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = _Topic(list(stores), session, list(watch))
+            topic = self._topics[key] = _Topic(list(stores), session, list(watch), resolve)
             topic.stamps = self._stamps(topic)
-            topic.mark = await asyncio.to_thread(self._mark, topic)
+            try:
+                topic.mark = await asyncio.to_thread(self._mark, topic)
+            except BaseException:  # the page went away meanwhile: leave no topic behind
+                if not topic.queues:
+                    self._topics.pop(key, None)
+                raise
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         topic.queues.add(queue)
         self._ensure_running()
@@ -266,6 +279,10 @@ class Hub:
         stamps = self._stamps(topic)
         if stamps == topic.stamps:
             return
+        watched = len(topic.watch)
+        if topic.resolve is not None and watched and stamps[-watched:] != topic.stamps[-watched:]:
+            topic.stores = await asyncio.to_thread(topic.resolve)
+            stamps = self._stamps(topic)
         topic.stamps = stamps
         mark = await asyncio.to_thread(self._mark, topic)
         if mark != topic.mark:
@@ -411,9 +428,11 @@ class Dashboard:
                 total = (
                     queries.call_count(conn, sid, tier, node) if filtered else totals["requests"]
                 )
+                # a page past the end (an old link, a typed number) shows the last one
+                page = min(page_no, max(1, math.ceil(total / queries.CALLS_PER_PAGE)))
                 return summary, (
                     totals,
-                    queries.calls_page(conn, reader, sid, page=page_no, tier=tier, node=node),
+                    queries.calls_page(conn, reader, sid, page=page, tier=tier, node=node),
                     total,
                 )
             if tab == "sandboxes":
@@ -535,11 +554,16 @@ class Dashboard:
         await response.prepare(request)
         await response.write(b"retry: 1000\n\n")
         # the overview also hears the registry: a workspace whose first session starts appears
-        watch = (
-            [] if key or self.settings.workspaces else [registry.registry_path(self.settings.env)]
-        )
+        by_registry = not key and not self.settings.workspaces
+        watch = [registry.registry_path(self.settings.env)] if by_registry else []
+
+        def stores() -> list[Path]:
+            return [w.store for w in self.workspaces()]
+
         try:
-            async with self.hub.subscribe([w.store for w in chosen], session, watch) as queue:
+            async with self.hub.subscribe(
+                [w.store for w in chosen], session, watch, stores if by_registry else None
+            ) as queue:
                 await response.write(b"event: ready\ndata: {}\n\n")
                 while True:
                     try:
@@ -709,6 +733,18 @@ def _host_ok(request: web.Request, bound: str) -> bool:
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
 
 
+class _QuietRefusedRequests(logging.Filter):
+    """A request the HTTP parser refuses (a request line over 8 KB, a malformed header) is
+    the client's mistake, already answered with a 400: no traceback on the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500)
+
+
+_QUIET = _QuietRefusedRequests()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -718,6 +754,9 @@ def create_app(
     """The dashboard application; ``api`` (``keel.api``) is mounted at ``/api/v1``, outside
     the cookie login (it checks its own bearer token)."""
     settings.check()
+    server_log = logging.getLogger("aiohttp.server")
+    if _QUIET not in server_log.filters:
+        server_log.addFilter(_QUIET)
     reader = Reader.for_environment(settings.env)
     dash = Dashboard(
         settings=settings,

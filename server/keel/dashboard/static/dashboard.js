@@ -12,6 +12,7 @@
   var busy = false;
   var again = false;
   var source = null;
+  var heard = false;
 
   function state(text, cls) {
     live.textContent = text;
@@ -80,6 +81,10 @@
     source = new EventSource(url);
     source.addEventListener("ready", function () {
       state("live", "on");
+      if (heard) {
+        refresh(); // back after a break: what changed meanwhile was never announced
+      }
+      heard = true;
     });
     source.addEventListener("change", function () {
       state("live", "on");
