@@ -188,9 +188,11 @@ def synthesise(workspace: Path) -> str:
     return newest
 
 
-def fetch(url: str) -> float:
+def fetch(url: str, token: str | None = None) -> float:
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
         assert response.status == 200
     return (time.perf_counter() - start) * 1000
@@ -221,6 +223,24 @@ def pages(url: str, workspace: Path, sid: str, n: int) -> None:
     for name, target in targets.items():
         fetch(target)  # warm
         times = [fetch(target) for _ in range(n)]
+        print(
+            f"  {name:36} {statistics.median(times):7.1f} {percentile(times, 0.95):7.1f}"
+            f" {max(times):7.1f}"
+        )
+
+
+def api(url: str, sid: str, n: int, token: str) -> None:
+    """The execution API that ``keel dashboard`` serves beside the pages (``/api/v1``)."""
+    targets = {
+        "GET /api/v1/sessions (1,000)": f"{url}/api/v1/sessions",
+        "GET /api/v1/sessions/{id}": f"{url}/api/v1/sessions/{sid}",
+        "GET /api/v1/sessions/{id}/events": f"{url}/api/v1/sessions/{sid}/events",
+    }
+    print(f"\nAPI latency, {n} sequential requests each (ms):")
+    print(f"  {'request':36} {'p50':>7} {'p95':>7} {'max':>7}")
+    for name, target in targets.items():
+        fetch(target, token)  # warm
+        times = [fetch(target, token) for _ in range(n)]
         print(
             f"  {name:36} {statistics.median(times):7.1f} {percentile(times, 0.95):7.1f}"
             f" {max(times):7.1f}"
@@ -289,9 +309,11 @@ def main() -> None:
         start = time.perf_counter()
         sid = synthesise(workspace)
         print(f"synthesised in {time.perf_counter() - start:.1f}s")
-        dashboard = Dashboard(home_env(home), "-w", str(workspace))
+        token = "bench-token-" + "0" * 16
+        dashboard = Dashboard(home_env(home, KEEL_API_TOKEN=token), "-w", str(workspace))
         try:
             pages(dashboard.url, workspace, sid, n)
+            api(dashboard.url, sid, n, token)
             sse_delay(dashboard.url, workspace, sid, rounds)
         finally:
             dashboard.stop()
