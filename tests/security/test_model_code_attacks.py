@@ -229,6 +229,10 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
         shutil.rmtree(system, ignore_errors=True)
 
 
+#: Keel's own state under HOME: the registry of workspaces the dashboard lists.
+KEEL_STATE = (".local/state/keel",)
+
+
 def digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """Every file under ``root`` (relative path -> sha256), symlinks by their target."""
     out = {}
@@ -286,7 +290,8 @@ def _failed_tests(events: list[dict[str, Any]]) -> dict[str, str]:
 def test_every_attack_fails_and_shows_up_as_evidence(scene: Scene) -> None:
     workspace_before = digest(scene.workspace, skip=(".git", ".keel"))
     git_before = digest(scene.workspace / ".git", skip=("index", "info/exclude"))
-    home_before = digest(scene.home)
+    # Keel itself (not the model's code) records the workspace in its registry under HOME.
+    home_before = digest(scene.home, skip=KEEL_STATE)
     outside_before = digest(scene.outside)
     system_before = digest(scene.system)
 
@@ -310,7 +315,9 @@ def test_every_attack_fails_and_shows_up_as_evidence(scene: Scene) -> None:
 
     assert digest(scene.workspace, skip=(".git", ".keel")) == workspace_before
     assert digest(scene.workspace / ".git", skip=("index", "info/exclude")) == git_before
-    assert digest(scene.home) == home_before
+    assert digest(scene.home, skip=KEEL_STATE) == home_before
+    registry = json.loads((scene.home / KEEL_STATE[0] / "workspaces.json").read_text())
+    assert str(scene.workspace.resolve()) in json.dumps(registry)  # Keel's own write, no more
     assert digest(scene.outside) == outside_before  # under /tmp: written in the private /tmp
     assert digest(scene.system) == system_before
     assert (scene.system / "basetemp" / "precious.txt").read_text() == "do not delete"
