@@ -4,59 +4,15 @@ ports, as enums and frozen dataclasses.
 The model replies (pydantic models, docs/reference/protocol.md) live in
 :mod:`keel.engine.replies`, so that what only reads a session (``keel status``, ``ledger``,
 ``logs``: the store, the ledger and the reports import this module through
-``keel.engine.ports``) never imports pydantic. Their names stay importable from here, loaded on
-first use.
+``keel.engine.ports``) never imports pydantic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from keel.engine import defaults
-
-if TYPE_CHECKING:
-    from keel.bundles.model import ArtifactBundle as ArtifactBundle
-    from keel.bundles.model import FileDiff as FileDiff
-    from keel.bundles.model import FileWrite as FileWrite
-    from keel.engine.replies import SCHEMA_NAMES as SCHEMA_NAMES
-    from keel.engine.replies import Citation as Citation
-    from keel.engine.replies import Explanation as Explanation
-    from keel.engine.replies import NodeContract as NodeContract
-    from keel.engine.replies import PlanNode as PlanNode
-    from keel.engine.replies import Speculation as Speculation
-    from keel.engine.replies import SpeculationHint as SpeculationHint
-    from keel.engine.replies import TaskPlan as TaskPlan
-    from keel.engine.replies import VerifierReport as VerifierReport
-
-#: The reply models that moved to :mod:`keel.engine.replies`, still importable from here.
-_REPLIES = frozenset(
-    {
-        "ArtifactBundle",
-        "Citation",
-        "Explanation",
-        "FileDiff",
-        "FileWrite",
-        "NodeContract",
-        "PlanNode",
-        "SCHEMA_NAMES",
-        "Speculation",
-        "SpeculationHint",
-        "TaskPlan",
-        "VerifierReport",
-    }
-)
-
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        """``from keel.engine.models import TaskPlan`` still works: it imports pydantic then."""
-        if name in _REPLIES:
-            from keel.engine import replies
-
-            return getattr(replies, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Tier(StrEnum):
