@@ -18,11 +18,12 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from keel.bundles.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +116,7 @@ def _read(path: Path, *, set_aside: bool) -> list[dict[str, Any]]:
 
 def _write(path: Path, entries: list[dict[str, Any]]) -> None:
     data = json.dumps({"version": 1, "workspaces": entries}, indent=1).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".workspaces.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, data, new_mode=0o600)  # it lists the user's folders: theirs alone
 
 
 def _now() -> str:
