@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union, get_args, get_origin, ge
 
 from keel.engine.models import Energy
 from keel.engine.ports import KeelError
+from keel.engine.records import JsonObject
 from keel.engine.redaction import redact
 
 if TYPE_CHECKING:
     from keel.engine.ports import EventSink, SessionRecords
-
-#: A JSON object as events carry it (evidence items, the sandbox, tool arguments).
-JsonObject = Mapping[str, object]
 
 
 class EventKind(StrEnum):
