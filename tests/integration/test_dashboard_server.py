@@ -408,6 +408,29 @@ async def test_the_api_mount_is_outside_the_cookie_login(workspace: Path) -> Non
 # --------------------------------------------------------------------------- keel sessions
 
 
+def test_keel_sessions_filters_by_status_and_limits_the_list(
+    recorded: SmallRun, tmp_path: Path
+) -> None:
+    env = {"HOME": str(recorded.workspace.parent), "PATH": "/usr/bin:/bin"}
+
+    def listed(*flags: str) -> list[str]:
+        proc = subprocess.run(
+            [*KEEL, "sessions", "--json", "-w", str(recorded.workspace), *flags],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return [row["id"] for row in json.loads(proc.stdout)]
+
+    assert listed("--status", "success") == [recorded.session]
+    assert listed("--status", "failed") == []
+    assert listed("--limit", "1") == [recorded.session]
+
+
 def test_keel_sessions_lists_the_registered_workspaces(recorded: SmallRun, tmp_path: Path) -> None:
     home = recorded.workspace.parent
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
