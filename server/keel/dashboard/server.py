@@ -323,11 +323,12 @@ class Dashboard:
 
     # ----------------------------------------------------------------- helpers
 
-    def workspaces(self) -> list[Workspace]:
-        return workspaces_for(self.settings)
+    async def workspaces(self) -> list[Workspace]:
+        """The workspaces shown; the registry is read (under its lock) off the event loop."""
+        return await asyncio.to_thread(workspaces_for, self.settings)
 
-    def workspace(self, key: str) -> Workspace:
-        for w in self.workspaces():
+    async def workspace(self, key: str) -> Workspace:
+        for w in await self.workspaces():
             if w.key == key:
                 return w
         raise web.HTTPNotFound(
@@ -358,7 +359,7 @@ class Dashboard:
             raise BadRequest(
                 f"unknown status {render.cut(status, 40)!r}; one of {', '.join(queries.STATUSES)}"
             )
-        every = self.workspaces()
+        every = await self.workspaces()
         shown = every
         if workspace:
             shown = [w for w in every if w.key == workspace]
@@ -408,7 +409,7 @@ class Dashboard:
         raise web.HTTPFound(f"/w/{request.match_info['ws']}/s/{request.match_info['sid']}/dag")
 
     async def session_tab(self, request: web.Request) -> web.Response:
-        w, sid, tab = self._target(request)
+        w, sid, tab = await self._target(request)
         base = f"/w/{w.key}/s/{sid}"
         reader = self.reader
         page_no = _int_param(request, "page", 1)
@@ -485,7 +486,7 @@ class Dashboard:
         return tabs.ledger(entries, workspace=str(w.path))
 
     async def node_page(self, request: web.Request) -> web.Response:
-        w, sid, _ = self._target(request)
+        w, sid, _ = await self._target(request)
         nid = request.match_info["node"]
         base = f"/w/{w.key}/s/{sid}"
         reader = self.reader
@@ -520,8 +521,8 @@ class Dashboard:
             )
         )
 
-    def _target(self, request: web.Request) -> tuple[Workspace, str, str]:
-        w = self.workspace(request.match_info["ws"])
+    async def _target(self, request: web.Request) -> tuple[Workspace, str, str]:
+        w = await self.workspace(request.match_info["ws"])
         sid = request.match_info["sid"]
         if not _ID.match(sid):
             raise _unknown_session(sid, w)
@@ -538,7 +539,7 @@ class Dashboard:
     async def events(self, request: web.Request) -> web.StreamResponse:
         key = _param(request, "workspace")
         session = _param(request, "session")
-        every = self.workspaces()
+        every = await self.workspaces()
         chosen = [w for w in every if w.key == key] if key else every
         if key and not chosen:
             raise web.HTTPNotFound(text="unknown workspace")
@@ -558,7 +559,7 @@ class Dashboard:
         watch = [registry.registry_path(self.settings.env)] if by_registry else []
 
         def stores() -> list[Path]:
-            return [w.store for w in self.workspaces()]
+            return [w.store for w in workspaces_for(self.settings)]  # runs in a thread
 
         try:
             async with self.hub.subscribe(

@@ -30,7 +30,7 @@ from keel.lsp.args import ScopeArgs
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.client import ClientPort, Spawn
 from keel.lsp.convert import uri_to_path
-from keel.lsp.errors import invalid
+from keel.lsp.errors import failed, invalid
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.progress import ProgressReporter
 from keel.lsp.scoring import Scoring
@@ -195,7 +195,13 @@ class Sessions:
                 return None
 
         run_task = self._spawn(run(), name=f"session {session_id}")
-        await started
+        # The run can end before the engine began (the server shutting down cancels it): then
+        # ``started`` is never resolved, so wait on the run as well.
+        waiting: set[asyncio.Future[Any]] = {started, run_task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            raise failed(f"session {session_id} was stopped before it began; nothing ran")
+        started.result()  # the start's error, if any
         self.views.pop(session_id, None)
         self.views[session_id] = view
         self.runs[session_id] = run_task

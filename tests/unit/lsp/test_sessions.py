@@ -17,6 +17,7 @@ from lsprotocol import types as T
 from keel.engine import events as ev
 from keel.engine.ports import Approver, Decision, EventSink, KeelError
 from keel.lsp.bundles import BundleRegistry
+from keel.lsp.errors import RequestFailed
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.progress import ProgressReporter
 from keel.lsp.sessions import Sessions
@@ -138,6 +139,28 @@ async def test_a_refused_start_is_the_commands_error_and_leaves_no_view(setup: S
     with pytest.raises(KeelError, match="another Keel process"):
         await setup.sessions.start("Add A")
     assert setup.views == {} and setup.sessions.runs == {}
+
+
+# The cancelled task never starts, so the session's coroutine is never awaited: that is the case.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")
+async def test_a_start_whose_run_is_cancelled_before_the_engine_began_fails_not_hangs(
+    setup: Setup,
+) -> None:
+    """The server shutting down cancels the session's task before the engine is entered: the
+    start answers with an error instead of waiting for an engine that never comes."""
+    spawn = setup.spawn
+
+    def cancelled_at_once(work: Any, name: str) -> asyncio.Task[Any]:
+        task = spawn(work, name)
+        task.cancel()
+        return task
+
+    setup.sessions._spawn = cancelled_at_once  # the server's spawner, as shutdown leaves it
+    reached, decided = asyncio.Event(), list[Decision | None]()
+    setup.host.script = waits_for_approval(reached, decided)
+    with pytest.raises(RequestFailed, match="stopped before it began"):
+        await asyncio.wait_for(setup.sessions.start("Add A"), 10)  # a guard, not a wait
+    assert setup.views == {} and setup.sessions.runs == {} and not reached.is_set()
 
 
 async def test_abort_withdraws_the_pending_bundle_and_ends_progress(setup: Setup) -> None:
