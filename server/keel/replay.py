@@ -106,7 +106,10 @@ def transcript_entries(steps: Sequence[StepRecord], calls: Sequence[ModelCall]) 
             ]
             entries.append(entry)
             continue
-        entry["text"] = str(result["text"])
+        text = result.get("text")
+        if not isinstance(text, str):  # a damaged step answers nothing a replay could give
+            continue
+        entry["text"] = text
         model = str(result.get("model") or "")
         if model and not model.startswith("replay:"):  # the price table's name for the model
             entry["model"] = model

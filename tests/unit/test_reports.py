@@ -241,6 +241,8 @@ def test_transcript_entries_keep_answered_steps_with_model_and_usage() -> None:
         _step("model:actuator:n1:1", None),  # never answered
         _step("model:actuator:n2:1", {"text": "x", "model": ""}),
         _step("model:verifier:n2:1", {"text": "y", "model": "replay:/t.jsonl"}),
+        _step("model:actuator:n3:1", {"model": "m"}),  # damaged: no text, left out
+        _step("model:actuator:n3:2", {"text": 7}),  # damaged: not text, left out
     ]
     calls = [_call("architect", "m", 0.3, input_tokens=7, output_tokens=3)]
     assert transcript_entries(steps, calls) == [
