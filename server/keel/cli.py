@@ -406,6 +406,9 @@ async def run_abort(args: argparse.Namespace) -> int:
         for run in runs:
             if run.host != socket.gethostname():
                 continue
+            if not reports.pid_alive(run.pid, run.host, run.started_at):
+                await records.end_run(run.id)  # it died; its pid may be another's now
+                continue
             try:
                 os.kill(run.pid, signal.SIGTERM)
                 signalled.append(run.pid)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -41,6 +40,7 @@ from keel.engine.records import (
 )
 from keel.engine.redaction import Redactor, redact, secrets_in
 from keel.ledger import GitLedger, git_command, git_environment
+from keel.liveness import run_alive
 from keel.store import SqliteStore, store_path
 
 STATES = tuple(state.value for state in NodeState)
@@ -120,17 +120,9 @@ def default_redactor(env: Mapping[str, str] | None = None) -> Redactor:
 # --------------------------------------------------------------------------- status
 
 
-def pid_alive(pid: int, host: str) -> bool:
-    """Whether a run's process still exists (a run on another host is taken as alive)."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def pid_alive(pid: int, host: str, since: str | None = None) -> bool:
+    """Whether a run's process still exists (see :func:`keel.liveness.run_alive`)."""
+    return run_alive(pid, host, since)
 
 
 async def status_report(
@@ -138,7 +130,7 @@ async def status_report(
     session: SessionRecord,
     *,
     ledger: Sequence[Row] | None = None,
-    alive: Callable[[int, str], bool] = pid_alive,
+    alive: Callable[[int, str, str | None], bool] = pid_alive,
     redactor: Callable[[str], str] | None = None,
 ) -> Row:
     """The session summary ``keel status`` shows (JSON-ready, redacted)."""
@@ -148,7 +140,7 @@ async def status_report(
     escalations = await records.escalations()
     approvals = await records.approvals()
     totals = await records.call_totals()
-    runs = [r for r in await records.live_runs() if alive(r.pid, r.host)]
+    runs = [r for r in await records.live_runs() if alive(r.pid, r.host, r.started_at)]
     config = session.config or {}
     spent: Row = {
         "calls": totals.calls,

@@ -8,6 +8,7 @@ budget completes. The other tests cover each ``logs`` view, ``--node`` and secre
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -394,3 +395,35 @@ def test_text_outputs_say_when_calls_were_unpriced(tmp_path: Path) -> None:
     stats = run([*KEEL, "logs", "--stats", "-w", str(workspace)], env).stdout.splitlines()
     total = next(line for line in stats if line.startswith("total"))
     assert total.endswith("(7 calls unpriced)")
+
+
+def test_a_crashed_runs_pid_taken_by_another_process_is_neither_running_nor_signalled(
+    small_run: SmallRun, tmp_path: Path
+) -> None:
+    """A run left open by a crash whose pid now belongs to a later process: ``status`` says
+    not running, and ``keel abort`` closes the run without signalling that stranger."""
+    import shutil
+    import socket
+
+    workspace = tmp_path / "copy"
+    shutil.copytree(small_run.workspace, workspace, symlinks=True)
+    env = _env(tmp_path)
+    session = keel_json(workspace, env, "status")["session"]
+    with subprocess.Popen(["sleep", "600"]) as stranger:
+        try:
+            with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+                db.execute(
+                    "INSERT INTO runs (session_id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+                    (session, stranger.pid, socket.gethostname(), "2026-01-01T00:00:00.000+00:00"),
+                )
+            status = keel_json(workspace, env, "status")
+            aborted = run([*KEEL, "abort", "-w", str(workspace), "--json"], env)
+            assert stranger.poll() is None  # still running: never signalled
+        finally:
+            stranger.kill()
+    assert status["running"] is False and status["pids"] == []
+    assert aborted.returncode == 1  # nothing to abort
+    assert json.loads(aborted.stdout)["signalled"] == []
+    with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+        open_runs = db.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()
+    assert open_runs == (0,)

@@ -275,7 +275,7 @@ class SessionManager:
                 live = [
                     r
                     for r in await store.session(row.id).live_runs()
-                    if reports.pid_alive(r.pid, r.host)
+                    if reports.pid_alive(r.pid, r.host, r.started_at)
                 ]
                 elsewhere = bool(live) and row.id not in self._runs
                 out.append(
@@ -379,6 +379,9 @@ class SessionManager:
         for live in await records.request_abort():
             if live.host != socket.gethostname():
                 continue
+            if not reports.pid_alive(live.pid, live.host, live.started_at):
+                await records.end_run(live.id)  # it died; its pid may be another's now
+                continue
             try:
                 os.kill(live.pid, signal.SIGTERM)
                 signalled.append(live.pid)
@@ -462,7 +465,7 @@ class SessionManager:
         if session_id in self._runs:
             raise conflict(f"session {session_id} is running")
         runs = await records.live_runs()
-        if any(reports.pid_alive(r.pid, r.host) for r in runs):
+        if any(reports.pid_alive(r.pid, r.host, r.started_at) for r in runs):
             raise conflict(f"session {session_id} is running in another process")
 
     async def _previous(self, workspace: Path, session_id: str | None) -> PreviousSession | None:
@@ -560,13 +563,13 @@ def writing(runs: Sequence[RunRecord]) -> bool:
     if not runs:
         return False
     last = runs[-1]
-    pid, host = last.pid, last.host
+    pid, host, since = last.pid, last.host, last.started_at
     here = host == socket.gethostname()
     if here and pid == os.getpid():
         return False  # this server's own run, and it is no longer in its runs
     if last.ended_at is None:
-        return reports.pid_alive(pid, host)
-    return here and reports.pid_alive(pid, host)
+        return reports.pid_alive(pid, host, since)
+    return here and reports.pid_alive(pid, host, since)
 
 
 def _pending_dict(pending: Pending) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from urllib.parse import quote
 
 from keel.engine.models import NodeState
 from keel.engine.redaction import Redactor, redact, secrets_in
+from keel.liveness import run_alive
 
 STORE_RELATIVE = Path(".keel") / "keel.db"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -181,12 +181,11 @@ class Reader:
     """Decodes and scrubs rows; ``alive`` says whether a run's process still exists."""
 
     redactor: Redactor
-    host: str
 
     @classmethod
     def for_environment(cls, env: Mapping[str, str] | None = None) -> Reader:
         env = os.environ if env is None else env
-        return cls(Redactor(secrets_in(env)), socket.gethostname())
+        return cls(Redactor(secrets_in(env)))
 
     def row(self, row: sqlite3.Row | None) -> Row | None:
         return None if row is None else self.decode(row)
@@ -208,18 +207,8 @@ class Reader:
     def rows(self, cursor: Iterator[sqlite3.Row] | sqlite3.Cursor) -> list[Row]:
         return [self.decode(r) for r in cursor]
 
-    def alive(self, pid: int, host: str) -> bool:
-        if pid <= 0:
-            return False  # 0 and -1 would ask about a process group, not a process
-        if host != self.host:
-            return True  # another machine's process: assume it runs
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, OverflowError):
-            return True
-        return True
+    def alive(self, pid: int, host: str, since: str | None = None) -> bool:
+        return run_alive(pid, host, since)
 
 
 def status_of(session: Mapping[str, Any], running: bool) -> str:
@@ -266,11 +255,11 @@ def session_list(
         counts.setdefault(r["session_id"], {})[r["state"]] = int(r["n"])
     live: dict[str, list[int]] = {}
     for r in conn.execute(
-        "SELECT session_id, pid, host FROM runs WHERE ended_at IS NULL"
+        "SELECT session_id, pid, host, started_at FROM runs WHERE ended_at IS NULL"
         f" AND session_id IN ({marks})",
         ids,
     ):
-        if reader.alive(int(r["pid"]), str(r["host"])):
+        if reader.alive(int(r["pid"]), str(r["host"]), r["started_at"]):
             live.setdefault(r["session_id"], []).append(int(r["pid"]))
     spent: dict[str, Row] = {
         s["id"]: t for s in sessions if s["id"] not in live and (t := finished_totals(s))
@@ -369,9 +358,10 @@ def session(conn: sqlite3.Connection, reader: Reader, session_id: str) -> Row | 
     pids = [
         int(r["pid"])
         for r in conn.execute(
-            "SELECT pid, host FROM runs WHERE session_id = ? AND ended_at IS NULL", (session_id,)
+            "SELECT pid, host, started_at FROM runs WHERE session_id = ? AND ended_at IS NULL",
+            (session_id,),
         )
-        if reader.alive(int(r["pid"]), str(r["host"]))
+        if reader.alive(int(r["pid"]), str(r["host"]), r["started_at"])
     ]
     spent = (None if pids else finished_totals(found)) or dict(
         conn.execute(f"{_SPENT} WHERE session_id = ?", (session_id,)).fetchone()
