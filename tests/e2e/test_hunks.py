@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
 from tests.e2e.conftest import OPTIONS, Starter
-from tests.e2e.editor import Keel, git
+from tests.e2e.editor import Keel, git, plain
 from tests.e2e.test_reject_and_evidence import actuator_calls, events, prompt
 from tests.e2e.test_review_flow import keel_commits
 from tests.integration.conftest import bundle, node, plan
@@ -68,9 +69,31 @@ async def test_approve_one_hunk_then_reject_the_other_with_a_reason(
         ["VERSION = 2"],
     )
 
-    approved = await keel.command(
-        "keel.server.approve", {"bundleId": whole["bundleId"], "hunks": [a["id"]]}
+    # A CodeLens per hunk, at its line in the buffer (which shows the base).
+    lenses = await keel.client.text_document_code_lens_async(
+        T.CodeLensParams(text_document=T.TextDocumentIdentifier(uri=keel.uri("calc.py")))
     )
+    shown = [
+        (lens.range.start.line, lens.command.title, plain(lens.command.arguments))
+        for lens in lenses or []
+        if lens.command
+    ]
+    one = [{"bundleId": whole["bundleId"], "hunks": [a["id"]]}]
+    other = [{"bundleId": whole["bundleId"], "hunks": [b["id"]]}]
+    diff = [{"bundleId": whole["bundleId"]}]
+    assert shown == [
+        (0, "Keel: Approve hunk", one),
+        (0, "Keel: Reject hunk", one),
+        (0, "Keel: Diff", diff),
+        (4, "Keel: Approve hunk", other),
+        (4, "Keel: Reject hunk", other),
+        (4, "Keel: Diff", diff),
+    ]
+
+    # Approve hunk A as its lens does.
+    lens = next(x for x in lenses or [] if x.command and x.command.title == "Keel: Approve hunk")
+    assert lens.command is not None
+    approved = await keel.command(lens.command.command, *plain(lens.command.arguments))
     sha = approved["ledgerEntry"]
     assert keel_commits(workspace) == [sha]
     assert git(workspace, "show", f"{sha}:calc.py") == A_ONLY  # the commit holds A alone
