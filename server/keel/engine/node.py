@@ -131,6 +131,9 @@ class NodeRunner:
         self._checks = 0
         # The id and base of the bundle last proposed (a new base gives a new id).
         self._proposed: tuple[str, dict[str, bytes | None]] | None = None
+        # What is left of a bundle the reviewer decided hunk by hunk goes back to them,
+        # whatever the mode's policy would say of it alone.
+        self._hunks_left = False
 
     async def _state(self, state: NodeState, detail: str = "") -> None:
         await self.ctx.store.set_node_state(self.node.id, state.value, detail)
@@ -175,6 +178,7 @@ class NodeRunner:
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
         ctx, node = self.ctx, self.node
+        self._hunks_left = False
         sandbox = await self._sandbox()
         try:
             prompt = await self._prompt(sandbox, correction)
@@ -370,14 +374,14 @@ class NodeRunner:
             evidence=evidence_dicts(attempt.energy.evidence),
             owns=list(node.owns),
         )
-        recorded: Decision | None = None
-        if ctx.settings.needs_approval(request.complexity):
-            recorded = await self._recorded_decision(request)
+        ask = ctx.settings.needs_approval(request.complexity) or self._hunks_left
+        self._hunks_left = False
+        recorded = await self._recorded_decision(request) if ask else None
         while True:
             decision: Decision | NodeState | ChangeSet | None = Decision(
                 approved=True, actor=ctx.settings.mode
             )
-            if ctx.settings.needs_approval(request.complexity):
+            if ask:
                 decision = recorded or await self._review(request)
             if not isinstance(decision, Decision):
                 return decision
@@ -545,6 +549,7 @@ class NodeRunner:
         if not keep:
             return None
         parts = split(request.changes, request.base, keep)
+        self._hunks_left = True
         return ChangeSet(changes=parts.chosen, base=parts.chosen_base)
 
     async def _decide(self, request: ApprovalRequest) -> Decision | None:
@@ -619,6 +624,7 @@ class NodeRunner:
             committed(node=node.id, ledger=sha, files=sorted(now.changes), v=energy["v"])
         )
         if rest.changes:
+            self._hunks_left = hunks is not None
             return rest
         self._overlay.clear()
         await self._state(NodeState.COMMITTED, sha)

@@ -77,10 +77,11 @@ def context(
     replies: Replies,
     approver: ScriptedApprover,
     ledger: MemoryLedger,
+    **changes: object,
 ) -> tuple[NodeContext, RecordingStore, KeyedClient, EventList]:
     records, client, sink = RecordingStore(SESSION), KeyedClient(replies), EventList()
     handle: SessionRecords = records
-    chosen = settings(mode="cautious")
+    chosen = settings(**{"mode": "cautious", **changes})
     gateway = ModelGateway(
         dict.fromkeys(Tier, client), handle, budget=Budget(), log_llm=False, redact=Redactor({})
     )
@@ -294,3 +295,26 @@ async def test_unknown_hunk_ids_commit_nothing_and_ask_again(tmp_path: Path) -> 
     assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
     assert "no hunk 000000000000" in (approver.settlements[0].error or "")
     assert ledger.log == [] and len(approver.reviewed) == 2
+
+
+async def test_what_is_left_after_a_hunk_decision_goes_back_to_the_reviewer(
+    tmp_path: Path,
+) -> None:
+    """In balanced mode the two-file bundle is asked about (complexity 2 > K=1); what is left
+    once calc.py's hunks are committed is one file, which policy alone would commit unasked."""
+    ledger = MemoryLedger({"calc.py": BASE.encode(), "b.py": b"b = 1\n"})
+    two = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": DEF_ONLY, "b.py": "b = 2\n"}),
+    }
+
+    def approve_calc(request: ApprovalRequest) -> Decision:
+        calc = [h.id for h in bundle_hunks(request.changes, request.base) if h.path == "calc.py"]
+        return Decision(True, "user", hunks=calc)
+
+    approver = HunkApprover([approve_calc])
+    ctx, _, _, _ = context(tmp_path, two, approver, ledger, mode="balanced", complexity_k=1)
+    runner = NodeRunner(ctx, plan_node(owns=("calc.py", "b.py")))
+    assert await runner.run() is NodeState.AWAITING_APPROVAL  # b.py waits for the reviewer
+    assert [sorted(r.changes) for r in approver.reviewed] == [["b.py", "calc.py"], ["b.py"]]
+    assert [e.files for e in ledger.log] == [("calc.py",)]
+    assert ledger.files["b.py"] == b"b = 1\n"
