@@ -318,3 +318,20 @@ async def test_what_is_left_after_a_hunk_decision_goes_back_to_the_reviewer(
     assert [sorted(r.changes) for r in approver.reviewed] == [["b.py", "calc.py"], ["b.py"]]
     assert [e.files for e in ledger.log] == [("calc.py",)]
     assert ledger.files["b.py"] == b"b = 1\n"
+
+
+async def test_a_hunk_of_a_crlf_file_without_a_final_newline_keeps_its_bytes(
+    tmp_path: Path,
+) -> None:
+    base = b"a = 1\r\nb = 2\r\nc = 3"
+    after = b"a = 10\r\nb = 2\r\nc = 30"
+    ledger = MemoryLedger({"calc.py": base})
+    approver = HunkApprover(
+        [lambda r: Decision(True, "user", hunks=[bundle_hunks(r.changes, r.base)[1].id])]
+    )
+    proposed = {("actuator", "n1", 1): bundle_reply({"calc.py": after.decode()})}
+    ctx, _, _, _ = context(tmp_path, proposed, approver, ledger)
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    assert ledger.files["calc.py"] == b"a = 1\r\nb = 2\r\nc = 30"
+    (_, rest) = approver.reviewed
+    assert rest.changes["calc.py"] == after and rest.base["calc.py"] == ledger.files["calc.py"]
