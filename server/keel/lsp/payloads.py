@@ -9,17 +9,25 @@ classes are generated; a test fails when any of these drift. Keys are camelCase 
 wire, except the energy components (``v_syn``, ...), which keep the names of the headless
 events. The messages are described in ``docs/reference/lsp.md``.
 
-Clients read exactly these keys. A payload may gain optional keys later (the diff's files
-are meant to gain ``hunks`` with stable ids, for per-hunk review), so a client ignores keys
-it does not know; it never looks for another spelling of one it does.
+Clients read exactly these keys. A payload may gain optional keys later, so a client
+ignores keys it does not know; it never looks for another spelling of one it does.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import WithJsonSchema
 
@@ -140,8 +148,23 @@ class AbortResult(Payload):
     aborted: list[str]
 
 
+class DiffHunk(Payload):
+    """One changed region of a file (zero lines of context), decided on its own with
+    ``hunks`` on approve and reject. Starts are 1-based; with a count of 0 the start is the
+    line after which the change sits (0: before the first line)."""
+
+    id: str = Field(description="stable: kept when other hunks are committed or dropped")
+    old_start: int
+    old_lines: int
+    new_start: int
+    new_lines: int
+    header: str = Field(description="'@@ -oldStart,oldLines +newStart,newLines @@'")
+    removed: list[str] = Field(description="the base's lines, without line endings")
+    added: list[str] = Field(description="the proposal's lines, without line endings")
+
+
 class DiffFile(Payload):
-    """One file of ``keel.server.diff``. Per-hunk review will add ``hunks`` (with stable ids)."""
+    """One file of ``keel.server.diff``."""
 
     uri: str
     path: str = Field(description="workspace-relative")
@@ -149,6 +172,9 @@ class DiffFile(Payload):
     before: str = Field(description="'' for a created file")
     after: str = Field(description="'' for a deleted file")
     unified_diff: str = Field(description="a git-style patch")
+    hunks: list[DiffHunk] = Field(
+        description="the changed regions; a created, deleted or binary file is one hunk"
+    )
 
 
 class DiffResult(Payload):
@@ -258,13 +284,37 @@ class BundleArgs(Args):
     bundle_id: str = Field(min_length=1, max_length=200)
 
 
-class ApproveArgs(BundleArgs):
+MAX_HUNKS = 10_000
+
+HunkIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]],
+    Field(min_length=1, max_length=MAX_HUNKS),
+]
+
+
+class _Choice(BundleArgs):
+    """``files`` (URIs) or ``hunks`` (ids from ``keel.server.diff``), never both; neither
+    decides the whole bundle."""
+
     files: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    hunks: HunkIds | None = Field(default=None, description="hunk ids of keel.server.diff")
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> _Choice:
+        if self.files is not None and self.hunks is not None:
+            raise ValueError("give files or hunks, not both")
+        twice = sorted(h for h, n in Counter(self.hunks or ()).items() if n > 1)
+        if twice:
+            raise ValueError(f"hunk ids given twice: {', '.join(twice)}")
+        return self
 
 
-class RejectArgs(BundleArgs):
+class ApproveArgs(_Choice):
+    pass
+
+
+class RejectArgs(_Choice):
     reason: str = Field(default="", max_length=MAX_TEXT_CHARS)
-    files: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
 
 
 class CorrectArgs(BundleArgs):

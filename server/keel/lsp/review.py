@@ -15,6 +15,7 @@ from typing import Literal
 from lsprotocol import types as T
 
 from keel.bundles.diff import unified_diff
+from keel.bundles.hunks import Hunk, file_hunks
 from keel.engine.ports import ConflictError
 from keel.lsp.bundles import BundleRegistry
 from keel.lsp.client import ClientPort
@@ -23,12 +24,27 @@ from keel.lsp.documents import DocumentTracker
 from keel.lsp.errors import failed, invalid
 from keel.lsp.payloads import (
     DiffFile,
+    DiffHunk,
     DiffResult,
     LedgerEntry,
     LedgerEntryResult,
     LedgerResult,
 )
 from keel.lsp.workspace import Workspace
+
+
+def diff_hunk(hunk: Hunk) -> DiffHunk:
+    """A hunk of ``keel.bundles.hunks`` as ``keel.server.diff`` sends it."""
+    return DiffHunk(
+        id=hunk.id,
+        old_start=hunk.old_start,
+        old_lines=hunk.old_lines,
+        new_start=hunk.new_start,
+        new_lines=hunk.new_lines,
+        header=hunk.header,
+        removed=list(hunk.removed),
+        added=list(hunk.added),
+    )
 
 
 class Review:
@@ -64,6 +80,7 @@ class Review:
                     before=(before or b"").decode("utf-8", "replace"),
                     after=(after or b"").decode("utf-8", "replace"),
                     unified_diff=unified_diff(path, before, after),
+                    hunks=[diff_hunk(h) for h in file_hunks(path, before, after)],
                 )
             )
         return DiffResult(bundle_id=bundle.id, files=files)

@@ -9,6 +9,7 @@
 ---@class keel.proto.ApproveArgs
 ---@field bundleId string
 ---@field files? string[]|vim.NIL
+---@field hunks? string[]|vim.NIL hunk ids of keel.server.diff
 
 ---@class keel.proto.BundleArgs
 ---@field bundleId string
@@ -41,13 +42,24 @@
 ---@field source? string|vim.NIL
 ---@field code? string|integer|vim.NIL
 
----@class keel.proto.DiffFile One file of `keel.server.diff`. Per-hunk review will add `hunks` (with stable ids).
+---@class keel.proto.DiffFile One file of `keel.server.diff`.
 ---@field uri string
 ---@field path string workspace-relative
 ---@field change 'create'|'modify'|'delete'
 ---@field before string '' for a created file
 ---@field after string '' for a deleted file
 ---@field unifiedDiff string a git-style patch
+---@field hunks keel.proto.DiffHunk[] the changed regions; a created, deleted or binary file is one hunk
+
+---@class keel.proto.DiffHunk One changed region of a file (zero lines of context), decided on its own with `hunks` on approve and reject. Starts are 1-based; with a count of 0 the start is the line after which the change sits (0: before the first line).
+---@field id string stable: kept when other hunks are committed or dropped
+---@field oldStart integer
+---@field oldLines integer
+---@field newStart integer
+---@field newLines integer
+---@field header string '@@ -oldStart,oldLines +newStart,newLines @@'
+---@field removed string[] the base's lines, without line endings
+---@field added string[] the proposal's lines, without line endings
 
 ---@class keel.proto.DiffResult `keel.server.diff`.
 ---@field bundleId string
@@ -156,8 +168,9 @@
 
 ---@class keel.proto.RejectArgs
 ---@field bundleId string
----@field reason? string
 ---@field files? string[]|vim.NIL
+---@field hunks? string[]|vim.NIL hunk ids of keel.server.diff
+---@field reason? string
 
 ---@class keel.proto.RollbackArgs
 ---@field entry string
@@ -224,7 +237,8 @@ M.required = {
   CorrectArgs = { 'bundleId', 'feedback' },
   DecisionResult = { 'bundleId', 'decision' },
   Diagnostic = { 'range', 'message' },
-  DiffFile = { 'uri', 'path', 'change', 'before', 'after', 'unifiedDiff' },
+  DiffFile = { 'uri', 'path', 'change', 'before', 'after', 'unifiedDiff', 'hunks' },
+  DiffHunk = { 'id', 'oldStart', 'oldLines', 'newStart', 'newLines', 'header', 'removed', 'added' },
   DiffResult = { 'bundleId', 'files' },
   DroppedCitation = { 'path', 'line', 'reason' },
   EditorDiagnosticsParams = { 'uri', 'diagnostics' },

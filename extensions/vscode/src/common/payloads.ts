@@ -14,6 +14,8 @@ export interface AbortResult {
 export interface ApproveArgs {
   readonly bundleId: string;
   readonly files?: readonly string[] | null;
+  /** hunk ids of keel.server.diff */
+  readonly hunks?: readonly string[] | null;
 }
 
 export interface BundleArgs {
@@ -57,7 +59,7 @@ export interface Diagnostic {
   readonly code?: string | number | null;
 }
 
-/** One file of `keel.server.diff`. Per-hunk review will add `hunks` (with stable ids). */
+/** One file of `keel.server.diff`. */
 export interface DiffFile {
   readonly uri: string;
   /** workspace-relative */
@@ -69,6 +71,24 @@ export interface DiffFile {
   readonly after: string;
   /** a git-style patch */
   readonly unifiedDiff: string;
+  /** the changed regions; a created, deleted or binary file is one hunk */
+  readonly hunks: readonly DiffHunk[];
+}
+
+/** One changed region of a file (zero lines of context), decided on its own with `hunks` on approve and reject. Starts are 1-based; with a count of 0 the start is the line after which the change sits (0: before the first line). */
+export interface DiffHunk {
+  /** stable: kept when other hunks are committed or dropped */
+  readonly id: string;
+  readonly oldStart: number;
+  readonly oldLines: number;
+  readonly newStart: number;
+  readonly newLines: number;
+  /** '@@ -oldStart,oldLines +newStart,newLines @@' */
+  readonly header: string;
+  /** the base's lines, without line endings */
+  readonly removed: readonly string[];
+  /** the proposal's lines, without line endings */
+  readonly added: readonly string[];
 }
 
 /** `keel.server.diff`. */
@@ -222,8 +242,10 @@ export interface Range {
 
 export interface RejectArgs {
   readonly bundleId: string;
-  readonly reason?: string;
   readonly files?: readonly string[] | null;
+  /** hunk ids of keel.server.diff */
+  readonly hunks?: readonly string[] | null;
+  readonly reason?: string;
 }
 
 export interface RollbackArgs {
@@ -308,7 +330,8 @@ export const REQUIRED_KEYS = {
   CorrectArgs: ['bundleId', 'feedback'],
   DecisionResult: ['bundleId', 'decision'],
   Diagnostic: ['range', 'message'],
-  DiffFile: ['uri', 'path', 'change', 'before', 'after', 'unifiedDiff'],
+  DiffFile: ['uri', 'path', 'change', 'before', 'after', 'unifiedDiff', 'hunks'],
+  DiffHunk: ['id', 'oldStart', 'oldLines', 'newStart', 'newLines', 'header', 'removed', 'added'],
   DiffResult: ['bundleId', 'files'],
   DroppedCitation: ['path', 'line', 'reason'],
   EditorDiagnosticsParams: ['uri', 'diagnostics'],
@@ -350,6 +373,7 @@ export interface Payloads {
   readonly DecisionResult: DecisionResult;
   readonly Diagnostic: Diagnostic;
   readonly DiffFile: DiffFile;
+  readonly DiffHunk: DiffHunk;
   readonly DiffResult: DiffResult;
   readonly DroppedCitation: DroppedCitation;
   readonly EditorDiagnosticsParams: EditorDiagnosticsParams;
