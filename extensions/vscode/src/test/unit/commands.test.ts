@@ -7,9 +7,10 @@ import { SessionStore } from '../../common/session';
 import { readSettings } from '../../common/settings';
 import { bundlePickItems, bundlesForFile, KeelCommands, ledgerPickItems, resolveBundleTarget } from '../../features/commands';
 import type { InfoDocuments } from '../../features/info';
+import { ReviewFollower } from '../../features/hunks';
 import type { BundlePreview } from '../../features/preview';
 import { DiffCache, proposedUri } from '../../features/review';
-import { FakeApi, FakeServer, memoryLogger, settle } from './fakes';
+import { FakeApi, FakeServer, ManualTimers, memoryLogger, settle } from './fakes';
 import { bundle, ledgerEntry, node, summary } from './payloads';
 
 const resolve = fileResolver('/work/ws');
@@ -77,8 +78,11 @@ function setup(settings: Record<string, unknown> = {}) {
     settle: (id: string, files?: readonly string[]) => { settled.push(id); settledFiles.push(files); return Promise.resolve(); },
     show: () => Promise.resolve([]),
   } as unknown as BundlePreview;
-  const commands = new KeelCommands({ api, server, session, diffs, info, approvals, preview, settings: () => readSettings((k) => settings[k]).settings, log });
-  return { server, fake, session, commands, shown, approvals, settled, settledFiles };
+  const timers = new ManualTimers();
+  const opened: string[] = [];
+  const follower = new ReviewFollower({ api, session, open: (b) => { opened.push(b.bundleId); return Promise.resolve(); }, log, timeoutMs: 1000, timers });
+  const commands = new KeelCommands({ api, server, session, diffs, info, approvals, preview, follower, settings: () => readSettings((k) => settings[k]).settings, log });
+  return { server, fake, session, commands, shown, approvals, settled, settledFiles, follower, opened, timers, log };
 }
 
 describe('palette commands', () => {

@@ -10,9 +10,9 @@ import { bundle as proposed, summary } from './payloads';
 const A = 'file:///work/ws/a.py';
 const NEW = 'file:///work/ws/new.py';
 const files: DiffFile[] = [
-  { uri: A, before: 'old\n', after: 'new\n', unifiedDiff: '', created: false, deleted: false },
-  { uri: NEW, before: '', after: 'x = 1\n', unifiedDiff: '', created: true, deleted: false },
-  { uri: 'file:///work/ws/gone.py', before: 'y\n', after: '', unifiedDiff: '', created: false, deleted: true },
+  { uri: A, before: 'old\n', after: 'new\n', unifiedDiff: '', created: false, deleted: false, hunks: [] },
+  { uri: NEW, before: '', after: 'x = 1\n', unifiedDiff: '', created: true, deleted: false, hunks: [] },
+  { uri: 'file:///work/ws/gone.py', before: 'y\n', after: '', unifiedDiff: '', created: false, deleted: true, hunks: [] },
 ];
 
 class FakeEditor implements PreviewEditor {
