@@ -19,7 +19,7 @@ import { DagTreeProvider } from './features/dag';
 import { registerDiagnosticsForwarding, type DiagnosticsForwarder } from './features/diagnostics';
 import { INFO_SCHEME, InfoDocuments } from './features/info';
 import { HunkLensProvider, ReviewFollower } from './features/hunks';
-import { BundlePreview } from './features/preview';
+import { BundlePreview, previewAllowed } from './features/preview';
 import { DiffCache, PROPOSED_SCHEME, ProposedContentProvider, showBundleDiff } from './features/review';
 import { StatusBar } from './features/status';
 
@@ -75,7 +75,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
     scope: () => keel.settings().forwardDiagnostics,
     log,
   });
-  const preview = new BundlePreview(api, session, () => keel.settings().previewInEditor, log);
+  const preview = new BundlePreview(api, session, () => previewAllowed(keel.settings().previewInEditor, api.getConfiguration('files').get('autoSave')), log);
   const follower = new ReviewFollower({ api, session, open: (bundle) => showBundleDiff(api, diffs, bundle, undefined, preview), log });
   const hunkLenses = new HunkLensProvider(api, diffs, session);
   const commands = new KeelCommands({ api, server: keel, session, diffs, info, approvals: keel.approvals, preview, follower, settings: () => keel.settings(), log });

@@ -218,6 +218,9 @@ def test_full_session_in_code_server(tmp_path: Path) -> None:
         "keel.mode": "cautious",
         # Only the settings path (initializationOptions / workspace/configuration) carries it.
         "keel.stabilityThreshold": 0.25,
+        # Desktop VS Code's default; VS Code for the Web (code-server) saves after a delay, which
+        # turns the review's preview off (it would write the unapproved proposal to disk).
+        "files.autoSave": "off",
     }
     status, requests = _run_harness(workspace, results, screenshots, settings, _entries(), TASK)
     assert results.exists(), f"the harness wrote no results (exit {status})"
@@ -386,16 +389,19 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     assert status == 0
     steps = {s["name"]: s for s in outcome["steps"]}
 
-    # One bundle, two hunks in calc.py, each with the server's Approve hunk / Reject hunk lens.
+    # One bundle, two hunks in calc.py, each with Approve hunk / Reject hunk lenses on the
+    # proposal side of the review diff. code-server auto-saves, so nothing was previewed.
     hunks = outcome["hunks"]
     assert [(h["removed"], h["added"]) for h in hunks] == [
         ([HUNK_A[0]], [HUNK_A[1]]),
         ([HUNK_B[0]], [HUNK_B[1]]),
     ]
     first = steps["bundle with two hunks proposed"]["detail"]["bundleId"]
-    lenses = steps["server lenses over each hunk"]["detail"]
+    assert outcome["autoSave"] == "afterDelay"
+    assert outcome["bufferDirtyBeforeApproval"] is False
+    lenses = steps["lenses over each hunk of the proposal side"]["detail"]
     for hunk in hunks:
-        for command in ("keel.server.approve", "keel.server.reject"):
+        for command in ("keel.approveHunk", "keel.rejectHunk"):
             wanted = [{"bundleId": first, "hunks": [hunk["id"]]}]
             assert any(lens["command"] == command and lens["args"] == wanted for lens in lenses), (
                 command,
@@ -410,6 +416,7 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     message = _git(workspace, "log", "-1", "--format=%B", entry)
     assert f"Keel-Session: {outcome['sessionId']}" in message
     assert outcome["onDiskAfterApproval"] == CALC_A
+    assert outcome["bufferAfterApproval"]["text"] == CALC_A
 
     # The rest came back as a new bundle of the node, with hunk B under its same id; the open
     # review followed it.
@@ -418,7 +425,7 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     assert steps["the review follows the rest"]["detail"]["kind"] == "reopened"
 
     # Reject hunk B with the reason typed into the input box: nothing remained, the review closed.
-    assert outcome["rejected"] == {"value": True}
+    assert outcome["rejected"] is True
     assert outcome["afterRejection"]["kind"] == "closed"
 
     # The node's next model request carries the rejected hunk's lines and the reason.
@@ -435,7 +442,7 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
 
     # The regenerated bundle was approved; the buffer matches the disk.
     assert (workspace / "calc.py").read_text() == CALC_REGENERATED
-    assert outcome["bufferMatchesDisk"]["disk"] == CALC_REGENERATED
+    assert outcome["bufferMatchesDisk"] == {"open": True, "disk": CALC_REGENERATED}
     assert outcome["finalState"] == "success", outcome["finalState"]
 
     # The screenshot of the hunk review.

@@ -14,7 +14,9 @@
  * wrote the file; rejected or regenerated: it did not), each previewed buffer that still shows
  * exactly the preview is reverted to the file on disk, so no buffer stays dirty. A buffer the user
  * edited after the preview is left alone. `keel.review.previewInEditor: false` turns this off;
- * the diff then shows the proposal from the `keel-proposed:` provider.
+ * the diff then shows the proposal from the `keel-proposed:` provider. So does auto save
+ * (`files.autoSave` other than `off`, the default of VS Code for the Web and code-server): it
+ * would write the unapproved proposal to disk a moment after the preview.
  */
 
 import type { Disposable } from '../common/events';
@@ -33,6 +35,14 @@ export interface PreviewEditor {
   revert(uri: string): Promise<void>;
   /** Deletes the file if it is empty on disk (a preview's placeholder for a file never approved). */
   deleteIfEmpty(uri: string): Promise<void>;
+}
+
+/**
+ * True when the review may preview proposals in the files' editors: the setting is on and
+ * `files.autoSave` is `off` (with auto save, a preview would be written to disk unapproved).
+ */
+export function previewAllowed(previewInEditor: boolean, autoSave: unknown): boolean {
+  return previewInEditor && (autoSave === undefined || autoSave === 'off');
 }
 
 interface Previewed {

@@ -2,11 +2,11 @@
  * The hunk-by-hunk review, end to end (`KEEL_VSCODE_E2E_SCENARIO=hunks`; checked by
  * `test_hunk_review_in_code_server` in tests/test_vscode_e2e.py):
  *
- * start task → a bundle with two hunks in one file → its review (the proposal previewed in the
- * file's editor, the server's Approve hunk / Reject hunk lenses over each hunk) → screenshot →
- * Approve hunk on the first hunk's lens → the ledger commit; the review follows the rest, a new
- * bundle with the second hunk under its same id → Reject hunk on the extension's lens of the
- * rest's proposal side, the reason typed into the input box by the harness → the review closes;
+ * start task → a bundle with two hunks in one file → its review diff, Approve hunk / Reject hunk
+ * lenses over each hunk of its proposal side → screenshot → Approve hunk on the first hunk's lens
+ * → the ledger commit; the review follows the rest, a new bundle with the second hunk under its
+ * same id → Reject hunk on that hunk's lens, the reason typed into the input box by the harness
+ * (real keystrokes) → the review closes;
  * the node regenerates (its request carries the rejected lines and the reason) → the new
  * bundle approved → the buffer matches the disk.
  */
@@ -40,6 +40,7 @@ interface LensInfo {
 }
 
 async function lensesOf(uri: vscode.Uri): Promise<LensInfo[]> {
+  await vscode.workspace.openTextDocument(uri); // the lenses of a document VS Code has loaded
   const lenses = (await vscode.commands.executeCommand<vscode.CodeLens[] | undefined>('vscode.executeCodeLensProvider', uri)) ?? [];
   return lenses
     .filter((l) => l.command !== undefined)
@@ -111,26 +112,31 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   }
   r.hunks = diff.hunks.map((x) => ({ id: x.id, header: x.header, removed: x.removed, added: x.added }));
 
-  // The review: the proposal in the file's editor (the diff's right side), lenses over each hunk.
-  await h.step('review opens with the proposal previewed', async () => {
+  // The file is open (not shown): what approval applies reaches its buffer too.
+  const document = await vscode.workspace.openTextDocument(uri);
+  r.autoSave = vscode.workspace.getConfiguration('files').get('autoSave');
+
+  // The review diff, with the lenses over each hunk on its proposal side. Auto save is on in
+  // code-server (as in any VS Code for the Web), so the proposal is not previewed in the file's
+  // buffer (it would be saved unapproved): the right side is the read-only proposal.
+  const firstAfter = vscode.Uri.parse(proposedUri({ bundleId: first.bundleId, fileUri, side: 'after' }));
+  await h.step('review opens', async () => {
     await api.commands.showDiff({ bundle: first }, false);
-    return h.until('the proposal in the buffer', 10_000, () => (openDocument(uri)?.getText() === diff.after ? true : undefined));
+    return h.until('the review tab', 10_000, () => (api.follower.tabsOf(first.bundleId).length > 0 ? true : undefined));
   });
-  const serverLenses = await h.step('server lenses over each hunk', () =>
+  const lenses = await h.step('lenses over each hunk of the proposal side', () =>
     h.until('Approve hunk and Reject hunk lenses for both hunks', 30_000, async () => {
-      const lenses = await lensesOf(uri);
-      const ok = [hunkA.id, hunkB.id].every((id) => lensFor(lenses, ServerCommand.approve, id) !== undefined && lensFor(lenses, ServerCommand.reject, id) !== undefined);
-      return ok ? lenses : undefined;
+      const all = await lensesOf(firstAfter);
+      const ok = [hunkA.id, hunkB.id].every((id) => lensFor(all, 'keel.approveHunk', id) !== undefined && lensFor(all, 'keel.rejectHunk', id) !== undefined);
+      return ok ? all : undefined;
     }, 500),
-  (lenses) => lenses.map((l) => ({ title: l.title, command: l.command, line: l.line, args: l.args })));
+  (all) => all.map((l) => ({ title: l.title, command: l.command, line: l.line, args: l.args })));
+  r.bufferDirtyBeforeApproval = document.isDirty;
 
-  await h.step('screenshot hunks', async () => {
-    await api.commands.showDiff({ bundle: first }, false);
-    return h.screenshot('vscode-hunks');
-  }, (taken) => ({ taken }));
+  await h.step('screenshot hunks', () => h.screenshot('vscode-hunks'), (taken) => ({ taken }));
 
-  // Approve hunk A from its lens, as a click runs it: through the language client's command.
-  const approveLens = lensFor(serverLenses, ServerCommand.approve, hunkA.id);
+  // Approve hunk A from its lens, as a click runs it.
+  const approveLens = lensFor(lenses, 'keel.approveHunk', hunkA.id);
   const following = nextFollow(api, 240_000);
   r.hunkLedgerEntry = await h.step('approve hunk A from its lens', async () => {
     const entry = await vscode.commands.executeCommand(approveLens?.command ?? '', ...(approveLens?.args ?? []));
@@ -148,6 +154,9 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   const restDiff = await h.step('the rest keeps hunk B\'s id', () => diffOf(rest.bundleId), (f) => f.hunks.map((x) => ({ id: x.id, header: x.header })));
   r.restHunks = restDiff.hunks.map((x) => x.id);
   r.onDiskAfterApproval = readFileSync(fileUriToPath(fileUri) ?? '', 'utf8');
+  r.bufferAfterApproval = { text: document.getText(), dirty: document.isDirty };
+  // The server's own lenses over the rest's regions in the file's editor (recorded).
+  r.fileLenses = (await lensesOf(uri)).map((l) => ({ title: l.title, command: l.command, args: l.args }));
 
   // Reject hunk B from the extension's lens on the rest's proposal side, with a typed reason.
   const restAfter = vscode.Uri.parse(proposedUri({ bundleId: rest.bundleId, fileUri, side: 'after' }));
@@ -177,9 +186,9 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
 
   r.bufferMatchesDisk = await h.step('buffer matches the disk', () =>
     h.until('the buffer to show the file on disk, clean', 10_000, () => {
-      const document = openDocument(uri);
+      const open = openDocument(uri);
       const disk = readFileSync(fileUriToPath(fileUri) ?? '', 'utf8');
-      return document === undefined || (!document.isDirty && document.getText() === disk) ? { open: document !== undefined, disk } : undefined;
+      return open !== undefined && !open.isDirty && open.getText() === disk ? { open: true, disk } : undefined;
     }),
   (v) => v);
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileResolver, readBundle, type DiffFile } from '../../common/protocol';
 import { SessionStore } from '../../common/session';
-import { BundlePreview, type PreviewEditor } from '../../features/preview';
+import { BundlePreview, previewAllowed, type PreviewEditor } from '../../features/preview';
 import { changesArguments, diffArguments, parseProposedUri } from '../../features/review';
 import { FakeServer, memoryLogger, settle } from './fakes';
 import { bundle as proposed, summary } from './payloads';
@@ -124,5 +124,16 @@ describe('previewing a bundle in the editor', () => {
     const [, rows] = changesArguments(bundle, files.slice(0, 2), (uri) => uri === A);
     assert.equal(rows[0]?.[2], A);
     assert.equal(parseProposedUri(rows[1]?.[2] ?? '')?.side, 'after');
+  });
+});
+
+describe('when the review previews', () => {
+  it('only with the setting on and auto save off: auto save would write the unapproved proposal to disk', () => {
+    assert.equal(previewAllowed(true, 'off'), true);
+    assert.equal(previewAllowed(true, undefined), true);
+    for (const mode of ['afterDelay', 'onFocusChange', 'onWindowChange', 'always']) {
+      assert.equal(previewAllowed(true, mode), false, mode);
+    }
+    assert.equal(previewAllowed(false, 'off'), false);
   });
 });
