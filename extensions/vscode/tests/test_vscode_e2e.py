@@ -359,7 +359,9 @@ def _request_text(request: Any) -> str:
     not _keel_serve_available(),
     reason="`keel serve` is not available; this test drives the real server and does not fake it",
 )
-def test_hunk_review_in_code_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("auto_save", ["afterDelay", "off"])
+def test_hunk_review_in_code_server(tmp_path: Path, auto_save: str) -> None:
+    """With code-server's default auto save, and with desktop's (the proposal previewed)."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "calc.py").write_text(CALC)
@@ -367,12 +369,14 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     _git(workspace, "add", "calc.py")
     _git(workspace, "commit", "-q", "-m", "initial")
     results = tmp_path / "results.json"
-    screenshots = _screenshots(tmp_path)
+    screenshots = _screenshots(tmp_path) if auto_save == "afterDelay" else tmp_path / "screenshots"
     settings = {
         "keel.server.path": str(_keel_executable()),
         "keel.models.default": "openai:gpt-4.1",
         "keel.mode": "cautious",
     }
+    if auto_save == "off":
+        settings["files.autoSave"] = "off"
     status, requests = _run_harness(
         workspace,
         results,
@@ -390,15 +394,15 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     steps = {s["name"]: s for s in outcome["steps"]}
 
     # One bundle, two hunks in calc.py, each with Approve hunk / Reject hunk lenses on the
-    # proposal side of the review diff. code-server auto-saves, so nothing was previewed.
+    # proposal. With auto save nothing was previewed; without, the buffer showed the proposal.
     hunks = outcome["hunks"]
     assert [(h["removed"], h["added"]) for h in hunks] == [
         ([HUNK_A[0]], [HUNK_A[1]]),
         ([HUNK_B[0]], [HUNK_B[1]]),
     ]
     first = steps["bundle with two hunks proposed"]["detail"]["bundleId"]
-    assert outcome["autoSave"] == "afterDelay"
-    assert outcome["bufferDirtyBeforeApproval"] is False
+    assert outcome["autoSave"] == auto_save
+    assert outcome["bufferDirtyBeforeApproval"] is (auto_save == "off")
     lenses = steps["lenses over each hunk of the proposal side"]["detail"]
     for hunk in hunks:
         for command in ("keel.approveHunk", "keel.rejectHunk"):
@@ -416,7 +420,10 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
     message = _git(workspace, "log", "-1", "--format=%B", entry)
     assert f"Keel-Session: {outcome['sessionId']}" in message
     assert outcome["onDiskAfterApproval"] == CALC_A
-    assert outcome["bufferAfterApproval"]["text"] == CALC_A
+    # The buffer: the approved text, or, previewed, the rest's proposal (the review followed).
+    assert outcome["bufferAfterApproval"]["text"] == (
+        CALC_A if auto_save == "afterDelay" else CALC_PROPOSED
+    )
 
     # The rest came back as a new bundle of the node, with hunk B under its same id; the open
     # review followed it.
@@ -447,5 +454,6 @@ def test_hunk_review_in_code_server(tmp_path: Path) -> None:
 
     # The screenshot of the hunk review.
     assert steps["screenshot hunks"]["detail"]["taken"] is True
-    shot = screenshots / "vscode-hunks.png"
+    name = "vscode-hunks" if auto_save == "afterDelay" else "vscode-hunks-preview"
+    shot = screenshots / f"{name}.png"
     assert shot.exists() and shot.stat().st_size > 10_000, shot

@@ -57,6 +57,8 @@ export interface EditorApi {
   revert(uri: string): Promise<void>;
   /** Deletes a file that is empty on disk. */
   deleteIfEmpty(uri: string): Promise<void>;
+  /** A file's text on disk (UTF-8), or undefined when it does not exist or is not UTF-8. */
+  diskText(uri: string): Promise<string | undefined>;
   getConfiguration(section: string, scope?: string): vscode.WorkspaceConfiguration;
   onDidChangeConfiguration: Event<vscode.ConfigurationChangeEvent>;
   registerTextDocumentContentProvider(scheme: string, provider: vscode.TextDocumentContentProvider): Disposable;
@@ -173,6 +175,13 @@ export function createVsCodeApi(): EditorApi {
       const stat = await Promise.resolve(vscode.workspace.fs.stat(target)).catch(() => undefined);
       if (stat !== undefined && stat.size === 0) {
         await vscode.workspace.fs.delete(target);
+      }
+    },
+    diskText: async (uri) => {
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(await vscode.workspace.fs.readFile(vscode.Uri.parse(uri)));
+      } catch {
+        return undefined;
       }
     },
     getConfiguration: (section, scope) => vscode.workspace.getConfiguration(section, scope === undefined ? undefined : vscode.Uri.parse(scope)),

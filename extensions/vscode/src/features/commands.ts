@@ -355,6 +355,7 @@ export class KeelCommands {
     // The approved files are on disk now: their previewed buffers go back to the (new) disk text,
     // so none stays dirty. The rest of a per-file approval stays previewed until it is re-proposed.
     await this.d.preview.settle(target.bundle.bundleId, files);
+    await this.d.preview.settleApplied(files ?? target.bundle.files);
     const what = this.describeTarget(target, files);
     this.d.log.info(`Approved ${what}: ledger ${entry}`);
     void this.d.api.showInformationMessage(`Keel: approved ${what} (ledger ${entry.slice(0, 10)}).`);
@@ -481,12 +482,14 @@ export class KeelCommands {
       return undefined;
     }
     const before = this.pendingIds();
+    // The bundle is replaced by its parts: its previews (the whole proposal) go back to the
+    // disk first, so the editor holds no text that is neither the base nor the approved part.
+    await this.d.preview.settle(target.bundle.bundleId);
     const result = await this.d.approvals.track(() =>
       this.d.server.executeCommand(ServerCommand.approve, { bundleId: target.bundle.bundleId, hunks: [...target.hunks] }),
     );
     const entry = readLedgerEntry(result);
-    // The bundle is replaced by the rest: its previews go back to the disk (the approved hunks).
-    await this.d.preview.settle(target.bundle.bundleId);
+    await this.d.preview.settleApplied(target.bundle.files);
     const what = this.describeHunks(target);
     this.d.log.info(`Approved ${what} (${target.hunks.join(', ')}): ledger ${entry}`);
     void this.d.api.showInformationMessage(`Keel: approved ${what} (ledger ${entry.slice(0, 10)}).${KeelCommands.rest(target.remaining)}`);
@@ -521,6 +524,7 @@ export class KeelCommands {
       return false;
     }
     const before = this.pendingIds();
+    await this.d.preview.settle(target.bundle.bundleId);
     readDecision(
       await this.d.server.executeCommand(ServerCommand.reject, {
         bundleId: target.bundle.bundleId,
@@ -528,7 +532,6 @@ export class KeelCommands {
         ...(reason.trim() === '' ? {} : { reason: reason.trim() }),
       }),
     );
-    await this.d.preview.settle(target.bundle.bundleId);
     this.d.log.info(`Rejected ${what} (${target.hunks.join(', ')})`);
     void this.d.follower.follow(target.bundle, target.remaining, before);
     void this.d.session.refresh();

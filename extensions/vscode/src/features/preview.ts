@@ -35,6 +35,8 @@ export interface PreviewEditor {
   revert(uri: string): Promise<void>;
   /** Deletes the file if it is empty on disk (a preview's placeholder for a file never approved). */
   deleteIfEmpty(uri: string): Promise<void>;
+  /** The file's text on disk, or undefined when it cannot be read as text. */
+  diskText(uri: string): Promise<string | undefined>;
 }
 
 /**
@@ -133,6 +135,27 @@ export class BundlePreview implements Disposable {
         } catch (error) {
           this.log.warn(`Could not revert the preview of ${preview.uri}: ${error instanceof Error ? error.message : String(error)}`);
         }
+      }
+    }
+  }
+
+  /**
+   * After an approval: each open buffer of `uris` that holds exactly what is now on disk (the
+   * server applied the approved text to it and committed the file) is reverted, which leaves
+   * it clean. A buffer with other text is left alone.
+   */
+  async settleApplied(uris: readonly string[]): Promise<void> {
+    for (const uri of uris) {
+      const text = this.editor.documentText(uri);
+      if (text === undefined || this.previews.has(uriKey(uri))) {
+        continue;
+      }
+      try {
+        if ((await this.editor.diskText(uri)) === text) {
+          await this.editor.revert(uri);
+        }
+      } catch (error) {
+        this.log.warn(`Could not compare ${uri} with the disk: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
   }

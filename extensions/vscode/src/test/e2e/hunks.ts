@@ -116,9 +116,11 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   const document = await vscode.workspace.openTextDocument(uri);
   r.autoSave = vscode.workspace.getConfiguration('files').get('autoSave');
 
-  // The review diff, with the lenses over each hunk on its proposal side. Auto save is on in
-  // code-server (as in any VS Code for the Web), so the proposal is not previewed in the file's
-  // buffer (it would be saved unapproved): the right side is the read-only proposal.
+  // The review diff, with the lenses over each hunk of the proposal. With auto save on (the
+  // default of code-server, as of any VS Code for the Web) the proposal is not previewed in the
+  // file's buffer (it would be saved unapproved): the diff's right side is the read-only
+  // proposal with the extension's lenses. With auto save off (desktop's default) the buffer
+  // shows the proposal, unsaved, and approving a part of it must still work.
   const firstAfter = vscode.Uri.parse(proposedUri({ bundleId: first.bundleId, fileUri, side: 'after' }));
   await h.step('review opens', async () => {
     await api.commands.showDiff({ bundle: first }, false);
@@ -133,7 +135,8 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   (all) => all.map((l) => ({ title: l.title, command: l.command, line: l.line, args: l.args })));
   r.bufferDirtyBeforeApproval = document.isDirty;
 
-  await h.step('screenshot hunks', () => h.screenshot('vscode-hunks'), (taken) => ({ taken }));
+  // With the preview (desktop's files.autoSave off) the shot is not the README's.
+  await h.step('screenshot hunks', () => h.screenshot(r.autoSave === 'off' ? 'vscode-hunks-preview' : 'vscode-hunks'), (taken) => ({ taken }));
 
   // Approve hunk A from its lens, as a click runs it.
   const approveLens = lensFor(lenses, 'keel.approveHunk', hunkA.id);

@@ -45,8 +45,12 @@ export class FakeServer implements ServerControl {
   explained = 0;
   outputShown = 0;
 
+  /** Called with each command as it is sent (to observe order against other effects). */
+  onCall: ((command: ServerCommandId) => void) | undefined;
+
   executeCommand(command: ServerCommandId, argument: object): Promise<unknown> {
     this.calls.push({ command, argument });
+    this.onCall?.(command);
     const answer = this.answers.get(command);
     try {
       return Promise.resolve(answer === undefined ? null : answer(argument));

@@ -42,7 +42,10 @@ function setup() {
   const diffs = new DiffCache(server, session);
   const approvals = new ApprovalTracker();
   const settled: string[] = [];
-  const preview = { settle: (id: string) => { settled.push(id); return Promise.resolve(); }, show: () => Promise.resolve([]) } as unknown as BundlePreview;
+  const applied: string[][] = [];
+  const order: string[] = [];
+  const preview = { settle: (id: string) => { settled.push(id); order.push(`settle ${id}`); return Promise.resolve(); }, show: () => Promise.resolve([]), settleApplied: (uris: readonly string[]) => { applied.push([...uris]); return Promise.resolve(); } } as unknown as BundlePreview;
+  server.onCall = (command) => { order.push(command); };
   const info = { show: () => Promise.resolve() } as unknown as InfoDocuments;
   const timers = new ManualTimers();
   const opened: string[] = [];
@@ -53,7 +56,7 @@ function setup() {
   server.answers.set('keel.server.diff', () => DIFF);
   server.answers.set('keel.server.status', () => summary({ pendingBundles: [p1] }));
   server.notify('keel/sessionChanged', summary({ pendingBundles: [p1] }));
-  return { server, fake, api, session, diffs, approvals, settled, timers, follower, opened, outcomes, commands, log };
+  return { server, fake, api, session, diffs, approvals, settled, applied, order, timers, follower, opened, outcomes, commands, log };
 }
 
 function calls(server: FakeServer, command: string): object[] {
@@ -171,14 +174,16 @@ describe('the language client middleware', () => {
 });
 
 describe('per-hunk commands', () => {
-  it('Approve hunk from a lens sends exactly its hunk, counts as an approval, settles the previews and returns the entry', async () => {
-    const { server, commands, approvals, settled, fake } = setup();
+  it('Approve hunk from a lens sends exactly its hunk, counts as an approval, settles the previews first and returns the entry', async () => {
+    const { server, commands, approvals, settled, applied, order, fake } = setup();
     let activeDuring = false;
     server.answers.set('keel.server.approve', () => { activeDuring = approvals.active; return { ledgerEntry: 'abc1234567890' }; });
     assert.equal(await commands.approveHunks({ bundleId: 'b1', hunks: ['aaaaaaaaaaaa'] }), 'abc1234567890');
     assert.deepEqual(calls(server, 'keel.server.approve'), [{ bundleId: 'b1', hunks: ['aaaaaaaaaaaa'] }]);
     assert.equal(activeDuring, true);
     assert.deepEqual(settled, ['b1']);
+    assert.deepEqual(applied, [[G, H]], 'then the buffers that hold the disk\'s text are left clean');
+    assert.deepEqual(order.filter((o) => o !== 'keel.server.diff' && o !== 'keel.server.status'), ['settle b1', 'keel.server.approve'], 'the whole proposal leaves the buffers before a part is applied');
     assert.match(fake.messages.at(-1) ?? '', /approved a hunk of "Greeter" \(ledger abc1234567\)\. The other 2 hunks are verified again/);
   });
 
@@ -226,11 +231,14 @@ describe('per-hunk commands', () => {
     assert.equal(calls(server, 'keel.server.approve').length, 2);
   });
 
-  it('a server error reaches the user, and nothing is settled', async () => {
-    const { server, commands, settled } = setup();
+  it('a server error reaches the caller, and the review does not move', async () => {
+    const { server, commands, outcomes, fake } = setup();
+    fake.tabs = [[proposedUri({ bundleId: 'b1', fileUri: G, side: 'before' })]];
     server.answers.set('keel.server.approve', () => { throw new Error('keel.server.approve: the chosen hunks are not stable: V=1.000'); });
     await assert.rejects(commands.approveHunks({ bundleId: 'b1', hunks: ['aaaaaaaaaaaa'] }), /not stable: V=1\.000/);
-    assert.deepEqual(settled, []);
+    await settle();
+    assert.deepEqual(outcomes, []);
+    assert.equal(fake.tabs.length, 1);
   });
 });
 

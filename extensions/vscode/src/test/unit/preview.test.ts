@@ -35,6 +35,9 @@ class FakeEditor implements PreviewEditor {
     this.buffers.set(uri, this.disk.get(uri) ?? '');
     return Promise.resolve();
   }
+  diskText(uri: string): Promise<string | undefined> {
+    return Promise.resolve(this.disk.get(uri));
+  }
   deleteIfEmpty(uri: string): Promise<void> {
     if (this.disk.get(uri) === '') {
       this.log.push(`delete ${uri}`);
@@ -135,5 +138,20 @@ describe('when the review previews', () => {
       assert.equal(previewAllowed(true, mode), false, mode);
     }
     assert.equal(previewAllowed(false, 'off'), false);
+  });
+});
+
+describe('buffers after an approval', () => {
+  it('reverts an open buffer that holds exactly the file on disk, so it is clean; leaves others', async () => {
+    const { editor, preview } = setup();
+    const B = 'file:///work/ws/b.py';
+    const C = 'file:///work/ws/c.py';
+    editor.disk.set(A, 'approved\n');
+    editor.buffers.set(A, 'approved\n'); // the server applied the approved text to it
+    editor.disk.set(B, 'approved\n');
+    editor.buffers.set(B, 'approved\nmy own edit\n');
+    await preview.settleApplied([A, B, C]);
+    assert.deepEqual(editor.log, [`revert ${A}`]);
+    assert.equal(editor.buffers.get(B), 'approved\nmy own edit\n');
   });
 });
