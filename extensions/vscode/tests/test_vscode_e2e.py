@@ -394,7 +394,8 @@ def test_hunk_review_in_code_server(tmp_path: Path, auto_save: str) -> None:
     steps = {s["name"]: s for s in outcome["steps"]}
 
     # One bundle, two hunks in calc.py, each with Approve hunk / Reject hunk lenses on the
-    # proposal. With auto save nothing was previewed; without, the buffer showed the proposal.
+    # proposal side of the review diff. With auto save nothing was previewed; without, the
+    # buffer showed the proposal, unsaved.
     hunks = outcome["hunks"]
     assert [(h["removed"], h["added"]) for h in hunks] == [
         ([HUNK_A[0]], [HUNK_A[1]]),
@@ -404,8 +405,14 @@ def test_hunk_review_in_code_server(tmp_path: Path, auto_save: str) -> None:
     assert outcome["autoSave"] == auto_save
     assert outcome["bufferDirtyBeforeApproval"] is (auto_save == "off")
     lenses = steps["lenses over each hunk of the proposal side"]["detail"]
+    # Previewed, the proposal side is the file with the server's lenses (run through the
+    # language client); else the read-only proposal with the extension's.
+    if auto_save == "off":
+        commands = ("keel.server.approve", "keel.server.reject")
+    else:
+        commands = ("keel.approveHunk", "keel.rejectHunk")
     for hunk in hunks:
-        for command in ("keel.approveHunk", "keel.rejectHunk"):
+        for command in commands:
             wanted = [{"bundleId": first, "hunks": [hunk["id"]]}]
             assert any(lens["command"] == command and lens["args"] == wanted for lens in lenses), (
                 command,

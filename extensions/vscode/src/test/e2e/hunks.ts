@@ -121,15 +121,20 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   // file's buffer (it would be saved unapproved): the diff's right side is the read-only
   // proposal with the extension's lenses. With auto save off (desktop's default) the buffer
   // shows the proposal, unsaved, and approving a part of it must still work.
-  const firstAfter = vscode.Uri.parse(proposedUri({ bundleId: first.bundleId, fileUri, side: 'after' }));
+  // The proposal side of the review diff: the file itself when previewed (the server's lenses,
+  // run through the language client), else the read-only proposal (the extension's lenses).
+  const previewed = r.autoSave === 'off';
+  const approveCommand = previewed ? ServerCommand.approve : 'keel.approveHunk';
+  const rejectCommand = previewed ? ServerCommand.reject : 'keel.rejectHunk';
+  const proposalSide = (bundleId: string): vscode.Uri => (previewed ? uri : vscode.Uri.parse(proposedUri({ bundleId, fileUri, side: 'after' })));
   await h.step('review opens', async () => {
     await api.commands.showDiff({ bundle: first }, false);
     return h.until('the review tab', 10_000, () => (api.follower.tabsOf(first.bundleId).length > 0 ? true : undefined));
   });
   const lenses = await h.step('lenses over each hunk of the proposal side', () =>
     h.until('Approve hunk and Reject hunk lenses for both hunks', 30_000, async () => {
-      const all = await lensesOf(firstAfter);
-      const ok = [hunkA.id, hunkB.id].every((id) => lensFor(all, 'keel.approveHunk', id) !== undefined && lensFor(all, 'keel.rejectHunk', id) !== undefined);
+      const all = await lensesOf(proposalSide(first.bundleId));
+      const ok = [hunkA.id, hunkB.id].every((id) => lensFor(all, approveCommand, id) !== undefined && lensFor(all, rejectCommand, id) !== undefined);
       return ok ? all : undefined;
     }, 500),
   (all) => all.map((l) => ({ title: l.title, command: l.command, line: l.line, args: l.args })));
@@ -139,7 +144,7 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   await h.step('screenshot hunks', () => h.screenshot(r.autoSave === 'off' ? 'vscode-hunks-preview' : 'vscode-hunks'), (taken) => ({ taken }));
 
   // Approve hunk A from its lens, as a click runs it.
-  const approveLens = lensFor(lenses, 'keel.approveHunk', hunkA.id);
+  const approveLens = lensFor(lenses, approveCommand, hunkA.id);
   const following = nextFollow(api, 240_000);
   r.hunkLedgerEntry = await h.step('approve hunk A from its lens', async () => {
     const entry = await vscode.commands.executeCommand(approveLens?.command ?? '', ...(approveLens?.args ?? []));
@@ -158,13 +163,10 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   r.restHunks = restDiff.hunks.map((x) => x.id);
   r.onDiskAfterApproval = readFileSync(fileUriToPath(fileUri) ?? '', 'utf8');
   r.bufferAfterApproval = { text: document.getText(), dirty: document.isDirty };
-  // The server's own lenses over the rest's regions in the file's editor (recorded).
-  r.fileLenses = (await lensesOf(uri)).map((l) => ({ title: l.title, command: l.command, args: l.args }));
 
-  // Reject hunk B from the extension's lens on the rest's proposal side, with a typed reason.
-  const restAfter = vscode.Uri.parse(proposedUri({ bundleId: rest.bundleId, fileUri, side: 'after' }));
-  const rejectLens = await h.step('extension lenses on the proposal side', () =>
-    h.until('the Reject hunk lens of hunk B', 10_000, async () => lensFor(await lensesOf(restAfter), 'keel.rejectHunk', hunkB.id), 500),
+  // Reject hunk B from its lens on the rest's proposal side, with a reason typed into the box.
+  const rejectLens = await h.step('the rest\'s lens over hunk B', () =>
+    h.until('the Reject hunk lens of hunk B', 30_000, async () => lensFor(await lensesOf(proposalSide(rest.bundleId)), rejectCommand, hunkB.id), 500),
   (l) => l);
   const closing = nextFollow(api, 240_000);
   r.rejected = await h.step('reject hunk B from its lens with a reason', async () => {
