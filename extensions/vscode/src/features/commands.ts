@@ -233,8 +233,10 @@ export class KeelCommands {
   fromEditor(command: string, args: readonly unknown[]): Promise<unknown> | undefined {
     const arg = args[0];
     const hunks = readHunkDecision(arg) !== undefined;
-    const files = typeof arg === 'object' && arg !== null && (arg as { files?: unknown }).files !== undefined && (arg as { files?: unknown }).files !== null;
-    if (files) {
+    const given = (key: 'files' | 'hunks'): boolean => typeof arg === 'object' && arg !== null && (arg as Record<string, unknown>)[key] !== undefined && (arg as Record<string, unknown>)[key] !== null;
+    // Per file, or hunks that are not a list of ids: the server decides (and refuses what it
+    // must, naming the known ids). A malformed per-hunk request never becomes a whole one.
+    if (given('files') || (given('hunks') && !hunks)) {
       return undefined;
     }
     switch (command) {

@@ -255,6 +255,10 @@ describe('the server\'s lenses through fromEditor', () => {
     assert.deepEqual(calls(server, 'keel.server.approve').at(-1), { bundleId: 'b1' });
     assert.equal(commands.fromEditor('keel.server.approve', [{ bundleId: 'b1', files: [G] }]), undefined, 'per-file: the client sends it');
     assert.equal(commands.fromEditor('keel.server.status', [{}]), undefined);
+    for (const hunks of [[], 'aaaaaaaaaaaa', [1], ['']]) {
+      assert.equal(commands.fromEditor('keel.server.approve', [{ bundleId: 'b1', hunks }]), undefined, `hunks ${JSON.stringify(hunks)}: sent as is, never a whole approval`);
+    }
+    assert.equal(calls(server, 'keel.server.approve').length, 2);
   });
 
   it('Keel: Diff opens the review; an error is shown, not thrown into the client', async () => {
