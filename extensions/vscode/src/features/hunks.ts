@@ -142,12 +142,17 @@ export class ReviewFollower implements Disposable {
    * After a per-hunk decision on `decided`: when its review is open, waits for the rest to come
    * back as a new bundle of the same node (one not in `before`, the pending ids at the time of
    * the decision), then shows that bundle's review instead; closes the review when `remaining`
-   * is 0 or nothing came back in time.
+   * is 0 or nothing came back in time. A review the user closed meanwhile is not reopened.
    */
   async follow(decided: BundleInfo, remaining: number, before: ReadonlySet<string>): Promise<FollowOutcome> {
     let outcome: FollowOutcome = { kind: 'none' };
     if (this.tabsOf(decided.bundleId).length > 0) {
       const next = remaining > 0 ? await this.next(decided, before) : undefined;
+      if (this.tabsOf(decided.bundleId).length === 0) {
+        // The user closed the review while the rest was verified: it stays closed.
+        this.followed.fire(outcome);
+        return outcome;
+      }
       await this.close(decided.bundleId);
       if (next === undefined) {
         outcome = { kind: 'closed', bundleId: decided.bundleId };

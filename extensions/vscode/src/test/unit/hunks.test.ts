@@ -308,6 +308,17 @@ describe('the review follows the bundle', () => {
     assert.equal(session.current?.pending.length, 1);
   });
 
+  it('does not reopen a review the user closed while the rest was verified', async () => {
+    const { follower, fake, opened, server } = setup();
+    fake.tabs = [review('b1')];
+    const waiting = follower.follow(readBundle(p1), 1, new Set(['b1']));
+    await settle();
+    fake.tabs = [];
+    server.notify('keel/sessionChanged', summary({ pendingBundles: [p2] }));
+    assert.deepEqual(await waiting, { kind: 'none' });
+    assert.deepEqual(opened, []);
+  });
+
   it('opens nothing when the bundle\'s review was not open; a rest already listed is taken at once', async () => {
     const { follower, fake, opened, server } = setup();
     const b1 = readBundle(p1);
