@@ -15,7 +15,8 @@
 //    opens the workbench, which starts the extension host, and takes the screenshots the
 //    self-test asks for (<results>.shot.<name>.request -> <screenshots>/<name>.png), and types
 //    what it asks for into the focused input (<results>.keys.<name>.request holds the text; the
-//    harness types it with the keyboard, presses Enter and writes <results>.keys.<name>.done).
+//    harness types it with the keyboard, presses Enter and writes <results>.keys.<name>.done),
+//    and clicks the CodeLens it names (<results>.click.<name>.request holds the lens's title).
 // 5. When the results file says finished, or on timeout, everything this script started is
 //    stopped by process id (code-server runs in its own process group, with the extension host,
 //    the language server and code-server's helpers). Exit status 0 only when the results say ok.
@@ -232,6 +233,20 @@ async function main() {
             await page.keyboard.press('Enter');
             writeFileSync(`${args.results}.keys.${what}.done`, text);
             log(`typed ${JSON.stringify(text)} (${what})`);
+          }
+        }
+        const clickPrefix = `${args.results.split('/').pop()}.click.`;
+        if (name.startsWith(clickPrefix) && name.endsWith('.request')) {
+          const what = name.slice(clickPrefix.length, -'.request'.length);
+          if (!keysDone.has(`click ${what}`)) {
+            keysDone.add(`click ${what}`);
+            // A CodeLens, by its title: the first one on screen (the topmost), clicked with the mouse.
+            const title = readFileSync(join(dirname(args.results), name), 'utf8');
+            const lens = page.locator('.codelens-decoration a', { hasText: title }).first();
+            await lens.waitFor({ state: 'visible', timeout: 30_000 });
+            await lens.click();
+            writeFileSync(`${args.results}.click.${what}.done`, title);
+            log(`clicked the lens ${JSON.stringify(title)} (${what})`);
           }
         }
         const prefix = `${args.results.split('/').pop()}.shot.`;

@@ -14,6 +14,13 @@ the plan approved until the session finishes -> Restart Server. The harness
 DAG screenshots (into ``docs/images/`` when ``KEEL_UPDATE_SCREENSHOTS=1``, else into the
 test's tmp_path).
 
+Issue 14, must-show 1: ``test_hunk_review_in_code_server`` reviews a bundle hunk by hunk
+(``src/test/e2e/hunks.ts``): two hunks in one file; one approved and the other rejected with a
+reason, each by a mouse click on its CodeLens and the reason typed into the input box; the
+ledger commit holds only the approved hunk, the node's next model request carries the rejected
+lines and the reason, the buffer matches the disk. It runs with code-server's auto save (no
+preview) and without (the proposal previewed in the file), and takes ``vscode-hunks.png``.
+
 Skipped only when ``keel serve`` does not exist (the language server is issue 4). Everything
 else it needs (chromium, libkrb5-dev, Node 24, code-server) ``scripts/e2e-setup.sh`` installs into
 ``${XDG_CACHE_HOME:-~/.cache}/keel-ci``; the first run takes a few minutes, later runs seconds.
@@ -440,6 +447,7 @@ def test_hunk_review_in_code_server(tmp_path: Path, auto_save: str) -> None:
 
     # Reject hunk B with the reason typed into the input box: nothing remained, the review closed.
     assert outcome["rejected"] is True
+    assert steps["reject hunk B with a click on its lens and a typed reason"]["ok"]
     assert outcome["afterRejection"]["kind"] == "closed"
 
     # The node's next model request carries the rejected hunk's lines and the reason.

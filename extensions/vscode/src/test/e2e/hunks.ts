@@ -3,19 +3,23 @@
  * `test_hunk_review_in_code_server` in tests/test_vscode_e2e.py):
  *
  * start task → a bundle with two hunks in one file → its review diff, Approve hunk / Reject hunk
- * lenses over each hunk of its proposal side → screenshot → Approve hunk on the first hunk's lens
- * → the ledger commit; the review follows the rest, a new bundle with the second hunk under its
- * same id → Reject hunk on that hunk's lens, the reason typed into the input box by the harness
- * (real keystrokes) → the review closes;
- * the node regenerates (its request carries the rejected lines and the reason) → the new
- * bundle approved → the buffer matches the disk.
+ * lenses over each hunk of its proposal side → screenshot → a mouse click (by the harness) on the
+ * first hunk's Approve hunk → the ledger commit; the review follows the rest, a new bundle with
+ * the second hunk under its same id → a click on its Reject hunk, the reason typed into the input
+ * box by the harness (real keystrokes) → the review closes; the node regenerates (its request
+ * carries the rejected lines and the reason) → the new bundle approved → the buffer matches the
+ * disk.
+ *
+ * Run twice: with code-server's default auto save (no preview: the diff's right side is the
+ * read-only proposal with the extension's lenses) and with `files.autoSave: off` (the proposal
+ * previewed in the file, which is the right side and carries the server's lenses).
  */
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as vscode from 'vscode';
 import type { KeelExtensionApi } from '../../extension';
 import type { BundleInfo, DiffFile, SessionInfo } from '../../common/protocol';
-import { readDiff, ServerCommand } from '../../common/protocol';
+import { readDiff, readLedger, ServerCommand } from '../../common/protocol';
 import { fileUriToPath, sameUri } from '../../common/uris';
 import type { FollowOutcome } from '../../features/hunks';
 import { proposedUri } from '../../features/review';
@@ -61,6 +65,12 @@ function nextFollow(api: KeelExtensionApi, timeoutMs: number): Promise<FollowOut
       resolve(outcome);
     });
   });
+}
+
+/** Asks the harness to click the topmost CodeLens titled `title` with the mouse; waits until it did. */
+async function clickLens(h: Harness, name: string, title: string): Promise<void> {
+  writeFileSync(`${h.resultsFile}.click.${name}.request`, title);
+  await h.until(`the harness to click ${name}`, 40_000, () => (existsSync(`${h.resultsFile}.click.${name}.done`) ? true : undefined), 200);
 }
 
 /** Asks the harness to type `text` into the focused input and press Enter; waits until it did. */
@@ -143,15 +153,17 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   // With the preview (desktop's files.autoSave off) the shot is not the README's.
   await h.step('screenshot hunks', () => h.screenshot(r.autoSave === 'off' ? 'vscode-hunks-preview' : 'vscode-hunks'), (taken) => ({ taken }));
 
-  // Approve hunk A from its lens, as a click runs it.
-  const approveLens = lensFor(lenses, approveCommand, hunkA.id);
+  // Approve hunk A: a mouse click on its lens (the topmost Approve hunk) in the review diff.
+  if (lensFor(lenses, approveCommand, hunkA.id)?.line !== Math.min(...lenses.map((l) => l.line))) {
+    throw new Error(`hunk A's lens is not the topmost: ${JSON.stringify(lenses)}`);
+  }
   const following = nextFollow(api, 240_000);
-  r.hunkLedgerEntry = await h.step('approve hunk A from its lens', async () => {
-    const entry = await vscode.commands.executeCommand(approveLens?.command ?? '', ...(approveLens?.args ?? []));
-    if (typeof entry !== 'string') {
-      throw new Error(`the lens gave no ledger entry: ${JSON.stringify(entry)}`);
-    }
-    return entry;
+  r.hunkLedgerEntry = await h.step('approve hunk A with a click on its lens', async () => {
+    await clickLens(h, 'approve', 'Keel: Approve hunk');
+    // The approval's answer goes to the lens; the ledger (a fresh repository) has the commit.
+    const entry = await h.until('the ledger entry of the approval', 120_000, async () =>
+      readLedger(await api.server.executeCommand(ServerCommand.ledger, { limit: 5 })).find((e) => e.node === first.nodeId), 500);
+    return entry.entry;
   }, (entry) => ({ ledgerEntry: entry }));
   const followed = await h.step('the review follows the rest', () => following, (o) => o);
   if (followed.kind !== 'reopened') {
@@ -165,15 +177,15 @@ export async function runHunks(api: KeelExtensionApi, h: Harness): Promise<void>
   r.bufferAfterApproval = { text: document.getText(), dirty: document.isDirty };
 
   // Reject hunk B from its lens on the rest's proposal side, with a reason typed into the box.
-  const rejectLens = await h.step('the rest\'s lens over hunk B', () =>
+  await h.step('the rest\'s lens over hunk B', () =>
     h.until('the Reject hunk lens of hunk B', 30_000, async () => lensFor(await lensesOf(proposalSide(rest.bundleId)), rejectCommand, hunkB.id), 500),
   (l) => l);
   const closing = nextFollow(api, 240_000);
-  r.rejected = await h.step('reject hunk B from its lens with a reason', async () => {
-    const rejecting = Promise.resolve(vscode.commands.executeCommand(rejectLens.command, ...rejectLens.args));
+  r.rejected = await h.step('reject hunk B with a click on its lens and a typed reason', async () => {
+    await clickLens(h, 'reject', 'Keel: Reject hunk');
     await typeIntoInput(h, 'reason', REASON);
-    return rejecting;
-  }, (value) => ({ value }));
+    return true;
+  });
   r.afterRejection = await h.step('the review closes: nothing remains', () => closing, (o) => o);
 
   // The node regenerates with the rejection in its prompt; its new bundle is approved whole.
