@@ -78,6 +78,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
   const preview = new BundlePreview(api, session, () => previewAllowed(keel.settings().previewInEditor, api.getConfiguration('files').get('autoSave')), log);
   const follower = new ReviewFollower({ api, session, open: (bundle) => showBundleDiff(api, diffs, bundle, undefined, preview), log });
   const hunkLenses = new HunkLensProvider(api, diffs, session);
+  let pendingKey = '';
   const commands = new KeelCommands({ api, server: keel, session, diffs, info, approvals: keel.approvals, preview, follower, settings: () => keel.settings(), log });
   keel.editorCommand = (command, args) => commands.fromEditor(command, args);
   keel.pendingBundles = () => (session.current === undefined ? undefined : new Set(session.current.pending.map((b) => b.bundleId)));
@@ -98,8 +99,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
     follower,
     hunkLenses,
     api.registerCodeLensProvider(PROPOSED_SCHEME, hunkLenses),
-    // No lens of a decided bundle stays: the server's lenses are asked for again on each change.
-    session.onDidChange(() => { keel.refreshCodeLenses(); }),
+    // No lens of a decided bundle stays: the server's lenses are asked for again whenever the
+    // pending bundles change (not on every summary).
+    session.onDidChange(() => {
+      const key = (session.current?.pending ?? []).map((b) => b.bundleId).join(' ');
+      if (key !== pendingKey) {
+        pendingKey = key;
+        keel.refreshCodeLenses();
+      }
+    }),
     ...registerContextKeys(api, session),
     session.onDidProposeBundle((bundle) => {
       log.info(`Bundle ${bundle.bundleId} proposed for "${bundle.title}"`);
