@@ -13,7 +13,10 @@
 //    environment (OPENAI_BASE_URL, KEEL_MODEL, ...) reaches `keel serve` the same way.
 // 4. Chromium (Debian's /usr/bin/chromium through playwright-core; never a downloaded browser)
 //    opens the workbench, which starts the extension host, and takes the screenshots the
-//    self-test asks for (<results>.shot.<name>.request -> <screenshots>/<name>.png).
+//    self-test asks for (<results>.shot.<name>.request -> <screenshots>/<name>.png), and types
+//    what it asks for into the focused input (<results>.keys.<name>.request holds the text; the
+//    harness types it with the keyboard, presses Enter and writes <results>.keys.<name>.done),
+//    and clicks the CodeLens it names (<results>.click.<name>.request holds the lens's title).
 // 5. When the results file says finished, or on timeout, everything this script started is
 //    stopped by process id (code-server runs in its own process group, with the extension host,
 //    the language server and code-server's helpers). Exit status 0 only when the results say ok.
@@ -213,8 +216,39 @@ async function main() {
 
     const end = started + args.timeout * 1000;
     const shotsDone = new Set();
+    const keysDone = new Set();
     for (;;) {
       for (const name of readdirSync(dirname(args.results))) {
+        const keysPrefix = `${args.results.split('/').pop()}.keys.`;
+        if (name.startsWith(keysPrefix) && name.endsWith('.request')) {
+          const what = name.slice(keysPrefix.length, -'.request'.length);
+          if (!keysDone.has(what)) {
+            keysDone.add(what);
+            const text = readFileSync(join(dirname(args.results), name), 'utf8');
+            // The input box the extension opened: wait until it shows, then type as a user does.
+            const input = page.locator('.quick-input-widget input').first();
+            await input.waitFor({ state: 'visible', timeout: 30_000 });
+            await input.focus();
+            await page.keyboard.type(text);
+            await page.keyboard.press('Enter');
+            writeFileSync(`${args.results}.keys.${what}.done`, text);
+            log(`typed ${JSON.stringify(text)} (${what})`);
+          }
+        }
+        const clickPrefix = `${args.results.split('/').pop()}.click.`;
+        if (name.startsWith(clickPrefix) && name.endsWith('.request')) {
+          const what = name.slice(clickPrefix.length, -'.request'.length);
+          if (!keysDone.has(`click ${what}`)) {
+            keysDone.add(`click ${what}`);
+            // A CodeLens, by its title: the first one on screen (the topmost), clicked with the mouse.
+            const title = readFileSync(join(dirname(args.results), name), 'utf8');
+            const lens = page.locator('.codelens-decoration a', { hasText: title }).first();
+            await lens.waitFor({ state: 'visible', timeout: 30_000 });
+            await lens.click();
+            writeFileSync(`${args.results}.click.${what}.done`, title);
+            log(`clicked the lens ${JSON.stringify(title)} (${what})`);
+          }
+        }
         const prefix = `${args.results.split('/').pop()}.shot.`;
         if (name.startsWith(prefix) && name.endsWith('.request')) {
           const shot = name.slice(prefix.length, -'.request'.length);

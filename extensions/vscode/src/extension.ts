@@ -18,8 +18,9 @@ import { bundlesForFile, KeelCommands } from './features/commands';
 import { DagTreeProvider } from './features/dag';
 import { registerDiagnosticsForwarding, type DiagnosticsForwarder } from './features/diagnostics';
 import { INFO_SCHEME, InfoDocuments } from './features/info';
-import { BundlePreview } from './features/preview';
-import { DiffCache, PROPOSED_SCHEME, ProposedContentProvider } from './features/review';
+import { HunkLensProvider, ReviewFollower } from './features/hunks';
+import { BundlePreview, previewAllowed } from './features/preview';
+import { DiffCache, PROPOSED_SCHEME, ProposedContentProvider, showBundleDiff } from './features/review';
 import { StatusBar } from './features/status';
 
 /** What `activate` returns: the pieces the e2e self-test observes. */
@@ -27,6 +28,7 @@ export interface KeelExtensionApi {
   readonly server: KeelServer;
   readonly session: SessionStore;
   readonly commands: KeelCommands;
+  readonly follower: ReviewFollower;
   readonly forwarder: DiagnosticsForwarder;
   readonly dag: DagTreeProvider;
   readonly statusBar: StatusBar;
@@ -73,8 +75,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
     scope: () => keel.settings().forwardDiagnostics,
     log,
   });
-  const preview = new BundlePreview(api, session, () => keel.settings().previewInEditor, log);
-  const commands = new KeelCommands({ api, server: keel, session, diffs, info, approvals: keel.approvals, preview, settings: () => keel.settings(), log });
+  const preview = new BundlePreview(api, session, () => previewAllowed(keel.settings().previewInEditor, api.getConfiguration('files').get('autoSave')), log);
+  const follower = new ReviewFollower({ api, session, open: (bundle) => showBundleDiff(api, diffs, bundle, undefined, preview), log });
+  const hunkLenses = new HunkLensProvider(api, diffs, session);
+  let pendingKey = '';
+  const commands = new KeelCommands({ api, server: keel, session, diffs, info, approvals: keel.approvals, preview, follower, settings: () => keel.settings(), log });
+  keel.editorCommand = (command, args) => commands.fromEditor(command, args);
+  keel.pendingBundles = () => (session.current === undefined ? undefined : new Set(session.current.pending.map((b) => b.bundleId)));
   add(
     keel,
     session,
@@ -89,6 +96,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
     dag.attach(api.createTreeView('keel.dag', dag)),
     ...commands.register(),
     preview,
+    follower,
+    hunkLenses,
+    api.registerCodeLensProvider(PROPOSED_SCHEME, hunkLenses),
+    // No lens of a decided bundle stays: the server's lenses are asked for again whenever the
+    // pending bundles change (not on every summary).
+    session.onDidChange(() => {
+      const key = (session.current?.pending ?? []).map((b) => b.bundleId).join(' ');
+      if (key !== pendingKey) {
+        pendingKey = key;
+        keel.refreshCodeLenses();
+      }
+    }),
     ...registerContextKeys(api, session),
     session.onDidProposeBundle((bundle) => {
       log.info(`Bundle ${bundle.bundleId} proposed for "${bundle.title}"`);
@@ -97,7 +116,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<KeelEx
 
   await keel.start();
 
-  const exported: KeelExtensionApi = { server: keel, session, commands, forwarder, dag, statusBar, channel };
+  const exported: KeelExtensionApi = { server: keel, session, commands, follower, forwarder, dag, statusBar, channel };
   const results = process.env.KEEL_VSCODE_E2E;
   if (results !== undefined && results !== '') {
     // Loaded only for the e2e run; see src/test/e2e/selftest.ts.

@@ -14,6 +14,13 @@ the plan approved until the session finishes -> Restart Server. The harness
 DAG screenshots (into ``docs/images/`` when ``KEEL_UPDATE_SCREENSHOTS=1``, else into the
 test's tmp_path).
 
+Issue 14, must-show 1: ``test_hunk_review_in_code_server`` reviews a bundle hunk by hunk
+(``src/test/e2e/hunks.ts``): two hunks in one file; one approved and the other rejected with a
+reason, each by a mouse click on its CodeLens and the reason typed into the input box; the
+ledger commit holds only the approved hunk, the node's next model request carries the rejected
+lines and the reason, the buffer matches the disk. It runs with code-server's auto save (no
+preview) and without (the proposal previewed in the file), and takes ``vscode-hunks.png``.
+
 Skipped only when ``keel serve`` does not exist (the language server is issue 4). Everything
 else it needs (chromium, libkrb5-dev, Node 24, code-server) ``scripts/e2e-setup.sh`` installs into
 ``${XDG_CACHE_HOME:-~/.cache}/keel-ci``; the first run takes a few minutes, later runs seconds.
@@ -151,35 +158,27 @@ def _workspace(root: Path) -> Path:
     return workspace
 
 
-@pytest.mark.skipif(
-    not _keel_serve_available(),
-    reason="`keel serve` is not available yet (the language server, issue 4, is not built); "
-    "this test drives the real server and does not fake it",
-)
-def test_full_session_in_code_server(tmp_path: Path) -> None:
+def _run_harness(
+    workspace: Path,
+    results: Path,
+    screenshots: Path,
+    settings: dict[str, Any],
+    entries: list[dict[str, Any]],
+    task: str,
+    env: dict[str, str] | None = None,
+) -> tuple[int, list[Any]]:
+    """Runs scripts/e2e.mjs against the fake model server; (exit status, the model requests)."""
     node = shutil.which("node")
     assert node, "node (the machine's Node.js) is needed to run the harness"
-    workspace = _workspace(tmp_path)
-    results = tmp_path / "results.json"
-    if os.environ.get("KEEL_UPDATE_SCREENSHOTS") == "1":
-        screenshots = REPO / "docs" / "images"
-    else:
-        screenshots = tmp_path / "screenshots"
-    settings = {
-        "keel.server.path": str(_keel_executable()),
-        "keel.models.default": "openai:gpt-4.1",
-        "keel.mode": "cautious",
-        # Only the settings path (initializationOptions / workspace/configuration) carries it.
-        "keel.stabilityThreshold": 0.25,
-    }
-    with FakeModelServer(_entries()) as models:
-        env = {
+    with FakeModelServer(entries) as models:
+        environment = {
             **os.environ,
             **GIT_ENV,
             "OPENAI_BASE_URL": models.openai_base_url,
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
             "KEEL_MODEL": "openai:gpt-4.1",
-            "KEEL_VSCODE_E2E_TASK": TASK,
+            "KEEL_VSCODE_E2E_TASK": task,
+            **(env or {}),
         }
         command = [
             node,
@@ -195,15 +194,42 @@ def test_full_session_in_code_server(tmp_path: Path) -> None:
         ]
         for key, value in settings.items():
             command += ["--setting", f"{key}={json.dumps(value)}"]
-        harness = subprocess.Popen(command, cwd=EXTENSION, env=env)
+        harness = subprocess.Popen(command, cwd=EXTENSION, env=environment)
         try:
             status = harness.wait(timeout=1800)
         except subprocess.TimeoutExpired:
             harness.terminate()
             harness.wait(timeout=60)
             raise
-        requests = models.requests
+        return status, models.requests
 
+
+def _screenshots(tmp_path: Path) -> Path:
+    if os.environ.get("KEEL_UPDATE_SCREENSHOTS") == "1":
+        return REPO / "docs" / "images"
+    return tmp_path / "screenshots"
+
+
+@pytest.mark.skipif(
+    not _keel_serve_available(),
+    reason="`keel serve` is not available yet (the language server, issue 4, is not built); "
+    "this test drives the real server and does not fake it",
+)
+def test_full_session_in_code_server(tmp_path: Path) -> None:
+    workspace = _workspace(tmp_path)
+    results = tmp_path / "results.json"
+    screenshots = _screenshots(tmp_path)
+    settings = {
+        "keel.server.path": str(_keel_executable()),
+        "keel.models.default": "openai:gpt-4.1",
+        "keel.mode": "cautious",
+        # Only the settings path (initializationOptions / workspace/configuration) carries it.
+        "keel.stabilityThreshold": 0.25,
+        # Desktop VS Code's default; VS Code for the Web (code-server) saves after a delay, which
+        # turns the review's preview off (it would write the unapproved proposal to disk).
+        "files.autoSave": "off",
+    }
+    status, requests = _run_harness(workspace, results, screenshots, settings, _entries(), TASK)
     assert results.exists(), f"the harness wrote no results (exit {status})"
     outcome = json.loads(results.read_text())
     failed = [s for s in outcome["steps"] if not s["ok"]]
@@ -273,3 +299,176 @@ def test_full_session_in_code_server(tmp_path: Path) -> None:
         assert steps[f"screenshot {name.split('-')[1]}"]["detail"]["taken"] is True
         shot = screenshots / f"{name}.png"
         assert shot.exists() and shot.stat().st_size > 10_000, shot
+
+
+# Issue 14, must-show 1 in VS Code: a bundle with two hunks in one file, reviewed hunk by hunk.
+CALC = (
+    '"""Small arithmetic helpers."""\n\n\n'
+    "def add(a, b):\n"
+    "    return a + b\n\n\n"
+    "def sub(a, b):\n"
+    "    return a - b\n\n\n"
+    "def mul(a, b):\n"
+    "    return a * b\n"
+)
+HUNK_A = ("def add(a, b):", "def add(a: int, b: int) -> int:")
+HUNK_B = ("def mul(a, b):", "def mul(a: int, b: int) -> int:")
+CALC_PROPOSED = CALC.replace(*HUNK_A).replace(*HUNK_B)
+CALC_A = CALC.replace(*HUNK_A)
+# What the node writes when asked again, after hunk B was rejected: mul documented, not typed.
+CALC_REGENERATED = CALC_A.replace(
+    "    return a * b\n", '    """The product of a and b (ints or floats)."""\n    return a * b\n'
+)
+HUNK_REASON = "keep mul untyped: callers pass floats"
+HUNK_TASK = "Type the arguments of add and mul in calc.py"
+
+
+def _hunk_entries() -> list[dict[str, Any]]:
+    node = {
+        "id": "node-1",
+        "title": "Typed helpers",
+        "kind": "code",
+        "owns": ["calc.py"],
+        "context": [],
+        "depends_on": [],
+        "commands": [],
+        "contract": {"symbols": ["add", "sub", "mul"], "forbidden": []},
+    }
+    entries: list[dict[str, Any]] = [
+        {"tier": "architect", "node": None, "attempt": 1, "reply": {"nodes": [node]}},
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+    ]
+    for attempt in range(1, 7):
+        content = CALC_PROPOSED if attempt == 1 else CALC_REGENERATED
+        bundle = {
+            "writes": [{"path": "calc.py", "content": content}],
+            "diffs": [],
+            "deletes": [],
+            "commands": [],
+        }
+        entries.append({"tier": "actuator", "node": "node-1", "attempt": attempt, "reply": bundle})
+        entries.append(
+            {
+                "tier": "verifier",
+                "node": "node-1",
+                "attempt": attempt,
+                "reply": {"verdict": "stable", "analysis": "ok", "fix_hints": []},
+            }
+        )
+    return entries
+
+
+def _request_text(request: Any) -> str:
+    return json.dumps(request.body, ensure_ascii=False)
+
+
+@pytest.mark.skipif(
+    not _keel_serve_available(),
+    reason="`keel serve` is not available; this test drives the real server and does not fake it",
+)
+@pytest.mark.parametrize("auto_save", ["afterDelay", "off"])
+def test_hunk_review_in_code_server(tmp_path: Path, auto_save: str) -> None:
+    """With code-server's default auto save, and with desktop's (the proposal previewed)."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "calc.py").write_text(CALC)
+    _git(workspace, "init", "-q", "-b", "main")
+    _git(workspace, "add", "calc.py")
+    _git(workspace, "commit", "-q", "-m", "initial")
+    results = tmp_path / "results.json"
+    screenshots = _screenshots(tmp_path) if auto_save == "afterDelay" else tmp_path / "screenshots"
+    settings = {
+        "keel.server.path": str(_keel_executable()),
+        "keel.models.default": "openai:gpt-4.1",
+        "keel.mode": "cautious",
+    }
+    if auto_save == "off":
+        settings["files.autoSave"] = "off"
+    status, requests = _run_harness(
+        workspace,
+        results,
+        screenshots,
+        settings,
+        _hunk_entries(),
+        HUNK_TASK,
+        {"KEEL_VSCODE_E2E_SCENARIO": "hunks"},
+    )
+    assert results.exists(), f"the harness wrote no results (exit {status})"
+    outcome = json.loads(results.read_text())
+    failed = [s for s in outcome["steps"] if not s["ok"]]
+    assert outcome["ok"], f"self-test failed: {outcome.get('error')}; failed steps: {failed}"
+    assert status == 0
+    steps = {s["name"]: s for s in outcome["steps"]}
+
+    # One bundle, two hunks in calc.py, each with Approve hunk / Reject hunk lenses on the
+    # proposal side of the review diff. With auto save nothing was previewed; without, the
+    # buffer showed the proposal, unsaved.
+    hunks = outcome["hunks"]
+    assert [(h["removed"], h["added"]) for h in hunks] == [
+        ([HUNK_A[0]], [HUNK_A[1]]),
+        ([HUNK_B[0]], [HUNK_B[1]]),
+    ]
+    first = steps["bundle with two hunks proposed"]["detail"]["bundleId"]
+    assert outcome["autoSave"] == auto_save
+    assert outcome["bufferDirtyBeforeApproval"] is (auto_save == "off")
+    lenses = steps["lenses over each hunk of the proposal side"]["detail"]
+    # Previewed, the proposal side is the file with the server's lenses (run through the
+    # language client); else the read-only proposal with the extension's.
+    if auto_save == "off":
+        commands = ("keel.server.approve", "keel.server.reject")
+    else:
+        commands = ("keel.approveHunk", "keel.rejectHunk")
+    for hunk in hunks:
+        for command in commands:
+            wanted = [{"bundleId": first, "hunks": [hunk["id"]]}]
+            assert any(lens["command"] == command and lens["args"] == wanted for lens in lenses), (
+                command,
+                hunk["id"],
+                lenses,
+            )
+
+    # Approve hunk A: the ledger commit holds only hunk A (real git), and the disk shows it.
+    entry = outcome["hunkLedgerEntry"]
+    assert _git(workspace, "show", f"{entry}:calc.py") == CALC_A
+    assert _git(workspace, "show", "--name-only", "--format=", entry).split() == ["calc.py"]
+    message = _git(workspace, "log", "-1", "--format=%B", entry)
+    assert f"Keel-Session: {outcome['sessionId']}" in message
+    assert outcome["onDiskAfterApproval"] == CALC_A
+    # The buffer: the approved text, or, previewed, the rest's proposal (the review followed).
+    assert outcome["bufferAfterApproval"]["text"] == (
+        CALC_A if auto_save == "afterDelay" else CALC_PROPOSED
+    )
+
+    # The rest came back as a new bundle of the node, with hunk B under its same id; the open
+    # review followed it.
+    assert outcome["rest"]["nodeId"] == "node-1"
+    assert outcome["restHunks"] == [hunks[1]["id"]]
+    assert steps["the review follows the rest"]["detail"]["kind"] == "reopened"
+
+    # Reject hunk B with the reason typed into the input box: nothing remained, the review closed.
+    assert outcome["rejected"] is True
+    assert steps["reject hunk B with a click on its lens and a typed reason"]["ok"]
+    assert outcome["afterRejection"]["kind"] == "closed"
+
+    # The node's next model request carries the rejected hunk's lines and the reason.
+    actuator = [
+        r
+        for r in requests
+        if r.headers.get("X-Keel-Tier") == "actuator" and r.headers.get("X-Keel-Node") == "node-1"
+    ]
+    assert len(actuator) >= 2, [r.headers for r in actuator]
+    after = _request_text(actuator[-1])
+    assert HUNK_REASON in after
+    assert HUNK_B[1] in after and HUNK_B[0] in after
+    assert HUNK_REASON not in _request_text(actuator[0])
+
+    # The regenerated bundle was approved; the buffer matches the disk.
+    assert (workspace / "calc.py").read_text() == CALC_REGENERATED
+    assert outcome["bufferMatchesDisk"] == {"open": True, "disk": CALC_REGENERATED}
+    assert outcome["finalState"] == "success", outcome["finalState"]
+
+    # The screenshot of the hunk review.
+    assert steps["screenshot hunks"]["detail"]["taken"] is True
+    name = "vscode-hunks" if auto_save == "afterDelay" else "vscode-hunks-preview"
+    shot = screenshots / f"{name}.png"
+    assert shot.exists() and shot.stat().st_size > 10_000, shot

@@ -24,6 +24,30 @@ export interface MiddlewareDeps {
   /** Sends a notification through the client the middleware belongs to. */
   sendNotification(method: string, params: object): Promise<void>;
   readonly approvals: ApprovalTracker;
+  /**
+   * Runs a server command that the editor invoked (a CodeLens, a hover link) through the
+   * extension's own flow; undefined when the client should send it as it is.
+   */
+  editorCommand?(command: string, args: readonly unknown[]): Promise<unknown> | undefined;
+  /** The ids of the pending bundles as last known; undefined before any summary. */
+  pendingBundles?(): ReadonlySet<string> | undefined;
+}
+
+interface LensLike {
+  readonly command?: { readonly arguments?: readonly unknown[] };
+}
+
+/**
+ * The lenses that act on a bundle still pending (`pending`: its ids; undefined keeps every
+ * lens). A lens whose argument names another bundle is stale: the bundle was decided or
+ * replaced after the lenses were computed, so it is dropped rather than shown.
+ */
+export function dropStaleLenses<L extends LensLike>(lenses: readonly L[] | null | undefined, pending: ReadonlySet<string> | undefined): L[] {
+  return (lenses ?? []).filter((lens) => {
+    const argument = lens.command?.arguments?.[0];
+    const bundleId = typeof argument === 'object' && argument !== null ? (argument as { bundleId?: unknown }).bundleId : undefined;
+    return pending === undefined || typeof bundleId !== 'string' || pending.has(bundleId);
+  });
 }
 
 /** `synchronize` of the client options: which settings' changes are pushed to the server. */
@@ -58,10 +82,18 @@ export function keelMiddleware(d: MiddlewareDeps): Middleware {
       handleApplyEdit: (params, next) =>
         next(d.approvals.active && !d.settings().confirmEdits ? withoutConfirmation(params) : params, CancellationToken.None),
     },
-    // Approvals from code actions and CodeLens run the server command through the client.
-    executeCommand: async (command, args, next): Promise<unknown> =>
-      command === ServerCommand.approve
+    // Approvals and rejections from CodeLens and hover links take the palette commands' flow;
+    // what the extension leaves to the client (per-file decisions from code actions) is sent
+    // as it is, an approval still counted as one.
+    executeCommand: async (command, args, next): Promise<unknown> => {
+      const routed = d.editorCommand?.(command, args as unknown[]);
+      if (routed !== undefined) {
+        return routed;
+      }
+      return command === ServerCommand.approve
         ? d.approvals.track(async () => (await next(command, args)) as unknown)
-        : ((await next(command, args)) as unknown),
+        : ((await next(command, args)) as unknown);
+    },
+    provideCodeLenses: async (document, token, next) => dropStaleLenses(await next(document, token), d.pendingBundles?.()),
   };
 }

@@ -138,6 +138,25 @@ export interface SessionInfo {
   readonly sessions: readonly SessionRef[];
 }
 
+/**
+ * One changed region of a file of a bundle (zero lines of context), decided on its own with
+ * `hunks` on approve and reject. Starts are 1-based; with a count of 0 the start is the line
+ * after which the change sits (0: before the first line). The id is stable: the hunk keeps it
+ * when other hunks of its bundle are committed or dropped and the rest comes back as a new
+ * bundle.
+ */
+export interface Hunk {
+  readonly id: string;
+  readonly oldStart: number;
+  readonly oldLines: number;
+  readonly newStart: number;
+  readonly newLines: number;
+  /** `@@ -4,2 +4,3 @@` */
+  readonly header: string;
+  readonly removed: readonly string[];
+  readonly added: readonly string[];
+}
+
 /** One file of `keel.server.diff`. `before` is empty for a created file, `after` for a deleted one. */
 export interface DiffFile {
   readonly uri: string;
@@ -146,6 +165,8 @@ export interface DiffFile {
   readonly unifiedDiff: string;
   readonly created: boolean;
   readonly deleted: boolean;
+  /** The file's changed regions, in order; a created, deleted or binary file is one hunk. */
+  readonly hunks: readonly Hunk[];
 }
 
 /** One entry of `keel.server.ledger`. */
@@ -275,8 +296,29 @@ export function readDiff(raw: unknown): DiffFile[] {
       unifiedDiff: file.unifiedDiff,
       created: file.change === 'create',
       deleted: file.change === 'delete',
+      hunks: file.hunks.map(readHunk),
     };
   });
+}
+
+/** Reads one hunk of a diff file. */
+export function readHunk(raw: unknown): Hunk {
+  const hunk = expect('DiffHunk', raw);
+  return {
+    id: hunk.id,
+    oldStart: hunk.oldStart,
+    oldLines: hunk.oldLines,
+    newStart: hunk.newStart,
+    newLines: hunk.newLines,
+    header: hunk.header,
+    removed: [...hunk.removed],
+    added: [...hunk.added],
+  };
+}
+
+/** The `bundleId` of `keel.server.reject` and `keel.server.correct`. */
+export function readDecision(raw: unknown): P.DecisionResult {
+  return expect('DecisionResult', raw);
 }
 
 /** Reads the result of `keel.server.ledger`: a list of entries, newest first. */

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
+  CodeLensRequest,
   ExecuteCommandRequest,
   LanguageClient,
   RevealOutputChannelOn,
@@ -64,6 +65,13 @@ export class KeelServer implements ServerControl, Disposable {
   readonly approvals = new ApprovalTracker();
   /** The last server progresses shown, and where (the e2e self-test reports them). */
   readonly progressShown: { title: string; place: string; cancellable: boolean }[] = [];
+  /**
+   * Where the server commands the editor runs from CodeLenses and hover links go first (the
+   * palette commands' flow, set by `extension.ts`); see `keelMiddleware`.
+   */
+  editorCommand: ((command: string, args: readonly unknown[]) => Promise<unknown> | undefined) | undefined;
+  /** The pending bundles as the extension last knew them: lenses of others are stale. */
+  pendingBundles: (() => ReadonlySet<string> | undefined) | undefined;
 
   constructor(
     private readonly api: EditorApi,
@@ -163,6 +171,8 @@ export class KeelServer implements ServerControl, Disposable {
         settings: (scope) => this.settings(scope),
         sendNotification: (method, params) => owner.client?.sendNotification(method, params) ?? Promise.resolve(),
         approvals: this.approvals,
+        editorCommand: (command, args) => this.editorCommand?.(command, args),
+        pendingBundles: () => this.pendingBundles?.(),
       }),
     };
     const client = new LanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions, clientOptions);
@@ -296,6 +306,27 @@ export class KeelServer implements ServerControl, Disposable {
   async executeCommand<C extends ServerCommandId>(command: C, argument: CommandArgument<C>): Promise<unknown> {
     const client = this.running();
     return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [argument] });
+  }
+
+  /**
+   * Asks VS Code for the server's CodeLenses again, in every open file (as the server's
+   * `workspace/codeLens/refresh` does): called when the pending bundles change, so no lens of
+   * a decided bundle stays on screen.
+   */
+  refreshCodeLenses(): void {
+    const client = this.current === 'running' ? this.client : undefined;
+    if (client === undefined) {
+      return;
+    }
+    const feature = client.getFeature(CodeLensRequest.method);
+    const emitters = new Set<vscode.EventEmitter<void>>();
+    for (const document of vscode.workspace.textDocuments) {
+      const provider = feature.getProvider(document);
+      if (provider !== undefined) {
+        emitters.add(provider.onDidChangeCodeLensEmitter);
+      }
+    }
+    emitters.forEach((emitter) => { emitter.fire(); });
   }
 
   async sendNotification(method: string, params: object): Promise<void> {

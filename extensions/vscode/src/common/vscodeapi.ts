@@ -15,6 +15,13 @@ export interface PickItem<T> extends vscode.QuickPickItem {
   readonly value: T;
 }
 
+/** An open editor tab, as far as the review cares: the URIs (strings) it shows, and how to close it. */
+export interface EditorTab {
+  /** Every document of the tab: a text editor's one, both sides of a diff, each pair of a multi-file diff. */
+  readonly uris: readonly string[];
+  close(): Thenable<boolean>;
+}
+
 /** The subset of the VS Code API that the extension's features use. */
 export interface EditorApi {
   // -- window ---------------------------------------------------------------------------------
@@ -34,6 +41,8 @@ export interface EditorApi {
   withProgress<R>(options: vscode.ProgressOptions, task: (progress: vscode.Progress<{ message?: string; increment?: number }>, token: vscode.CancellationToken) => Thenable<R>): Thenable<R>;
   createStatusBarItem(id: string, alignment: 'left' | 'right', priority: number): vscode.StatusBarItem;
   createTreeView<T>(id: string, provider: vscode.TreeDataProvider<T>): vscode.TreeView<T>;
+  /** Every open editor tab of every group. */
+  editorTabs(): EditorTab[];
 
   // -- workspace ------------------------------------------------------------------------------
   /** Filesystem paths of the workspace folders. */
@@ -48,6 +57,8 @@ export interface EditorApi {
   revert(uri: string): Promise<void>;
   /** Deletes a file that is empty on disk. */
   deleteIfEmpty(uri: string): Promise<void>;
+  /** A file's text on disk (UTF-8), or undefined when it does not exist or is not UTF-8. */
+  diskText(uri: string): Promise<string | undefined>;
   getConfiguration(section: string, scope?: string): vscode.WorkspaceConfiguration;
   onDidChangeConfiguration: Event<vscode.ConfigurationChangeEvent>;
   registerTextDocumentContentProvider(scheme: string, provider: vscode.TextDocumentContentProvider): Disposable;
@@ -59,6 +70,8 @@ export interface EditorApi {
   /** Fires the URIs (as strings) whose diagnostics changed, from any source. */
   onDidChangeDiagnostics: Event<string[]>;
   setTextDocumentLanguage(document: vscode.TextDocument, languageId: string): Thenable<vscode.TextDocument>;
+  /** A CodeLens provider for the documents of one URI scheme. */
+  registerCodeLensProvider(scheme: string, provider: vscode.CodeLensProvider): Disposable;
 
   // -- commands -------------------------------------------------------------------------------
   registerCommand(id: string, handler: (...args: unknown[]) => unknown): Disposable;
@@ -71,6 +84,8 @@ export interface EditorApi {
   themeColor(id: string): vscode.ThemeColor;
   treeItem(label: string, collapsible: 'none' | 'expanded'): vscode.TreeItem;
   markdown(value: string): vscode.MarkdownString;
+  /** A CodeLens at the start of `line` (0-based) that runs `command` with `args`. */
+  codeLens(line: number, title: string, command: string, args: unknown[], tooltip?: string): vscode.CodeLens;
   /** A `vscode.EventEmitter`, for providers whose change events VS Code subscribes to. */
   eventEmitter<T>(): vscode.EventEmitter<T>;
   readonly ProgressLocation: typeof vscode.ProgressLocation;
@@ -80,6 +95,27 @@ export interface EditorApi {
 function openDocument(uri: string): vscode.TextDocument | undefined {
   const wanted = vscode.Uri.parse(uri).toString();
   return vscode.workspace.textDocuments.find((d) => d.uri.toString() === wanted);
+}
+
+/** A URI as a string: a `keel-proposed:` one unencoded, so its query reads back (as `vscode.Uri` arguments of commands are). */
+function uriText(uri: vscode.Uri): string {
+  return uri.scheme === 'keel-proposed' ? uri.toString(true) : uri.toString();
+}
+
+/** The URIs a tab shows; a multi-file diff's pairs are read by shape, as 1.91's API has no class for it. */
+function tabUris(tab: vscode.Tab): string[] {
+  const input: unknown = tab.input;
+  if (input instanceof vscode.TabInputTextDiff) {
+    return [uriText(input.original), uriText(input.modified)];
+  }
+  if (input instanceof vscode.TabInputText) {
+    return [uriText(input.uri)];
+  }
+  const pairs = (input as { textDiffs?: unknown } | undefined)?.textDiffs;
+  if (Array.isArray(pairs)) {
+    return (pairs as { original?: vscode.Uri; modified?: vscode.Uri }[]).flatMap((pair) => [pair.original, pair.modified]).filter((u): u is vscode.Uri => u !== undefined).map(uriText);
+  }
+  return [];
 }
 
 /** The real API. */
@@ -103,6 +139,8 @@ export function createVsCodeApi(): EditorApi {
     createStatusBarItem: (id, alignment, priority) =>
       vscode.window.createStatusBarItem(id, alignment === 'left' ? vscode.StatusBarAlignment.Left : vscode.StatusBarAlignment.Right, priority),
     createTreeView: (id, provider) => vscode.window.createTreeView(id, { treeDataProvider: provider, showCollapseAll: true }),
+    editorTabs: () =>
+      vscode.window.tabGroups.all.flatMap((group) => group.tabs).map((tab) => ({ uris: tabUris(tab), close: () => vscode.window.tabGroups.close(tab) })),
 
     workspaceRoots: () => (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath),
     documentVersion: (uri) => openDocument(uri)?.version,
@@ -139,6 +177,13 @@ export function createVsCodeApi(): EditorApi {
         await vscode.workspace.fs.delete(target);
       }
     },
+    diskText: async (uri) => {
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(await vscode.workspace.fs.readFile(vscode.Uri.parse(uri)));
+      } catch {
+        return undefined;
+      }
+    },
     getConfiguration: (section, scope) => vscode.workspace.getConfiguration(section, scope === undefined ? undefined : vscode.Uri.parse(scope)),
     onDidChangeConfiguration: (listener) => vscode.workspace.onDidChangeConfiguration(listener),
     registerTextDocumentContentProvider: (scheme, provider) => vscode.workspace.registerTextDocumentContentProvider(scheme, provider),
@@ -148,6 +193,7 @@ export function createVsCodeApi(): EditorApi {
     getDiagnostics: (uri) => vscode.languages.getDiagnostics(vscode.Uri.parse(uri)),
     onDidChangeDiagnostics: (listener) => vscode.languages.onDidChangeDiagnostics((e) => { listener(e.uris.map((u) => u.toString())); }),
     setTextDocumentLanguage: (document, languageId) => vscode.languages.setTextDocumentLanguage(document, languageId),
+    registerCodeLensProvider: (scheme, provider) => vscode.languages.registerCodeLensProvider({ scheme }, provider),
 
     registerCommand: (id, handler) => vscode.commands.registerCommand(id, handler),
     executeCommand: <T>(id: string, ...args: unknown[]) => vscode.commands.executeCommand<T>(id, ...args),
@@ -159,6 +205,8 @@ export function createVsCodeApi(): EditorApi {
     treeItem: (label, collapsible) =>
       new vscode.TreeItem(label, collapsible === 'expanded' ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None),
     markdown: (value) => new vscode.MarkdownString(value, true),
+    codeLens: (line, title, command, args, tooltip) =>
+      new vscode.CodeLens(new vscode.Range(line, 0, line, 0), { title, command, arguments: args, ...(tooltip === undefined ? {} : { tooltip }) }),
     eventEmitter: <T>() => new vscode.EventEmitter<T>(),
     ProgressLocation: vscode.ProgressLocation,
   };

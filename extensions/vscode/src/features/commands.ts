@@ -16,7 +16,7 @@
 import type { ServerControl } from '../common/connection';
 import type { Disposable } from '../common/events';
 import { describeError, type Logger } from '../common/log';
-import { readExplanationMarkdown, readLedger, readLedgerEntry, readPlanMarkdown, readSessionId, ServerCommand, type BundleInfo, type LedgerEntry, type SessionInfo } from '../common/protocol';
+import { readDecision, readExplanationMarkdown, readLedger, readLedgerEntry, readPlanMarkdown, readSessionId, ServerCommand, type BundleInfo, type DiffFile, type Hunk, type LedgerEntry, type SessionInfo } from '../common/protocol';
 import type { SessionStore } from '../common/session';
 import type { KeelSettings } from '../common/settings';
 import { relativeLabel, sameUri } from '../common/uris';
@@ -24,6 +24,7 @@ import type { ApprovalTracker } from '../common/edits';
 import type { EditorApi, PickItem } from '../common/vscodeapi';
 import type { InfoDocuments } from './info';
 import { renderLedgerMarkdown } from './info';
+import { HunkCommand, hunkSize, readHunkDecision, type ReviewFollower } from './hunks';
 import type { BundlePreview } from './preview';
 import { parseProposedUri, showBundleDiff, type DiffCache } from './review';
 import { renderStatusMarkdown } from './status';
@@ -48,7 +49,27 @@ export const Command = {
   refresh: 'keel.refresh',
   plan: 'keel.plan',
   explain: 'keel.explain',
+  ...HunkCommand,
 } as const;
+
+/** Some hunks of a bundle, chosen for a decision, and how many of its hunks are left out. */
+export interface HunkTarget {
+  readonly bundle: BundleInfo;
+  readonly hunks: readonly string[];
+  readonly remaining: number;
+}
+
+/** Quick-pick items for the hunks of a bundle's files: file and header, size, first changed line. */
+export function hunkPickItems(files: readonly DiffFile[], roots: readonly string[]): PickItem<Hunk>[] {
+  return files.flatMap((file) =>
+    file.hunks.map((hunk) => ({
+      label: `${relativeLabel(file.uri, roots)} ${hunk.header}`,
+      description: hunkSize(hunk),
+      detail: (hunk.added[0] ?? hunk.removed[0] ?? '').trim().slice(0, 120),
+      value: hunk,
+    })),
+  );
+}
 
 /** A bundle to act on, and the one file of it when the action is per file. */
 export interface BundleTarget {
@@ -149,6 +170,8 @@ export interface CommandDeps {
   readonly info: InfoDocuments;
   readonly approvals: ApprovalTracker;
   readonly preview: BundlePreview;
+  /** Keeps an open review on a bundle after a per-hunk decision. */
+  readonly follower: ReviewFollower;
   readonly settings: () => KeelSettings;
   readonly log: Logger;
 }
@@ -166,6 +189,8 @@ export class KeelCommands {
       [c.approveFile, 'approve the file', (arg) => this.approve(arg, true)],
       [c.rejectBundle, 'reject the bundle', (arg, reason) => this.reject(arg, reason)],
       [c.rejectFile, 'reject the file', (arg, reason) => this.reject(arg, reason, true)],
+      [c.approveHunk, 'approve the hunk', (arg) => this.approveHunks(arg)],
+      [c.rejectHunk, 'reject the hunk', (arg, reason) => this.rejectHunks(arg, reason)],
       [c.correctBundle, 'correct the bundle', (arg, feedback) => this.correct(arg, feedback)],
       [c.showPendingDiff, 'show the diff', (arg) => this.showDiff(arg, false)],
       [c.showFileDiff, 'show the diff', (arg) => this.showDiff(arg, true)],
@@ -180,20 +205,52 @@ export class KeelCommands {
       [c.plan, 'plan', (task) => this.plan(task)],
       [c.explain, 'explain', (question) => this.explain(question)],
     ];
-    return entries.map(([id, action, handler]) =>
-      this.d.api.registerCommand(id, async (...args: unknown[]) => {
-        try {
-          return await handler(...args);
-        } catch (error) {
-          this.d.log.error(`Could not ${action}`, error);
-          const choice = await this.d.api.showErrorMessage(`Keel: could not ${action}: ${describeError(error)}`, 'Show Output');
-          if (choice === 'Show Output') {
-            this.d.server.showOutput();
-          }
-          return undefined;
-        }
-      }),
-    );
+    return entries.map(([id, action, handler]) => this.d.api.registerCommand(id, (...args: unknown[]) => this.guard(action, () => handler(...args))));
+  }
+
+  /** Runs a command's work; an error is logged and shown (with Show Output), and answers undefined. */
+  private async guard(action: string, work: () => Promise<unknown>): Promise<unknown> {
+    try {
+      return await work();
+    } catch (error) {
+      this.d.log.error(`Could not ${action}`, error);
+      const choice = await this.d.api.showErrorMessage(`Keel: could not ${action}: ${describeError(error)}`, 'Show Output');
+      if (choice === 'Show Output') {
+        this.d.server.showOutput();
+      }
+      return undefined;
+    }
+  }
+
+  /**
+   * A `keel.server.*` command that the editor runs from one of the server's CodeLenses or a
+   * hover link (the language client's `executeCommand` middleware asks here first). Approve and
+   * Reject, per hunk or of a whole bundle, go through the palette commands' flow (a rejection
+   * asks for its reason, a bundle no longer pending is refused, previews settle, the review
+   * follows); Diff opens the review diff. Undefined when the client should send the command
+   * as it is (per-file decisions, other commands).
+   */
+  fromEditor(command: string, args: readonly unknown[]): Promise<unknown> | undefined {
+    const arg = args[0];
+    const hunks = readHunkDecision(arg) !== undefined;
+    const given = (key: 'files' | 'hunks'): boolean => typeof arg === 'object' && arg !== null && (arg as Record<string, unknown>)[key] !== undefined && (arg as Record<string, unknown>)[key] !== null;
+    // Per file, or hunks that are not a list of ids: the server decides (and refuses what it
+    // must, naming the known ids). A malformed per-hunk request never becomes a whole one.
+    if (given('files') || (given('hunks') && !hunks)) {
+      return undefined;
+    }
+    switch (command) {
+      case ServerCommand.approve:
+        return this.guard(hunks ? 'approve the hunk' : 'approve the bundle', () => (hunks ? this.approveHunks(arg) : this.approve(arg, false)));
+      case ServerCommand.reject: {
+        const reason = (arg as { reason?: unknown } | undefined)?.reason;
+        return this.guard(hunks ? 'reject the hunk' : 'reject the bundle', () => (hunks ? this.rejectHunks(arg, reason) : this.reject(arg, reason)));
+      }
+      case ServerCommand.diff:
+        return this.guard('show the diff', () => this.showDiff(arg, false));
+      default:
+        return undefined;
+    }
   }
 
   /** Waits for the server; tells the user why not when it is not running. */
@@ -300,6 +357,7 @@ export class KeelCommands {
     // The approved files are on disk now: their previewed buffers go back to the (new) disk text,
     // so none stays dirty. The rest of a per-file approval stays previewed until it is re-proposed.
     await this.d.preview.settle(target.bundle.bundleId, files);
+    await this.d.preview.settleApplied(files ?? target.bundle.files);
     const what = this.describeTarget(target, files);
     this.d.log.info(`Approved ${what}: ledger ${entry}`);
     void this.d.api.showInformationMessage(`Keel: approved ${what} (ledger ${entry.slice(0, 10)}).`);
@@ -350,6 +408,134 @@ export class KeelCommands {
     });
     await this.d.preview.settle(target.bundle.bundleId, files);
     this.d.log.info(`Rejected ${what} (${target.bundle.bundleId})`);
+    void this.d.session.refresh();
+    return true;
+  }
+
+  /**
+   * The hunks a per-hunk command decides: the argument's (a lens's `{bundleId, hunks}`), else
+   * the only hunk of the bundle, else one the user picks (among the active file's hunks when a
+   * file of the bundle or its review is active). A bundle that is no longer pending is refused
+   * here, with a message, before anything reaches the server: its lenses were out of date.
+   */
+  private async targetHunks(arg: unknown, verb: string): Promise<HunkTarget | undefined> {
+    const decision = readHunkDecision(arg);
+    let target: BundleTarget | undefined;
+    if (decision !== undefined) {
+      let bundle = this.d.session.current?.pending.find((b) => b.bundleId === decision.bundleId);
+      if (bundle === undefined) {
+        bundle = (await this.d.session.refresh())?.pending.find((b) => b.bundleId === decision.bundleId);
+      }
+      if (bundle === undefined) {
+        await this.d.api.showInformationMessage(`Keel: bundle ${decision.bundleId} is no longer pending (it was decided or replaced); nothing was ${verb}d.`);
+        return undefined;
+      }
+      target = { bundle };
+    } else {
+      target = await this.target(arg, `${verb === 'approve' ? 'Approve' : 'Reject'} hunks of which bundle?`);
+    }
+    if (target === undefined) {
+      return undefined;
+    }
+    const files = await this.d.diffs.get(target.bundle.bundleId);
+    const all = files.flatMap((f) => f.hunks.map((h) => h.id));
+    if (decision !== undefined) {
+      return { bundle: target.bundle, hunks: decision.hunks, remaining: all.filter((id) => !decision.hunks.includes(id)).length };
+    }
+    const fileUri = target.fileUri;
+    const scope = fileUri === undefined ? files : files.filter((f) => sameUri(f.uri, fileUri));
+    const items = hunkPickItems(scope.length > 0 ? scope : files, this.d.api.workspaceRoots());
+    if (items.length === 0) {
+      await this.d.api.showInformationMessage(`Keel: bundle "${target.bundle.title}" has no hunks to ${verb}.`);
+      return undefined;
+    }
+    const picked =
+      items.length === 1
+        ? items[0]
+        : await this.d.api.showQuickPick(items, { title: `Keel: hunks of "${target.bundle.title}"`, placeHolder: `${verb === 'approve' ? 'Approve' : 'Reject'} which hunk?`, matchOnDescription: true, matchOnDetail: true });
+    return picked === undefined ? undefined : { bundle: target.bundle, hunks: [picked.value.id], remaining: all.length - 1 };
+  }
+
+  private pendingIds(): Set<string> {
+    return new Set((this.d.session.current?.pending ?? []).map((b) => b.bundleId));
+  }
+
+  private describeHunks(target: HunkTarget): string {
+    const count = target.hunks.length === 1 ? 'a hunk' : `${String(target.hunks.length)} hunks`;
+    return `${count} of "${target.bundle.title}"`;
+  }
+
+  /** What happens to the rest of a bundle after a per-hunk decision. */
+  private static rest(remaining: number): string {
+    return remaining === 0 ? '' : ` The other ${remaining === 1 ? 'hunk is' : `${String(remaining)} hunks are`} verified again and come back as a new bundle.`;
+  }
+
+  /**
+   * Keel: Approve Hunk. The chosen hunks alone are verified again as a bundle of their own and,
+   * when stable, committed (one ledger entry); the rest comes back as a new bundle. Resolves to
+   * the ledger entry.
+   */
+  async approveHunks(arg: unknown): Promise<string | undefined> {
+    if (!(await this.ready())) {
+      return undefined;
+    }
+    const target = await this.targetHunks(arg, 'approve');
+    if (target === undefined) {
+      return undefined;
+    }
+    const before = this.pendingIds();
+    // The bundle is replaced by its parts: its previews (the whole proposal) go back to the
+    // disk first, so the editor holds no text that is neither the base nor the approved part.
+    await this.d.preview.settle(target.bundle.bundleId);
+    const result = await this.d.approvals.track(() =>
+      this.d.server.executeCommand(ServerCommand.approve, { bundleId: target.bundle.bundleId, hunks: [...target.hunks] }),
+    );
+    const entry = readLedgerEntry(result);
+    await this.d.preview.settleApplied(target.bundle.files);
+    const what = this.describeHunks(target);
+    this.d.log.info(`Approved ${what} (${target.hunks.join(', ')}): ledger ${entry}`);
+    void this.d.api.showInformationMessage(`Keel: approved ${what} (ledger ${entry.slice(0, 10)}).${KeelCommands.rest(target.remaining)}`);
+    void this.d.follower.follow(target.bundle, target.remaining, before);
+    void this.d.session.refresh();
+    return entry;
+  }
+
+  /**
+   * Keel: Reject Hunk, with an optional reason: the model sees the rejected lines and the reason
+   * in the node's next request. The rest comes back as a new bundle (a whole rejection when
+   * nothing remains). Escape in the reason box cancels.
+   */
+  async rejectHunks(arg: unknown, reasonArg?: unknown): Promise<boolean> {
+    if (!(await this.ready())) {
+      return false;
+    }
+    const target = await this.targetHunks(arg, 'reject');
+    if (target === undefined) {
+      return false;
+    }
+    const what = this.describeHunks(target);
+    const reason =
+      typeof reasonArg === 'string'
+        ? reasonArg
+        : await this.d.api.showInputBox({
+            title: `Keel: Reject ${what}`,
+            prompt: `Why? (optional: the model sees these lines and the reason when it regenerates; Escape cancels the rejection)${KeelCommands.rest(target.remaining)}`,
+            ignoreFocusOut: true,
+          });
+    if (reason === undefined) {
+      return false;
+    }
+    const before = this.pendingIds();
+    await this.d.preview.settle(target.bundle.bundleId);
+    readDecision(
+      await this.d.server.executeCommand(ServerCommand.reject, {
+        bundleId: target.bundle.bundleId,
+        hunks: [...target.hunks],
+        ...(reason.trim() === '' ? {} : { reason: reason.trim() }),
+      }),
+    );
+    this.d.log.info(`Rejected ${what} (${target.hunks.join(', ')})`);
+    void this.d.follower.follow(target.bundle, target.remaining, before);
     void this.d.session.refresh();
     return true;
   }

@@ -14,7 +14,9 @@
  * wrote the file; rejected or regenerated: it did not), each previewed buffer that still shows
  * exactly the preview is reverted to the file on disk, so no buffer stays dirty. A buffer the user
  * edited after the preview is left alone. `keel.review.previewInEditor: false` turns this off;
- * the diff then shows the proposal from the `keel-proposed:` provider.
+ * the diff then shows the proposal from the `keel-proposed:` provider. So does auto save
+ * (`files.autoSave` other than `off`, the default of VS Code for the Web and code-server): it
+ * would write the unapproved proposal to disk a moment after the preview.
  */
 
 import type { Disposable } from '../common/events';
@@ -33,6 +35,16 @@ export interface PreviewEditor {
   revert(uri: string): Promise<void>;
   /** Deletes the file if it is empty on disk (a preview's placeholder for a file never approved). */
   deleteIfEmpty(uri: string): Promise<void>;
+  /** The file's text on disk, or undefined when it cannot be read as text. */
+  diskText(uri: string): Promise<string | undefined>;
+}
+
+/**
+ * True when the review may preview proposals in the files' editors: the setting is on and
+ * `files.autoSave` is `off` (with auto save, a preview would be written to disk unapproved).
+ */
+export function previewAllowed(previewInEditor: boolean, autoSave: unknown): boolean {
+  return previewInEditor && (autoSave === undefined || autoSave === 'off');
 }
 
 interface Previewed {
@@ -123,6 +135,27 @@ export class BundlePreview implements Disposable {
         } catch (error) {
           this.log.warn(`Could not revert the preview of ${preview.uri}: ${error instanceof Error ? error.message : String(error)}`);
         }
+      }
+    }
+  }
+
+  /**
+   * After an approval: each open buffer of `uris` that holds exactly what is now on disk (the
+   * server applied the approved text to it and committed the file) is reverted, which leaves
+   * it clean. A buffer with other text is left alone.
+   */
+  async settleApplied(uris: readonly string[]): Promise<void> {
+    for (const uri of uris) {
+      const text = this.editor.documentText(uri);
+      if (text === undefined || this.previews.has(uriKey(uri))) {
+        continue;
+      }
+      try {
+        if ((await this.editor.diskText(uri)) === text) {
+          await this.editor.revert(uri);
+        }
+      } catch (error) {
+        this.log.warn(`Could not compare ${uri} with the disk: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
   }

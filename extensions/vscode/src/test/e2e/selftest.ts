@@ -22,6 +22,7 @@ import type { BundleInfo, SessionInfo } from '../../common/protocol';
 import { ServerCommand, readDiff } from '../../common/protocol';
 import { fileUriToPath, sameUri } from '../../common/uris';
 import type { EditorDiagnosticsParams } from '../../features/diagnostics';
+import { runHunks } from './hunks';
 
 const TASK = process.env.KEEL_VSCODE_E2E_TASK ?? 'Give hello.py a typed greet(name) that returns "Hello, <name>!"';
 const SOURCE = 'keel-e2e-source';
@@ -143,6 +144,25 @@ export async function run(api: KeelExtensionApi, resultsFile: string): Promise<v
   const rec = new Recorder(resultsFile);
   const r = rec.results;
   rec.write();
+  if (process.env.KEEL_VSCODE_E2E_SCENARIO === 'hunks') {
+    // The hunk-by-hunk review (src/test/e2e/hunks.ts), in a workspace of its own.
+    try {
+      await runHunks(api, {
+        step: (name, work, detail) => rec.step(name, work, detail),
+        until,
+        screenshot: (name) => screenshot(resultsFile, name),
+        results: r,
+        resultsFile,
+      });
+      r.ok = true;
+    } catch (error) {
+      r.error = error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : String(error);
+    } finally {
+      r.finished = true;
+      rec.write();
+    }
+    return;
+  }
   try {
     await rec.step('server running', async () => {
       if (!(await api.server.whenRunning(90_000))) {

@@ -7,9 +7,10 @@ import { SessionStore } from '../../common/session';
 import { readSettings } from '../../common/settings';
 import { bundlePickItems, bundlesForFile, KeelCommands, ledgerPickItems, resolveBundleTarget } from '../../features/commands';
 import type { InfoDocuments } from '../../features/info';
+import { ReviewFollower } from '../../features/hunks';
 import type { BundlePreview } from '../../features/preview';
 import { DiffCache, proposedUri } from '../../features/review';
-import { FakeApi, FakeServer, memoryLogger, settle } from './fakes';
+import { FakeApi, FakeServer, ManualTimers, memoryLogger, settle } from './fakes';
 import { bundle, ledgerEntry, node, summary } from './payloads';
 
 const resolve = fileResolver('/work/ws');
@@ -72,13 +73,18 @@ function setup(settings: Record<string, unknown> = {}) {
   const info = { show: (name: string, markdown: string) => { shown.push({ name, markdown }); return Promise.resolve(); } } as unknown as InfoDocuments;
   const approvals = new ApprovalTracker();
   const settled: string[] = [];
+  const applied: string[][] = [];
   const settledFiles: (readonly string[] | undefined)[] = [];
   const preview = {
     settle: (id: string, files?: readonly string[]) => { settled.push(id); settledFiles.push(files); return Promise.resolve(); },
     show: () => Promise.resolve([]),
+    settleApplied: (uris: readonly string[]) => { applied.push([...uris]); return Promise.resolve(); },
   } as unknown as BundlePreview;
-  const commands = new KeelCommands({ api, server, session, diffs, info, approvals, preview, settings: () => readSettings((k) => settings[k]).settings, log });
-  return { server, fake, session, commands, shown, approvals, settled, settledFiles };
+  const timers = new ManualTimers();
+  const opened: string[] = [];
+  const follower = new ReviewFollower({ api, session, open: (b) => { opened.push(b.bundleId); return Promise.resolve(); }, log, timeoutMs: 1000, timers });
+  const commands = new KeelCommands({ api, server, session, diffs, info, approvals, preview, follower, settings: () => readSettings((k) => settings[k]).settings, log });
+  return { server, fake, session, commands, shown, approvals, settled, settledFiles, applied, follower, opened, timers, log };
 }
 
 describe('palette commands', () => {
@@ -113,7 +119,7 @@ describe('palette commands', () => {
   });
 
   it('Approve This File sends files: [uri] and settles only that file\'s buffer; the rest stays previewed', async () => {
-    const { server, commands, settled, settledFiles } = setup();
+    const { server, commands, settled, settledFiles, applied } = setup();
     server.answers.set('keel.server.approve', () => ({ ledgerEntry: 'def456' }));
     await commands.approve({ bundle: b2, fileUri: H }, true);
     assert.deepEqual(server.calls[0]?.argument, { bundleId: 'b2', files: [H] });
@@ -122,6 +128,7 @@ describe('palette commands', () => {
     await commands.approve({ bundle: b2 }, false);
     assert.deepEqual(settled, ['b2', 'b2']);
     assert.deepEqual(settledFiles[1], undefined, 'a decided bundle gives all its previewed buffers back to the disk');
+    assert.deepEqual(applied, [[H], [G, H]], 'the approved files\' buffers that hold the disk\'s text are left clean');
   });
 
   it('Approve This File from a keel-proposed diff or the file\'s editor acts on that file; else asks which file', async () => {

@@ -45,8 +45,12 @@ export class FakeServer implements ServerControl {
   explained = 0;
   outputShown = 0;
 
+  /** Called with each command as it is sent (to observe order against other effects). */
+  onCall: ((command: ServerCommandId) => void) | undefined;
+
   executeCommand(command: ServerCommandId, argument: object): Promise<unknown> {
     this.calls.push({ command, argument });
+    this.onCall?.(command);
     const answer = this.answers.get(command);
     try {
       return Promise.resolve(answer === undefined ? null : answer(argument));
@@ -132,6 +136,9 @@ export class FakeApi {
   readonly diagnostics = new Map<string, vscode.Diagnostic[]>();
   readonly versions = new Map<string, number>();
   readonly diagnosticsEmitter = new Emitter<string[]>();
+  /** The open tabs (their URIs); closing one removes it and records it in `closedTabs`. */
+  tabs: string[][] = [];
+  readonly closedTabs: string[][] = [];
 
   asApi(): EditorApi {
     const answerButton = (message: string): Promise<string | undefined> => {
@@ -156,6 +163,16 @@ export class FakeApi {
       onDidChangeDiagnostics: this.diagnosticsEmitter.event,
       executeCommand: <T>(id: string, ...args: unknown[]) => { this.executed.push({ id, args }); return Promise.resolve(undefined as T); },
       registerCommand: () => ({ dispose: () => undefined }),
+      editorTabs: () =>
+        this.tabs.map((uris) => ({
+          uris,
+          close: () => {
+            this.tabs = this.tabs.filter((t) => t !== uris);
+            this.closedTabs.push(uris);
+            return Promise.resolve(true);
+          },
+        })),
+      codeLens: (line, title, command, args, tooltip) => ({ range: { start: { line } }, command: { title, command, arguments: args, tooltip } }) as unknown as vscode.CodeLens,
       setContext: () => Promise.resolve(),
       uri: (value) => ({ toString: () => value, path: value.replace(/^[^:]*:/, '').replace(/\?.*$/, '') }) as unknown as vscode.Uri,
       eventEmitter: fakeEventEmitter,

@@ -53,3 +53,17 @@ export function ledgerEntry(e: Partial<P.LedgerEntry> & { readonly sha: string }
 export function diffFile(f: Partial<P.DiffFile> & { readonly uri: string }): P.DiffFile {
   return { path: f.uri.replace(/^file:\/\/\/work\/ws\//, ''), change: 'modify', before: '', after: '', unifiedDiff: '', hunks: [], ...f };
 }
+
+/** A hunk as the server computes it: `removed` lines of the base at `oldStart`, `added` at `newStart`. */
+export function hunk(h: Partial<P.DiffHunk> & { readonly id: string; readonly oldStart: number; readonly newStart: number }): P.DiffHunk {
+  const removed = h.removed ?? [];
+  const added = h.added ?? [];
+  return {
+    oldLines: removed.length,
+    newLines: added.length,
+    header: `@@ -${String(h.oldStart)},${String(removed.length)} +${String(h.newStart)},${String(added.length)} @@`,
+    removed,
+    added,
+    ...h,
+  };
+}

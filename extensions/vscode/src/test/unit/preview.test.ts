@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileResolver, readBundle, type DiffFile } from '../../common/protocol';
 import { SessionStore } from '../../common/session';
-import { BundlePreview, type PreviewEditor } from '../../features/preview';
+import { BundlePreview, previewAllowed, type PreviewEditor } from '../../features/preview';
 import { changesArguments, diffArguments, parseProposedUri } from '../../features/review';
 import { FakeServer, memoryLogger, settle } from './fakes';
 import { bundle as proposed, summary } from './payloads';
@@ -10,9 +10,9 @@ import { bundle as proposed, summary } from './payloads';
 const A = 'file:///work/ws/a.py';
 const NEW = 'file:///work/ws/new.py';
 const files: DiffFile[] = [
-  { uri: A, before: 'old\n', after: 'new\n', unifiedDiff: '', created: false, deleted: false },
-  { uri: NEW, before: '', after: 'x = 1\n', unifiedDiff: '', created: true, deleted: false },
-  { uri: 'file:///work/ws/gone.py', before: 'y\n', after: '', unifiedDiff: '', created: false, deleted: true },
+  { uri: A, before: 'old\n', after: 'new\n', unifiedDiff: '', created: false, deleted: false, hunks: [] },
+  { uri: NEW, before: '', after: 'x = 1\n', unifiedDiff: '', created: true, deleted: false, hunks: [] },
+  { uri: 'file:///work/ws/gone.py', before: 'y\n', after: '', unifiedDiff: '', created: false, deleted: true, hunks: [] },
 ];
 
 class FakeEditor implements PreviewEditor {
@@ -34,6 +34,9 @@ class FakeEditor implements PreviewEditor {
     this.log.push(`revert ${uri}`);
     this.buffers.set(uri, this.disk.get(uri) ?? '');
     return Promise.resolve();
+  }
+  diskText(uri: string): Promise<string | undefined> {
+    return Promise.resolve(this.disk.get(uri));
   }
   deleteIfEmpty(uri: string): Promise<void> {
     if (this.disk.get(uri) === '') {
@@ -124,5 +127,31 @@ describe('previewing a bundle in the editor', () => {
     const [, rows] = changesArguments(bundle, files.slice(0, 2), (uri) => uri === A);
     assert.equal(rows[0]?.[2], A);
     assert.equal(parseProposedUri(rows[1]?.[2] ?? '')?.side, 'after');
+  });
+});
+
+describe('when the review previews', () => {
+  it('only with the setting on and auto save off: auto save would write the unapproved proposal to disk', () => {
+    assert.equal(previewAllowed(true, 'off'), true);
+    assert.equal(previewAllowed(true, undefined), true);
+    for (const mode of ['afterDelay', 'onFocusChange', 'onWindowChange', 'always']) {
+      assert.equal(previewAllowed(true, mode), false, mode);
+    }
+    assert.equal(previewAllowed(false, 'off'), false);
+  });
+});
+
+describe('buffers after an approval', () => {
+  it('reverts an open buffer that holds exactly the file on disk, so it is clean; leaves others', async () => {
+    const { editor, preview } = setup();
+    const B = 'file:///work/ws/b.py';
+    const C = 'file:///work/ws/c.py';
+    editor.disk.set(A, 'approved\n');
+    editor.buffers.set(A, 'approved\n'); // the server applied the approved text to it
+    editor.disk.set(B, 'approved\n');
+    editor.buffers.set(B, 'approved\nmy own edit\n');
+    await preview.settleApplied([A, B, C]);
+    assert.deepEqual(editor.log, [`revert ${A}`]);
+    assert.equal(editor.buffers.get(B), 'approved\nmy own edit\n');
   });
 });

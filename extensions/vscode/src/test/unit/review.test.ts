@@ -28,8 +28,8 @@ describe('keel-proposed URIs', () => {
 
   it('build vscode.diff and vscode.changes arguments from before/after sides', () => {
     const files = [
-      { uri: 'file:///work/ws/g.py', before: 'a', after: 'b', unifiedDiff: '', created: false, deleted: false },
-      { uri: 'file:///work/ws/new.py', before: '', after: 'x', unifiedDiff: '', created: true, deleted: false },
+      { uri: 'file:///work/ws/g.py', before: 'a', after: 'b', unifiedDiff: '', created: false, deleted: false, hunks: [] },
+      { uri: 'file:///work/ws/new.py', before: '', after: 'x', unifiedDiff: '', created: true, deleted: false, hunks: [] },
     ];
     const [left, right, title] = diffArguments(bundle, files[1]!, ['/work/ws']);
     assert.equal(parseProposedUri(left)?.side, 'before');
