@@ -277,7 +277,13 @@ function M.show(index)
   if vim.bo[real].buftype == '' then
     require('keel.signs').refresh_buf(real)
   end
-  vim.api.nvim_echo({ { 'Keel ' .. hint(view), 'None' } }, false, {})
+  -- One line at most: a longer echo would stop at a hit-enter prompt.
+  local text = 'Keel ' .. hint(view)
+  local space = math.max(vim.v.echospace, 2)
+  if vim.fn.strdisplaywidth(text) > space then
+    text = vim.fn.strcharpart(text, 0, space - 1) .. '…'
+  end
+  vim.api.nvim_echo({ { text, 'None' } }, false, {})
 end
 
 ---Open the review of `bundle` with its `keel.server.diff` files, at file `at.index`
