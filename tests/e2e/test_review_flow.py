@@ -79,10 +79,14 @@ async def test_bundle_reviewed_and_committed_from_the_editor(
     assert [
         (lens.range.start.line, lens.command.title) for lens in lenses or [] if lens.command
     ] == [
-        (0, "Keel: Approve Calculator module"),
-        (0, "Keel: Reject"),
+        (0, "Keel: Approve hunk"),
+        (0, "Keel: Reject hunk"),
         (0, "Keel: Diff"),
     ]
+    (hunk,) = changed["hunks"]  # a created file is one hunk
+    assert [plain(lens.command.arguments) for lens in lenses or [] if lens.command][:2] == [
+        [{"bundleId": calc["bundleId"], "hunks": [hunk["id"]]}]
+    ] * 2
     await _keel_findings(keel, "calc.py", lambda found: any("pending change" in m for m in found))
     if keel.preset == "visual-studio-code":  # the only preset with codeLens refreshSupport
         await keel.lens_refreshes.wait_for(bool, "workspace/codeLens/refresh")

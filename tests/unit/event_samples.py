@@ -81,6 +81,17 @@ SAMPLES: list[ev.Event] = [
     ev.BundleEdited(node="node-1", files=["calc.py"], dropped=[], feedback="typo"),
     ev.BundleRebased(node="node-1", files=["calc.py"], conflicts=[]),
     ev.BundlePartiallyCommitted(node="node-1", ledger="f" * 40, files=["calc.py"], v=0.0),
+    ev.HunksVerified(
+        node="node-1",
+        bundle="0123abcd",
+        hunks=["3f9a1c0b7d2e"],
+        v=1.5,
+        stable=False,
+        evidence=[OLD],
+    ),
+    ev.HunksRejected(
+        node="node-1", bundle="0123abcd", hunks=["3f9a1c0b7d2e"], remaining=1, feedback="no"
+    ),
     ev.NodeCommitted(node="node-1", ledger="e" * 40, files=["calc.py"], v=None, recovered=True),
     ev.LedgerRefused(node="node-1", bundle="0123abcd", reason="pre-commit hook", output="no"),
     ev.NodeEscalated(

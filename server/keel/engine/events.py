@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     BUNDLE_EDITED = "bundle_edited"
     BUNDLE_REBASED = "bundle_rebased"
     BUNDLE_PARTIALLY_COMMITTED = "bundle_partially_committed"
+    HUNKS_VERIFIED = "hunks_verified"
+    HUNKS_REJECTED = "hunks_rejected"
     NODE_COMMITTED = "node_committed"
     LEDGER_REFUSED = "ledger_refused"
     NODE_ESCALATED = "node_escalated"
@@ -315,6 +317,31 @@ class BundlePartiallyCommitted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HunksVerified(Event):
+    """The hunks a reviewer approved, verified again as a bundle of their own."""
+
+    type = EventKind.HUNKS_VERIFIED
+    node: str
+    bundle: str
+    hunks: Sequence[str]
+    v: float
+    stable: bool
+    evidence: Sequence[JsonObject]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HunksRejected(Event):
+    """Hunks a reviewer rejected left the bundle; the rest is verified again."""
+
+    type = EventKind.HUNKS_REJECTED
+    node: str
+    bundle: str
+    hunks: Sequence[str]
+    remaining: int
+    feedback: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeCommitted(Event):
     type = EventKind.NODE_COMMITTED
     node: str
@@ -438,6 +465,8 @@ RECORDS: Mapping[EventKind, type[Event]] = {
         BundleEdited,
         BundleRebased,
         BundlePartiallyCommitted,
+        HunksVerified,
+        HunksRejected,
         NodeCommitted,
         LedgerRefused,
         NodeEscalated,

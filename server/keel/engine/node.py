@@ -6,20 +6,24 @@ bundle is applied all-or-nothing; every problem with it (invalid JSON, bad paths
 do not apply) becomes evidence for the next attempt, exactly like a failing test.
 
 Some bundles are verified again without asking the model: the rest of a bundle after the
-reviewer approved only some of its files, and a bundle re-based onto the user's edits when the
-user changed one of its files meanwhile. Those carry no new model attempt.
+reviewer approved only some of its files or hunks, what is left after the reviewer rejected
+some hunks, and a bundle re-based onto the user's edits when the user changed one of its files
+meanwhile. Those carry no new model attempt. Hunks a reviewer approves are verified as a
+bundle of their own before they are committed (a subset can break what the whole passed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
+from keel.bundles.hunks import bundle_hunks, split, unknown_ids
 from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
@@ -125,6 +129,8 @@ class NodeRunner:
         # over every later sandbox so new bundles are made against it.
         self._overlay: dict[str, bytes | None] = {}
         self._checks = 0
+        # The id and base of the bundle last proposed (a new base gives a new id).
+        self._proposed: tuple[str, dict[str, bytes | None]] | None = None
 
     async def _state(self, state: NodeState, detail: str = "") -> None:
         await self.ctx.store.set_node_state(self.node.id, state.value, detail)
@@ -230,19 +236,24 @@ class NodeRunner:
 
     async def _reverify(self, attempt: Attempt, carried: ChangeSet) -> Attempt:
         """Verify ``carried`` (no model call) in a fresh sandbox of the new committed state."""
+        energy = await self._verify_carried(attempt, carried)
+        again = Attempt(attempt.number, attempt.bundle, carried, energy)
+        await self._record(again)
+        return again
+
+    async def _verify_carried(self, attempt: Attempt, carried: ChangeSet) -> Energy:
+        """The energy of ``carried`` written over the committed state, with the attempt's
+        commands run again (no model call)."""
         sandbox = await self._sandbox()
         try:
             await asyncio.to_thread(write_changes, sandbox, carried.changes)
             assert attempt.bundle is not None
             results = await self._run_commands(attempt.bundle, sandbox)
-            energy = await self.ctx.verifier.measure_node(
+            return await self.ctx.verifier.measure_node(
                 self.node, sandbox, results, _deleted(carried)
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, sandbox, True)
-        again = Attempt(attempt.number, attempt.bundle, carried, energy)
-        await self._record(again)
-        return again
 
     def _measure_only(self, residuals: list[Residual]) -> Energy:
         return measure([SensorReport("bundle", tuple(residuals))], self.ctx.settings.weights)
@@ -339,11 +350,18 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None
+        bundle_id = changes.content_hash()[:16]
+        last = self._proposed
+        if last is not None and last[0] == bundle_id and last[1] != changes.base:
+            # The same proposal on a new base (what is left once some of its hunks were
+            # committed) is a new bundle: its id covers the base too.
+            bundle_id = _based_id(changes)
+        self._proposed = (bundle_id, dict(changes.base))
         request = ApprovalRequest(
             ctx.session_id,
             node.id,
             node.title,
-            changes.content_hash()[:16],
+            bundle_id,
             change_set_diff(changes.changes, changes.base),
             attempt.energy.as_dict(),
             complexity(node, attempt),
@@ -352,14 +370,61 @@ class NodeRunner:
             evidence=evidence_dicts(attempt.energy.evidence),
             owns=list(node.owns),
         )
-        decision: Decision | NodeState | ChangeSet | None = Decision(
-            approved=True, actor=ctx.settings.mode
+        while True:
+            decision: Decision | NodeState | ChangeSet | None = Decision(
+                approved=True, actor=ctx.settings.mode
+            )
+            if ctx.settings.needs_approval(request.complexity):
+                decision = await self._recorded_decision(request) or await self._review(request)
+            if not isinstance(decision, Decision):
+                return decision
+            if decision.hunks is None:
+                return await self._commit(attempt, request, decision)
+            chosen = await self._chosen_hunks(attempt, request, decision)
+            if chosen is not None:
+                return await self._commit(attempt, request, decision, chosen)
+            # the chosen hunks alone are not stable: the bundle is asked about again
+
+    async def _chosen_hunks(
+        self, attempt: Attempt, request: ApprovalRequest, decision: Decision
+    ) -> _Chosen | None:
+        """The approved hunks as a bundle of their own, verified again; ``None`` (settled
+        with the reason) when they name nothing of the bundle or are not stable alone."""
+        ctx, node = self.ctx, self.node
+        changes = attempt.changes
+        assert changes is not None and decision.hunks is not None
+        ids = list(decision.hunks)
+        unknown = unknown_ids(bundle_hunks(changes.changes, changes.base), ids)
+        parts = split(changes.changes, changes.base, ids)
+        if unknown or not parts.chosen:
+            why = f"no hunk {', '.join(unknown)} in bundle {request.bundle_id}"
+            await ctx.approver.settled(request, Settlement(None, why))
+            return None
+        now = ChangeSet(changes=parts.chosen, base=parts.chosen_base)
+        energy = await self._verify_carried(attempt, now)
+        epsilon = ctx.settings.epsilon
+        stable = energy.stable(epsilon)
+        evidence = evidence_dicts(energy.evidence)
+        await ctx.events.emit(
+            ev.HunksVerified(
+                node=node.id,
+                bundle=request.bundle_id,
+                hunks=ids,
+                v=round(energy.total, 6),
+                stable=stable,
+                evidence=evidence,
+            )
         )
-        if ctx.settings.needs_approval(request.complexity):
-            decision = await self._recorded_decision(request) or await self._review(request)
-        if not isinstance(decision, Decision):
-            return decision
-        return await self._commit(attempt, request, decision)
+        if not stable:
+            shown = "; ".join(r.describe() for r in energy.evidence[:5]) or "a sensor degraded"
+            why = (
+                f"hunks {', '.join(ids)} alone are not stable: V(x)={energy.total:.3f} >= "
+                f"epsilon {epsilon:g} ({shown}); bundle {request.bundle_id} stays pending"
+            )
+            await ctx.approver.settled(request, Settlement(None, why))
+            return None
+        rest = ChangeSet(changes=parts.rest, base=parts.rest_base)
+        return _Chosen(now, rest, energy.as_dict())
 
     async def _recorded_decision(self, request: ApprovalRequest) -> Decision | None:
         """A reviewer's approval of this very bundle recorded before a crash, never committed:
@@ -400,6 +465,12 @@ class NodeRunner:
         decision = await self._decide(request)
         if decision is None:
             return NodeState.AWAITING_APPROVAL
+        if not decision.approved and decision.hunks is not None:
+            rest = await self._reject_hunks(request, decision)
+            if rest is not None:
+                return rest
+            decision = replace(decision, hunks=None, feedback=self._feedback or "")
+            self._feedback = None
         if decision.edits:
             # Only the bundle's own files can be edited; their base is already known. A file
             # edited back to its base leaves the bundle: the reviewer rejected that file alone.
@@ -434,24 +505,59 @@ class NodeRunner:
             return None
         return decision
 
+    async def _reject_hunks(self, request: ApprovalRequest, decision: Decision) -> ChangeSet | None:
+        """Drop the rejected hunks; keep their lines and the reason for the model's next
+        attempt. The rest (to verify again and propose), or ``None`` when nothing is left."""
+        hunks = bundle_hunks(request.changes, request.base)
+        chosen = set(decision.hunks or ())
+        rejected = [h for h in hunks if h.id in chosen]
+        keep = [h.id for h in hunks if h.id not in chosen]
+        lines = ["The reviewer rejected these changes:", *(h.describe() for h in rejected)]
+        if decision.feedback:
+            lines.append(f"Reason: {decision.feedback}")
+        said = "\n".join(lines)
+        self._feedback = f"{self._feedback}\n\n{said}" if self._feedback else said
+        await self.ctx.events.emit(
+            ev.HunksRejected(
+                node=self.node.id,
+                bundle=request.bundle_id,
+                hunks=[h.id for h in rejected],
+                remaining=len(keep),
+                feedback=decision.feedback,
+            )
+        )
+        if not keep:
+            return None
+        parts = split(request.changes, request.base, keep)
+        return ChangeSet(changes=parts.chosen, base=parts.chosen_base)
+
     async def _decide(self, request: ApprovalRequest) -> Decision | None:
         if self.ctx.settings.auto_approve:
             return Decision(approved=True, actor="user", feedback="approved with -y")
         return await self.ctx.approver.review(request)
 
     async def _commit(
-        self, attempt: Attempt, request: ApprovalRequest, decision: Decision
+        self,
+        attempt: Attempt,
+        request: ApprovalRequest,
+        decision: Decision,
+        hunks: _Chosen | None = None,
     ) -> NodeState | ChangeSet | None:
+        """Commit the approved files (or the verified ``hunks``); the rest is returned."""
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None
         chosen = set(decision.files) if decision.files is not None else set(changes.changes)
-        now = _subset(changes, chosen)
-        rest = _subset(changes, set(changes.changes) - chosen)
+        now = _subset(changes, chosen) if hunks is None else hunks.now
+        rest = _subset(changes, set(changes.changes) - chosen) if hunks is None else hunks.rest
         if not now.changes:
             await ctx.approver.settled(request, Settlement(None, "no file of the bundle chosen"))
             return changes
-        energy = attempt.energy.as_dict()
+        energy = attempt.energy.as_dict() if hunks is None else hunks.energy
+        # The intent of a hunk approval is the sub-bundle's own: a resumed session proposes
+        # the whole bundle again and asks again rather than commit hunks it has not verified.
+        intent = request.bundle_id if hunks is None else now.content_hash()[:16]
+        note = "" if decision.hunks is None else f"hunks {', '.join(decision.hunks)}"
         trailers = {
             "Keel-Session": ctx.session_id,
             "Keel-Node": node.id,
@@ -463,13 +569,14 @@ class NodeRunner:
         # The decision is an intent, durable before the commit: a crash after it leaves an
         # approval a resumed session honours (or, if git has the commit, completes). A resumed
         # commit of the same bundle keeps the intent recorded before the crash.
-        if await ctx.store.pending_approval(node.id, request.bundle_id) is None:
+        if await ctx.store.pending_approval(node.id, intent) is None:
             await ctx.store.record_approval(
                 node.id,
                 "approved",
                 decision.actor,
                 None,
-                bundle=request.bundle_id,
+                note,
+                bundle=intent,
                 files=None if decision.files is None else sorted(chosen),
             )
         try:
@@ -482,7 +589,7 @@ class NodeRunner:
                 "ledger",
                 None,
                 str(exc),
-                bundle=request.bundle_id,
+                bundle=intent,
             )
             await ctx.approver.settled(request, Settlement(None, str(exc)))
             return await self._rebase(changes, exc)
@@ -585,12 +692,31 @@ class NodeRunner:
         return NodeState.ESCALATED
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """Approved hunks verified as a bundle of their own: what to commit, what is left."""
+
+    now: ChangeSet
+    rest: ChangeSet
+    energy: dict[str, float]
+
+
 def complexity(node: PlanNode, attempt: Attempt) -> int:
     """Balanced mode's measure: files the bundle changes plus every command the attempt runs,
     the plan node's own and the bundle's (docs/explanation/sessions.md)."""
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
+
+
+def _based_id(changes: ChangeSet) -> str:
+    """A bundle id over the proposal and its base."""
+    digest = hashlib.sha256(changes.content_hash().encode())
+    for path in sorted(changes.base):
+        data = changes.base[path]
+        digest.update(path.encode() + b"\0")
+        digest.update(b"-" if data is None else b"+" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
 
 
 def _deleted(changes: ChangeSet) -> list[str]:

@@ -457,6 +457,14 @@ class Decision:
     leaves the bundle (the reviewer rejected that file alone). ``created`` names new files
     of the bundle that the reviewer's editor already created, empty, while applying the
     approval (an LSP ``CreateFile``); the commit takes an empty file there for "absent".
+
+    ``hunks`` names hunks of the bundle (ids of ``keel.bundles.hunks``; not with ``files``).
+    Approved: the chosen hunks applied to the base are verified again as a bundle of their
+    own and committed when stable (else the settlement says why and the bundle is asked
+    about again); the other hunks are verified again on top and proposed again. Rejected:
+    those hunks leave the bundle, the rest is verified again and proposed again (none left:
+    a whole rejection), and the hunks' lines with ``feedback`` reach the model's next
+    attempt.
     """
 
     approved: bool
@@ -465,6 +473,7 @@ class Decision:
     files: Sequence[str] | None = None
     edits: Mapping[str, bytes | None] | None = None
     created: Sequence[str] = ()
+    hunks: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ editor's evidence about the proposed content (the diagnostics the editor's own s
 forwarded for it, re-scored as V_syn), so the regeneration sees the editor's errors. A
 rejection of some files only drops them from the bundle: the rest is verified again and
 proposed as a new bundle, without a model call.
+
+Hunks (ids of ``keel.server.diff``) are decided the same way: approving some applies them to
+the base in the editor and hands the engine the ids; it verifies them again as a bundle of
+their own and commits them when stable, else the approval fails with V(x) and the evidence,
+the editor's edit is taken back and the answer waits until the bundle is pending again.
+Rejecting some hands the engine the ids: they leave the bundle and reach the model.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any
 from lsprotocol import types as T
 
 from keel.bundles.apply import write_changes
+from keel.bundles.hunks import HunkSplit, bundle_hunks, split, unknown_ids
 from keel.engine.models import Energy
 from keel.engine.ports import Decision, Settlement
 from keel.lsp.bundles import BundleRegistry, PendingBundle
@@ -105,6 +112,20 @@ class Approval:
             paths.append(path)
         return sorted(set(paths))
 
+    def chosen_hunks(self, bundle: PendingBundle, ids: list[str]) -> HunkSplit:
+        """The bundle split by the hunk ids given (InvalidParams naming the known ids if any
+        id is not one of the bundle's)."""
+        request = bundle.request
+        hunks = bundle_hunks(request.changes, request.base)
+        unknown = unknown_ids(hunks, ids)
+        if unknown:
+            known = ", ".join(f"{h.id} ({h.path} {h.header})" for h in hunks) or "none"
+            raise invalid(
+                f"no hunk {', '.join(unknown)} in bundle {bundle.id} (its hunks: {known}; "
+                "keel.server.diff lists them)"
+            )
+        return split(request.changes, request.base, ids)
+
     async def editor_energy(self, bundle: PendingBundle) -> Energy:
         """The bundle's energy after waiting (bounded) for diagnostics of previewed files.
 
@@ -138,21 +159,31 @@ class Approval:
                 "was committed (keel.server.resume continues the session)"
             )
 
-    async def approve(self, bundle_id: str, uris: list[str] | None) -> LedgerEntryResult:
+    async def approve(
+        self, bundle_id: str, uris: list[str] | None, hunks: list[str] | None = None
+    ) -> LedgerEntryResult:
+        """Approve the bundle, some of its files (``uris``) or some of its ``hunks`` (ids)."""
         with self.claimed(bundle_id) as claim:
             bundle = claim.bundle
-            paths = self.chosen_paths(bundle, uris)
-            energy = await self.editor_energy(bundle)
-            self.ensure_pending(bundle, "waiting for the editor's diagnostics")
-            epsilon = self._scoring.epsilon_of(bundle.session_id)
-            if not energy.stable(epsilon):
-                raise failed(
-                    f"bundle {bundle.id} is not stable: V(x)={energy.total:.3f} >= epsilon "
-                    f"{epsilon:g} ({evidence_text(energy)}); it stays pending: fix the code or "
-                    "reject it"
-                )
-            files = None if len(paths) == len(bundle.files) else paths
-            changes, base = bundle.request.changes, bundle.request.base
+            changes: Mapping[str, bytes | None] = bundle.request.changes
+            base = bundle.request.base
+            if hunks is not None:
+                # The engine verifies the chosen hunks as a bundle of their own.
+                changes = self.chosen_hunks(bundle, hunks).chosen
+                paths = sorted(changes)
+            else:
+                paths = self.chosen_paths(bundle, uris)
+                energy = await self.editor_energy(bundle)
+                self.ensure_pending(bundle, "waiting for the editor's diagnostics")
+                epsilon = self._scoring.epsilon_of(bundle.session_id)
+                if not energy.stable(epsilon):
+                    raise failed(
+                        f"bundle {bundle.id} is not stable: V(x)={energy.total:.3f} >= epsilon "
+                        f"{epsilon:g} ({evidence_text(energy)}); it stays pending: fix the code "
+                        "or reject it"
+                    )
+            files = None if hunks is not None or len(paths) == len(bundle.files) else paths
+            whole = files is None and hunks is None
             host = await self._workspace.host()
             on_disk = dict(
                 zip(paths, await asyncio.gather(*(host.ledger.read(p) for p in paths)), strict=True)
@@ -161,7 +192,9 @@ class Approval:
             moved = [p for p in paths if on_disk[p] not in (base[p], changes[p], *_empty(base[p]))]
             if moved:
                 claim.decided = True
-                settlement = await self.decide(bundle, Decision(True, "user", files=files))
+                settlement = await self.decide(
+                    bundle, Decision(True, "user", files=files, hunks=hunks)
+                )
                 if settlement is not None and settlement.ledger_sha:
                     await self.recorded(bundle, settlement.ledger_sha)
                     return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
@@ -203,7 +236,20 @@ class Approval:
                         f"the editor did not apply bundle {bundle.id} ({reason}); it stays pending"
                     )
                 applied = True
-            undo = self._undo(bundle, paths, open_buffers, plan.created) if applied else None
+            undo = (
+                Undo(
+                    self._client,
+                    self._documents,
+                    self._workspace,
+                    bundle,
+                    paths,
+                    open_buffers,
+                    plan.created,
+                    proposal=changes,
+                )
+                if applied
+                else None
+            )
             if not self._bundles.is_pending(bundle):
                 note = await undo.run() if undo else ""
                 raise failed(
@@ -212,16 +258,22 @@ class Approval:
                 )
             claim.decided = True
             settlement = await self.decide(
-                bundle, Decision(True, "user", files=files, created=plan.created)
+                bundle, Decision(True, "user", files=files, created=plan.created, hunks=hunks)
             )
             if settlement is None:
-                sha = await self.committed_anyway(bundle, paths)
+                sha = await self.committed_anyway(bundle, paths, whole=whole)
                 if sha is not None:
                     return LedgerEntryResult(ledger_entry=sha)
                 note = await undo.run() if undo else ""
                 raise failed(f"bundle {bundle.id} was not committed: its session stopped{note}")
             if settlement.error or not settlement.ledger_sha:
                 note = await undo.run() if undo else ""
+                if hunks is not None:
+                    # the engine asks again about the same bundle: answer once it is pending
+                    await self._bundles.wait_proposed(
+                        bundle.request, self._runs.get(bundle.session_id)
+                    )
+                    raise failed(f"{settlement.error}; nothing was committed{note}")
                 raise failed(
                     f"bundle {bundle.id} was not committed: {settlement.error}; Keel proposes it "
                     f"again{note}"
@@ -229,27 +281,19 @@ class Approval:
             await self.recorded(bundle, settlement.ledger_sha)
             return LedgerEntryResult(ledger_entry=settlement.ledger_sha)
 
-    def _undo(
-        self,
-        bundle: PendingBundle,
-        paths: list[str],
-        before: dict[str, OpenText],
-        created: list[str],
-    ) -> Undo:
-        return Undo(self._client, self._documents, self._workspace, bundle, paths, before, created)
-
     async def recorded(self, bundle: PendingBundle, sha: str) -> None:
         """Answer an approval only once the engine recorded the commit (``node_committed``)."""
         await self._bundles.wait_recorded(sha, self._runs.get(bundle.session_id))
 
-    async def committed_anyway(self, bundle: PendingBundle, paths: list[str]) -> str | None:
+    async def committed_anyway(
+        self, bundle: PendingBundle, paths: list[str], *, whole: bool
+    ) -> str | None:
         """The session stopped after the decision: did its commit make it into the ledger?
 
         A session cancelled while git commits lets the commit finish without anyone settling it;
         the ledger (git) is the truth.
         """
         host = await self._workspace.host()
-        whole = len(paths) == len(bundle.files)
         for entry in await host.ledger.entries(5):
             if (
                 entry.session == bundle.session_id
@@ -321,13 +365,22 @@ class Approval:
         how: str,
         *,
         files: list[str] | None = None,
+        hunks: list[str] | None = None,
     ) -> DecisionResult:
         """Reject (``how="rejected"``) or correct: the feedback reaches the model's next attempt.
 
-        With ``files`` (URIs) that are not all of the bundle's, only those files are dropped.
+        With ``files`` (URIs) that are not all of the bundle's, only those files are dropped;
+        with ``hunks`` (ids), those hunks (the engine rejects the whole bundle when none is
+        left), and their lines reach the model with the feedback.
         """
         with self.claimed(bundle_id) as claim:
             bundle = claim.bundle
+            if hunks is not None:
+                self.chosen_hunks(bundle, hunks)  # InvalidParams for an unknown id
+                claim.decided = True
+                decision = Decision(False, "user", feedback=feedback, hunks=hunks)
+                self.hand_over(bundle, decision, f"rejected hunks {', '.join(hunks)}")
+                return DecisionResult(bundle_id=bundle.id, decision="rejected")
             paths = self.chosen_paths(bundle, files)
             if len(paths) < len(bundle.files):
                 claim.decided = True
@@ -386,10 +439,14 @@ class Undo:
         paths: list[str],
         before: dict[str, OpenText],
         created: list[str],
+        *,
+        proposal: Mapping[str, bytes | None] | None = None,
     ) -> None:
+        """``proposal``: what the editor was given (default: the bundle's changes)."""
         self._client, self._documents, self._workspace = client, documents, workspace
         self._bundle, self._paths = bundle, paths
         self._before, self._created = before, list(created)
+        self._proposal = bundle.request.changes if proposal is None else proposal
 
     async def run(self) -> str:
         """Revert; returns a note for the command's error message."""
@@ -402,7 +459,7 @@ class Undo:
 
     async def _revert(self) -> bool:
         bundle = self._bundle
-        changes, base = bundle.request.changes, bundle.request.base
+        changes, base = self._proposal, bundle.request.base
         host = await self._workspace.host()
         root = self._workspace.root or host.workspace
         targets: dict[str, bytes | None] = {}

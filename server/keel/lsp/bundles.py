@@ -57,6 +57,7 @@ class BundleRegistry:
         self._decided: OrderedDict[str, str] = OrderedDict()
         self._commits: OrderedDict[str, None] = OrderedDict()
         self._commit_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._proposal_waiters: dict[int, list[asyncio.Future[PendingBundle]]] = {}
 
     def propose(self, session_id: str, request: ApprovalRequest) -> PendingBundle:
         bundle_id, n = request.bundle_id, 1
@@ -69,7 +70,33 @@ class BundleRegistry:
         )
         self._pending[bundle_id] = bundle
         self._decided.pop(bundle_id, None)
+        for waiter in self._proposal_waiters.pop(id(request), []):
+            if not waiter.done():
+                waiter.set_result(bundle)
         return bundle
+
+    async def wait_proposed(
+        self, request: ApprovalRequest, run: asyncio.Future[Any] | None
+    ) -> PendingBundle | None:
+        """The pending bundle of ``request`` once the engine proposes it (again), or ``None``
+        when its session ``run`` ends first (an approval of hunks that were not stable alone
+        answers only once the bundle is pending again)."""
+        for bundle in self._pending.values():
+            if bundle.request is request:
+                return bundle
+        if run is None or run.done():
+            return None
+        waiter: asyncio.Future[PendingBundle] = asyncio.get_running_loop().create_future()
+        waiters = self._proposal_waiters.setdefault(id(request), [])
+        waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._proposal_waiters.pop(id(request), None)
+        return waiter.result() if waiter.done() and not waiter.cancelled() else None
 
     def pending(self) -> list[PendingBundle]:
         return list(self._pending.values())

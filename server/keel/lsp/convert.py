@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from lsprotocol import types as T
 
+from keel.bundles.hunks import Hunk
 from keel.engine.models import Component, Energy, Residual
 from keel.lsp import payloads
 from keel.lsp.payloads import EditorDiagnostic
@@ -114,6 +115,34 @@ def changed_lines(old: str, new: str) -> list[int]:
         min(i1, max(len(a) - 1, 0)) for tag, i1, _, _, _ in matcher.get_opcodes() if tag != "equal"
     ]
     return sorted(set(starts))
+
+
+def hunk_lines(hunks: Sequence[Hunk], base: str, proposal: str, shown: str) -> list[int]:
+    """Where each hunk is (0-based) in the text the editor ``shown``: its place in the
+    proposal when the buffer shows the proposal, else its place in the base carried over to
+    the buffer by a line diff (the base itself, or the base with the user's edits)."""
+    if shown == proposal and shown != base:
+        return [_clamp(h.new_start - 1 if h.new_lines else h.new_start, shown) for h in hunks]
+    places = [h.old_start - 1 if h.old_lines else h.old_start for h in hunks]
+    if shown == base:
+        return [_clamp(place, shown) for place in places]
+    a, b = lines(base), lines(shown)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    blocks = matcher.get_opcodes()
+
+    def carried(place: int) -> int:
+        for tag, i1, i2, j1, j2 in blocks:
+            if i1 == i2 == place:  # the user's lines inserted before it
+                return j2
+            if i1 <= place < i2:
+                return j1 + (place - i1 if tag == "equal" else 0)
+        return len(b)
+
+    return [_clamp(carried(place), shown) for place in places]
+
+
+def _clamp(line: int, text: str) -> int:
+    return max(0, min(line, max(len(lines(text)) - 1, 0)))
 
 
 @dataclass(frozen=True)

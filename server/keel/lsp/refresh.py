@@ -17,10 +17,18 @@ from pathlib import Path
 
 from lsprotocol import types as T
 
+from keel.bundles.hunks import Hunk, file_hunks
 from keel.engine.models import Component
 from keel.lsp.bundles import BundleRegistry, PendingBundle
 from keel.lsp.client import ClientPort, Spawn
-from keel.lsp.convert import changed_lines, finding, finding_severity, note, path_to_uri
+from keel.lsp.convert import (
+    changed_lines,
+    finding,
+    finding_severity,
+    hunk_lines,
+    note,
+    path_to_uri,
+)
 from keel.lsp.documents import DocumentTracker, digest
 from keel.lsp.scoring import Scoring
 from keel.lsp.views import SessionView
@@ -51,6 +59,7 @@ class Refresher:
         self._published: dict[str, _Published] = {}
         self._lenses: frozenset[str] = frozenset()
         self._regions: dict[tuple[str, str, str], list[int]] = {}
+        self._hunks: dict[tuple[str, str, str], list[tuple[Hunk, int]]] = {}
 
     def schedule(self) -> None:
         if self._handle is None and not self._client.closing:
@@ -127,6 +136,23 @@ class Refresher:
             else:
                 self._regions[key] = changed_lines(old, text)
         return self._regions[key]
+
+    def hunks(self, bundle: PendingBundle, path: str) -> list[tuple[Hunk, int]]:
+        """The bundle's hunks of ``path``, each with its line (0-based) in the buffer as the
+        editor has it (or in the file the bundle was made against), cached."""
+        before, after = bundle.request.base.get(path), bundle.request.changes.get(path)
+        document = self._documents.by_path(path)
+        base = (before or b"").decode("utf-8", "replace")
+        shown = self._documents.text(document.uri) if document is not None else base
+        key = (bundle.id, path, digest(shown))
+        if key not in self._hunks:
+            if len(self._hunks) > 256:
+                self._hunks.clear()
+            found = file_hunks(path, before, after)
+            proposal = (after or b"").decode("utf-8", "replace")
+            places = hunk_lines(found, base, proposal, shown)
+            self._hunks[key] = list(zip(found, places, strict=True))
+        return self._hunks[key]
 
     def _findings(self) -> dict[str, list[T.Diagnostic]]:
         root = self._root()

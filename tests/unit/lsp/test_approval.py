@@ -281,3 +281,87 @@ async def test_a_correction_carries_the_editors_diagnostics_of_the_proposal(setu
     feedback = setup.decisions[0].feedback
     assert feedback.startswith("define B\n\nThe editor's language servers report")
     assert "B is not defined" in feedback
+
+
+# -- hunks ------------------------------------------------------------------------------------
+
+HUNK_BASE = b"a = 1\nb = 2\nc = 3\n"
+HUNK_AFTER = b"A = 1\nb = 2\nc = 3\nd = 4\n"
+
+
+def hunk_request() -> ApprovalRequest:
+    return approval_request(changes={"a.py": HUNK_AFTER}, base={"a.py": HUNK_BASE})
+
+
+def hunk_ids(request: ApprovalRequest) -> list[str]:
+    from keel.bundles.hunks import bundle_hunks
+
+    return [h.id for h in bundle_hunks(request.changes, request.base)]
+
+
+async def test_approving_a_hunk_applies_only_it_in_the_editor_and_names_it(setup: Setup) -> None:
+    request = hunk_request()
+    first, _second = hunk_ids(request)
+    bundle = setup.propose(request)
+    setup.host.ledger.files["a.py"] = HUNK_BASE
+    setup.editor.open(setup.root, "a.py", HUNK_BASE.decode())
+    answer = await setup.approval.approve(bundle.id, None, [first])
+    assert answer.wire() == {"ledgerEntry": "c0ffee"}
+    [decision] = setup.decisions
+    assert decision.approved and decision.hunks == [first] and decision.files is None
+    [edit] = setup.client.edits
+    shown = str(edit.edit)
+    assert "A = 1" in shown and "d = 4" not in shown  # the chosen hunk alone
+
+
+async def test_unknown_hunk_ids_are_invalid_name_the_known_ones_and_change_nothing(
+    setup: Setup,
+) -> None:
+    request = hunk_request()
+    first, second = hunk_ids(request)
+    bundle = setup.propose(request)
+    with pytest.raises(JsonRpcInvalidParams, match=f"no hunk nope in bundle b1.*{first}.*{second}"):
+        await setup.approval.approve(bundle.id, None, ["nope"])
+    with pytest.raises(JsonRpcInvalidParams, match="no hunk nope"):
+        await setup.approval.reject(bundle.id, "x", "rejected", hunks=[first, "nope"])
+    assert setup.decisions == [] and setup.client.edits == []
+    assert setup.bundles.claim(bundle.id) is bundle
+
+
+async def test_hunks_unstable_alone_fail_take_back_the_edit_and_answer_once_pending_again(
+    setup: Setup,
+) -> None:
+    request = hunk_request()
+    first, _ = hunk_ids(request)
+    bundle = setup.propose(request, settle=Settlement(None, error="hunks x alone are not stable"))
+    setup.host.ledger.files["a.py"] = HUNK_BASE
+    setup.editor.open(setup.root, "a.py", HUNK_BASE.decode())
+    uri = (setup.root / "a.py").as_uri()
+
+    async def the_editor_applies() -> None:
+        text = "A = 1\nb = 2\nc = 3\n"
+        setup.editor.texts[uri] = text
+        setup.editor.documents.changed(uri, 2, text)
+
+    setup.client.while_applying = the_editor_applies
+    approving = asyncio.ensure_future(setup.approval.approve(bundle.id, None, [first]))
+    await setup.decided.wait()
+    again = setup.bundles.propose("s-1", request)  # the engine asks about it again
+    with pytest.raises(JsonRpcException, match="alone are not stable; nothing was committed"):
+        await approving
+    assert again.id == bundle.id and setup.bundles.is_pending(again)
+    applied, reverted = setup.client.edits
+    assert "new_text='A = 1\\n'" in str(applied.edit)
+    assert "new_text='a = 1\\n'" in str(reverted.edit)
+    assert reverted.label.startswith("Keel: revert")
+
+
+async def test_rejecting_hunks_hands_their_ids_and_the_reason_to_the_engine(setup: Setup) -> None:
+    request = hunk_request()
+    _, second = hunk_ids(request)
+    bundle = setup.propose(request)
+    answer = await setup.approval.reject(bundle.id, "no d", "rejected", hunks=[second])
+    assert answer.wire() == {"bundleId": bundle.id, "decision": "rejected"}
+    await setup.decided.wait()
+    [decision] = setup.decisions
+    assert not decision.approved and decision.hunks == [second] and decision.feedback == "no d"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from pygls.exceptions import JsonRpcInvalidParams
 
-from keel.lsp.args import ApproveArgs, EditorDiagnosticsParams, NoArgs, parse_args
+from keel.lsp.args import ApproveArgs, EditorDiagnosticsParams, NoArgs, RejectArgs, parse_args
 from keel.lsp.transport import Framer, oversized
 
 
@@ -158,3 +159,27 @@ def test_framer_push_back_reads_the_cut_in_message_next() -> None:
         return [await framer.next_body(), await framer.next_body(), await framer.next_body()]
 
     assert asyncio.run(run()) == [b"[1]", b"[2]", None]
+
+
+@pytest.mark.parametrize(
+    ("argument", "problem"),
+    [
+        ({"bundleId": "b", "hunks": []}, "at least 1 item"),
+        ({"bundleId": "b", "hunks": ["a", "a"]}, "hunk ids given twice: a"),
+        ({"bundleId": "b", "hunks": ["a"], "files": ["file:///x"]}, "files or hunks, not both"),
+        ({"bundleId": "b", "hunks": [""]}, "at least 1 character"),
+        ({"bundleId": "b", "hunks": ["a" * 65]}, "at most 64 characters"),
+    ],
+)
+@pytest.mark.parametrize("model", [ApproveArgs, RejectArgs])
+def test_hunks_are_checked(model: type[Any], argument: dict[str, Any], problem: str) -> None:
+    with pytest.raises(JsonRpcInvalidParams, match=problem):
+        parse_args("keel.server.approve", model, (argument,))
+
+
+def test_too_many_hunks_are_refused() -> None:
+    hunks = [f"{n:012x}" for n in range(10_001)]
+    with pytest.raises(JsonRpcInvalidParams, match="at most 10000 items"):
+        parse_args("keel.server.approve", ApproveArgs, ({"bundleId": "b", "hunks": hunks},))
+    ok = parse_args("keel.server.reject", RejectArgs, ({"bundleId": "b", "hunks": ["a1"]},))
+    assert ok.hunks == ["a1"] and ok.files is None

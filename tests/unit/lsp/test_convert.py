@@ -286,3 +286,21 @@ def test_a_finding_already_there_before_the_session_is_information() -> None:
     )
     old = Residual(Component.SHEAF, "boom", "ty", path="a.py", line=1, baseline="abc")
     assert finding_severity(old) is T.DiagnosticSeverity.Information
+
+
+def test_hunk_lines_follow_the_text_the_editor_shows() -> None:
+    from keel.bundles.hunks import file_hunks
+    from keel.lsp.convert import hunk_lines
+
+    base = "a\nb\nc\nd\n"
+    proposal = "A\nb\nc\nd\ne\nf\n"
+    hunks = file_hunks("x", base.encode(), proposal.encode())
+    assert [h.header for h in hunks] == ["@@ -1,1 +1,1 @@", "@@ -4,0 +5,2 @@"]
+    assert hunk_lines(hunks, base, proposal, base) == [0, 3]  # the insertion: after line 4
+    assert hunk_lines(hunks, base, proposal, proposal) == [0, 4]
+    # the user added two lines at the top of the base: both hunks move down
+    edited = "# one\n# two\n" + base
+    assert hunk_lines(hunks, base, proposal, edited) == [2, 5]
+    # a created file: its one hunk is at the top; an empty buffer still has line 0
+    (created,) = file_hunks("y", None, b"x\n")
+    assert hunk_lines([created], "", "x\n", "") == [0]

@@ -59,3 +59,30 @@ async def test_rollback_brings_open_buffers_to_the_reverted_files(tmp_path: Path
     assert host.ledger.files == {"a.py": b"A = 0\n"}
     [edit] = client.edits
     assert edit.label == "Keel: revert Add A" and "A = 0" in str(edit.edit)
+
+
+async def test_the_diff_gives_each_hunk_with_its_stable_id(tmp_path: Path) -> None:
+    review, _, _, _, bundles = _review(tmp_path)
+    bundles.propose(
+        "s-1",
+        approval_request(
+            changes={"a.py": b"A = 2\nb\nc\n", "new.py": b"x\n"},
+            base={"a.py": b"A = 1\nb\n", "new.py": None},
+        ),
+    )
+    files = review.diff("b1").wire()["files"]
+    [first, second] = files[0]["hunks"]
+    assert first["header"] == "@@ -1,1 +1,1 @@"
+    assert (first["removed"], first["added"]) == (["A = 1"], ["A = 2"])
+    assert second == {
+        "id": second["id"],
+        "oldStart": 2,
+        "oldLines": 0,
+        "newStart": 3,
+        "newLines": 1,
+        "header": "@@ -2,0 +3,1 @@",
+        "removed": [],
+        "added": ["c"],
+    }
+    [created] = files[1]["hunks"]
+    assert created["added"] == ["x"] and created["oldLines"] == 0

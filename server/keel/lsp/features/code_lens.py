@@ -1,8 +1,10 @@
-"""CodeLens above every changed region of a pending file: Approve, Reject, Diff.
+"""CodeLens above every hunk of a pending file: Approve hunk, Reject hunk, Diff.
 
-Regions are computed with difflib between the buffer as the editor has it (or the file the
-bundle was made against) and the proposal. Clients that support it are asked to refresh
-their lenses whenever the set of pending bundles changes.
+The hunks are the bundle's (``keel.bundles.hunks``, the ids ``keel.server.diff`` gives), each
+placed at its line in the buffer as the editor has it (or in the file the bundle was made
+against). Approve and Reject decide that hunk alone (``{"bundleId", "hunks": [id]}``).
+Clients that support it are asked to refresh their lenses whenever the set of pending
+bundles changes.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ def register(ls: LanguageServer, services: Services) -> None:
             return None
         lenses = []
         for bundle in services.bundles.for_path(path):
-            argument = [{"bundleId": bundle.id}]
-            for line in services.refresh.regions(bundle, path):
+            for hunk, line in services.refresh.hunks(bundle, path):
                 where = T.Range(T.Position(line, 0), T.Position(line, 0))
-                for title, command in (
-                    (f"Keel: Approve {bundle.title}", "keel.server.approve"),
-                    ("Keel: Reject", "keel.server.reject"),
-                    ("Keel: Diff", "keel.server.diff"),
+                chosen = [{"bundleId": bundle.id, "hunks": [hunk.id]}]
+                for title, command, argument in (
+                    ("Keel: Approve hunk", "keel.server.approve", chosen),
+                    ("Keel: Reject hunk", "keel.server.reject", chosen),
+                    ("Keel: Diff", "keel.server.diff", [{"bundleId": bundle.id}]),
                 ):
                     lenses.append(
                         T.CodeLens(

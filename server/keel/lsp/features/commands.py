@@ -78,13 +78,13 @@ def register(ls: LanguageServer, services: Services) -> None:
     @command("approve")
     async def approve(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, ApproveArgs, args)
-        return await services.approval.approve(parsed.bundle_id, parsed.files)
+        return await services.approval.approve(parsed.bundle_id, parsed.files, parsed.hunks)
 
     @command("reject")
     async def reject(name: str, args: tuple[Any, ...]) -> Any:
         parsed = parse_args(name, RejectArgs, args)
         return await services.approval.reject(
-            parsed.bundle_id, parsed.reason, "rejected", files=parsed.files
+            parsed.bundle_id, parsed.reason, "rejected", files=parsed.files, hunks=parsed.hunks
         )
 
     @command("correct")
