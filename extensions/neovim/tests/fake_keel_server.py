@@ -22,7 +22,9 @@ Behaviour:
   ``keel.bundles.hunks`` as the real server does) decides those hunks: approve writes the
   base with them applied; both propose the hunks left as a new bundle (same ids). An unknown
   id is ``InvalidParams`` naming the known ones. ``KEEL_FAKE_WRITES`` names a JSON file
-  ``{"relative path": "proposed text"}`` replacing the session bundle's files.
+  ``{"relative path": "proposed text"}`` replacing the session bundle's files. With
+  ``KEEL_FAKE_NO_HUNK_DECISIONS=1`` approve and reject refuse ``hunks`` as pydantic does
+  for a key it does not know.
 - ``keel/editorDiagnostics`` is recorded; the hover of a bundle file reports V_syn as the
   number of forwarded error diagnostics of that file.
 - Every command and client notification is appended to the JSON Lines file named by
@@ -197,6 +199,13 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode()
 
 
+def _refuse_hunks(command: str, args: dict[str, Any]) -> None:
+    if "hunks" in args and os.environ.get("KEEL_FAKE_NO_HUNK_DECISIONS"):
+        raise JsonRpcInvalidParams(
+            f"keel.server.{command}: invalid argument: hunks: Extra inputs are not permitted"
+        )
+
+
 def _split_hunks(bundle_id: str, ids: list[str], keep: bool) -> dict[str, str]:
     """Decide hunks ``ids`` of a pending bundle: ``keep`` (approve) gives the base with them
     applied, by URI, and proposes the rest on top; else (reject) they are dropped and the
@@ -286,6 +295,7 @@ def diff(args: dict[str, Any]) -> dict[str, Any]:
 @server.command("keel.server.approve")
 async def approve(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "approve", args)
+    _refuse_hunks("approve", args)
     bundle = state["bundles"][args["bundleId"]]
     chosen = args.get("files") or list(bundle["after"])
     if any(uri not in bundle["after"] for uri in chosen):
@@ -336,6 +346,7 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
 @server.command("keel.server.reject")
 def reject(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "reject", args)
+    _refuse_hunks("reject", args)
     if "files" in args and os.environ.get("KEEL_FAKE_NO_FILE_REJECT"):
         raise JsonRpcInvalidParams(
             "keel.server.reject: invalid argument: files: Extra inputs are not permitted"

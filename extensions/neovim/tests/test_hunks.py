@@ -48,7 +48,13 @@ def _apply(*chosen: str) -> str:
 
 @pytest.fixture
 def ws(nvim: Nvim, tmp_path: Path) -> Workspace:
+    return _workspace(nvim, tmp_path)
+
+
+def _workspace(nvim: Nvim, tmp_path: Path, env: dict[str, str] | None = None) -> Workspace:
     """greet.py (BEFORE) open, the double attached, its bundle b-1 changing greet.py to AFTER."""
+    for key, value in (env or {}).items():
+        nvim.lua("vim.env[select(1, ...)] = select(2, ...)", key, value)
     root = tmp_path / "ws"
     (root / ".git").mkdir(parents=True)
     (root / "greet.py").write_text(BEFORE)
@@ -281,3 +287,49 @@ def test_a_refused_hunk_decision_changes_nothing(ws: Workspace) -> None:
     nv.cmd("Keel approve now")
     nv.wait_note(r"approve takes no argument but `hunk`")
     assert nv.lua("return vim.fn.getcompletion('Keel reject h', 'cmdline')") == ["hunk"]
+
+
+def test_a_previewed_file_gets_the_approved_hunk_alone(ws: Workspace) -> None:
+    nv = ws.nvim
+    nv.cmd("Keel preview")
+    nv.wait_note(r"previewing Greeting .* in 1 buffer\(s\)")
+    assert buffer_lines(nv, ws.root / "greet.py") == (AFTER, True)
+    _open_review(nv)
+    _keys(nv, "ga")
+    assert ws.wait_record("approve")["payload"] == {"bundleId": "b-1", "hunks": [CHANGE.id]}
+    assert nv.wait("(require('keel.review').view() or { bundle = {} }).bundle.bundleId == 'b-2'")
+    # Not the preview (the whole proposal) but the file: the base with the hunk, saved.
+    assert (ws.root / "greet.py").read_text() == _apply(CHANGE.id)
+    assert nv.wait("not vim.bo[vim.fn.bufnr(args[1])].modified", 15000, str(ws.root / "greet.py"))
+    assert buffer_lines(nv, ws.root / "greet.py") == (_apply(CHANGE.id), False)
+    assert nv.lua("return next(require('keel.preview').list()) == nil")
+    assert not nv.errors()
+
+
+def test_a_server_without_hunk_decisions_is_named(nvim: Nvim, tmp_path: Path) -> None:
+    ws = _workspace(nvim, tmp_path, {"KEEL_FAKE_NO_HUNK_DECISIONS": "1"})
+    nv = ws.nvim
+    _open_review(nv)
+    _keys(nv, "ga")
+    note = nv.wait_note(r"cannot approve single hunks")
+    assert note["level"] == 4 and "nothing was approved" in note["msg"]
+    answer_inputs(nv, ["no"])
+    _keys(nv, "gr")
+    note = nv.wait_note(r"cannot reject single hunks")
+    assert "nothing was rejected" in note["msg"]
+    # Nothing changed: b-1 pending and shown, greet.py as it was, nothing to follow.
+    assert _view(nv)["bundle"] == "b-1"
+    assert [b["bundleId"] for b in nv.lua("return require('keel').pending()")] == ["b-1"]
+    assert nv.lua("return require('keel.review').following()") is None
+    assert (ws.root / "greet.py").read_text() == BEFORE
+    assert buffer_lines(nv, ws.root / "greet.py") == (BEFORE, False)
+
+
+def buffer_lines(nv: Nvim, path: Path) -> tuple[str, bool]:
+    """A file buffer's text (with the final newline) and whether it is modified."""
+    lines, modified = nv.lua(
+        "local b = vim.fn.bufnr(...); return { vim.api.nvim_buf_get_lines(b, 0, -1, false),"
+        " vim.bo[b].modified }",
+        str(path),
+    )
+    return "\n".join(lines) + "\n", bool(modified)

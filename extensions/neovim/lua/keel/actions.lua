@@ -161,7 +161,7 @@ end
 ---An older server's answer to `hunks` (pydantic refuses the key it does not know), said
 ---plainly; other errors as they are.
 ---@param err string
----@param verb string
+---@param verb 'approve'|'reject'
 ---@return string
 local function hunks_refused(err, verb)
   if err:find('hunks', 1, true) and err:lower():find('extra inputs', 1, true) then
@@ -170,8 +170,8 @@ local function hunks_refused(err, verb)
       .. ' single hunks (its keel.server.'
       .. verb
       .. ' takes no `hunks`; update Keel): nothing was '
-      .. verb
-      .. 'd. Decide on the file or the whole bundle'
+      .. (verb == 'approve' and 'approved' or 'rejected')
+      .. '. Decide on the file or the whole bundle'
   end
   return err
 end
@@ -236,16 +236,21 @@ function M.approve(opts)
     end
     local all = bundle_files(bundle)
     local files = opts.files or all
+    if opts.hunks then
+      -- A preview shows the whole proposal; the approved hunks are only part of it. Their
+      -- buffers get the user's text back first, then what the server writes.
+      preview.restore(bundle.bundleId)
+    else
+      preview.set_approving(bundle.bundleId, true)
+    end
     local modified = util.modified_buffers(files)
-    preview.set_approving(bundle.bundleId, true)
     client.exec('approve', argument, function(err, result, c)
       if err then
         preview.set_approving(bundle.bundleId, false)
         return finish(opts.hunks and hunks_refused(err, 'approve') or err, opts.callback)
       end
       -- The approved files keep the previewed text (the server wrote it); the files left
-      -- pending get theirs back: their change comes again in a new bundle. Approved hunks
-      -- are part of a file: every previewed file gets its text back, then the disk's.
+      -- pending get theirs back: their change comes again in a new bundle.
       if not opts.hunks then
         preview.forget(bundle.bundleId, files)
       end
