@@ -84,15 +84,29 @@ class KeelClient:
         *,
         files: Sequence[str] | None = None,
         feedback: str = "",
+        hunks: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Approve a pending bundle (or only ``files`` of it); answers once committed."""
+        """Approve a pending bundle (or only ``files`` or ``hunks`` of it); answers once
+        committed."""
         body: dict[str, Any] = {"bundle": bundle, "feedback": feedback}
         if files is not None:
             body["files"] = list(files)
+        if hunks is not None:
+            body["hunks"] = list(hunks)
         return dict(self._call("POST", f"/sessions/{_quote(session_id)}/approve", body))
 
-    def reject(self, session_id: str, bundle: str, feedback: str = "") -> dict[str, Any]:
-        body = {"bundle": bundle, "feedback": feedback}
+    def reject(
+        self,
+        session_id: str,
+        bundle: str,
+        feedback: str = "",
+        *,
+        hunks: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Reject a pending bundle (or only ``hunks`` of it: the rest is verified again)."""
+        body: dict[str, Any] = {"bundle": bundle, "feedback": feedback}
+        if hunks is not None:
+            body["hunks"] = list(hunks)
         return dict(self._call("POST", f"/sessions/{_quote(session_id)}/reject", body))
 
     def correct(self, session_id: str, bundle: str, feedback: str) -> dict[str, Any]:
@@ -131,6 +145,12 @@ class KeelClient:
         path = f"/sessions/{_quote(session_id)}/bundles/{_quote(bundle)}/diff"
         with self._open("GET", path) as response:
             return str(response.read().decode())
+
+    def diff_files(self, session_id: str, bundle: str) -> dict[str, Any]:
+        """A pending bundle's files with their hunks (``{bundle, files}``)."""
+        path = f"/sessions/{_quote(session_id)}/bundles/{_quote(bundle)}/diff"
+        with self._open("GET", path, headers={"Accept": "application/json"}) as response:
+            return dict(json.loads(response.read()))
 
     def ledger(self, workspace: str, recent: int | None = None) -> list[dict[str, Any]]:
         query: dict[str, str] = {"workspace": workspace}

@@ -514,3 +514,77 @@ def keel_env_without_model(home: Path) -> dict[str, str]:
         XDG_STATE_HOME=str(home / ".local" / "state"),
     )
     return env
+
+
+def test_hunks_are_approved_and_rejected_through_the_api(tmp_path: Path) -> None:
+    """A hunk approved alone is committed alone; the rest comes back with its id; a rejected
+    hunk and its reason reach the model's next attempt; bad ids are refused."""
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    workspace = init_workspace(roots / "ws")
+    (workspace / "notes.txt").write_text("one\ntwo\nthree\nfour\n")
+    git(workspace, "add", "notes.txt")
+    git(workspace, "commit", "-qm", "notes")
+    entries = [
+        plan(node("node-1", ["notes.txt"], title="Notes")),
+        {"tier": "speculator", "node": None, "attempt": 1, "reply": {"hints": []}},
+        bundle("node-1", writes={"notes.txt": "ONE\ntwo\nthree\nFOUR\n"}),
+        bundle("node-1", 2, writes={"notes.txt": "ONE\ntwo\nthree\nfour\nfive\n"}),
+    ]
+    with FakeModelServer(entries) as model, ApiServer([roots], keel_env(model, tmp_path)) as api:
+        client = api.client()
+        session = client.start(TASK, workspace=str(workspace), model=MODEL, mode="cautious")
+        proposals: list[str] = []
+        ids: dict[str, str] = {}
+        seen: list[Event] = []
+        for event in client.events(session):
+            seen.append(event)
+            if event.type != "awaiting_approval":
+                continue
+            bundle_id = event.data["bundle"]
+            proposals.append(bundle_id)
+            (changed,) = client.diff_files(session, bundle_id)["files"]
+            hunks = {h["added"][0] if h["added"] else "": h["id"] for h in changed["hunks"]}
+            if len(proposals) == 1:
+                assert list(hunks) == ["ONE", "FOUR"]
+                ids.update(hunks)
+                refused(
+                    lambda b=bundle_id: client.approve(session, b, hunks=["0badc0ffee00"]),
+                    400,
+                    f"no hunk 0badc0ffee00 in bundle {bundle_id} (its hunks: {ids['ONE']}",
+                )
+                refused(
+                    lambda b=bundle_id: client.reject(session, b, hunks=[ids["ONE"]] * 2),
+                    400,
+                    "hunk ids given twice",
+                )
+                refused(
+                    lambda b=bundle_id: client.approve(
+                        session, b, files=["notes.txt"], hunks=[ids["ONE"]]
+                    ),
+                    400,
+                    "files or hunks, not both",
+                )
+                refused(lambda b=bundle_id: client.approve(session, b, hunks=[]), 400, "hunks")
+                answer = client.approve(session, bundle_id, hunks=[ids["ONE"]])
+                assert answer["committed"] == ["notes.txt"]
+                assert git(workspace, "show", "HEAD:notes.txt") == "ONE\ntwo\nthree\nfour\n"
+            elif len(proposals) == 2:
+                assert hunks == {"FOUR": ids["FOUR"]}  # the rest, with its id
+                answer = client.reject(session, bundle_id, "keep four", hunks=[ids["FOUR"]])
+                assert answer["decision"] == "rejected"
+            else:
+                client.approve(session, bundle_id)
+        assert len(set(proposals)) == 3 and seen[-1].data["outcome"] == "success"
+        assert git(workspace, "show", "HEAD:notes.txt") == "ONE\ntwo\nthree\nfour\nfive\n"
+        second = [
+            r
+            for r in model.requests
+            if r.method == "POST"
+            and r.headers.get("X-Keel-Node") == "node-1"
+            and r.headers.get("X-Keel-Tier") == "actuator"
+            and r.headers.get("X-Keel-Attempt") == "2"
+        ]
+        text = json.dumps(second[0].body)
+        assert "-four" in text and "+FOUR" in text and "Reason: keep four" in text
+    assert api.stopped_cleanly

@@ -189,7 +189,9 @@ async def _session(request: web.Request) -> web.Response:
 
 async def _approve(request: web.Request) -> web.Response:
     given = await body(request, ApproveBody)
-    decision = Decision(approved=True, actor="api", feedback=given.feedback, files=given.files)
+    decision = Decision(
+        approved=True, actor="api", feedback=given.feedback, files=given.files, hunks=given.hunks
+    )
     manager = _manager(request)
     return web.json_response(
         await manager.decide(request.match_info["id"], given.bundle, decision, wait=True)
@@ -198,7 +200,7 @@ async def _approve(request: web.Request) -> web.Response:
 
 async def _reject(request: web.Request) -> web.Response:
     given = await body(request, RejectBody)
-    decision = Decision(approved=False, actor="api", feedback=given.feedback)
+    decision = Decision(approved=False, actor="api", feedback=given.feedback, hunks=given.hunks)
     manager = _manager(request)
     return web.json_response(
         await manager.decide(request.match_info["id"], given.bundle, decision, wait=False)
@@ -235,8 +237,17 @@ async def _continue(request: web.Request) -> web.Response:
 
 async def _diff(request: web.Request) -> web.Response:
     manager = _manager(request)
-    patch = await manager.diff(request.match_info["id"], request.match_info["bundle"])
+    session_id, bundle = request.match_info["id"], request.match_info["bundle"]
+    if _wants_json(request):
+        return web.json_response(await manager.diff_files(session_id, bundle))
+    patch = await manager.diff(session_id, bundle)
     return web.Response(text=patch, content_type="text/x-diff")
+
+
+def _wants_json(request: web.Request) -> bool:
+    """``Accept: application/json`` asks for the files and hunks rather than the patch."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/x-diff" not in accept
 
 
 async def _ledger(request: web.Request) -> web.Response:

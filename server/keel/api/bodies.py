@@ -7,9 +7,10 @@ from what the server accepts.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import Counter
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: The longest task or feedback text accepted (characters).
 MAX_TEXT = 20_000
@@ -57,16 +58,39 @@ class ResumeBody(_Body):
     max_steps: int | None = Field(default=None, ge=1, le=100_000, alias="maxSteps")
 
 
-class ApproveBody(_Body):
-    """``POST /sessions/{id}/approve``: commit the bundle (or only ``files`` of it)."""
+HunkIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]],
+    Field(min_length=1, max_length=10_000),
+]
+
+
+class _Hunks(_Body):
+    """``hunks``: ids from the bundle's JSON diff; not with ``files``, each id once."""
+
+    hunks: HunkIds | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> _Hunks:
+        if self.hunks is not None and getattr(self, "files", None) is not None:
+            raise ValueError("give files or hunks, not both")
+        twice = sorted(h for h, n in Counter(self.hunks or ()).items() if n > 1)
+        if twice:
+            raise ValueError(f"hunk ids given twice: {', '.join(twice)}")
+        return self
+
+
+class ApproveBody(_Hunks):
+    """``POST /sessions/{id}/approve``: commit the bundle (or only ``files`` or ``hunks``
+    of it)."""
 
     bundle: str = Field(min_length=1, max_length=200)
     files: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
     feedback: str = Field(default="", max_length=MAX_TEXT)
 
 
-class RejectBody(_Body):
-    """``POST /sessions/{id}/reject``: the model tries again, hearing ``feedback``."""
+class RejectBody(_Hunks):
+    """``POST /sessions/{id}/reject``: the model tries again, hearing ``feedback`` (with
+    ``hunks``, only those leave the bundle and the rest is verified again)."""
 
     bundle: str = Field(min_length=1, max_length=200)
     feedback: str = Field(default="", max_length=MAX_TEXT)

@@ -231,8 +231,17 @@ def document() -> dict[str, Any]:
             },
             "/sessions/{id}/bundles/{bundle}/diff": {
                 "get": _op(
-                    "A pending or committed bundle's diff",
-                    (200, {"description": "unified diff", "content": {"text/x-diff": {}}}),
+                    "A pending or committed bundle's diff; with `Accept: application/json`, a "
+                    "pending bundle's files and hunks (the ids approve and reject take)",
+                    (
+                        200,
+                        {
+                            "description": "unified diff, or {bundle, files: [{path, change, "
+                            "unifiedDiff, hunks: [{id, oldStart, oldLines, newStart, newLines, "
+                            "header, removed, added}]}]}",
+                            "content": {"text/x-diff": {}, "application/json": {"schema": _OBJECT}},
+                        },
+                    ),
                     404,
                     params=[
                         _SESSION_ID,

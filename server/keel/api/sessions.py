@@ -32,6 +32,8 @@ from keel.app import (
     open_ledger,
     workspace_busy,
 )
+from keel.bundles.diff import unified_diff
+from keel.bundles.hunks import Hunk, bundle_hunks, file_hunks, unknown_ids
 from keel.config import KeelConfig, load_config
 from keel.engine.events import Event, EventKind
 from keel.engine.planning import PreviousSession
@@ -73,6 +75,20 @@ class Pending:
     decision: asyncio.Future[Decision]
     settlement: asyncio.Future[Settlement]
     claimed: bool = False
+
+
+def hunk_json(hunk: Hunk) -> dict[str, Any]:
+    """A hunk as the JSON diff gives it (the keys of the LSP ``DiffHunk``)."""
+    return {
+        "id": hunk.id,
+        "oldStart": hunk.old_start,
+        "oldLines": hunk.old_lines,
+        "newStart": hunk.new_start,
+        "newLines": hunk.new_lines,
+        "header": hunk.header,
+        "removed": list(hunk.removed),
+        "added": list(hunk.added),
+    }
 
 
 class ApiApprover:
@@ -323,6 +339,28 @@ class SessionManager:
                     return patch
         raise not_found(f"no bundle {bundle} pending or committed in session {session_id}")
 
+    async def diff_files(self, session_id: str, bundle: str) -> dict[str, Any]:
+        """A pending bundle's files with their hunks (the ids ``approve``/``reject`` take)."""
+        await self.locate(session_id)
+        run = self._runs.get(session_id)
+        pending = run.approver.pending.get(bundle) if run is not None else None
+        if pending is None:
+            raise not_found(f"no bundle {bundle} pending in session {session_id}")
+        request = pending.request
+        files = []
+        for path in sorted(request.changes):
+            before, after = request.base.get(path), request.changes[path]
+            change = "create" if before is None else "delete" if after is None else "modify"
+            files.append(
+                {
+                    "path": path,
+                    "change": change,
+                    "unifiedDiff": unified_diff(path, before, after),
+                    "hunks": [hunk_json(h) for h in file_hunks(path, before, after)],
+                }
+            )
+        return {"bundle": bundle, "files": files}
+
     async def ledger(self, workspace: str, recent: int | None) -> list[dict[str, Any]]:
         place = await self.checked(workspace)
         try:
@@ -398,6 +436,16 @@ class SessionManager:
             raise not_found(f"no bundle {bundle} awaits a decision in session {session_id}")
         if pending.claimed or pending.decision.done():
             raise conflict(f"bundle {bundle} is being decided already")
+        if decision.hunks is not None:
+            hunks = bundle_hunks(pending.request.changes, pending.request.base)
+            strangers = unknown_ids(hunks, decision.hunks)
+            if strangers:
+                known = ", ".join(f"{h.id} ({h.path} {h.header})" for h in hunks) or "none"
+                raise ApiError(
+                    400,
+                    "bad_hunks",
+                    f"no hunk {', '.join(strangers)} in bundle {bundle} (its hunks: {known})",
+                )
         if decision.files is not None:
             unknown = sorted(set(decision.files) - set(pending.request.changes))
             if unknown:

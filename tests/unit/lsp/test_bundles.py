@@ -65,3 +65,25 @@ async def test_waiting_for_the_recorded_commit() -> None:
     run.set_result(None)  # the session ended first
     assert await stopped is False
     assert await registry.wait_recorded("never", None) is False
+
+
+async def test_waiting_for_a_request_to_be_proposed_again() -> None:
+    registry = BundleRegistry()
+    asked = request()
+    first = registry.propose("s-1", asked)
+    registry.claim("b1")
+    assert registry.decide(first, Decision(True, "user", hunks=["h"]), "approved")
+    run: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.ensure_future(registry.wait_proposed(asked, run))
+    registry.settle(asked, Settlement(None, "hunks h alone are not stable"))
+    registry.propose("s-1", request("other"))  # another request wakes nobody
+    again = registry.propose("s-1", asked)  # the engine asks about the same bundle again
+    assert await waiting is again and again.id == "b1" and registry.is_pending(again)
+    # already pending: answered at once; a session that ended: None
+    assert await registry.wait_proposed(asked, run) is again
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    gone = request("gone")
+    late = asyncio.ensure_future(registry.wait_proposed(gone, ended))
+    ended.set_result(None)
+    assert await late is None
+    assert await registry.wait_proposed(gone, ended) is None
