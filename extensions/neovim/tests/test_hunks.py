@@ -333,3 +333,25 @@ def buffer_lines(nv: Nvim, path: Path) -> tuple[str, bool]:
         str(path),
     )
     return "\n".join(lines) + "\n", bool(modified)
+
+
+def test_the_review_hint_fits_one_line(ws: Workspace) -> None:
+    """On an 80-column screen the hint is cut to the line: a longer echo would stop at a
+    hit-enter prompt."""
+    nv = ws.nvim
+    nv.lua(
+        """
+        vim.o.columns = 80
+        _G.keel_test.echoes = {}
+        local echo = vim.api.nvim_echo
+        vim.api.nvim_echo = function(chunks, history, opts)
+          table.insert(_G.keel_test.echoes, chunks[1][1])
+          return echo(chunks, history, opts)
+        end
+        """
+    )
+    _open_review(nv)
+    echoes, space = nv.lua("return { _G.keel_test.echoes, vim.v.echospace }")
+    (hint,) = [e for e in echoes if e.startswith("Keel Greeting: file 1/1 greet.py (3 hunks) | ]h")]
+    assert nv.lua("return vim.fn.strdisplaywidth(...)", hint) <= space
+    assert hint.endswith("…")

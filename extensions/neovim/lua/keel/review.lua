@@ -57,7 +57,8 @@ local function current_file(view)
   return view.files[view.index]
 end
 
----The hunks of a file of `keel.server.diff` (none from a server before per-hunk review).
+---The hunks of a file of `keel.server.diff` (events.fetch_diff refuses a file without them;
+---a caller of M.open may pass none).
 ---@param file keel.DiffFile
 ---@return keel.proto.DiffHunk[]
 local function hunks_of(file)
@@ -81,14 +82,14 @@ local function hint(view)
   local km = config.get().review.keymaps
   local parts = {}
   for _, pair in ipairs({
+    { 'next_hunk', 'next hunk' },
+    { 'approve_hunk', 'approve hunk' },
+    { 'reject_hunk', 'reject hunk' },
     { 'approve_file', 'approve file' },
     { 'approve', 'approve bundle' },
     { 'reject_file', 'reject file' },
     { 'reject', 'reject bundle' },
-    { 'next_file', 'next' },
-    { 'next_hunk', 'next hunk' },
-    { 'approve_hunk', 'approve hunk' },
-    { 'reject_hunk', 'reject hunk' },
+    { 'next_file', 'next file' },
     { 'close', 'close' },
   }) do
     if km[pair[1]] then
