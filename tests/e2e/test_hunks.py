@@ -10,6 +10,9 @@ and the evidence and the bundle stays pending, unchanged).
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +193,45 @@ async def test_bad_hunk_ids_and_an_unstable_subset_change_nothing(
     with pytest.raises(JsonRpcException) as stale:
         await keel.command("keel.server.reject", {"bundleId": bundle_id, "hunks": [call["id"]]})
     assert "already decided" in str(stale.value)
+
+
+async def test_a_kill_mid_hunk_approval_is_honoured_after_resume(
+    start_keel: Starter, workspace: Path
+) -> None:
+    """Killed after the hunks' approval was recorded and before git committed (SIGKILL, no
+    cleanup): the resumed session honours the reviewer's approval of that very bundle
+    without asking again, verifying the hunks again first; the rest is proposed."""
+    _commit_base(workspace, BASE)
+    entries = [
+        plan(node("node-1", ["calc.py"], title="Type and bump")),
+        bundle("node-1", writes={"calc.py": AFTER}),
+    ]
+    first = await start_keel(entries, env={"KEEL_FAULT": "ledger_before_commit"})
+    started = await first.command("keel.server.startSession", {"task": "Type add and bump"})
+    whole = await first.proposal("node-1")
+    a, b = await _hunks(first, whole["bundleId"])
+    argument = {"bundleId": whole["bundleId"], "hunks": [a["id"]]}
+    approving = asyncio.ensure_future(first.command("keel.server.approve", argument))
+    process = first.client._server
+    assert process is not None
+    assert await asyncio.wait_for(process.wait(), 60) == -signal.SIGKILL
+    approving.cancel()
+    await asyncio.gather(approving, return_exceptions=True)
+    first.client.seen_errors.clear()  # the server died on purpose
+    with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+        rows = db.execute("SELECT decision, ledger_sha, note FROM approvals").fetchall()
+    assert rows == [("approved", None, f"hunks {a['id']}")]  # the intent, recorded
+    assert not keel_commits(workspace)
+
+    keel = await start_keel(model=first.model)  # the editor comes back, no fault this time
+    assert await keel.command("keel.server.resume", {}) == {"sessionId": started["sessionId"]}
+    rest = await keel.proposal("node-1")  # not asked about A again: B is what is left
+    assert rest["bundleId"] != whole["bundleId"]
+    assert await _hunks(keel, rest["bundleId"]) == [b]  # the same id, the same lines
+    (sha,) = keel_commits(workspace)
+    assert git(workspace, "show", f"{sha}:calc.py") == A_ONLY
+    assert (workspace / "calc.py").read_text() == A_ONLY
+    assert len(events(workspace, "hunks_verified")) == 2  # verified again after the kill
+    with sqlite3.connect(workspace / ".keel" / "keel.db") as db:
+        rows = db.execute("SELECT decision, ledger_sha FROM approvals").fetchall()
+    assert rows == [("approved", sha)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -131,6 +131,9 @@ class NodeRunner:
         self._checks = 0
         # The id and base of the bundle last proposed (a new base gives a new id).
         self._proposed: tuple[str, dict[str, bytes | None]] | None = None
+        # What is left of a bundle the reviewer decided hunk by hunk goes back to them,
+        # whatever the mode's policy would say of it alone.
+        self._hunks_left = False
 
     async def _state(self, state: NodeState, detail: str = "") -> None:
         await self.ctx.store.set_node_state(self.node.id, state.value, detail)
@@ -175,6 +178,7 @@ class NodeRunner:
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
         ctx, node = self.ctx, self.node
+        self._hunks_left = False
         sandbox = await self._sandbox()
         try:
             prompt = await self._prompt(sandbox, correction)
@@ -370,26 +374,34 @@ class NodeRunner:
             evidence=evidence_dicts(attempt.energy.evidence),
             owns=list(node.owns),
         )
+        ask = ctx.settings.needs_approval(request.complexity) or self._hunks_left
+        self._hunks_left = False
+        recorded = await self._recorded_decision(request) if ask else None
         while True:
             decision: Decision | NodeState | ChangeSet | None = Decision(
                 approved=True, actor=ctx.settings.mode
             )
-            if ctx.settings.needs_approval(request.complexity):
-                decision = await self._recorded_decision(request) or await self._review(request)
+            if ask:
+                decision = recorded or await self._review(request)
             if not isinstance(decision, Decision):
                 return decision
             if decision.hunks is None:
                 return await self._commit(attempt, request, decision)
             chosen = await self._chosen_hunks(attempt, request, decision)
-            if chosen is not None:
+            if not isinstance(chosen, str):
                 return await self._commit(attempt, request, decision, chosen)
+            if decision is recorded:  # it no longer holds: close it, and ask
+                await ctx.store.record_approval(
+                    node.id, "refused", "verifier", None, chosen, bundle=request.bundle_id
+                )
+            recorded = None
             # the chosen hunks alone are not stable: the bundle is asked about again
 
     async def _chosen_hunks(
         self, attempt: Attempt, request: ApprovalRequest, decision: Decision
-    ) -> _Chosen | None:
-        """The approved hunks as a bundle of their own, verified again; ``None`` (settled
-        with the reason) when they name nothing of the bundle or are not stable alone."""
+    ) -> _Chosen | str:
+        """The approved hunks as a bundle of their own, verified again; else the reason
+        (settled with it) when they name nothing of the bundle or are not stable alone."""
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None and decision.hunks is not None
@@ -399,7 +411,7 @@ class NodeRunner:
         if unknown or not parts.chosen:
             why = f"no hunk {', '.join(unknown)} in bundle {request.bundle_id}"
             await ctx.approver.settled(request, Settlement(None, why))
-            return None
+            return why
         now = ChangeSet(changes=parts.chosen, base=parts.chosen_base)
         energy = await self._verify_carried(attempt, now)
         epsilon = ctx.settings.epsilon
@@ -422,7 +434,7 @@ class NodeRunner:
                 f"epsilon {epsilon:g} ({shown}); bundle {request.bundle_id} stays pending"
             )
             await ctx.approver.settled(request, Settlement(None, why))
-            return None
+            return why
         rest = ChangeSet(changes=parts.rest, base=parts.rest_base)
         return _Chosen(now, rest, energy.as_dict())
 
@@ -435,11 +447,19 @@ class NodeRunner:
         if row is None or row.actor in MODES:
             return None
         files = row.files
+        hunks = _note_hunks(row.note)
+        if hunks is not None:
+            # An approval of some hunks stands only if they are hunks of this very bundle;
+            # they are verified again before the commit, as when they were approved.
+            if unknown_ids(bundle_hunks(request.changes, request.base), hunks):
+                return None
+            files = None
         return Decision(
             approved=True,
             actor=row.actor,
             feedback="recorded before the session stopped",
             files=None if files is None else [str(f) for f in files],
+            hunks=hunks,
         )
 
     async def _review(self, request: ApprovalRequest) -> Decision | NodeState | ChangeSet | None:
@@ -529,6 +549,7 @@ class NodeRunner:
         if not keep:
             return None
         parts = split(request.changes, request.base, keep)
+        self._hunks_left = True
         return ChangeSet(changes=parts.chosen, base=parts.chosen_base)
 
     async def _decide(self, request: ApprovalRequest) -> Decision | None:
@@ -554,10 +575,10 @@ class NodeRunner:
             await ctx.approver.settled(request, Settlement(None, "no file of the bundle chosen"))
             return changes
         energy = attempt.energy.as_dict() if hunks is None else hunks.energy
-        # The intent of a hunk approval is the sub-bundle's own: a resumed session proposes
-        # the whole bundle again and asks again rather than commit hunks it has not verified.
-        intent = request.bundle_id if hunks is None else now.content_hash()[:16]
-        note = "" if decision.hunks is None else f"hunks {', '.join(decision.hunks)}"
+        # The intent names the bundle and, for hunks, which ones (in its note): a resumed
+        # session honours it for the same bundle, verifying the hunks again first.
+        intent = request.bundle_id
+        note = "" if decision.hunks is None else _hunks_note(decision.hunks)
         trailers = {
             "Keel-Session": ctx.session_id,
             "Keel-Node": node.id,
@@ -603,6 +624,7 @@ class NodeRunner:
             committed(node=node.id, ledger=sha, files=sorted(now.changes), v=energy["v"])
         )
         if rest.changes:
+            self._hunks_left = hunks is not None
             return rest
         self._overlay.clear()
         await self._state(NodeState.COMMITTED, sha)
@@ -707,6 +729,22 @@ def complexity(node: PlanNode, attempt: Attempt) -> int:
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
+
+
+_HUNKS_NOTE = "hunks "
+
+
+def _hunks_note(ids: Sequence[str]) -> str:
+    """The note of an approval of some hunks: ``hunks <id>, <id>``."""
+    return _HUNKS_NOTE + ", ".join(ids)
+
+
+def _note_hunks(note: str) -> list[str] | None:
+    """The hunk ids an approval's note names (see :func:`_hunks_note`), else ``None``."""
+    if not note.startswith(_HUNKS_NOTE):
+        return None
+    ids = [i for i in note[len(_HUNKS_NOTE) :].split(", ") if i]
+    return ids or None
 
 
 def _based_id(changes: ChangeSet) -> str:

@@ -77,10 +77,11 @@ def context(
     replies: Replies,
     approver: ScriptedApprover,
     ledger: MemoryLedger,
+    **changes: object,
 ) -> tuple[NodeContext, RecordingStore, KeyedClient, EventList]:
     records, client, sink = RecordingStore(SESSION), KeyedClient(replies), EventList()
     handle: SessionRecords = records
-    chosen = settings(mode="cautious")
+    chosen = settings(**{"mode": "cautious", **changes})
     gateway = ModelGateway(
         dict.fromkeys(Tier, client), handle, budget=Budget(), log_llm=False, redact=Redactor({})
     )
@@ -140,8 +141,9 @@ async def test_approving_one_hunk_commits_it_alone_and_proposes_the_rest_with_it
     assert verified.stable and verified.hunks == [first["DEF"]]
     assert [e.ledger for e in sink.of(ev.BundlePartiallyCommitted)] == [ledger.log[0].sha]
     assert len(actuator_prompts(client)) == 1  # the rest needed no model call
-    # the intent was recorded for the sub-bundle, with the hunks named, and confirmed
+    # the intent was recorded for the bundle, with the hunks named, and confirmed
     assert records.approvals[0].note == f"hunks {first['DEF']}"
+    assert records.approvals[0].bundle_id == approver.reviewed[0].bundle_id
     assert records.approvals[0].ledger_sha == ledger.log[0].sha
 
 
@@ -231,20 +233,59 @@ class CrashingLedger(MemoryLedger):
         return await super().commit(changes, base, message, trailers)
 
 
-async def test_a_crash_after_a_hunk_approval_asks_again_and_commits_nothing_unverified(
+async def test_a_crash_after_a_hunk_approval_honours_it_verified_again(
     tmp_path: Path,
 ) -> None:
     ledger = CrashingLedger({"calc.py": BASE.encode()})
-    approver = HunkApprover([lambda r: Decision(True, "user", hunks=[ids(r)["DEF"]])])
-    ctx, records, _, _ = context(tmp_path, replies(BOTH), approver, ledger)
+    chosen: dict[str, str] = {}
+
+    def approve_def(request: ApprovalRequest) -> Decision:
+        chosen.update(ids(request))
+        return Decision(True, "carol", hunks=[chosen["DEF"]])
+
+    approver = HunkApprover([approve_def])
+    ctx, records, _, sink = context(tmp_path, replies(BOTH), approver, ledger)
     with pytest.raises(KeyboardInterrupt):
         await NodeRunner(ctx, plan_node()).run()
-    assert [(a.decision, a.ledger_sha) for a in records.approvals] == [("approved", None)]
-    # resumed: the whole bundle is proposed again and asked about; nobody answers yet
+    bundle_id = approver.reviewed[0].bundle_id
+    assert [(a.decision, a.ledger_sha, a.bundle_id, a.note) for a in records.approvals] == [
+        ("approved", None, bundle_id, f"hunks {chosen['DEF']}")
+    ]
+    # resumed: the same bundle is not asked about; its hunk is verified again and committed,
+    # and the rest is proposed (and nobody answers yet)
     assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
-    assert len(approver.reviewed) == 2
-    assert approver.reviewed[1].bundle_id == approver.reviewed[0].bundle_id
-    assert ledger.log == [] and ledger.files["calc.py"] == BASE.encode()
+    assert len(sink.of(ev.HunksVerified)) == 2
+    assert [e.files for e in ledger.log] == [("calc.py",)]
+    assert ledger.files["calc.py"] == DEF_ONLY.encode()
+    assert records.approvals[0].ledger_sha == ledger.log[0].sha
+    assert records.approvals[0].actor == "carol"
+    (bundle, rest) = approver.reviewed
+    assert bundle.bundle_id == bundle_id and ids(rest) == {"CALL": chosen["CALL"]}
+
+
+async def test_a_recorded_hunk_approval_that_no_longer_holds_is_closed_and_asked_again(
+    tmp_path: Path,
+) -> None:
+    ledger = MemoryLedger({"calc.py": BASE.encode()})
+    approver = HunkApprover([])  # nobody answers
+    ctx, records, _, _ = context(tmp_path, replies(BOTH), approver, ledger)
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    request = approver.reviewed[0]
+    call = ids(request)["CALL"]  # not stable alone
+    await records.record_approval(
+        "n1", "approved", "carol", None, f"hunks {call}", bundle=request.bundle_id
+    )
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    assert ledger.log == [] and len(approver.reviewed) == 2
+    closed = records.approvals[-1]
+    assert (closed.decision, closed.actor) == ("refused", "verifier")
+    assert "alone are not stable" in closed.note
+    # and an approval naming hunks that are not this bundle's does not stand either
+    await records.record_approval(
+        "n1", "approved", "carol", None, "hunks 0badc0ffee00", bundle=request.bundle_id
+    )
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    assert ledger.log == [] and len(approver.reviewed) == 3
 
 
 async def test_unknown_hunk_ids_commit_nothing_and_ask_again(tmp_path: Path) -> None:
@@ -254,3 +295,43 @@ async def test_unknown_hunk_ids_commit_nothing_and_ask_again(tmp_path: Path) -> 
     assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
     assert "no hunk 000000000000" in (approver.settlements[0].error or "")
     assert ledger.log == [] and len(approver.reviewed) == 2
+
+
+async def test_what_is_left_after_a_hunk_decision_goes_back_to_the_reviewer(
+    tmp_path: Path,
+) -> None:
+    """In balanced mode the two-file bundle is asked about (complexity 2 > K=1); what is left
+    once calc.py's hunks are committed is one file, which policy alone would commit unasked."""
+    ledger = MemoryLedger({"calc.py": BASE.encode(), "b.py": b"b = 1\n"})
+    two = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": DEF_ONLY, "b.py": "b = 2\n"}),
+    }
+
+    def approve_calc(request: ApprovalRequest) -> Decision:
+        calc = [h.id for h in bundle_hunks(request.changes, request.base) if h.path == "calc.py"]
+        return Decision(True, "user", hunks=calc)
+
+    approver = HunkApprover([approve_calc])
+    ctx, _, _, _ = context(tmp_path, two, approver, ledger, mode="balanced", complexity_k=1)
+    runner = NodeRunner(ctx, plan_node(owns=("calc.py", "b.py")))
+    assert await runner.run() is NodeState.AWAITING_APPROVAL  # b.py waits for the reviewer
+    assert [sorted(r.changes) for r in approver.reviewed] == [["b.py", "calc.py"], ["b.py"]]
+    assert [e.files for e in ledger.log] == [("calc.py",)]
+    assert ledger.files["b.py"] == b"b = 1\n"
+
+
+async def test_a_hunk_of_a_crlf_file_without_a_final_newline_keeps_its_bytes(
+    tmp_path: Path,
+) -> None:
+    base = b"a = 1\r\nb = 2\r\nc = 3"
+    after = b"a = 10\r\nb = 2\r\nc = 30"
+    ledger = MemoryLedger({"calc.py": base})
+    approver = HunkApprover(
+        [lambda r: Decision(True, "user", hunks=[bundle_hunks(r.changes, r.base)[1].id])]
+    )
+    proposed = {("actuator", "n1", 1): bundle_reply({"calc.py": after.decode()})}
+    ctx, _, _, _ = context(tmp_path, proposed, approver, ledger)
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.AWAITING_APPROVAL
+    assert ledger.files["calc.py"] == b"a = 1\r\nb = 2\r\nc = 30"
+    (_, rest) = approver.reviewed
+    assert rest.changes["calc.py"] == after and rest.base["calc.py"] == ledger.files["calc.py"]

@@ -51,5 +51,5 @@ export function ledgerEntry(e: Partial<P.LedgerEntry> & { readonly sha: string }
 }
 
 export function diffFile(f: Partial<P.DiffFile> & { readonly uri: string }): P.DiffFile {
-  return { path: f.uri.replace(/^file:\/\/\/work\/ws\//, ''), change: 'modify', before: '', after: '', unifiedDiff: '', ...f };
+  return { path: f.uri.replace(/^file:\/\/\/work\/ws\//, ''), change: 'modify', before: '', after: '', unifiedDiff: '', hunks: [], ...f };
 }
