@@ -355,3 +355,35 @@ def test_the_review_hint_fits_one_line(ws: Workspace) -> None:
     (hint,) = [e for e in echoes if e.startswith("Keel Greeting: file 1/1 greet.py (3 hunks) | ]h")]
     assert nv.lua("return vim.fn.strdisplaywidth(...)", hint) <= space
     assert hint.endswith("…")
+
+
+def test_q_after_a_hunk_decision_stops_following(ws: Workspace) -> None:
+    """The rest of the bundle comes after the answer; the user closed the view by then."""
+    nv = ws.nvim
+    _open_review(nv)
+    # The decision goes out (held here: the server does not hear it), the view waits for
+    # the rest; q closes it, and the rest, when it comes, does not reopen it.
+    nv.lua(
+        "_G.keel_test.sent = {}; require('keel.actions').approve = function(opts)"
+        " table.insert(_G.keel_test.sent, opts.hunks) end"
+    )
+    _keys(nv, "ga")
+    assert nv.lua("return _G.keel_test.sent") == [[CHANGE.id]]
+    assert nv.lua("return require('keel.review').following().from") == "b-1"
+    _keys(nv, "q")
+    assert nv.lua("return require('keel.review').view()") is None
+    assert nv.lua("return require('keel.review').following()") is None
+    nv.lua(
+        "local files = require('keel.session').diff('b-1')"
+        " require('keel.review').bundle_diffed({ bundleId = 'b-9', files = {} }, files)"
+    )
+    assert nv.lua("return require('keel.review').view()") is None
+    # Without q, the same rest is followed.
+    _open_review(nv)
+    _keys(nv, "ga")
+    nv.lua(
+        "local files = require('keel.session').diff('b-1')"
+        " require('keel.review').bundle_diffed({ bundleId = 'b-9', files = {} }, files)"
+    )
+    assert nv.lua("return require('keel.review').view().bundle.bundleId") == "b-9"
+    assert nv.lua("return require('keel.review').following()") is None

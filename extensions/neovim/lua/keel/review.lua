@@ -141,7 +141,7 @@ local function set_mappings(buf)
       end,
       'Keel: previous file',
     },
-    close = { M.close, 'Keel: close the review' },
+    close = { M.quit, 'Keel: close the review' },
     next_hunk = {
       function()
         M.hunk_step(1)
@@ -172,7 +172,7 @@ local function set_mappings(buf)
   local commands = {
     KeelApproveFile = { M.approve_file, 'Approve the file shown' },
     KeelApproveBundle = { M.approve_bundle, 'Approve the bundle' },
-    KeelReviewClose = { M.close, 'Close the review' },
+    KeelReviewClose = { M.quit, 'Close the review' },
     KeelApproveHunk = { M.approve_hunk, 'Approve the hunk at the cursor' },
     KeelPreviewHunk = { M.preview_hunk, 'Show the hunk at the cursor' },
   }
@@ -341,6 +341,13 @@ function M.close()
       vim.api.nvim_win_close(view.right, true)
     end
   end
+end
+
+---Close the review at the user's word (`q`, :KeelReviewClose): it no longer follows the
+---rest of a bundle decided hunk by hunk either.
+function M.quit()
+  state.follow = nil
+  M.close()
 end
 
 ---Show the next (`delta` 1) or previous (-1) file.
