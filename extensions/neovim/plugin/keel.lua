@@ -31,3 +31,22 @@ for lhs, call in pairs({
     require('keel')[call]()
   end, { desc = 'Keel: ' .. call:gsub('_prompt', '') })
 end
+
+-- The review view's hunks (gitsigns-style): they act on the hunk at the cursor of the
+-- view's current file or proposed side; the view maps them itself (review.keymaps).
+for lhs, call in pairs({
+  ['<Plug>(keel-hunk-next)'] = { 'hunk_step', 1, 'next hunk' },
+  ['<Plug>(keel-hunk-prev)'] = { 'hunk_step', -1, 'previous hunk' },
+  ['<Plug>(keel-hunk-approve)'] = { 'approve_hunk', nil, 'approve the hunk' },
+  ['<Plug>(keel-hunk-reject)'] = { 'reject_hunk', nil, 'reject the hunk' },
+  ['<Plug>(keel-hunk-preview)'] = { 'preview_hunk', nil, 'show the hunk' },
+}) do
+  vim.keymap.set('n', lhs, function()
+    local review = require('keel.review')
+    if call[1] == 'reject_hunk' then
+      review.reject_hunk(nil, true)
+    else
+      review[call[1]](call[2])
+    end
+  end, { desc = 'Keel: ' .. call[3] })
+end

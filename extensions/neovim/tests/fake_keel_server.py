@@ -18,6 +18,13 @@ Behaviour:
   ``b-2``, ``b-3``... (``keel/bundleProposed``), as the real server does. With
   ``KEEL_FAKE_NO_FILE_REJECT=1`` ``reject`` refuses ``files`` as a server from before
   per-file reject does (``InvalidParams``, pydantic's "Extra inputs are not permitted").
+- ``approve`` or ``reject`` with ``hunks`` (ids of ``diff``, computed by
+  ``keel.bundles.hunks`` as the real server does) decides those hunks: approve writes the
+  base with them applied; both propose the hunks left as a new bundle (same ids). An unknown
+  id is ``InvalidParams`` naming the known ones. ``KEEL_FAKE_WRITES`` names a JSON file
+  ``{"relative path": "proposed text"}`` replacing the session bundle's files. With
+  ``KEEL_FAKE_NO_HUNK_DECISIONS=1`` approve and reject refuse ``hunks`` as pydantic does
+  for a key it does not know.
 - ``keel/editorDiagnostics`` is recorded; the hover of a bundle file reports V_syn as the
   number of forwarded error diagnostics of that file.
 - Every command and client notification is appended to the JSON Lines file named by
@@ -38,7 +45,9 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from keel.bundles.hunks import bundle_hunks, file_hunks, split, unknown_ids
 from keel.lsp import payloads as P
+from keel.lsp.review import diff_hunk
 
 GREET_AFTER = 'def greet(name: str) -> str:\n    return f"héllo {name}"\n'
 UTIL_AFTER = "def double(x: int) -> int:\n    return 2 * x\n"
@@ -131,15 +140,17 @@ async def _run_session() -> None:
     server.work_done_progress.begin(token, T.WorkDoneProgressBegin(title="Keel: planning"))
     server.work_done_progress.report(token, T.WorkDoneProgressReport(message="node-1"))
     root = _root()
-    greet, util = root / "greet.py", root / "util.py"
+    writes = {"greet.py": GREET_AFTER, "util.py": UTIL_AFTER}
+    if os.environ.get("KEEL_FAKE_WRITES"):
+        writes = json.loads(Path(os.environ["KEEL_FAKE_WRITES"]).read_text())  # noqa: ASYNC240
+    uris = {rel: from_fs_path(str(root / rel)) for rel in writes}
     bundle = {
         "bundleId": "b-1",
         "nodeId": "node-1",
         "title": "Greeting",
-        "after": {from_fs_path(str(greet)): GREET_AFTER, from_fs_path(str(util)): UTIL_AFTER},
+        "after": {uris[rel]: text for rel, text in writes.items()},
         "before": {
-            from_fs_path(str(greet)): greet.read_text() if greet.exists() else "",
-            from_fs_path(str(util)): util.read_text() if util.exists() else "",
+            uris[rel]: (root / rel).read_text() if (root / rel).exists() else "" for rel in writes
         },
     }
     server.work_done_progress.end(token, T.WorkDoneProgressEnd(message="bundle ready"))
@@ -173,6 +184,66 @@ def _split(bundle_id: str, uris: list[str]) -> dict[str, Any]:
     return taken
 
 
+def _by_path(bundle: dict[str, Any]) -> tuple[dict[str, bytes | None], dict[str, bytes | None]]:
+    """A bundle's proposal and base keyed by path ('' before a created file: None)."""
+    changes = {_path(u): text.encode() for u, text in bundle["after"].items()}
+    base = {_path(u): bundle["before"][u].encode() or None for u in bundle["after"]}
+    return changes, base
+
+
+def _path(uri: str) -> str:
+    return Path(to_fs_path(uri)).relative_to(_root()).as_posix()
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode()
+
+
+def _refuse_hunks(command: str, args: dict[str, Any]) -> None:
+    if "hunks" in args and os.environ.get("KEEL_FAKE_NO_HUNK_DECISIONS"):
+        raise JsonRpcInvalidParams(
+            f"keel.server.{command}: invalid argument: hunks: Extra inputs are not permitted"
+        )
+
+
+def _split_hunks(bundle_id: str, ids: list[str], keep: bool) -> dict[str, str]:
+    """Decide hunks ``ids`` of a pending bundle: ``keep`` (approve) gives the base with them
+    applied, by URI, and proposes the rest on top; else (reject) they are dropped and the
+    others proposed on the base. Unknown ids change nothing (InvalidParams)."""
+    bundle = state["bundles"][bundle_id]
+    changes, base = _by_path(bundle)
+    hunks = bundle_hunks(changes, base)
+    unknown = unknown_ids(hunks, ids)
+    if unknown or not ids:
+        known = ", ".join(h.id for h in hunks)
+        raise JsonRpcInvalidParams(
+            f"no hunk {unknown[:1]} in bundle {bundle_id}; its hunks: {known}"
+        )
+    uri_of = {_path(u): u for u in bundle["after"]}
+    if keep:
+        cut = split(changes, base, set(ids))
+        written = {uri_of[p]: _text(v) for p, v in cut.chosen.items()}
+        rest, rest_base = cut.rest, cut.rest_base
+    else:
+        cut = split(changes, base, {h.id for h in hunks if h.id not in ids})
+        written = {}
+        rest, rest_base = cut.chosen, cut.chosen_base
+    state["bundles"].pop(bundle_id)
+    if rest:
+        _propose(
+            {
+                **bundle,
+                "bundleId": f"b-{state['next_bundle']}",
+                "after": {uri_of[p]: _text(v) for p, v in rest.items()},
+                "before": {uri_of[p]: _text(rest_base[p]) for p in rest},
+            }
+        )
+        state["next_bundle"] += 1
+    else:
+        _changed()
+    return written
+
+
 @server.feature(T.INITIALIZED)
 def initialized(params: T.InitializedParams) -> None:
     edit = server.client_capabilities.workspace.workspace_edit
@@ -204,11 +275,17 @@ def diff(args: dict[str, Any]) -> dict[str, Any]:
     files = [
         P.DiffFile(
             uri=uri,
-            path=Path(to_fs_path(uri)).name,
+            path=_path(uri),
             change="modify" if bundle["before"][uri] else "create",
             before=bundle["before"][uri],
             after=after,
             unified_diff="",
+            hunks=[
+                diff_hunk(h)
+                for h in file_hunks(
+                    _path(uri), bundle["before"][uri].encode() or None, after.encode()
+                )
+            ],
         )
         for uri, after in bundle["after"].items()
     ]
@@ -218,13 +295,17 @@ def diff(args: dict[str, Any]) -> dict[str, Any]:
 @server.command("keel.server.approve")
 async def approve(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "approve", args)
+    _refuse_hunks("approve", args)
     bundle = state["bundles"][args["bundleId"]]
     chosen = args.get("files") or list(bundle["after"])
     if any(uri not in bundle["after"] for uri in chosen):
         raise JsonRpcInvalidParams(f"a file of {chosen} is not in bundle {args['bundleId']}")
+    written = {uri: bundle["after"][uri] for uri in chosen}
+    if args.get("hunks"):
+        written = _split_hunks(args["bundleId"], args["hunks"], keep=True)
+        chosen = list(written)
     changes = []
-    for uri in chosen:
-        after = bundle["after"][uri]
+    for uri, after in written.items():
         path = Path(to_fs_path(uri))
         path.write_text(after)  # noqa: ASYNC240 (a test double; the write is tiny)
         lines = bundle["before"][uri].count("\n") + 1
@@ -242,7 +323,8 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
         T.ApplyWorkspaceEditParams(edit=T.WorkspaceEdit(document_changes=changes), label="Greeting")
     )
     _record("applied", "approve", {"applied": result.applied})
-    _split(args["bundleId"], chosen)
+    if not args.get("hunks"):
+        _split(args["bundleId"], chosen)
     sha = f"{len(state['ledger']) + 1:040x}"
     entry = P.LedgerEntry(
         sha=sha,
@@ -264,11 +346,15 @@ async def approve(args: dict[str, Any]) -> dict[str, Any]:
 @server.command("keel.server.reject")
 def reject(args: dict[str, Any]) -> dict[str, Any]:
     _record("command", "reject", args)
+    _refuse_hunks("reject", args)
     if "files" in args and os.environ.get("KEEL_FAKE_NO_FILE_REJECT"):
         raise JsonRpcInvalidParams(
             "keel.server.reject: invalid argument: files: Extra inputs are not permitted"
         )
     decided = P.DecisionResult(bundle_id=args["bundleId"], decision="rejected").wire()
+    if args.get("hunks"):
+        _split_hunks(args["bundleId"], args["hunks"], keep=False)
+        return decided
     if args.get("files"):
         _split(args["bundleId"], args["files"])
         return decided

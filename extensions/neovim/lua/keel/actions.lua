@@ -158,6 +158,35 @@ local function pending_note(rest)
     .. ' (verified again and proposed as a new bundle)'
 end
 
+---An older server's answer to `hunks` (pydantic refuses the key it does not know), said
+---plainly; other errors as they are.
+---@param err string
+---@param verb 'approve'|'reject'
+---@return string
+local function hunks_refused(err, verb)
+  if err:find('hunks', 1, true) and err:lower():find('extra inputs', 1, true) then
+    return 'this Keel server cannot '
+      .. verb
+      .. ' single hunks (its keel.server.'
+      .. verb
+      .. ' takes no `hunks`; update Keel): nothing was '
+      .. (verb == 'approve' and 'approved' or 'rejected')
+      .. '. Decide on the file or the whole bundle'
+  end
+  return err
+end
+
+---How a message names the hunks of `opts`: `opts.what`, else their ids.
+---@param opts { hunks: string[]?, what: string? }
+---@return string
+local function hunks_named(opts)
+  if opts.what then
+    return opts.what
+  end
+  local hunks = opts.hunks or {}
+  return (#hunks == 1 and 'hunk ' or 'hunks ') .. table.concat(hunks, ', ')
+end
+
 ---Start a session with `task`.
 ---@param task string
 ---@param opts { mode: keel.Mode?, callback: keel.Callback? }?
@@ -200,21 +229,31 @@ function M.approve(opts)
       return finish(pick_err, opts.callback)
     end
     local argument = { bundleId = bundle.bundleId }
-    if opts.files then
+    if opts.hunks then
+      argument.hunks = opts.hunks
+    elseif opts.files then
       argument.files = opts.files
     end
     local all = bundle_files(bundle)
     local files = opts.files or all
+    if opts.hunks then
+      -- A preview shows the whole proposal; the approved hunks are only part of it. Their
+      -- buffers get the user's text back first, then what the server writes.
+      preview.restore(bundle.bundleId)
+    else
+      preview.set_approving(bundle.bundleId, true)
+    end
     local modified = util.modified_buffers(files)
-    preview.set_approving(bundle.bundleId, true)
     client.exec('approve', argument, function(err, result, c)
       if err then
         preview.set_approving(bundle.bundleId, false)
-        return finish(err, opts.callback)
+        return finish(opts.hunks and hunks_refused(err, 'approve') or err, opts.callback)
       end
       -- The approved files keep the previewed text (the server wrote it); the files left
       -- pending get theirs back: their change comes again in a new bundle.
-      preview.forget(bundle.bundleId, files)
+      if not opts.hunks then
+        preview.forget(bundle.bundleId, files)
+      end
       preview.restore(bundle.bundleId)
       local conflicts = util.sync_buffers(files, modified)
       session.forget(bundle.bundleId)
@@ -231,10 +270,12 @@ function M.approve(opts)
         vim.log.levels.INFO,
         string.format(
           'approved %s%s%s%s',
-          opts.files and (names(opts.files, root) .. ' of ') or '',
+          opts.hunks and (hunks_named(opts) .. ' of ')
+            or opts.files and (names(opts.files, root) .. ' of ')
+            or '',
           format.bundle_label(bundle),
           entry and ('; ledger entry ' .. tostring(entry):sub(1, 12)) or '',
-          pending_note(rest)
+          opts.hunks and pending_note(opts.rest or {}) or pending_note(rest)
         )
       )
       for _, path in ipairs(conflicts) do
@@ -252,7 +293,7 @@ end
 ---Reject a bundle, or only some of its files (`opts.files`): the server drops those files'
 ---changes and verifies the rest again, proposing it as a new bundle. `files` naming every
 ---file of the bundle is the whole reject (sent without `files`).
----@param opts { bundle_id: string?, reason: string?, files: string[]?, callback: keel.Callback? }?
+---@param opts { bundle_id: string?, reason: string?, files: string[]?, hunks: string[]?, what: string?, rest: string[]?, callback: keel.Callback? }?
 function M.reject(opts)
   opts = opts or {}
   M.pick_bundle(opts, function(bundle, pick_err)
@@ -265,7 +306,10 @@ function M.reject(opts)
     end
     local all = bundle_files(bundle)
     local files = opts.files
-    if files and #files > 0 and (#all == 0 or #left_out(all, files, nil) > 0) then
+    if opts.hunks then
+      argument.hunks = opts.hunks
+      files = nil
+    elseif files and #files > 0 and (#all == 0 or #left_out(all, files, nil) > 0) then
       argument.files = files
     else
       files = nil
@@ -277,7 +321,7 @@ function M.reject(opts)
             .. ' `files`; update Keel): nothing was rejected. Approve the other files, or'
             .. ' reject the whole bundle'
         end
-        return finish(err, opts.callback)
+        return finish(opts.hunks and hunks_refused(err, 'reject') or err, opts.callback)
       end
       session.forget(bundle.bundleId)
       preview.restore(bundle.bundleId)
@@ -288,9 +332,11 @@ function M.reject(opts)
         vim.log.levels.INFO,
         string.format(
           'rejected %s%s%s',
-          files and (names(files, root) .. ' of ') or '',
+          opts.hunks and (hunks_named(opts) .. ' of ')
+            or files and (names(files, root) .. ' of ')
+            or '',
           format.bundle_label(bundle),
-          pending_note(files and left_out(all, files, root) or {})
+          pending_note(opts.hunks and opts.rest or files and left_out(all, files, root) or {})
         )
       )
       refresh_status()

@@ -57,15 +57,32 @@ M.subcommands = {
     end,
   },
   approve = {
-    args = '',
-    run = function()
-      keel().approve()
+    args = '[hunk]',
+    run = function(rest)
+      if rest == 'hunk' then
+        require('keel.review').approve_hunk()
+      elseif rest ~= '' then
+        error('approve takes no argument but `hunk` (the hunk at the cursor of the review)', 0)
+      else
+        keel().approve()
+      end
+    end,
+    complete = function(arglead)
+      return vim.startswith('hunk', arglead) and { 'hunk' } or {}
     end,
   },
   reject = {
-    args = '[reason]',
+    args = '[hunk] [reason]',
     run = function(rest)
-      keel().reject(rest ~= '' and rest or nil)
+      local reason = rest == 'hunk' and '' or rest:match('^hunk%s+(.*)$')
+      if reason then
+        require('keel.review').reject_hunk(reason ~= '' and reason or nil, false)
+      else
+        keel().reject(rest ~= '' and rest or nil)
+      end
+    end,
+    complete = function(arglead)
+      return vim.startswith('hunk', arglead) and { 'hunk' } or {}
     end,
   },
   correct = {

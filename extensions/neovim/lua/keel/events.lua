@@ -75,6 +75,13 @@ function M.fetch_diff(bundle, client_id, callback)
       diff, err = protocol.check('DiffResult', result)
       if diff then
         files, err = protocol.check_list('DiffFile', diff.files)
+        for _, file in ipairs(files or {}) do
+          local _, hunk_err = protocol.check_list('DiffHunk', file.hunks)
+          if hunk_err then
+            files, err = nil, hunk_err .. ' of ' .. tostring(file.path)
+            break
+          end
+        end
         files = files or {}
       end
     end
@@ -86,6 +93,7 @@ function M.fetch_diff(bundle, client_id, callback)
         end
       end
       signs.refresh()
+      require('keel.review').bundle_diffed(bundle, files, client_id)
     end
     if callback then
       callback(err, files)

@@ -83,7 +83,8 @@ function M.explain(question, opts)
 end
 
 ---Approve a bundle: `opts.bundle_id`, or the one touching the current buffer, or one
----picked with `vim.ui.select`. `opts.files` approves only those file URIs.
+---picked with `vim.ui.select`. `opts.files` approves only those file URIs, `opts.hunks`
+---only those hunks (ids of `keel.server.diff`).
 ---@param opts keel.ActionOpts?
 function M.approve(opts)
   require('keel.actions').approve(opts)

@@ -24,6 +24,11 @@
 ---@field reject string|false
 ---@field next_file string|false
 ---@field prev_file string|false
+---@field next_hunk string|false
+---@field prev_hunk string|false
+---@field approve_hunk string|false
+---@field reject_hunk string|false
+---@field preview_hunk string|false
 ---@field close string|false
 
 ---@class keel.ReviewConfig
@@ -100,4 +105,7 @@
 ---@class keel.ActionOpts Options shared by the public actions.
 ---@field bundle_id string? Act on this bundle instead of picking one.
 ---@field files string[]? Only these file URIs of the bundle (approve, reject).
+---@field hunks string[]? Only these hunks (ids from `keel.server.diff`) of the bundle (approve, reject); not with `files`.
+---@field what string? With `hunks`: how the message names them, e.g. "hunk greet.py @@ -1 +1 @@".
+---@field rest string[]? With `hunks`: what the decision leaves pending, named for the message.
 ---@field callback keel.Callback? Called when the server answered.
