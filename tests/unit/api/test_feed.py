@@ -125,6 +125,8 @@ def test_a_stream_waits_while_another_process_may_still_write() -> None:
 
 
 def run(pid: int, host: str, ended_at: str | None = None) -> RunRecord:
-    return RunRecord(
-        id=pid, pid=pid, host=host, started_at="2026-12-05T00:00:00Z", ended_at=ended_at
-    )
+    """A run recorded now, after its process started (as Keel records one)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return RunRecord(id=pid, pid=pid, host=host, started_at=now, ended_at=ended_at)
