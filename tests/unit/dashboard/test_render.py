@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import re
 from typing import Any
 
@@ -188,9 +189,9 @@ def test_only_local_paths_are_followed_after_login() -> None:
 
 
 def test_a_process_id_that_is_not_one_process_is_not_alive() -> None:
-    reader = Reader.for_environment({})
-    assert not reader.alive(0, reader.host) and not reader.alive(-1, reader.host)
-    assert reader.alive(os.getpid(), reader.host)
+    reader, here = Reader.for_environment({}), socket.gethostname()
+    assert not reader.alive(0, here) and not reader.alive(-1, here)
+    assert reader.alive(os.getpid(), here)
     assert reader.alive(12345, "another-host")  # cannot tell: shown as running
 
 
