@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import re
+import socket
 from typing import Any
 
 from keel.dashboard import charts, render, tabs
