@@ -77,6 +77,31 @@ class Attempt:
         return f"files {', '.join(files) or '(none)'}; commands {commands}"
 
 
+class Removals:
+    """Sandboxes deleted off the node's path: a finished attempt's sandbox is removed in a
+    worker thread while the node goes on (its record, the next model call); the session waits
+    for every removal before it removes the session's sandbox directory and ends."""
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def remove(self, path: Path) -> None:
+        removal = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, path, True))
+        self._pending.add(removal)
+        removal.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for every removal started so far (a removal never fails: errors are ignored)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def _fresh_directory(path: Path) -> None:
+    """``path`` as a new, empty directory (whatever a killed run left there removed)."""
+    shutil.rmtree(path, True)
+    path.mkdir(parents=True)
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """What every node of a session shares."""
@@ -97,6 +122,8 @@ class NodeContext:
     faults: FaultPoint = field(default_factory=NoFaults)
     #: Outlines of what the owned code uses from other files (the repository map), if any.
     repository: RepositoryContext | None = None
+    #: Finished sandboxes being deleted; the session drains it before it ends.
+    removals: Removals = field(default_factory=Removals)
 
     @property
     def sandbox_root(self) -> Path:
@@ -160,11 +187,10 @@ class NodeRunner:
     async def _sandbox(self) -> Path:
         self._checks += 1
         path = self.ctx.sandbox_root / self.node.id / str(self._checks)
-        await asyncio.to_thread(shutil.rmtree, path, True)
-        path.mkdir(parents=True)
+        await asyncio.to_thread(_fresh_directory, path)
         await self.ctx.ledger.export(path)
         if self._overlay:
-            await asyncio.to_thread(write_changes, path, self._overlay)
+            await asyncio.to_thread(write_changes, path, self._overlay, durable=False)
         return path
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
@@ -186,7 +212,7 @@ class NodeRunner:
             else:
                 attempt = await self._apply_and_verify(number, reply.value, sandbox)
         finally:
-            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+            ctx.removals.remove(sandbox)
         await self._record(attempt)
         return attempt
 
@@ -232,14 +258,14 @@ class NodeRunner:
         """Verify ``carried`` (no model call) in a fresh sandbox of the new committed state."""
         sandbox = await self._sandbox()
         try:
-            await asyncio.to_thread(write_changes, sandbox, carried.changes)
+            await asyncio.to_thread(write_changes, sandbox, carried.changes, durable=False)
             assert attempt.bundle is not None
             results = await self._run_commands(attempt.bundle, sandbox)
             energy = await self.ctx.verifier.measure_node(
                 self.node, sandbox, results, _deleted(carried)
             )
         finally:
-            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+            self.ctx.removals.remove(sandbox)
         again = Attempt(attempt.number, attempt.bundle, carried, energy)
         await self._record(again)
         return again
@@ -267,7 +293,7 @@ class NodeRunner:
             ]
             return Attempt(number, bundle, changes, self._measure_only(residuals))
         try:
-            await asyncio.to_thread(write_changes, sandbox, changes.changes)
+            await asyncio.to_thread(write_changes, sandbox, changes.changes, durable=False)
         except OSError as exc:  # what the checks before could not foresee: evidence too
             where = str(exc.filename or "a file")
             message = f"cannot write {where}: {exc.strerror or exc}"
