@@ -19,7 +19,10 @@ the plugins' own tools (``run_argv``, no shell). Both share one implementation, 
   test runner, the checker and build commands all run confined (docs/explanation/sandbox.md);
 * a **lower priority** (``niceness``, through ``nice -n N`` in front of the command line, so
   the sandbox and everything the command spawns inherit it): ``keel serve`` stays first in
-  line for the CPU while eight nodes verify;
+  line for the CPU while eight nodes verify. Where the kernel groups processes by session
+  (``sched_autogroup``, on by default in most desktop distributions), a process in a new
+  session competes as a group of its own and its nice value counts only inside that group;
+  so the command's session gets the same niceness (:func:`autogroup_prefix`);
 * a **staggered start** (:class:`StartGate`): one child starts at a time, at least
   ``interval_s`` after the one before, so eight nodes reaching verification together do not
   fork sixteen processes in the same tick.
@@ -37,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -281,6 +285,40 @@ def nice_prefix(niceness: int) -> list[str]:
     return [nice, "-n", str(niceness)]
 
 
+#: The name the autogroup shim gives itself (``$0``): its own messages start with it.
+AUTOGROUP_SHIM = "keel-nice"
+_AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
+_OWN_AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def autogroup_prefix(
+    niceness: int, enabled: Path = _AUTOGROUP_ENABLED, own: Path = _OWN_AUTOGROUP
+) -> list[str]:
+    """A ``/bin/sh`` shim that lowers the priority of the command's own session, then execs it.
+
+    With autogroups on, every session is scheduled as one group with the weight of a nice-0
+    process whatever the nice values inside it, so ``nice -n 10`` on a command started in a
+    new session (as every command here is; bubblewrap's ``--new-session`` makes another)
+    gives it as much CPU as ``keel serve``. Writing the niceness to ``/proc/<pid>/autogroup``
+    lowers the group's weight (an unprivileged process may lower, never raise, it). The shim
+    writes only when its group is not Keel's own (``own``, read now), so Keel's priority is
+    never touched; where the file cannot be written the command runs all the same. ``[]``
+    when autogroups are off or ``niceness`` is 0.
+    """
+    try:
+        on = enabled.read_text().strip() == "1"
+        keel_group = own.read_text().split()[0]
+    except (OSError, IndexError):
+        return []
+    if niceness <= 0 or not on or not re.fullmatch(r"/autogroup-\d+", keel_group):
+        return []
+    script = (
+        f'{{ read -r group _ < /proc/$$/autogroup && [ "$group" != "{keel_group}" ]'
+        f' && echo {niceness} > /proc/$$/autogroup; }} 2>/dev/null; exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, AUTOGROUP_SHIM]
+
+
 class SubprocessRunner:
     """The :class:`~keel.engine.ports.CommandRunner` (and :class:`ToolRunner`) of Keel.
 
@@ -320,6 +358,7 @@ class SubprocessRunner:
         self.readonly_paths = tuple(readonly_paths)
         self.niceness = niceness
         self._nice = nice_prefix(niceness)
+        self._autogroup = autogroup_prefix(niceness)
         self.start_gate = start_gate if start_gate is not None else StartGate()
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -339,14 +378,18 @@ class SubprocessRunner:
     ) -> list[str]:
         """The command line that runs ``argv`` in this runner's sandbox (as is without one), at
         the runner's lower priority (``nice -n N`` in front: the sandbox and everything in it
-        inherit it).
+        inherit it; inside the sandbox, the :func:`autogroup_prefix` shim in front of ``argv``
+        gives the command's session the same niceness).
 
         ``cwd`` and ``writable`` are the only places it may write. The language plugins use
         it for the processes they start themselves (the checker's language server).
         """
+        inner = [*self._autogroup, *argv]
         if self.sandbox is None:
-            return [*self._nice, *argv]
-        wrapped = self.sandbox.wrap(argv, cwd, env, writable=writable, readonly=self.readonly_paths)
+            return [*self._nice, *inner]
+        wrapped = self.sandbox.wrap(
+            inner, cwd, env, writable=writable, readonly=self.readonly_paths
+        )
         return [*self._nice, *wrapped]
 
     async def run(self, command: str, cwd: Path, *, timeout_s: float) -> CommandResult:
@@ -404,6 +447,8 @@ class SubprocessRunner:
             message = f"{argv[0]}: cannot execute: {exc.strerror or exc}"
             return CommandResult(label, NOT_EXECUTABLE_EXIT_CODE, message)
         result = await self._supervise(process, label, timeout_s)
+        if self._autogroup:
+            result = _shim_exec_failure(result, argv[0])
         if self.sandbox is not None:
             return _sandbox_exec_failure(result)
         if self._nice:
@@ -472,6 +517,27 @@ class SubprocessRunner:
             await asyncio.wait_for(reader, _DRAIN_AFTER_EXIT_S)
         except TimeoutError:
             notes.append("output pipe still held open by an escaped process; stopped reading")
+
+
+def _shim_exec_failure(result: CommandResult, program: str) -> CommandResult:
+    """The autogroup shim's "cannot exec" of ``program`` (sh's 127 or 126, one line such as
+    ``keel-nice: 1: exec: prog: not found``) as the runner says it without the shim; a
+    command's own output that merely looks like it (another program named) stays as it is."""
+    first, _, rest = result.output.partition("\n")
+    if result.exit_code not in (126, 127) or rest.strip():
+        return result
+    if not first.startswith(f"{AUTOGROUP_SHIM}: "):
+        return result
+    _, found, tail = first.partition(": exec: ")
+    if not found:
+        return result
+    named, _, reason = tail.rpartition(": ")
+    if named != program:
+        return result
+    if result.exit_code == NOT_FOUND_EXIT_CODE:
+        return CommandResult(result.command, NOT_FOUND_EXIT_CODE, f"{program}: command not found")
+    message = f"{program}: cannot execute: {reason}"
+    return CommandResult(result.command, NOT_EXECUTABLE_EXIT_CODE, message)
 
 
 def _sandbox_exec_failure(result: CommandResult) -> CommandResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from keel.app import command_runner
 from keel.config import load_config
 from keel.engine.ports import ConfigError
 from keel.process import (
+    AUTOGROUP_SHIM,
     DEFAULT_NICENESS,
     NOT_FOUND_EXIT_CODE,
     StartGate,
     SubprocessRunner,
+    autogroup_prefix,
     nice_prefix,
 )
 from keel.sandbox import SandboxOptions, open_sandbox
@@ -222,3 +225,89 @@ def test_keels_own_probes_run_at_its_own_priority() -> None:
     config = load_config(Path("/nonexistent-keel-ws"), env={})
     assert command_runner({"PATH": "/usr/bin"}, config=config).niceness == 10
     assert command_runner({"PATH": "/usr/bin"}, config=config, verification=False).niceness == 0
+
+
+# -- autogroups: with the kernel's sched_autogroup on, a new session is scheduled as a group of
+# its own, and only the group's niceness counts against keel serve's.
+
+AUTOGROUPS_ON = Path("/proc/sys/kernel/sched_autogroup_enabled")
+PRINT_GROUP = "print(open('/proc/self/autogroup').read().split()[-1])"
+
+
+def autogroups_on() -> bool:
+    try:
+        return AUTOGROUPS_ON.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def own_group() -> str:
+    return Path("/proc/self/autogroup").read_text()
+
+
+def test_the_shim_is_only_added_where_autogroups_are_on(tmp_path: Path) -> None:
+    on, off, group = tmp_path / "on", tmp_path / "off", tmp_path / "group"
+    on.write_text("1\n")
+    off.write_text("0\n")
+    group.write_text("/autogroup-42 nice 0\n")
+    assert autogroup_prefix(10, on, group)[-1] == AUTOGROUP_SHIM
+    assert "/autogroup-42" in autogroup_prefix(10, on, group)[2]  # Keel's own, left alone
+    assert autogroup_prefix(10, off, group) == []
+    assert autogroup_prefix(10, tmp_path / "missing", group) == []  # no autogroups here
+    assert autogroup_prefix(10, on, tmp_path / "missing") == []
+    assert autogroup_prefix(0, on, group) == []  # Keel's own priority: nothing to lower
+
+
+@pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
+async def test_a_commands_session_is_as_nice_as_the_command(tmp_path: Path) -> None:
+    before = own_group()
+    result = await SubprocessRunner(niceness=7).run_argv(
+        [sys.executable, "-c", PRINT_GROUP], tmp_path, timeout_s=30
+    )
+    assert (result.exit_code, result.output.strip()) == (0, "7"), result.output
+    assert own_group() == before  # Keel's own group is never touched
+
+
+@pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+async def test_a_sandboxed_commands_session_is_as_nice_as_the_command(tmp_path: Path) -> None:
+    """bubblewrap's ``--new-session`` makes a second session inside: the shim runs there."""
+    workspace = tmp_path / "ws"
+    (workspace / ".git").mkdir(parents=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    sandbox = open_sandbox("auto", workspace, SandboxOptions(), env)
+    before = own_group()
+    runner = SubprocessRunner(base_env=env, sandbox=sandbox, niceness=6)
+    result = await runner.run_argv([sys.executable, "-c", PRINT_GROUP], workspace, timeout_s=30)
+    assert (result.exit_code, result.output.strip()) == (0, "6"), result.output
+    assert own_group() == before
+
+
+def test_the_shim_leaves_keels_own_group_alone(tmp_path: Path) -> None:
+    """Run without a session of its own, the shim is in Keel's group: it does nothing."""
+    before = own_group()
+    shim = autogroup_prefix(12, _always_on(tmp_path))
+    done = subprocess.run([*shim, sys.executable, "-c", "print('ran')"], capture_output=True)
+    assert done.stdout == b"ran\n"
+    assert own_group() == before
+
+
+def _always_on(tmp_path: Path) -> Path:
+    path = tmp_path / "enabled"
+    path.write_text("1")
+    return path
+
+
+async def test_a_missing_program_behind_the_shim_is_reported_as_not_found(
+    tmp_path: Path,
+) -> None:
+    runner = SubprocessRunner(niceness=3)
+    runner._autogroup = autogroup_prefix(3, _always_on(tmp_path))  # whatever this kernel does
+    result = await runner.run_argv(["keel-no-such-tool"], tmp_path, timeout_s=5)
+    assert (result.exit_code, result.output) == (
+        NOT_FOUND_EXIT_CODE,
+        "keel-no-such-tool: command not found",
+    )
+    line = f"{AUTOGROUP_SHIM}: 1: exec: ghost: not found"
+    result = await runner.run(f'echo "{line}"; exit 127', tmp_path, timeout_s=5)
+    assert (result.exit_code, result.output) == (NOT_FOUND_EXIT_CODE, line + "\n")

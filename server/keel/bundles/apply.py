@@ -162,13 +162,14 @@ def _new_content(kind: str, path: str, before: bytes | None, payload: str | None
 NEW_FILE_MODE = 0o644
 
 
-def write_changes(root: Path, changes: Mapping[str, bytes | None]) -> None:
-    """Write a problem-free change set into ``root`` (a sandbox), deletions first (a deleted
-    file may become a directory)."""
+def write_changes(root: Path, changes: Mapping[str, bytes | None], *, durable: bool = True) -> None:
+    """Write a problem-free change set into ``root``, deletions first (a deleted file may
+    become a directory). Each file is replaced atomically; ``durable=False`` (a sandbox,
+    thrown away and rebuilt after a crash) skips the syncs to the disk."""
     for path in sorted(changes, key=lambda p: changes[p] is not None):
         data = changes[path]
         location = resolve_inside(root, path)
         if data is None:
             location.unlink(missing_ok=True)
         else:
-            write_atomically(location, data, new_mode=NEW_FILE_MODE)
+            write_atomically(location, data, new_mode=NEW_FILE_MODE, durable=durable)

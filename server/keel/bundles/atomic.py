@@ -3,7 +3,9 @@
 Both writers of files use it: :mod:`keel.bundles.apply` (a bundle written into a sandbox) and
 the ledger (approved bytes written into the workspace before the commit). The steps: write a
 temporary sibling, fsync it, give it the mode the file should have, rename it over the
-target, fsync the directory so the rename itself survives a crash.
+target, fsync the directory so the rename itself survives a crash. A file whose loss in a
+crash does not matter (a sandbox, rebuilt by a resumed session) may skip both syncs
+(``durable=False``): it is still never seen half written.
 
 Why the temporary file is a sibling named ``.<name>.keel-<hex>.tmp``: ``rename`` is atomic
 only within one file system, and a fixed pattern lets a later run find and remove what a
@@ -37,6 +39,7 @@ def write_atomically(
     executable: bool | None = None,
     midway: Callable[[], None] | None = None,
     before_replace: Callable[[], None] | None = None,
+    durable: bool = True,
 ) -> None:
     """Replace ``target`` with ``data``; on any error the old file (or its absence) stays.
 
@@ -44,7 +47,7 @@ def write_atomically(
     readable; None leaves the mode as above. ``midway`` runs with half the data written and
     flushed (a crash point for tests); ``before_replace`` runs right before the rename and
     may raise to cancel it (the file changed since it was checked). The temporary file is
-    removed whatever happens.
+    removed whatever happens. ``durable=False`` skips the file's and the directory's fsync.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -62,7 +65,8 @@ def write_atomically(
                 midway()
             handle.write(data[half:])
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         _set_mode(temporary, new_mode if old_mode is None else old_mode, executable)
         if before_replace is not None:
             before_replace()
@@ -70,7 +74,8 @@ def write_atomically(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_directory(target.parent)
+    if durable:
+        fsync_directory(target.parent)
 
 
 def fsync_directory(directory: Path) -> None:

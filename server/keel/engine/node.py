@@ -81,6 +81,31 @@ class Attempt:
         return f"files {', '.join(files) or '(none)'}; commands {commands}"
 
 
+class Removals:
+    """Sandboxes deleted off the node's path: a finished attempt's sandbox is removed in a
+    worker thread while the node goes on (its record, the next model call); the session waits
+    for every removal before it removes the session's sandbox directory and ends."""
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def remove(self, path: Path) -> None:
+        removal = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, path, True))
+        self._pending.add(removal)
+        removal.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for every removal started so far (a removal never fails: errors are ignored)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def _fresh_directory(path: Path) -> None:
+    """``path`` as a new, empty directory (whatever a killed run left there removed)."""
+    shutil.rmtree(path, True)
+    path.mkdir(parents=True)
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """What every node of a session shares."""
@@ -101,6 +126,8 @@ class NodeContext:
     faults: FaultPoint = field(default_factory=NoFaults)
     #: Outlines of what the owned code uses from other files (the repository map), if any.
     repository: RepositoryContext | None = None
+    #: Finished sandboxes being deleted; the session drains it before it ends.
+    removals: Removals = field(default_factory=Removals)
 
     @property
     def sandbox_root(self) -> Path:
@@ -169,11 +196,10 @@ class NodeRunner:
     async def _sandbox(self) -> Path:
         self._checks += 1
         path = self.ctx.sandbox_root / self.node.id / str(self._checks)
-        await asyncio.to_thread(shutil.rmtree, path, True)
-        path.mkdir(parents=True)
+        await asyncio.to_thread(_fresh_directory, path)
         await self.ctx.ledger.export(path)
         if self._overlay:
-            await asyncio.to_thread(write_changes, path, self._overlay)
+            await asyncio.to_thread(write_changes, path, self._overlay, durable=False)
         return path
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
@@ -196,7 +222,7 @@ class NodeRunner:
             else:
                 attempt = await self._apply_and_verify(number, reply.value, sandbox)
         finally:
-            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+            ctx.removals.remove(sandbox)
         await self._record(attempt)
         return attempt
 
@@ -250,14 +276,14 @@ class NodeRunner:
         commands run again (no model call)."""
         sandbox = await self._sandbox()
         try:
-            await asyncio.to_thread(write_changes, sandbox, carried.changes)
+            await asyncio.to_thread(write_changes, sandbox, carried.changes, durable=False)
             assert attempt.bundle is not None
             results = await self._run_commands(attempt.bundle, sandbox)
             return await self.ctx.verifier.measure_node(
                 self.node, sandbox, results, _deleted(carried)
             )
         finally:
-            await asyncio.to_thread(shutil.rmtree, sandbox, True)
+            self.ctx.removals.remove(sandbox)
 
     def _measure_only(self, residuals: list[Residual]) -> Energy:
         return measure([SensorReport("bundle", tuple(residuals))], self.ctx.settings.weights)
@@ -282,7 +308,7 @@ class NodeRunner:
             ]
             return Attempt(number, bundle, changes, self._measure_only(residuals))
         try:
-            await asyncio.to_thread(write_changes, sandbox, changes.changes)
+            await asyncio.to_thread(write_changes, sandbox, changes.changes, durable=False)
         except OSError as exc:  # what the checks before could not foresee: evidence too
             where = str(exc.filename or "a file")
             message = f"cannot write {where}: {exc.strerror or exc}"

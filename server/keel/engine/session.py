@@ -333,20 +333,23 @@ class Engine:
             stop = ev.NodeFailed if state is NodeState.FAILED else ev.NodeWaiting
             await events.emit(stop(node=node.id, reason=reason))
 
-        result.nodes.update(await run_dag(plan.nodes, run_node, blocked, initial=done))
-        if all(state is NodeState.COMMITTED for state in result.nodes.values()):
-            sheaf = await self._sheaf(plan, ctx, events)
-            stable = sheaf.stable(self.settings.epsilon)
-            if not stable and self.settings.defer_tests:
-                stable = await self._reopen(plan, ctx, sheaf, last_attempt, blocked, result)
-            result.outcome = "success" if stable else "partial"
-            if not stable:
-                result.reason = "the final sheaf check is not stable"
-        else:
-            undone = [n for n, s in result.nodes.items() if s is not NodeState.COMMITTED]
-            result.reason = "not committed: " + ", ".join(
-                f"{n} ({result.nodes[n].value})" for n in undone
-            )
+        try:
+            result.nodes.update(await run_dag(plan.nodes, run_node, blocked, initial=done))
+            if all(state is NodeState.COMMITTED for state in result.nodes.values()):
+                sheaf = await self._sheaf(plan, ctx, events)
+                stable = sheaf.stable(self.settings.epsilon)
+                if not stable and self.settings.defer_tests:
+                    stable = await self._reopen(plan, ctx, sheaf, last_attempt, blocked, result)
+                result.outcome = "success" if stable else "partial"
+                if not stable:
+                    result.reason = "the final sheaf check is not stable"
+            else:
+                undone = [n for n, s in result.nodes.items() if s is not NodeState.COMMITTED]
+                result.reason = "not committed: " + ", ".join(
+                    f"{n} ({result.nodes[n].value})" for n in undone
+                )
+        finally:
+            await ctx.removals.drain()  # before the session's sandboxes go, and it ends
 
     async def _committed_nodes(
         self, records: SessionRecords, events: EventLog

@@ -1,9 +1,14 @@
 """The session store (docs/explanation/sessions.md): one SQLite file per workspace,
 ``.keel/keel.db``.
 
-Why SQLite in WAL mode with ``synchronous=FULL``: the store is what ``keel resume`` trusts after
-a crash or kill, so every write is its own committed, durable transaction, and readers
-(``keel status``, ``keel logs``, the dashboard) never block the running session.
+Why SQLite in WAL mode with ``synchronous=NORMAL``: the store is what ``keel resume`` trusts after
+a crash or kill, so every write is its own committed transaction, and readers (``keel status``,
+``keel logs``, the dashboard) never block the running session. A commit reaches the WAL file
+(the operating system's cache) before the call returns, so it survives the process being
+killed at any point; it is synced to the disk at each checkpoint rather than at each commit, so
+a power loss can take the last transactions with it but never corrupts the file
+(docs/explanation/sessions.md says why that is enough for resume). One transaction is one trip
+to the connection's thread, not one per statement.
 
 Why the schema is a list of migrations keyed by ``PRAGMA user_version``: a store written by an
 older Keel is upgraded in place, inside a transaction, never recreated; one written by a newer
@@ -24,7 +29,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -363,18 +368,17 @@ class SqliteStore:
     async def _transaction(self, statements: list[_Statement]) -> None:
         async with self._write_lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, params in statements:
-                        await self._db.execute(sql, params)
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._rollback()
-                    raise
+                # aiosqlite's (untyped) way to run one function on the connection's thread:
+                # the whole transaction is one hop there and back, not one per statement.
+                on_thread = cast("Callable[..., Awaitable[None]]", self._db._execute)
+                await on_thread(_commit, self._db._conn, statements)
             except sqlite3.Error as err:
                 raise KeelError(
                     f"cannot write to the session store {self._path}: {_describe(err)}"
                 ) from err
+            except BaseException:
+                await self._rollback()
+                raise
 
     async def _rollback(self) -> None:
         """Undo a failed transaction; SQLite may already have (after an I/O error), and a
@@ -742,7 +746,7 @@ async def _configure(db: aiosqlite.Connection, db_path: Path) -> None:
             await cursor.fetchall()
         async with db.execute("PRAGMA journal_mode = WAL") as cursor:
             await cursor.fetchall()
-        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.OperationalError as err:
         if "locked" in str(err) or "busy" in str(err):
             raise KeelError(f"the session store {db_path} is locked by another process") from err
@@ -754,6 +758,23 @@ async def _configure(db: aiosqlite.Connection, db_path: Path) -> None:
         raise _open_error(db_path, err) from err
     except sqlite3.Error as err:
         raise _open_error(db_path, err) from err
+
+
+def _commit(conn: sqlite3.Connection, statements: list[_Statement]) -> None:
+    """Run ``statements`` as one transaction on the connection's own thread: all of them are
+    committed, or (on any error) none is."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back (after an I/O error); a failing rollback must
+        # not hide the error that caused it.
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        raise
 
 
 async def _migrate(db: aiosqlite.Connection, db_path: Path) -> None:

@@ -104,3 +104,15 @@ def test_stale_temporaries_are_only_the_targets(tmp_path: Path) -> None:
     assert stale_temporaries(target) == [mine]
     assert stale_temporaries(tmp_path / "missing" / "x") == []
     fsync_directory(tmp_path / "missing")  # best effort: no error
+
+
+def test_a_file_that_need_not_survive_a_crash_is_not_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    target = tmp_path / "sandbox" / "f.txt"
+    write_atomically(target, b"data", durable=False)
+    assert target.read_bytes() == b"data"
+    assert synced == []
+    assert os.listdir(target.parent) == ["f.txt"]  # still replaced whole, no temporary left

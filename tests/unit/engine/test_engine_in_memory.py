@@ -8,6 +8,7 @@ SQLite or a real checker do.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from keel.engine import events as ev
 from keel.engine.events import EventLog
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import NodeState, Tier
-from keel.engine.node import NodeContext, NodeRunner
+from keel.engine.node import NodeContext, NodeRunner, Removals
 from keel.engine.ports import Decision, SessionRecords, SessionStore
 from keel.engine.redaction import Redactor
 from keel.engine.replies import PlanNode
@@ -196,6 +197,46 @@ async def test_the_step_budget_stops_the_session_and_requeues_nothing_half_done(
     assert records.totals["reason"] == result.reason
     [stop] = sink.of(ev.BudgetExceededEvent)
     assert stop.reason == "max_steps" and stop.calls == 2
+
+
+async def test_sandboxes_are_written_without_syncing_to_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox is thrown away and rebuilt after a crash: its files are replaced whole but
+    never fsynced (one sync per file and per directory, for nothing)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    replies: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n2", 1): bundle_reply({"report.py": "print(1)\n"}),
+    }
+    ledger = MemoryLedger()
+    engine, _, _ = make_engine(tmp_path, replies, ledger=ledger)
+    assert (await run(engine)).outcome == "success"
+    assert ledger.files["calc.py"] == GOOD.encode()  # the bundles did reach their sandboxes
+    assert [path for path in synced if "/.keel/sandboxes/" in path] == []
+
+
+async def test_removals_run_off_the_callers_path_and_drain_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    removals = Removals()
+    await removals.drain()  # nothing pending: returns at once
+    sandboxes = [tmp_path / "n1" / str(i) for i in range(3)]
+    for sandbox in sandboxes:
+        (sandbox / "pkg").mkdir(parents=True)
+        (sandbox / "pkg" / "m.py").write_text("x = 1\n")
+        removals.remove(sandbox)  # returns without waiting
+    removals.remove(tmp_path / "missing")  # nothing there: no error
+    await removals.drain()
+    assert not any(sandbox.exists() for sandbox in sandboxes)
 
 
 async def test_an_abort_mid_command_ends_the_session_aborted_and_requeues_the_node(
