@@ -171,7 +171,10 @@ async def test_bad_commands_become_boot_evidence(
 ) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "keel.toml").write_text("[engine]\ncommand_timeout_s = 5\n")
+    # Only the hanging command needs a short timeout; the others must finish (pytest's start in
+    # the sandbox, at the commands' lower priority, can take seconds on a loaded machine).
+    timeout_s = 5 if command.startswith("sleep") else 120
+    (workspace / "keel.toml").write_text(f"[engine]\ncommand_timeout_s = {timeout_s}\n")
     (workspace / "important").mkdir()
     entries = [
         plan(node("node-1", ["calc.py"])),
