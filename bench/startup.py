@@ -7,7 +7,14 @@ interpreter), timed from spawn:
 - ``keel status`` and ``keel ledger --recent`` on a workspace holding one stopped session
   (three nodes, one committed);
 - ``keel resume --last -y`` to the first NEW model request, as the fake OpenAI server
-  (tests/fakes) receives it; each run resumes a fresh copy of the stopped workspace.
+  (tests/fakes) receives it; each run resumes a fresh copy of the stopped workspace. The same
+  on the ``anthropic:`` provider (its SDK is the heavier import);
+- ``keel agent`` on a new workspace to its first model request (the architect's).
+
+Every process finds its compiled bytecode in a cache of this run's own
+(``PYTHONPYCACHEPREFIX``, filled by the untimed set-up), as an installed wheel does: with
+``PYTHONDONTWRITEBYTECODE`` set and an editable install, Keel's ~150 modules would otherwise be
+compiled from source by every process (about 0.1-0.2 s), which no installed ``keel`` pays.
 
 For the three reading commands it also prints the CPU time (user + system of the process and
 its children, from ``getrusage``), which a shared machine disturbs far less than wall time.
@@ -44,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fakes.model_server import FakeModelServer
 from tests.integration.small_session import MODEL, TASK, init_workspace, keel_env, small_entries
 
+ANTHROPIC_MODEL = "anthropic:claude-sonnet-4-5"
+
 
 def keel_script(python: Path) -> list[str]:
     script = python.parent / "keel"
@@ -64,9 +73,11 @@ def timed(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, float]
     return elapsed, cpu
 
 
-def stopped_session(root: Path, keel: list[str], env: Mapping[str, str]) -> Path:
-    workspace = init_workspace(root / "template")
-    command = [*keel, "agent", "-y", "--json", "--model", MODEL, "--max-steps", "3"]
+def stopped_session(
+    root: Path, keel: list[str], env: Mapping[str, str], model: str = MODEL
+) -> Path:
+    workspace = init_workspace(root / f"template-{model.split(':')[0]}")
+    command = [*keel, "agent", "-y", "--json", "--model", model, "--max-steps", "3"]
     proc = subprocess.run(
         [*command, "-w", str(workspace), TASK],
         env=dict(env),
@@ -79,42 +90,57 @@ def stopped_session(root: Path, keel: list[str], env: Mapping[str, str]) -> Path
     return workspace
 
 
+def cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far, all its threads (Linux
+    ``/proc``, clock ticks); ``None`` if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def first_request(
-    server: FakeModelServer, keel: list[str], workspace: Path, env: Mapping[str, str]
-) -> float:
-    """Seconds from spawning ``keel resume`` to the fake server's next request."""
-    seen: list[float] = []
+    server: FakeModelServer,
+    keel: list[str],
+    workspace: Path,
+    env: Mapping[str, str],
+    command: Sequence[str] | None = None,
+    status: int = 0,
+) -> tuple[float, float]:
+    """Seconds from spawning ``keel resume`` (or ``command``) to the fake server's next
+    request, and the CPU seconds the ``keel`` process had used by then (its own, not its
+    children's: the interpreter, Keel, the SDK)."""
+    seen: list[tuple[float, float | None]] = []
     expected = len(server.requests) + 1
+    resume = [*keel, "resume", "--last", "-y", "--json", "--max-steps", "100"]
+    command = [*(command or resume), "-w", str(workspace)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def watch() -> None:
         server.wait_for_requests(expected, timeout=120)
-        seen.append(time.perf_counter())
+        seen.append((time.perf_counter(), cpu_of(proc.pid)))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    started = time.perf_counter()
-    command = [
-        *keel,
-        "resume",
-        "--last",
-        "-y",
-        "--json",
-        "--max-steps",
-        "100",
-        "-w",
-        str(workspace),
-    ]
-    proc = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+    _, stderr = proc.communicate()
     watcher.join()
-    if proc.returncode != 0 or not seen:
-        raise SystemExit(f"resume ended {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return seen[0] - started
+    if proc.returncode != status or not seen or seen[0][1] is None:
+        raise SystemExit(f"{' '.join(command)} ended {proc.returncode}:\n{stderr[-2000:]}")
+    return seen[0][0] - started, seen[0][1]
 
 
 def summary(label: str, values: list[float]) -> str:
     ms = sorted(v * 1000 for v in values)
     return (
-        f"{label:<34} median {statistics.median(ms):6.0f} ms  (min {ms[0]:.0f}, "
+        f"{label:<42} median {statistics.median(ms):6.0f} ms  (min {ms[0]:.0f}, "
         f"max {ms[-1]:.0f}, {len(ms)} runs)"
     )
 
@@ -129,25 +155,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="keel-bench-startup-") as tmp:
         root = Path(tmp)
         with FakeModelServer(small_entries()) as server:
-            env = keel_env(server, root)
-            template = stopped_session(root, keel, env)
+            env = keel_env(
+                server,
+                root,
+                ANTHROPIC_API_KEY="sk-ant-test-not-a-real-key-0123456789",
+                ANTHROPIC_BASE_URL=server.anthropic_base_url,
+                PYTHONPYCACHEPREFIX=str(root / "pycache"),
+            )
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            templates = {
+                "keel resume to the first request": stopped_session(root, keel, env),
+                "keel resume, anthropic": stopped_session(root, keel, env, ANTHROPIC_MODEL),
+            }
+            for template in templates.values():  # untimed: fills the bytecode cache
+                warm = shutil.copytree(template, root / f"warm-{template.name}", symlinks=True)
+                first_request(server, keel, warm, env)
             figures: dict[str, list[float]] = {}
-            ws = ["-w", str(template)]
+            ws = ["-w", str(templates["keel resume to the first request"])]
             reading = {
                 "keel --help": ["--help"],
                 "keel status": ["status", *ws],
                 "keel ledger --recent": ["ledger", "--recent", *ws],
             }
+            agent = [*keel, "agent", "-y", "--json", "--model", MODEL, "--max-steps", "1"]
             for n in range(args.runs):
                 for label, argv in reading.items():
                     wall, cpu = timed([*keel, *argv], env)
                     figures.setdefault(label, []).append(wall)
                     figures.setdefault(f"{label} (CPU)", []).append(cpu)
-                figures.setdefault("keel resume to the first request", [])
-                copy = shutil.copytree(template, root / f"resume-{n}", symlinks=True)
-                figures["keel resume to the first request"].append(
-                    first_request(server, keel, copy, env)
-                )
+                runs = {
+                    label: (shutil.copytree(t, root / f"{n}-{t.name}", symlinks=True), None, 0)
+                    for label, t in templates.items()
+                }
+                # --max-steps 1: the plan is its one call; the speculator's is refused (exit 3)
+                label = "keel agent to the first request"
+                runs[label] = (init_workspace(root / f"agent-{n}"), [*agent, TASK], 3)
+                for label, (workspace, command, status) in runs.items():
+                    wall, cpu = first_request(server, keel, workspace, env, command, status)
+                    figures.setdefault(label, []).append(wall)
+                    figures.setdefault(f"{label} (CPU)", []).append(cpu)
     for label, values in figures.items():
         print(summary(label, values))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
