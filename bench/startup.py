@@ -24,7 +24,8 @@ Setup (once): a real ``keel agent`` session of the small three-node plan of
 after node-1's bundle (exit 3), so ``resume`` continues with node-2's actuator call.
 
 ``--python PATH`` times another installation (for "before" figures, the main checkout's
-``.venv/bin/python``); the fake server and the setup always come from this checkout.
+``.venv/bin/python``); given twice, the two installations are measured alternately, run by run,
+so both see the same load. The fake server and the setup always come from this checkout.
 
 Run: ``.venv/bin/python bench/startup.py [RUNS] [--python PATH]`` (prints figures; asserts
 nothing). The medians are what docs/benchmarks.md records; the machine is shared, so take
@@ -145,13 +146,55 @@ def summary(label: str, values: list[float]) -> str:
     )
 
 
+def measure_once(
+    n: int,
+    name: str,
+    keel: list[str],
+    templates: Mapping[str, Path],
+    server: FakeModelServer,
+    env: Mapping[str, str],
+    root: Path,
+    figures: dict[str, list[float]],
+) -> None:
+    """One run of every measurement for one installation, into ``figures``."""
+    ws = ["-w", str(templates["keel resume to the first request"])]
+    reading = {
+        "keel --help": ["--help"],
+        "keel status": ["status", *ws],
+        "keel ledger --recent": ["ledger", "--recent", *ws],
+    }
+    for label, argv in reading.items():
+        wall, cpu = timed([*keel, *argv], env)
+        figures.setdefault(label, []).append(wall)
+        figures.setdefault(f"{label} (CPU)", []).append(cpu)
+    runs: dict[str, tuple[Path, list[str] | None, int]] = {
+        label: (shutil.copytree(t, root / f"{name}-{n}-{t.name}", symlinks=True), None, 0)
+        for label, t in templates.items()
+    }
+    # --max-steps 1: the plan is its one call; the speculator's is then refused (exit 3)
+    agent = [*keel, "agent", "-y", "--json", "--model", MODEL, "--max-steps", "1", TASK]
+    runs["keel agent to the first request"] = (init_workspace(root / f"{name}-agent-{n}"), agent, 3)
+    for label, (workspace, command, status) in runs.items():
+        wall, cpu = first_request(server, keel, workspace, env, command, status)
+        figures.setdefault(label, []).append(wall)
+        figures.setdefault(f"{label} (CPU)", []).append(cpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="?", type=int, default=7)
-    parser.add_argument("--python", type=Path, default=Path(sys.executable))
+    parser.add_argument(
+        "--python",
+        type=Path,
+        action="append",
+        help="an installation's interpreter (default: this one); given twice, the two are "
+        "measured alternately, run by run, so both see the same load",
+    )
     args = parser.parse_args()
-    keel = keel_script(args.python)
-    print(f"keel: {' '.join(keel)}; load average {os.getloadavg()[0]:.1f} at the start")
+    pythons: list[Path] = args.python or [Path(sys.executable)]
+    keels = {f"[{i}] {p}": keel_script(p) for i, p in enumerate(pythons, start=1)}
+    print(f"load average {os.getloadavg()[0]:.1f} at the start")
+    figures: dict[str, dict[str, list[float]]] = {name: {} for name in keels}
     with tempfile.TemporaryDirectory(prefix="keel-bench-startup-") as tmp:
         root = Path(tmp)
         with FakeModelServer(small_entries()) as server:
@@ -163,39 +206,24 @@ def main() -> None:
                 PYTHONPYCACHEPREFIX=str(root / "pycache"),
             )
             env.pop("PYTHONDONTWRITEBYTECODE", None)
-            templates = {
-                "keel resume to the first request": stopped_session(root, keel, env),
-                "keel resume, anthropic": stopped_session(root, keel, env, ANTHROPIC_MODEL),
-            }
-            for template in templates.values():  # untimed: fills the bytecode cache
-                warm = shutil.copytree(template, root / f"warm-{template.name}", symlinks=True)
-                first_request(server, keel, warm, env)
-            figures: dict[str, list[float]] = {}
-            ws = ["-w", str(templates["keel resume to the first request"])]
-            reading = {
-                "keel --help": ["--help"],
-                "keel status": ["status", *ws],
-                "keel ledger --recent": ["ledger", "--recent", *ws],
-            }
-            agent = [*keel, "agent", "-y", "--json", "--model", MODEL, "--max-steps", "1"]
-            for n in range(args.runs):
-                for label, argv in reading.items():
-                    wall, cpu = timed([*keel, *argv], env)
-                    figures.setdefault(label, []).append(wall)
-                    figures.setdefault(f"{label} (CPU)", []).append(cpu)
-                runs = {
-                    label: (shutil.copytree(t, root / f"{n}-{t.name}", symlinks=True), None, 0)
-                    for label, t in templates.items()
+            templates: dict[str, dict[str, Path]] = {}
+            for i, (name, keel) in enumerate(keels.items()):
+                home = root / f"install-{i}"
+                home.mkdir()
+                templates[name] = {
+                    "keel resume to the first request": stopped_session(home, keel, env),
+                    "keel resume, anthropic": stopped_session(home, keel, env, ANTHROPIC_MODEL),
                 }
-                # --max-steps 1: the plan is its one call; the speculator's is refused (exit 3)
-                label = "keel agent to the first request"
-                runs[label] = (init_workspace(root / f"agent-{n}"), [*agent, TASK], 3)
-                for label, (workspace, command, status) in runs.items():
-                    wall, cpu = first_request(server, keel, workspace, env, command, status)
-                    figures.setdefault(label, []).append(wall)
-                    figures.setdefault(f"{label} (CPU)", []).append(cpu)
-    for label, values in figures.items():
-        print(summary(label, values))
+                for template in templates[name].values():  # untimed: fills the bytecode cache
+                    warm = shutil.copytree(template, home / f"warm-{template.name}", symlinks=True)
+                    first_request(server, keel, warm, env)
+            for n in range(args.runs):
+                for name, keel in keels.items():
+                    measure_once(n, name, keel, templates[name], server, env, root, figures[name])
+    for name, measured in figures.items():
+        print(f"keel: {name}")
+        for label, values in measured.items():
+            print(summary(label, values))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
