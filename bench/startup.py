@@ -13,11 +13,13 @@ interpreter), timed from spawn:
 
 Every process finds its compiled bytecode in a cache of this run's own
 (``PYTHONPYCACHEPREFIX``, filled by the untimed set-up), as an installed wheel does: with
-``PYTHONDONTWRITEBYTECODE`` set and an editable install, Keel's ~150 modules would otherwise be
-compiled from source by every process (about 0.1-0.2 s), which no installed ``keel`` pays.
+``PYTHONDONTWRITEBYTECODE`` set and an editable install, every process would otherwise compile
+the Keel modules it imports from source (about 0.1-0.2 s), which no installed ``keel`` pays.
 
-For the three reading commands it also prints the CPU time (user + system of the process and
-its children, from ``getrusage``), which a shared machine disturbs far less than wall time.
+Each figure comes with a CPU time, which a shared machine disturbs less than wall time (though
+CPU time too swells when the cores are contended): for the three reading commands user + system
+of the process and its children (``getrusage``); for the first-request ones the ``keel``
+process's own, all threads, when the fake server receives the request (``/proc``).
 
 Setup (once): a real ``keel agent`` session of the small three-node plan of
 ``tests/integration/small_session.py`` against the fake server, stopped by ``--max-steps 3``
