@@ -4,7 +4,9 @@ Every command runs as a real process; at exit it writes its ``sys.modules`` to a
 commands (``--help``, ``status``, ``logs``, ``ledger``, ``abort``, ``replay --transcript``)
 load neither the language server's libraries, nor a model SDK, nor the plugins, nor numpy;
 ``status``, ``logs`` and ``ledger`` not even pydantic (the reply models, ``keel.engine.replies``);
-``agent`` and ``resume`` load the SDK of the provider they use and not the other one.
+``agent`` and ``resume`` load the SDK of the provider they use and not the other one, and a
+``resume`` whose plan is recorded does not load numpy (the repository map's, which only the
+architect's prompt needs).
 docs/benchmarks.md has the start-up figures this keeps.
 """
 
@@ -162,4 +164,29 @@ def test_agent_on_a_transcript_loads_no_sdk_and_resume_loads_only_its_own(
         modules = modules_of(again, env, tmp_path / "resume.json")
         assert len(server.requests) > 3  # it went on to call the model
     assert "openai" in modules
-    assert loaded(modules, ("anthropic", "lsprotocol", "pygls", "keel.lsp")) == []
+    # numpy only ranks the repository map, and a resume replays its recorded plan without
+    # building the map (its one use): docs/benchmarks.md, start-up.
+    assert loaded(modules, ("anthropic", "lsprotocol", "pygls", "keel.lsp", "numpy")) == []
+
+
+def test_a_session_on_anthropic_loads_anthropic_and_never_openai(tmp_path: Path) -> None:
+    """The provider's SDK is imported when named: an ``anthropic:`` session (started and
+    resumed) pays for that SDK alone, and its resume builds no repository map either."""
+    model = "anthropic:claude-sonnet-4-5"
+    stopped = init_workspace(tmp_path / "stopped")
+    with FakeModelServer(small_entries()) as server:
+        env = keel_env(
+            server,
+            tmp_path,
+            ANTHROPIC_API_KEY="sk-ant-test-not-a-real-key-0123456789",
+            ANTHROPIC_BASE_URL=server.anthropic_base_url,
+        )
+        first = ["agent", "-y", "--json", "--model", model, "--max-steps", "3"]
+        modules = modules_of([*first, "-w", str(stopped), TASK], env, tmp_path / "a.json", status=3)
+        assert "anthropic" in modules and loaded(modules, ("openai",)) == []
+        resumed = copy_workspace(stopped, tmp_path / "resumed")
+        again = ["resume", "--last", "-y", "--json", "--max-steps", "50", "-w", str(resumed)]
+        modules = modules_of(again, env, tmp_path / "resume.json")
+        assert {r.headers.get("X-Keel-Node") for r in server.requests} >= {"node-2", "node-3"}
+    assert "anthropic" in modules
+    assert loaded(modules, ("openai", "numpy", "lsprotocol", "pygls", "keel.lsp")) == []

@@ -183,7 +183,7 @@ class ModelGateway:
         reply_type: type[ReplyT],
         *,
         system: str,
-        prompt: str,
+        prompt: str | Callable[[], Awaitable[str]],
         node_id: str | None,
         attempt: int,
         explore: Exploration | None = None,
@@ -198,9 +198,21 @@ class ModelGateway:
         calls is a model step, each tool call a ``tool`` step of its own (replayed on resume
         like a reply), until the model answers or the budget of turns and result tokens is
         spent; then it is told so and must answer.
+
+        ``prompt`` may be a coroutine function, awaited once, when a step is not recorded: a
+        resumed session replays its recorded steps without building their prompts (the
+        architect's needs the repository map).
         """
         name = SCHEMA_NAMES[reply_type]
-        prompt = self._bounded(system, prompt)
+        max_tokens = self._max_reply_tokens.get(tier)
+        bounded: list[str] = []
+
+        async def full_prompt() -> str:
+            if not bounded:
+                text = prompt if isinstance(prompt, str) else await prompt()
+                bounded.append(self._bounded(system, text))
+            return bounded[0]
+
         turns: list[ToolTurn] = []
         spent_tokens = 0
         base = f"{tier.value}:{node_id or '-'}:{attempt}"
@@ -209,26 +221,32 @@ class ModelGateway:
                 turn > explore.max_turns or spent_tokens >= explore.max_tokens
             )
             notice = explore.spent_notice(name) if explore is not None and must_answer else ""
-            request = ModelRequest(
-                tier=tier,
-                schema_name=name,
-                schema=reply_type.model_json_schema(),
-                system=system,
-                prompt=prompt,
-                session_id=self._session_id,
-                node_id=node_id,
-                attempt=attempt,
-                tools=tuple(explore.tools.specs()) if explore is not None else (),
-                turns=tuple(turns),
-                turn=turn,
-                must_answer=must_answer,
-                notice=notice,
-                max_tokens=self._max_reply_tokens.get(tier),
-            )
             step_id = f"model:{base}" + ("" if turn == 1 else f":turn{turn}")
-            text, calls, truncated = await self._model_step(step_id, request, reply_type)
+            recorded = await self._store.step_result(step_id)
+            if recorded is not None:
+                text, calls = str(recorded["text"]), _calls_of(recorded.get("tool_calls"))
+                truncated = bool(recorded.get("truncated"))
+            else:
+                request = ModelRequest(
+                    tier=tier,
+                    schema_name=name,
+                    schema=reply_type.model_json_schema(),
+                    system=system,
+                    prompt=await full_prompt(),
+                    session_id=self._session_id,
+                    node_id=node_id,
+                    attempt=attempt,
+                    tools=tuple(explore.tools.specs()) if explore is not None else (),
+                    turns=tuple(turns),
+                    turn=turn,
+                    must_answer=must_answer,
+                    notice=notice,
+                    max_tokens=max_tokens,
+                )
+                text, calls, truncated = await self._model_step(step_id, request, reply_type)
             if not calls:
-                return _explain_truncation(parse_reply(reply_type, text), request, truncated)
+                reply = parse_reply(reply_type, text)
+                return _explain_truncation(reply, name, max_tokens, truncated)
             if explore is None or must_answer:
                 why = "the exploration budget is spent" if must_answer else "no tools are offered"
                 return Reply(None, f"the reply called tools but {why}: answer with a {name}", text)
@@ -249,12 +267,8 @@ class ModelGateway:
     async def _model_step(
         self, step_id: str, request: ModelRequest, reply_type: type[BaseModel]
     ) -> tuple[str, list[ToolCall], bool]:
-        """The reply text and tool calls of one request, and whether it stopped at
-        ``max_tokens``; recorded, or replayed on resume."""
-        recorded = await self._store.step_result(step_id)
-        if recorded is not None:
-            calls = _calls_of(recorded.get("tool_calls"))
-            return str(recorded["text"]), calls, bool(recorded.get("truncated"))
+        """The reply text and tool calls of one request not recorded yet (:meth:`ask` replays
+        a recorded one), and whether it stopped at ``max_tokens``; recorded here."""
         tier, system, prompt = request.tier, request.system, request.prompt
         client = self._clients[tier]
         self._check_budget(client, request)
@@ -286,7 +300,10 @@ class ModelGateway:
         error = None
         if not calls:
             parsed = _explain_truncation(
-                parse_reply(reply_type, reply.text), request, reply.truncated
+                parse_reply(reply_type, reply.text),
+                request.schema_name,
+                request.max_tokens,
+                reply.truncated,
             )
             error = parsed.error
         shown = reply.text or json.dumps([_call_dict(c) for c in calls])
@@ -463,15 +480,15 @@ _FIXES: dict[str, str] = {
 
 
 def _explain_truncation(
-    reply: Reply[ReplyT], request: ModelRequest, truncated: bool
+    reply: Reply[ReplyT], schema_name: str, max_tokens: int | None, truncated: bool
 ) -> Reply[ReplyT]:
     """An invalid reply that stopped at ``max_tokens`` says so, and what to do about it."""
     if reply.error is None or not truncated:
         return reply
-    limit = f" ({request.max_tokens} tokens)" if request.max_tokens is not None else ""
+    limit = f" ({max_tokens} tokens)" if max_tokens is not None else ""
     error = (
         f"the reply was cut off at the max_tokens limit{limit} before the JSON object was "
-        f"complete: answer with a shorter {request.schema_name} (fewer, smaller items; "
+        f"complete: answer with a shorter {schema_name} (fewer, smaller items; "
         "diffs instead of whole files), or raise [max_tokens] in keel.toml"
     )
     return Reply(None, error, reply.text)

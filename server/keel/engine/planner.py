@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,6 +233,16 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the architect's prompt shows of the workspace."""
+
+    listing: Sequence[str]
+    key_files: Sequence[PromptFile]
+    languages: Sequence[str]
+    repo_map: str | None = None
+
+
 class Planner:
     """Asks the architect tier for a plan until one validates."""
 
@@ -260,15 +270,35 @@ class Planner:
         *,
         repo_map: str | None = None,
     ) -> TaskPlan:
+        inputs = PlanInputs(listing, key_files, languages, repo_map)
+
+        async def given() -> PlanInputs:
+            return inputs
+
+        return await self.plan_lazily(task, given)
+
+    async def plan_lazily(self, task: str, inputs: Callable[[], Awaitable[PlanInputs]]) -> TaskPlan:
+        """:meth:`plan`, awaiting ``inputs`` only for a prompt that is sent: a resumed
+        session replays its recorded plan without listing or mapping the workspace."""
         errors: list[str] = []
         for attempt in range(1, PLAN_ATTEMPTS + 1):
-            prompt = prompts.architect_prompt(
-                task, listing, key_files, languages, errors, repo_map=repo_map
-            )
-            if self._explore is not None:
-                prompt += "\n\n" + prompts.explore_hint(
-                    self._explore.max_turns, self._explore.max_tokens
+
+            async def prompt(errors: list[str] = errors) -> str:
+                view = await inputs()
+                text = prompts.architect_prompt(
+                    task,
+                    view.listing,
+                    view.key_files,
+                    view.languages,
+                    errors,
+                    repo_map=view.repo_map,
                 )
+                if self._explore is not None:
+                    text += "\n\n" + prompts.explore_hint(
+                        self._explore.max_turns, self._explore.max_tokens
+                    )
+                return text
+
             reply = await self._gateway.ask(
                 Tier.ARCHITECT,
                 TaskPlan,

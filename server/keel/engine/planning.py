@@ -21,7 +21,7 @@ from pathlib import Path
 from keel.bundles.paths import PathError, normalize
 from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, read_for_prompt
-from keel.engine.planner import Planner, PlanScope
+from keel.engine.planner import PlanInputs, Planner, PlanScope
 from keel.engine.ports import LanguagePlugin, RepoMap, RepositoryContext
 from keel.engine.replies import TaskPlan
 from keel.engine.verifier import tree_files
@@ -173,22 +173,25 @@ async def draft_plan(
     architect call read-only tools before it answers. ``previous`` (a follow-up) shows the
     architect the session it continues.
     """
-    view = await workspace_view(
-        workspace,
-        plugins,
-        [*focus_of(scope), *focus],
-        task=task,
-        context=context,
-        map_tokens=map_tokens,
-    )
+    views: list[PlanInputs] = []
+
+    async def inputs() -> PlanInputs:
+        # Only for a prompt that is sent: a resumed session replays a recorded plan without
+        # listing the workspace or building its map (docs/benchmarks.md, start-up).
+        if not views:
+            view = await workspace_view(
+                workspace,
+                plugins,
+                [*focus_of(scope), *focus],
+                task=task,
+                context=context,
+                map_tokens=map_tokens,
+            )
+            views.append(PlanInputs(view.listing, view.key_files, view.languages, view.repo_map))
+        return views[0]
+
     planner = Planner(gateway, on_invalid, scope, root=workspace, explore=explore)
-    return await planner.plan(
-        with_previous(task, previous),
-        view.listing,
-        view.key_files,
-        view.languages,
-        repo_map=view.repo_map,
-    )
+    return await planner.plan_lazily(with_previous(task, previous), inputs)
 
 
 def plan_dict(plan: TaskPlan) -> Mapping[str, object]:

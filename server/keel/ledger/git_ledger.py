@@ -161,6 +161,19 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+#: Where the work tree, the repository, its index and its exclude file are, in one call.
+_DISCOVER = (
+    "rev-parse",
+    "--show-toplevel",
+    "--absolute-git-dir",
+    "--git-path",
+    "index",
+    "--show-prefix",
+    "--git-path",
+    "info/exclude",
+)
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Where the repository lives relative to the workspace."""
@@ -297,9 +310,11 @@ class GitLedger:
         if not self._workspace.is_dir():
             raise KeelError(f"workspace {self._workspace} is not a directory")
         env = git_environment()
-        probe = _execute(["rev-parse", "--is-inside-work-tree"], self._workspace, env)
-        if probe.returncode != 0:
-            detail = _text(probe.stderr).strip()
+        # One git call in an existing repository (every command that reads the ledger pays
+        # for it): asking where things are fails outside a repository, saying so.
+        proc = _execute(_DISCOVER, self._workspace, env)
+        if proc.returncode != 0:
+            detail = _text(proc.stderr).strip()
             if "not a git repository" not in detail:
                 raise KeelError(f"cannot use {self._workspace} as a git workspace: {detail}")
             if not create:
@@ -310,18 +325,16 @@ class GitLedger:
             if done.returncode != 0:
                 raise _failure(["init"], done)
             _log.info("initialised a git repository in %s", self._workspace)
-        layout = self._discover(env)
+            proc = _execute(_DISCOVER, self._workspace, env)
+        layout = self._discover(proc)
         if create:
             _ensure_excluded(layout.exclude)
         return layout
 
-    def _discover(self, env: Mapping[str, str]) -> _Layout:
-        args = ["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path", "index"]
-        args += ["--show-prefix", "--git-path", "info/exclude"]
-        proc = _execute(args, self._workspace, env)
+    def _discover(self, proc: subprocess.CompletedProcess[bytes]) -> _Layout:
         if proc.returncode != 0:
             raise KeelError(
-                f"cannot use {self._workspace} as a git workspace: {_failure(args, proc)}"
+                f"cannot use {self._workspace} as a git workspace: {_failure(_DISCOVER, proc)}"
             )
         top, git_dir, index, prefix, exclude = _text(proc.stdout).rstrip("\n").split("\n")
         return _Layout(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from keel.engine.events import EventLog
 from keel.engine.gateway import Budget, ModelGateway
 from keel.engine.models import NodeState, Tier
 from keel.engine.node import NodeContext, NodeRunner, Removals
-from keel.engine.ports import Decision, SessionRecords, SessionStore
+from keel.engine.ports import Decision, RepoMap, SessionRecords, SessionStore
 from keel.engine.redaction import Redactor
 from keel.engine.replies import PlanNode
 from keel.engine.session import Engine, SessionResult
@@ -294,6 +295,47 @@ async def test_a_resume_skips_committed_nodes_and_replays_recorded_replies(
     assert await records.node_states() == {"n1": "committed", "n2": "committed"}
     assert isinstance(sink.events[0], ev.SessionResumed)
     assert [n.node for n in sink.of(ev.NodeStarted)] == ["n2"]
+
+
+class CountingMap:
+    """A repository context that counts how often the architect's map is built."""
+
+    def __init__(self) -> None:
+        self.maps = 0
+
+    async def render_map(
+        self, task: str, *, focus: Sequence[str] = (), budget_tokens: int
+    ) -> RepoMap:
+        self.maps += 1
+        return RepoMap(text="Repository map:\ncalc.py:", tokens=4)
+
+    async def related_definitions(self, paths: Sequence[str], *, budget_tokens: int) -> str:
+        return ""
+
+
+async def test_a_resume_replays_the_plan_without_mapping_the_workspace(tmp_path: Path) -> None:
+    """The map only feeds the architect's prompt: a resume whose plan is recorded never builds
+    it (docs/benchmarks.md, start-up), and a fresh session builds it once."""
+    store, ledger, context = MemoryStore(), MemoryLedger(), CountingMap()
+    first: Replies = {
+        ("architect", None, 1): two_nodes(),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+    }
+    engine, client, _ = make_engine(
+        tmp_path, first, store=store, ledger=ledger, budget=Budget(max_steps=2)
+    )
+    engine.context = context
+    result = await run(engine)
+    assert result.budget_stop and context.maps == 1
+    assert "Repository map:" in client.requests[0].prompt
+
+    again: Replies = {("actuator", "n2", 1): bundle_reply({"report.py": "a = 1\n"})}
+    engine, client, _ = make_engine(tmp_path, again, store=store, ledger=ledger)
+    engine.context = context
+    result = await run(engine, resume=True)
+    assert result.outcome == "success", result.reason
+    assert context.maps == 1  # the recorded plan was replayed without its prompt
+    assert [(r.tier.value, r.node_id) for r in client.requests] == [("actuator", "n2")]
 
 
 async def test_a_resume_completes_a_commit_the_store_never_heard_of(tmp_path: Path) -> None:

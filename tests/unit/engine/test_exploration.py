@@ -176,3 +176,44 @@ async def test_log_llm_keeps_what_the_model_read_in_each_turn() -> None:
     assert "[result]\nopen_file a.py" in str(second.prompt)
     assert "exploration budget is spent" in str(second.prompt)
     assert second.prompt_chars > first.prompt_chars
+
+
+async def test_a_lazy_prompt_is_built_on_resume_only_for_the_turn_that_is_sent() -> None:
+    """Killed during the exploration: the resume replays the recorded turns without the
+    prompt, then builds it once for the unanswered turn, the same prompt as the first run's."""
+    store, tools = RecordingStore(), Tools()
+    built: list[str] = []
+
+    async def prompt() -> str:
+        built.append("plan")
+        return "plan from the workspace view"
+
+    first = ScriptedClient([opens("a.py"), opens("b.py"), RuntimeError("killed")])
+    gateway = make_gateway(first, store)
+    try:
+        await gateway.ask(
+            Tier.ARCHITECT,
+            TaskPlan,
+            system="sys",
+            prompt=prompt,
+            node_id=None,
+            attempt=1,
+            explore=Exploration(tools, 5, 1000),
+        )
+    except RuntimeError:
+        pass
+    assert len(built) == 1 and len(first.requests) == 3
+    again = ScriptedClient([PLAN])
+    reply = await make_gateway(again, store).ask(
+        Tier.ARCHITECT,
+        TaskPlan,
+        system="sys",
+        prompt=prompt,
+        node_id=None,
+        attempt=1,
+        explore=Exploration(tools, 5, 1000),
+    )
+    assert reply.value is not None and len(built) == 2 and len(tools.ran) == 2
+    [sent] = again.requests
+    assert sent.turn == 3 and sent.prompt == first.requests[-1].prompt
+    assert sent.prompt.startswith("plan from the workspace view")

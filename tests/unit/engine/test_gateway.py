@@ -267,6 +267,49 @@ async def test_an_answered_step_is_replayed_without_a_second_call() -> None:
     assert kinds.index("begin_step") < kinds.index("finish_step")
 
 
+async def test_a_lazy_prompt_is_built_once_when_sent_and_never_for_a_replayed_step() -> None:
+    """A resume replays recorded steps without building their prompts (the architect's needs
+    the repository map); a step that is sent gets the prompt, bounded like a plain one."""
+    client = ScriptedClient([REPORT])
+    gateway = make_gateway(client, RecordingStore())
+    built: list[str] = []
+
+    async def prompt() -> str:
+        built.append("built")
+        return "lazily " * 3
+
+    first = await gateway.ask(
+        Tier.VERIFIER, VerifierReport, system="sys", prompt=prompt, node_id="n1", attempt=41
+    )
+    assert built == ["built"] and first.value is not None
+    assert client.requests[0].prompt == "lazily " * 3
+
+    async def refuse() -> str:
+        raise AssertionError("a replayed step built its prompt")
+
+    again = await gateway.ask(
+        Tier.VERIFIER, VerifierReport, system="sys", prompt=refuse, node_id="n1", attempt=41
+    )
+    assert again.value == first.value and len(client.requests) == 1
+
+
+async def test_a_replayed_truncated_reply_still_explains_the_cut() -> None:
+    """Replayed without a request, a reply cut at ``max_tokens`` keeps its explanation."""
+    store = RecordingStore()
+    store.results["model:verifier:n1:5"] = {"text": '{"verdict": "unst', "truncated": True}
+    gateway = ModelGateway(
+        {},
+        store,
+        budget=Budget(),
+        log_llm=False,
+        redact=Redactor({}),
+        max_reply_tokens={Tier.VERIFIER: 321},
+    )
+    reply = await _ask(gateway, attempt=5)
+    assert reply.value is None and reply.error is not None
+    assert "max_tokens limit (321 tokens)" in reply.error and "verifier_report" in reply.error
+
+
 async def test_a_billed_reply_that_is_not_believed_still_counts_against_max_cost() -> None:
     charged = Usage(input_tokens=300, output_tokens=1000, cost_usd=0.7)
     unbelievable = ProviderError("reports a negative input token count (-5)", charged=charged)

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from keel.engine.models import Tier
-from keel.engine.planner import Planner, PlanningFailed, PlanScope, find_cycle, validate_plan
+from keel.engine.planner import (
+    PlanInputs,
+    Planner,
+    PlanningFailed,
+    PlanScope,
+    find_cycle,
+    validate_plan,
+)
 from keel.engine.replies import TaskPlan
 from tests.unit.engine.doubles import RecordingStore, ScriptedClient, make_gateway
 
@@ -359,3 +366,41 @@ def test_a_dependency_on_a_file_names_the_node_that_owns_it() -> None:
         "greet-tests depends on greet.py, which is a file: name the node that owns it "
         "(greet) in depends_on"
     )
+
+
+async def test_a_resumed_plan_builds_its_inputs_only_for_the_attempt_it_sends() -> None:
+    """A crash after an invalid first attempt: the resume replays attempt 1 without the
+    workspace view, then builds the view once for attempt 2, whose prompt carries attempt 1's
+    errors as the first run's would have."""
+    store = RecordingStore()
+    store.results["model:architect:-:1"] = {"text": json.dumps(CYCLIC)}
+    client = ScriptedClient([json.dumps(VALID)])
+    invalid: list[int] = []
+    planner = Planner(make_gateway(client, store), on_invalid=lambda a, e: invalid.append(a))
+    views = 0
+
+    async def inputs() -> PlanInputs:
+        nonlocal views
+        views += 1
+        return PlanInputs(["src/a.py", "LISTED.md"], [], ["python"])
+
+    plan = await planner.plan_lazily("task", inputs)
+    assert [n.id for n in plan.nodes] == ["a", "t"] and invalid == [1]
+    assert views == 1
+    [request] = client.requests
+    assert request.attempt == 2 and "LISTED.md" in request.prompt
+    assert "dependency cycle: a -> b -> a" in request.prompt
+
+
+async def test_a_fully_recorded_plan_never_builds_its_inputs() -> None:
+    store = RecordingStore()
+    store.results["model:architect:-:1"] = {"text": "not json"}
+    store.results["model:architect:-:2"] = {"text": json.dumps(VALID)}
+    client = ScriptedClient([])
+    planner = Planner(make_gateway(client, store), on_invalid=lambda a, e: None)
+
+    async def inputs() -> PlanInputs:
+        raise AssertionError("a replayed plan listed the workspace")
+
+    plan = await planner.plan_lazily("task", inputs)
+    assert [n.id for n in plan.nodes] == ["a", "t"] and client.requests == []

@@ -128,6 +128,43 @@ async def test_reading_only_uses_an_existing_repository_as_it_is(ws: Path) -> No
     assert (exclude.read_text() if exclude.exists() else None) == before
 
 
+def logging_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``git`` first on PATH that appends its arguments to a log, then runs the real one."""
+    real = subprocess.run(["which", "git"], capture_output=True, text=True, check=True)
+    shim, log = tmp_path / "shim", tmp_path / "git-calls.log"
+    shim.mkdir()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real.stdout.strip()} "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+async def test_opening_an_existing_repository_takes_one_git_call(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command that reads the ledger opens it: one ``rev-parse`` finds the work tree,
+    the repository, its index and exclude file (docs/benchmarks.md, start-up)."""
+    log = logging_git(tmp_path, monkeypatch)
+    ledger = await GitLedger.open(ws, create=False)
+    assert len(log.read_text().splitlines()) == 1
+    assert await ledger.entries() == []
+
+
+async def test_inside_the_git_directory_is_refused_with_gits_reason(ws: Path) -> None:
+    with pytest.raises(KeelError, match=r"cannot use .* as a git workspace: .*work tree"):
+        await GitLedger.open(ws / ".git", create=False)
+    with pytest.raises(KeelError, match=r"cannot use .* as a git workspace"):
+        await GitLedger.open(ws / ".git")
+
+
+async def test_a_new_repository_is_made_then_found(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    (plain / "sub").mkdir(parents=True)
+    ledger = await GitLedger.open(plain)
+    assert (plain / ".git").is_dir() and ledger.workspace == plain.resolve()
+    assert ".keel/" in (plain / ".git" / "info" / "exclude").read_text().splitlines()
+
+
 # --------------------------------------------------------------------- commit
 
 
