@@ -302,7 +302,8 @@ def autogroup_prefix(
     gives it as much CPU as ``keel serve``. Writing the niceness to ``/proc/<pid>/autogroup``
     lowers the group's weight (an unprivileged process may lower, never raise, it). The shim
     writes only when its group is not Keel's own (``own``, read now), so Keel's priority is
-    never touched; where the file cannot be written the command runs all the same. ``[]``
+    never touched; where the file cannot be written the command runs all the same (at its
+    own ``nice``). ``[]``
     when autogroups are off or ``niceness`` is 0.
     """
     try:
@@ -312,9 +313,18 @@ def autogroup_prefix(
         return []
     if niceness <= 0 or not on or not re.fullmatch(r"/autogroup-\d+", keel_group):
         return []
+    # The kernel lets an unprivileged process change an autogroup's niceness only once per
+    # 100 ms machine-wide (EAGAIN otherwise), so commands starting together would mostly keep
+    # nice 0. A background subshell retries (``$$`` there is still the shell's pid, which
+    # becomes the command's at ``exec``) until it lands, the command ends, or 3 s pass; the
+    # command itself starts at once.
+    retry = (
+        f"i=0; until echo {niceness} > /proc/$$/autogroup; do i=$((i+1));"
+        " [ $i -lt 60 ] && [ -e /proc/$$ ] || break; sleep 0.05; done"
+    )
     script = (
         f'{{ read -r group _ < /proc/$$/autogroup && [ "$group" != "{keel_group}" ]'
-        f' && echo {niceness} > /proc/$$/autogroup; }} 2>/dev/null; exec "$@"'
+        f' && ( {retry} ) </dev/null >/dev/null 2>&1 & }} 2>/dev/null; exec "$@"'
     )
     return ["/bin/sh", "-c", script, AUTOGROUP_SHIM]
 
