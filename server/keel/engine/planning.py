@@ -165,13 +165,15 @@ async def draft_plan(
     map_tokens: int = 0,
     explore: Exploration | None = None,
     previous: PreviousSession | None = None,
+    on_repaired: Callable[[int, list[str]], None] | None = None,
 ) -> TaskPlan:
     """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
 
     ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``);
     they come first in the listing and are the repository map's focus. ``explore`` lets the
     architect call read-only tools before it answers. ``previous`` (a follow-up) shows the
-    architect the session it continues.
+    architect the session it continues. ``on_repaired`` hears what Keel repaired in the plan
+    it returns (:mod:`keel.engine.repair`).
     """
     view = await workspace_view(
         workspace,
@@ -181,7 +183,9 @@ async def draft_plan(
         context=context,
         map_tokens=map_tokens,
     )
-    planner = Planner(gateway, on_invalid, scope, root=workspace, explore=explore)
+    planner = Planner(
+        gateway, on_invalid, scope, root=workspace, explore=explore, on_repaired=on_repaired
+    )
     return await planner.plan(
         with_previous(task, previous),
         view.listing,

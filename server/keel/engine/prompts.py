@@ -277,7 +277,8 @@ def _is_test_file(path: str) -> bool:
 
 #: Said to every actuator: the files it may write (a bundle writing others is refused whole).
 OWNED_ONLY = (
-    "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
+    "Write only these files: {files}, or a new file that no node owns (it becomes yours). A "
+    "bundle that writes another node's file or an existing file not yours is refused as a whole."
 )
 #: Said to the actuator of a unit_test node: the code under test is another node's.
 TEST_NODE_FILES = (
@@ -328,7 +329,7 @@ def actuator_prompt(
     # naming the cuts is only known after fitting) until the whole prompt is within the room.
     files_room = room - len(_actuator_text(head, [[], [], []], [], tail, reason))
     prompt = ""
-    for _ in range(3):
+    for _ in range(8):  # each pass may lengthen the sentence of cuts: a few passes settle it
         fitted, cuts = fit_files(groups, files_room, reason)
         prompt = _actuator_text(head, fitted, cuts, tail, reason)
         if len(prompt) <= room:
