@@ -310,9 +310,8 @@ class NodeRunner:
             await ctx.store.record_plan(plan.model_dump(mode="json"))
 
     async def _run_commands(self, bundle: ArtifactBundle, sandbox: Path) -> list[CommandResult]:
-        return [
-            await self._run_command(c, sandbox) for c in [*self.node.commands, *bundle.commands]
-        ]
+        commands = dict.fromkeys([*self.node.commands, *bundle.commands])  # each runs once
+        return [await self._run_command(c, sandbox) for c in commands]
 
     async def _run_command(self, command: str, sandbox: Path) -> CommandResult:
         ctx = self.ctx

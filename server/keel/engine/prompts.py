@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pydantic import BaseModel
 
 from keel.engine.bounds import cut_middle, fit_files, render_files
-from keel.engine.guard import PromptFile
+from keel.engine.guard import ABSENT, PromptFile
 from keel.engine.models import NodeKind, Residual
 from keel.engine.replies import (
     SCHEMA_NAMES,
@@ -280,6 +280,8 @@ OWNED_ONLY = (
     "Write only these files: {files}, or a new file that no node owns (it becomes yours). A "
     "bundle that writes another node's file or an existing file not yours is refused as a whole."
 )
+#: Said to every actuator whose owned files are not all there: each is its to write.
+TO_CREATE = "Not written yet, and yours to create in this bundle with a full write: {files}."
 #: Said to the actuator of a unit_test node: the code under test is another node's.
 TEST_NODE_FILES = (
     "This is a unit_test node: the code it tests is already written (see the context files) "
@@ -310,6 +312,9 @@ def actuator_prompt(
     """
     head = [f"Task: {task}", "", node_block(node)]
     head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
+    absent = [f.path for f in owned if f.note == ABSENT and not f.path.endswith("/")]
+    if absent:
+        head.append(TO_CREATE.format(files=", ".join(absent)))
     if node.kind is NodeKind.CODE and not any(_is_test_file(path) for path in node.owns):
         head.append(CODE_NODE_COMMANDS)
     if node.kind is NodeKind.UNIT_TEST:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from keel.engine import events as ev
 from keel.engine.models import NodeState
-from tests.unit.engine.doubles import MemoryLedger, MemoryStore, bundle_reply, node_spec, plan_reply
+from tests.unit.engine.doubles import (
+    FakeRunner,
+    MemoryLedger,
+    MemoryStore,
+    bundle_reply,
+    node_spec,
+    plan_reply,
+)
 from tests.unit.engine.test_engine_in_memory import GOOD, SESSION, Replies, make_engine, run
 
 TEST = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
@@ -139,3 +146,28 @@ async def test_a_command_running_a_test_another_node_writes_says_to_drop_it(
     assert (await run(engine)).outcome == "success"
     messages = [str(item["message"]) for item in sink.of(ev.Verification)[0].evidence]
     assert any("which t writes: drop the command (t runs it)" in m for m in messages)
+
+
+async def test_the_actuator_hears_which_owned_files_it_must_create(tmp_path: Path) -> None:
+    ledger = MemoryLedger({"calc.py": GOOD.encode()})
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py", "test_calc.py", "pkg/"])),
+        ("actuator", "n1", 1): bundle_reply({"test_calc.py": TEST}),
+    }
+    engine, client, _ = make_engine(tmp_path, replies, ledger=ledger)
+    await run(engine)  # the folder it owns stays empty; what matters here is the prompt
+    prompt = next(r for r in client.requests if r.tier.value == "actuator").prompt
+    assert "yours to create in this bundle with a full write: test_calc.py." in prompt
+
+
+async def test_a_bundle_repeating_the_plan_s_command_runs_it_once(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(
+            node_spec("n1", ["calc.py"], commands=["python -c 'import calc'"])
+        ),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}, ["python -c 'import calc'"]),
+    }
+    engine, _, _ = make_engine(tmp_path, replies, runner=runner)
+    assert (await run(engine)).outcome == "success"
+    assert runner.ran.count("python -c 'import calc'") == 1
