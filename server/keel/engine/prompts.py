@@ -312,7 +312,7 @@ def actuator_prompt(
     """
     head = [f"Task: {task}", "", node_block(node)]
     head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
-    absent = [f.path for f in owned if f.note == ABSENT and not f.path.endswith("/")]
+    absent = [f.path for f in owned if f.note == ABSENT]
     if absent:
         head.append(TO_CREATE.format(files=", ".join(absent)))
     if node.kind is NodeKind.CODE and not any(_is_test_file(path) for path in node.owns):
