@@ -150,7 +150,10 @@ def _new_content(kind: str, path: str, before: bytes | None, payload: str | None
         return payload.encode()
     if kind == "delete":
         if before is None:
-            raise PatchError(f"cannot delete {path}: it does not exist")
+            raise PatchError(
+                f"cannot delete {path}: it does not exist (to create it, put it in writes "
+                "with its full content)"
+            )
         return None
     assert payload is not None
     text = None if before is None else before.decode()

@@ -14,8 +14,7 @@ The repairs, in order:
    exists, the node's own id and an unknown id are dropped, unless dropping leaves a
    unit_test node without anything it tests;
 3. a contract symbol that is a test function (``test_...``, ``Test...``) leaves a node that
-   owns no test file, and joins the contract of the one node owning test files if there is
-   exactly one;
+   owns no test file (a test's name is no interface: the test runner finds any name);
 4. a contract symbol the node's title shows as a parameter (``greet(name)``) is dropped;
 5. a command naming a file another node's unit_test node writes merges that test node into
    the node running it (the file must exist when the command runs);
@@ -282,30 +281,18 @@ def _as_path(raw: str) -> str | None:
 
 
 def _test_symbols(nodes: list[PlanNode], repairs: list[str]) -> None:
-    testers = [node for node in nodes if any(is_test_path(p) for p in _owned_paths(node))]
     for index, node in enumerate(nodes):
-        if node in testers:
+        if any(is_test_path(p) for p in _owned_paths(node)):
             continue
         moved = [s for s in node.contract.symbols if TEST_SYMBOL.match(s)]
         if not moved:
             continue
         kept = [s for s in node.contract.symbols if s not in moved]
         nodes[index] = _with_symbols(node, kept)
-        names = ", ".join(moved)
-        if len(testers) == 1:
-            target = testers[0]
-            position = nodes.index(target)
-            nodes[position] = _with_symbols(target, _unique([*target.contract.symbols, *moved]))
-            testers[0] = nodes[position]
-            repairs.append(
-                f"{node.id} listed the test {names} in its contract but owns no test file: "
-                f"moved to {target.id}, which owns the tests"
-            )
-        else:
-            repairs.append(
-                f"{node.id} listed the test {names} in its contract but owns no test file: "
-                "dropped from its contract"
-            )
+        repairs.append(
+            f"{node.id} listed the test {', '.join(moved)} in its contract but owns no test "
+            "file: dropped from its contract (the tests' names are the test files' own)"
+        )
 
 
 def _parameter_symbols(nodes: list[PlanNode], repairs: list[str]) -> None:

@@ -134,23 +134,21 @@ def test_a_dependency_on_a_file_that_nobody_writes_and_does_not_exist_is_kept() 
 # -- 3 and 4. contract symbols --------------------------------------------------------------
 
 
-def test_a_test_function_in_a_code_nodes_contract_moves_to_the_node_owning_the_tests() -> None:
-    """Fix, run 4: ``test_mean`` in the contract of the node owning stats.py."""
+def test_a_test_function_in_a_code_nodes_contract_is_dropped() -> None:
+    """Fix, run 4: ``test_mean`` in the contract of the node owning stats.py. A test's name
+    is no interface: imposing it on the test node would fail a test named otherwise."""
     plan = _plan(
-        _node("fix", owns=["stats.py"], contract={"symbols": ["mean", "test_mean"]}),
+        _node("fix", owns=["stats.py"], contract={"symbols": ["mean", "test_mean", "TestX"]}),
         _node("t", "unit_test", owns=["test_stats.py"], depends_on=["fix"]),
     )
     repaired = repair_plan(plan)
     nodes = _nodes(repaired.plan)
     assert nodes["fix"]["contract"]["symbols"] == ["mean"]
-    assert nodes["t"]["contract"]["symbols"] == ["test_mean"]
-
-
-def test_a_test_function_is_dropped_when_no_single_node_owns_the_tests() -> None:
-    plan = _plan(_node("fix", owns=["stats.py"], contract={"symbols": ["mean", "TestMean"]}))
-    repaired = repair_plan(plan)
-    assert _nodes(repaired.plan)["fix"]["contract"]["symbols"] == ["mean"]
-    assert "dropped from its contract" in repaired.repairs[0]
+    assert nodes["t"]["contract"]["symbols"] == []
+    assert repaired.repairs == [
+        "fix listed the test test_mean, TestX in its contract but owns no test file: dropped "
+        "from its contract (the tests' names are the test files' own)"
+    ]
 
 
 def test_a_node_owning_its_tests_keeps_test_symbols() -> None:
