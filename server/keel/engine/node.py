@@ -329,10 +329,16 @@ class NodeRunner:
         plan, node = self.ctx.plan, self.node
         path = missing[0]
         owner = owner_of(path, plan.nodes) if plan is not None else None
-        if owner is None or owner == node.id:
+        if owner == node.id:
             return (
-                f"it runs {path}, which does not exist: write {path} in this bundle (it is "
-                "yours to write) or drop the command"
+                f"it runs {path}, which does not exist: put {path} in this bundle's writes "
+                "with its full content (this node owns it)"
+            )
+        if owner is None:
+            return (
+                f"it runs {path}, which does not exist: put {path} in this bundle's writes "
+                "with its full content (no node owns it: it becomes this node's), or drop "
+                "the command"
             )
         return (
             f"it runs {path}, which does not exist yet and which {owner} writes: drop the "

@@ -122,11 +122,12 @@ async def test_a_command_running_a_test_nobody_wrote_is_not_run_and_says_what_to
     assert not first.stable
     messages = [str(item["message"]) for item in first.evidence]
     assert any(
-        "it runs test_calc.py, which does not exist: write test_calc.py in this bundle" in m
+        "it runs test_calc.py, which does not exist: put test_calc.py in this bundle's writes" in m
+        and "or drop the command" in m
         for m in messages
     )
     second = [r for r in client.requests if r.tier.value == "actuator"][1]
-    assert "write test_calc.py in this bundle" in second.prompt
+    assert "put test_calc.py in this bundle's writes" in second.prompt
     assert [a.path for a in sink.of(ev.FileAdopted)] == ["test_calc.py"]
 
 
@@ -171,3 +172,25 @@ async def test_a_bundle_repeating_the_plan_s_command_runs_it_once(tmp_path: Path
     engine, _, _ = make_engine(tmp_path, replies, runner=runner)
     assert (await run(engine)).outcome == "success"
     assert runner.ran.count("python -c 'import calc'") == 1
+
+
+async def test_a_command_running_an_owned_test_not_yet_written_says_to_write_it(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(
+            node_spec("n1", ["calc.py", "test_calc.py"], commands=["pytest test_calc.py"])
+        ),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD, "test_calc.py": TEST}),
+    }
+    runner = FakeRunner()
+    engine, _, sink = make_engine(tmp_path, replies, runner=runner)
+    assert (await run(engine)).outcome == "success"
+    messages = [str(item["message"]) for item in sink.of(ev.Verification)[0].evidence]
+    told = [m for m in messages if "it runs test_calc.py" in m]
+    assert told == [
+        "not run: it runs test_calc.py, which does not exist: put test_calc.py in this "
+        "bundle's writes with its full content (this node owns it)"
+    ]
+    assert runner.ran == ["pytest test_calc.py"]  # run only once the file was there
