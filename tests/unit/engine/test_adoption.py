@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from keel.engine import events as ev
 from keel.engine.models import NodeState
 from tests.unit.engine.doubles import (
@@ -194,3 +196,19 @@ async def test_a_command_running_an_owned_test_not_yet_written_says_to_write_it(
         "bundle's writes with its full content (this node owns it)"
     ]
     assert runner.ran == ["pytest test_calc.py"]  # run only once the file was there
+
+
+@pytest.mark.parametrize("path", [".env", ".git/hooks/post-commit", ".keel/x.py", "../out.py"])
+async def test_secrets_and_keel_s_own_places_are_never_adopted(tmp_path: Path, path: str) -> None:
+    (tmp_path / ".git").mkdir()
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD, path: "x = 1\n"}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": GOOD}),
+    }
+    ledger = MemoryLedger()
+    engine, _, sink = make_engine(tmp_path, replies, ledger=ledger)
+    assert (await run(engine)).outcome == "success"
+    assert sink.of(ev.FileAdopted) == []
+    assert sink.of(ev.BundleGenerated)[0].problems  # refused as before
+    assert set(ledger.files) == {"calc.py"}
