@@ -104,6 +104,8 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
             )
             continue
         if path in result.changes:
+            if kind == "write" and payload is not None and payload.encode() == result.changes[path]:
+                continue  # the same full write twice: one write, nothing ambiguous
             result.problems.append(Problem("path", path, f"{path} is changed twice in one bundle"))
             continue
         try:
