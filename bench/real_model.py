@@ -179,6 +179,9 @@ class Outcome:
     wall_s: float = 0.0
     failed_at: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
+    #: What Keel fixed for the model: plan repairs and files adopted by the node writing them.
+    repairs: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
 
 
 # -- setup (cached) -----------------------------------------------------------------------
@@ -379,7 +382,11 @@ def summarise(outcome: Outcome, events: list[dict[str, Any]], stderr: str, code:
     problems: list[str] = []
     for event in events:
         kind = event["type"]
-        if kind == "plan_invalid":
+        if kind == "plan_repaired":
+            outcome.repairs += [str(repair) for repair in event["repairs"]]
+        elif kind == "file_adopted":
+            outcome.adopted.append(f"{event['node']}: {event['path']}")
+        elif kind == "plan_invalid":
             problems.append(f"plan invalid (attempt {event['attempt']}): {event['errors'][0]}")
         elif kind == "plan_failed":
             problems.append(f"plan failed: {event['reason']}")

@@ -62,9 +62,8 @@ async def test_invalid_reply_is_evidence_for_the_next_attempt(
         "/tmp/keel-absolute-escape.py",
         ".git/hooks/pre-commit",
         ".keel/keel.db",
-        "other.py",
     ],
-    ids=["dotdot", "absolute", "git-dir", "keel-dir", "not-owned"],
+    ids=["dotdot", "absolute", "git-dir", "keel-dir"],
 )
 async def test_paths_outside_the_node_are_refused(tmp_path: Path, bad_path: str) -> None:
     outside = tmp_path / "escape.py"
@@ -84,6 +83,28 @@ async def test_paths_outside_the_node_are_refused(tmp_path: Path, bad_path: str)
     assert not hook.exists() or "pwned" not in hook.read_text()
     # the rejected bundle was all-or-nothing: calc.py only came from attempt 2
     assert git(tmp_path / "ws", "log", "--format=%s").splitlines() == ["keel: Node node-1"]
+
+
+async def test_another_node_s_file_is_refused_and_a_new_unowned_one_adopted(
+    tmp_path: Path,
+) -> None:
+    """A file no node owns that did not exist is adopted by the node writing it
+    (docs/explanation/plan-repair.md); another node's file is refused all-or-nothing."""
+    entries = [
+        plan(node("node-1", ["calc.py"]), node("node-2", ["other.py"], depends_on=["node-1"])),
+        bundle("node-1", 1, writes={"calc.py": GOOD, "other.py": "print('pwned')\n"}),
+        bundle("node-1", 2, writes={"calc.py": GOOD, "helper.py": "X = 1\n"}),
+        bundle("node-2", 1, writes={"other.py": "Y = 2\n"}),
+    ]
+    result, sink = await run_session(tmp_path / "ws", entries)
+    assert result.outcome == "success"
+    first = _evidence(sink, 1)
+    assert [e["source"] for e in first] == ["bundle"]
+    assert "other.py is not owned by this node" in first[0]["message"]
+    assert [(e["node"], e["path"]) for e in sink.of("file_adopted")] == [("node-1", "helper.py")]
+    ws = tmp_path / "ws"
+    assert git(ws, "show", "HEAD:other.py") == "Y = 2\n"
+    assert git(ws, "show", "HEAD~1:helper.py") == "X = 1\n"
 
 
 async def test_symlink_escaping_the_workspace_is_refused(tmp_path: Path) -> None:

@@ -115,6 +115,9 @@ SAMPLES: list[ev.Event] = [
         cost_usd=0.25,
         unpriced=1,
     ),
+    # Kinds added later go before the last, so the indices above stay put.
+    ev.PlanRepaired(attempt=1, repairs=["n2 and n1 owned the same file (a.py): merged into n1"]),
+    ev.FileAdopted(node="n1", attempt=1, path="test_a.py"),
     ev.SessionFinished(
         outcome="partial",
         reason="not committed: node-2 (failed)",

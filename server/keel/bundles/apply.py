@@ -104,6 +104,8 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
             )
             continue
         if path in result.changes:
+            if kind == "write" and payload is not None and payload.encode() == result.changes[path]:
+                continue  # the same full write twice: one write, nothing ambiguous
             result.problems.append(Problem("path", path, f"{path} is changed twice in one bundle"))
             continue
         try:
@@ -150,7 +152,10 @@ def _new_content(kind: str, path: str, before: bytes | None, payload: str | None
         return payload.encode()
     if kind == "delete":
         if before is None:
-            raise PatchError(f"cannot delete {path}: it does not exist")
+            raise PatchError(
+                f"cannot delete {path}: it does not exist (to create it, put it in writes "
+                "with its full content)"
+            )
         return None
     assert payload is not None
     text = None if before is None else before.decode()

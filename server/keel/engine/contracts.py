@@ -29,6 +29,10 @@ def _defines(text: str, symbol: str) -> bool:
     return any(re.search(p, text, flags=re.MULTILINE) for p in patterns)
 
 
+#: The residual of an owned file the bundle did not write.
+OWNED_MISSING = "owned file was not created: put it in the bundle's writes with its full content"
+
+
 def check_contract(
     node: PlanNode, owned: Mapping[str, str | None], deleted: Iterable[str] = ()
 ) -> SensorReport:
@@ -40,9 +44,7 @@ def check_contract(
     gone = set(deleted)
     for path, text in owned.items():
         if text is None and path not in gone:
-            residuals.append(
-                Residual(Component.STR, "owned file was not created", "contract", path=path)
-            )
+            residuals.append(Residual(Component.STR, OWNED_MISSING, "contract", path=path))
     texts = {path: text for path, text in owned.items() if text is not None}
     where = ", ".join(texts) or "any owned file"
     for symbol in node.contract.symbols:

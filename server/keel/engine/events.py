@@ -36,12 +36,14 @@ class EventKind(StrEnum):
     SESSION_RESUMED = "session_resumed"
     PLAN_INVALID = "plan_invalid"
     PLAN_FAILED = "plan_failed"
+    PLAN_REPAIRED = "plan_repaired"
     EXPLORE = "explore"
     PLAN_READY = "plan_ready"
     BASELINE = "baseline"
     WARNING = "warning"
     NODE_STARTED = "node_started"
     BUNDLE_GENERATED = "bundle_generated"
+    FILE_ADOPTED = "file_adopted"
     VERIFICATION = "verification"
     NODE_RETRYING = "node_retrying"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -171,6 +173,26 @@ class PlanInvalid(Event):
 class PlanFailed(Event):
     type = EventKind.PLAN_FAILED
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRepaired(Event):
+    """Keel fixed mistakes of the architect's plan that have one obvious fix
+    (:mod:`keel.engine.repair`); one sentence per repair."""
+
+    type = EventKind.PLAN_REPAIRED
+    attempt: int
+    repairs: Sequence[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileAdopted(Event):
+    """A node's bundle created a file no node owns: the node owns it from now on."""
+
+    type = EventKind.FILE_ADOPTED
+    node: str
+    attempt: int
+    path: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -452,12 +474,14 @@ RECORDS: Mapping[EventKind, type[Event]] = {
         SessionResumed,
         PlanInvalid,
         PlanFailed,
+        PlanRepaired,
         Explore,
         PlanReady,
         BaselineEvent,
         WarningEvent,
         NodeStarted,
         BundleGenerated,
+        FileAdopted,
         Verification,
         NodeRetrying,
         AwaitingApproval,

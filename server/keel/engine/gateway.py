@@ -447,7 +447,23 @@ def parse_reply(reply_type: type[ReplyT], text: str) -> Reply[ReplyT]:
     try:
         return Reply(reply_type.model_validate_json(body), None, text)
     except ValidationError as exc:
+        lenient = _with_raw_control_characters(body)
+        if lenient is not None and exc.errors()[0]["type"] == "json_invalid":
+            try:  # a raw newline inside a string means a newline: unambiguous
+                return Reply(reply_type.model_validate(lenient), None, text)
+            except ValidationError:
+                pass
         return Reply(None, _describe(exc), text)
+
+
+def _with_raw_control_characters(body: str) -> object | None:
+    """``body`` parsed as JSON that allows raw control characters (a literal newline or tab)
+    inside strings, as small models write code in a ``content``; None if it is not that."""
+    try:
+        parsed: object = json.loads(body, strict=False)
+    except ValueError:
+        return None
+    return parsed
 
 
 def _describe(exc: ValidationError) -> str:

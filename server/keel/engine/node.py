@@ -24,13 +24,14 @@ from pathlib import Path
 from keel.bundles.apply import ChangeSet, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.bundles.hunks import bundle_hunks, split, unknown_ids
+from keel.bundles.paths import PathError
 from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
 from keel.engine.energy import measure
 from keel.engine.events import EventLog
 from keel.engine.gateway import ModelGateway
-from keel.engine.guard import read_for_prompt
+from keel.engine.guard import check_plan_path, read_for_prompt
 from keel.engine.models import (
     CommandResult,
     Component,
@@ -56,7 +57,8 @@ from keel.engine.ports import (
     Settlement,
 )
 from keel.engine.records import AttemptRecord
-from keel.engine.replies import ArtifactBundle, PlanNode
+from keel.engine.repair import command_files, is_test_path, owner_of
+from keel.engine.replies import ArtifactBundle, PlanNode, TaskPlan
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
 
@@ -128,6 +130,9 @@ class NodeContext:
     repository: RepositoryContext | None = None
     #: Finished sandboxes being deleted; the session drains it before it ends.
     removals: Removals = field(default_factory=Removals)
+    #: The session's plan, whose nodes' ``owns`` say who may write what; with it, a bundle
+    #: creating a file no node owns adopts it (docs/explanation/plan-repair.md).
+    plan: TaskPlan | None = None
 
     @property
     def sandbox_root(self) -> Path:
@@ -292,6 +297,7 @@ class NodeRunner:
         self, number: int, bundle: ArtifactBundle, sandbox: Path
     ) -> Attempt:
         ctx, node = self.ctx, self.node
+        await self._adopt(number, bundle, sandbox)
         changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
         await ctx.events.emit(
             ev.BundleGenerated(
@@ -320,18 +326,65 @@ class NodeRunner:
         energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes))
         return Attempt(number, bundle, changes, energy)
 
+    async def _adopt(self, number: int, bundle: ArtifactBundle, sandbox: Path) -> None:
+        """The files ``bundle`` creates that no node of the plan owns become this node's.
+
+        Only a whole-file write of a path that exists neither in the sandbox (the committed
+        state) nor in the workspace (an untracked file of the user's) is adopted, and only
+        while no node owns it or a folder it is in: a file another node owns, or one the
+        plan never named that already exists, is still refused.
+        """
+        ctx, node, plan = self.ctx, self.node, self.ctx.plan
+        if plan is None:
+            return
+        candidates = await asyncio.to_thread(
+            _new_files, [w.path for w in bundle.writes], sandbox, ctx.workspace
+        )
+        adopted = []
+        for path in candidates:  # no await between the check and the claim: one owner
+            if owner_of(path, plan.nodes) is None:
+                node.owns.append(path)
+                adopted.append(path)
+        for path in adopted:
+            await ctx.events.emit(ev.FileAdopted(node=node.id, attempt=number, path=path))
+        if adopted:
+            await ctx.store.record_plan(plan.model_dump(mode="json"))
+
     async def _run_commands(self, bundle: ArtifactBundle, sandbox: Path) -> list[CommandResult]:
-        return [
-            await self._run_command(c, sandbox) for c in [*self.node.commands, *bundle.commands]
-        ]
+        commands = dict.fromkeys([*self.node.commands, *bundle.commands])  # each runs once
+        return [await self._run_command(c, sandbox) for c in commands]
 
     async def _run_command(self, command: str, sandbox: Path) -> CommandResult:
         ctx = self.ctx
+        missing = await asyncio.to_thread(_missing_tests, command, sandbox)
+        if missing:
+            return CommandResult(command, -1, "", refused=self._unwritten(missing))
         allowed = any(plugin.command_allowed(command) for plugin in ctx.plugins)
         if not allowed and not await ctx.approver.approve_command(self.node.id, command):
             reason = "not on the plugins' allow-list and not approved"
             return CommandResult(command, -1, "", refused=reason)
         return await ctx.runner.run(command, sandbox, timeout_s=ctx.settings.command_timeout_s)
+
+    def _unwritten(self, missing: list[str]) -> str:
+        """What to do about a command that runs test files nobody has written."""
+        plan, node = self.ctx.plan, self.node
+        path = missing[0]
+        owner = owner_of(path, plan.nodes) if plan is not None else None
+        if owner == node.id:
+            return (
+                f"it runs {path}, which does not exist: put {path} in this bundle's writes "
+                "with its full content (this node owns it)"
+            )
+        if owner is None:
+            return (
+                f"it runs {path}, which does not exist: put {path} in this bundle's writes "
+                "with its full content (no node owns it: it becomes this node's), or drop "
+                "the command"
+            )
+        return (
+            f"it runs {path}, which does not exist yet and which {owner} writes: drop the "
+            f"command ({owner} runs it)"
+        )
 
     async def _record(self, attempt: Attempt) -> None:
         ctx, energy = self.ctx, attempt.energy
@@ -799,3 +852,30 @@ def energy_trailer(energy: Mapping[str, float]) -> str:
     parts = [f"V={energy['v']:.3f}"]
     parts += [f"{c.value}={energy['v_' + c.value]:.3f}" for c in Component]
     return " ".join(parts)
+
+
+def _new_files(paths: list[str], sandbox: Path, workspace: Path) -> list[str]:
+    """The valid paths of ``paths`` that exist neither in ``sandbox`` nor in ``workspace``."""
+    found = []
+    for raw in paths:
+        try:
+            path = check_plan_path(raw, workspace)
+            check_plan_path(path, sandbox)
+        except PathError:
+            continue
+        if any(
+            (root / path).exists() or (root / path).is_symlink() for root in (sandbox, workspace)
+        ):
+            continue
+        if path not in found:
+            found.append(path)
+    return found
+
+
+def _missing_tests(command: str, sandbox: Path) -> list[str]:
+    """The test files ``command`` names that do not exist in ``sandbox``."""
+    return [
+        path
+        for path in command_files(command)
+        if is_test_path(path) and not (sandbox / path).exists()
+    ]

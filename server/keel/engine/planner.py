@@ -5,11 +5,17 @@ file owned by exactly one node, unit_test nodes depending on the nodes they test
 the plan may name: ids are safe names, titles plain text, and every path it writes or reads
 passes :func:`keel.engine.guard.check_plan_path`. Up to three architect attempts are made;
 each failed attempt's problems are sent back in the next prompt.
+
+Before validation, :func:`keel.engine.repair.repair_plan` fixes the mistakes that have one
+obvious fix (two nodes owning one file, a file named in ``depends_on``, ...); each repair is
+reported (``on_repaired``, the ``plan_repaired`` event) and the repaired plan is validated
+like any other, so a repair can never let through what validation refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +27,12 @@ from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
 from keel.engine.models import NodeKind, Tier
 from keel.engine.ports import KeelError
+from keel.engine.repair import Repaired, repair_plan
 from keel.engine.replies import PlanNode, TaskPlan
 
 PLAN_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
 
 
 class PlanningFailed(KeelError):
@@ -253,10 +262,13 @@ class Planner:
         scope: PlanScope | None = None,
         root: Path | None = None,
         explore: Exploration | None = None,
+        on_repaired: Callable[[int, list[str]], None] | None = None,
     ) -> None:
-        """``root``: the workspace, for checking where the plan's paths lead."""
+        """``root``: the workspace, for checking where the plan's paths lead (and which
+        files exist, for repairs). ``on_repaired`` hears the repairs of the plan returned."""
         self._gateway = gateway
         self._on_invalid = on_invalid
+        self._on_repaired = on_repaired
         self._scope = scope
         self._root = root
         self._explore = explore
@@ -311,13 +323,34 @@ class Planner:
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]
             else:
+                repaired = await asyncio.to_thread(self._repair, reply.value)
                 errors = await asyncio.to_thread(
-                    validate_plan, reply.value, self._scope, self._root
+                    validate_plan, repaired.plan, self._scope, self._root
                 )
+                for repair in repaired.repairs:
+                    log.info("plan attempt %d repaired: %s", attempt, repair)
                 if not errors:
-                    return _normalized(reply.value)
+                    if repaired.repairs and self._on_repaired is not None:
+                        self._on_repaired(attempt, repaired.repairs)
+                    return _normalized(repaired.plan)
+                if repaired.repairs:  # the errors are about the repaired plan: say how
+                    errors = [
+                        *errors,
+                        "(Keel had already repaired the plan: " + "; ".join(repaired.repairs) + ")",
+                    ]
             self._on_invalid(attempt, errors)
         raise PlanningFailed(f"no valid plan after {PLAN_ATTEMPTS} attempts: " + "; ".join(errors))
+
+    def _repair(self, plan: TaskPlan) -> Repaired:
+        root = self._root
+        if root is None:
+            return repair_plan(plan)
+
+        def exists(path: str) -> bool:
+            location = root / path
+            return location.exists() or location.is_symlink()
+
+        return repair_plan(plan, exists)
 
 
 def _normalized(plan: TaskPlan) -> TaskPlan:

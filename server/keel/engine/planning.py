@@ -165,13 +165,15 @@ async def draft_plan(
     map_tokens: int = 0,
     explore: Exploration | None = None,
     previous: PreviousSession | None = None,
+    on_repaired: Callable[[int, list[str]], None] | None = None,
 ) -> TaskPlan:
     """Explore and plan: a validated plan, or :class:`~keel.engine.planner.PlanningFailed`.
 
     ``focus`` adds files to the scope's (the editor's current file for ``keel.server.plan``);
     they come first in the listing and are the repository map's focus. ``explore`` lets the
     architect call read-only tools before it answers. ``previous`` (a follow-up) shows the
-    architect the session it continues.
+    architect the session it continues. ``on_repaired`` hears what Keel repaired in the plan
+    it returns (:mod:`keel.engine.repair`).
     """
     views: list[PlanInputs] = []
 
@@ -190,7 +192,9 @@ async def draft_plan(
             views.append(PlanInputs(view.listing, view.key_files, view.languages, view.repo_map))
         return views[0]
 
-    planner = Planner(gateway, on_invalid, scope, root=workspace, explore=explore)
+    planner = Planner(
+        gateway, on_invalid, scope, root=workspace, explore=explore, on_repaired=on_repaired
+    )
     return await planner.plan_lazily(with_previous(task, previous), inputs)
 
 

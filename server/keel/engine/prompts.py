@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pydantic import BaseModel
 
 from keel.engine.bounds import cut_middle, fit_files, render_files
-from keel.engine.guard import PromptFile
+from keel.engine.guard import ABSENT, PromptFile
 from keel.engine.models import NodeKind, Residual
 from keel.engine.replies import (
     SCHEMA_NAMES,
@@ -277,8 +277,11 @@ def _is_test_file(path: str) -> bool:
 
 #: Said to every actuator: the files it may write (a bundle writing others is refused whole).
 OWNED_ONLY = (
-    "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
+    "Write only these files: {files}, or a new file that no node owns (it becomes yours). A "
+    "bundle that writes another node's file or an existing file not yours is refused as a whole."
 )
+#: Said to every actuator whose owned files are not all there: each is its to write.
+TO_CREATE = "Not written yet, and yours to create in this bundle with a full write: {files}."
 #: Said to the actuator of a unit_test node: the code under test is another node's.
 TEST_NODE_FILES = (
     "This is a unit_test node: the code it tests is already written (see the context files) "
@@ -309,6 +312,9 @@ def actuator_prompt(
     """
     head = [f"Task: {task}", "", node_block(node)]
     head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
+    absent = [f.path for f in owned if f.note == ABSENT]
+    if absent:
+        head.append(TO_CREATE.format(files=", ".join(absent)))
     if node.kind is NodeKind.CODE and not any(_is_test_file(path) for path in node.owns):
         head.append(CODE_NODE_COMMANDS)
     if node.kind is NodeKind.UNIT_TEST:
@@ -328,7 +334,7 @@ def actuator_prompt(
     # naming the cuts is only known after fitting) until the whole prompt is within the room.
     files_room = room - len(_actuator_text(head, [[], [], []], [], tail, reason))
     prompt = ""
-    for _ in range(3):
+    for _ in range(8):  # each pass may lengthen the sentence of cuts: a few passes settle it
         fitted, cuts = fit_files(groups, files_room, reason)
         prompt = _actuator_text(head, fitted, cuts, tail, reason)
         if len(prompt) <= room:

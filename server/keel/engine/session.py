@@ -316,6 +316,7 @@ class Engine:
             hints,
             faults=self.faults,
             repository=self.context,
+            plan=plan,
         )
 
         last_attempt: dict[str, int] = {}
@@ -412,6 +413,11 @@ class Engine:
             scrubbed = [events.redact(error) for error in errors]
             self.sink.emit(ev.PlanInvalid(attempt=attempt, errors=scrubbed))
 
+        repaired: list[ev.PlanRepaired] = []
+
+        def repairs(attempt: int, done: list[str]) -> None:
+            repaired.append(ev.PlanRepaired(attempt=attempt, repairs=list(done)))
+
         try:
             plan = await draft_plan(
                 self.workspace,
@@ -424,10 +430,13 @@ class Engine:
                 map_tokens=self.settings.map_tokens,
                 explore=self._exploration(events),
                 previous=self.previous,
+                on_repaired=repairs,
             )
         except PlanningFailed as exc:
             await events.emit(ev.PlanFailed(reason=str(exc)))
             raise
+        for event in repaired:
+            await events.emit(event)
         await records.record_plan(plan.model_dump(mode="json"))
         await events.emit(
             ev.PlanReady(

@@ -125,6 +125,22 @@ def test_the_same_path_twice_is_a_problem(tree: Path) -> None:
     assert "twice" in plan.problems[0].message
 
 
+def test_the_same_full_write_twice_is_one_write(tree: Path) -> None:
+    """A small model repeated a write word for word (docs/benchmarks.md, run 6)."""
+    same = FileWrite(path="src/calc.py", content="one\n")
+    plan = plan_changes(tree, ArtifactBundle(writes=[same, same]), owns=["src"])
+    assert plan.problems == [] and plan.changes == {"src/calc.py": b"one\n"}
+
+
+def test_two_different_writes_of_one_path_are_still_a_problem(tree: Path) -> None:
+    writes = [
+        FileWrite(path="src/calc.py", content="one\n"),
+        FileWrite(path="./src/calc.py", content="two\n"),
+    ]
+    plan = plan_changes(tree, ArtifactBundle(writes=writes), owns=["src"])
+    assert [(p.kind, p.path) for p in plan.problems] == [("path", "src/calc.py")]
+
+
 def test_deleting_a_missing_file_is_a_problem(tree: Path) -> None:
     plan = plan_changes(tree, ArtifactBundle(deletes=["src/nope.py"]), owns=["src"])
     assert [p.path for p in plan.problems] == ["src/nope.py"]

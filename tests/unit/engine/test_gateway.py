@@ -59,6 +59,28 @@ def test_parse_reply_accepts_fenced_json(fence: str) -> None:
     assert reply.value.fix_hints == ["use <="]
 
 
+def test_parse_reply_reads_a_raw_newline_inside_a_string_as_a_newline() -> None:
+    """Small models write code into ``content`` with literal newlines and tabs."""
+    raw = '{"writes": [{"path": "a.py", "content": "def f():\n\treturn 1\n"}]}'
+    assert "\n" in raw  # a real newline, which strict JSON refuses
+    reply = parse_reply(ArtifactBundle, raw)
+    assert reply.error is None and reply.value is not None
+    assert reply.value.writes[0].content == "def f():\n\treturn 1\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"writes": [{"path": "a.py", "content": "x\n"}], "extra": 1}',  # schema, not JSON
+        '{"writes": [{"path": "a.py", "content": "x\n"}]',  # unterminated
+        '{"writes": [{"path": "a.py"}]}\n',
+    ],
+)
+def test_parse_reply_stays_strict_about_everything_else(text: str) -> None:
+    reply = parse_reply(ArtifactBundle, text)
+    assert reply.value is None and reply.error is not None
+
+
 def test_parse_reply_names_the_field_of_a_schema_violation() -> None:
     reply = parse_reply(VerifierReport, '{"verdict": "maybe", "analysis": "?"}')
     assert reply.value is None
