@@ -69,6 +69,7 @@ class EngineConfig(_Section):
     stability_threshold: float = Field(default=defaults.EPSILON, gt=0)
     max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=20)
     defer_tests: bool = False
+    adopt_new_files: bool = False
     command_timeout_s: float = Field(default=defaults.COMMAND_TIMEOUT_S, gt=0)
     speculate: bool = True
 
@@ -208,6 +209,7 @@ class KeelConfig(_Section):
             complexity_k=e.complexity_k,
             auto_approve=auto_approve,
             defer_tests=e.defer_tests,
+            adopt_new_files=e.adopt_new_files,
             budget=Budget(self.budget.max_cost, self.budget.max_steps),
             log_llm=self.log_llm,
             command_timeout_s=e.command_timeout_s,
@@ -348,7 +350,7 @@ def session_layer(record: Mapping[str, Any]) -> dict[str, Any]:
         "models": {"default": models.get("actuator", ModelsConfig().default), **models},
         "engine": {
             key: record[key]
-            for key in ("mode", "complexity_k", "max_attempts", "defer_tests")
+            for key in ("mode", "complexity_k", "max_attempts", "defer_tests", "adopt_new_files")
             if record.get(key) is not None
         },
         "budget": {"max_cost": record.get("max_cost"), "max_steps": record.get("max_steps")},

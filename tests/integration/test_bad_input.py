@@ -62,8 +62,9 @@ async def test_invalid_reply_is_evidence_for_the_next_attempt(
         "/tmp/keel-absolute-escape.py",
         ".git/hooks/pre-commit",
         ".keel/keel.db",
+        "other.py",
     ],
-    ids=["dotdot", "absolute", "git-dir", "keel-dir"],
+    ids=["dotdot", "absolute", "git-dir", "keel-dir", "not-owned"],
 )
 async def test_paths_outside_the_node_are_refused(tmp_path: Path, bad_path: str) -> None:
     outside = tmp_path / "escape.py"
@@ -88,8 +89,11 @@ async def test_paths_outside_the_node_are_refused(tmp_path: Path, bad_path: str)
 async def test_another_node_s_file_is_refused_and_a_new_unowned_one_adopted(
     tmp_path: Path,
 ) -> None:
-    """A file no node owns that did not exist is adopted by the node writing it
-    (docs/explanation/plan-repair.md); another node's file is refused all-or-nothing."""
+    """With ``[engine] adopt_new_files``, a file no node owns that did not exist is adopted by
+    the node writing it (docs/explanation/plan-repair.md); another node's file is refused
+    all-or-nothing."""
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "keel.toml").write_text("[engine]\nadopt_new_files = true\n")
     entries = [
         plan(node("node-1", ["calc.py"]), node("node-2", ["other.py"], depends_on=["node-1"])),
         bundle("node-1", 1, writes={"calc.py": GOOD, "other.py": "print('pwned')\n"}),

@@ -253,6 +253,7 @@ class NodeRunner:
                 definitions=definitions,
                 room=room,
                 reason=reason,
+                adopt=ctx.settings.adopt_new_files,
             )
 
         prompt = build()
@@ -335,7 +336,7 @@ class NodeRunner:
         plan never named that already exists, is still refused.
         """
         ctx, node, plan = self.ctx, self.node, self.ctx.plan
-        if plan is None:
+        if plan is None or not ctx.settings.adopt_new_files:
             return
         candidates = await asyncio.to_thread(
             _new_files, [w.path for w in bundle.writes], sandbox, ctx.workspace
@@ -375,11 +376,16 @@ class NodeRunner:
                 f"it runs {path}, which does not exist: put {path} in this bundle's writes "
                 "with its full content (this node owns it)"
             )
-        if owner is None:
+        if owner is None and self.ctx.settings.adopt_new_files:
             return (
                 f"it runs {path}, which does not exist: put {path} in this bundle's writes "
                 "with its full content (no node owns it: it becomes this node's), or drop "
                 "the command"
+            )
+        if owner is None:
+            return (
+                f"it runs {path}, which does not exist and which no node owns: drop the "
+                "command, or run a test file this node owns"
             )
         return (
             f"it runs {path}, which does not exist yet and which {owner} writes: drop the "

@@ -277,6 +277,10 @@ def _is_test_file(path: str) -> bool:
 
 #: Said to every actuator: the files it may write (a bundle writing others is refused whole).
 OWNED_ONLY = (
+    "Write only these files: {files}. A bundle that writes any other file is refused as a whole."
+)
+#: The same, where ``[engine] adopt_new_files`` lets a bundle create files no node owns.
+OWNED_OR_NEW = (
     "Write only these files: {files}, or a new file that no node owns (it becomes yours). A "
     "bundle that writes another node's file or an existing file not yours is refused as a whole."
 )
@@ -303,15 +307,18 @@ def actuator_prompt(
     definitions: str = "",
     room: int | None = None,
     reason: str = "",
+    adopt: bool = False,
 ) -> str:
-    """The actuator's prompt, within ``room`` characters when given.
+    """The actuator's prompt, within ``room`` characters when given (``adopt``: the node may
+    also create files no node owns).
 
     Within the room, the node's own files come first, then its context files, then the
     outlines of the definitions it uses; what does not fit is shortened or left out, and the
     prompt says which and why (``reason``).
     """
     head = [f"Task: {task}", "", node_block(node)]
-    head.append(OWNED_ONLY.format(files=", ".join(node.owns) or "(nothing)"))
+    owned_only = OWNED_OR_NEW if adopt else OWNED_ONLY
+    head.append(owned_only.format(files=", ".join(node.owns) or "(nothing)"))
     absent = [f.path for f in owned if f.note == ABSENT]
     if absent:
         head.append(TO_CREATE.format(files=", ".join(absent)))

@@ -267,6 +267,7 @@ class Engine:
             ],
             "max_attempts": s.max_attempts,
             "defer_tests": s.defer_tests,
+            "adopt_new_files": s.adopt_new_files,
             "max_cost": s.budget.max_cost,
             "max_steps": s.budget.max_steps,
             "auto_approve": s.auto_approve,

@@ -23,6 +23,9 @@ class EngineSettings:
     complexity_k: int = defaults.COMPLEXITY_K
     auto_approve: bool = False
     defer_tests: bool = False
+    #: ``[engine] adopt_new_files``: a bundle may create a file no node owns, which becomes
+    #: its node's (docs/explanation/plan-repair.md); off, such a write is outside ``owns``.
+    adopt_new_files: bool = False
     budget: Budget = field(default_factory=Budget)
     log_llm: bool = False
     command_timeout_s: float = defaults.COMMAND_TIMEOUT_S
