@@ -30,7 +30,9 @@ async def test_a_new_file_no_node_owns_is_adopted_by_the_node_writing_it(tmp_pat
         ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py"])),
         ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD, "test_calc.py": TEST}),
     }
-    engine, _, sink = make_engine(tmp_path, replies, adopt_new_files=True, store=store, ledger=ledger)
+    engine, _, sink = make_engine(
+        tmp_path, replies, adopt_new_files=True, store=store, ledger=ledger
+    )
     result = await run(engine)
     assert result.outcome == "success"
     assert ledger.files["test_calc.py"] == TEST.encode()
