@@ -136,10 +136,15 @@ def test_with_log_llm_the_prompts_are_stored(sessions: dict[bool, Path]) -> None
 
 
 def test_a_rejected_plan_is_printed_without_its_secrets(tmp_path: Path) -> None:
-    """``plan_invalid`` goes only to the sink (not the store), and quotes the bad plan."""
-    leaky = node("node-1", ["out.txt"], depends_on=[f"node-{TOKEN}"])
-    good = plan(node("node-1", ["out.txt"]))
-    entries = [plan(leaky), {**good, "attempt": 2}, bundle("node-1", writes={"out.txt": "ok\n"})]
+    """``plan_invalid`` goes only to the sink (not the store), and quotes the bad plan; a
+    repaired plan's ``plan_repaired`` quotes what it repaired. Neither shows a secret."""
+    escaping = node("node-1", [f"../{TOKEN}.txt"])  # no repair for a path out of the workspace
+    unknown_dependency = node("node-1", ["out.txt"], depends_on=[f"node-{TOKEN}"])  # dropped
+    entries = [
+        plan(escaping),
+        {**plan(unknown_dependency), "attempt": 2},
+        bundle("node-1", writes={"out.txt": "ok\n"}),
+    ]
 
     async def go() -> list[dict[str, Any]]:
         result, sink = await run_session(
@@ -150,5 +155,7 @@ def test_a_rejected_plan_is_printed_without_its_secrets(tmp_path: Path) -> None:
 
     events = asyncio.run(go())
     rejected = [e for e in events if e["type"] == "plan_invalid"]
-    assert rejected and "node-" in json.dumps(rejected[0]["errors"])
+    assert rejected and "../" in json.dumps(rejected[0]["errors"])
+    repaired = [e for e in events if e["type"] == "plan_repaired"]
+    assert repaired and "node-" in json.dumps(repaired[0]["repairs"])
     assert TOKEN not in json.dumps(events)

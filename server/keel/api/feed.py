@@ -56,6 +56,7 @@ class Feed:
         self._ids: list[int] = []
         self._changed = asyncio.Condition()
         self._poked = asyncio.Event()
+        self._reading = asyncio.Lock()
         self._done = False
         self._clients = 0
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +89,14 @@ class Feed:
         self.poke()
 
     async def refresh(self) -> None:
-        """Read every new row; wake the clients when there were some or the feed is done."""
+        """Read every new row; wake the clients when there were some or the feed is done.
+
+        One reader at a time: a watcher cancelled by its last client's leaving can still be
+        finishing a read when the next client's watcher starts."""
+        async with self._reading:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         fresh: list[StoredEvent] = []
         while True:
             after = fresh[-1].id if fresh else (self._ids[-1] if self._ids else 0)
@@ -101,6 +109,8 @@ class Feed:
         if not fresh and not finished and not idle:
             return
         async with self._changed:
+            last = self._ids[-1] if self._ids else 0
+            fresh = [e for e in fresh if e.id > last]  # never an event twice
             self._events += fresh
             self._ids += [e.id for e in fresh]
             self._done = self._done or finished or idle

@@ -55,6 +55,33 @@ async def test_a_client_gets_every_event_once_from_its_resume_point() -> None:
     assert feed.start_index(4) == 4 and feed.start_index(0) == 0
 
 
+async def test_two_reads_at_once_never_give_an_event_twice() -> None:
+    """A watcher cancelled as its last client left can still be finishing a read when the
+    next client's watcher reads: the feed keeps every event once."""
+    rows = Rows()
+    rows.add("session_started")
+    rows.add("plan_ready")
+    release, began = asyncio.Event(), asyncio.Event()
+    entered: list[int] = []
+
+    async def slow_read(after: int, limit: int) -> list[EventRecord]:
+        found = await rows.read(after, limit)
+        entered.append(after)
+        began.set()
+        await release.wait()
+        return found
+
+    slow = Feed(slow_read, rows.is_alive, poll_s=60)
+    first = asyncio.create_task(slow.refresh())
+    second = asyncio.create_task(slow.refresh())
+    await began.wait()  # the first read is in
+    release.set()
+    await asyncio.gather(first, second)
+    batch = await slow.next_batch(0, 0.01)
+    assert batch is not None and [e.id for e in batch] == [1, 2]
+    assert entered == [0, 2]  # the second read began after the first was in
+
+
 async def test_a_stopped_session_without_a_finish_ends_once_everything_is_read() -> None:
     rows = Rows()
     feed = Feed(rows.read, rows.is_alive, poll_s=60)
