@@ -197,7 +197,7 @@ async def main() -> None:
     )
     print(
         f"  Keel's own time     median {statistics.median(own):.1f} ms per node "
-        f"(min {min(own):.1f}, max {max(own):.1f}; target < 50)"
+        f"(min {min(own):.1f}, max {max(own):.1f}; target < 20)"
     )
     walls = [p["wall_s"] for p in parallel]
     print(f"4 independent nodes, 1 s model latency each ({runs} runs)")

@@ -344,7 +344,9 @@ def knows_local_settings(keel: Path) -> bool:
     return "MaxTokensConfig" in config.read_text(encoding="utf-8")
 
 
-def run_task(task: Task, keel: Path, url: str, work: Path, timeout_s: float) -> Outcome:
+def run_task(
+    task: Task, keel: Path, url: str, work: Path, timeout_s: float, max_attempts: int | None
+) -> Outcome:
     workspace = repository(work / task.name, task)
     toml = KEEL_TOML + (KEEL_TOML_LOCAL if knows_local_settings(keel) else "")
     (workspace / "keel.toml").write_text(toml)
@@ -352,6 +354,8 @@ def run_task(task: Task, keel: Path, url: str, work: Path, timeout_s: float) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "OPENAI_"))}
     env.update(extra, OPENAI_BASE_URL=url, HOME=str(work / "home"))
     argv = [*command, "agent", "-y", "--json", "--model", f"openai-compatible:{ALIAS}"]
+    if max_attempts is not None:
+        argv += ["--max-attempts", str(max_attempts)]
     argv += ["-w", str(workspace), task.prompt]
     started = time.monotonic()
     events_file, stderr_file = work / f"{task.name}.events.jsonl", work / f"{task.name}.stderr"
@@ -480,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the outcomes here")
     parser.add_argument("--work", type=Path, help="keep workspaces and logs here")
     parser.add_argument("--setup-only", action="store_true")
+    parser.add_argument(
+        "--max-attempts", type=int, help="attempts per node (default: Keel's, 3)", default=None
+    )
     args = parser.parse_args(argv)
     chosen = [t for t in TASKS if t.name in args.tasks.split(",")]
     python, model = runtime_python(), model_path()
@@ -492,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     with model_server(python, model, args.port, work / "server.log") as url:
         for task in chosen:
-            outcome = run_task(task, args.keel.resolve(), url, work, args.timeout)
+            outcome = run_task(
+                task, args.keel.resolve(), url, work, args.timeout, args.max_attempts
+            )
             say(f"{task.name}: {json.dumps(asdict(outcome))}")
             outcomes.append(outcome)
             if args.json:
