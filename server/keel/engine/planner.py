@@ -27,7 +27,7 @@ from keel.engine.gateway import Exploration, ModelGateway
 from keel.engine.guard import PromptFile, check_plan_path, node_id_problem, title_problem
 from keel.engine.models import NodeKind, Tier
 from keel.engine.ports import KeelError
-from keel.engine.repair import Repaired, repair_plan
+from keel.engine.repair import Repaired, ancestors, repair_plan
 from keel.engine.replies import PlanNode, TaskPlan
 
 PLAN_ATTEMPTS = 3
@@ -203,18 +203,6 @@ def _owners_of(raw: str, owners: Mapping[str, str]) -> set[str]:
         for owned, owner in owners.items()
         if owned == path or path.startswith(owned + "/") or owned.startswith(path + "/")
     }
-
-
-def ancestors(node_id: str, deps: Mapping[str, set[str] | Sequence[str]]) -> set[str]:
-    """Every node ``node_id`` depends on, directly or through others."""
-    found: set[str] = set()
-    stack = list(deps.get(node_id, ()))
-    while stack:
-        current = stack.pop()
-        if current not in found:
-            found.add(current)
-            stack.extend(deps.get(current, ()))
-    return found
 
 
 def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str]:

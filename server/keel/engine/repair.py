@@ -343,7 +343,7 @@ def _merge_tests_run_elsewhere(nodes: list[PlanNode], repairs: list[str]) -> lis
                         other is not None
                         and other.id != node.id
                         and other.kind is NodeKind.UNIT_TEST
-                        and other.id not in _ancestors(node.id, deps)
+                        and other.id not in ancestors(node.id, deps)
                     ):
                         pair = (node, other, path)
                         break
@@ -412,9 +412,9 @@ def _test_node_dependency(nodes: list[PlanNode], repairs: list[str]) -> None:
     [only] = code
     deps = {node.id: list(node.depends_on) for node in nodes}
     for index, node in enumerate(nodes):
-        if node.kind is not NodeKind.UNIT_TEST or only.id in _ancestors(node.id, deps):
+        if node.kind is not NodeKind.UNIT_TEST or only.id in ancestors(node.id, deps):
             continue
-        if node.id in _ancestors(only.id, deps):
+        if node.id in ancestors(only.id, deps):
             continue  # the code waits for the test: adding the edge would close a cycle
         nodes[index] = node.model_copy(update={"depends_on": [*node.depends_on, only.id]})
         deps[node.id].append(only.id)
@@ -424,7 +424,8 @@ def _test_node_dependency(nodes: list[PlanNode], repairs: list[str]) -> None:
         )
 
 
-def _ancestors(node_id: str, deps: Mapping[str, Sequence[str]]) -> set[str]:
+def ancestors(node_id: str, deps: Mapping[str, set[str] | Sequence[str]]) -> set[str]:
+    """Every node ``node_id`` depends on, directly or through others."""
     found: set[str] = set()
     stack = list(deps.get(node_id, ()))
     while stack:

@@ -139,23 +139,11 @@ export interface SessionInfo {
 }
 
 /**
- * One changed region of a file of a bundle (zero lines of context), decided on its own with
- * `hunks` on approve and reject. Starts are 1-based; with a count of 0 the start is the line
- * after which the change sits (0: before the first line). The id is stable: the hunk keeps it
- * when other hunks of its bundle are committed or dropped and the rest comes back as a new
- * bundle.
+ * One changed region of a file of a bundle, exactly as the server sends it (`DiffHunk`): its id
+ * is stable, so the hunk keeps it when other hunks are committed or dropped and the rest comes
+ * back as a new bundle.
  */
-export interface Hunk {
-  readonly id: string;
-  readonly oldStart: number;
-  readonly oldLines: number;
-  readonly newStart: number;
-  readonly newLines: number;
-  /** `@@ -4,2 +4,3 @@` */
-  readonly header: string;
-  readonly removed: readonly string[];
-  readonly added: readonly string[];
-}
+export type Hunk = P.DiffHunk;
 
 /** One file of `keel.server.diff`. `before` is empty for a created file, `after` for a deleted one. */
 export interface DiffFile {
@@ -303,17 +291,7 @@ export function readDiff(raw: unknown): DiffFile[] {
 
 /** Reads one hunk of a diff file. */
 export function readHunk(raw: unknown): Hunk {
-  const hunk = expect('DiffHunk', raw);
-  return {
-    id: hunk.id,
-    oldStart: hunk.oldStart,
-    oldLines: hunk.oldLines,
-    newStart: hunk.newStart,
-    newLines: hunk.newLines,
-    header: hunk.header,
-    removed: [...hunk.removed],
-    added: [...hunk.added],
-  };
+  return expect('DiffHunk', raw);
 }
 
 /** The `bundleId` of `keel.server.reject` and `keel.server.correct`. */
