@@ -299,7 +299,7 @@ def autogroup_prefix(
     With autogroups on, every session is scheduled as one group with the weight of a nice-0
     process whatever the nice values inside it, so ``nice -n 10`` on a command started in a
     new session (as every command here is; bubblewrap's ``--new-session`` makes another)
-    gives it as much CPU as ``keel serve``. Writing the niceness to ``/proc/<pid>/autogroup``
+    gives it as much CPU as ``keel serve``. Writing the niceness to ``/proc/self/autogroup``
     lowers the group's weight (an unprivileged process may lower, never raise, it). The shim
     writes only when its group is not Keel's own (``own``, read now), so Keel's priority is
     never touched; where the file cannot be written the command runs all the same (at its
@@ -315,15 +315,18 @@ def autogroup_prefix(
         return []
     # The kernel lets an unprivileged process change an autogroup's niceness only once per
     # 100 ms machine-wide (EAGAIN otherwise), so commands starting together would mostly keep
-    # nice 0. A background subshell retries (``$$`` there is still the shell's pid, which
-    # becomes the command's at ``exec``) until it lands, the command ends, or 3 s pass; the
-    # command itself starts at once.
+    # nice 0. A background subshell (forked from the shell, so in the same group) retries until
+    # it lands, the command ends (``$$`` there is still the shell's pid, which becomes the
+    # command's at ``exec``), or 10 s pass; the command itself starts at once. It names its
+    # group through ``/proc/self``, never ``/proc/$$``: where ``/proc`` belongs to another pid
+    # namespace than the shell's (a job started by ``unshare --pid`` without its own ``/proc``)
+    # ``/proc/$$`` is some other process, whose group must not be touched.
     retry = (
-        f"i=0; until echo {niceness} > /proc/$$/autogroup; do i=$((i+1));"
-        " [ $i -lt 60 ] && [ -e /proc/$$ ] || break; sleep 0.05; done"
+        f"i=0; until echo {niceness} > /proc/self/autogroup; do i=$((i+1));"
+        " [ $i -lt 200 ] && kill -0 $$ || break; sleep 0.05; done"
     )
     script = (
-        f'{{ read -r group _ < /proc/$$/autogroup && [ "$group" != "{keel_group}" ]'
+        f'{{ read -r group _ < /proc/self/autogroup && [ "$group" != "{keel_group}" ]'
         f' && ( {retry} ) </dev/null >/dev/null 2>&1 & }} 2>/dev/null; exec "$@"'
     )
     return ["/bin/sh", "-c", script, AUTOGROUP_SHIM]

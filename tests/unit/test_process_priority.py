@@ -256,6 +256,35 @@ def own_group() -> str:
     return Path("/proc/self/autogroup").read_text()
 
 
+# Whether this kernel lets a command in a session of its own lower its group at all, asked
+# without Keel's shim: retried as the shim retries, for longer; the last error if it never does.
+CAN_LOWER_OWN_GROUP = (
+    "import os, time\n"
+    "end, error = time.monotonic() + 10, ''\n"
+    "while time.monotonic() < end:\n"
+    "    try:\n"
+    "        with open('/proc/self/autogroup', 'w') as group:\n"
+    "            group.write('1')\n"
+    "        print('yes')\n"
+    "        break\n"
+    "    except OSError as failure:\n"
+    "        error = str(failure)\n"
+    "        time.sleep(0.05)\n"
+    "else:\n"
+    "    print(error)\n"
+)
+
+
+async def skip_unless_the_kernel_lets_sessions_lower_their_group(
+    runner: SubprocessRunner, cwd: Path
+) -> None:
+    """Where the kernel refuses (an LSM, or another writer holding its machine-wide rate
+    limit), the shim cannot do its work and the command runs at its own nice: not Keel's bug."""
+    result = await runner.run_argv([sys.executable, "-c", CAN_LOWER_OWN_GROUP], cwd, timeout_s=30)
+    if result.output.strip() != "yes":
+        pytest.skip(f"this kernel does not let a session lower its group: {result.output!r}")
+
+
 def test_the_shim_is_only_added_where_autogroups_are_on(tmp_path: Path) -> None:
     on, off, group = tmp_path / "on", tmp_path / "off", tmp_path / "group"
     on.write_text("1\n")
@@ -271,6 +300,9 @@ def test_the_shim_is_only_added_where_autogroups_are_on(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
 async def test_a_commands_session_is_as_nice_as_the_command(tmp_path: Path) -> None:
+    await skip_unless_the_kernel_lets_sessions_lower_their_group(
+        SubprocessRunner(niceness=0), tmp_path
+    )
     before = own_group()
     result = await SubprocessRunner(niceness=7).run_argv(
         [sys.executable, "-c", PRINT_GROUP, "7"], tmp_path, timeout_s=30
@@ -287,6 +319,9 @@ async def test_a_sandboxed_commands_session_is_as_nice_as_the_command(tmp_path: 
     (workspace / ".git").mkdir(parents=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     sandbox = open_sandbox("auto", workspace, SandboxOptions(), env)
+    await skip_unless_the_kernel_lets_sessions_lower_their_group(
+        SubprocessRunner(base_env=env, sandbox=sandbox, niceness=0), workspace
+    )
     before = own_group()
     runner = SubprocessRunner(base_env=env, sandbox=sandbox, niceness=6)
     result = await runner.run_argv(
@@ -305,6 +340,9 @@ async def test_commands_started_together_all_get_their_sessions_niceness(tmp_pat
     (workspace / ".git").mkdir(parents=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     sandbox = open_sandbox("auto", workspace, SandboxOptions(), env)
+    await skip_unless_the_kernel_lets_sessions_lower_their_group(
+        SubprocessRunner(base_env=env, sandbox=sandbox, niceness=0), workspace
+    )
     gate = StartGate(0)
     runner = SubprocessRunner(base_env=env, sandbox=sandbox, niceness=5, start_gate=gate)
     results = await asyncio.gather(
@@ -344,3 +382,44 @@ async def test_a_missing_program_behind_the_shim_is_reported_as_not_found(
     line = f"{AUTOGROUP_SHIM}: 1: exec: ghost: not found"
     result = await runner.run(f'echo "{line}"; exit 127', tmp_path, timeout_s=5)
     assert (result.exit_code, result.output) == (NOT_FOUND_EXIT_CODE, line + "\n")
+
+
+def _can_unshare_pids() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run([unshare, "--pid", "--fork", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+# Keel's runner in a pid namespace whose ``/proc`` is the parent's: prints the group line its
+# command saw (bounded wait, as PRINT_GROUP), then Keel's own.
+RUN_IN_FOREIGN_PROC = (
+    "import asyncio, sys\n"
+    "from pathlib import Path\n"
+    "from keel.process import SubprocessRunner\n"
+    "async def main():\n"
+    "    result = await SubprocessRunner(niceness=4).run_argv(\n"
+    "        [sys.executable, '-c', sys.argv[1], '4'], Path.cwd(), timeout_s=30)\n"
+    "    print(result.exit_code, result.output.strip())\n"
+    "asyncio.run(main())\n"
+)
+
+
+@pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
+@pytest.mark.skipif(not _can_unshare_pids(), reason="cannot make a pid namespace here")
+async def test_the_shim_finds_its_group_where_proc_belongs_to_another_pid_namespace(
+    tmp_path: Path,
+) -> None:
+    """Under ``unshare --pid`` without a ``/proc`` of its own, ``/proc/$$`` is another process:
+    the shim still lowers the command's own group, and no one else's."""
+    await skip_unless_the_kernel_lets_sessions_lower_their_group(
+        SubprocessRunner(niceness=0), tmp_path
+    )
+    before = own_group()
+    argv = ["unshare", "--pid", "--fork", sys.executable, "-c", RUN_IN_FOREIGN_PROC, PRINT_GROUP]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "0 4", done.stdout + done.stderr
+    assert own_group() == before
