@@ -122,6 +122,20 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
     return result
 
 
+def compose(first: ChangeSet, then: ChangeSet) -> ChangeSet:
+    """``then`` (planned on a tree where ``first`` was written) as one change set against
+    ``first``'s base: each path's last content, and its base from before either. A path that
+    ends as it began is no change and leaves the set."""
+    changes = {**first.changes, **then.changes}
+    base = {path: first.base[path] if path in first.base else then.base[path] for path in changes}
+    kept = [path for path in changes if changes[path] != base[path]]
+    return ChangeSet(
+        changes={path: changes[path] for path in kept},
+        base={path: base[path] for path in kept},
+        problems=[*first.problems, *then.problems],
+    )
+
+
 def _collisions(changes: Mapping[str, bytes | None]) -> list[Problem]:
     """Paths of one bundle that cannot all exist: ``a.py`` written with ``a.py/b.py``, or two
     spellings of one name that differ only in case (``A.py`` and ``a.py``, ``Src/`` and

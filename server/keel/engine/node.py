@@ -1,9 +1,13 @@
 """One node's life: sandbox, bundle, verification, correction, approval, commit.
 
-Each attempt starts from a fresh sandbox exported from the last committed state, so a failed
-attempt leaves nothing behind and a node never sees another node's uncommitted files. The
-bundle is applied all-or-nothing; every problem with it (invalid JSON, bad paths, patches that
-do not apply) becomes evidence for the next attempt, exactly like a failing test.
+Each attempt starts from a fresh sandbox exported from the last committed state, so a node
+never sees another node's uncommitted files. A correction builds on the attempt before it: the
+files that attempt changed are written over the committed state, shown to the model as they
+stand, and what the new bundle leaves out keeps them (a small model's second attempt used to
+drop the test its first one got right). A bundle that cannot be applied, or one the reviewer
+rejected, leaves nothing behind. The bundle is applied all-or-nothing; every problem with it
+(invalid JSON, bad paths, patches that do not apply) becomes evidence for the next attempt,
+exactly like a failing test.
 
 Some bundles are verified again without asking the model: the rest of a bundle after the
 reviewer approved only some of its files or hunks, what is left after the reviewer rejected
@@ -21,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keel.bundles.apply import ChangeSet, plan_changes, write_changes
+from keel.bundles.apply import ChangeSet, compose, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.bundles.hunks import bundle_hunks, split, unknown_ids
 from keel.bundles.paths import PathError
@@ -160,6 +164,9 @@ class NodeRunner:
         # The user's current content of owned files they edited since the last commit; laid
         # over every later sandbox so new bundles are made against it.
         self._overlay: dict[str, bytes | None] = {}
+        # What the last applied attempt changed, against the committed state: the next
+        # attempt's sandbox starts with it (none after a rejection, or once committed).
+        self._progress: ChangeSet | None = None
         self._checks = 0
         # The id and base of the bundle last proposed (a new base gives a new id).
         self._proposed: tuple[str, dict[str, bytes | None]] | None = None
@@ -180,13 +187,19 @@ class NodeRunner:
             self.last_attempt = number
             correction = await self._correction(previous) if previous else None
             attempt = await self._attempt(number, correction)
+            rejected = False
             while attempt.energy.stable(ctx.settings.epsilon):
                 outcome = await self._approve_and_commit(attempt)
                 if isinstance(outcome, NodeState):
                     return outcome
                 if outcome is None:
-                    break  # rejected: the next model attempt hears why
+                    rejected = True  # the next model attempt hears why, and starts afresh
+                    break
                 attempt = await self._reverify(attempt, outcome)
+            if rejected:
+                self._progress = None
+            elif attempt.changes is not None and attempt.changes.ok:
+                self._progress = attempt.changes
             previous = attempt
             if number < last:
                 total = attempt.energy.total
@@ -198,19 +211,23 @@ class NodeRunner:
 
     # -- attempts ------------------------------------------------------------------------
 
-    async def _sandbox(self) -> Path:
+    async def _sandbox(self, *, progress: bool = False) -> Path:
+        """A fresh copy of the committed state (with the user's edits), and the last
+        attempt's changes too when ``progress``."""
         self._checks += 1
         path = self.ctx.sandbox_root / self.node.id / str(self._checks)
         await asyncio.to_thread(_fresh_directory, path)
         await self.ctx.ledger.export(path)
         if self._overlay:
             await asyncio.to_thread(write_changes, path, self._overlay, durable=False)
+        if progress and self._progress is not None and self._progress.changes:
+            await asyncio.to_thread(write_changes, path, self._progress.changes, durable=False)
         return path
 
     async def _attempt(self, number: int, correction: str | None) -> Attempt:
         ctx, node = self.ctx, self.node
         self._hunks_left = False
-        sandbox = await self._sandbox()
+        sandbox = await self._sandbox(progress=True)
         try:
             prompt = await self._prompt(sandbox, correction)
             reply = await ctx.gateway.ask(
@@ -321,6 +338,8 @@ class NodeRunner:
             message = f"cannot write {where}: {exc.strerror or exc}"
             residual = Residual(Component.STR, message, "bundle")
             return Attempt(number, bundle, changes, self._measure_only([residual]))
+        if self._progress is not None:  # the sandbox held the last attempt's changes
+            changes = compose(self._progress, changes)
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")
@@ -425,6 +444,7 @@ class NodeRunner:
             report.fix_hints if report else [],
             feedback,
             summary,
+            sorted(self._progress.changes) if self._progress is not None else (),
         )
 
     # -- approval and commit -------------------------------------------------------------
@@ -712,6 +732,7 @@ class NodeRunner:
             self._hunks_left = hunks is not None
             return rest
         self._overlay.clear()
+        self._progress = None
         await self._state(NodeState.COMMITTED, sha)
         ctx.faults.hit("node_commit_recorded")
         return NodeState.COMMITTED

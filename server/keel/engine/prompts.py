@@ -380,9 +380,11 @@ def correction_block(
     fix_hints: Sequence[str],
     feedback: str | None,
     bundle_summary: str,
+    carried: Sequence[str] = (),
 ) -> str:
     """What the next attempt must fix: the evidence that made V(x) >= epsilon
-    (docs/reference/protocol.md)."""
+    (docs/reference/protocol.md). ``carried``: the files the last attempt changed, shown as
+    it left them; the next bundle is applied on top of them (docs/explanation/energy.md)."""
     lines = [
         f"Correction: attempt {attempt - 1} was not stable.",
         f"Its bundle: {bundle_summary}",
@@ -395,7 +397,15 @@ def correction_block(
         lines += ["Fix hints:", *(f"- {hint}" for hint in fix_hints)]
     if feedback:
         lines += ["User correction:", feedback]
-    lines.append("Produce a complete new bundle for this node that fixes all of the above.")
+    if carried:
+        lines += [
+            f"The files above are shown as attempt {attempt - 1} left them (not committed): "
+            f"{', '.join(carried)}. Your bundle is applied on top of them: a file you leave "
+            "out keeps the content shown, so write or diff only what must change to fix the "
+            "above, and never delete a file to start over."
+        ]
+    else:
+        lines.append("Produce a complete new bundle for this node that fixes all of the above.")
     return "\n".join(lines)
 
 

@@ -1,0 +1,111 @@
+"""A correction builds on the attempt before it (``NodeRunner._progress``).
+
+The node owns ``calc.py`` and ``test_calc.py``. With the toy plugin, ``SYNTAX`` in a file is a
+checker error and ``FAIL`` in a test file a failing test, so each attempt's verdict is plain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keel.engine.models import NodeState, Tier
+from keel.engine.node import NodeRunner
+from keel.engine.ports import Decision
+from tests.unit.engine.doubles import KeyedClient, MemoryLedger, ScriptedApprover, bundle_reply
+from tests.unit.engine.test_engine_in_memory import Replies, node_context, plan_node
+
+OWNS = ("calc.py", "test_calc.py")
+TEST = "from calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+BROKEN = "def add(a, b):\n    return SYNTAX\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+SWAPPED = "def add(a, b):\n    return b + a\n"
+
+
+def actuator_prompts(client: KeyedClient) -> list[str]:
+    return [r.prompt for r in client.requests if r.tier is Tier.ACTUATOR]
+
+
+async def test_a_file_the_correction_leaves_out_keeps_the_last_attempts_content(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}),  # the test is not repeated
+    }
+    ledger = MemoryLedger()
+    ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    (commit,) = ledger.log
+    assert sorted(commit.files) == ["calc.py", "test_calc.py"]
+    first, second = actuator_prompts(client)
+    assert "assert add(1, 2) == 3" not in first
+    assert "assert add(1, 2) == 3" in second  # shown as attempt 1 left it
+    assert "shown as attempt 1 left them (not committed): calc.py, test_calc.py" in second
+    assert "Produce a complete new bundle" not in second
+
+
+async def test_a_bundle_that_cannot_be_applied_leaves_the_progress_as_it_was(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED, "elsewhere.py": "x = 1\n"}),
+        ("actuator", "n1", 3): bundle_reply({"calc.py": FIXED}),
+    }
+    ledger = MemoryLedger()
+    ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    third = actuator_prompts(client)[2]
+    assert "elsewhere.py is not owned by this node" in third
+    assert "shown as attempt 2 left them (not committed): calc.py, test_calc.py" in third
+    assert "return SYNTAX" in third  # attempt 2 changed nothing: attempt 1's files stand
+
+
+async def test_a_rejected_bundle_is_not_built_on(tmp_path: Path) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": SWAPPED, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED, "test_calc.py": TEST}),
+    }
+    ledger = MemoryLedger()
+    approver = ScriptedApprover([Decision(False, "user", feedback="a + b, please"), Decision(True)])
+    ctx, _, client = node_context(
+        tmp_path, replies, approver=approver, ledger=ledger, mode="cautious"
+    )
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    second = actuator_prompts(client)[1]
+    assert "a + b, please" in second
+    assert "return b + a" not in second  # the rejected content is not shown as the files'
+    assert "--- test_calc.py ---\n(does not exist yet)" in second
+    assert "left them (not committed)" not in second
+
+
+async def test_a_file_written_back_to_its_committed_content_leaves_the_bundle(
+    tmp_path: Path,
+) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": "FAIL\n"}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": "old = 1\n", "test_calc.py": TEST}),
+    }
+    ledger = MemoryLedger({"calc.py": b"old = 1\n"})
+    ctx, _, _ = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    (commit,) = ledger.log
+    assert list(commit.files) == ["test_calc.py"]  # calc.py ends as it began: no change
+
+
+async def test_a_diff_applies_to_the_last_attempts_content(tmp_path: Path) -> None:
+    patch = (
+        "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n"
+        " def add(a, b):\n-    return SYNTAX\n+    return a + b\n"
+    )
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): {**bundle_reply({}), "diffs": [{"path": "calc.py", "patch": patch}]},
+    }
+    ledger = MemoryLedger()
+    ctx, _, _ = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
