@@ -311,7 +311,7 @@ class Planner:
             if reply.value is None:
                 errors = [reply.error or "the reply was not a task_plan"]
             else:
-                repaired = await asyncio.to_thread(self._repair, reply.value)
+                repaired = await asyncio.to_thread(self._repair, reply.value, task)
                 errors = await asyncio.to_thread(
                     validate_plan, repaired.plan, self._scope, self._root
                 )
@@ -329,7 +329,7 @@ class Planner:
             self._on_invalid(attempt, errors)
         raise PlanningFailed(f"no valid plan after {PLAN_ATTEMPTS} attempts: " + "; ".join(errors))
 
-    def _repair(self, plan: TaskPlan) -> Repaired:
+    def _repair(self, plan: TaskPlan, task: str) -> Repaired:
         root = self._root
         if root is None:
             return repair_plan(plan)
@@ -338,7 +338,7 @@ class Planner:
             location = root / path
             return location.exists() or location.is_symlink()
 
-        return repair_plan(plan, exists)
+        return repair_plan(plan, exists, task)
 
 
 def _normalized(plan: TaskPlan) -> TaskPlan:

@@ -8,6 +8,9 @@ sentence per repair; the planner then validates the repaired plan, so anything s
 
 The repairs, in order:
 
+0. a file the task names that does not exist and that no node owns replaces the one file of
+   the plan that misspells it (the task's ``calculator.py`` owned as ``calculate.py``: same
+   folder and extension, a close name, absent from the workspace and from the task);
 1. nodes owning the same file are merged into the first of them (owns, context, commands,
    dependencies and contract joined);
 2. a ``depends_on`` entry naming a file becomes the node owning it; a file nobody owns that
@@ -28,6 +31,7 @@ both owners), or a file that exists in the workspace and no node owns.
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -90,14 +94,19 @@ def command_files(command: str) -> list[str]:
     return found
 
 
-def repair_plan(plan: TaskPlan, exists: Callable[[str], bool] | None = None) -> Repaired:
+def repair_plan(
+    plan: TaskPlan, exists: Callable[[str], bool] | None = None, task: str = ""
+) -> Repaired:
     """``plan`` with its unambiguous mistakes fixed (see the module's list).
 
     ``exists`` says whether a workspace path exists (it reads the file system: call this in
-    a thread). Without it, nothing is adopted and no file dependency is dropped.
+    a thread). Without it, nothing is adopted, renamed to the ``task``'s names, and no file
+    dependency is dropped.
     """
     nodes = [node.model_copy(deep=True) for node in plan.nodes]
     repairs: list[str] = []
+    if exists is not None and task:
+        _task_file_names(nodes, task, exists, repairs)
     nodes = _merge_shared_files(nodes, repairs)
     _file_dependencies(nodes, exists, repairs)
     _test_symbols(nodes, repairs)
@@ -107,6 +116,90 @@ def repair_plan(plan: TaskPlan, exists: Callable[[str], bool] | None = None) -> 
         _adopt_command_files(nodes, exists, repairs)
     _test_node_dependency(nodes, repairs)
     return Repaired(plan.model_copy(update={"nodes": nodes}), repairs)
+
+
+# -- 0. the file names the task gives --------------------------------------------------------
+
+#: A file name in a task's text: a relative path whose extension is a known kind of file.
+TASK_FILE = re.compile(
+    r"(?<![\w./-])([\w][\w./-]*\.(?:py|pyi|rs|ts|tsx|js|jsx|mjs|cjs|go|java|kt|c|h|cc|cpp|hpp|"
+    r"rb|php|cs|swift|lua|toml|json|yaml|yml|md|txt|cfg|ini|sh|html|css))(?![\w/-])"
+)
+#: How alike two file names must be (difflib's ratio) for one to be a misspelling of the other.
+CLOSE_NAME = 0.75
+
+
+def task_files(task: str) -> list[str]:
+    """The workspace-relative files ``task`` names, normalised, in order, once each."""
+    found: list[str] = []
+    for match in TASK_FILE.finditer(task):
+        try:
+            path = normalize(match.group(1))
+        except PathError:
+            continue
+        if path not in found:
+            found.append(path)
+    return found
+
+
+def _task_file_names(
+    nodes: list[PlanNode], task: str, exists: Callable[[str], bool], repairs: list[str]
+) -> None:
+    """The task's own name for a new file, where the plan owns a near miss of it instead."""
+    named = task_files(task)
+    for path in named:
+        owned = [p for node in nodes for p in _owned_paths(node)]
+        if path in owned or exists(path):
+            continue
+        misses = [
+            (index, other)
+            for index, node in enumerate(nodes)
+            for other in _owned_paths(node)
+            if other not in named and _near_miss(other, path) and not exists(other)
+        ]
+        if len(misses) != 1:
+            continue  # none, or no telling which
+        index, other = misses[0]
+        nodes[:] = [_with_file_renamed(node, other, path) for node in nodes]
+        repairs.append(
+            f"{nodes[index].id} owned {other}, but the task names {path}: the plan uses the "
+            "task's name"
+        )
+
+
+def _near_miss(owned: str, named: str) -> bool:
+    """Whether ``owned`` reads as a misspelling of ``named``: the same folder, extension and
+    kind (a test or not), and a close name."""
+    folder, _, name = owned.rpartition("/")
+    named_folder, _, named_name = named.rpartition("/")
+    stem, dot, extension = name.rpartition(".")
+    named_stem, named_dot, named_extension = named_name.rpartition(".")
+    if (folder, dot, extension) != (named_folder, named_dot, named_extension):
+        return False
+    if is_test_path(owned) != is_test_path(named) or stem == named_stem:
+        return False
+    return difflib.SequenceMatcher(None, stem, named_stem).ratio() >= CLOSE_NAME
+
+
+def _with_file_renamed(node: PlanNode, old: str, new: str) -> PlanNode:
+    """``node`` with the file ``old`` called ``new`` in its owns, context, dependencies and
+    commands (as a whole word: ``old.py`` in ``test_old.py`` stays)."""
+    word = re.compile(rf"(?<![\w./-]){re.escape(old)}(?![\w/-])")
+
+    def renamed(path: str) -> str:
+        try:
+            return new if normalize(path) == old else path
+        except PathError:
+            return path
+
+    return node.model_copy(
+        update={
+            "owns": [renamed(p) for p in node.owns],
+            "context": [renamed(p) for p in node.context],
+            "depends_on": [renamed(d) for d in node.depends_on],
+            "commands": [word.sub(new, c) for c in node.commands],
+        }
+    )
 
 
 # -- 1. one owner per file ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,74 @@ def _nodes(plan: TaskPlan) -> dict[str, dict[str, Any]]:
 
 def _exists(*paths: str) -> Any:
     return lambda path: path in paths
+
+
+# -- 0. the task's file names ---------------------------------------------------------------
+
+CALCULATOR_TASK = (
+    "Create calculator.py with functions add(a, b) and divide(a, b); divide raises "
+    "ValueError when b is 0 (e.g. divide(1, 0)). Add pytest tests in test_calculator.py."
+)
+
+
+def test_a_near_miss_of_a_file_the_task_names_takes_the_tasks_name() -> None:
+    """Calculator, run 9: the plan owned calculate.py and its test imported calculator."""
+    plan = _plan(
+        _node(
+            "calc",
+            owns=["calculate.py", "test_calculator.py"],
+            commands=["python -m pytest -q test_calculator.py"],
+        ),
+        _node("docs", owns=["README.md"], context=["./calculate.py"], depends_on=["calc"]),
+    )
+    repaired = repair_plan(plan, _exists(), CALCULATOR_TASK)
+    nodes = _nodes(repaired.plan)
+    assert nodes["calc"]["owns"] == ["calculator.py", "test_calculator.py"]
+    assert nodes["docs"]["context"] == ["calculator.py"]
+    assert nodes["calc"]["commands"] == ["python -m pytest -q test_calculator.py"]
+    assert repaired.repairs == [
+        "calc owned calculate.py, but the task names calculator.py: the plan uses the task's name"
+    ]
+
+
+def test_a_command_naming_the_misspelt_file_follows_the_rename() -> None:
+    plan = _plan(_node("calc", owns=["calculate.py"], commands=["python calculate.py --check"]))
+    repaired = repair_plan(plan, _exists(), CALCULATOR_TASK)
+    assert _nodes(repaired.plan)["calc"]["commands"] == ["python calculator.py --check"]
+
+
+@pytest.mark.parametrize(
+    ("owns", "exists", "why"),
+    [
+        (["calculate.py", "calculater.py"], (), "two candidates: no telling which"),
+        (["calculate.py", "calculator.py"], (), "the task's file is owned already"),
+        (["calculate.py"], ("calculator.py",), "the task's file exists: not a new one"),
+        (["calculate.py"], ("calculate.py",), "the plan's file exists: it is meant"),
+        (["lib/calculator.py"], (), "another folder"),
+        (["calculator.pyi"], (), "another extension"),
+        (["test_calculate.py"], (), "a test for the code's name"),
+        (["arithmetic.py"], (), "not a close name"),
+    ],
+)
+def test_no_rename_without_one_clear_near_miss(
+    owns: list[str], exists: tuple[str, ...], why: str
+) -> None:
+    plan = _plan(_node("calc", owns=owns))
+    repaired = repair_plan(plan, _exists(*exists), "Create calculator.py with add(a, b).")
+    assert _nodes(repaired.plan)["calc"]["owns"] == owns, why
+    assert repaired.repairs == [], why
+
+
+def test_a_file_the_task_names_too_is_never_renamed() -> None:
+    """Both names in the task: each is meant."""
+    plan = _plan(_node("calc", owns=["calculate.py"]))
+    task = "Create calculator.py, and calculate.py that uses it."
+    assert repair_plan(plan, _exists(), task).repairs == []
+
+
+def test_without_the_workspace_nothing_is_renamed() -> None:
+    plan = _plan(_node("calc", owns=["calculate.py"]))
+    assert repair_plan(plan, None, CALCULATOR_TASK).repairs == []
 
 
 # -- 1. one owner per file ------------------------------------------------------------------
@@ -327,3 +396,16 @@ async def test_what_repair_cannot_fix_is_sent_back_with_the_repairs_made() -> No
     assert len(client.requests) == 3
     assert "Keel had already repaired the plan" in client.requests[1].prompt
     assert invalid[0][1][0] == "dependency cycle: a -> b -> a"
+
+
+async def test_the_planner_gives_the_task_to_the_repair(tmp_path: Path) -> None:
+    misspelt = {"nodes": [_node("calc", owns=["calculate.py", "test_calculator.py"])]}
+    client = ScriptedClient([json.dumps(misspelt)])
+    planner = Planner(make_gateway(client, RecordingStore()), lambda *_: None, root=tmp_path)
+    plan = await planner.plan(CALCULATOR_TASK, [], {}, ["python"])
+    assert plan.nodes[0].owns == ["calculator.py", "test_calculator.py"]
+    (tmp_path / "calculate.py").write_text("")  # now the plan's file is an existing one
+    client = ScriptedClient([json.dumps(misspelt)])
+    planner = Planner(make_gateway(client, RecordingStore()), lambda *_: None, root=tmp_path)
+    plan = await planner.plan(CALCULATOR_TASK, [], {}, ["python"])
+    assert plan.nodes[0].owns == ["calculate.py", "test_calculator.py"]
