@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keel.bundles.apply import ChangeSet, compose, plan_changes, write_changes
+from keel.bundles.apply import ChangeSet, Problem, compose, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.bundles.hunks import bundle_hunks, split, unknown_ids
 from keel.bundles.paths import PathError
@@ -317,6 +317,7 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         await self._adopt(number, bundle, sandbox)
         changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
+        changes.problems.extend(self._contradicting_deletes(bundle, changes))
         await ctx.events.emit(
             ev.BundleGenerated(
                 node=node.id,
@@ -345,6 +346,42 @@ class NodeRunner:
         ctx.faults.hit("node_commands_run")
         energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes))
         return Attempt(number, bundle, changes, energy)
+
+    def _contradicting_deletes(self, bundle: ArtifactBundle, changes: ChangeSet) -> list[Problem]:
+        """Deletions that cannot be meant: a file the node's own commands run, and a file
+        only an earlier attempt created (owned, so it must exist: the contract would miss
+        it). Small models delete a file to "start over"; refusing the bundle keeps the last
+        attempt's files instead."""
+        gone = {path for path, data in changes.changes.items() if data is None}
+        problems = []
+        for command in dict.fromkeys([*self.node.commands, *bundle.commands]):
+            for path in command_files(command):
+                if path in gone:
+                    gone.discard(path)
+                    problems.append(
+                        Problem(
+                            "path",
+                            path,
+                            f"{path} is deleted, but the command `{command}` runs it: change "
+                            "it with a write or a diff instead, or drop the command",
+                        )
+                    )
+        progress = self._progress.changes if self._progress is not None else {}
+        for path in sorted(gone):
+            if (
+                path in progress
+                and self._progress is not None
+                and self._progress.base[path] is None
+            ):
+                problems.append(
+                    Problem(
+                        "path",
+                        path,
+                        f"cannot delete {path}: the last attempt created it and this node owns "
+                        "it, so it must exist; change it with a write or a diff instead",
+                    )
+                )
+        return problems
 
     async def _adopt(self, number: int, bundle: ArtifactBundle, sandbox: Path) -> None:
         """The files ``bundle`` creates that no node of the plan owns become this node's.

@@ -109,3 +109,51 @@ async def test_a_diff_applies_to_the_last_attempts_content(tmp_path: Path) -> No
     ctx, _, _ = node_context(tmp_path, replies, ledger=ledger)
     assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
     assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+
+
+def with_deletes(reply: dict[str, object], *paths: str) -> dict[str, object]:
+    return {**reply, "deletes": list(paths)}
+
+
+async def test_deleting_a_file_only_the_last_attempt_created_is_refused(tmp_path: Path) -> None:
+    """Calculator, run 9: attempt 3 deleted the test attempt 2 wrote, "to start over"."""
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): with_deletes(bundle_reply({"calc.py": FIXED}), "test_calc.py"),
+        ("actuator", "n1", 3): bundle_reply({"calc.py": FIXED}),
+    }
+    ledger = MemoryLedger()
+    ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    third = actuator_prompts(client)[2]
+    assert "cannot delete test_calc.py: the last attempt created it" in third
+    assert "assert add(1, 2) == 3" in third  # attempt 1's test still stands
+
+
+async def test_deleting_a_file_the_nodes_command_runs_is_refused(tmp_path: Path) -> None:
+    """Fix, run 6: a correct fix that also deleted the test file its command runs."""
+    command = "python -m pytest -q test_calc.py"
+    replies: Replies = {
+        ("actuator", "n1", 1): with_deletes(
+            bundle_reply({"calc.py": FIXED}, [command]), "test_calc.py"
+        ),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}, [command]),
+    }
+    ledger = MemoryLedger({"calc.py": BROKEN.encode(), "test_calc.py": TEST.encode()})
+    ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    second = actuator_prompts(client)[1]
+    assert f"test_calc.py is deleted, but the command `{command}` runs it" in second
+
+
+async def test_deleting_a_committed_file_no_command_runs_is_still_allowed(tmp_path: Path) -> None:
+    replies: Replies = {
+        ("actuator", "n1", 1): with_deletes(bundle_reply({"calc.py": FIXED}), "old_calc.py"),
+    }
+    ledger = MemoryLedger({"calc.py": BROKEN.encode(), "old_calc.py": b"x = 1\n"})
+    ctx, _, _ = node_context(tmp_path, replies, ledger=ledger)
+    node = plan_node(owns=("calc.py", "old_calc.py"))
+    assert await NodeRunner(ctx, node).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode()}
