@@ -16,8 +16,9 @@ The repairs, in order:
 2. a ``depends_on`` entry naming a file becomes the node owning it; a file nobody owns that
    exists, the node's own id and an unknown id are dropped, unless dropping leaves a
    unit_test node without anything it tests;
-3. a contract symbol that is a test function (``test_...``, ``Test...``) leaves a node that
-   owns no test file (a test's name is no interface: the test runner finds any name);
+3. a contract symbol that is a test function (``test_...``, ``Test...``), or in a node that
+   owns a test file an assertion helper (``assert_...``), leaves the contract (a test's name
+   is no interface: the test runner finds any name);
 4. a contract symbol the node's title shows as a parameter (``greet(name)``) is dropped;
 5. a command naming a file another node's unit_test node writes merges that test node into
    the node running it (the file must exist when the command runs);
@@ -44,6 +45,8 @@ from keel.engine.replies import NodeContract, PlanNode, TaskPlan
 
 #: A test function or class as test runners collect them (pytest, unittest).
 TEST_SYMBOL = re.compile(r"^(test_\w*|Test\w*)$")
+#: An assertion helper's name (``assert_add``): in a node that owns tests, a test's, too.
+ASSERTION_SYMBOL = re.compile(r"^assert_\w+$")
 #: A command argument that reads as a file: a relative path with an extension.
 FILE_ARGUMENT = re.compile(r"^[\w][\w./-]*\.[A-Za-z0-9]+$")
 #: Options whose next argument is not a file (``python -m pkg.mod``, ``python -c code``).
@@ -375,17 +378,26 @@ def _as_path(raw: str) -> str | None:
 
 def _test_symbols(nodes: list[PlanNode], repairs: list[str]) -> None:
     for index, node in enumerate(nodes):
-        if any(is_test_path(p) for p in _owned_paths(node)):
-            continue
-        moved = [s for s in node.contract.symbols if TEST_SYMBOL.match(s)]
+        tests = any(is_test_path(p) for p in _owned_paths(node))
+        moved = [
+            s
+            for s in node.contract.symbols
+            if TEST_SYMBOL.match(s) or (tests and ASSERTION_SYMBOL.match(s))
+        ]
         if not moved:
             continue
         kept = [s for s in node.contract.symbols if s not in moved]
         nodes[index] = _with_symbols(node, kept)
-        repairs.append(
-            f"{node.id} listed the test {', '.join(moved)} in its contract but owns no test "
-            "file: dropped from its contract (the tests' names are the test files' own)"
-        )
+        if tests:
+            repairs.append(
+                f"{node.id} listed the test names {', '.join(moved)} in its contract: dropped "
+                "(the tests are the node's own to name; no other node uses them)"
+            )
+        else:
+            repairs.append(
+                f"{node.id} listed the test {', '.join(moved)} in its contract but owns no "
+                "test file: dropped from its contract (the tests' names are the test files' own)"
+            )
 
 
 def _parameter_symbols(nodes: list[PlanNode], repairs: list[str]) -> None:

@@ -220,8 +220,22 @@ def test_a_test_function_in_a_code_nodes_contract_is_dropped() -> None:
     ]
 
 
-def test_a_node_owning_its_tests_keeps_test_symbols() -> None:
-    plan = _plan(_node("g", owns=["greet.py", "test_greet.py"], contract={"symbols": ["test_g"]}))
+def test_test_names_leave_the_contract_of_the_node_owning_the_tests_too() -> None:
+    """Calculator, run 9: the node owning the code and its tests had to define test_add and
+    assert_add; an attempt naming its tests otherwise failed on them alone."""
+    symbols = ["add", "test_add", "assert_add", "TestAdd"]
+    plan = _plan(_node("c", owns=["calc.py", "test_calc.py"], contract={"symbols": symbols}))
+    repaired = repair_plan(plan)
+    assert _nodes(repaired.plan)["c"]["contract"]["symbols"] == ["add"]
+    assert repaired.repairs == [
+        "c listed the test names test_add, assert_add, TestAdd in its contract: dropped (the "
+        "tests are the node's own to name; no other node uses them)"
+    ]
+
+
+def test_an_assertion_helper_stays_in_a_node_without_tests() -> None:
+    """A testing library's ``assert_close`` is its interface."""
+    plan = _plan(_node("lib", owns=["checks.py"], contract={"symbols": ["assert_close"]}))
     assert repair_plan(plan).repairs == []
 
 
