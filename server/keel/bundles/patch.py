@@ -2,11 +2,16 @@
 
 The patch is parsed with unidiff. Each hunk's old lines (context and removals) must match
 the file exactly, at the stated line or, failing that, at exactly one other place: models
-often get line numbers wrong but context right. Anything else is a :class:`PatchError` whose
-message tells the model which hunk failed and why, so the next attempt can fix it.
+often get line numbers wrong but context right. For the same reason the line counts in each
+``@@`` header are recounted from the hunk's body first, and a body line with no diff marker
+(an empty context line whose space was lost) is read as context: the exact match decides
+whether the hunk applies, not the model's arithmetic. Anything else is a :class:`PatchError`
+whose message tells the model which hunk failed and why, so the next attempt can fix it.
 """
 
 from __future__ import annotations
+
+import re
 
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
@@ -39,13 +44,53 @@ def _find(lines: list[str], block: list[str], hint: int) -> int:
     raise PatchError(f"its context matches {len(matches)} places; include more context lines")
 
 
+HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
+BODY_MARKERS = (" ", "-", "+", "\\")
+
+
+def recounted(patch: str) -> str:
+    """``patch`` with each hunk's header counting the lines its body has."""
+    lines = patch.splitlines()
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        header = HUNK_HEADER.match(lines[index])
+        if header is None:
+            out.append(lines[index])
+            index += 1
+            continue
+        body: list[str] = []
+        index += 1
+        while index < len(lines) and not _ends_hunk(lines, index):
+            line = lines[index]
+            body.append(line if line.startswith(BODY_MARKERS) else " " + line)
+            index += 1
+        while body and body[-1] == " " and index >= len(lines):
+            body.pop()  # the patch's own trailing blank lines, not context
+        old = sum(1 for line in body if line[0] in " -")
+        new = sum(1 for line in body if line[0] in " +")
+        source, target, rest = header.groups()
+        out.append(f"@@ -{source},{old} +{target},{new} @@{rest}")
+        out.extend(body)
+    return "\n".join(out) + "\n"
+
+
+def _ends_hunk(lines: list[str], index: int) -> bool:
+    """A new hunk, or a new file's ``---``/``+++`` header pair."""
+    line = lines[index]
+    if HUNK_HEADER.match(line):
+        return True
+    following = lines[index + 1] if index + 1 < len(lines) else ""
+    return line.startswith("--- ") and following.startswith("+++ ")
+
+
 def apply_patch(path: str, original: str | None, patch: str) -> str | None:
     """Apply ``patch`` to ``original`` (``None``: the file does not exist).
 
     Returns the new text, or ``None`` when the patch deletes the file.
     """
     try:
-        patch_set = PatchSet(patch if patch.endswith("\n") else patch + "\n")
+        patch_set = PatchSet(recounted(patch))
     except UnidiffParseError as exc:
         raise PatchError(f"patch for {path} does not parse as a unified diff: {exc}") from exc
     if len(patch_set) != 1:
@@ -66,6 +111,11 @@ def apply_patch(path: str, original: str | None, patch: str) -> str | None:
     lines = _split(original)
     offset = 0
     for number, hunk in enumerate(patched, start=1):
+        if not any(line.is_added or line.is_removed for line in hunk):
+            raise PatchError(
+                f"hunk {number} of the patch for {path} changes no line (only context): "
+                "mark removed lines with - and added lines with +"
+            )
         old = [line.value for line in hunk if line.is_context or line.is_removed]
         new = [line.value for line in hunk if line.is_context or line.is_added]
         _restore_missing_newlines(hunk, old, new)

@@ -162,3 +162,43 @@ def test_our_own_unified_diff_round_trips(before: bytes | None, after: bytes | N
     patch = unified_diff("f.txt", before, after)
     result = apply_patch("f.txt", None if before is None else before.decode(), patch)
     assert result == (None if after is None else after.decode())
+
+
+# -- what models get wrong in the counts and markers (docs/benchmarks.md, run 9) -------------
+
+
+def test_wrong_counts_in_a_hunk_header_are_recounted() -> None:
+    """Slugify, run 9: "Hunk is shorter than expected" (the header promised more lines)."""
+    patch = _patch("f.txt", "@@ -1,7 +1,9 @@\n a\n-b\n+B\n c\n")
+    assert apply_patch("f.txt", "a\nb\nc\nd\n", patch) == "a\nB\nc\nd\n"
+
+
+def test_a_context_line_that_lost_its_space_is_context() -> None:
+    """Slugify, run 9: "Hunk diff line expected" for an unmarked line; an empty line too."""
+    patch = _patch("f.py", "@@ -1,4 +1,4 @@\ndef f():\n-    return 1\n+    return 2\n\n x = 1\n")
+    assert apply_patch("f.py", "def f():\n    return 1\n\nx = 1\n", patch) == (
+        "def f():\n    return 2\n\nx = 1\n"
+    )
+
+
+def test_an_unmarked_line_that_is_not_in_the_file_still_does_not_apply() -> None:
+    patch = _patch("f.txt", "@@ -1,2 +1,2 @@\nSome prose about the change\n-b\n+B\n")
+    with pytest.raises(PatchError, match="hunk 1 of the patch for f.txt does not apply"):
+        apply_patch("f.txt", "a\nb\n", patch)
+
+
+def test_a_hunk_changing_no_line_is_refused() -> None:
+    patch = _patch("f.txt", "@@ -1,2 +1,2 @@\n a\n b\n")
+    with pytest.raises(PatchError, match="hunk 1 of the patch for f.txt changes no line"):
+        apply_patch("f.txt", "a\nb\n", patch)
+
+
+def test_recounting_keeps_a_removed_line_that_looks_like_a_header() -> None:
+    """``--- x`` is a removed ``-- x`` unless a ``+++`` line follows it."""
+    patch = _patch("q.sql", "@@ -1,2 +1,1 @@\n--- old comment\n select 1;\n")
+    assert apply_patch("q.sql", "-- old comment\nselect 1;\n", patch) == "select 1;\n"
+
+
+def test_two_hunks_with_wrong_counts_each_apply() -> None:
+    patch = _patch("f.txt", "@@ -1,1 +1,1 @@\n-a\n+A\n b\n@@ -9,9 +9,9 @@\n c\n-d\n+D\n")
+    assert apply_patch("f.txt", "a\nb\nc\nd\n", patch) == "A\nb\nc\nD\n"
