@@ -183,13 +183,13 @@ def test_a_context_line_that_lost_its_space_is_context() -> None:
 
 def test_an_unmarked_line_that_is_not_in_the_file_still_does_not_apply() -> None:
     patch = _patch("f.txt", "@@ -1,2 +1,2 @@\nSome prose about the change\n-b\n+B\n")
-    with pytest.raises(PatchError, match="hunk 1 of the patch for f.txt does not apply"):
+    with pytest.raises(PatchError, match=r"hunk 1 of the patch for f\.txt does not apply"):
         apply_patch("f.txt", "a\nb\n", patch)
 
 
 def test_a_hunk_changing_no_line_is_refused() -> None:
     patch = _patch("f.txt", "@@ -1,2 +1,2 @@\n a\n b\n")
-    with pytest.raises(PatchError, match="hunk 1 of the patch for f.txt changes no line"):
+    with pytest.raises(PatchError, match=r"hunk 1 of the patch for f\.txt changes no line"):
         apply_patch("f.txt", "a\nb\n", patch)
 
 
