@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ BASE = "def add(a, b):\n    return a + b\n\n\nVERSION = 1\n"
 AFTER = "def add(a: int, b: int) -> int:\n    return a + b\n\n\nVERSION = 2\n"
 A_ONLY = "def add(a: int, b: int) -> int:\n    return a + b\n\n\nVERSION = 1\n"
 THIRD = A_ONLY + "NOTE = 'kept at 1'\n"
+ANALYSIS = {"verdict": "unstable", "analysis": "the reviewer objected", "fix_hints": []}
 
 
 def _events(workspace: Path, kind: str) -> list[dict[str, Any]]:
@@ -34,31 +37,48 @@ def _query(workspace: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(db.execute(sql).fetchall())
 
 
-def test_keep_one_hunk_and_reject_the_other_with_a_reason(tmp_path: Path) -> None:
+def _start(
+    tmp_path: Path, base: str, entries: list[dict[str, Any]], **extra: str
+) -> tuple[Terminal, Path]:
+    """``keel agent --mode cautious`` on a repository whose calc.py is ``base``."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     git(workspace, "init", "-q")
-    (workspace / "calc.py").write_text(BASE)
+    (workspace / "calc.py").write_text(base)
     git(workspace, "add", "calc.py")
     git(workspace, "commit", "-q", "-m", "calc")
-    a, b = (h.id for h in bundle_hunks({"calc.py": AFTER.encode()}, {"calc.py": BASE.encode()}))
+    transcript = write_transcript(tmp_path / "transcript.jsonl", entries)
+    argv = [*KEEL, "agent", "--mode", "cautious", "--log-llm", "-w", str(workspace)]
+    argv += ["--model", f"replay:{transcript}", "Change calc"]
+    return Terminal(argv, {**_env(tmp_path), **extra}), workspace
 
-    analysis = {"verdict": "unstable", "analysis": "the reviewer objected", "fix_hints": []}
-    transcript = write_transcript(
-        tmp_path / "transcript.jsonl",
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    return {**env, **GIT_ENV, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".c")}
+
+
+def _keel_commits(workspace: Path) -> list[str]:
+    log = git(workspace, "log", "--format=%H %s").splitlines()
+    return [line.split()[0] for line in log if " keel: " in line]
+
+
+def _ids(base: str, after: str) -> list[str]:
+    return [h.id for h in bundle_hunks({"calc.py": after.encode()}, {"calc.py": base.encode()})]
+
+
+def test_keep_one_hunk_and_reject_the_other_with_a_reason(tmp_path: Path) -> None:
+    a, b = _ids(BASE, AFTER)
+    term, workspace = _start(
+        tmp_path,
+        BASE,
         [
             plan(node("node-1", ["calc.py"], title="Type and bump")),
             bundle("node-1", writes={"calc.py": AFTER}),
-            {"tier": "verifier", "node": "node-1", "attempt": 1, "reply": analysis},
+            {"tier": "verifier", "node": "node-1", "attempt": 1, "reply": ANALYSIS},
             bundle("node-1", 2, writes={"calc.py": THIRD}),
         ],
     )
-    argv = [*KEEL, "agent", "--mode", "cautious", "--log-llm", "-w", str(workspace)]
-    argv += ["--model", f"replay:{transcript}", "Type add and bump VERSION"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env = {**env, **GIT_ENV, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".c")}
-    term = Terminal(argv, env)
-
     term.expect("Approve node-1?")
     term.send("h")
     shown = term.expect("Keep this hunk?")
@@ -77,8 +97,7 @@ def test_keep_one_hunk_and_reject_the_other_with_a_reason(tmp_path: Path) -> Non
     term.send("y")
     assert term.wait() == 0, term.output
 
-    log = git(workspace, "log", "--format=%H %s").splitlines()
-    keel_commits = [line.split()[0] for line in log if " keel: " in line]
+    keel_commits = _keel_commits(workspace)
     assert len(keel_commits) == 2
     first, last = keel_commits[1], keel_commits[0]
     assert git(workspace, "show", f"{first}:calc.py") == A_ONLY  # the kept hunk alone
@@ -111,3 +130,123 @@ def test_keep_one_hunk_and_reject_the_other_with_a_reason(tmp_path: Path) -> Non
     assert approvals[0] == ("approved", "user", f"hunks {a}")
     assert approvals[1][:2] == ("rejected", "user")
     assert approvals[2][:2] == ("approved", "user") and len(approvals) == 3
+
+
+CALLS = "def add(a, b):\n    return a + b\n\n\nVERSION = 1\n"
+CALLS_AFTER = (
+    "def add(a, b):\n    return plus(a, b)\n\n\nVERSION = 1\n"
+    "\n\ndef plus(x, y):\n    return x + y\n"
+)
+
+
+def test_a_kept_hunk_that_is_not_stable_alone_sends_nothing_and_asks_again(
+    tmp_path: Path,
+) -> None:
+    """Keep the call, reject the definition it needs: the call alone fails verification, so
+    nothing is committed, the rejection is not sent either, and the same bundle is asked
+    about again; approving it whole then commits it."""
+    call, define = _ids(CALLS, CALLS_AFTER)
+    term, workspace = _start(
+        tmp_path,
+        CALLS,
+        [
+            plan(node("node-1", ["calc.py"], title="Use plus")),
+            bundle("node-1", writes={"calc.py": CALLS_AFTER}),
+        ],
+    )
+    term.expect("Approve node-1?")
+    term.send("h")
+    term.expect("Keep this hunk?")
+    term.send("y")
+    assert "+def plus(x, y):" in term.expect("Keep this hunk?")
+    term.send("n")
+    term.expect("Reason for the rejected hunks")
+    term.send("no helper")
+    shown = term.expect("Approve node-1?")
+    assert f"hunks {call} alone are not stable: V(x)=" in shown
+    assert "The hunks you rejected were not sent either; decide again." in shown
+    assert "Rejecting hunks" not in shown
+    assert not _keel_commits(workspace)
+    term.send("y")
+    assert term.wait() == 0, term.output
+    (only,) = _keel_commits(workspace)
+    assert git(workspace, "show", f"{only}:calc.py") == CALLS_AFTER
+    (verified,) = _events(workspace, "hunks_verified")
+    assert verified["hunks"] == [call] and verified["stable"] is False
+    assert not _events(workspace, "hunks_rejected")
+    assert define not in "".join(p for (p,) in _query(workspace, "SELECT note FROM approvals"))
+
+
+def test_end_of_input_in_the_walk_leaves_the_node_awaiting_approval(tmp_path: Path) -> None:
+    term, workspace = _start(
+        tmp_path,
+        BASE,
+        [
+            plan(node("node-1", ["calc.py"], title="Type and bump")),
+            bundle("node-1", writes={"calc.py": AFTER}),
+        ],
+    )
+    term.expect("Approve node-1?")
+    term.send("h")
+    term.expect("Keep this hunk?")
+    term.send("y")
+    term.expect("Keep this hunk?")
+    term.send("n")
+    term.expect("Reason for the rejected hunks")
+    os.write(term.fd, b"\x04")  # Ctrl-D at the reason: nothing of the walk is sent
+    assert term.wait() == 1, term.output
+    assert "awaiting_approval" in term.output
+    assert not _keel_commits(workspace)
+    assert (workspace / "calc.py").read_text() == BASE
+    assert not _events(workspace, "hunks_verified") and not _events(workspace, "hunks_rejected")
+    assert _query(workspace, "SELECT decision FROM approvals") == []
+
+
+def test_a_kill_before_the_kept_hunks_commit_keeps_them_for_resume(tmp_path: Path) -> None:
+    """Killed between the walk and the ledger commit: ``keel resume`` (no terminal) commits the
+    kept hunk as the user's recorded approval; the rejection lived only in the killed process,
+    so the rest waits for a reviewer instead of being decided for them."""
+    a, _ = _ids(BASE, AFTER)
+    term, workspace = _start(
+        tmp_path,
+        BASE,
+        [
+            plan(node("node-1", ["calc.py"], title="Type and bump")),
+            bundle("node-1", writes={"calc.py": AFTER}),
+        ],
+        KEEL_FAULT="ledger_before_commit",
+    )
+    term.expect("Approve node-1?")
+    term.send("h")
+    term.expect("Keep this hunk?")
+    term.send("y")
+    term.expect("Keep this hunk?")
+    term.send("n")
+    term.expect("Reason for the rejected hunks")
+    term.send("keep VERSION at 1")
+    assert term.wait() == -signal.SIGKILL, term.output
+    assert not _keel_commits(workspace)
+
+    resumed = subprocess.run(
+        [*KEEL, "resume", "--last", "-w", str(workspace)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    (only,) = _keel_commits(workspace)
+    assert git(workspace, "show", f"{only}:calc.py") == A_ONLY
+    assert (workspace / "calc.py").read_text() == A_ONLY
+    assert not _events(workspace, "hunks_rejected")
+    approvals = _query(workspace, "SELECT decision, actor, note FROM approvals ORDER BY id")
+    assert approvals == [("approved", "user", f"hunks {a}")]
+    # The rest (hunk b alone, on top of the commit) waits for a reviewer.
+    assert resumed.stdout.rstrip().splitlines()[-2] == "[node-1] awaiting approval (complexity 1)"
+    rest = _events(workspace, "awaiting_approval")[-1]
+    assert (
+        rest["files"] == ["calc.py"]
+        and rest["bundle"] != _events(workspace, "hunks_verified")[0]["bundle"]
+    )
