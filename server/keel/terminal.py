@@ -122,13 +122,14 @@ def edit_files(
 
 
 def describe_hunk(hunk: Hunk, number: int, total: int, request: ApprovalRequest) -> str:
-    """One hunk as hunk review shows it: ``[n/total] path header``, then ``-``/``+`` lines
-    (a binary file as its sizes), escaped like the rest of model text on the terminal."""
+    """One hunk as hunk review shows it: ``[n/total] path header  hunk ID``, then its
+    ``-``/``+`` lines (a binary file as its sizes), escaped like all model text here."""
     before, after = request.base.get(hunk.path), request.changes.get(hunk.path)
     kind = ""
     if hunk.whole:
         kind = " (new file)" if before is None else " (deleted)" if after is None else ""
-    lines = [f"\n[{number}/{total}] {escape(hunk.path)}{kind} {hunk.header}"]
+    head = f"[{number}/{total}] {escape(hunk.path)}{kind} {hunk.header}  hunk {hunk.id}"
+    lines = ["", head]
     if hunk.whole and not (_is_text(before) and _is_text(after)):
         lines.append(f"  binary: {_size(before)} -> {_size(after)}")
     else:

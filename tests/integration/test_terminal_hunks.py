@@ -82,9 +82,10 @@ def test_keep_one_hunk_and_reject_the_other_with_a_reason(tmp_path: Path) -> Non
     term.expect("Approve node-1?")
     term.send("h")
     shown = term.expect("Keep this hunk?")
-    assert "[1/2] calc.py @@ -1,1 +1,1 @@" in shown and "+def add(a: int, b: int) -> int:" in shown
+    assert f"[1/2] calc.py @@ -1,1 +1,1 @@  hunk {a}" in shown
+    assert "+def add(a: int, b: int) -> int:" in shown
     term.send("y")
-    assert "[2/2] calc.py @@ -5,1 +5,1 @@" in term.expect("Keep this hunk?")
+    assert f"[2/2] calc.py @@ -5,1 +5,1 @@  hunk {b}" in term.expect("Keep this hunk?")
     term.send("n")
     term.expect("Reason for the rejected hunks (sent to the model, optional): ")
     term.send("keep VERSION at 1")
@@ -250,3 +251,47 @@ def test_a_kill_before_the_kept_hunks_commit_keeps_them_for_resume(tmp_path: Pat
         rest["files"] == ["calc.py"]
         and rest["bundle"] != _events(workspace, "hunks_verified")[0]["bundle"]
     )
+
+
+def test_keep_reject_and_stop_commits_in_two_steps_without_a_model_call(tmp_path: Path) -> None:
+    """Three hunks: keep the first, reject the second, ``q`` at the third. The first is
+    committed, the rejection answers the rest unasked, and the third comes back alone to be
+    asked about; all without a second model call."""
+    before = "A = 1\n\nB = 1\n\nC = 1\n"
+    after = "A = 2\n\nB = 2\n\nC = 2\n"
+    a, b, c = _ids(before, after)
+    term, workspace = _start(
+        tmp_path,
+        before,
+        [
+            plan(node("node-1", ["calc.py"], title="Bump three")),
+            bundle("node-1", writes={"calc.py": after}),
+        ],
+    )
+    term.expect("Approve node-1?")
+    term.send("h")
+    for key in ("y", "n"):
+        term.expect("Keep this hunk?")
+        term.send(key)
+    third = term.expect("Keep this hunk?").replace("\r\n", "\n")  # a terminal's line ends
+    assert f"[3/3] calc.py @@ -5,1 +5,1 @@  hunk {c}\n-C = 1\n+C = 2\n" in third
+    term.send("q")
+    assert "Kept 1, rejected 1, undecided 1." in term.expect("Reason for the rejected hunks")
+    term.send("B stays")
+    shown = term.expect("Approve node-1?")
+    assert f"Rejecting hunks {b} as you decided: B stays" in shown
+    term.send("h")
+    assert f"[1/1] calc.py @@ -5,1 +5,1 @@  hunk {c}" in term.expect("Keep this hunk?")
+    term.send("y")
+    assert term.wait() == 0, term.output
+
+    second, first = _keel_commits(workspace)
+    assert git(workspace, "show", f"{first}:calc.py") == "A = 2\n\nB = 1\n\nC = 1\n"
+    assert git(workspace, "show", f"{second}:calc.py") == "A = 2\n\nB = 1\n\nC = 2\n"
+    assert (workspace / "calc.py").read_text() == "A = 2\n\nB = 1\n\nC = 2\n"
+    (rejected,) = _events(workspace, "hunks_rejected")
+    assert rejected["hunks"] == [b] and rejected["remaining"] == 1
+    assert rejected["feedback"] == "B stays"
+    assert [e["hunks"] for e in _events(workspace, "hunks_verified")] == [[a]]
+    calls = _query(workspace, "SELECT attempt FROM model_calls WHERE tier = 'actuator'")
+    assert calls == [(1,)]

@@ -64,9 +64,9 @@ async def test_keep_one_reject_one_sends_the_approval_then_the_rejection_unasked
     first = await approver.review(TWO)
     assert first == Decision(approved=True, actor="user", hunks=[a])
     shown = err.getvalue()
-    first_hunk = "[1/2] calc.py @@ -1,1 +1,1 @@\n-def add(a, b):\n+def add(a: int, b: int) -> int:"
+    first_hunk = f"[1/2] calc.py @@ -1,1 +1,1 @@  hunk {a}\n-def add(a, b):\n+def add(a: int"
     assert first_hunk in shown
-    assert "[2/2] calc.py @@ -5,1 +5,1 @@\n-VERSION = 1\n+VERSION = 2" in shown
+    assert f"[2/2] calc.py @@ -5,1 +5,1 @@  hunk {b}\n-VERSION = 1\n+VERSION = 2" in shown
     assert "Kept 1, rejected 1, undecided 0." in shown
     assert stdin.read() == ""  # every answer was used
 
@@ -176,13 +176,14 @@ async def test_hunks_show_escaped_lines_new_files_and_binary_sizes() -> None:
         },
         {"calc.py": b"x = 0\n\ty\n", "img.bin": b"\x89PNG", "new\rname.txt": None},
     )
+    one, two, three = _ids(request)
     approver, _, err = _approver("h\ny\ny\ny\n")
     assert await approver.review(request) == Decision(approved=True, actor="user")
     shown = err.getvalue()
     assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
-    assert "[1/3] calc.py @@ -1,1 +1,1 @@\n-x = 0\n+x = 1\\x1b[2J\n" in shown
-    assert "[2/3] img.bin @@ -1,1 +1,1 @@\n  binary: 4 bytes -> 3 bytes\n" in shown
-    assert "[3/3] new\\rname.txt (new file) @@ -0,0 +1,1 @@\n+hello\\x07\n" in shown
+    assert f"[1/3] calc.py @@ -1,1 +1,1 @@  hunk {one}\n-x = 0\n+x = 1\\x1b[2J\n" in shown
+    assert f"[2/3] img.bin @@ -1,1 +1,1 @@  hunk {two}\n  binary: 4 bytes -> 3 bytes\n" in shown
+    assert f"[3/3] new\\rname.txt (new file) @@ -0,0 +1,1 @@  hunk {three}\n+hello\\x07\n" in shown
 
 
 async def test_a_deleted_file_is_one_hunk_and_no_hunks_goes_back_to_the_menu() -> None:
@@ -191,7 +192,8 @@ async def test_a_deleted_file_is_one_hunk_and_no_hunks_goes_back_to_the_menu() -
     assert await approver.review(deleted) == Decision(
         approved=False, actor="user", feedback="gone is wrong"
     )
-    assert "[1/1] old.txt (deleted) @@ -1,2 +0,0 @@\n-a\n-b\n" in err.getvalue()
+    (gone,) = _ids(deleted)
+    assert f"[1/1] old.txt (deleted) @@ -1,2 +0,0 @@  hunk {gone}\n-a\n-b\n" in err.getvalue()
     empty = _request({"same.txt": b"x\n"}, {"same.txt": b"x\n"})
     approver, _, err = _approver("h\ny\n")
     assert await approver.review(empty) == Decision(approved=True, actor="user")
