@@ -175,6 +175,7 @@ class _Rejection:
 
     bundle_id: str  # the bundle whose kept hunks were approved
     hunks: tuple[str, ...]
+    rest: frozenset[str]  # every hunk of that bundle but the kept ones: what comes back
     reason: str
     committed: bool = False
 
@@ -234,8 +235,8 @@ class TerminalApprover:
         if pending is None or not pending.committed:
             return None
         present = {hunk.id for hunk in bundle_hunks(request.changes, request.base)}
-        if not present.issuperset(pending.hunks):
-            self._say("The hunks you rejected are no longer in the bundle; decide again.\n")
+        if present != pending.rest:  # not the rest (a new model attempt): decide afresh
+            self._say("This is not the rest of the bundle you reviewed; decide again.\n")
             return None
         said = f": {escape(pending.reason)}" if pending.reason else ""
         self._say(f"Rejecting hunks {', '.join(pending.hunks)} as you decided{said}\n")
@@ -308,8 +309,9 @@ class TerminalApprover:
         if not kept:
             return Decision(approved=False, actor="user", feedback=reason, hunks=rejected)
         if rejected:
+            rest = frozenset(h.id for h in hunks) - set(kept)
             self._rejections[request.node_id] = _Rejection(
-                request.bundle_id, tuple(rejected), reason
+                request.bundle_id, tuple(rejected), rest, reason
             )
             self._say("The kept hunks are committed first; then the rejected ones are sent.\n")
         return Decision(approved=True, actor="user", hunks=kept)

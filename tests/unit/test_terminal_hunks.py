@@ -164,7 +164,7 @@ async def test_a_pending_rejection_waits_for_its_own_node_and_its_own_hunks() ->
     # The rest came back as something else (a new model attempt): the walk no longer holds.
     regenerated = _request({"calc.py": BASE + b"X = 1\n"}, {"calc.py": BASE}, "b3")
     assert await approver.review(regenerated) is None
-    assert "The hunks you rejected are no longer in the bundle; decide again." in err.getvalue()
+    assert "This is not the rest of the bundle you reviewed; decide again." in err.getvalue()
 
 
 async def test_hunks_show_escaped_lines_new_files_and_binary_sizes() -> None:
@@ -198,3 +198,18 @@ async def test_a_deleted_file_is_one_hunk_and_no_hunks_goes_back_to_the_menu() -
     approver, _, err = _approver("h\ny\n")
     assert await approver.review(empty) == Decision(approved=True, actor="user")
     assert "The bundle has no hunks." in err.getvalue()
+
+
+async def test_a_new_attempt_that_keeps_the_rejected_hunk_is_asked_about_not_rejected() -> None:
+    """The rest failed verification on top of the commit and the model proposed again: its
+    bundle holds the rejected hunk (same id) and more. It is not the rest: asked, not
+    answered."""
+    a, b = _ids(TWO)
+    approver, _, err = _approver("h\ny\nn\nwhy\n")
+    assert await approver.review(TWO) == Decision(approved=True, actor="user", hunks=[a])
+    await approver.settled(TWO, Settlement("sha1", None, ["calc.py"]))
+    rest = _rest(TWO, [a], "b2")
+    more = replace(rest, bundle_id="b3", changes={**rest.changes, "extra.py": b"X = 1\n"})
+    assert b in _ids(more) and len(_ids(more)) == 2
+    assert await approver.review(more) is None  # asked (end of input), not rejected
+    assert "Rejecting" not in err.getvalue()
