@@ -259,7 +259,9 @@ class TerminalApprover:
             return Decision(approved=True, actor="user")
         if key in ("n", "no"):
             reason = await self._ask("Reason (sent to the model, optional): ")
-            return Decision(approved=False, actor="user", feedback=reason or "")
+            if reason is None:  # end of input at the question: nobody decided
+                raise _EndOfInput
+            return Decision(approved=False, actor="user", feedback=reason)
         if key in ("c", "correct"):
             text = await self._ask("Correction for the model: ")
             if text:

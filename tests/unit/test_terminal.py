@@ -99,6 +99,10 @@ async def test_edit_returns_the_edits_and_an_unchanged_edit_asks_again() -> None
 async def test_end_of_input_means_nobody_can_decide() -> None:
     approver, _ = _approver("")
     assert await approver.review(REQUEST) is None
+    approver, _ = _approver("n\n")  # at the reason: not a rejection without one
+    assert await approver.review(REQUEST) is None
+    approver, _ = _approver("n\n\n")  # an empty reason is a rejection without one
+    assert await approver.review(REQUEST) == _decision()
     assert await approver.approve_command("node-1", "make install") is False
     approver, _ = _approver("y\n")
     assert await approver.approve_command("node-1", "make install") is True
