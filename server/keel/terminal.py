@@ -264,6 +264,8 @@ class TerminalApprover:
             return Decision(approved=False, actor="user", feedback=reason)
         if key in ("c", "correct"):
             text = await self._ask("Correction for the model: ")
+            if text is None:
+                raise _EndOfInput
             if text:
                 return Decision(approved=False, actor="user", feedback=text)
             self._say("No correction given.\n")
