@@ -181,6 +181,17 @@ def describe_event(event: ev.Event) -> str | None:
             return f"[{event.node}] awaiting approval (complexity {event.complexity})"
         case ev.NodeCommitted():
             return f"[{event.node}] committed {event.ledger[:12]}"
+        case ev.HunksVerified():
+            verdict = "stable" if event.stable else "NOT stable"
+            hunks = ", ".join(event.hunks)
+            return f"[{event.node}] hunks {hunks} alone: V(x)={event.v:.3f}, {verdict}"
+        case ev.BundlePartiallyCommitted():
+            return (
+                f"[{event.node}] committed {event.ledger[:12]} ({', '.join(event.files)}); "
+                "the rest is verified again"
+            )
+        case ev.HunksRejected():
+            return f"[{event.node}] rejected hunks {', '.join(event.hunks)}; {event.remaining} left"
         case ev.NodeEscalated():
             return f"[{event.node}] ESCALATED: {event.reason}"
         case ev.NodeFailed() | ev.NodeWaiting():

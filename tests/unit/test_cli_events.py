@@ -63,6 +63,12 @@ def test_baseline_and_verification_lines_say_already_failing() -> None:
         (ev.WarningEvent, "[warning] speculator unavailable: timeout"),
         (ev.BudgetExceededEvent, "[budget] the cost budget is spent"),
         (ev.AwaitingApproval, "[node-1] awaiting approval (complexity 3)"),
+        (ev.HunksVerified, "[node-1] hunks 3f9a1c0b7d2e alone: V(x)=1.500, NOT stable"),
+        (
+            ev.BundlePartiallyCommitted,
+            "[node-1] committed ffffffffffff (calc.py); the rest is verified again",
+        ),
+        (ev.HunksRejected, "[node-1] rejected hunks 3f9a1c0b7d2e; 1 left"),
         (
             ev.SessionFinished,
             "[done] partial (not committed: node-2 (failed)): 1/2 nodes committed, 4 model "

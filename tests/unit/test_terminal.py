@@ -99,6 +99,31 @@ async def test_edit_returns_the_edits_and_an_unchanged_edit_asks_again() -> None
 async def test_end_of_input_means_nobody_can_decide() -> None:
     approver, _ = _approver("")
     assert await approver.review(REQUEST) is None
+    approver, _ = _approver("n\n")  # at the reason: not a rejection without one
+    assert await approver.review(REQUEST) is None
+    approver, _ = _approver("c\n")  # at the correction
+    assert await approver.review(REQUEST) is None
+
+
+class _Terminal(io.StringIO):
+    """A terminal's input: Ctrl-D ends one read, and the next read waits for more lines."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def readline(self, size: int | None = -1) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+
+async def test_ctrl_d_at_any_question_decides_nothing_even_if_more_input_follows() -> None:
+    for first in (["n\n"], ["c\n"], ["h\n"], ["h\n", "y\n", "n\n"]):
+        stdin = _Terminal([*first, "", "y\n", "y\n", "y\n"])  # "" is the Ctrl-D
+        approver = TerminalApprover(True, stdin=stdin, stderr=io.StringIO(), env={})
+        assert await approver.review(REQUEST) is None, first
+        assert stdin.lines == ["y\n", "y\n", "y\n"]  # nothing read after the Ctrl-D
+    approver, _ = _approver("n\n\n")  # an empty reason is a rejection without one
+    assert await approver.review(REQUEST) == _decision()
     assert await approver.approve_command("node-1", "make install") is False
     approver, _ = _approver("y\n")
     assert await approver.approve_command("node-1", "make install") is True
