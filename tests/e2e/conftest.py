@@ -74,7 +74,8 @@ Starter = Callable[..., Awaitable[Keel]]
 @pytest_asyncio.fixture
 async def start_keel(preset: str, workspace: Path, tmp_path: Path) -> AsyncIterator[Starter]:
     """``await start_keel(entries, latency_s=0, options=None, env=None, model=None,
-    command=KEEL_SERVE)``."""
+    command=KEEL_SERVE, hold_configuration=None)``: while ``hold_configuration`` is not set,
+    the editor does not answer ``workspace/configuration``."""
     started: list[Keel] = []
 
     async def start(
@@ -85,6 +86,7 @@ async def start_keel(preset: str, workspace: Path, tmp_path: Path) -> AsyncItera
         env: Mapping[str, str] | None = None,
         model: FakeModelServer | None = None,
         command: list[str] | None = None,
+        hold_configuration: asyncio.Event | None = None,
     ) -> Keel:
         fake = model or FakeModelServer(entries, latency_s=latency_s).start()
         config = ClientServerConfig(
@@ -95,6 +97,7 @@ async def start_keel(preset: str, workspace: Path, tmp_path: Path) -> AsyncItera
         client = await config.start()
         assert isinstance(client, KeelTestClient)
         keel = Keel(client, workspace, fake, preset)
+        keel.hold_configuration = hold_configuration
         install_handlers(keel)
         await client.initialize_session(
             T.InitializeParams(

@@ -114,6 +114,8 @@ class Keel:
     published: Recorder[T.PublishDiagnosticsParams] = field(default_factory=Recorder)
     shown: Recorder[T.ShowMessageParams] = field(default_factory=Recorder)
     configuration: Any = None
+    # While set and not yet released, ``workspace/configuration`` waits for it to be set.
+    hold_configuration: asyncio.Event | None = None
     questions: list[T.ShowMessageRequestParams] = field(default_factory=list)
     configuration_requests: int = 0
     lens_refreshes: Recorder[None] = field(default_factory=Recorder)
@@ -233,8 +235,10 @@ def install_handlers(keel: Keel) -> None:
         return None
 
     @client.feature(T.WORKSPACE_CONFIGURATION)
-    def configuration(params: T.ConfigurationParams) -> list[Any]:
+    async def configuration(params: T.ConfigurationParams) -> list[Any]:
         keel.configuration_requests += 1
+        if keel.hold_configuration is not None:
+            await keel.hold_configuration.wait()
         return [keel.configuration if i.section == "keel" else None for i in params.items]
 
     @client.feature(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)

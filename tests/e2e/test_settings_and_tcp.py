@@ -67,6 +67,38 @@ async def test_invalid_settings_are_reported_and_defaults_kept(
     assert reckless() == 2
 
 
+async def test_a_late_first_configuration_says_no_problem_twice(
+    start_keel: Starter, workspace: Path
+) -> None:
+    """The editor answers the server's first ``workspace/configuration`` only after a session
+    has started and reported the initialization options' problem: that answer is the first
+    load of the settings, not a change, and the problem is not said again (it was, and CI
+    caught it once in a run of the test above)."""
+    hold = asyncio.Event()
+    options = {"models": {"default": "openai:gpt-4.1"}, "engine": {"mode": "reckless"}}
+    entries = [
+        plan(node("node-1", ["calc.py"], title="Calculator module")),
+        bundle("node-1", writes={"calc.py": "def add(a: int, b: int) -> int:\n    return a + b\n"}),
+    ]
+    keel: Keel = await start_keel(entries, options=options, hold_configuration=hold)
+    keel.configuration = {"budget": {"max_steps": 0}}
+    started = await keel.command("keel.server.startSession", {"task": "Add a Python module"})
+    await keel.changes.wait_for(
+        lambda items: any(c["outcome"] for c in items if c["sessionId"] == started["sessionId"]),
+        "the session to finish",
+    )
+
+    def said(text: str) -> int:
+        return sum(text in m.message for m in keel.client.messages)
+
+    assert said("engine.mode = 'reckless' ignored") == 1
+    hold.set()
+    if keel.preset != "neovim@v0.7":  # it has no workspace/configuration
+        await keel.shown.wait_for(lambda _: said("budget.max_steps = 0 ignored") == 1, "max_steps")
+    await keel.command("keel.server.status")  # every message sent before it has arrived
+    assert said("engine.mode = 'reckless' ignored") == 1
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

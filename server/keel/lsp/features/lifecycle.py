@@ -36,12 +36,16 @@ def register(ls: LanguageServer, services: Services) -> None:
     async def report_problems() -> None:
         services.workspace.report_problems((await services.workspace.resolve_settings()).problems)
 
-    def client_settings(value: Any) -> None:
+    def client_settings(value: Any, *, first: bool) -> None:
+        """Take the editor's settings; a change (not the first pull) makes the problems
+        worth saying again. The first pull may answer after a session already reported
+        the problems of the initialization options: those are not said twice."""
         if value != services.workspace.client_settings:
             services.workspace.client_settings = value
-            services.workspace.settings_changed()
+            if not first:
+                services.workspace.settings_changed()
 
-    async def pull_configuration() -> None:
+    async def pull_configuration(*, first: bool = False) -> None:
         if not services.client.supports("workspace.configuration", False):
             return
         params = T.ConfigurationParams(items=[T.ConfigurationItem(section="keel")])
@@ -50,7 +54,7 @@ def register(ls: LanguageServer, services: Services) -> None:
         except Exception as exc:
             log.warning("workspace/configuration failed: %s", exc)
             return
-        client_settings(values[0] if values else None)
+        client_settings(values[0] if values else None, first=first)
 
     @ls.feature(T.INITIALIZE)
     def initialize(params: T.InitializeParams) -> None:
@@ -61,7 +65,7 @@ def register(ls: LanguageServer, services: Services) -> None:
     async def initialized(params: T.InitializedParams) -> None:
         services.connect_log()
         log.info("Keel serving %s", services.workspace.root or "(no workspace folder)")
-        await pull_configuration()
+        await pull_configuration(first=True)
         await report_problems()
         await services.sessions.load_latest()
 
@@ -73,7 +77,7 @@ def register(ls: LanguageServer, services: Services) -> None:
             settings: Any = params.settings
             if not isinstance(settings, dict) or not isinstance(settings.get("keel"), dict):
                 return
-            client_settings(settings["keel"])
+            client_settings(settings["keel"], first=False)
         await report_problems()
 
     @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
