@@ -116,7 +116,10 @@ async def test_rejecting_a_file_the_node_needs_regenerates_with_the_reason(
     assert "The reviewer rejected a.py of the bundle. not yet" in text
     assert "owned file was not created" in text
     assert not (workspace / "a.py").exists() and not keel_commits(workspace)
-    assert second["files"] == [keel.uri("a.py"), keel.uri("c.py")]
+    # The new attempt builds on what the reviewer kept (b.py's change and c.py): its bundle
+    # writes a.py and c.py again, and b.py's change is still proposed.
+    assert "shown as attempt 1 left them (not committed): b.py, c.py" in text
+    assert second["files"] == [keel.uri("a.py"), keel.uri("b.py"), keel.uri("c.py")]
 
 
 @pytest.mark.parametrize("how", ["reject", "correct"])

@@ -46,6 +46,14 @@ class ChangeSet:
     def ok(self) -> bool:
         return not self.problems
 
+    def created(self) -> set[str]:
+        """The paths this change set creates (absent from its base)."""
+        return {
+            path
+            for path, data in self.changes.items()
+            if data is not None and self.base.get(path) is None
+        }
+
     def content_hash(self) -> str:
         """The bundle id's basis: a hash of the sorted (path, new content) pairs."""
         digest = hashlib.sha256()

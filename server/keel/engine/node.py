@@ -277,7 +277,9 @@ class NodeRunner:
         # What is left, less the section's title and header, is the outlines' budget.
         overhead = len(prompts.DEFINITIONS) + 80
         spare = (limit - len(prompt) - overhead) // CHARS_PER_TOKEN
-        existing = [f.path for f in owned if f.text is not None]
+        # The outlines come from the repository map, which knows committed files only.
+        created = self._progress.created() if self._progress is not None else set()
+        existing = [f.path for f in owned if f.text is not None and f.path not in created]
         if ctx.repository is None or not existing or spare * CHARS_PER_TOKEN < MIN_SHOWN:
             return prompt
         try:
