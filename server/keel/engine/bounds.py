@@ -20,6 +20,10 @@ CHARS_PER_TOKEN = 4
 MIN_SHOWN = 400
 
 
+#: How much of a file a prompt shows when prompts are not bounded.
+UNBOUNDED_FILE_CHARS = 64_000
+
+
 def chars_for(tokens: int) -> int:
     return tokens * CHARS_PER_TOKEN
 

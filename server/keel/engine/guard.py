@@ -15,6 +15,7 @@ import fnmatch
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -175,6 +176,8 @@ class PromptFile:
 
 
 ABSENT = "does not exist yet"
+#: The note of a file a change set deletes.
+DELETED = "deleted by this attempt"
 #: Files up to this many bytes are read whole, so their size is given in characters.
 READ_WHOLE = 1 << 20
 
@@ -211,13 +214,36 @@ def _read_one(root: Path, raw: str, limit: int) -> PromptFile:
             data = handle.read(max(limit * 4 + 4, READ_WHOLE))
     except OSError as exc:
         return PromptFile(path, None, f"unreadable: {exc.strerror or exc}")
+    return _from_bytes(path, data, info.st_size, limit)
+
+
+def _from_bytes(path: str, data: bytes, size: int, limit: int) -> PromptFile:
+    """``data``, the first bytes of a file of ``size`` bytes, as a prompt shows it."""
     if b"\0" in data[:8192]:
-        return PromptFile(path, None, f"binary ({info.st_size} bytes); not shown", info.st_size)
+        return PromptFile(path, None, f"binary ({size} bytes); not shown", size)
     text = data.decode("utf-8", errors="replace")
-    whole = len(data) >= info.st_size
+    whole = len(data) >= size
     if whole and len(text) <= limit:
         return PromptFile(path, text, "", len(text))
-    size = len(text) if whole else info.st_size
+    shown = len(text) if whole else size
     unit = "characters" if whole else "bytes"
-    note = f"shortened to its first {limit} of {size} {unit}"
-    return PromptFile(path, text[:limit], note, size)
+    note = f"shortened to its first {limit} of {shown} {unit}"
+    return PromptFile(path, text[:limit], note, shown)
+
+
+def changed_for_prompt(changes: Mapping[str, bytes | None], limit: int) -> list[PromptFile]:
+    """A change set's new contents as a prompt may show them (the same refusals as a file
+    read from disk: a secret's path is never shown); a deleted file says so."""
+    shown = []
+    for raw in sorted(changes):
+        try:
+            path = check_plan_path(raw, None)
+        except PathError as exc:
+            shown.append(PromptFile(raw, None, f"refused: {exc}"))
+            continue
+        data = changes[raw]
+        if data is None:
+            shown.append(PromptFile(path, None, DELETED))
+        else:
+            shown.append(_from_bytes(path, data, len(data), limit))
+    return shown

@@ -31,7 +31,7 @@ from keel.bundles.hunks import bundle_hunks, split, unknown_ids
 from keel.bundles.paths import PathError
 from keel.engine import events as ev
 from keel.engine import prompts
-from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, bound_reason
+from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, UNBOUNDED_FILE_CHARS, bound_reason
 from keel.engine.energy import measure
 from keel.engine.events import EventLog
 from keel.engine.gateway import ModelGateway
@@ -65,9 +65,6 @@ from keel.engine.repair import command_files, is_test_path, owner_of
 from keel.engine.replies import ArtifactBundle, PlanNode, TaskPlan
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
-
-#: How much of a file a prompt shows when prompts are not bounded.
-UNBOUNDED_FILE_CHARS = 64_000
 
 
 @dataclass
@@ -472,8 +469,16 @@ class NodeRunner:
     async def _correction(self, previous: Attempt) -> str:
         ctx = self.ctx
         summary = previous.summary()
+        changes = previous.changes.changes if previous.changes is not None else None
         report = await analyse(
-            ctx.gateway, ctx.task, self.node, summary, previous.energy, previous.number
+            ctx.gateway,
+            ctx.task,
+            self.node,
+            summary,
+            previous.energy,
+            previous.number,
+            changes,
+            bound_reason(ctx.settings.max_prompt_tokens),
         )
         feedback, self._feedback = self._feedback, None
         return prompts.correction_block(

@@ -186,10 +186,11 @@ and the node's commands; if it is not stable you will get the evidence and anoth
 """ + reply_format(ArtifactBundle, BUNDLE_RULES, BUNDLE_EXAMPLE)
 
 VERIFIER_SYSTEM = """\
-You are the verifier of a verified coding agent. Given a node, its bundle and the evidence
-that it is not yet stable (diagnostics, failing tests, failed commands, violated contract
-items), find the root cause. Do not write code. Answer with the verifier_report JSON object:
-verdict "unstable", a short analysis, and concrete fix_hints.
+You are the verifier of a verified coding agent. Given a node, its bundle, the files as the
+bundle left them and the evidence that it is not yet stable (diagnostics, failing tests,
+failed commands, violated contract items), find the root cause in those files. Do not
+write code. Answer with the verifier_report JSON object: verdict "unstable", a short
+analysis, and concrete fix_hints.
 
 """ + reply_format(VerifierReport, (), VERIFIER_EXAMPLE)
 
@@ -415,20 +416,36 @@ def verifier_prompt(
     bundle_summary: str,
     evidence: Iterable[Residual],
     energy: Mapping[str, float],
+    files: Sequence[PromptFile] = (),
+    *,
+    room: int | None = None,
+    reason: str = "",
 ) -> str:
+    """The verifier's prompt: the evidence, and the files the attempt changed as it left
+    them (without them an analysis can only guess at the code), within ``room`` characters:
+    the files are cut first, saying so."""
     energy_text = ", ".join(f"{key}={value:.3f}" for key, value in energy.items())
-    return "\n".join(
-        [
-            f"Task: {task}",
-            "",
-            node_block(node),
-            "",
-            f"Bundle: {bundle_summary}",
-            f"Energy: {energy_text}",
-            "Evidence:",
-            *evidence_lines(evidence),
-        ]
-    )
+    lines = [
+        f"Task: {task}",
+        "",
+        node_block(node),
+        "",
+        f"Bundle: {bundle_summary}",
+        f"Energy: {energy_text}",
+        "Evidence:",
+        *evidence_lines(evidence),
+    ]
+    if not files:
+        return "\n".join(lines)
+    shown: list[list[PromptFile]] = [list(files)]
+    cuts: list[str] = []
+    if room is not None:
+        header = len("\n".join(lines)) + 200 + len(reason)
+        shown, cuts = fit_files([list(files)], max(0, room - header), reason)
+    tail = ["", "Files as the attempt left them:", render_files(shown[0])]
+    if cuts:
+        tail.append(f"Cut {reason}: " + "; ".join(cuts) + ".")
+    return "\n".join([*lines, *tail])
 
 
 def speculator_prompt(task: str, nodes: Sequence[PlanNode]) -> str:

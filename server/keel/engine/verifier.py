@@ -17,9 +17,11 @@ from pathlib import Path
 
 from keel.engine import prompts
 from keel.engine.baseline import Baseline, mark
+from keel.engine.bounds import UNBOUNDED_FILE_CHARS
 from keel.engine.contracts import check_contract
 from keel.engine.energy import measure
 from keel.engine.gateway import ModelGateway
+from keel.engine.guard import changed_for_prompt
 from keel.engine.models import (
     CommandResult,
     Component,
@@ -228,9 +230,23 @@ async def analyse(
     bundle_summary: str,
     energy: Energy,
     attempt: int,
+    changes: Mapping[str, bytes | None] | None = None,
+    reason: str = "",
 ) -> VerifierReport | None:
-    """The verifier tier's root-cause analysis of an unstable attempt (advisory: may be None)."""
-    prompt = prompts.verifier_prompt(task, node, bundle_summary, energy.evidence, energy.as_dict())
+    """The verifier tier's root-cause analysis of an unstable attempt (advisory: may be None),
+    shown the files the attempt ``changes`` (within the prompt bound; ``reason`` names it)."""
+    room = gateway.prompt_room(prompts.VERIFIER_SYSTEM)
+    files = changed_for_prompt(changes or {}, UNBOUNDED_FILE_CHARS if room is None else room)
+    prompt = prompts.verifier_prompt(
+        task,
+        node,
+        bundle_summary,
+        energy.evidence,
+        energy.as_dict(),
+        files,
+        room=room,
+        reason=reason,
+    )
     try:
         reply = await gateway.ask(
             Tier.VERIFIER,
