@@ -365,21 +365,16 @@ class NodeRunner:
                             "it with a write or a diff instead, or drop the command",
                         )
                     )
-        progress = self._progress.changes if self._progress is not None else {}
-        for path in sorted(gone):
-            if (
-                path in progress
-                and self._progress is not None
-                and self._progress.base[path] is None
-            ):
-                problems.append(
-                    Problem(
-                        "path",
-                        path,
-                        f"cannot delete {path}: the last attempt created it and this node owns "
-                        "it, so it must exist; change it with a write or a diff instead",
-                    )
-                )
+        created = self._progress.created() if self._progress is not None else set()
+        problems += [
+            Problem(
+                "path",
+                path,
+                f"cannot delete {path}: the last attempt created it and this node owns it, so "
+                "it must exist; change it with a write or a diff instead",
+            )
+            for path in sorted(gone & created)
+        ]
         return problems
 
     async def _adopt(self, number: int, bundle: ArtifactBundle, sandbox: Path) -> None:
@@ -469,7 +464,9 @@ class NodeRunner:
     async def _correction(self, previous: Attempt) -> str:
         ctx = self.ctx
         summary = previous.summary()
-        changes = previous.changes.changes if previous.changes is not None else None
+        # The files as the attempt left them; an unapplied bundle left the last ones standing.
+        left = previous.changes if previous.changes is not None and previous.changes.ok else None
+        left = left or self._progress
         report = await analyse(
             ctx.gateway,
             ctx.task,
@@ -477,7 +474,7 @@ class NodeRunner:
             summary,
             previous.energy,
             previous.number,
-            changes,
+            left.changes if left is not None else None,
             bound_reason(ctx.settings.max_prompt_tokens),
         )
         feedback, self._feedback = self._feedback, None
