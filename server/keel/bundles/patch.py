@@ -2,7 +2,10 @@
 
 The patch is parsed with unidiff. Each hunk's old lines (context and removals) must match
 the file exactly, at the stated line or, failing that, at exactly one other place: models
-often get line numbers wrong but context right. For the same reason the line counts in each
+often get line numbers wrong but context right. Failing an exact match, the lines may match
+at exactly one place with their leading and trailing whitespace ignored (a small model's diff
+drops a context line's indentation); the file's own context lines are kept then, and only the
+hunk's removals and additions change it. For the same reason the line counts in each
 ``@@`` header are recounted from the hunk's body first, and a body line with no diff marker
 (an empty context line whose space was lost) is read as context: the exact match decides
 whether the hunk applies, not the model's arithmetic. Anything else is a :class:`PatchError`
@@ -32,16 +35,51 @@ def _split(text: str) -> list[str]:
 
 
 def _find(lines: list[str], block: list[str], hint: int) -> int:
-    """Where ``block`` starts in ``lines``: at ``hint`` if it matches there, else its one match."""
+    """Where ``block`` starts in ``lines``: at ``hint`` if it matches there, else its one
+    match, else its one match with each line's surrounding whitespace ignored."""
     size = len(block)
     if lines[hint : hint + size] == block:
         return hint
     matches = [i for i in range(len(lines) - size + 1) if lines[i : i + size] == block]
-    if len(matches) == 1:
+    if len(matches) > 1:
+        raise PatchError(f"its context matches {len(matches)} places; include more context lines")
+    if matches:
         return matches[0]
-    if not matches:
+    stripped, wanted = [_loose(line) for line in lines], [_loose(line) for line in block]
+    loose = [i for i in range(len(lines) - size + 1) if stripped[i : i + size] == wanted]
+    if len(loose) == 1:
+        return loose[0]
+    if not loose:
         raise PatchError("its context and removed lines do not match the file")
-    raise PatchError(f"its context matches {len(matches)} places; include more context lines")
+    raise PatchError(
+        f"its context matches {len(loose)} places (ignoring indentation); include more "
+        "context lines, indented as in the file"
+    )
+
+
+def _loose(line: str) -> tuple[str, str]:
+    """A line with its surrounding whitespace ignored but its line ending kept (a last line
+    without one, or a CRLF line, is still told apart)."""
+    ending = "\r\n" if line.endswith("\r\n") else "\n" if line.endswith("\n") else ""
+    return line[: len(line) - len(ending)].strip(), ending
+
+
+def _with_file_context(kinds: list[str], found: list[str], new: list[str]) -> list[str]:
+    """The hunk's new lines, with each context line as the file has it (``found``, what the
+    old lines matched) rather than as the hunk wrote it."""
+    result: list[str] = []
+    old_at = new_at = 0
+    for kind in kinds:
+        if kind == " ":
+            result.append(found[old_at])
+            old_at += 1
+            new_at += 1
+        elif kind == "-":
+            old_at += 1
+        elif kind == "+":
+            result.append(new[new_at])
+            new_at += 1
+    return result
 
 
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
@@ -126,6 +164,9 @@ def apply_patch(path: str, original: str | None, patch: str) -> str | None:
             raise PatchError(
                 f"hunk {number} of the patch for {path} does not apply: {exc}"
             ) from exc
+        found = lines[start : start + len(old)]
+        if found != old:  # matched with whitespace ignored: keep the file's context lines
+            new = _with_file_context([line.line_type for line in hunk], found, new)
         lines[start : start + len(old)] = new
         offset += len(new) - len(old)
     # A deletion's hunks were checked above against the file: it deletes what it has seen.

@@ -202,3 +202,41 @@ def test_recounting_keeps_a_removed_line_that_looks_like_a_header() -> None:
 def test_two_hunks_with_wrong_counts_each_apply() -> None:
     patch = _patch("f.txt", "@@ -1,1 +1,1 @@\n-a\n+A\n b\n@@ -9,9 +9,9 @@\n c\n-d\n+D\n")
     assert apply_patch("f.txt", "a\nb\nc\nd\n", patch) == "A\nb\nc\nD\n"
+
+
+def test_context_that_lost_its_indentation_matches_and_the_file_keeps_it() -> None:
+    """Slugify, run 11: a context line ``return ...`` written without its four spaces."""
+    original = "def f(x):\n    y = x\n    return y\n\ndef g():\n    return 2\n"
+    patch = _patch(
+        "f.py",
+        "@@ -1,3 +1,3 @@\n def f(x):\n-y = x\n+    y = x + 1\n return y\n",
+    )
+    assert apply_patch("f.py", original, patch) == (
+        "def f(x):\n    y = x + 1\n    return y\n\ndef g():\n    return 2\n"
+    )
+
+
+def test_an_exact_match_wins_over_a_loose_one() -> None:
+    original = "if a:\n    x = 1\nx = 1\n"
+    patch = _patch("f.py", "@@ -3,1 +3,1 @@\n-x = 1\n+x = 2\n")
+    assert apply_patch("f.py", original, patch) == "if a:\n    x = 1\nx = 2\n"
+
+
+def test_a_loose_match_in_two_places_is_refused() -> None:
+    original = "if a:\n    x = 1\nif b:\n    x = 1\n"
+    patch = _patch("f.py", "@@ -1,1 +1,1 @@\n-  x = 1\n+    x = 2\n")
+    with pytest.raises(PatchError, match="matches 2 places"):
+        apply_patch("f.py", original, patch)
+
+
+def test_a_loose_match_never_matches_other_words() -> None:
+    patch = _patch("f.py", "@@ -1,1 +1,1 @@\n-    y = 1\n+    y = 2\n")
+    with pytest.raises(PatchError, match="do not match the file"):
+        apply_patch("f.py", "x = 1\n", patch)
+
+
+def test_a_loose_match_keeps_line_endings_apart() -> None:
+    """A CRLF file and an LF hunk still do not match: the new lines would mix the endings."""
+    patch = _patch("f.py", "@@ -1,1 +1,1 @@\n-x = 1\n+x = 2\n")
+    with pytest.raises(PatchError, match="do not match the file"):
+        apply_patch("f.py", "  x = 1\r\n", patch)
