@@ -402,8 +402,8 @@ def correction_block(
         lines += [
             f"The files above are shown as attempt {attempt - 1} left them (not committed): "
             f"{', '.join(carried)}. Your bundle is applied on top of them: a file you leave "
-            "out keeps the content shown, so write or diff only what must change to fix the "
-            "above, and never delete a file to start over."
+            "out keeps the content shown. Write each file that must change, in full, with "
+            "the fix; never delete a file to start over."
         ]
     else:
         lines.append("Produce a complete new bundle for this node that fixes all of the above.")
