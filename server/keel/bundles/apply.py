@@ -89,15 +89,22 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
     """Work out what ``bundle`` would do to the tree at ``root``, without writing anything."""
     result = ChangeSet()
     owned = [normalize(path) for path in owns]
+    # A path both written in full and deleted is replaced: the write stands (small models
+    # list the file they rewrite in deletes too).
+    written = set()
+    for write in bundle.writes:
+        with contextlib.suppress(PathError):
+            written.add(normalize(write.path))
     operations: list[tuple[str, str, str | None]] = [
         *(("write", w.path, w.content) for w in bundle.writes),
         *(("diff", d.path, d.patch) for d in bundle.diffs),
-        *(("delete", p, None) for p in bundle.deletes),
+        *(("delete", p, None) for p in bundle.deletes if not _normalizes_into(p, written)),
     ]
     deleted = set()
     for raw in bundle.deletes:
         with contextlib.suppress(PathError):
             deleted.add(normalize(raw))
+    deleted -= written
     for kind, raw_path, payload in operations:
         try:
             path = normalize(raw_path)
@@ -142,6 +149,13 @@ def compose(first: ChangeSet, then: ChangeSet) -> ChangeSet:
         base={path: base[path] for path in kept},
         problems=[*first.problems, *then.problems],
     )
+
+
+def _normalizes_into(raw: str, paths: set[str]) -> bool:
+    try:
+        return normalize(raw) in paths
+    except PathError:
+        return False
 
 
 def _collisions(changes: Mapping[str, bytes | None]) -> list[Problem]:

@@ -141,6 +141,29 @@ def test_two_different_writes_of_one_path_are_still_a_problem(tree: Path) -> Non
     assert [(p.kind, p.path) for p in plan.problems] == [("path", "src/calc.py")]
 
 
+def test_a_file_written_in_full_and_deleted_is_replaced(tree: Path) -> None:
+    """Greet, run 13: a correct rewrite of greet.py with greet.py in deletes too."""
+    bundle = ArtifactBundle(
+        writes=[FileWrite(path="src/calc.py", content="one\n")],
+        deletes=["./src/calc.py"],
+    )
+    plan = plan_changes(tree, bundle, owns=["src"])
+    assert plan.problems == [] and plan.changes == {"src/calc.py": b"one\n"}
+    created = ArtifactBundle(
+        writes=[FileWrite(path="src/new.py", content="n\n")], deletes=["src/new.py"]
+    )
+    plan = plan_changes(tree, created, owns=["src"])
+    assert plan.problems == [] and plan.changes == {"src/new.py": b"n\n"}
+
+
+def test_a_file_given_a_diff_and_deleted_is_still_a_problem(tree: Path) -> None:
+    bundle = ArtifactBundle(
+        diffs=[FileDiff(path="src/calc.py", patch=CALC_FIX)], deletes=["src/calc.py"]
+    )
+    plan = plan_changes(tree, bundle, owns=["src"])
+    assert [(p.kind, p.path) for p in plan.problems] == [("path", "src/calc.py")]
+
+
 def test_deleting_a_missing_file_is_a_problem(tree: Path) -> None:
     plan = plan_changes(tree, ArtifactBundle(deletes=["src/nope.py"]), owns=["src"])
     assert [p.path for p in plan.problems] == ["src/nope.py"]
