@@ -10,6 +10,7 @@ in-memory double that records what was sent.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -89,6 +90,7 @@ class Tasks:
         task = asyncio.get_running_loop().create_task(wrapper(), name=name)
         self.running.add(task)
         task.add_done_callback(self._done)
+        task.add_done_callback(lambda _: close_unstarted(work))
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
@@ -164,3 +166,11 @@ class LspClient:
 
     async def configuration(self, params: T.ConfigurationParams) -> list[Any]:
         return list(await self._server.workspace_configuration_async(params))
+
+
+def close_unstarted(work: Awaitable[Any]) -> None:
+    """Close ``work`` if it is a coroutine its task never started (the task was cancelled
+    first): closing a finished coroutine does nothing, and an unstarted one closed says
+    nothing, where Python would warn "never awaited" when it is collected."""
+    if inspect.iscoroutine(work):
+        work.close()

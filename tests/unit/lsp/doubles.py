@@ -27,7 +27,7 @@ from keel.engine.records import (
     SessionRecord,
 )
 from keel.lsp.bundles import BundleRegistry
-from keel.lsp.client import ClientPort, Spawn
+from keel.lsp.client import ClientPort, Spawn, close_unstarted
 from keel.lsp.convert import EditCaps
 from keel.lsp.documents import DocumentTracker, EditorDiagnostics
 from keel.lsp.scoring import Scoring
@@ -114,6 +114,7 @@ class TaskList:
             return await work
 
         task = asyncio.get_running_loop().create_task(wrapper(), name=name)
+        task.add_done_callback(lambda _: close_unstarted(work))
         self.tasks.append(task)
         return task
 

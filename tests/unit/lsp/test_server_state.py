@@ -1,9 +1,13 @@
 """The server's own bookkeeping: settings problems said once per change and read off the
-event loop, and the editor's evidence for the final sheaf check (pinned to the content)."""
+event loop, the editor's evidence for the final sheaf check (pinned to the content), and
+background work that is cancelled before it starts."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ import pytest
 from lsprotocol import types as T
 
 from keel.engine.models import Component, Residual
+from keel.lsp.client import Tasks
 from keel.lsp.documents import EditorReport, digest
 from keel.lsp.evidence import EditorEvidenceSource
 from keel.lsp.server import KeelLanguageServer
@@ -123,3 +128,23 @@ async def test_the_collaborators_share_one_state(server: KeelLanguageServer) -> 
     assert server.client.closing and not server.refresh.scheduled
     server.refresh.schedule()
     assert not server.refresh.scheduled  # nothing more is sent once closing
+
+
+async def test_background_work_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:
+    """A session run cancelled before its first step (the server shutting down) was collected
+    later with "coroutine ... was never awaited" (seen in CI's warnings summary)."""
+
+    async def work() -> int:
+        return 1
+
+    tasks = Tasks(lambda *_: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = tasks.run(work(), name="never started")
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled()
+        del task  # the last reference to the coroutine: collecting it would warn
+        gc.collect()
+    assert [w for w in caught if "never awaited" in str(w.message)] == []
+    assert not tasks.running
