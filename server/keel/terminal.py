@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TextIO
 
-from keel.bundles.hunks import Hunk, bundle_hunks
+from keel.bundles.hunks import Hunk, bundle_hunks, is_text
 from keel.bundles.paths import escape
 from keel.engine.ports import ApprovalRequest, Decision, Settlement
 
@@ -130,20 +130,12 @@ def describe_hunk(hunk: Hunk, number: int, total: int, request: ApprovalRequest)
         kind = " (new file)" if before is None else " (deleted)" if after is None else ""
     head = f"[{number}/{total}] {escape(hunk.path)}{kind} {hunk.header}  hunk {hunk.id}"
     lines = ["", head]
-    if hunk.whole and not (_is_text(before) and _is_text(after)):
+    if hunk.whole and not (is_text(before) and is_text(after)):
         lines.append(f"  binary: {_size(before)} -> {_size(after)}")
     else:
         lines += [escape(f"-{line}", keep="\t") for line in hunk.removed]
         lines += [escape(f"+{line}", keep="\t") for line in hunk.added]
     return "\n".join(lines) + "\n"
-
-
-def _is_text(data: bytes | None) -> bool:
-    try:
-        (data or b"").decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _size(data: bytes | None) -> str:

@@ -66,7 +66,8 @@ def _text(line: bytes) -> str:
     return line.decode("utf-8", "replace")
 
 
-def _is_text(data: bytes | None) -> bool:
+def is_text(data: bytes | None) -> bool:
+    """Whether ``data`` is UTF-8 text (an absent file counts as text)."""
     if data is None:
         return True
     try:
@@ -103,7 +104,7 @@ def _regions(path: str, before: bytes | None, after: bytes | None) -> list[_Regi
         return []
     old = split_lines(before or b"")
     new = split_lines(after or b"")
-    whole = before is None or after is None or not (_is_text(before) and _is_text(after))
+    whole = before is None or after is None or not (is_text(before) and is_text(after))
     if whole:
         spans = [((0, len(old)), (0, len(new)))]
     else:

@@ -19,6 +19,10 @@ import re
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
+#: A hunk header; its line counts are recounted from the body (:func:`recounted`).
+HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
+BODY_MARKERS = (" ", "-", "+", "\\")
+
 
 class PatchError(ValueError):
     """A patch that does not parse or does not apply."""
@@ -80,10 +84,6 @@ def _with_file_context(kinds: list[str], found: list[str], new: list[str]) -> li
             result.append(new[new_at])
             new_at += 1
     return result
-
-
-HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
-BODY_MARKERS = (" ", "-", "+", "\\")
 
 
 def recounted(patch: str) -> str:

@@ -465,8 +465,8 @@ class NodeRunner:
         ctx = self.ctx
         summary = previous.summary()
         # The files as the attempt left them; an unapplied bundle left the last ones standing.
-        left = previous.changes if previous.changes is not None and previous.changes.ok else None
-        left = left or self._progress
+        applied = previous.changes is not None and previous.changes.ok
+        left = previous.changes if applied else self._progress
         report = await analyse(
             ctx.gateway,
             ctx.task,
