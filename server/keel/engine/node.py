@@ -87,20 +87,32 @@ class Attempt:
 class Removals:
     """Sandboxes deleted off the node's path: a finished attempt's sandbox is removed in a
     worker thread while the node goes on (its record, the next model call); the session waits
-    for every removal before it removes the session's sandbox directory and ends."""
+    for every removal before it removes the session's sandbox directory and ends. A path is
+    made again only once its removal is over (:meth:`settled`): a node run again in the same
+    session numbers its sandboxes from 1 again."""
 
     def __init__(self) -> None:
-        self._pending: set[asyncio.Future[None]] = set()
+        self._pending: dict[Path, asyncio.Future[None]] = {}
 
     def remove(self, path: Path) -> None:
         removal = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, path, True))
-        self._pending.add(removal)
-        removal.add_done_callback(self._pending.discard)
+        self._pending[path] = removal
+
+        def done(_: asyncio.Future[None]) -> None:
+            if self._pending.get(path) is removal:
+                del self._pending[path]
+
+        removal.add_done_callback(done)
+
+    async def settled(self, path: Path) -> None:
+        """Wait until no removal of ``path`` is under way."""
+        while (removal := self._pending.get(path)) is not None:
+            await asyncio.gather(removal, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait for every removal started so far (a removal never fails: errors are ignored)."""
         while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+            await asyncio.gather(*self._pending.values(), return_exceptions=True)
 
 
 def _fresh_directory(path: Path) -> None:
@@ -213,6 +225,7 @@ class NodeRunner:
         attempt's changes too when ``progress``."""
         self._checks += 1
         path = self.ctx.sandbox_root / self.node.id / str(self._checks)
+        await self.ctx.removals.settled(path)
         await asyncio.to_thread(_fresh_directory, path)
         await self.ctx.ledger.export(path)
         if self._overlay:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -238,6 +240,32 @@ async def test_removals_run_off_the_callers_path_and_drain_waits_for_them(
     removals.remove(tmp_path / "missing")  # nothing there: no error
     await removals.drain()
     assert not any(sandbox.exists() for sandbox in sandboxes)
+
+
+async def test_a_path_is_settled_only_once_its_removal_is_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node run again in one session makes ``n1/1`` again while the last run's removal of
+    it may still be going (CI once saw the new sandbox deleted under its export)."""
+    gate = threading.Event()
+    real_rmtree = shutil.rmtree
+
+    def held_rmtree(path: Path, ignore_errors: bool = False) -> None:
+        gate.wait(30)
+        real_rmtree(path, ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", held_rmtree)
+    removals = Removals()
+    sandbox = tmp_path / "n1" / "1"
+    sandbox.mkdir(parents=True)
+    removals.remove(sandbox)
+    waiting = asyncio.ensure_future(removals.settled(sandbox))
+    await asyncio.sleep(0)  # one turn of the loop: the waiter is parked on the removal
+    assert not waiting.done()
+    gate.set()
+    await waiting
+    assert not sandbox.exists()
+    await removals.settled(tmp_path / "other")  # nothing under way: returns at once
 
 
 async def test_an_abort_mid_command_ends_the_session_aborted_and_requeues_the_node(
