@@ -303,15 +303,17 @@ def autogroup_prefix(
     lowers the group's weight (an unprivileged process may lower, never raise, it). The shim
     writes only when its group is not Keel's own (``own``, read now), so Keel's priority is
     never touched; where the file cannot be written the command runs all the same (at its
-    own ``nice``). ``[]``
-    when autogroups are off or ``niceness`` is 0.
+    own ``nice``). An empty ``own`` means Keel never left the kernel's root group (started by
+    an init that makes no session, as CI machines do): then every group a command can read
+    is its own session's, and only a command that shares Keel's root group, whose file is
+    empty too, is left alone. ``[]`` when autogroups are off or ``niceness`` is 0.
     """
     try:
         on = enabled.read_text().strip() == "1"
-        keel_group = own.read_text().split()[0]
-    except (OSError, IndexError):
+        keel_group = next(iter(own.read_text().split()), "")
+    except OSError:
         return []
-    if niceness <= 0 or not on or not re.fullmatch(r"/autogroup-\d+", keel_group):
+    if niceness <= 0 or not on or not re.fullmatch(r"(/autogroup-\d+)?", keel_group):
         return []
     # The kernel lets an unprivileged process change an autogroup's niceness only once per
     # 100 ms machine-wide (EAGAIN otherwise), so commands starting together would mostly keep

@@ -296,6 +296,29 @@ def test_the_shim_is_only_added_where_autogroups_are_on(tmp_path: Path) -> None:
     assert autogroup_prefix(10, tmp_path / "missing", group) == []  # no autogroups here
     assert autogroup_prefix(10, on, tmp_path / "missing") == []
     assert autogroup_prefix(0, on, group) == []  # Keel's own priority: nothing to lower
+    root = tmp_path / "root"
+    root.write_text("")  # Keel in the kernel's root group: its file is empty
+    assert autogroup_prefix(10, on, root)[-1] == AUTOGROUP_SHIM
+    group.write_text("garbage\n")
+    assert autogroup_prefix(10, on, group) == []
+
+
+@pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
+async def test_a_keel_in_the_root_group_still_lowers_its_commands_sessions(tmp_path: Path) -> None:
+    """Started by an init that makes no session (CI machines are), Keel is in the kernel's root
+    group and reads an empty ``/proc/self/autogroup``: its commands' sessions are lowered all
+    the same. CI failed here when an empty file turned the shim off."""
+    await skip_unless_the_kernel_lets_sessions_lower_their_group(
+        SubprocessRunner(niceness=0), tmp_path
+    )
+    root = tmp_path / "root-group"
+    root.write_text("")
+    runner = SubprocessRunner(niceness=8)
+    runner._autogroup = autogroup_prefix(8, AUTOGROUPS_ON, root)
+    before = own_group()
+    result = await runner.run_argv([sys.executable, "-c", PRINT_GROUP, "8"], tmp_path, timeout_s=30)
+    assert (result.exit_code, result.output.strip()) == (0, "8"), result.output
+    assert own_group() == before
 
 
 @pytest.mark.skipif(not autogroups_on(), reason="the kernel does not group by session")
