@@ -295,3 +295,65 @@ def test_keep_reject_and_stop_commits_in_two_steps_without_a_model_call(tmp_path
     assert [e["hunks"] for e in _events(workspace, "hunks_verified")] == [[a]]
     calls = _query(workspace, "SELECT attempt FROM model_calls WHERE tier = 'actuator'")
     assert calls == [(1,)]
+
+
+def test_a_kill_after_the_kept_hunk_is_committed_leaves_the_rest_to_propose(
+    tmp_path: Path,
+) -> None:
+    """Killed just after git committed the kept hunk, before the store heard of it: the
+    commit finished only part of the node, so ``keel resume`` proposes the other hunk (alone,
+    on top of the commit) instead of calling the node done and dropping it."""
+    a, _ = _ids(BASE, AFTER)
+    term, workspace = _start(
+        tmp_path,
+        BASE,
+        [
+            plan(node("node-1", ["calc.py"], title="Type and bump")),
+            bundle("node-1", writes={"calc.py": AFTER}),
+        ],
+        KEEL_FAULT="node_ledger_committed",
+    )
+    term.expect("Approve node-1?")
+    term.send("h")
+    term.expect("Keep this hunk?")
+    term.send("y")
+    term.expect("Keep this hunk?")
+    term.send("q")
+    assert term.wait() == -signal.SIGKILL, term.output
+    (kept,) = _keel_commits(workspace)
+    assert git(workspace, "show", f"{kept}:calc.py") == A_ONLY
+
+    resume = [*KEEL, "resume", "--last", "-w", str(workspace)]
+    asked = subprocess.run(
+        resume,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert asked.returncode == 1, asked.stdout + asked.stderr
+    assert "[node-1] awaiting approval (complexity 1)" in asked.stdout
+    approvals = _query(workspace, "SELECT decision, actor, ledger_sha, note FROM approvals")
+    assert approvals == [("approved", "user", kept, f"hunks {a}")]  # completed from git
+
+    done = subprocess.run(
+        [*resume, "--mode", "yolo"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rest, first = _keel_commits(workspace)
+    assert first == kept
+    patch = git(workspace, "show", "--format=", rest)
+    lines = patch.splitlines()
+    changed = [ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    assert changed == ["-VERSION = 1", "+VERSION = 2"]  # the other hunk alone
+    assert (workspace / "calc.py").read_text() == AFTER
+    calls = _query(workspace, "SELECT attempt FROM model_calls WHERE tier = 'actuator'")
+    assert calls == [(1,)]  # the rest came back from the recorded reply

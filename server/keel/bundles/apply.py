@@ -54,6 +54,16 @@ class ChangeSet:
             if data is not None and self.base.get(path) is None
         }
 
+    def changed(self) -> ChangeSet:
+        """Only the paths whose content changes: a file written as it already stands (a
+        bundle proposed again once part of it is committed) is no change."""
+        kept = [path for path, data in self.changes.items() if data != self.base.get(path)]
+        return ChangeSet(
+            changes={path: self.changes[path] for path in kept},
+            base={path: self.base.get(path) for path in kept},
+            problems=list(self.problems),
+        )
+
     def content_hash(self) -> str:
         """The bundle id's basis: a hash of the sorted (path, new content) pairs."""
         digest = hashlib.sha256()
@@ -143,12 +153,7 @@ def compose(first: ChangeSet, then: ChangeSet) -> ChangeSet:
     ends as it began is no change and leaves the set."""
     changes = {**first.changes, **then.changes}
     base = {path: first.base[path] if path in first.base else then.base[path] for path in changes}
-    kept = [path for path in changes if changes[path] != base[path]]
-    return ChangeSet(
-        changes={path: changes[path] for path in kept},
-        base={path: base[path] for path in kept},
-        problems=[*first.problems, *then.problems],
-    )
+    return ChangeSet(changes, base, [*first.problems, *then.problems]).changed()
 
 
 def _normalizes_into(raw: str, paths: set[str]) -> bool:

@@ -493,8 +493,8 @@ class EphemeralStore:
     ) -> None:
         return None
 
-    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
-        return None
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> ApprovalRecord:
+        return ApprovalRecord(0, node_id, "approved", actor, ledger_sha)
 
     async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
         return None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -60,7 +60,7 @@ from keel.engine.ports import (
     SessionRecords,
     Settlement,
 )
-from keel.engine.records import AttemptRecord
+from keel.engine.records import AttemptRecord, hunks_note
 from keel.engine.repair import command_files, is_test_path, owner_of
 from keel.engine.replies import ArtifactBundle, PlanNode, TaskPlan
 from keel.engine.settings import MODES, EngineSettings
@@ -513,6 +513,9 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None
+        if changes.changed().changes:  # files written as they already stand are not proposed
+            changes = changes.changed()
+            attempt = replace(attempt, changes=changes)
         bundle_id = changes.content_hash()[:16]
         last = self._proposed
         if last is not None and last[0] == bundle_id and last[1] != changes.base:
@@ -606,7 +609,7 @@ class NodeRunner:
         if row is None or row.actor in MODES:
             return None
         files = row.files
-        hunks = _note_hunks(row.note)
+        hunks = row.hunks
         if hunks is not None:
             # An approval of some hunks stands only if they are hunks of this very bundle;
             # they are verified again before the commit, as when they were approved.
@@ -734,10 +737,13 @@ class NodeRunner:
             await ctx.approver.settled(request, Settlement(None, "no file of the bundle chosen"))
             return changes
         energy = attempt.energy.as_dict() if hunks is None else hunks.energy
-        # The intent names the bundle and, for hunks, which ones (in its note): a resumed
-        # session honours it for the same bundle, verifying the hunks again first.
+        # The intent names the bundle and, when a part is left, the part approved: the files,
+        # or the hunks (in its note). A resumed session honours it for the same bundle,
+        # verifying the hunks again first, and after its commit proposes what is left.
         intent = request.bundle_id
-        note = "" if decision.hunks is None else _hunks_note(decision.hunks)
+        partial = bool(rest.changes)
+        note = hunks_note(decision.hunks) if partial and decision.hunks is not None else ""
+        files = sorted(chosen) if partial and decision.hunks is None else None
         trailers = {
             "Keel-Session": ctx.session_id,
             "Keel-Node": node.id,
@@ -757,7 +763,7 @@ class NodeRunner:
                 None,
                 note,
                 bundle=intent,
-                files=None if decision.files is None else sorted(chosen),
+                files=files,
             )
         try:
             sha = await ctx.ledger.commit(now.changes, base, f"keel: {node.title}", trailers)
@@ -889,22 +895,6 @@ def complexity(node: PlanNode, attempt: Attempt) -> int:
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
-
-
-_HUNKS_NOTE = "hunks "
-
-
-def _hunks_note(ids: Sequence[str]) -> str:
-    """The note of an approval of some hunks: ``hunks <id>, <id>``."""
-    return _HUNKS_NOTE + ", ".join(ids)
-
-
-def _note_hunks(note: str) -> list[str] | None:
-    """The hunk ids an approval's note names (see :func:`_hunks_note`), else ``None``."""
-    if not note.startswith(_HUNKS_NOTE):
-        return None
-    ids = [i for i in note[len(_HUNKS_NOTE) :].split(", ") if i]
-    return ids or None
 
 
 def _based_id(changes: ChangeSet) -> str:

@@ -331,8 +331,9 @@ class SessionRecords(Protocol):
         the ``bundle`` id it approves and the ``files`` chosen (None: all of them)."""
         ...
 
-    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
-        """The node's pending approval was committed as ``ledger_sha``."""
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> ApprovalRecord:
+        """The node's pending approval was committed as ``ledger_sha``: that approval, now
+        holding the sha. An approval already holding it is returned as it is."""
         ...
 
     async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:

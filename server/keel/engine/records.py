@@ -108,12 +108,22 @@ class ModelCall:
     at: str = ""
 
 
+#: How an approval of some hunks names them in its note: ``hunks <id>, <id>``.
+HUNKS_NOTE = "hunks "
+
+
+def hunks_note(ids: Sequence[str]) -> str:
+    """The note of an approval of some hunks (:attr:`ApprovalRecord.hunks` reads it back)."""
+    return HUNKS_NOTE + ", ".join(ids)
+
+
 @dataclass(frozen=True)
 class ApprovalRecord:
     """A decision about a node's bundle (``approved``, ``rejected``, ``refused``).
 
     An approval is recorded before its commit (``ledger_sha`` None) with the ``bundle_id``
-    it approves and the ``files`` chosen (None: all of them); the commit adds the sha.
+    it approves and the part chosen, when only a part was: the ``files`` (None: all of them)
+    or the hunks its ``note`` names. The commit adds the sha.
     """
 
     id: int
@@ -125,6 +135,20 @@ class ApprovalRecord:
     bundle_id: str | None = None
     files: Sequence[str] | None = None
     at: str = ""
+
+    @property
+    def hunks(self) -> list[str] | None:
+        """The hunk ids an approval of some hunks names, else ``None``."""
+        if not self.note.startswith(HUNKS_NOTE):
+            return None
+        ids = [i for i in self.note[len(HUNKS_NOTE) :].split(", ") if i]
+        return ids or None
+
+    @property
+    def partial(self) -> bool:
+        """An approval of part of its bundle: once committed, the node still has the rest
+        to propose, so that commit does not finish the node."""
+        return self.files is not None or self.hunks is not None
 
 
 @dataclass(frozen=True)

@@ -360,7 +360,9 @@ class Engine:
 
         A kill between a commit and its store records leaves the store behind git; those
         records (the approval's sha, the ``node_committed`` event, the state) are completed
-        here from the commit itself, so status, the ledger and git agree.
+        here from the commit itself, so status, the ledger and git agree. A commit of part
+        of a bundle (some files or hunks) does not finish its node: the node runs again and
+        proposes the rest.
         """
         session_id = records.session_id
         entries = [e for e in await self.ledger.entries(None) if e.session == session_id]
@@ -369,10 +371,15 @@ class Engine:
         for entry in entries:  # newest first
             latest.setdefault(entry.node, entry)
         states = await records.node_states()
+        done: dict[str, NodeState] = {}
         for node_id, entry in latest.items():
             if states.get(node_id) == NodeState.COMMITTED:
+                done[node_id] = NodeState.COMMITTED
                 continue
-            await records.confirm_approval(node_id, entry.sha, entry.approved_by)
+            approval = await records.confirm_approval(node_id, entry.sha, entry.approved_by)
+            if approval.partial:
+                continue
+            done[node_id] = NodeState.COMMITTED
             await events.emit(
                 ev.NodeCommitted(
                     node=node_id,
@@ -383,7 +390,7 @@ class Engine:
                 )
             )
             await records.set_node_state(node_id, NodeState.COMMITTED, entry.sha)
-        return dict.fromkeys(latest, NodeState.COMMITTED)
+        return done
 
     def _exploration(self, events: EventLog) -> Exploration | None:
         """The architect's tools and budget; every call run is an ``explore`` event."""

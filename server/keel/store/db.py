@@ -30,7 +30,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -537,15 +537,25 @@ class SqliteSessionRecords:
         params = (self._id, node_id, decision, actor, ledger_sha, self._store._text(note), bundle)
         await self._store._write([(sql, (*params, chosen, _now()))])
 
-    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> ApprovalRecord:
         """The node's approved intent now has its commit, and the commit's approver; without
-        one (a store from before approvals were intents), an approval row is added."""
+        one (a store from before approvals were intents), an approval row is added. Confirming
+        a commit again (a resume after a kill) changes nothing."""
+        committed = (
+            "SELECT * FROM approvals WHERE session_id = ? AND node_id = ? AND ledger_sha = ?"
+            " ORDER BY id DESC"
+        )
+        done = await self._read(ApprovalRecord, committed, (node_id, ledger_sha))
+        if done:
+            return done[0]
         pending = await self._pending(node_id)
         if pending is not None:
             sql = "UPDATE approvals SET ledger_sha = ?, actor = ? WHERE id = ?"
             await self._store._write([(sql, (ledger_sha, actor, pending.id))])
-        else:
-            await self.record_approval(node_id, "approved", actor, ledger_sha)
+            return replace(pending, ledger_sha=ledger_sha, actor=actor)
+        await self.record_approval(node_id, "approved", actor, ledger_sha)
+        (added, *_) = await self._read(ApprovalRecord, committed, (node_id, ledger_sha))
+        return added
 
     async def pending_approval(self, node_id: str, bundle: str) -> ApprovalRecord | None:
         """The node's newest approval, if it approved ``bundle`` and has no commit yet."""

@@ -155,14 +155,19 @@ class RecordingStore:
             ApprovalRecord(number, node_id, decision, actor, ledger_sha, note, bundle, chosen)
         )
 
-    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> None:
+    async def confirm_approval(self, node_id: str, ledger_sha: str, actor: str) -> ApprovalRecord:
         self._log("confirm_approval", node_id, ledger_sha, actor)
+        done = [a for a in self.approvals if a.node_id == node_id and a.ledger_sha == ledger_sha]
+        if done:
+            return done[-1]
         pending = self._pending(node_id)
         if pending is None:
             await self.record_approval(node_id, "approved", actor, ledger_sha)
-            return
+            return self.approvals[-1]
         index = self.approvals.index(pending)
-        self.approvals[index] = dataclasses.replace(pending, ledger_sha=ledger_sha, actor=actor)
+        confirmed = dataclasses.replace(pending, ledger_sha=ledger_sha, actor=actor)
+        self.approvals[index] = confirmed
+        return confirmed
 
     def _pending(self, node_id: str) -> ApprovalRecord | None:
         mine = [a for a in self.approvals if a.node_id == node_id]

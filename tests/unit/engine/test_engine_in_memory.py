@@ -8,6 +8,7 @@ SQLite or a real checker do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import threading
@@ -385,6 +386,51 @@ async def test_a_resume_completes_a_commit_the_store_never_heard_of(tmp_path: Pa
     assert records.states["n1"] == "committed"
     assert [(a.node_id, a.ledger_sha) for a in records.approvals] == [("n1", ledger.log[0].sha)]
     assert sink.of(ev.NodeCommitted)[0].recovered is True
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "killed-before-record"])
+async def test_a_resume_after_part_of_a_bundle_was_committed_proposes_the_rest(
+    tmp_path: Path, recorded: bool
+) -> None:
+    """The reviewer approves calc.py of a two-file bundle and the session stops while the rest
+    waits (or is killed before the store hears of the commit): the commit does not finish
+    the node, so the resume proposes report.py again instead of calling the node done."""
+    store, ledger = MemoryStore(), MemoryLedger()
+    replies: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py", "report.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": GOOD, "report.py": "a = 1\n"}),
+    }
+    approver = ScriptedApprover([Decision(approved=True, actor="alice", files=["calc.py"]), None])
+    engine, _, _ = make_engine(
+        tmp_path, replies, store=store, ledger=ledger, approver=approver, mode="cautious"
+    )
+    result = await run(engine)
+    assert result.nodes == {"n1": NodeState.AWAITING_APPROVAL}
+    assert [sorted(r.changes) for r in approver.reviewed] == [
+        ["calc.py", "report.py"],
+        ["report.py"],
+    ]
+    (part,) = ledger.log
+    records = store.session(SESSION)
+    if not recorded:
+        (approval,) = records.approvals
+        records.approvals[0] = dataclasses.replace(approval, ledger_sha=None)
+
+    again = ScriptedApprover([Decision(approved=True, actor="bob")])
+    engine, client, sink = make_engine(
+        tmp_path, {}, store=store, ledger=ledger, approver=again, mode="cautious"
+    )
+    result = await run(engine, resume=True)
+    assert result.outcome == "success", result.reason
+    assert client.requests == []
+    assert [sorted(r.changes) for r in again.reviewed] == [["report.py"]]
+    assert [(e.node, e.approved_by) for e in ledger.log] == [("n1", "alice"), ("n1", "bob")]
+    assert ledger.files == {"calc.py": GOOD.encode(), "report.py": b"a = 1\n"}
+    assert [(a.actor, a.ledger_sha, a.files) for a in records.approvals] == [
+        ("alice", part.sha, ["calc.py"]),
+        ("bob", ledger.log[1].sha, None),
+    ]
+    assert not sink.of(ev.NodeCommitted)[0].recovered
 
 
 # ----------------------------------------------------------------- NodeRunner

@@ -31,6 +31,7 @@ from keel.engine.records import (
     NodeRecord,
     RunRecord,
     SessionRecord,
+    hunks_note,
 )
 from keel.engine.redaction import Redactor
 from keel.store import MIGRATIONS, SqliteSessionRecords, SqliteStore, store_path
@@ -395,12 +396,25 @@ async def test_an_approval_is_an_intent_until_its_commit_confirms_it(
     assert pending is not None and pending.actor == "user" and pending.files == ["a.py"]
     assert pending.bundle_id == "b1" and pending.ledger_sha is None
     assert await s1.pending_approval("n1", "other-bundle") is None
-    await s1.confirm_approval("n1", "a" * 40, "user")
+    confirmed = await s1.confirm_approval("n1", "a" * 40, "user")
+    assert (confirmed.ledger_sha, confirmed.files, confirmed.partial) == ("a" * 40, ["a.py"], True)
     assert await s1.pending_approval("n1", "b1") is None
     # a commit the store never heard of (an older store): the approval row is added
-    await s1.confirm_approval("n2", "b" * 40, "balanced")
+    added = await s1.confirm_approval("n2", "b" * 40, "balanced")
+    assert (added.node_id, added.ledger_sha, added.partial) == ("n2", "b" * 40, False)
+    # confirming a commit again (a resume after a kill) adds nothing and returns the same
+    assert await s1.confirm_approval("n1", "a" * 40, "user") == confirmed
     rows = [(a.node_id, a.decision, a.actor, a.ledger_sha) for a in await s1.approvals()]
     assert rows == [("n1", "approved", "user", "a" * 40), ("n2", "approved", "balanced", "b" * 40)]
+
+
+async def test_an_approval_of_some_hunks_is_partial(s1: SqliteSessionRecords) -> None:
+    await s1.record_approval("n1", "approved", "user", None, hunks_note(["h1", "h2"]), bundle="b")
+    pending = await s1.pending_approval("n1", "b")
+    assert pending is not None and pending.hunks == ["h1", "h2"] and pending.partial
+    await s1.record_approval("n2", "approved", "user", None, "approved with -y", bundle="c")
+    whole = await s1.pending_approval("n2", "c")
+    assert whole is not None and whole.hunks is None and not whole.partial
 
 
 async def test_a_refused_commit_closes_the_intent(s1: SqliteSessionRecords) -> None:
