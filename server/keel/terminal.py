@@ -259,7 +259,7 @@ class TerminalApprover:
             if text is None:
                 raise _EndOfInput
             if text:
-                return Decision(approved=False, actor="user", feedback=text)
+                return Decision(approved=False, actor="user", feedback=text, correction=True)
             self._say("No correction given.\n")
         elif key in ("e", "edit"):
             return await self._edit(request)

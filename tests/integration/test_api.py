@@ -359,7 +359,9 @@ def test_a_correction_reaches_the_next_attempt(tmp_path: Path) -> None:
             and r.headers.get("X-Keel-Node") == "node-1"
             and r.headers.get("X-Keel-Attempt") == "2"
         ]
-        assert "say it is corrected" in json.dumps(second[0].body)
+        asked = json.dumps(second[0].body)
+        assert "say it is corrected" in asked
+        assert "alpha" in asked  # the correction builds on the proposal: it is shown
     assert api.stopped_cleanly
 
 

@@ -71,7 +71,7 @@ async def test_keys_make_their_decisions() -> None:
     approver, _ = _approver("n\nnot like this\n")
     assert (await approver.review(REQUEST)) == _decision(feedback="not like this")
     approver, err = _approver("c\n\nc\nuse tabs\n")  # an empty correction asks again
-    assert (await approver.review(REQUEST)) == _decision(feedback="use tabs")
+    assert (await approver.review(REQUEST)) == _decision(feedback="use tabs", correction=True)
     assert "No correction given." in err.getvalue()
 
 
@@ -135,8 +135,8 @@ async def test_without_a_terminal_nothing_is_asked() -> None:
     assert await approver.approve_command("node-1", "make") is False
 
 
-def _decision(approved: bool = False, feedback: str = "") -> Decision:
-    return Decision(approved=approved, actor="user", feedback=feedback)
+def _decision(approved: bool = False, feedback: str = "", correction: bool = False) -> Decision:
+    return Decision(approved=approved, actor="user", feedback=feedback, correction=correction)
 
 
 async def test_the_prompt_shows_control_characters_as_escapes() -> None:

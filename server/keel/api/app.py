@@ -209,7 +209,7 @@ async def _reject(request: web.Request) -> web.Response:
 
 async def _correct(request: web.Request) -> web.Response:
     given = await body(request, CorrectBody)
-    decision = Decision(approved=False, actor="api", feedback=given.feedback)
+    decision = Decision(approved=False, actor="api", feedback=given.feedback, correction=True)
     manager = _manager(request)
     answer = await manager.decide(request.match_info["id"], given.bundle, decision, wait=False)
     return web.json_response({**answer, "decision": "corrected"})

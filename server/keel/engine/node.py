@@ -176,6 +176,8 @@ class NodeRunner:
         # What the last applied attempt changed, against the committed state: the next
         # attempt's sandbox starts with it (none after a rejection, or once committed).
         self._progress: ChangeSet | None = None
+        # The proposal a reviewer asked to correct: the next attempt's progress.
+        self._corrected: ChangeSet | None = None
         self._checks = 0
         # The id and base of the bundle last proposed (a new base gives a new id).
         self._proposed: tuple[str, dict[str, bytes | None]] | None = None
@@ -202,11 +204,11 @@ class NodeRunner:
                 if isinstance(outcome, NodeState):
                     return outcome
                 if outcome is None:
-                    rejected = True  # the next model attempt hears why, and starts afresh
+                    rejected = True  # the next model attempt hears why
                     break
                 attempt = await self._reverify(attempt, outcome)
-            if rejected:
-                self._progress = None
+            if rejected:  # it starts afresh, or from the proposal a reviewer corrected
+                self._progress, self._corrected = self._corrected, None
             elif attempt.changes is not None and attempt.changes.ok:
                 self._progress = attempt.changes
             previous = attempt
@@ -683,7 +685,15 @@ class NodeRunner:
                     node=node.id, bundle=request.bundle_id, feedback=decision.feedback
                 )
             )
-            self._feedback = f"The reviewer rejected the bundle. {decision.feedback}".strip()
+            if decision.correction:  # the next attempt changes the proposal, as asked
+                self._corrected = ChangeSet(dict(request.changes), dict(request.base))
+                self._feedback = (
+                    "The reviewer asks for changes to the bundle; its files are shown as "
+                    f"proposed: change them as asked. {decision.feedback}"
+                ).strip()
+            else:
+                why = f"The reviewer rejected the bundle. {decision.feedback}"
+                self._feedback = why.strip()
             return None
         return decision
 

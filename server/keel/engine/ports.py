@@ -450,9 +450,12 @@ class ApprovalRequest:
 class Decision:
     """The reviewer's answer.
 
-    ``feedback`` on a rejection reaches the model's next attempt (a *correction* is a
-    rejection with feedback). ``files`` approves only those workspace-relative paths; the
-    rest of the bundle is re-verified and proposed again. ``edits`` (with ``approved``
+    ``feedback`` on a rejection reaches the model's next attempt. A ``correction`` is a
+    rejection whose next attempt builds on the bundle (its files shown as proposed, changed
+    as the feedback asks) instead of starting afresh from the committed state.
+
+    ``files`` approves only those workspace-relative paths; the rest of the bundle is
+    re-verified and proposed again. ``edits`` (with ``approved``
     false) replaces files of the bundle with the reviewer's own version: the edited bundle is
     verified and proposed again, without a model call; a file "edited" back to its ``base``
     leaves the bundle (the reviewer rejected that file alone). ``created`` names new files
@@ -475,6 +478,7 @@ class Decision:
     edits: Mapping[str, bytes | None] | None = None
     created: Sequence[str] = ()
     hunks: Sequence[str] | None = None
+    correction: bool = False
 
 
 @dataclass(frozen=True)

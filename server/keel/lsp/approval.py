@@ -389,10 +389,12 @@ class Approval:
             self.ensure_pending(bundle, "waiting for the editor's diagnostics")
             claim.decided = True
             full = "\n\n".join(part for part in (feedback, self.editor_feedback(bundle)) if part)
-            said = "rejected" if how == "rejected" else "rejected with a correction"
-            self.hand_over(bundle, Decision(False, "user", feedback=full), said)
+            correcting = how == "correcting"
+            said = "rejected with a correction" if correcting else "rejected"
+            decision = Decision(False, "user", feedback=full, correction=correcting)
+            self.hand_over(bundle, decision, said)
             return DecisionResult(
-                bundle_id=bundle.id, decision="correcting" if how == "correcting" else "rejected"
+                bundle_id=bundle.id, decision="correcting" if correcting else "rejected"
             )
 
     def _reject_files(self, bundle: PendingBundle, paths: list[str], reason: str) -> DecisionResult:

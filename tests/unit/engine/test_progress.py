@@ -82,6 +82,30 @@ async def test_a_rejected_bundle_is_not_built_on(tmp_path: Path) -> None:
     assert "left them (not committed)" not in second
 
 
+async def test_a_corrected_bundle_is_built_on(tmp_path: Path) -> None:
+    """A correction (``c`` in the terminal, ``keel.server.correct``, the API's ``correct``)
+    asks for a change to the proposal: the next attempt sees the proposed files and changes
+    only what it must (here calc.py; the test it leaves out stays as proposed)."""
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": SWAPPED, "test_calc.py": TEST}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}),
+    }
+    ledger = MemoryLedger()
+    correct = Decision(False, "user", feedback="a + b, please", correction=True)
+    approver = ScriptedApprover([correct, Decision(True)])
+    ctx, _, client = node_context(
+        tmp_path, replies, approver=approver, ledger=ledger, mode="cautious"
+    )
+    assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
+    assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
+    second = actuator_prompts(client)[1]
+    assert "The reviewer asks for changes to the bundle" in second and "a + b, please" in second
+    assert "return b + a" in second and "assert add(1, 2) == 3" in second  # as proposed
+    assert "shown as attempt 1 left them (not committed): calc.py, test_calc.py" in second
+    _, again = approver.reviewed
+    assert sorted(again.changes) == ["calc.py", "test_calc.py"]  # the test, as proposed
+
+
 async def test_a_file_written_back_to_its_committed_content_leaves_the_bundle(
     tmp_path: Path,
 ) -> None:

@@ -134,7 +134,8 @@ async def test_correct_is_a_rejection_with_the_reviewers_words(setup: Setup) -> 
     answer = await setup.approval.reject(bundle.id, "name it B", "correcting")
     assert answer.wire() == {"bundleId": bundle.id, "decision": "correcting"}
     await setup.decided.wait()
-    assert setup.decisions[0].feedback == "name it B" and not setup.decisions[0].approved
+    (decision,) = setup.decisions
+    assert decision.feedback == "name it B" and not decision.approved and decision.correction
     with pytest.raises(JsonRpcInvalidParams, match="rejected with a correction"):
         setup.bundles.claim(bundle.id)
 
