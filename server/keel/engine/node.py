@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keel.bundles.apply import ChangeSet, Problem, compose, plan_changes, write_changes
+from keel.bundles.apply import ChangeSet, compose, plan_changes, write_changes
 from keel.bundles.diff import change_set_diff
 from keel.bundles.hunks import bundle_hunks, split, unknown_ids
-from keel.bundles.paths import PathError
+from keel.bundles.paths import PathError, normalize
 from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, UNBOUNDED_FILE_CHARS, bound_reason
@@ -331,7 +331,14 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         await self._adopt(number, bundle, sandbox)
         changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
-        changes.problems.extend(self._contradicting_deletes(bundle, changes))
+        dropped = self._contradicting_deletes(bundle, changes)
+        if dropped:  # the rest of the bundle stands without them
+            kept = [raw for raw in bundle.deletes if not _names_any(raw, dropped)]
+            bundle = bundle.model_copy(update={"deletes": kept})
+            changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
+            for path, why in dropped.items():
+                message = f"{node.id} attempt {number}: the deletion of {path} was dropped: {why}"
+                await ctx.events.emit(ev.WarningEvent(message=message))
         await ctx.events.emit(
             ev.BundleGenerated(
                 node=node.id,
@@ -361,36 +368,21 @@ class NodeRunner:
         energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes))
         return Attempt(number, bundle, changes, energy)
 
-    def _contradicting_deletes(self, bundle: ArtifactBundle, changes: ChangeSet) -> list[Problem]:
-        """Deletions that cannot be meant: a file the node's own commands run, and a file
-        only an earlier attempt created (owned, so it must exist: the contract would miss
-        it). Small models delete a file to "start over"; refusing the bundle keeps the last
-        attempt's files instead."""
+    def _contradicting_deletes(self, bundle: ArtifactBundle, changes: ChangeSet) -> dict[str, str]:
+        """Deletions that cannot be meant, each with why: a file the node's own commands run,
+        and a file only an earlier attempt created (owned, so it must exist: the contract
+        would miss it). Small models delete a file to "start over", or list the file they
+        leave alone; the deletion is dropped and the rest of the bundle stands."""
         gone = {path for path, data in changes.changes.items() if data is None}
-        problems = []
+        reasons: dict[str, str] = {}
         for command in dict.fromkeys([*self.node.commands, *bundle.commands]):
             for path in command_files(command):
-                if path in gone:
-                    gone.discard(path)
-                    problems.append(
-                        Problem(
-                            "path",
-                            path,
-                            f"{path} is deleted, but the command `{command}` runs it: change "
-                            "it with a write or a diff instead, or drop the command",
-                        )
-                    )
+                if path in gone and path not in reasons:
+                    reasons[path] = f"the command `{command}` runs it"
         created = self._progress.created() if self._progress is not None else set()
-        problems += [
-            Problem(
-                "path",
-                path,
-                f"cannot delete {path}: the last attempt created it and this node owns it, so "
-                "it must exist; change it with a write or a diff instead",
-            )
-            for path in sorted(gone & created)
-        ]
-        return problems
+        for path in sorted(gone & created):
+            reasons.setdefault(path, "the last attempt created it and this node owns it")
+        return reasons
 
     async def _adopt(self, number: int, bundle: ArtifactBundle, sandbox: Path) -> None:
         """The files ``bundle`` creates that no node of the plan owns become this node's.
@@ -905,6 +897,14 @@ def complexity(node: PlanNode, attempt: Attempt) -> int:
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
+
+
+def _names_any(raw: str, paths: Mapping[str, str]) -> bool:
+    """Whether a bundle's raw path names one of ``paths`` (normalized)."""
+    try:
+        return normalize(raw) in paths
+    except PathError:
+        return False
 
 
 def _based_id(changes: ChangeSet) -> str:

@@ -139,37 +139,41 @@ def with_deletes(reply: dict[str, object], *paths: str) -> dict[str, object]:
     return {**reply, "deletes": list(paths)}
 
 
-async def test_deleting_a_file_only_the_last_attempt_created_is_refused(tmp_path: Path) -> None:
-    """Calculator, run 9: attempt 3 deleted the test attempt 2 wrote, "to start over"."""
+async def test_deleting_a_file_only_the_last_attempt_created_is_dropped(tmp_path: Path) -> None:
+    """Calculator, run 9: attempt 3 deleted the test attempt 2 wrote, "to start over". The
+    deletion is dropped; the rest of the bundle (here the fix) stands."""
     replies: Replies = {
         ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN, "test_calc.py": TEST}),
-        ("actuator", "n1", 2): with_deletes(bundle_reply({"calc.py": FIXED}), "test_calc.py"),
-        ("actuator", "n1", 3): bundle_reply({"calc.py": FIXED}),
+        ("actuator", "n1", 2): with_deletes(bundle_reply({"calc.py": FIXED}), "./test_calc.py"),
     }
     ledger = MemoryLedger()
-    ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
+    ctx, records, client = node_context(tmp_path, replies, ledger=ledger)
     assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
     assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
-    third = actuator_prompts(client)[2]
-    assert "cannot delete test_calc.py: the last attempt created it" in third
-    assert "assert add(1, 2) == 3" in third  # attempt 1's test still stands
+    assert len(actuator_prompts(client)) == 2  # attempt 2 was stable: no third
+    (warning,) = [e for e in records.events if e["type"] == "warning"]
+    assert warning["message"] == (
+        "n1 attempt 2: the deletion of test_calc.py was dropped: the last attempt created it "
+        "and this node owns it"
+    )
 
 
-async def test_deleting_a_file_the_nodes_command_runs_is_refused(tmp_path: Path) -> None:
-    """Fix, run 6: a correct fix that also deleted the test file its command runs."""
+async def test_deleting_a_file_the_nodes_command_runs_is_dropped(tmp_path: Path) -> None:
+    """Fix, run 6, and greet, run 17: a correct fix that also deleted the test file its
+    command runs."""
     command = "python -m pytest -q test_calc.py"
     replies: Replies = {
         ("actuator", "n1", 1): with_deletes(
             bundle_reply({"calc.py": FIXED}, [command]), "test_calc.py"
         ),
-        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}, [command]),
     }
     ledger = MemoryLedger({"calc.py": BROKEN.encode(), "test_calc.py": TEST.encode()})
     ctx, _, client = node_context(tmp_path, replies, ledger=ledger)
     assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.COMMITTED
     assert ledger.files == {"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()}
-    second = actuator_prompts(client)[1]
-    assert f"test_calc.py is deleted, but the command `{command}` runs it" in second
+    assert len(actuator_prompts(client)) == 1
+    (commit,) = ledger.log
+    assert sorted(commit.files) == ["calc.py"]
 
 
 async def test_deleting_a_committed_file_no_command_runs_is_still_allowed(tmp_path: Path) -> None:
