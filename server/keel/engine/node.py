@@ -66,6 +66,12 @@ from keel.engine.replies import ArtifactBundle, PlanNode, TaskPlan
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
 
+#: The evidence for a bundle that leaves every file as it stands.
+NOTHING_CHANGED = (
+    "the bundle changes no file: each file it writes is already as written. Write the files "
+    "this node must change, with the change"
+)
+
 
 @dataclass
 class Attempt:
@@ -362,6 +368,9 @@ class NodeRunner:
             return Attempt(number, bundle, changes, self._measure_only([residual]))
         if self._progress is not None:  # the sandbox held the last attempt's changes
             changes = compose(self._progress, changes)
+        if not changes.changed().changes:  # nothing to verify, propose or commit
+            residual = Residual(Component.STR, NOTHING_CHANGED, "bundle")
+            return Attempt(number, bundle, changes, self._measure_only([residual]))
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")
