@@ -115,7 +115,6 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
         with contextlib.suppress(PathError):
             deleted.add(normalize(raw))
     deleted -= written
-    written_in_full: set[str] = set()  # paths whose change so far is a full write
     for kind, raw_path, payload in operations:
         try:
             path = normalize(raw_path)
@@ -130,11 +129,8 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
             )
             continue
         if path in result.changes:
-            if kind == "write" and path in written_in_full:
-                # Writes apply in order, as an editor applies them: a later full write of a
-                # path replaces the earlier one (a small model's second, corrected version).
-                result.changes[path] = _new_content(kind, path, result.base[path], payload)
-                continue
+            if kind == "write" and payload is not None and payload.encode() == result.changes[path]:
+                continue  # the same full write twice: one write, nothing ambiguous
             result.problems.append(Problem("path", path, f"{path} is changed twice in one bundle"))
             continue
         try:
@@ -147,9 +143,6 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
             result.changes[path] = _new_content(kind, path, before, payload)
         except (PatchError, UnicodeDecodeError) as exc:
             result.problems.append(Problem("patch", path, str(exc)))
-            continue
-        if kind == "write":
-            written_in_full.add(path)
     result.problems.extend(_collisions(result.changes))
     return result
 

@@ -132,17 +132,13 @@ def test_the_same_full_write_twice_is_one_write(tree: Path) -> None:
     assert plan.problems == [] and plan.changes == {"src/calc.py": b"one\n"}
 
 
-def test_of_two_different_writes_of_one_path_the_last_stands(tree: Path) -> None:
-    """Writes apply in order. Small models write a file, then a corrected version of it
-    (docs/benchmarks.md: greet in run 12, slugify in run 16); the base is the tree's."""
-    before = (tree / "src" / "calc.py").read_bytes()
+def test_two_different_writes_of_one_path_are_still_a_problem(tree: Path) -> None:
     writes = [
-        FileWrite(path="src/calc.py", content="one}\n"),
-        FileWrite(path="./src/calc.py", content="one\n"),
+        FileWrite(path="src/calc.py", content="one\n"),
+        FileWrite(path="./src/calc.py", content="two\n"),
     ]
     plan = plan_changes(tree, ArtifactBundle(writes=writes), owns=["src"])
-    assert plan.problems == [] and plan.changes == {"src/calc.py": b"one\n"}
-    assert plan.base == {"src/calc.py": before}
+    assert [(p.kind, p.path) for p in plan.problems] == [("path", "src/calc.py")]
 
 
 def test_a_file_written_in_full_and_deleted_is_replaced(tree: Path) -> None:
