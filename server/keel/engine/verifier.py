@@ -159,7 +159,7 @@ class Verifier:
             if tests:
                 jobs.append(plugin.run_tests(sandbox, tests))
         reports.extend(await asyncio.gather(*jobs))
-        return measure(mark(reports, self.baseline), self._weights)
+        return measure(mark(within(reports, sandbox), self.baseline), self._weights)
 
     def _tests_for(
         self, node: PlanNode, plugin: LanguagePlugin, mine: list[str], all_files: list[str]
@@ -189,7 +189,7 @@ class Verifier:
             jobs += [plugin.cross_check(sandbox, mine), plugin.check(sandbox, mine)]
             if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
                 jobs.append(plugin.run_tests(sandbox, None))
-        reports = mark([*await asyncio.gather(*jobs), *extra], self.baseline)
+        reports = mark(within([*await asyncio.gather(*jobs), *extra], sandbox), self.baseline)
         return measure([_as_sheaf(report) for report in reports], self._weights)
 
     async def measure_baseline(
@@ -278,3 +278,21 @@ def evidence_dicts(evidence: Iterable[Residual]) -> list[dict[str, object]]:
 
 def energy_summary(energy: Energy) -> Mapping[str, float]:
     return energy.as_dict()
+
+
+def within(reports: Iterable[SensorReport], sandbox: Path) -> list[SensorReport]:
+    """``reports`` with the sandbox's absolute path taken out of their messages: tools print
+    it (pytest's tracebacks, a checker's file names), and the model then writes patches for
+    it, and the user reads a temporary directory's name. Paths become workspace-relative."""
+    roots = sorted({str(sandbox), str(sandbox.resolve())}, key=len, reverse=True)
+
+    def relative(message: str) -> str:
+        for root in roots:
+            message = message.replace(root + os.sep, "").replace(root, ".")
+        return message
+
+    out = []
+    for report in reports:
+        residuals = tuple(replace(r, message=relative(r.message)) for r in report.residuals)
+        out.append(replace(report, residuals=residuals))
+    return out

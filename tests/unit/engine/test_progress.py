@@ -6,12 +6,21 @@ checker error and ``FAIL`` in a test file a failing test, so each attempt's verd
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from keel.engine.models import NodeState, Tier
+from keel.engine.models import Component, NodeState, Residual, SensorReport, Tier
 from keel.engine.node import NodeRunner
 from keel.engine.ports import Decision
-from tests.unit.engine.doubles import KeyedClient, MemoryLedger, ScriptedApprover, bundle_reply
+from keel.engine.verifier import Verifier
+from tests.unit.engine.doubles import (
+    KeyedClient,
+    MemoryLedger,
+    ScriptedApprover,
+    ToyPlugin,
+    bundle_reply,
+)
 from tests.unit.engine.test_engine_in_memory import Replies, node_context, plan_node
 
 OWNS = ("calc.py", "test_calc.py")
@@ -203,3 +212,37 @@ async def test_a_bundle_that_changes_nothing_is_evidence_not_a_loop(tmp_path: Pa
     assert "the bundle changes no file" in actuator_prompts(client)[1]
     stable = [a.stable for a in records.attempts.values()]
     assert stable == [False, False, False]
+
+
+class TracebackPlugin(ToyPlugin):
+    """Reports ``SYNTAX`` the way pytest does: with the absolute path of the tree it ran in."""
+
+    async def check(self, root: Path, files: Sequence[str]) -> SensorReport:
+        found = [
+            Residual(
+                Component.SYN, f'File "{root / path}", line 2: invalid syntax', "toy", path=path
+            )
+            for path in files
+            if "SYNTAX" in (root / path).read_text()
+        ]
+        return SensorReport("toy", tuple(found))
+
+
+async def test_evidence_names_files_relative_to_the_workspace_not_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    """Run 18's word_count: shown a sandbox's absolute path in the evidence, the model wrote
+    a patch for that path. Evidence is stored, shown and sent with workspace paths."""
+    replies: Replies = {
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BROKEN}),
+        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}),
+    }
+    ctx, records, client = node_context(tmp_path, replies)
+    plugin = TracebackPlugin()
+    ctx = replace(ctx, verifier=Verifier([plugin], ctx.settings.weights, defer_tests=False))
+    assert await NodeRunner(ctx, plan_node()).run() is NodeState.COMMITTED
+    second = actuator_prompts(client)[1]
+    assert 'File "calc.py", line 2: invalid syntax' in second
+    assert str(ctx.sandbox_root) not in second
+    (first, _) = records.attempts.values()
+    assert first.evidence[0]["message"] == 'File "calc.py", line 2: invalid syntax'
