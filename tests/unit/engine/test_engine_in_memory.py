@@ -544,3 +544,28 @@ async def test_an_invalid_reply_is_evidence_not_a_crash(tmp_path: Path, reply: s
     assert first.bundle is None and not first.stable
     assert first.evidence[0]["source"] == "schema"
     assert records.model_calls[0].ok is False and records.model_calls[0].error
+
+
+async def test_a_resumed_node_builds_on_its_replayed_attempts(tmp_path: Path) -> None:
+    """Stopped after attempt 1 (a broken module and its test): the resume replays attempt 1
+    from the store, so attempt 2, which rewrites only the module, still has attempt 1's test
+    under it, and the commit holds both."""
+    test = "from calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    store, ledger = MemoryStore(), MemoryLedger()
+    first: Replies = {
+        ("architect", None, 1): plan_reply(node_spec("n1", ["calc.py", "test_calc.py"])),
+        ("actuator", "n1", 1): bundle_reply({"calc.py": BAD, "test_calc.py": test}),
+    }
+    engine, _, _ = make_engine(
+        tmp_path, first, store=store, ledger=ledger, budget=Budget(max_steps=2)
+    )
+    assert (await run(engine)).budget_stop
+
+    again: Replies = {("actuator", "n1", 2): bundle_reply({"calc.py": GOOD})}
+    engine, client, _ = make_engine(tmp_path, again, store=store, ledger=ledger)
+    result = await run(engine, resume=True)
+    assert result.outcome == "success", result.reason
+    assert client.asked("actuator", "n1") == [2]  # attempt 1 came from the store
+    (second,) = [r for r in client.requests if r.tier is Tier.ACTUATOR]
+    assert "shown as attempt 1 left them (not committed): calc.py, test_calc.py" in second.prompt
+    assert ledger.files == {"calc.py": GOOD.encode(), "test_calc.py": test.encode()}
