@@ -66,10 +66,12 @@ from keel.engine.replies import ArtifactBundle, PlanNode, TaskPlan
 from keel.engine.settings import MODES, EngineSettings
 from keel.engine.verifier import Verifier, analyse, evidence_dicts
 
-#: The evidence for a bundle that leaves every file as it stands.
-NOTHING_CHANGED = (
-    "the bundle changes no file: each file it writes is already as written. Write the files "
-    "this node must change, with the change"
+#: The evidence for a bundle that changes no file.
+NOTHING_CHANGED = Residual(
+    Component.STR,
+    "the bundle changes no file: it has no write, diff or deletion that changes anything. "
+    "Write the files this node must change, with the change",
+    "bundle",
 )
 
 
@@ -368,13 +370,13 @@ class NodeRunner:
             return Attempt(number, bundle, changes, self._measure_only([residual]))
         if self._progress is not None:  # the sandbox held the last attempt's changes
             changes = compose(self._progress, changes)
-        if not changes.changed().changes:  # nothing to verify, propose or commit
-            residual = Residual(Component.STR, NOTHING_CHANGED, "bundle")
-            return Attempt(number, bundle, changes, self._measure_only([residual]))
+        # An empty bundle is verified like any other, and is never stable: its approval would
+        # commit nothing and leave the node to ask again, forever.
+        empty = [] if changes.changes else [SensorReport("bundle", (NOTHING_CHANGED,))]
         await self._state(NodeState.VERIFYING, f"attempt {number}")
         results = await self._run_commands(bundle, sandbox)
         ctx.faults.hit("node_commands_run")
-        energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes))
+        energy = await ctx.verifier.measure_node(node, sandbox, results, _deleted(changes), empty)
         return Attempt(number, bundle, changes, energy)
 
     def _contradicting_deletes(self, bundle: ArtifactBundle, changes: ChangeSet) -> dict[str, str]:

@@ -142,11 +142,13 @@ class Verifier:
         sandbox: Path,
         commands: Sequence[CommandResult],
         deleted: Iterable[str] = (),
+        extra: Sequence[SensorReport] = (),
     ) -> Energy:
-        """The node's energy in ``sandbox``; ``deleted`` are owned files its bundle deletes."""
+        """The node's energy in ``sandbox``; ``deleted`` are owned files its bundle deletes,
+        ``extra`` what the engine found about the bundle itself."""
         owned = await asyncio.to_thread(read_texts, sandbox, node.owns)
         existing = [path for path, text in owned.items() if text is not None]
-        reports = [check_contract(node, owned, deleted), command_report(commands)]
+        reports = [check_contract(node, owned, deleted), command_report(commands), *extra]
         by_plugin = self._owning(existing)
         all_files = await asyncio.to_thread(tree_files, sandbox)
         jobs = []

@@ -197,21 +197,16 @@ async def test_deleting_a_committed_file_no_command_runs_is_still_allowed(tmp_pa
 
 
 async def test_a_bundle_that_changes_nothing_is_evidence_not_a_loop(tmp_path: Path) -> None:
-    """An empty reply, or one writing the files as they stand, on a node whose checks pass:
-    it is not proposed (an approval would commit nothing, and the node would ask forever);
-    the model hears why, and the node escalates when its attempts are spent."""
-    replies: Replies = {
-        ("actuator", "n1", 1): bundle_reply({}),
-        ("actuator", "n1", 2): bundle_reply({"calc.py": FIXED}),  # as committed
-        ("actuator", "n1", 3): bundle_reply({}),
-    }
+    """An empty reply on a node whose checks pass: it is never stable (an approval would
+    commit nothing, and the node would ask again forever); the model hears why, and the node
+    escalates when its attempts are spent."""
+    replies: Replies = {("actuator", "n1", n): bundle_reply({}) for n in (1, 2, 3)}
     ledger = MemoryLedger({"calc.py": FIXED.encode(), "test_calc.py": TEST.encode()})
     ctx, records, client = node_context(tmp_path, replies, ledger=ledger)
     assert await NodeRunner(ctx, plan_node(owns=OWNS)).run() is NodeState.ESCALATED
     assert ledger.log == []
     assert "the bundle changes no file" in actuator_prompts(client)[1]
-    stable = [a.stable for a in records.attempts.values()]
-    assert stable == [False, False, False]
+    assert [a.stable for a in records.attempts.values()] == [False, False, False]
 
 
 class TracebackPlugin(ToyPlugin):
