@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -287,10 +288,12 @@ def within(reports: Iterable[SensorReport], sandbox: Path) -> list[SensorReport]
     it (pytest's tracebacks, a checker's file names), and the model then writes patches for
     it, and the user reads a temporary directory's name. Paths become workspace-relative."""
     roots = sorted({str(sandbox), str(sandbox.resolve())}, key=len, reverse=True)
+    # The sandbox itself, not a sibling whose name it begins (``.../n1/1`` in ``.../n1/10``).
+    bare = [re.compile(re.escape(root) + r"(?![\w.-])") for root in roots]
 
     def relative(message: str) -> str:
-        for root in roots:
-            message = message.replace(root + os.sep, "").replace(root, ".")
+        for root, alone in zip(roots, bare, strict=True):
+            message = alone.sub(".", message.replace(root + os.sep, ""))
         return message
 
     out = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from keel.engine.models import Component, NodeState, Residual, SensorReport, Tier
 from keel.engine.node import NodeRunner
 from keel.engine.ports import Decision
-from keel.engine.verifier import Verifier
+from keel.engine.verifier import Verifier, within
 from tests.unit.engine.doubles import (
     KeyedClient,
     MemoryLedger,
@@ -241,3 +241,11 @@ async def test_evidence_names_files_relative_to_the_workspace_not_the_sandbox(
     assert str(ctx.sandbox_root) not in second
     (first, _) = records.attempts.values()
     assert first.evidence[0]["message"] == 'File "calc.py", line 2: invalid syntax'
+
+
+def test_only_the_sandbox_itself_is_taken_out_of_messages(tmp_path: Path) -> None:
+    sandbox = tmp_path / "n1" / "1"
+    said = f"{sandbox}/calc.py:2: error; rootdir: {sandbox}; see {sandbox}0/x.py"
+    report = SensorReport("toy", (Residual(Component.SYN, said, "toy"),))
+    (out,) = within([report], sandbox)
+    assert out.residuals[0].message == f"calc.py:2: error; rootdir: .; see {sandbox}0/x.py"
