@@ -182,8 +182,6 @@ full-file "writes", unified-diff "diffs" (--- a/path, +++ b/path, @@ hunks) for 
 to existing files, "deletes", and "commands" to run in the sandbox to check the result.
 Write only files the node owns. Your bundle is verified by a type checker, the test runner
 and the node's commands; if it is not stable you will get the evidence and another attempt.
-Make the code do what the task asks: never return a test's expected value as a constant,
-skip or delete a test, or weaken an assertion to make it pass.
 
 """ + reply_format(ArtifactBundle, BUNDLE_RULES, BUNDLE_EXAMPLE)
 
@@ -192,9 +190,7 @@ You are the verifier of a verified coding agent. Given a node, its bundle, the f
 bundle left them and the evidence that it is not yet stable (diagnostics, failing tests,
 failed commands, violated contract items), find the root cause in those files. Do not
 write code. Answer with the verifier_report JSON object: verdict "unstable", a short
-analysis, and concrete fix_hints. Advise fixing the code to do what the task asks, never
-returning a test's expected value as a constant, skipping or deleting a test, or weakening
-an assertion.
+analysis, and concrete fix_hints.
 
 """ + reply_format(VerifierReport, (), VERIFIER_EXAMPLE)
 

@@ -116,10 +116,3 @@ def test_prose_around_the_json_is_refused_with_the_fix() -> None:
     reply = parse_reply(VerifierReport, 'Sure! {"verdict": "unstable", "analysis": "x"}')
     assert reply.value is None and reply.error is not None
     assert "reply with one complete JSON object and nothing around it" in reply.error
-
-
-def test_the_actuator_and_the_verifier_are_told_not_to_game_the_tests() -> None:
-    """Run 19's verifier advised ``return 'Hello, Ada!'`` for greet(name)."""
-    for system in (prompts.ACTUATOR_SYSTEM, prompts.VERIFIER_SYSTEM):
-        text = " ".join(system.split())
-        assert "test's expected value as a constant" in text and "weaken" in text
