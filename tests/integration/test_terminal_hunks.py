@@ -58,6 +58,19 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**env, **GIT_ENV, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".c")}
 
 
+def _resume(tmp_path: Path, workspace: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``keel resume --last`` without a terminal."""
+    return subprocess.run(
+        [*KEEL, "resume", "--last", "-w", str(workspace), *flags],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+
+
 def _keel_commits(workspace: Path) -> list[str]:
     log = git(workspace, "log", "--format=%H %s").splitlines()
     return [line.split()[0] for line in log if " keel: " in line]
@@ -228,15 +241,7 @@ def test_a_kill_before_the_kept_hunks_commit_keeps_them_for_resume(tmp_path: Pat
     assert term.wait() == -signal.SIGKILL, term.output
     assert not _keel_commits(workspace)
 
-    resumed = subprocess.run(
-        [*KEEL, "resume", "--last", "-w", str(workspace)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=120,
-        check=False,
-    )
+    resumed = _resume(tmp_path, workspace)
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr
     (only,) = _keel_commits(workspace)
     assert git(workspace, "show", f"{only}:calc.py") == A_ONLY
@@ -323,30 +328,13 @@ def test_a_kill_after_the_kept_hunk_is_committed_leaves_the_rest_to_propose(
     (kept,) = _keel_commits(workspace)
     assert git(workspace, "show", f"{kept}:calc.py") == A_ONLY
 
-    resume = [*KEEL, "resume", "--last", "-w", str(workspace)]
-    asked = subprocess.run(
-        resume,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=120,
-        check=False,
-    )
+    asked = _resume(tmp_path, workspace)
     assert asked.returncode == 1, asked.stdout + asked.stderr
     assert "[node-1] awaiting approval (complexity 1)" in asked.stdout
     approvals = _query(workspace, "SELECT decision, actor, ledger_sha, note FROM approvals")
     assert approvals == [("approved", "user", kept, f"hunks {a}")]  # completed from git
 
-    done = subprocess.run(
-        [*resume, "--mode", "yolo"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        timeout=120,
-        check=False,
-    )
+    done = _resume(tmp_path, workspace, "--mode", "yolo")
     assert done.returncode == 0, done.stdout + done.stderr
     rest, first = _keel_commits(workspace)
     assert first == kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +108,7 @@ def plan_changes(root: Path, bundle: ArtifactBundle, owns: Iterable[str]) -> Cha
     operations: list[tuple[str, str, str | None]] = [
         *(("write", w.path, w.content) for w in bundle.writes),
         *(("diff", d.path, d.patch) for d in bundle.diffs),
-        *(("delete", p, None) for p in bundle.deletes if not _normalizes_into(p, written)),
+        *(("delete", p, None) for p in bundle.deletes if not normalizes_into(p, written)),
     ]
     deleted = set()
     for raw in bundle.deletes:
@@ -156,7 +156,8 @@ def compose(first: ChangeSet, then: ChangeSet) -> ChangeSet:
     return ChangeSet(changes, base, [*first.problems, *then.problems]).changed()
 
 
-def _normalizes_into(raw: str, paths: set[str]) -> bool:
+def normalizes_into(raw: str, paths: Container[str]) -> bool:
+    """Whether a bundle's raw path, normalized, is one of ``paths`` (a bad path is not)."""
     try:
         return normalize(raw) in paths
     except PathError:

@@ -25,10 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keel.bundles.apply import ChangeSet, compose, plan_changes, write_changes
+from keel.bundles.apply import (
+    ChangeSet,
+    compose,
+    normalizes_into,
+    plan_changes,
+    write_changes,
+)
 from keel.bundles.diff import change_set_diff
 from keel.bundles.hunks import bundle_hunks, split, unknown_ids
-from keel.bundles.paths import PathError, normalize
+from keel.bundles.paths import PathError
 from keel.engine import events as ev
 from keel.engine import prompts
 from keel.engine.bounds import CHARS_PER_TOKEN, MIN_SHOWN, UNBOUNDED_FILE_CHARS, bound_reason
@@ -341,7 +347,7 @@ class NodeRunner:
         changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
         dropped = self._contradicting_deletes(bundle, changes)
         if dropped:  # the rest of the bundle stands without them
-            kept = [raw for raw in bundle.deletes if not _names_any(raw, dropped)]
+            kept = [raw for raw in bundle.deletes if not normalizes_into(raw, dropped)]
             bundle = bundle.model_copy(update={"deletes": kept})
             changes = await asyncio.to_thread(plan_changes, sandbox, bundle, node.owns)
             for path, why in dropped.items():
@@ -518,8 +524,9 @@ class NodeRunner:
         ctx, node = self.ctx, self.node
         changes = attempt.changes
         assert changes is not None
-        if changes.changed().changes:  # files written as they already stand are not proposed
-            changes = changes.changed()
+        changed = changes.changed()
+        if changed.changes:  # files written as they already stand are not proposed
+            changes = changed
             attempt = replace(attempt, changes=changes)
         bundle_id = changes.content_hash()[:16]
         last = self._proposed
@@ -908,14 +915,6 @@ def complexity(node: PlanNode, attempt: Attempt) -> int:
     files = len(attempt.changes.changes) if attempt.changes else 0
     commands = len(node.commands) + len(attempt.bundle.commands if attempt.bundle else [])
     return files + commands
-
-
-def _names_any(raw: str, paths: Mapping[str, str]) -> bool:
-    """Whether a bundle's raw path names one of ``paths`` (normalized)."""
-    try:
-        return normalize(raw) in paths
-    except PathError:
-        return False
 
 
 def _based_id(changes: ChangeSet) -> str:

@@ -162,7 +162,8 @@ class Verifier:
             if tests:
                 jobs.append(plugin.run_tests(sandbox, tests))
         reports.extend(await asyncio.gather(*jobs))
-        return measure(mark(within(reports, sandbox), self.baseline), self._weights)
+        relative = await asyncio.to_thread(within, reports, sandbox)
+        return measure(mark(relative, self.baseline), self._weights)
 
     def _tests_for(
         self, node: PlanNode, plugin: LanguagePlugin, mine: list[str], all_files: list[str]
@@ -192,7 +193,8 @@ class Verifier:
             jobs += [plugin.cross_check(sandbox, mine), plugin.check(sandbox, mine)]
             if any(plugin.owns_file(p) and plugin.is_test_file(p) for p in all_files):
                 jobs.append(plugin.run_tests(sandbox, None))
-        reports = mark(within([*await asyncio.gather(*jobs), *extra], sandbox), self.baseline)
+        found = [*await asyncio.gather(*jobs), *extra]
+        reports = mark(await asyncio.to_thread(within, found, sandbox), self.baseline)
         return measure([_as_sheaf(report) for report in reports], self._weights)
 
     async def measure_baseline(
